@@ -1,0 +1,1 @@
+"""Hydra entry points, sweeps, aggregation and figure scripts that regenerate the paper's results."""

@@ -1,0 +1,1 @@
+"""Cascade planners: plan data model, feasibility checker, Cascadia and baselines."""

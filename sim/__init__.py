@@ -1,0 +1,1 @@
+"""Discrete-event simulator of LLM cascade serving on GPU clusters (hardware, cost model, replicas, cascade flow, metrics)."""

@@ -1,0 +1,8 @@
+"""Where the project's own config and data live (never ../shared: the product runs without it)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = PROJECT_ROOT / "conf"
+DATA_DIR = PROJECT_ROOT / "data"
