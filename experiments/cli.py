@@ -1,0 +1,44 @@
+"""Shared CLI plumbing: turn user mistakes (UserError, Hydra config errors) into one line on stderr and exit 2."""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable
+
+from sim.errors import UserError
+
+
+def _hydra_config_error_types() -> tuple[type[BaseException], ...]:
+    from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return (ConfigCompositionException, MissingConfigException, HydraException, OmegaConfBaseException)
+
+
+def one_line(exc: BaseException) -> str:
+    msg = " ".join(str(exc).split())
+    cause = exc.__cause__ or exc.__context__
+    # Hydra wraps the real problem ("Key 'x' not in 'Config'") in a generic composition message.
+    if cause is not None and str(cause) and str(cause) not in msg:
+        msg = f"{msg}: {' '.join(str(cause).split())}"
+    return msg
+
+
+def exit_on_user_error(main: Callable[..., int | None]) -> Callable[..., int | None]:
+    """Decorator for console entry points: UserError and config errors -> 'error: ...' and exit code 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as exc:
+            print(f"error: {one_line(exc)}", file=sys.stderr)
+            sys.exit(2)
+        except _hydra_config_error_types() as exc:
+            print(f"error: invalid configuration: {one_line(exc)}", file=sys.stderr)
+            sys.exit(2)
+        except FileNotFoundError as exc:
+            print(f"error: file not found: {exc.filename}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

@@ -1,0 +1,67 @@
+"""Structured-config schema of the experiment entry points, registered with Hydra's ConfigStore so typos fail loudly."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class ClusterConf:
+    name: str = "paper_4x8_h100"
+    hardware: str = "h100_sxm"
+    num_nodes: int = 4
+    gpus_per_node: int = 8
+    ib_bw_gbps: float = 200.0
+    ib_latency_us: float = 5.0
+
+
+@dataclass
+class TierConf:
+    model: str = "???"
+    weights: str = "bf16"
+    kv: str = "bf16"
+    dataset_model: str = ""
+
+
+@dataclass
+class CascadeConf:
+    name: str = "???"
+    tiers: List[TierConf] = field(default_factory=list)
+
+
+@dataclass
+class ThroughputConf:
+    enabled: bool = True
+    slo_scale: float = 10.0  # attain 95% of requests within this multiple of ref(r)
+    lo: float = 0.25  # bisection bounds on the rate factor relative to the run's rate
+    hi: float = 4.0
+    iters: int = 5
+    horizon_s: float = 300.0  # seconds of the trace used per bisection step
+
+
+@dataclass
+class ExperimentConf:
+    cluster: ClusterConf = field(default_factory=ClusterConf)
+    cascade: CascadeConf = field(default_factory=CascadeConf)
+    workload: Dict[str, Any] = field(default_factory=dict)  # validated by sim.workload's own schema
+    sim: Dict[str, Any] = field(default_factory=dict)  # validated by sim.simulator.SimConfig
+    planner: Dict[str, Any] = field(default_factory=dict)  # planner name -> its settings
+    throughput: ThroughputConf = field(default_factory=ThroughputConf)
+    name: str = "default"
+    q_min: float = 80.0  # quality requirement, mean real judge score on the 0-100 scale
+    rate_scale: float = 1.0  # multiplies the trace's arrival rate
+    horizon_s: Optional[float] = None  # simulate only the first horizon_s seconds of the workload (None: all)
+    plan_sample_size: int = 2000  # requests of the workload the planners see
+    seed: int = 0
+    faults: List[Dict[str, Any]] = field(default_factory=list)  # fault injections (see sim.controller)
+    replan: Dict[str, Any] = field(default_factory=dict)  # online re-planning settings (see sim.controller)
+    output_dir: Optional[str] = None  # where summary.json and figures go (default: Hydra's run dir)
+    figure: bool = True
+    progress: bool = True
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="experiment_schema", node=ExperimentConf)

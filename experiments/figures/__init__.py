@@ -1,0 +1,1 @@
+"""One script per figure: each reads tidy results and writes one PNG."""

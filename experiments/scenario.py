@@ -1,0 +1,90 @@
+"""Build a scenario (cluster, cascade, workload, simulator config) from a composed experiment config, and run planners on it."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from planners.plan import CascadePlan
+from sim.cascade import CascadeSpec, cascade_from_dict
+from sim.errors import ConfigError
+from sim.hardware import ClusterSpec, cluster_from_dict, load_gpu
+from sim.workload.types import Workload
+
+
+@dataclass(frozen=True)
+class Scenario:
+    cluster: ClusterSpec
+    cascade: CascadeSpec
+    workload: Workload  # the simulated workload (rate-scaled, horizon-cut)
+    sim_cfg: Any  # sim.simulator.SimConfig
+    q_min: float
+    seed: int
+    extras: dict = field(default_factory=dict, compare=False)
+
+
+def _container(node) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    if not 0.0 <= float(cfg.q_min) <= 100.0:
+        raise ConfigError(f"q_min must be within 0-100 (the judge scale), got {cfg.q_min}")
+    if float(cfg.rate_scale) <= 0:
+        raise ConfigError(f"rate_scale must be positive, got {cfg.rate_scale}")
+    if cfg.horizon_s is not None and float(cfg.horizon_s) <= 0:
+        raise ConfigError(f"horizon_s must be positive (or null for the whole trace), got {cfg.horizon_s}")
+    if int(cfg.plan_sample_size) <= 0:
+        raise ConfigError(f"plan_sample_size must be positive, got {cfg.plan_sample_size}")
+
+
+def build_scenario(cfg: DictConfig) -> Scenario:
+    from sim.simulator import sim_config_from_dict
+    from sim.workload import build_workload
+
+    check_top_level(cfg)
+    cluster_d = _container(cfg.cluster)
+    cluster = cluster_from_dict(cluster_d, load_gpu(cluster_d["hardware"]), f"cluster {cluster_d.get('name')}")
+    cascade = cascade_from_dict(_container(cfg.cascade))
+    workload = build_workload(_container(cfg.workload), cascade=cascade, seed=int(cfg.seed))
+    if float(cfg.rate_scale) != 1.0:
+        workload = workload.scale_rate(float(cfg.rate_scale))
+    if cfg.horizon_s is not None:
+        workload = workload.window(float(workload.arrival_s[0]), float(workload.arrival_s[0]) + float(cfg.horizon_s))
+    if workload.num_requests == 0:
+        raise ConfigError("the workload has no requests inside the horizon; raise horizon_s or rate_scale")
+    sim_cfg = sim_config_from_dict(_container(cfg.sim))
+    return Scenario(cluster, cascade, workload, sim_cfg, float(cfg.q_min), int(cfg.seed))
+
+
+def planning_sample(workload: Workload, size: int, seed: int) -> Workload:
+    """What the planner sees: a uniform sample of the workload's requests (its rate is kept by re-timing
+    the sample so that it spans the same duration)."""
+    if workload.num_requests <= size:
+        return workload
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+    idx = np.sort(rng.choice(workload.num_requests, size=size, replace=False))
+    sample = workload.take(idx)
+    # Keep the full workload's arrival rate: the sample's own spacing is sparser by n/size.
+    return sample.with_arrivals(np.linspace(workload.arrival_s[0], workload.arrival_s[-1], size))
+
+
+def make_plan(name: str, settings: dict, scenario: Scenario, sample_size: int) -> tuple[CascadePlan, float]:
+    from planners.base import get_planner
+    from planners.checker import check_plan
+    from planners.problem import PlanningProblem
+
+    planner = get_planner(name, **(settings or {}))
+    problem = PlanningProblem(cascade=scenario.cascade, cluster=scenario.cluster,
+                              workload=planning_sample(scenario.workload, sample_size, scenario.seed),
+                              q_min=scenario.q_min, engine=scenario.sim_cfg.engine)
+    t0 = time.perf_counter()
+    plan = planner.plan(problem)
+    plan_s = time.perf_counter() - t0
+    problems = check_plan(plan, scenario.cascade, scenario.cluster)
+    if problems:
+        raise RuntimeError(f"planner {name} produced an infeasible plan: {'; '.join(problems)}")
+    return plan, plan_s

@@ -1,0 +1,27 @@
+"""A cascade needs at least two models listed from smallest to largest."""
+import pytest
+
+from sim.cascade import cascade_from_dict
+from sim.errors import ConfigError
+
+
+def test_valid_three_tier_cascade():
+    c = cascade_from_dict({"name": "ds", "tiers": [{"model": "deepseek_r1_distill_qwen_7b"},
+                                                   {"model": "deepseek_r1_distill_llama_70b", "weights": "awq_int4"},
+                                                   {"model": "deepseek_v3", "weights": "awq_int4"}]})
+    assert c.num_tiers == 3 and c.tiers[2].weights == "awq_int4"
+
+
+def test_single_model_cascade_rejected():
+    with pytest.raises(ConfigError, match="at least 2 models"):
+        cascade_from_dict({"name": "one", "tiers": [{"model": "llama3_8b"}]})
+
+
+def test_out_of_order_cascade_rejected():
+    with pytest.raises(ConfigError, match="smallest to largest"):
+        cascade_from_dict({"name": "bad", "tiers": [{"model": "llama3_70b"}, {"model": "llama3_8b"}]})
+
+
+def test_unknown_model_lists_catalog():
+    with pytest.raises(ConfigError, match="llama3_8b"):
+        cascade_from_dict({"name": "bad", "tiers": [{"model": "llama4_8b"}, {"model": "llama3_70b"}]})
