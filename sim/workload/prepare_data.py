@@ -1,0 +1,170 @@
+"""Maintenance tool: rebuild the compact quality tables and traces under data/ from the raw public sources.
+
+Run once by a maintainer (`python -m sim.workload.prepare_data --source ../shared/data`); the product itself only
+reads the compact files it writes. Every table is long-format CSV (gzip):
+question_id, subset, model, score_raw, answer_tokens, prompt_tokens, contaminated
+where score_raw is the dataset's own unit (GPT-4 rating 1-10, or correctness 0/1), token counts are estimated as
+characters / CHARS_PER_TOKEN (raw prompt and answer texts are dropped), and `contaminated` marks the prompts that
+RouteLLM flagged as overlapping its router-training data.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim.paths import DATA_DIR
+
+# ~4 characters per token is the usual rule of thumb for English BPE tokenizers (OpenAI, Llama); the Azure traces
+# carry exact counts, so this estimate only shapes the *relative* per-tier answer lengths and the prompt lengths.
+CHARS_PER_TOKEN = 4.0
+COLUMNS = ["question_id", "subset", "model", "score_raw", "answer_tokens", "prompt_tokens", "contaminated"]
+
+
+def _tokens(text: object) -> float:
+    if not isinstance(text, str):
+        return float("nan")
+    return float(max(1, round(len(text) / CHARS_PER_TOKEN)))
+
+
+def _short_model(name: str) -> str:
+    # Datasets disagree on org prefixes ("mistralai/Mixtral-..." vs "Mixtral-..."): keep the bare model name.
+    return name.split("/")[-1]
+
+
+def _write(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df = df[COLUMNS].sort_values(["question_id", "model"], kind="stable")
+    # mtime=0 keeps the gzip bytes reproducible, so re-running does not churn git.
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
+        gz.write(df.to_csv(index=False, float_format="%.6g").encode())
+    print(f"{path.relative_to(DATA_DIR.parent)}: {df.question_id.nunique()} questions, {df.model.nunique()} models")
+
+
+def prepare_arena(src: Path, out: Path) -> None:
+    """Arena-Bench-V1: 300 questions x 15 judged models; GPT-4 score 1-10 (-1/null = unparseable -> NaN)."""
+    questions = pd.read_json(src / "question.jsonl", lines=True)
+    prompt_tokens = {q: _tokens(t[0]) for q, t in zip(questions.question_id, questions.turns)}
+    answers = {}
+    for f in sorted((src / "model_answer").glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            row = json.loads(line)
+            answers[(_short_model(row["model_id"]), row["question_id"])] = _tokens(row["choices"][0]["turns"][0])
+    rows = []
+    for f in sorted((src / "model_judgment").glob("*.jsonl")):
+        for line in f.read_text().splitlines():
+            row = json.loads(line)
+            model = _short_model(row["model"])
+            score = row.get("score")
+            score = float(score) if score is not None and score >= 1 else float("nan")
+            qid = row["question_id"]
+            rows.append((qid, "arena-bench-v1", model, score, answers.get((model, qid), float("nan")),
+                         prompt_tokens[qid], False))
+    _write(pd.DataFrame(rows, columns=COLUMNS), out / "scores.csv.gz")
+
+
+def _contaminated(path: Path) -> set[str]:
+    return {json.loads(line)["eval_prompt"].strip() for line in path.read_text().splitlines() if line.strip()}
+
+
+def _mt_bench_answer(user_prompt: str, turn: int) -> str | None:
+    # Multi-turn judge prompts hold the whole conversation; the answer of turn t is the t-th assistant block.
+    conv = user_prompt.split("<|The Start of Assistant A's Conversation with User|>")
+    if len(conv) > 1:
+        body = conv[1].split("<|The End of Assistant A's Conversation with User|>")[0]
+        blocks = re.split(r"### Assistant A:\s*", body)[1:]
+        blocks = [re.split(r"### User:", b)[0] for b in blocks]
+        return blocks[turn - 1].strip() if len(blocks) >= turn else None
+    m = re.search(r"\[The Start of Assistant's Answer\](.*?)\[The End of Assistant's Answer\]", user_prompt, re.S)
+    return m.group(1).strip() if m else None
+
+
+def prepare_routellm(src: Path, out: Path) -> None:
+    """RouteLLM evals: MT-Bench (ratings), GSM8K and MMLU (correctness) for Mixtral-8x7B and GPT-4-1106."""
+    # MT-Bench: each (question, turn) is one item; the turn-2 prompt is the follow-up question.
+    questions = pd.read_json(src / "mt_bench" / "question.jsonl", lines=True)
+    contaminated = _contaminated(src / "mt_bench" / "contaminated_prompts.jsonl")
+    qinfo = {}
+    for qid, cat, turns in zip(questions.question_id, questions.category, questions.turns):
+        for t, text in enumerate(turns, start=1):
+            qinfo[(qid, t)] = (cat, _tokens(text), text.strip() in contaminated)
+    rows = []
+    for line in (src / "mt_bench" / "judgements.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        qid, turn = row["question_id"], int(row["turn"])
+        cat, ptok, cont = qinfo[(qid, turn)]
+        score = row.get("score")
+        score = float(score) if score is not None and score >= 1 else float("nan")
+        rows.append((f"mt{qid}-t{turn}", cat, _short_model(row["model"]), score,
+                     _tokens(_mt_bench_answer(row["user_prompt"], turn)), ptok, cont))
+    _write(pd.DataFrame(rows, columns=COLUMNS), out / "mt_bench.csv.gz")
+
+    gsm = pd.read_csv(src / "gsm8k" / "gsm8k_responses.csv")
+    contaminated = _contaminated(src / "gsm8k" / "contaminated_prompts.jsonl")
+    models = [c for c in gsm.columns if c not in ("prompt",) and not c.endswith("_response")]
+    rows = []
+    for i, r in gsm.iterrows():
+        for m in models:
+            rows.append((f"gsm8k-{i:04d}", "gsm8k", _short_model(m), float(bool(r[m])), _tokens(r[f"{m}_response"]),
+                         _tokens(r["prompt"]), r["prompt"].strip() in contaminated))
+    _write(pd.DataFrame(rows, columns=COLUMNS), out / "gsm8k.csv.gz")
+
+    contaminated = _contaminated(src / "mmlu" / "contaminated_prompts.jsonl")
+    rows = []
+    for f in sorted((src / "mmlu" / "responses").glob("mmlu_*.csv")):
+        subject = f.stem.removeprefix("mmlu_")
+        df = pd.read_csv(f)
+        models = [c for c in df.columns if c != "prompt"]
+        for i, r in df.iterrows():
+            for m in models:
+                # MMLU rows carry no answer text: answer_tokens stays NaN and the trace's lengths are used.
+                rows.append((f"mmlu-{subject}-{i:04d}", subject, _short_model(m), float(bool(r[m])), float("nan"),
+                             _tokens(r["prompt"]), r["prompt"].strip() in contaminated))
+    _write(pd.DataFrame(rows, columns=COLUMNS), out / "mmlu.csv.gz")
+
+
+def prepare_routerbench(src: Path, out: Path) -> None:
+    """RouterBench subset (RouterDC export): 11 models' correctness on ARC-Challenge, MBPP, Winogrande."""
+    for task, name in (("arc_challenge", "arc_challenge"), ("mbpp", "mbpp"), ("winograde", "winogrande")):
+        rows = []
+        for split in ("train", "test"):
+            df = pd.read_csv(src / f"{task}_{split}.csv")
+            models = [c for c in df.columns if f"{c}|model_response" in df.columns]
+            for _, r in df.iterrows():
+                for m in models:
+                    score = float(r[m]) if np.isfinite(r[m]) else float("nan")
+                    # sample_id repeats for different prompts (also inside one file): add RouterBench's row number.
+                    rows.append((f"{r['sample_id']}#{r['Unnamed: 0']}", split, _short_model(m), score,
+                                 _tokens(r[f"{m}|model_response"]), _tokens(r["prompt"]), False))
+        _write(pd.DataFrame(rows, columns=COLUMNS), out / f"{name}.csv.gz")
+
+
+def prepare_azure(src: Path, out: Path) -> None:
+    """Azure LLM inference 2023 traces: kept whole (they are the product's arrivals), only gzip-compressed."""
+    out.mkdir(parents=True, exist_ok=True)
+    for kind in ("conv", "code"):
+        data = (src / f"AzureLLMInferenceTrace_{kind}.csv").read_bytes()
+        with open(out / f"AzureLLMInferenceTrace_{kind}.csv.gz", "wb") as raw, \
+                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
+            gz.write(data)
+    shutil.copyfile(src / "AzureLLMInferenceDataset2023.md", out / "AzureLLMInferenceDataset2023.md")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, required=True, help="folder holding the raw public datasets")
+    args = parser.parse_args(argv)
+    prepare_azure(args.source / "azure_llm_inference_2023", DATA_DIR / "azure_llm_inference_2023")
+    prepare_arena(args.source / "arena_bench_v1", DATA_DIR / "arena_bench_v1")
+    prepare_routellm(args.source / "routellm_evals", DATA_DIR / "routellm_evals")
+    prepare_routerbench(args.source / "routerbench_subset", DATA_DIR / "routerbench_subset")
+
+
+if __name__ == "__main__":
+    main()
