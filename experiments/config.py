@@ -50,7 +50,11 @@ class ExperimentConf:
     planner: Dict[str, Any] = field(default_factory=dict)  # planner name -> its settings
     throughput: ThroughputConf = field(default_factory=ThroughputConf)
     name: str = "default"
-    q_min: float = 80.0  # quality requirement, mean real judge score on the 0-100 scale
+    # Quality requirement: mean real judge score on the 0-100 scale. When q_min is null, it is placed at
+    # q_min_level of the way from the smallest model's quality (0) to the largest model's (1) on the workload,
+    # which makes one level comparable across datasets whose absolute score ranges differ.
+    q_min: Optional[float] = None
+    q_min_level: float = 0.7
     rate_scale: float = 1.0  # multiplies the trace's arrival rate
     horizon_s: Optional[float] = None  # simulate only the first horizon_s seconds of the workload (None: all)
     plan_sample_size: int = 2000  # requests of the workload the planners see

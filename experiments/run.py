@@ -103,7 +103,8 @@ def _title(cfg: DictConfig, sc: Scenario) -> str:
 def _scenario_meta(cfg: DictConfig, sc: Scenario) -> dict:
     return {"name": cfg.name, "cascade": sc.cascade.model_names, "cluster": sc.cluster.name,
             "num_gpus": sc.cluster.num_gpus, "workload": cfg.workload.name, "requests": sc.workload.num_requests,
-            "rate_rps": sc.workload.rate_rps, "rate_scale": cfg.rate_scale, "q_min": sc.q_min, "seed": sc.seed,
+            "rate_rps": sc.workload.rate_rps, "rate_scale": cfg.rate_scale, "q_min": sc.q_min,
+            "q_min_level": cfg.q_min_level if cfg.q_min is None else None, "seed": sc.seed,
             "throughput_slo_scale": cfg.throughput.slo_scale, "config": OmegaConf.to_container(cfg, resolve=True)}
 
 

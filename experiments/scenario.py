@@ -31,8 +31,11 @@ def _container(node) -> Any:
 
 
 def check_top_level(cfg: DictConfig) -> None:
-    if not 0.0 <= float(cfg.q_min) <= 100.0:
+    if cfg.q_min is not None and not 0.0 <= float(cfg.q_min) <= 100.0:
         raise ConfigError(f"q_min must be within 0-100 (the judge scale), got {cfg.q_min}")
+    if not 0.0 <= float(cfg.q_min_level) <= 1.0:
+        raise ConfigError(f"q_min_level must be within 0-1 (0 = smallest model's quality, 1 = largest's), "
+                          f"got {cfg.q_min_level}")
     if float(cfg.rate_scale) <= 0:
         raise ConfigError(f"rate_scale must be positive, got {cfg.rate_scale}")
     if cfg.horizon_s is not None and float(cfg.horizon_s) <= 0:
@@ -57,7 +60,19 @@ def build_scenario(cfg: DictConfig) -> Scenario:
     if workload.num_requests == 0:
         raise ConfigError("the workload has no requests inside the horizon; raise horizon_s or rate_scale")
     sim_cfg = sim_config_from_dict(_container(cfg.sim))
-    return Scenario(cluster, cascade, workload, sim_cfg, float(cfg.q_min), int(cfg.seed))
+    return Scenario(cluster, cascade, workload, sim_cfg, resolve_q_min(cfg, workload), int(cfg.seed))
+
+
+def quality_bounds(workload: Workload) -> tuple[float, float]:
+    """(z2, z1): mean real score when every request stops at the smallest model, and when all reach the largest."""
+    return float(workload.scores[:, 0].mean()), float(workload.scores[:, -1].mean())
+
+
+def resolve_q_min(cfg: DictConfig, workload: Workload) -> float:
+    if cfg.q_min is not None:
+        return float(cfg.q_min)
+    z2, z1 = quality_bounds(workload)
+    return z2 + float(cfg.q_min_level) * (z1 - z2)
 
 
 def planning_sample(workload: Workload, size: int, seed: int) -> Workload:

@@ -1,0 +1,63 @@
+"""One aggregation step: raw run outputs (summary.json per Hydra job, never edited) -> tidy tables in results/."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from experiments.cli import exit_on_user_error
+from sim.errors import DataError
+from sim.paths import PROJECT_ROOT
+
+RESULTS_DIR = PROJECT_ROOT / "results"
+SCALAR_KEYS = ["slo_scale", "throughput_rps", "quality", "gpu_s_per_request", "p95_latency_s", "p50_latency_s",
+               "completed_rps", "plan_s", "sim_s", "dropped", "attainment", "reference"]
+
+
+def tidy_rows(summary: dict, source: Path) -> list[dict]:
+    """One row per planner of one run: scenario keys, scalar metrics, and per-tier shares and GPUs as columns."""
+    sc = summary["scenario"]
+    rows = []
+    for planner, s in summary["planners"].items():
+        row = {"experiment": sc["name"], "workload": sc["workload"], "cascade": "->".join(sc["cascade"]),
+               "num_gpus": sc["num_gpus"], "q_min": sc["q_min"], "q_min_level": sc.get("q_min_level"), "rate_scale": sc["rate_scale"],
+               "rate_rps": sc["rate_rps"], "seed": sc["seed"], "planner": planner, "source": str(source)}
+        row.update({k: s.get(k) for k in SCALAR_KEYS if k in s})
+        for i, share in enumerate(s.get("tier_share", [])):
+            row[f"share_t{i}"] = share
+        for i, gpus in enumerate(s.get("tier_gpus", [])):
+            row[f"gpus_t{i}"] = gpus
+        row["thresholds"] = "/".join(f"{h:g}" for h in s.get("thresholds", []))
+        rows.append(row)
+    return rows
+
+
+def aggregate(run_dirs: list[Path]) -> pd.DataFrame:
+    summaries = sorted(p for d in run_dirs for p in Path(d).rglob("summary.json"))
+    if not summaries:
+        raise DataError(f"no summary.json under {', '.join(map(str, run_dirs))}; run an experiment first")
+    rows = []
+    for path in summaries:
+        try:
+            rows.extend(tidy_rows(json.loads(path.read_text()), path.parent))
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise DataError(f"{path}: not a summary written by experiments.run ({exc})") from None
+    return pd.DataFrame(rows)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("run_dirs", nargs="+", type=Path, help="Hydra run or multirun folders to read")
+    ap.add_argument("--out", type=Path, required=True, help="tidy CSV to write (e.g. results/slo_throughput.csv)")
+    args = ap.parse_args(argv)
+    table = aggregate(args.run_dirs)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    print(f"{len(table)} rows from {table['source'].nunique()} runs -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Regenerate every figure from the tidy tables in results/ (python -m experiments.figures)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+from experiments.cli import exit_on_user_error
+from sim.errors import DataError
+
+# figure module -> the tidy table it reads (results/<table>.csv) and the command that makes that table.
+FIGURES = {
+    "slo_scale": "slo_throughput",
+    "throughput": "slo_throughput",
+    "cost": "slo_throughput",
+    "ablation": "ablation",
+    "quality_shift": "quality_shift",
+    "llama3": "llama3",
+    "drift": "drift",
+    "node_failure": "node_failure",
+    "planner_time": "planner_time",
+}
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("names", nargs="*", help=f"figures to draw (default: all): {', '.join(FIGURES)}")
+    ap.add_argument("--results-dir", default=None, help="folder of tidy tables (default: results/)")
+    ap.add_argument("--out-dir", default=None, help="folder for PNGs (default: results/figures/)")
+    args = ap.parse_args(argv)
+    unknown = sorted(set(args.names) - set(FIGURES))
+    if unknown:
+        raise DataError(f"unknown figure(s) {unknown}; valid: {', '.join(FIGURES)}")
+    missing = []
+    for name in args.names or list(FIGURES):
+        t0 = time.perf_counter()
+        module = importlib.import_module(f"experiments.figures.{name}")
+        try:
+            path = module.plot(results_dir=args.results_dir, out_dir=args.out_dir)
+        except DataError as exc:
+            missing.append(f"{name}: {exc}")
+            continue
+        print(f"{name:<14} {time.perf_counter() - t0:5.1f} s  -> {path}")
+    if missing:
+        print("not drawn (their results are missing):\n  " + "\n  ".join(missing), file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Helpers shared by the figure scripts: read a tidy results table, save a figure, planner colours."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from sim.errors import DataError  # noqa: E402
+from sim.paths import PROJECT_ROOT  # noqa: E402
+
+RESULTS_DIR = PROJECT_ROOT / "results"
+FIGURES_DIR = PROJECT_ROOT / "results" / "figures"
+PLANNER_ORDER = ["single_model", "sarathi", "routellm", "cascadeserve", "cascadia_no_parallelism",
+                 "cascadia_no_allocation", "cascadia"]
+COLORS = {"single_model": "#7f7f7f", "sarathi": "#bcbd22", "routellm": "#17becf", "cascadeserve": "#1f77b4",
+          "cascadia_no_parallelism": "#ff9896", "cascadia_no_allocation": "#ffbb78", "cascadia": "#d62728"}
+
+
+def read_results(name: str, results_dir: Path = RESULTS_DIR) -> pd.DataFrame:
+    path = Path(results_dir) / f"{name}.csv"
+    if not path.exists():
+        raise DataError(f"{path} does not exist; run the experiment and `python -m experiments.aggregate` first "
+                        f"(see README, 'Figures')")
+    return pd.read_csv(path)
+
+
+def ordered_planners(df: pd.DataFrame) -> list[str]:
+    present = set(df["planner"])
+    return [p for p in PLANNER_ORDER if p in present] + sorted(present - set(PLANNER_ORDER))
+
+
+def save(fig, name: str, out_dir: Path = FIGURES_DIR) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def grouped_bars(ax, df: pd.DataFrame, x: str, value: str, planners: list[str]) -> None:
+    xs = sorted(df[x].unique())
+    width = 0.8 / max(len(planners), 1)
+    for j, p in enumerate(planners):
+        sub = df[df["planner"] == p].set_index(x)
+        vals = [sub[value].get(v, float("nan")) for v in xs]
+        ax.bar([i + j * width for i in range(len(xs))], vals, width, label=p, color=COLORS.get(p))
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(xs))], [f"{v:g}" if isinstance(v, float) else v for v in xs])
+    ax.grid(axis="y", alpha=0.3)
