@@ -1,0 +1,173 @@
+"""Cascadia (DESIGN section 7): parallel strategy search -> allocation MILP -> Chebyshev-guided thresholds, bi-level.
+
+Choices the paper leaves open, and why:
+- theta_0 ("uniform_feasible"): every threshold equal to the smallest candidate h whose cascade meets q_min
+  (the largest candidate if none does alone). Starting inside the quality-feasible region means the first
+  MILP already optimises a plan the user can accept; "all_accept" (every h = 0) is the alternative.
+- Threshold search: coordinate descent over tiers; for tier i every candidate threshold (each distinct score
+  of that tier on the sample, plus 0 and 100) is tried with the others fixed. Each candidate is scored with
+  the optimal allocation for its own per-tier loads (an exact min-max scan over the tables, which tests show
+  equals the MILP), so a threshold that moves load to a larger model is judged with GPUs following the load.
+  Tables are cached on the exact set of requests reaching a tier.
+- mu = 1e7: J = L + mu * max(0, (q_min - Q) / (z1* - z2*)) with L the worst tier's p95 in seconds. A quality
+  shortfall of 0.1% of the span (z1* - z2*) costs 1e4 s, more than any unsaturated p95, so q_min acts as a
+  near-hard constraint; small mu lets the search trade quality for latency (tested).
+- K = 2 and tol = 1e-3: stop when J (recorded after each MILP) changed by less than 0.1% relative for 2
+  consecutive rounds; at most max_rounds rounds. K = 2 guards against one sweep that happens not to move.
+The returned plan is the best (lowest J) MILP solution seen; unused GPUs of the min-max optimum are then
+given to the slowest tiers (same objective, lower latency elsewhere).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.errors import ConfigError
+
+from planners.milp import SolverSettings, exact_allocation, solve_allocation
+from planners.plan import CascadePlan
+from planners.routing import candidate_thresholds
+from planners.search import SearchContext, allocate_spare
+
+THETA0 = ("uniform_feasible", "all_accept")
+ALLOCATIONS = ("milp", "proportional")
+
+
+@dataclass(frozen=True)
+class CascadiaPlanner:
+    name: str = "cascadia"
+    backend: str = "cbc"
+    threads: int = 1
+    seed: int = 0
+    mip_gap: float = 0.0
+    time_limit_s: float = 10.0
+    theta0: str = "uniform_feasible"
+    mu: float = 1.0e7
+    rounds_stable: int = 2  # K
+    tol: float = 1.0e-3
+    max_rounds: int = 8
+    max_candidates: int = 24
+    parallelism_search: bool = True
+    allocation: str = "milp"  # "proportional": GPUs split by request share (ablation)
+
+    def __post_init__(self) -> None:
+        SolverSettings(self.backend)  # validates the backend name
+        if self.theta0 not in THETA0:
+            raise ConfigError(f"planner {self.name}: theta0 {self.theta0!r} is unknown; valid: {list(THETA0)}")
+        if self.allocation not in ALLOCATIONS:
+            raise ConfigError(f"planner {self.name}: allocation {self.allocation!r} is unknown; valid: {list(ALLOCATIONS)}")
+        if self.mu < 0 or self.tol < 0 or self.rounds_stable < 1 or self.max_rounds < 1:
+            raise ConfigError(f"planner {self.name}: mu and tol must be >= 0, rounds_stable and max_rounds >= 1")
+
+    @property
+    def settings(self) -> SolverSettings:
+        return SolverSettings(self.backend, self.threads, self.seed, self.mip_gap, self.time_limit_s)
+
+    # ---- pieces ----------------------------------------------------------------------------------
+    def penalty(self, problem, q: float) -> float:
+        z1, z2 = problem.quality_span
+        span = max(z1 - z2, 1e-6)
+        return self.mu * max(0.0, (problem.q_min - q) / span)
+
+    def initial_thresholds(self, ctx: SearchContext, cands: list[np.ndarray]) -> tuple[float, ...]:
+        c = ctx.num_tiers - 1
+        if self.theta0 == "all_accept":
+            return tuple(0.0 for _ in range(c))
+        grid = np.unique(np.concatenate(cands))
+        for h in grid:
+            if ctx.quality([h] * c) >= ctx.problem.q_min - 1e-9:
+                return tuple(float(h) for _ in range(c))
+        return tuple(float(grid[-1]) for _ in range(c))
+
+    def allocate(self, ctx: SearchContext, tables, loads, exact: bool):
+        """(gpus, L, stats) for the given tables: the MILP, the exact scan, or the proportional ablation."""
+        lat = [t.latency_s for t in tables]
+        if self.allocation == "proportional":
+            gpus = proportional_split([ld.num_requests for ld in loads], [t.latency_s for t in tables], ctx.num_gpus)
+            return gpus, max(float(t[g]) for t, g in zip(lat, gpus)), {"status": "PROPORTIONAL"}
+        if exact:
+            gpus, obj = exact_allocation(lat, ctx.num_gpus)
+            return gpus, obj, {}
+        res = solve_allocation(lat, ctx.num_gpus, self.settings)
+        return res.gpus, res.latency_s, {"status": res.status, "gap": res.gap, "solve_s": res.solve_s}
+
+    def objective(self, ctx: SearchContext, thresholds) -> float:
+        loads = ctx.cascade_loads(thresholds)
+        _, L, _ = self.allocate(ctx, ctx.tables(loads), loads, exact=True)
+        return L + self.penalty(ctx.problem, ctx.quality(thresholds))
+
+    def sweep(self, ctx: SearchContext, thresholds, cands, current_j: float):
+        """One coordinate-descent pass over the tiers' thresholds."""
+        th = list(thresholds)
+        best_j = current_j
+        for i in range(len(th)):
+            for h in cands[i]:
+                if h == th[i]:
+                    continue
+                trial = th.copy()
+                trial[i] = float(h)
+                j = self.objective(ctx, trial)
+                if j < best_j - 1e-12:
+                    best_j, th = j, trial
+        return tuple(th), best_j
+
+    # ---- the planner -----------------------------------------------------------------------------
+    def plan(self, problem) -> CascadePlan:
+        t0 = time.perf_counter()
+        ctx = SearchContext(problem, self.parallelism_search)
+        scores = problem.workload.scores
+        cands = [candidate_thresholds(scores[:, i], self.max_candidates) for i in range(ctx.num_tiers - 1)]
+        theta = self.initial_thresholds(ctx, cands)
+        history: list[float] = []
+        best = None
+        stable = 0
+        rounds = 0
+        milp_stats: dict = {}
+        for rounds in range(1, self.max_rounds + 1):
+            loads = ctx.cascade_loads(theta)
+            tables = ctx.tables(loads)
+            gpus, L, milp_stats = self.allocate(ctx, tables, loads, exact=False)
+            q = ctx.quality(theta)
+            j = L + self.penalty(problem, q)
+            if best is None or j < best[0] - 1e-12:
+                best = (j, theta, tables, gpus, loads, q, L)
+            if history and abs(j - history[-1]) <= self.tol * max(abs(history[-1]), 1e-9):
+                stable += 1
+            else:
+                stable = 0
+            history.append(j)
+            if stable >= self.rounds_stable:
+                break
+            theta, _ = self.sweep(ctx, theta, cands, j)
+        j, theta, tables, gpus, loads, q, L = best
+        gpus = allocate_spare(tables, gpus, ctx.num_gpus) if self.allocation == "milp" else gpus
+        stats = {"solver": self.backend if self.allocation == "milp" else "none", **milp_stats,
+                 "rounds": rounds, "J_history": history, "J": j, "tables_built": ctx.tables_built,
+                 "time_s": time.perf_counter() - t0, "threads": self.threads, "seed": self.seed,
+                 "mip_gap": self.mip_gap, "time_limit_s": self.time_limit_s}
+        est = {"quality": q, "latency_objective_s": L, "J": j}
+        return ctx.build_plan(self.name, theta, tables, gpus, loads, est, stats)
+
+
+def proportional_split(requests: list[int], tables: list[np.ndarray], num_gpus: int) -> tuple[int, ...]:
+    """GPUs in proportion to each tier's request count (largest remainder), each loaded tier getting at least
+    its smallest deployment that fits, rounded down to what its table can use."""
+    req = np.asarray(requests, dtype=np.float64)
+    mins = []
+    for t, r in zip(tables, req):
+        finite = np.nonzero(np.isfinite(t))[0]
+        mins.append(int(finite[0]) if r > 0 and finite.size else 0)
+    share = req / max(req.sum(), 1.0) * num_gpus
+    gpus = np.maximum(np.floor(share).astype(int), mins)
+    order = np.argsort(-(share - np.floor(share)), kind="stable")
+    k = 0
+    while gpus.sum() < num_gpus and req.sum() > 0:
+        if req[order[k % len(order)]] > 0:
+            gpus[order[k % len(order)]] += 1
+        k += 1
+    while gpus.sum() > num_gpus:  # the minimums overshot: take back from the tier with most above its minimum
+        i = int(np.argmax(gpus - np.asarray(mins)))
+        gpus[i] -= 1
+    return tuple(int(g) for g in gpus)

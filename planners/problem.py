@@ -1,0 +1,97 @@
+"""The planning problem: cascade, GPU pool, workload sample with its rate, and the quality requirement."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from sim.cascade import CascadeSpec, TierSpec
+from sim.errors import ConfigError, UserError
+from sim.hardware import ClusterSpec
+from sim.workload.types import Workload
+
+from planners.routing import best_attainable_quality
+
+# cost_fn(tier, tp, pp, pp_spans_nodes) -> ReplicaCost; raises sim.errors.DeploymentDoesNotFit.
+CostFn = Callable[[TierSpec, int, int, bool], Any]
+
+
+class UnattainableQuality(UserError):
+    """q_min is above the best quality any routing of this workload reaches."""
+
+
+@dataclass(frozen=True)
+class PlanningProblem:
+    """Everything a planner needs. workload is a sample whose arrival rate is the rate to plan for.
+
+    q_min: required mean real judge score of the returned answers, 0-100 scale.
+    slo_attainment: the latency percentile planners optimise (0.95 = p95).
+    max_num_seqs: the engine's cap on sequences in one batch (vLLM default 256).
+    cost_fn: builds a replica's cost model; None means sim.perf.cost_model.build_replica_cost.
+    """
+
+    cascade: CascadeSpec
+    cluster: ClusterSpec
+    workload: Workload
+    q_min: float
+    engine: str = "vllm"
+    slo_attainment: float = 0.95
+    max_num_seqs: int = 256
+    judge_latency_s: float = 0.27
+    gpu_memory_utilization: float = 0.9
+    max_sample_requests: int = 4000
+    cost_fn: CostFn | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.q_min) <= 100.0:
+            raise ConfigError(f"q_min must be on the 0-100 judge scale, got {self.q_min}")
+        if not 0.5 <= self.slo_attainment < 1.0:
+            raise ConfigError(f"slo_attainment must be in [0.5, 1), got {self.slo_attainment}")
+        if self.workload.num_requests < 2:
+            raise ConfigError(f"workload {self.workload.name!r} needs at least 2 requests to plan for, "
+                              f"got {self.workload.num_requests}")
+        if self.workload.num_tiers != self.cascade.num_tiers:
+            raise ConfigError(f"workload {self.workload.name!r} has scores for {self.workload.num_tiers} tiers "
+                              f"but cascade {self.cascade.name!r} has {self.cascade.num_tiers}")
+        if self.workload.rate_rps <= 0:
+            raise ConfigError(f"workload {self.workload.name!r} has no positive arrival rate")
+        best_q, _ = best_attainable_quality(self.workload.scores)
+        if self.q_min > best_q + 1e-9:
+            largest = self.cascade.tiers[-1].model.name
+            z1 = float(self.workload.scores[:, -1].mean())
+            raise UnattainableQuality(
+                f"q_min {self.q_min:g} is not attainable on workload {self.workload.name!r}: the best attainable "
+                f"quality is {best_q:.1f} (every request answered by {largest} gives {z1:.1f})")
+
+    @property
+    def rate_rps(self) -> float:
+        return self.workload.rate_rps
+
+    @property
+    def sample(self) -> Workload:
+        """At most max_sample_requests requests, evenly spaced in arrival order (deterministic), so planning
+        time does not grow with the trace length."""
+        n = self.workload.num_requests
+        if n <= self.max_sample_requests:
+            return self.workload
+        idx = np.unique(np.linspace(0, n - 1, self.max_sample_requests).round().astype(np.int64))
+        return self.workload.take(idx)
+
+    @property
+    def quality_span(self) -> tuple[float, float]:
+        """(z1*, z2*): quality when every request is answered by the largest, and by the smallest model."""
+        s = self.workload.scores
+        return float(s[:, -1].mean()), float(s[:, 0].mean())
+
+    def replica_cost(self, tier_index: int, tp: int, pp: int):
+        """Cost model of one replica of a tier; PP stages span nodes when the replica outgrows a node."""
+        tier = self.cascade.tiers[tier_index]
+        spans = tp * pp > self.cluster.gpus_per_node
+        if self.cost_fn is not None:
+            return self.cost_fn(tier, tp, pp, spans)
+        from sim.perf.cost_model import build_replica_cost  # the simulator's one narrow interface
+
+        return build_replica_cost(tier.model, self.cluster.gpu, tp, pp, tier.weights, tier.kv,
+                                  tp_spans_nodes=False, pp_spans_nodes=spans, cluster=self.cluster,
+                                  engine=self.engine, gpu_memory_utilization=self.gpu_memory_utilization)

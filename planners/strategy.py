@@ -1,0 +1,124 @@
+"""Parallel strategy search: per model and GPU count f, the best DP x TP x PP deployment and its p95 (table l_i(f)).
+
+Tractability choice (the paper allows arbitrary mixes): a deployment on f GPUs is d1 replicas of one
+configuration, as many as fit, plus d2 replicas of one smaller configuration filling the remainder; at most
+two distinct configurations per model. Replicas share load in proportion to their saturation throughput
+(what a least-work balancer converges to), so all run at the same utilisation rho = rate / capacity. The
+deployment's p95 is taken as the worst p95 among configurations carrying more than 1 - q of the load (a
+component with less cannot move the mixture's q-quantile much). The table is made non-increasing in f
+(a deployment may leave GPUs idle), which also makes the MILP's "sum f = N" and "sum f <= N" equivalent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.errors import DeploymentDoesNotFit
+
+from planners.estimator import ReplicaModel, TierLoad, build_replica_model
+
+TP_DEGREES = (1, 2, 4, 8)
+PP_DEGREES = (1, 2, 4, 8, 16)
+MAX_REPLICA_GROWTH = 4  # consider replicas up to 4x the GPUs of the smallest one that fits
+
+
+def parallel_configs(problem, tier_index: int, search: bool = True) -> list[tuple[int, int]]:
+    """(tp, pp) pairs that fit the model's weights. search=False: only the smallest fitting TP inside one
+    node (PP only when no single node holds the model), as a system without parallelism search would do."""
+    model = problem.cascade.tiers[tier_index].model
+    per_node = problem.cluster.gpus_per_node
+    fitting = []
+    for tp in (t for t in TP_DEGREES if t <= per_node):
+        for pp in (p for p in PP_DEGREES if p <= model.num_layers and tp * p <= problem.cluster.num_gpus):
+            try:
+                problem.replica_cost(tier_index, tp, pp)
+            except DeploymentDoesNotFit:
+                continue
+            fitting.append((tp, pp))
+    if not fitting:
+        return []
+    smallest = min(tp * pp for tp, pp in fitting)
+    if not search:
+        single = [(tp, pp) for tp, pp in fitting if pp == 1]
+        if single:
+            return [min(single)]
+        return [min(fitting, key=lambda c: (c[0] * c[1], -c[0]))]
+    return sorted(c for c in fitting if c[0] * c[1] <= MAX_REPLICA_GROWTH * smallest)
+
+
+def replica_models(problem, tier_index: int, load: TierLoad, configs) -> list[ReplicaModel]:
+    quantile = problem.slo_attainment
+    models = []
+    for tp, pp in configs:
+        rm = build_replica_model(problem.replica_cost(tier_index, tp, pp), load, problem.max_num_seqs, quantile)
+        if rm is not None:
+            models.append(rm)
+    return models
+
+
+@dataclass(frozen=True)
+class TierTable:
+    """l(f) for f = 0..N and the deployment achieving it: d1 x models[c1] + d2 x models[c2] (c2 = -1: none)."""
+
+    latency_s: np.ndarray
+    c1: np.ndarray
+    d1: np.ndarray
+    c2: np.ndarray
+    d2: np.ndarray
+    models: tuple[ReplicaModel, ...]
+    rate_rps: float
+
+    def deployment(self, f: int) -> list[tuple[ReplicaModel, int]]:
+        """[(config, replica count)] of the best deployment on at most f GPUs."""
+        out = []
+        if self.d1[f] > 0:
+            out.append((self.models[self.c1[f]], int(self.d1[f])))
+        if self.c2[f] >= 0 and self.d2[f] > 0:
+            out.append((self.models[self.c2[f]], int(self.d2[f])))
+        return out
+
+    def utilisation(self, f: int) -> float:
+        cap = sum(m.max_rps * d for m, d in self.deployment(f))
+        return self.rate_rps / cap if cap > 0 else float("inf")
+
+
+def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, quantile: float = 0.95,
+                  empty: bool = False) -> TierTable:
+    n = num_gpus + 1
+    f = np.arange(n)
+    best = np.full(n, np.inf)
+    c1b, d1b, c2b, d2b = (np.full(n, -1), np.zeros(n, int), np.full(n, -1), np.zeros(n, int))
+    if empty:  # no request reaches this tier: it needs no GPU
+        return TierTable(np.zeros(n), c1b, d1b, c2b, d2b, tuple(models), rate_rps)
+    minor = 1.0 - quantile
+    for i, m1 in enumerate(models):
+        g1 = m1.num_gpus
+        d1 = f // g1
+        rest = f - d1 * g1
+        for j in [-1] + [j for j, m in enumerate(models) if m.num_gpus < g1]:
+            if j >= 0:
+                d2 = rest // models[j].num_gpus
+                cap2 = d2 * models[j].max_rps
+            else:
+                d2, cap2 = np.zeros(n, int), np.zeros(n)
+            cap = d1 * m1.max_rps + cap2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rho = np.where(cap > 0, rate_rps / cap, np.inf)
+                lat = np.where(d1 > 0, m1.p95_at(np.where(np.isfinite(rho), rho, 0.0)), np.inf)
+                lat = np.where(np.isfinite(rho), lat, np.inf)
+                if j >= 0:
+                    share2 = np.where(cap > 0, cap2 / cap, 0.0)
+                    lat2 = models[j].p95_at(np.where(np.isfinite(rho), rho, 0.0))
+                    lat = np.where(share2 > minor, np.maximum(lat, lat2), lat)
+            better = lat < best
+            best = np.where(better, lat, best)
+            c1b = np.where(better, i, c1b)
+            d1b = np.where(better, d1, d1b)
+            c2b = np.where(better, j, c2b)
+            d2b = np.where(better, d2, d2b)
+    # Non-increasing in f: the best deployment on at most f GPUs.
+    idx = np.arange(n)
+    improves = best < np.r_[np.inf, np.minimum.accumulate(best)[:-1]]
+    keep = np.maximum.accumulate(np.where(improves, idx, 0))
+    return TierTable(best[keep], c1b[keep], d1b[keep], c2b[keep], d2b[keep], tuple(models), rate_rps)
