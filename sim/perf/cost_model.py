@@ -1,0 +1,388 @@
+"""Calibrated cost of one engine iteration of a replica (model, GPU, TP x PP, precision, placement) and its memory.
+
+build_replica_cost() turns the physical description of a replica into a few precomputed coefficients per
+pipeline stage, so that stage_time_s / iteration_time_s are a handful of float operations (the simulator's
+hot path). The per-layer operators come from sim.perf.layers, their efficiencies from sim.perf.params
+(fitted by sim.perf.calibrate), the fixed engine costs from conf/engine.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sim.cascade import TierSpec
+from sim.errors import ConfigError, DeploymentDoesNotFit
+from sim.hardware import ClusterSpec, GPUSpec
+from sim.models import KV_BYTES, WEIGHT_BYTES, ModelSpec
+from sim.perf.batch import BatchShape
+from sim.perf.engine import EngineProfile, load_engine
+from sim.perf.kernels import ACT_BYTES, AllReduceParams, p2p_time_s, ring_allgather_time_s
+from sim.perf.layers import (Gemm, attention_elementwise, attention_gemms, dense_mlp_gemms, embedding_op,
+                             kv_heads_per_gpu, mlp_act)
+from sim.perf.params import CalibratedParams, load_params
+
+GB = 1e9
+
+# A GEMM term: (multiplicity, launch_s, compute_s_per_token, compute_pad_s, memory_fixed_s, memory_s_per_token)
+GemmTerm = tuple[int, float, float, float, float, float]
+
+
+@dataclass(frozen=True)
+class MoeTerm:
+    """Routed experts of the MoE layers of one stage, TP-sharded (vLLM's fused_moe default: every rank holds
+    1/TP of every expert's width, so no all-to-all; the layer ends with the usual all-reduce)."""
+
+    layers: int
+    launch_s: float
+    num_experts: int
+    experts_per_token: int
+    compute_s_per_token_expert: float
+    compute_pad_s_per_expert: float  # tokens_half padded rows per distinct expert (tiny per-expert GEMMs)
+    memory_s_per_expert: float  # streaming one expert's weight shard
+    memory_s_per_token_expert: float
+
+
+@dataclass(frozen=True)
+class StageCoefficients:
+    """Everything one pipeline stage costs, as coefficients of the batch aggregates."""
+
+    layers: int
+    gemms: tuple[GemmTerm, ...]  # per-token GEMMs (attention, dense MLP, shared experts, router)
+    moe: MoeTerm | None
+    fixed_s: float  # per iteration with any token: elementwise launches, all-reduce latencies
+    per_token_s: float  # elementwise traffic and all-reduce bandwidth per token
+    attn_prefill_fixed_s: float
+    attn_prefill_s_per_pair: float
+    attn_decode_fixed_s: float
+    attn_decode_s_per_ctx_token: float
+    lm_head: GemmTerm | None  # last stage only, on one token per sequence
+    lm_head_gather_fixed_s: float
+    lm_head_gather_s_per_seq: float
+    send_fixed_s: float  # PP send of activations to the next stage (0 on the last stage)
+    send_s_per_token: float
+    overhead_graph_s: float  # per-layer gaps of the whole stage
+    overhead_eager_s: float
+
+
+def _gemm_term(g: Gemm, layers: int, peak_flops: float, hbm_bw: float, p: CalibratedParams,
+               weight_bytes: float, dequant: float) -> GemmTerm:
+    gp = p.gemm
+    ca = 2.0 * g.k * g.n * dequant / (peak_flops * gp.compute_eff_max)
+    mem = hbm_bw * gp.mem_eff
+    return (layers, gp.launch_s, ca, ca * gp.tokens_half, g.k * g.n * weight_bytes / mem,
+            (g.k + g.n) * ACT_BYTES / mem)
+
+
+def _gemm_time(term: GemmTerm, tokens: float) -> float:
+    mult, launch, ca, pad, mb, mc = term
+    compute = ca * tokens + pad
+    memory = mb + mc * tokens
+    return mult * (launch + (compute if compute > memory else memory))
+
+
+@dataclass(frozen=True)
+class ReplicaCostModel:
+    """Satisfies sim.perf.batch.ReplicaCost. Times are seconds; sizes bytes."""
+
+    model: ModelSpec
+    gpu_name: str
+    weights: str
+    kv: str
+    tp: int
+    pp: int
+    kv_block_size: int
+    kv_capacity_blocks: int
+    weight_bytes_per_gpu: float
+    reserve_bytes_per_gpu: float
+    kv_bytes_per_token_per_gpu: float  # on the most loaded stage
+    engine: EngineProfile
+    stages: tuple[StageCoefficients, ...]
+    ctx_rate_s: float  # iteration seconds per decode context token (sum over stages)
+    cuda_graph_max_seqs: int
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.kv_capacity_blocks * self.kv_block_size
+
+    # ---- hot path --------------------------------------------------------------------------------
+    def _stage_fixed_s(self, st: StageCoefficients, batch: BatchShape, graph: bool) -> float:
+        """Stage time without the decode-context term (which is linear in decode_ctx_tokens)."""
+        tokens = batch.prefill_tokens + batch.decode_seqs
+        if tokens <= 0:
+            return 0.0
+        t = st.fixed_s + st.per_token_s * tokens
+        for term in st.gemms:
+            t += _gemm_time(term, tokens)
+        moe = st.moe
+        if moe is not None:
+            e = moe.num_experts
+            distinct = e * (1.0 - (1.0 - moe.experts_per_token / e) ** tokens)
+            tok_exp = tokens * moe.experts_per_token
+            compute = moe.compute_s_per_token_expert * tok_exp + moe.compute_pad_s_per_expert * distinct
+            memory = moe.memory_s_per_expert * distinct + moe.memory_s_per_token_expert * tok_exp
+            t += moe.layers * (moe.launch_s + (compute if compute > memory else memory))
+        if batch.prefill_tokens > 0:
+            t += st.attn_prefill_fixed_s + st.attn_prefill_s_per_pair * batch.prefill_attn_pairs
+        if batch.decode_seqs > 0:
+            t += st.attn_decode_fixed_s
+        if st.lm_head is not None:
+            seqs = batch.num_prefill_seqs + batch.decode_seqs
+            t += _gemm_time(st.lm_head, seqs) + st.lm_head_gather_fixed_s + st.lm_head_gather_s_per_seq * seqs
+        t += st.overhead_graph_s if graph else st.overhead_eager_s
+        return t
+
+    def _graph(self, batch: BatchShape) -> bool:
+        return batch.prefill_tokens == 0 and batch.decode_seqs <= self.cuda_graph_max_seqs
+
+    def stage_time_s(self, batch: BatchShape) -> float:
+        """The slowest stage's time for this micro-batch, with its share (1/PP) of the CPU time."""
+        if batch.num_tokens <= 0:
+            return 0.0
+        graph = self._graph(batch)
+        cpu = self.engine.cpu_time_s(batch.num_seqs, self.tp) / self.pp
+        return cpu + max(self._stage_fixed_s(st, batch, graph)
+                         + st.attn_decode_s_per_ctx_token * batch.decode_ctx_tokens for st in self.stages)
+
+    def _iteration_fixed_s(self, batch: BatchShape) -> float:
+        if batch.num_tokens <= 0:
+            return 0.0
+        graph = self._graph(batch)
+        tokens = batch.num_tokens
+        t = self.engine.cpu_time_s(batch.num_seqs, self.tp)
+        for st in self.stages:
+            t += self._stage_fixed_s(st, batch, graph) + st.send_fixed_s + st.send_s_per_token * tokens
+        return t
+
+    def iteration_time_s(self, batch: BatchShape) -> float:
+        """All stages in sequence, PP sends between them, and the engine's CPU time."""
+        return self._iteration_fixed_s(batch) + self.ctx_rate_s * batch.decode_ctx_tokens
+
+    def decode_affine(self, decode_seqs: int) -> tuple[float, float]:
+        # Same float operations as iteration_time_s, so a + b * S reproduces it bit for bit.
+        return self._iteration_fixed_s(BatchShape(decode_seqs=decode_seqs)), self.ctx_rate_s
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def prefill_time_s(self, prompt_tokens: int) -> float:
+        """One sequence's whole prompt in one iteration (no chunking)."""
+        pairs = prompt_tokens * (prompt_tokens + 1) / 2.0
+        return self.iteration_time_s(BatchShape(prefill_tokens=prompt_tokens, prefill_attn_pairs=pairs,
+                                                num_prefill_seqs=1))
+
+    def decode_time_s(self, batch: int, ctx_tokens_per_seq: float) -> float:
+        """One decode iteration of `batch` sequences, each with ctx_tokens_per_seq tokens of context."""
+        return self.iteration_time_s(BatchShape(decode_seqs=batch,
+                                                decode_ctx_tokens=int(round(batch * ctx_tokens_per_seq))))
+
+
+# ---- construction --------------------------------------------------------------------------------
+def _split_layers(num_layers: int, pp: int) -> list[tuple[int, int]]:
+    """(first, count) per stage, as even as possible; the earlier stages take the remainder."""
+    base, extra = divmod(num_layers, pp)
+    out, first = [], 0
+    for s in range(pp):
+        count = base + (1 if s < extra else 0)
+        out.append((first, count))
+        first += count
+    return out
+
+
+def _activation_width(model: ModelSpec) -> int:
+    moe = model.experts_per_token * model.moe_intermediate_size + model.num_shared_experts * model.moe_intermediate_size
+    return max(model.intermediate_size, moe)
+
+
+def _kv_bytes_per_token_per_layer_gpu(model: ModelSpec, kv: str, tp: int) -> float:
+    if model.attention == "mla":
+        return (model.kv_lora_rank + model.qk_rope_head_dim) * KV_BYTES[kv]  # latent replicated on every rank
+    return 2 * kv_heads_per_gpu(model, tp) * model.head_dim * KV_BYTES[kv]
+
+
+def _attention_flops_per_pair_gpu(model: ModelSpec, tp: int) -> float:
+    """Prefill: QK^T and PV, 2 FLOPs per multiply-add. MLA prefill runs un-absorbed (192-d keys, 128-d values)."""
+    heads = model.num_heads // tp
+    if model.attention == "mla":
+        return 2.0 * heads * (model.qk_nope_head_dim + model.qk_rope_head_dim + model.v_head_dim)
+    return 4.0 * heads * model.head_dim
+
+
+def _decode_attention_flops_per_ctx_gpu(model: ModelSpec, tp: int) -> float:
+    """Decode reads every context token once; MLA absorbs W_UK/W_UV, so scores and values work on the latent."""
+    heads = model.num_heads // tp
+    if model.attention == "mla":
+        return 2.0 * heads * (2 * model.kv_lora_rank + model.qk_rope_head_dim)
+    return 4.0 * heads * model.head_dim
+
+
+def _check_shape(model: ModelSpec, tp: int, pp: int) -> None:
+    if tp < 1 or pp < 1:
+        raise ConfigError(f"TP and PP must be at least 1, got TP{tp} x PP{pp}")
+    widths = {"num_heads": model.num_heads, "intermediate_size": model.intermediate_size}
+    if model.is_moe:
+        widths["moe_intermediate_size"] = model.moe_intermediate_size
+    for key, width in widths.items():
+        if width % tp:
+            raise ConfigError(f"model {model.name!r}: TP{tp} must divide {key}={width}; "
+                              f"valid TP degrees divide {math.gcd(*widths.values())}")
+    if pp > model.num_layers:
+        raise ConfigError(f"model {model.name!r}: PP{pp} exceeds its {model.num_layers} layers")
+
+
+@lru_cache(maxsize=4096)
+def build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weights: str = "bf16", kv: str = "bf16", *,
+                       tp_spans_nodes: bool = False, pp_spans_nodes: bool = False,
+                       cluster: ClusterSpec | None = None, engine: str | EngineProfile = "vllm",
+                       gpu_memory_utilization: float = 0.9, kv_block_size: int = 16) -> ReplicaCostModel:
+    """Cost model of one replica. Raises DeploymentDoesNotFit when weights and reserve exceed GPU memory."""
+    if weights not in WEIGHT_BYTES:
+        raise ConfigError(f"unknown weight precision {weights!r}; valid: {sorted(WEIGHT_BYTES)}")
+    if kv not in KV_BYTES:
+        raise ConfigError(f"unknown KV precision {kv!r}; valid: {sorted(KV_BYTES)}")
+    if not 0.0 < gpu_memory_utilization <= 1.0:
+        raise ConfigError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    if kv_block_size < 1:
+        raise ConfigError(f"kv_block_size must be a positive number of tokens, got {kv_block_size}")
+    _check_shape(model, tp, pp)
+    if (tp_spans_nodes or pp_spans_nodes) and cluster is None:
+        raise ConfigError("a replica that spans nodes needs the cluster (its InfiniBand bandwidth and latency); "
+                          "pass cluster=load_cluster(...)")
+    eng = load_engine(engine) if isinstance(engine, str) else engine
+    p = load_params(gpu.name)
+
+    # ---- memory ----------------------------------------------------------------------------------
+    weight_per_gpu = model.weight_bytes(weights) / (tp * pp)  # embedding/LM head spread over stages
+    act_per_token = ACT_BYTES * (4 * model.hidden_size + 3 * _activation_width(model) / tp)
+    reserve = eng.reserve_base_gb * GB + eng.max_num_batched_tokens * act_per_token
+    usable = gpu.memory_bytes * gpu_memory_utilization
+    needed = weight_per_gpu + reserve
+    if needed >= usable:
+        raise DeploymentDoesNotFit(
+            f"{model.name} in {weights} on TP{tp} x PP{pp} needs {needed / GB:.1f} GB per GPU "
+            f"({weight_per_gpu / GB:.1f} GB weights + {reserve / GB:.1f} GB activation reserve) but only "
+            f"{usable / GB:.1f} GB are available ({(needed - usable) / GB:.1f} GB missing)")
+    split = _split_layers(model.num_layers, pp)
+    kv_layer_gpu = _kv_bytes_per_token_per_layer_gpu(model, kv, tp)
+    kv_token_gpu = max(count for _, count in split) * kv_layer_gpu
+    capacity_blocks = int((usable - needed) // (kv_token_gpu * kv_block_size))
+    if capacity_blocks < 1:
+        missing = kv_token_gpu * kv_block_size - (usable - needed)
+        raise DeploymentDoesNotFit(
+            f"{model.name} in {weights} on TP{tp} x PP{pp} leaves no room for one KV block of {kv_block_size} "
+            f"tokens: needs {(needed + kv_token_gpu * kv_block_size) / GB:.2f} GB per GPU but only "
+            f"{usable / GB:.2f} GB are available ({missing / GB:.2f} GB missing)")
+
+    # ---- compute ---------------------------------------------------------------------------------
+    hbm = gpu.hbm_bw_gbps * 1e9
+    bf16 = gpu.bf16_tflops * 1e12
+    peak = gpu.fp8_tflops * 1e12 if weights == "fp8" else bf16
+    dequant = p.awq_compute_factor if weights == "awq_int4" else 1.0
+    wb = WEIGHT_BYTES[weights]
+
+    def link(spans: bool) -> tuple[float, AllReduceParams]:
+        if spans:
+            assert cluster is not None
+            return cluster.ib_bw_gbps * 1e9, AllReduceParams(p.allreduce.bw_eff, cluster.ib_latency_us * 1e-6,
+                                                             p.allreduce.base_latency_s)
+        return gpu.nvlink_bw_gbps * 1e9, p.allreduce
+
+    tp_bw, tp_ar = link(tp_spans_nodes)
+    pp_bw, pp_ar = link(pp_spans_nodes)
+    ew = p.elementwise
+    h = model.hidden_size
+
+    def allreduce_coef(count: int) -> tuple[float, float]:
+        """(fixed, per-token) of `count` all-reduces of a (tokens x hidden) BF16 activation."""
+        if tp == 1 or count == 0:
+            return 0.0, 0.0
+        steps = 2 * (tp - 1)
+        fixed = count * (tp_ar.base_latency_s + steps * tp_ar.step_latency_s)
+        return fixed, count * steps / tp * h * ACT_BYTES / (tp_bw * tp_ar.bw_eff)
+
+    attn_g = attention_gemms(model, tp)
+    attn_ew = attention_elementwise(model, tp)
+    attn_flops_pair = _attention_flops_per_pair_gpu(model, tp)
+    dec_bytes = kv_layer_gpu
+    dec_flops = _decode_attention_flops_per_ctx_gpu(model, tp)
+    dec_per_ctx = max(dec_bytes / (hbm * p.attention.decode_mem_eff),
+                      dec_flops / (bf16 * p.attention.prefill_compute_eff))
+    stages = []
+    for s, (first, count) in enumerate(split):
+        dense = sum(1 for i in range(first, first + count) if i < model.num_dense_layers)
+        moe_layers = count - dense
+        gemms: list[GemmTerm] = [_gemm_term(g, count, peak, hbm, p, wb, dequant) for g in attn_g]
+        ew_ops = [(e, count) for e in attn_ew]
+        if dense:
+            gemms += [_gemm_term(g, dense, peak, hbm, p, wb, dequant) for g in dense_mlp_gemms(model, tp)]
+            ew_ops.append((mlp_act(model.intermediate_size / tp), dense))
+        moe = None
+        if moe_layers:
+            shared = model.num_shared_experts * model.moe_intermediate_size
+            if shared:
+                gemms += [_gemm_term(g, moe_layers, peak, hbm, p, wb, dequant)
+                          for g in dense_mlp_gemms(model, tp, width=shared)]
+            router = Gemm("router", h, model.num_routed_experts, quantised=False)
+            gemms.append(_gemm_term(router, moe_layers, bf16, hbm, p, 2.0, 1.0))
+            width = model.moe_intermediate_size / tp
+            expert_params = 3 * h * width
+            mem = hbm * p.gemm.mem_eff
+            ca = 2.0 * expert_params * dequant / (peak * p.gemm.compute_eff_max)
+            moe = MoeTerm(layers=moe_layers, launch_s=2 * p.gemm.launch_s, num_experts=model.num_routed_experts,
+                          experts_per_token=model.experts_per_token, compute_s_per_token_expert=ca,
+                          compute_pad_s_per_expert=ca * p.gemm.tokens_half,
+                          memory_s_per_expert=expert_params * wb / mem,
+                          memory_s_per_token_expert=(2 * h + 3 * width) * ACT_BYTES / mem)
+            routed_act = model.experts_per_token * width + shared / tp
+            ew_ops.append((mlp_act(routed_act), moe_layers))
+        ar_count = 2 * count
+        if s == 0:
+            ew_ops.append((embedding_op(model), 1))
+            ar_count += 1  # vocab-parallel embedding ends with an all-reduce
+        last = s == pp - 1
+        if last:
+            ew_ops.append((attention_elementwise(model, tp)[0], 1))  # final norm
+        fixed = sum(ew[e.kind].launch_s * n for e, n in ew_ops)
+        per_token = sum(e.bytes_per_token * n / (hbm * ew[e.kind].mem_eff) for e, n in ew_ops)
+        ar_fixed, ar_per_token = allreduce_coef(ar_count)
+        lm_head = gather_fixed = gather_per_seq = None
+        if last:
+            lm_head = _gemm_term(Gemm("lm_head", h, model.vocab_size // tp, quantised=False), 1, bf16, hbm, p, 2.0, 1.0)
+            if tp > 1:
+                gather_fixed = ring_allgather_time_s(1.0, tp, tp_bw, tp_ar)  # latency part (1 byte)
+                gather_per_seq = (tp - 1) / tp * model.vocab_size * ACT_BYTES / (tp_bw * tp_ar.bw_eff)
+        send_fixed = send_per_token = 0.0
+        if not last:
+            send_fixed = p2p_time_s(1.0, pp_bw, pp_ar)
+            send_per_token = h * ACT_BYTES / (pp_bw * pp_ar.bw_eff)
+        stages.append(StageCoefficients(
+            layers=count, gemms=tuple(gemms), moe=moe, fixed_s=fixed + ar_fixed, per_token_s=per_token + ar_per_token,
+            attn_prefill_fixed_s=count * p.gemm.launch_s,
+            attn_prefill_s_per_pair=count * attn_flops_pair / (bf16 * p.attention.prefill_compute_eff),
+            attn_decode_fixed_s=count * p.gemm.launch_s, attn_decode_s_per_ctx_token=count * dec_per_ctx,
+            lm_head=lm_head, lm_head_gather_fixed_s=gather_fixed or 0.0, lm_head_gather_s_per_seq=gather_per_seq or 0.0,
+            send_fixed_s=send_fixed, send_s_per_token=send_per_token,
+            overhead_graph_s=count * eng.layer_overhead_s(tp, graph=True),
+            overhead_eager_s=count * eng.layer_overhead_s(tp, graph=False)))
+    return ReplicaCostModel(
+        model=model, gpu_name=gpu.name, weights=weights, kv=kv, tp=tp, pp=pp, kv_block_size=kv_block_size,
+        kv_capacity_blocks=capacity_blocks, weight_bytes_per_gpu=weight_per_gpu, reserve_bytes_per_gpu=reserve,
+        kv_bytes_per_token_per_gpu=kv_token_gpu, engine=eng, stages=tuple(stages),
+        ctx_rate_s=sum(st.attn_decode_s_per_ctx_token for st in stages), cuda_graph_max_seqs=eng.cuda_graph_max_seqs)
+
+
+def replica_spans(replica_gpus: tuple[tuple[int, int], ...], tp: int, pp: int) -> tuple[bool, bool]:
+    """(tp_spans_nodes, pp_spans_nodes) of a replica's GPUs, listed stage by stage."""
+    if not replica_gpus:
+        return False, False
+    stage_nodes = [{node for node, _ in replica_gpus[s * tp:(s + 1) * tp]} for s in range(pp)]
+    tp_spans = any(len(nodes) > 1 for nodes in stage_nodes)
+    pp_spans = any(a != b for a, b in zip(stage_nodes, stage_nodes[1:]))
+    return tp_spans, pp_spans
+
+
+def replica_cost_for(tier: TierSpec, replica, cluster: ClusterSpec, engine: str | EngineProfile = "vllm",
+                     gpu_memory_utilization: float = 0.9, kv_block_size: int = 16) -> ReplicaCostModel:
+    """Cost model of a planned replica (planners.plan.ReplicaPlan) of a cascade tier on a cluster."""
+    tp_spans, pp_spans = replica_spans(tuple(replica.gpus), replica.tp, replica.pp)
+    return build_replica_cost(tier.model, cluster.gpu, replica.tp, replica.pp, tier.weights, tier.kv,
+                              tp_spans_nodes=tp_spans, pp_spans_nodes=pp_spans, cluster=cluster, engine=engine,
+                              gpu_memory_utilization=gpu_memory_utilization, kv_block_size=kv_block_size)

@@ -1,0 +1,89 @@
+"""Physical time of single GPU kernels (GEMM roofline, elementwise, ring all-reduce) given calibrated efficiencies."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ACT_BYTES = 2.0  # activations are BF16 in every deployment we model (FP8/AWQ quantise weights only)
+
+
+@dataclass(frozen=True)
+class GemmParams:
+    """Calibrated GEMM efficiencies. Compute efficiency saturates in the token count M:
+    eff(M) = compute_eff_max * M / (M + tokens_half), i.e. the tensor cores behave as if tokens_half
+    extra rows were padded onto every GEMM (tile and wave quantisation); HBM streaming runs at
+    mem_eff of peak; every kernel pays launch_s of fixed latency."""
+
+    compute_eff_max: float
+    tokens_half: float
+    mem_eff: float
+    launch_s: float
+
+
+@dataclass(frozen=True)
+class ElementwiseParams:
+    """Memory-bound elementwise kernels (norms, rope, activation, residual add, embedding gather)."""
+
+    mem_eff: float
+    launch_s: float
+
+
+@dataclass(frozen=True)
+class AllReduceParams:
+    """NCCL collectives: a fixed cost per call (launch, protocol handshake), a latency per ring step,
+    and the fraction of the link bandwidth a ring achieves."""
+
+    bw_eff: float
+    step_latency_s: float
+    base_latency_s: float
+
+
+def gemm_time_s(tokens: float, k: int, n: int, weight_bytes_per_param: float, peak_flops: float,
+                hbm_bw_bytes_s: float, p: GemmParams, dequant_factor: float = 1.0) -> float:
+    """Time of one (tokens x k) @ (k x n) GEMM: launch + max(compute with saturating efficiency, HBM traffic).
+    dequant_factor > 1 slows the compute side (AWQ dequantises 4-bit weights to BF16 inside the kernel)."""
+    if tokens <= 0:
+        return 0.0
+    compute = 2.0 * k * n * (tokens + p.tokens_half) * dequant_factor / (peak_flops * p.compute_eff_max)
+    memory = (k * n * weight_bytes_per_param + tokens * (k + n) * ACT_BYTES) / (hbm_bw_bytes_s * p.mem_eff)
+    return p.launch_s + max(compute, memory)
+
+
+def elementwise_time_s(bytes_moved: float, hbm_bw_bytes_s: float, p: ElementwiseParams) -> float:
+    if bytes_moved <= 0:
+        return 0.0
+    return p.launch_s + bytes_moved / (hbm_bw_bytes_s * p.mem_eff)
+
+
+def ring_allreduce_time_s(message_bytes: float, num_ranks: int, link_bw_bytes_s: float,
+                          p: AllReduceParams) -> float:
+    """2(n-1) steps, each moving message/n bytes over the slowest link of the ring."""
+    if num_ranks <= 1 or message_bytes <= 0:
+        return 0.0
+    steps = 2 * (num_ranks - 1)
+    return (p.base_latency_s + steps * p.step_latency_s
+            + steps / num_ranks * message_bytes / (link_bw_bytes_s * p.bw_eff))
+
+
+def ring_allgather_time_s(total_bytes: float, num_ranks: int, link_bw_bytes_s: float,
+                          p: AllReduceParams) -> float:
+    """n-1 steps, each moving total/n bytes (half the traffic of an all-reduce)."""
+    if num_ranks <= 1 or total_bytes <= 0:
+        return 0.0
+    steps = num_ranks - 1
+    return (p.base_latency_s + steps * p.step_latency_s
+            + steps / num_ranks * total_bytes / (link_bw_bytes_s * p.bw_eff))
+
+
+def p2p_time_s(message_bytes: float, link_bw_bytes_s: float, p: AllReduceParams) -> float:
+    """One send/recv between neighbouring pipeline stages (NCCL p2p: one step of a ring)."""
+    if message_bytes <= 0:
+        return 0.0
+    return p.base_latency_s + p.step_latency_s + message_bytes / (link_bw_bytes_s * p.bw_eff)
+
+
+def expected_distinct_experts(tokens: float, num_experts: int, experts_per_token: int) -> float:
+    """Expected number of distinct experts a batch of tokens touches when each token picks k of E
+    experts uniformly: E * (1 - (1 - k/E)^T)."""
+    if tokens <= 0:
+        return 0.0
+    return num_experts * (1.0 - (1.0 - experts_per_token / num_experts) ** tokens)
