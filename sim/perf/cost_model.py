@@ -17,7 +17,8 @@ from sim.hardware import ClusterSpec, GPUSpec
 from sim.models import KV_BYTES, WEIGHT_BYTES, ModelSpec
 from sim.perf.batch import BatchShape
 from sim.perf.engine import EngineProfile, load_engine
-from sim.perf.kernels import ACT_BYTES, AllReduceParams, p2p_time_s, ring_allgather_time_s
+from sim.perf.kernels import (ACT_BYTES, AllReduceParams, expected_distinct_experts, p2p_time_s,
+                              ring_allgather_time_s)
 from sim.perf.layers import (Gemm, attention_elementwise, attention_gemms, dense_mlp_gemms, embedding_op,
                              kv_heads_per_gpu, mlp_act)
 from sim.perf.params import CalibratedParams, load_params
@@ -41,6 +42,14 @@ class MoeTerm:
     compute_pad_s_per_expert: float  # tokens_half padded rows per distinct expert (tiny per-expert GEMMs)
     memory_s_per_expert: float  # streaming one expert's weight shard
     memory_s_per_token_expert: float
+
+
+def moe_time_s(moe: MoeTerm, tokens: float, distinct_experts: float) -> float:
+    """Routed-expert time of a stage: weights of each distinct expert streamed once, T*k token-experts computed."""
+    tok_exp = tokens * moe.experts_per_token
+    compute = moe.compute_s_per_token_expert * tok_exp + moe.compute_pad_s_per_expert * distinct_experts
+    memory = moe.memory_s_per_expert * distinct_experts + moe.memory_s_per_token_expert * tok_exp
+    return moe.layers * (moe.launch_s + (compute if compute > memory else memory))
 
 
 @dataclass(frozen=True)
@@ -116,12 +125,7 @@ class ReplicaCostModel:
             t += _gemm_time(term, tokens)
         moe = st.moe
         if moe is not None:
-            e = moe.num_experts
-            distinct = e * (1.0 - (1.0 - moe.experts_per_token / e) ** tokens)
-            tok_exp = tokens * moe.experts_per_token
-            compute = moe.compute_s_per_token_expert * tok_exp + moe.compute_pad_s_per_expert * distinct
-            memory = moe.memory_s_per_expert * distinct + moe.memory_s_per_token_expert * tok_exp
-            t += moe.layers * (moe.launch_s + (compute if compute > memory else memory))
+            t += moe_time_s(moe, tokens, expected_distinct_experts(tokens, moe.num_experts, moe.experts_per_token))
         if batch.prefill_tokens > 0:
             t += st.attn_prefill_fixed_s + st.attn_prefill_s_per_pair * batch.prefill_attn_pairs
         if batch.decode_seqs > 0:
@@ -129,7 +133,12 @@ class ReplicaCostModel:
         if st.lm_head is not None:
             seqs = batch.num_prefill_seqs + batch.decode_seqs
             t += _gemm_time(st.lm_head, seqs) + st.lm_head_gather_fixed_s + st.lm_head_gather_s_per_seq * seqs
-        t += st.overhead_graph_s if graph else st.overhead_eager_s
+        # The GPU-side gaps between kernels are paid in every mode. Eager launches run ahead of the GPU: they
+        # only cost time where the CPU is the slower side. The comparison leaves out decode attention (linear in
+        # context) so decode batches stay affine in it; never cheaper than graphs, so time stays monotone.
+        t += st.overhead_graph_s
+        if not graph and st.overhead_eager_s > t:
+            t = st.overhead_eager_s
         return t
 
     def _graph(self, batch: BatchShape) -> bool:
@@ -228,12 +237,23 @@ def _check_shape(model: ModelSpec, tp: int, pp: int) -> None:
         raise ConfigError(f"model {model.name!r}: PP{pp} exceeds its {model.num_layers} layers")
 
 
-@lru_cache(maxsize=4096)
 def build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weights: str = "bf16", kv: str = "bf16", *,
                        tp_spans_nodes: bool = False, pp_spans_nodes: bool = False,
                        cluster: ClusterSpec | None = None, engine: str | EngineProfile = "vllm",
                        gpu_memory_utilization: float = 0.9, kv_block_size: int = 16) -> ReplicaCostModel:
-    """Cost model of one replica. Raises DeploymentDoesNotFit when weights and reserve exceed GPU memory."""
+    """Cost model of one replica (cached). Raises DeploymentDoesNotFit when weights and reserve exceed GPU memory."""
+    # One canonical key per deployment, however the caller spelled the arguments; the cluster only matters
+    # when a group crosses nodes.
+    eng = load_engine(engine) if isinstance(engine, str) else engine
+    return _build_replica_cost(model, gpu, int(tp), int(pp), weights, kv, bool(tp_spans_nodes), bool(pp_spans_nodes),
+                               cluster if (tp_spans_nodes or pp_spans_nodes) else None, eng,
+                               float(gpu_memory_utilization), int(kv_block_size))
+
+
+@lru_cache(maxsize=4096)
+def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weights: str, kv: str,
+                        tp_spans_nodes: bool, pp_spans_nodes: bool, cluster: ClusterSpec | None,
+                        eng: EngineProfile, gpu_memory_utilization: float, kv_block_size: int) -> ReplicaCostModel:
     if weights not in WEIGHT_BYTES:
         raise ConfigError(f"unknown weight precision {weights!r}; valid: {sorted(WEIGHT_BYTES)}")
     if kv not in KV_BYTES:
@@ -246,7 +266,6 @@ def build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weights
     if (tp_spans_nodes or pp_spans_nodes) and cluster is None:
         raise ConfigError("a replica that spans nodes needs the cluster (its InfiniBand bandwidth and latency); "
                           "pass cluster=load_cluster(...)")
-    eng = load_engine(engine) if isinstance(engine, str) else engine
     p = load_params(gpu.name)
 
     # ---- memory ----------------------------------------------------------------------------------

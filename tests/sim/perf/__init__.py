@@ -1,0 +1,1 @@
+"""Tests of the calibrated cost model (sim/perf)."""

@@ -1,0 +1,177 @@
+"""Cost-model invariants: monotone in tokens and context, exact decode_affine, TP trade-offs, MoE, memory fit."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from planners.plan import ReplicaPlan
+from sim.cascade import TierSpec
+from sim.errors import ConfigError, DeploymentDoesNotFit
+from sim.hardware import load_cluster, load_gpu
+from sim.models import load_model
+from sim.perf.batch import BatchShape
+from sim.perf.calibrate import predict_gemm_s
+from sim.perf.cost_model import build_replica_cost, moe_time_s, replica_cost_for
+from sim.perf.kernels import expected_distinct_experts, gemm_time_s
+from sim.perf.params import load_params
+
+H100 = load_gpu("h100_sxm")
+CLUSTER = load_cluster("paper_4x8_h100")
+
+
+def cost(name, tp=1, pp=1, weights="bf16", engine="vllm", **kw):
+    return build_replica_cost(load_model(name), H100, tp, pp, weights, cluster=CLUSTER, engine=engine, **kw)
+
+
+# Deployments covering dense GQA (TP, PP), quantised weights, and MoE/MLA across nodes.
+DEPLOYMENTS = [("llama3_8b", 1, 1, "bf16"), ("llama3_70b", 4, 1, "bf16"), ("llama3_70b", 8, 1, "fp8"),
+               ("llama3_70b", 2, 2, "bf16"), ("deepseek_r1_distill_qwen_7b", 2, 1, "awq_int4"),
+               ("deepseek_v3", 8, 2, "fp8")]
+
+
+def prefill(tokens, ctx_before=0):
+    return BatchShape(prefill_tokens=tokens, prefill_attn_pairs=tokens * (ctx_before + (tokens + 1) / 2),
+                      num_prefill_seqs=1)
+
+
+@pytest.mark.parametrize("dep", DEPLOYMENTS)
+@settings(max_examples=40, deadline=None)
+@given(t=st.integers(1, 16384), extra=st.integers(1, 4096), decode=st.integers(0, 512))
+def test_more_tokens_never_take_less_time(dep, t, extra, decode):
+    c = cost(*dep, pp_spans_nodes=dep[0] == "deepseek_v3")
+    small = BatchShape(prefill_tokens=t, prefill_attn_pairs=t * (t + 1) / 2, num_prefill_seqs=1,
+                       decode_seqs=decode, decode_ctx_tokens=decode * 100)
+    big = BatchShape(prefill_tokens=t + extra, prefill_attn_pairs=(t + extra) * (t + extra + 1) / 2,
+                     num_prefill_seqs=1, decode_seqs=decode, decode_ctx_tokens=decode * 100)
+    assert c.iteration_time_s(big) >= c.iteration_time_s(small)
+    assert c.stage_time_s(big) >= c.stage_time_s(small)
+
+
+@pytest.mark.parametrize("dep", DEPLOYMENTS)
+@settings(max_examples=40, deadline=None)
+@given(b=st.integers(1, 1024))
+def test_more_decode_sequences_never_take_less_time(dep, b):
+    c = cost(*dep, pp_spans_nodes=dep[0] == "deepseek_v3")
+    assert (c.iteration_time_s(BatchShape(decode_seqs=b + 1, decode_ctx_tokens=(b + 1) * 500))
+            >= c.iteration_time_s(BatchShape(decode_seqs=b, decode_ctx_tokens=b * 500)))
+
+
+@pytest.mark.parametrize("dep", DEPLOYMENTS)
+def test_decode_time_grows_with_context(dep):
+    c = cost(*dep, pp_spans_nodes=dep[0] == "deepseek_v3")
+    times = [c.decode_time_s(16, ctx) for ctx in (128, 1024, 8192, 32768)]
+    assert all(b > a for a, b in zip(times, times[1:]))
+
+
+@pytest.mark.parametrize("dep", DEPLOYMENTS)
+@settings(max_examples=60, deadline=None)
+@given(b=st.integers(1, 2048), s=st.integers(0, 10_000_000))
+def test_decode_affine_is_exact(dep, b, s):
+    c = cost(*dep, pp_spans_nodes=dep[0] == "deepseek_v3")
+    a, slope = c.decode_affine(b)
+    assert a + slope * s == c.iteration_time_s(BatchShape(decode_seqs=b, decode_ctx_tokens=s))
+
+
+def test_prefill_keeps_growing_beyond_profiled_range():
+    c = cost("llama3_70b", 4)
+    t4k, t8k, t16k = (c.iteration_time_s(prefill(n)) for n in (4096, 8192, 16384))
+    assert t8k > 1.8 * t4k and t16k > 1.8 * t8k  # compute-bound: ~linear GEMMs plus quadratic attention
+
+
+def test_tp_lowers_compute_per_gpu_and_adds_communication():
+    big = prefill(4096)
+    t1, t2, t8 = (cost("llama3_8b", tp, engine="none").iteration_time_s(big) for tp in (1, 2, 8))
+    assert t2 < t1 and t8 < t2
+    assert t2 > t1 / 2 and t8 > t1 / 8  # all-reduces and smaller, less efficient GEMMs
+    # The communication is real: the same TP group across nodes (InfiniBand) is slower than inside one.
+    inside = cost("llama3_8b", 2, engine="none").iteration_time_s(big)
+    across = cost("llama3_8b", 2, engine="none", tp_spans_nodes=True).iteration_time_s(big)
+    assert across > inside * 1.05
+
+
+def test_decode_at_tp8_is_dominated_by_fixed_costs():
+    c = cost("llama3_70b", 8)
+    step = c.decode_time_s(1, 512)
+    weight_streaming = c.weight_bytes_per_gpu / (H100.hbm_bw_gbps * 1e9)
+    assert weight_streaming < 0.5 * step
+    assert 0.010 < step < 0.030  # public ballpark for vLLM on H100: ~15-25 ms per token
+
+
+def test_engine_profile_changes_fixed_costs_only():
+    b = BatchShape(decode_seqs=8, decode_ctx_tokens=8 * 1000)
+    none, sglang, vllm = (cost("llama3_8b", engine=e).iteration_time_s(b) for e in ("none", "sglang", "vllm"))
+    assert none < sglang < vllm
+    with pytest.raises(ConfigError, match="unknown engine 'tgi'"):
+        cost("llama3_8b", engine="tgi")
+
+
+def test_moe_costs_more_as_it_touches_more_experts():
+    c = cost("deepseek_v3", 8, 2, "fp8", pp_spans_nodes=True)
+    moe = c.stages[0].moe
+    assert moe is not None
+    times = [moe_time_s(moe, 64, d) for d in (8, 64, 256)]
+    assert times[0] < times[1] < times[2]
+    d = [expected_distinct_experts(t, 256, 8) for t in (1, 8, 64, 512)]
+    assert d[0] == pytest.approx(8) and all(b > a for a, b in zip(d, d[1:])) and d[-1] < 256
+    # Decode batch 64 touches ~225 experts instead of 8: much dearer per step than for a dense model.
+    moe_ratio = c.decode_time_s(64, 1000) / c.decode_time_s(1, 1000)
+    dense = cost("llama3_70b", 8, 1, "fp8")
+    dense_ratio = dense.decode_time_s(64, 1000) / dense.decode_time_s(1, 1000)
+    assert moe_ratio > dense_ratio + 0.3
+
+
+def test_precisions():
+    bf16, fp8, awq = (cost("llama3_70b", 4, 1, w) for w in ("bf16", "fp8", "awq_int4"))
+    assert fp8.weight_bytes_per_gpu < bf16.weight_bytes_per_gpu and awq.weight_bytes_per_gpu < fp8.weight_bytes_per_gpu
+    assert awq.kv_capacity_blocks > fp8.kv_capacity_blocks > bf16.kv_capacity_blocks
+    big = prefill(4096)
+    assert fp8.iteration_time_s(big) < bf16.iteration_time_s(big) < awq.iteration_time_s(big)  # AWQ dequantises
+    assert awq.decode_time_s(1, 512) < bf16.decode_time_s(1, 512)  # but streams 4x fewer weight bytes
+
+
+def test_deployment_that_does_not_fit_errors_clearly():
+    with pytest.raises(DeploymentDoesNotFit) as err:
+        cost("llama3_70b", 1)
+    msg = str(err.value)
+    assert msg.startswith("llama3_70b in bf16 on TP1 x PP1 needs ") and "GB missing" in msg and "\n" not in msg
+    missing = float(msg.split("(")[-1].split(" GB missing")[0])
+    assert missing == pytest.approx(141.1 + 1.5 - 72.0, abs=2.0)  # weights + reserve - 0.9 x 80 GB
+    with pytest.raises(DeploymentDoesNotFit, match=r"deepseek_v3 in fp8 on TP8 x PP1 .* GB missing"):
+        cost("deepseek_v3", 8, 1, "fp8")
+    with pytest.raises(ConfigError, match="TP3 must divide num_heads"):
+        cost("llama3_8b", 3)
+    with pytest.raises(ConfigError, match="needs the cluster"):
+        build_replica_cost(load_model("llama3_8b"), H100, 2, 1, tp_spans_nodes=True)
+
+
+def test_kv_capacity_from_free_memory():
+    c = cost("llama3_8b", 1)
+    free = 0.9 * 80e9 - c.weight_bytes_per_gpu - c.reserve_bytes_per_gpu
+    assert c.kv_capacity_blocks == int(free // (131072 * 16))
+    assert c.kv_capacity_tokens == c.kv_capacity_blocks * 16 and c.kv_block_size == 16
+
+
+def test_construction_is_cached_and_replica_plan_placement_is_read():
+    assert cost("llama3_8b", 2) is cost("llama3_8b", 2)
+    tier = TierSpec(load_model("llama3_70b"))
+    inside = replica_cost_for(tier, ReplicaPlan(4, 1, tuple((0, g) for g in range(4))), CLUSTER)
+    across = replica_cost_for(tier, ReplicaPlan(4, 1, ((0, 6), (0, 7), (1, 0), (1, 1))), CLUSTER)
+    piped = replica_cost_for(tier, ReplicaPlan(4, 2, tuple((0, g) for g in range(4)) + tuple((1, g) for g in range(4))), CLUSTER)
+    assert inside is cost("llama3_70b", 4)
+    assert across.decode_time_s(1, 100) > inside.decode_time_s(1, 100)
+    assert piped.stages[0].send_fixed_s > 0 and piped.stages[1].send_fixed_s == 0
+
+
+def test_vectorised_calibration_predictor_matches_the_kernel():
+    g = load_params("h100_sxm").gemm
+    x = [g.compute_eff_max, g.tokens_half, g.mem_eff, g.launch_s]
+    for tokens, k, n in [(1, 4096, 12288), (300, 8192, 7168), (4096, 1024, 8192)]:
+        assert predict_gemm_s(x, tokens, k, n, H100) == pytest.approx(
+            gemm_time_s(tokens, k, n, 2.0, H100.bf16_tflops * 1e12, H100.hbm_bw_gbps * 1e9, g), rel=1e-12)
+
+
+def test_stage_time_is_the_slowest_stage_and_iteration_sums_them():
+    c = cost("llama3_70b", 2, 2)
+    b = BatchShape(decode_seqs=32, decode_ctx_tokens=32 * 700)
+    assert c.stage_time_s(b) < c.iteration_time_s(b) < 2 * c.stage_time_s(b) + 1e-3

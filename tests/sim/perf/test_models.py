@@ -1,0 +1,48 @@
+"""Model catalog facts the cost model relies on: published parameter counts and exact KV bytes per token."""
+from __future__ import annotations
+
+import pytest
+
+from sim.models import available_models, load_model
+from sim.perf.cost_model import _kv_bytes_per_token_per_layer_gpu
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_total_params_within_2pct_of_published(name):
+    m = load_model(name)
+    assert m.total_params / 1e9 == pytest.approx(m.published_params_b, rel=0.02)
+
+
+# Hand-computed: GQA = layers x 2 (K and V) x kv_heads x head_dim x bytes; MLA = layers x (512 latent + 64 rope) x bytes.
+KV_BF16 = {
+    "llama2_7b": 32 * 2 * 32 * 128 * 2,  # 524288 (MHA)
+    "llama2_70b": 80 * 2 * 8 * 128 * 2,  # 327680
+    "codellama_34b": 48 * 2 * 8 * 128 * 2,  # 196608
+    "llama3_8b": 32 * 2 * 8 * 128 * 2,  # 131072
+    "llama3_70b": 80 * 2 * 8 * 128 * 2,
+    "deepseek_r1_distill_llama_70b": 80 * 2 * 8 * 128 * 2,
+    "deepseek_r1_distill_qwen_7b": 28 * 2 * 4 * 128 * 2,  # 57344
+    "deepseek_v3": 61 * (512 + 64) * 2,  # 70272
+}
+
+
+@pytest.mark.parametrize("name", sorted(KV_BF16))
+def test_kv_bytes_per_token_exact(name):
+    m = load_model(name)
+    assert m.kv_bytes_per_token("bf16") == KV_BF16[name]
+    assert m.kv_bytes_per_token("fp8") == KV_BF16[name] / 2
+
+
+def test_every_catalog_model_has_a_kv_expectation():
+    assert set(available_models()) <= set(KV_BF16)
+
+
+@pytest.mark.parametrize("name,tp,expected", [
+    ("llama3_70b", 1, 2 * 8 * 128 * 2),
+    ("llama3_70b", 4, 2 * 2 * 128 * 2),  # 8 KV heads over 4 ranks
+    ("llama3_70b", 8, 2 * 1 * 128 * 2),
+    ("llama3_70b", 16, 2 * 1 * 128 * 2),  # fewer KV heads than ranks: each rank keeps one (replicated)
+    ("deepseek_v3", 8, (512 + 64) * 2),  # MLA latent is replicated across TP ranks
+])
+def test_kv_bytes_per_layer_per_gpu(name, tp, expected):
+    assert _kv_bytes_per_token_per_layer_gpu(load_model(name), "bf16", tp) == expected
