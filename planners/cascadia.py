@@ -9,9 +9,10 @@ Choices the paper leaves open, and why:
   the optimal allocation for its own per-tier loads (an exact min-max scan over the tables, which tests show
   equals the MILP), so a threshold that moves load to a larger model is judged with GPUs following the load.
   Tables are cached on the exact set of requests reaching a tier.
-- mu = 1e7: J = L + mu * max(0, (q_min - Q) / (z1* - z2*)) with L the worst tier's p95 in seconds. A quality
-  shortfall of 0.1% of the span (z1* - z2*) costs 1e4 s, more than any unsaturated p95, so q_min acts as a
-  near-hard constraint; small mu lets the search trade quality for latency (tested).
+- mu = 1e9: J = L + mu * max(0, (q_min - Q) / (z1* - z2*)) with L the worst tier's p95 in seconds. A quality
+  shortfall of 0.01% of the span (z1* - z2*) costs 1e5 s, as much as a saturated deployment (the estimator
+  reports 1e5 s x utilisation there), so q_min acts as a hard constraint whenever it is attainable and the
+  search still ranks overloaded plans; a small mu lets the search trade quality for latency (tested).
 - K = 2 and tol = 1e-3: stop when J (recorded after each MILP) changed by less than 0.1% relative for 2
   consecutive rounds; at most max_rounds rounds. K = 2 guards against one sweep that happens not to move.
 The returned plan is the best (lowest J) MILP solution seen; unused GPUs of the min-max optimum are then
@@ -26,7 +27,7 @@ import numpy as np
 
 from sim.errors import ConfigError
 
-from planners.milp import SolverSettings, exact_allocation, solve_allocation
+from planners.milp import AllocationInfeasible, SolverSettings, exact_allocation, solve_allocation
 from planners.plan import CascadePlan
 from planners.routing import candidate_thresholds
 from planners.search import SearchContext, allocate_spare
@@ -44,7 +45,7 @@ class CascadiaPlanner:
     mip_gap: float = 0.0
     time_limit_s: float = 10.0
     theta0: str = "uniform_feasible"
-    mu: float = 1.0e7
+    mu: float = 1.0e9
     rounds_stable: int = 2  # K
     tol: float = 1.0e-3
     max_rounds: int = 8
@@ -95,7 +96,10 @@ class CascadiaPlanner:
 
     def objective(self, ctx: SearchContext, thresholds) -> float:
         loads = ctx.cascade_loads(thresholds)
-        _, L, _ = self.allocate(ctx, ctx.tables(loads), loads, exact=True)
+        try:
+            _, L, _ = self.allocate(ctx, ctx.tables(loads), loads, exact=True)
+        except AllocationInfeasible:
+            return np.inf  # these loads cannot all be deployed on the pool
         return L + self.penalty(ctx.problem, ctx.quality(thresholds))
 
     def sweep(self, ctx: SearchContext, thresholds, cands, current_j: float):
@@ -125,13 +129,17 @@ class CascadiaPlanner:
         stable = 0
         rounds = 0
         milp_stats: dict = {}
+        last_error: AllocationInfeasible | None = None
         for rounds in range(1, self.max_rounds + 1):
             loads = ctx.cascade_loads(theta)
             tables = ctx.tables(loads)
-            gpus, L, milp_stats = self.allocate(ctx, tables, loads, exact=False)
+            try:
+                gpus, L, milp_stats = self.allocate(ctx, tables, loads, exact=False)
+            except AllocationInfeasible as exc:
+                gpus, L, last_error = None, np.inf, exc
             q = ctx.quality(theta)
             j = L + self.penalty(problem, q)
-            if best is None or j < best[0] - 1e-12:
+            if gpus is not None and (best is None or j < best[0] - 1e-12):
                 best = (j, theta, tables, gpus, loads, q, L)
             if history and abs(j - history[-1]) <= self.tol * max(abs(history[-1]), 1e-9):
                 stable += 1
@@ -141,6 +149,8 @@ class CascadiaPlanner:
             if stable >= self.rounds_stable:
                 break
             theta, _ = self.sweep(ctx, theta, cands, j)
+        if best is None:
+            raise last_error
         j, theta, tables, gpus, loads, q, L = best
         gpus = allocate_spare(tables, gpus, ctx.num_gpus) if self.allocation == "milp" else gpus
         stats = {"solver": self.backend if self.allocation == "milp" else "none", **milp_stats,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.errors import DeploymentDoesNotFit
+from sim.errors import ConfigError, DeploymentDoesNotFit
 
 from planners.estimator import ReplicaModel, TierLoad, build_replica_model
 
@@ -33,7 +33,7 @@ def parallel_configs(problem, tier_index: int, search: bool = True) -> list[tupl
         for pp in (p for p in PP_DEGREES if p <= model.num_layers and tp * p <= problem.cluster.num_gpus):
             try:
                 problem.replica_cost(tier_index, tp, pp)
-            except DeploymentDoesNotFit:
+            except (DeploymentDoesNotFit, ConfigError):  # too big, or TP does not divide the heads
                 continue
             fitting.append((tp, pp))
     if not fitting:

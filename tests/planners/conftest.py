@@ -73,10 +73,11 @@ def make_workload(n: int, rate_rps: float, num_tiers: int, seed: int = 0) -> Wor
                     tuple(f"m{i}" for i in range(num_tiers)))
 
 
-MODELS = {2: ("llama3_8b", "llama3_70b"), 3: ("llama3_8b", "llama3_70b", "deepseek_v3")}
+MODELS = {2: ("llama3_8b", "llama3_70b"), 3: ("llama3_8b", "llama3_70b", "deepseek_v3"),
+          "small3": ("llama3_8b", "codellama_34b", "llama3_70b")}
 
 
-def make_cascade(num_tiers: int) -> CascadeSpec:
+def make_cascade(num_tiers) -> CascadeSpec:
     weights = {"deepseek_v3": "awq_int4"}
     return CascadeSpec(f"test{num_tiers}", tuple(TierSpec(load_model(m), weights.get(m, "bf16"))
                                                   for m in MODELS[num_tiers]))
@@ -89,7 +90,7 @@ def make_cluster(num_nodes: int, gpus_per_node: int = 8) -> ClusterSpec:
 def make_problem(num_tiers=2, num_nodes=1, gpus_per_node=8, rate_rps=4.0, q_min=None, n=600, seed=0, **kw):
     cluster = make_cluster(num_nodes, gpus_per_node)
     cascade = make_cascade(num_tiers)
-    wl = make_workload(n, rate_rps, num_tiers, seed)
+    wl = make_workload(n, rate_rps, cascade.num_tiers, seed)
     if q_min is None:
         z1, z2 = float(wl.scores[:, -1].mean()), float(wl.scores[:, 0].mean())
         q_min = z2 + 0.6 * (z1 - z2)

@@ -1,0 +1,192 @@
+"""Baseline planners: single model, Sarathi-Serve, CascadeServe-style gears, RouteLLM-style direct routing.
+
+Shared simplifications, stated once: every baseline uses the same latency estimator and placement as
+Cascadia, so differences between planners come from their decisions, not from different models of the
+hardware. "Fixed TP" means the smallest TP inside one node that holds the weights (PP only when no node
+does), as a system without parallelism search would deploy.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.errors import ConfigError
+
+from planners.plan import CascadePlan
+from planners.routing import THRESHOLD_MAX, expected_direct_quality, final_tiers, quality
+from planners.search import SearchContext
+
+
+def _single_thresholds(num_tiers: int, tier: int) -> tuple[float, ...]:
+    # Tiers before the served one forward everything (they have no replicas and are skipped); the served
+    # tier accepts everything.
+    return tuple(THRESHOLD_MAX if i < tier else 0.0 for i in range(num_tiers - 1))
+
+
+@dataclass(frozen=True)
+class SingleModelPlanner:
+    """One model on all GPUs with its best parallel configuration. model: "largest", or "smallest_meeting"
+    (the smallest model whose answers alone meet q_min)."""
+
+    name: str = "single_model"
+    model: str = "largest"
+    batching: str = "vllm"
+
+    def __post_init__(self) -> None:
+        if self.model not in ("largest", "smallest_meeting"):
+            raise ConfigError(f"planner {self.name}: model {self.model!r} is unknown; valid: largest, smallest_meeting")
+
+    def choose_tier(self, problem) -> int:
+        c = problem.cascade.num_tiers
+        if self.model == "largest":
+            return c - 1
+        means = problem.workload.scores.mean(axis=0)
+        return next((i for i in range(c) if means[i] >= problem.q_min - 1e-9), c - 1)
+
+    def plan(self, problem) -> CascadePlan:
+        t0 = time.perf_counter()
+        ctx = SearchContext(problem)
+        tier = self.choose_tier(problem)
+        mask = np.zeros((ctx.sample.num_requests, ctx.num_tiers), dtype=bool)
+        mask[:, tier] = True
+        loads = ctx.loads_from_mask(mask)
+        tables = ctx.tables(loads)
+        gpus = tuple(ctx.num_gpus if i == tier else 0 for i in range(ctx.num_tiers))
+        est = {"model": problem.cascade.tiers[tier].model.name}
+        if self.batching != "vllm":
+            est["sim_overrides"] = {"batching": self.batching}
+        stats = {"solver": "none", "status": "ENUMERATED", "time_s": time.perf_counter() - t0}
+        th = _single_thresholds(ctx.num_tiers, tier)
+        plan = ctx.build_plan(self.name, th, tables, gpus, loads, est, stats)
+        return plan
+
+
+def sarathi_planner(name: str = "sarathi", model: str = "largest") -> SingleModelPlanner:
+    """Sarathi-Serve: the single-model deployment served with chunked prefill (the simulator's sarathi batching)."""
+    return SingleModelPlanner(name=name, model=model, batching="sarathi")
+
+
+def load_weights(ctx: SearchContext, mask: np.ndarray) -> np.ndarray:
+    """Expected work per tier without length awareness: requests x the sample's overall mean tokens x model size."""
+    mean_tokens = float(ctx.sample.input_tokens.mean() + ctx.sample.output_tokens.mean())
+    params = np.array([t.model.active_params for t in ctx.problem.cascade.tiers], dtype=np.float64)
+    return mask.sum(axis=0) * mean_tokens * params
+
+
+def proportional_gpus(ctx: SearchContext, work: np.ndarray) -> tuple[int, ...]:
+    """GPUs proportional to work, in whole replicas of each tier's fixed configuration, greedy: every loaded
+    tier gets one replica, then each next replica goes to the tier with the most work per GPU so far."""
+    sizes = []
+    for i, cfgs in enumerate(ctx.configs):
+        sizes.append(cfgs[0][0] * cfgs[0][1] if cfgs else 0)
+    gpus = [sizes[i] if work[i] > 0 else 0 for i in range(ctx.num_tiers)]
+    if sum(gpus) > ctx.num_gpus:
+        return tuple(gpus)  # does not fit; the plan will be rejected by placement with a clear message
+    while True:
+        cands = [i for i in range(ctx.num_tiers) if work[i] > 0 and sum(gpus) + sizes[i] <= ctx.num_gpus]
+        if not cands:
+            return tuple(gpus)
+        i = max(cands, key=lambda k: (work[k] / gpus[k], -k))
+        gpus[i] += sizes[i]
+
+
+@dataclass(frozen=True)
+class CascadeServePlanner:
+    """CascadeServe-style: thresholds from a coarse grid, GPUs proportional to expected load with a fixed TP,
+    no length awareness, no parallelism search. Gears: one (thresholds, GPUs) plan per load level, stored in
+    plan.estimates["gears"] for an online controller; the plan itself is the gear for the problem's rate."""
+
+    name: str = "cascadeserve"
+    grid_step: float = 10.0
+    load_levels: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+
+    def gear(self, ctx: SearchContext, rate_factor: float):
+        """Best grid thresholds for one load level: meet q_min, then lowest estimated worst-tier p95."""
+        grid = np.arange(0.0, 100.0 + 1e-9, self.grid_step)
+        c = ctx.num_tiers - 1
+        best = None
+        for th in np.array(np.meshgrid(*[grid] * c, indexing="ij")).reshape(c, -1).T:
+            q = ctx.quality(th)
+            if q < ctx.problem.q_min - 1e-9:
+                continue
+            final = final_tiers(ctx.sample.scores, th)
+            mask = final[:, None] >= np.arange(ctx.num_tiers)[None, :]
+            gpus = proportional_gpus(ctx, load_weights(ctx, mask))
+            loads = ctx.loads_from_mask(mask)
+            loads = [type(ld)(ld.rate_rps * rate_factor, ld.input_tokens, ld.output_tokens, ld.arrival_ca2,
+                              ld.key + (rate_factor,)) for ld in loads]
+            tables = ctx.tables(loads)
+            lat = max(float(t.latency_s[g]) for t, g in zip(tables, gpus))
+            key = (lat, -q)
+            if best is None or key < best[0]:
+                best = (key, tuple(float(h) for h in th), gpus, loads, tables, q)
+        return best
+
+    def plan(self, problem) -> CascadePlan:
+        t0 = time.perf_counter()
+        ctx = SearchContext(problem, parallelism_search=False)
+        gears = []
+        chosen = None
+        for level in sorted(set(self.load_levels) | {1.0}):
+            g = self.gear(ctx, level)
+            gears.append({"rate_rps": problem.rate_rps * level, "thresholds": list(g[1]),
+                          "gpus_per_tier": list(g[2]), "p95_objective_s": g[0][0]})
+            if level == 1.0:
+                chosen = g
+        _, th, gpus, loads, tables, q = chosen
+        stats = {"solver": "none", "status": "GRID", "time_s": time.perf_counter() - t0}
+        return ctx.build_plan(self.name, th, tables, gpus, loads, {"gears": gears}, stats)
+
+
+@dataclass(frozen=True)
+class RouteLLMPlanner:
+    """RouteLLM-style: a router sends each request straight to the tier it predicts suffices (the cascade's
+    answering tier for grid thresholds), wrong with probability router_error_rate (then a random other
+    tier); no cascading. Thresholds: the grid point meeting q_min in expectation with the least work;
+    GPUs proportional to the expected load with a fixed TP."""
+
+    name: str = "routellm"
+    router_error_rate: float = 0.1
+    grid_step: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.router_error_rate <= 1.0:
+            raise ConfigError(f"planner {self.name}: router_error_rate must be in [0, 1], got {self.router_error_rate}")
+
+    def plan(self, problem) -> CascadePlan:
+        t0 = time.perf_counter()
+        ctx = SearchContext(problem, parallelism_search=False)
+        grid = np.arange(0.0, 100.0 + 1e-9, self.grid_step)
+        c = ctx.num_tiers - 1
+        scores = problem.workload.scores
+        best = None
+        e = self.router_error_rate
+        for th in np.array(np.meshgrid(*[grid] * c, indexing="ij")).reshape(c, -1).T:
+            q = expected_direct_quality(scores, th, e)
+            if q < problem.q_min - 1e-9:
+                continue
+            final = final_tiers(ctx.sample.scores, th)
+            onehot = final[:, None] == np.arange(ctx.num_tiers)[None, :]
+            share = (1 - e) * onehot + e * (~onehot) / c  # expected routing with errors
+            work = load_weights(ctx, share)
+            key = (float(work.sum()), -q)
+            if best is None or key < best[0]:
+                best = (key, tuple(float(h) for h in th), q)
+        if best is None:  # even the strictest grid point misses q_min in expectation: route everything up
+            th = tuple(THRESHOLD_MAX for _ in range(c))
+            best = ((0.0, 0.0), th, expected_direct_quality(scores, th, e))
+        _, th, q = best
+        # Loads: a deterministic draw of the router's mistakes on the sample (seeded from the thresholds).
+        rng = np.random.default_rng(np.random.SeedSequence([int(h * 10) for h in th] + [int(e * 1e6)]))
+        from planners.routing import direct_final_tiers
+
+        final = direct_final_tiers(ctx.sample.scores, th, e, rng)
+        mask = final[:, None] == np.arange(ctx.num_tiers)[None, :]
+        loads = ctx.loads_from_mask(mask)
+        tables = ctx.tables(loads)
+        gpus = proportional_gpus(ctx, load_weights(ctx, mask))
+        stats = {"solver": "none", "status": "GRID", "time_s": time.perf_counter() - t0}
+        return ctx.build_plan(self.name, th, tables, gpus, loads, {"quality": q, "expected_quality": q}, stats,
+                              routing="direct", router_error_rate=e)
