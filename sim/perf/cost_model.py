@@ -4,6 +4,14 @@ build_replica_cost() turns the physical description of a replica into a few prec
 pipeline stage, so that stage_time_s / iteration_time_s are a handful of float operations (the simulator's
 hot path). The per-layer operators come from sim.perf.layers, their efficiencies from sim.perf.params
 (fitted by sim.perf.calibrate), the fixed engine costs from conf/engine.
+
+Fitted to data: GEMM and elementwise efficiencies (Vidur H100 operator profiles), NCCL all-reduce bandwidth and
+latencies (h100_dgx), the vllm profile's CPU time per iteration (Vidur's A100-host measurement).
+Assumed, not fitted (no such data here): attention kernels (prefill FLOPs at a FlashAttention efficiency, decode
+KV reads at a paged-attention bandwidth), the AWQ dequantisation factor, the per-layer kernel gaps of each
+engine, InfiniBand latency (cluster spec). Simplifications: MoE experts are TP-sharded; all-reduces use the NCCL
+ring fit (vLLM's custom all-reduce for small messages is faster); a prefill chunk's reads of earlier KV are not
+charged; weights are spread evenly over TP x PP ranks.
 """
 from __future__ import annotations
 
