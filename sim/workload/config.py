@@ -2,6 +2,8 @@
 
 `workload_config_from_dict` turns a (possibly partial) dict into a validated, frozen `WorkloadConfig`; unknown keys
 and out-of-range values raise ConfigError naming the key and what is valid, so a typo never silently defaults.
+The classes are not frozen on purpose: Hydra makes a frozen structured config read-only, so a YAML or command-line
+value could not be merged onto it. Treat instances as values all the same.
 """
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ JUDGE_KINDS = ("oracle", "noisy")
 LATENCY_DISTS = ("constant", "lognormal", "gamma", "uniform")
 
 
-@dataclass(frozen=True)
+@dataclass
 class TraceColumns:
     arrival: str = "TIMESTAMP"
     input_tokens: str = "ContextTokens"
     output_tokens: str = "GeneratedTokens"
 
 
-@dataclass(frozen=True)
+@dataclass
 class TraceConfig:
     path: str = ""  # relative to the project root, or absolute
     format: str = "csv"  # csv | jsonl (gzip-compressed when the path ends in .gz)
@@ -38,7 +40,7 @@ class TraceConfig:
     timestamp_format: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@dataclass
 class ArrivalsConfig:
     process: str = "trace"  # trace: the trace's own times; poisson | gamma: synthetic times, lengths from the trace
     rate_scale: float = 1.0  # multiplies the arrival rate (trace times are divided by it)
@@ -46,7 +48,7 @@ class ArrivalsConfig:
     cv: float = 1.0  # gamma: coefficient of variation of inter-arrival times (1 = Poisson, > 1 = bursty)
 
 
-@dataclass(frozen=True)
+@dataclass
 class QualityConfig:
     dataset: str = "arena_bench_v1"  # a name of sim.workload.quality.DATASETS
     tier_models: List[str] = field(default_factory=list)  # dataset model per cascade tier, smallest first
@@ -58,13 +60,13 @@ class QualityConfig:
     exclude_contaminated: bool = True  # drop prompts RouteLLM flagged as overlapping its router-training data
 
 
-@dataclass(frozen=True)
+@dataclass
 class WindowConfig:
     start_s: float = 0.0  # in trace time (seconds from the trace's first request), before rate scaling
     end_s: Optional[float] = None  # null = to the end of the trace
 
 
-@dataclass(frozen=True)
+@dataclass
 class PhaseConfig:
     workload: str = ""  # name of a workload in conf/workload/
     duration_s: float = 0.0  # length of the phase in the drifting workload (after rate scaling)
@@ -72,7 +74,7 @@ class PhaseConfig:
     rate_scale: float = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class WorkloadConfig:
     name: str = ""
     trace: TraceConfig = field(default_factory=TraceConfig)
@@ -85,14 +87,14 @@ class WorkloadConfig:
     phases: List[PhaseConfig] = field(default_factory=list)  # non-empty: a drifting concatenation of workloads
 
 
-@dataclass(frozen=True)
+@dataclass
 class JudgeLatencyConfig:
     dist: str = "constant"  # constant | lognormal | gamma | uniform
     mean_s: float = 0.27  # the paper's GPT-4o judging latency
     cv: float = 0.0  # coefficient of variation (lognormal, gamma, uniform)
 
 
-@dataclass(frozen=True)
+@dataclass
 class JudgeConfig:
     kind: str = "oracle"  # oracle: the gate sees the real score; noisy: real score + N(0, noise_std), clipped to 0-100
     noise_std: float = 0.0  # on the 0-100 scale; see sim.workload.judge.calibrate_noise_std

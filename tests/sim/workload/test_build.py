@@ -142,3 +142,13 @@ def test_describe_cli_ends_with_the_json_summary():
     assert set(summary) == {"name", "requests", "duration_s", "rate_rps", "mean_input_tokens", "mean_output_tokens",
                             "tier_models", "tier_mean_score"}
     assert summary["requests"] == 500 and len(summary["tier_mean_score"]) == 3
+
+
+@pytest.mark.parametrize("name", ["conversation", "coding", "math", "math_gsm8k", "drift"])
+def test_every_workload_yaml_merges_onto_the_structured_schema(name):
+    from omegaconf import OmegaConf
+
+    from sim.workload import WorkloadConfig
+
+    cfg = OmegaConf.merge(OmegaConf.structured(WorkloadConfig), OmegaConf.load(PROJECT_ROOT / f"conf/workload/{name}.yaml"))
+    assert build_workload(cfg, num_requests=50).num_requests == 50
