@@ -1,0 +1,168 @@
+"""Iteration-level batching policies (vLLM prefill-first, Sarathi-Serve chunked prefill, static batches) over an engine's queues.
+
+Each policy looks at an engine at an iteration boundary and returns the next iteration: a Step with the
+prefill chunks and decode sequences it runs, or DECODE_ONLY (every running sequence decodes one token; the
+engine may then jump over many such iterations), or None (nothing to run).
+
+Token accounting (as vLLM V0): a (re)prefill of a sequence processes prompt + generated tokens and samples
+one token; a decode step of a sequence with g generated tokens writes the KV of its last token, so it needs
+prompt + g KV slots and attends to that many tokens. Preemption is by recompute: the victim frees its blocks
+and later re-prefills prompt + generated tokens.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sim.perf.batch import BatchShape
+
+POLICIES = ("vllm", "sarathi", "static")
+
+
+class Seq:
+    """One request's visit to one tier while it is at an engine (mutable: it lives in simulated time)."""
+
+    __slots__ = ("req", "tier", "prompt_tokens", "out_tokens", "generated", "prefill_target", "prefilled",
+                 "decoding", "blocks", "enqueue_s", "first_sched_s", "first_token_s", "preemptions", "work_tokens")
+
+    def __init__(self, req: int, tier: int, prompt_tokens: int, out_tokens: int, enqueue_s: float,
+                 work_tokens: float = 0.0) -> None:
+        self.req = req
+        self.tier = tier
+        self.prompt_tokens = prompt_tokens
+        self.out_tokens = out_tokens
+        self.generated = 0
+        self.prefill_target = 0
+        self.prefilled = 0
+        self.decoding = False
+        self.blocks = 0
+        self.enqueue_s = enqueue_s  # arrival at this engine (kept through preemptions and re-queues)
+        self.first_sched_s = -1.0
+        self.first_token_s = -1.0
+        self.preemptions = 0
+        self.work_tokens = work_tokens  # the load balancer's estimate of this visit's work
+
+    def reset_for_requeue(self) -> None:
+        """Back to the waiting queue without KV (preempted or moved off a replica); generated tokens are kept."""
+        self.blocks = 0
+        self.prefilled = 0
+        self.prefill_target = 0
+        self.decoding = False
+
+
+DECODE_ONLY = "decode_only"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One iteration that has prefill work: chunks (seq, tokens) and the sequences that decode alongside."""
+
+    chunks: tuple
+    decodes: tuple
+    shape: BatchShape
+
+
+def admit(eng, now: float, token_budget: int, chunked: bool) -> list:
+    """Admit waiting sequences FCFS while max_num_seqs, the token budget and free KV blocks allow; returns
+    [(seq, chunk_tokens)]. Admitted sequences join eng.running (prefilling). A request that arrived exactly
+    at this boundary waits for the next one unless the engine is idle, so that jumping and stepping agree."""
+    kv, running, waiting, cfg = eng.kv, eng.running, eng.waiting, eng.cfg
+    limit = now if running else math.inf
+    out = []
+    used = 0
+    while waiting:
+        seq = waiting[0]
+        if seq.enqueue_s >= limit:
+            break
+        length = seq.prompt_tokens + seq.generated
+        need = kv.blocks_for(length)
+        if kv.never_fits(need):
+            waiting.popleft()
+            eng.drop(seq, "prompt_exceeds_kv_capacity" if seq.generated == 0 else "kv_capacity_exceeded")
+            continue
+        if len(running) >= cfg.max_num_seqs:
+            break
+        if chunked:
+            chunk = min(length, token_budget - used)
+            if chunk <= 0:
+                break
+        else:
+            # The first prompt of an iteration is admitted even when longer than the budget (no prompt is refused).
+            if out and used + length > token_budget:
+                break
+            chunk = length
+        if not kv.can_admit(need):
+            break
+        waiting.popleft()
+        kv.take(need)
+        seq.blocks = need
+        seq.prefill_target = length
+        seq.prefilled = 0
+        seq.decoding = False
+        if seq.first_sched_s < 0:
+            seq.first_sched_s = now
+        running.append(seq)
+        out.append((seq, chunk))
+        used += chunk
+    return out
+
+
+def _shape(chunks, decodes) -> BatchShape:
+    tokens = 0
+    pairs = 0.0
+    for seq, c in chunks:
+        tokens += c
+        pairs += c * (seq.prefilled + (c + 1) / 2)
+    ctx = 0
+    for seq in decodes:
+        ctx += seq.prompt_tokens + seq.generated
+    return BatchShape(prefill_tokens=tokens, prefill_attn_pairs=pairs, num_prefill_seqs=len(chunks),
+                      decode_seqs=len(decodes), decode_ctx_tokens=ctx)
+
+
+def schedule_vllm(eng, now: float):
+    """vLLM V0 default scheduler: if any waiting prompt can be admitted, run a prefill-only iteration;
+    otherwise every running sequence decodes (preempting the most recently admitted when blocks run out)."""
+    chunks = admit(eng, now, eng.cfg.max_batched_tokens, chunked=False)
+    if chunks:
+        return Step(tuple(chunks), (), _shape(chunks, ()))
+    if not eng.running:
+        return None
+    eng.allocate_decode_step()
+    return DECODE_ONLY if eng.running else None
+
+
+def schedule_sarathi(eng, now: float):
+    """Sarathi-Serve: every iteration runs all decodes plus prefill chunks (ongoing first, then new
+    admissions) up to the token budget chunk_tokens; decodes always run even if they exceed it."""
+    if eng.running:
+        eng.allocate_decode_step()
+    budget = eng.cfg.chunk_tokens
+    decodes = [s for s in eng.running if s.decoding]
+    left = budget - len(decodes)
+    chunks = []
+    for seq in eng.running:
+        if left <= 0:
+            break
+        if not seq.decoding:
+            c = min(seq.prefill_target - seq.prefilled, left)
+            chunks.append((seq, c))
+            left -= c
+    if left > 0:
+        chunks.extend(admit(eng, now, left, chunked=True))
+    if chunks:
+        return Step(tuple(chunks), tuple(decodes), _shape(chunks, decodes))
+    return DECODE_ONLY if eng.running else None
+
+
+def schedule_static(eng, now: float):
+    """Static batching: when the engine is empty, form a batch (FCFS, budget and memory permitting), prefill it
+    in one iteration, then decode until every member has finished; arrivals wait for the next batch."""
+    if not eng.running:
+        chunks = admit(eng, now, eng.cfg.max_batched_tokens, chunked=False)
+        return Step(tuple(chunks), (), _shape(chunks, ())) if chunks else None
+    eng.allocate_decode_step()
+    return DECODE_ONLY if eng.running else None
+
+
+SCHEDULERS = {"vllm": schedule_vllm, "sarathi": schedule_sarathi, "static": schedule_static}

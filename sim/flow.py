@@ -1,0 +1,162 @@
+"""The cascade flow: arrivals, tier by tier service, the judge's latency and gate, accept or forward, final records.
+
+routing "cascade": a request starts at the first tier with replicas; after a non-final tier answers, the judge
+takes its latency, then the gate score (real score for an oracle judge, real + noise otherwise) is compared
+with that tier's threshold: at or above it the answer is returned, below it the request is forwarded to the
+next tier with replicas, which prefills the prompt again (plus the draft answer with forward_with_draft).
+The last tier with replicas always answers and is not judged.
+
+routing "direct" (RouteLLM-style): a router predicts, per request, the smallest tier whose real score reaches
+its threshold (the last tier if none); with probability router_error_rate it instead predicts a tier drawn
+uniformly from the others. The request is served there only (no judge, no forwarding); a predicted tier
+without replicas is replaced by the next tier up with replicas (or the highest one below if none is above).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sim.batching import Seq
+from sim.replica import _delay_to
+from sim.records import STATUS_COMPLETED, STATUS_DROPPED, RecordBook
+
+
+class CascadeFlow:
+    """Owns the per-request state machine; replicas call on_tier_done / on_drop."""
+
+    def __init__(self, env, workload, thresholds, routing: str, routers: list, cfg, gate_scores: np.ndarray,
+                 judge_latency_s: np.ndarray, direct_tier: np.ndarray | None) -> None:
+        self.env = env
+        self.routers = routers
+        self.cfg = cfg
+        self.routing = routing
+        self.num_tiers = len(routers)
+        self.thresholds = [float(h) for h in thresholds]
+        self.arrival_s = workload.arrival_s.tolist()
+        self.input_tokens = workload.input_tokens.tolist()
+        self.output_tokens = np.maximum(workload.output_tokens, 1).tolist()
+        self.scores = workload.scores
+        self.gate_scores = gate_scores
+        self.judge_latency_s = judge_latency_s.tolist()
+        self.direct_tier = None if direct_tier is None else direct_tier.tolist()
+        self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers)
+        self.lb_out = float(cfg.lb_output_tokens_estimate)
+        self.lb_prefill = float(cfg.lb_prefill_weight)
+        # Number in system, integrated over time: an account of Little's L kept apart from the records.
+        self.in_system = 0
+        self.area = 0.0
+        self._last_change = 0.0
+        self.arrived = 0
+        self.finished = 0
+        self.process = env.process(self._arrivals())
+
+    # ---- bookkeeping of the number in system ----------------------------------------------------
+    def _count(self, delta: int, now: float) -> None:
+        self.area += self.in_system * (now - self._last_change)
+        self._last_change = now
+        self.in_system += delta
+
+    # ---- arrivals -------------------------------------------------------------------------------
+    def _arrivals(self):
+        env = self.env
+        for i, t in enumerate(self.arrival_s):
+            if t > env.now:
+                yield env.timeout(_delay_to(env.now, t))
+            self._count(+1, t)
+            self.arrived += 1
+            if self.direct_tier is not None:
+                self._enter(i, self._live_tier_direct(self.direct_tier[i]), self.input_tokens[i], t)
+            else:
+                self._enter(i, self._live_tier_from(0), self.input_tokens[i], t)
+
+    def _live_tier_from(self, t: int) -> int:
+        while t < self.num_tiers and not self.routers[t].live:
+            t += 1
+        return t if t < self.num_tiers else -1
+
+    def _live_tier_direct(self, t: int) -> int:
+        up = self._live_tier_from(t)
+        if up >= 0:
+            return up
+        for d in range(t - 1, -1, -1):
+            if self.routers[d].live:
+                return d
+        return -1
+
+    def _enter(self, i: int, tier: int, prompt_tokens: int, now: float) -> None:
+        """The request arrives at a tier at logical time now (entities keep exact times; env.now is within an ulp)."""
+        if tier < 0:
+            self.on_drop_request(i, "no_live_replica", now)
+            return
+        book = self.book
+        book.enter_s[i, tier] = now
+        book.tiers_visited[i] += 1
+        out = self.output_tokens[i][tier]
+        seq = Seq(i, tier, prompt_tokens, out, now, self.lb_out + self.lb_prefill * prompt_tokens)
+        self.routers[tier].route(seq)
+
+    # ---- callbacks from replicas ----------------------------------------------------------------
+    def on_tier_done(self, seq: Seq, end: float, replica_id: int = -1) -> None:
+        i, t = seq.req, seq.tier
+        book = self.book
+        book.queue_s[i, t] = seq.first_sched_s - book.enter_s[i, t]
+        book.prefill_s[i, t] = seq.first_token_s - seq.first_sched_s
+        book.decode_s[i, t] = end - seq.first_token_s
+        book.first_token_s[i, t] = seq.first_token_s
+        book.preemptions[i] += seq.preemptions
+        book.replica[i, t] = replica_id
+        nxt = self._live_tier_from(t + 1) if self.direct_tier is None else -1
+        if nxt < 0:
+            self._complete(i, t, end)
+            return
+        lat = self.judge_latency_s[i][t]
+        if lat > 0:
+            when = end + lat
+            self.env.timeout(_delay_to(self.env.now, when)).callbacks.append(
+                lambda _ev, i=i, t=t, when=when: self._judged(i, t, when))
+        else:
+            self._judged(i, t, end)
+
+    def _judged(self, i: int, t: int, now: float) -> None:
+        book = self.book
+        book.judge_s[i, t] = self.judge_latency_s[i][t]
+        gate = float(self.gate_scores[i, t])
+        book.gate_score[i, t] = gate
+        nxt = self._live_tier_from(t + 1)
+        if gate >= self.thresholds[t] or nxt < 0:
+            self._complete(i, t, now)
+            return
+        prompt = self.input_tokens[i] + (self.output_tokens[i][t] if self.cfg.forward_with_draft else 0)
+        self._enter(i, nxt, prompt, now)
+
+    def _complete(self, i: int, t: int, now: float) -> None:
+        book = self.book
+        book.final_tier[i] = t
+        book.final_score[i] = self.scores[i, t]
+        book.completion_s[i] = now
+        book.ttft_s[i] = book.first_token_s[i, t] - book.arrival_s[i]
+        book.output_tokens_final[i] = self.output_tokens[i][t]
+        book.status[i] = STATUS_COMPLETED
+        self.finished += 1
+        self._count(-1, now)
+
+    def on_drop(self, seq: Seq, reason: str, now: float) -> None:
+        self.book.preemptions[seq.req] += seq.preemptions
+        self.on_drop_request(seq.req, f"{reason}_t{seq.tier}", now)
+
+    def on_drop_request(self, i: int, reason: str, now: float) -> None:
+        book = self.book
+        book.status[i] = STATUS_DROPPED
+        book.drop_reason[i] = reason
+        book.completion_s[i] = np.nan
+        self.finished += 1
+        self._count(-1, now)
+
+    def requeue(self, seq: Seq) -> None:
+        """A visit whose replica went away goes back to its tier's router (or the next live tier)."""
+        now = self.env.now
+        tier = self._live_tier_from(seq.tier)
+        if tier == seq.tier:
+            seq.enqueue_s = now
+            self.routers[tier].route(seq)
+        else:
+            self._enter(seq.req, tier, seq.prompt_tokens, now)

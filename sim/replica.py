@@ -1,0 +1,346 @@
+"""A model replica (TP x PP on concrete GPUs) and its engines: the iteration loop, in fast (jumping) or reference mode.
+
+Pipeline parallelism follows vLLM V0's virtual engines: a replica with pp stages runs pp engines, each with its
+own scheduler, 1/pp of the KV blocks and up to max_num_seqs sequences. Each engine's iteration takes
+cost.iteration_time_s (all stages plus send/recv); with pp engines busy, pp micro-batches are in flight and
+a new one enters the first stage about every stage_time_s. Bubbles from unequal micro-batches are ignored.
+
+Fast mode: between batch-changing events a decode-only batch of B sequences evolves predictably; iteration j
+costs a + b * (S + j * B) with (a, b) = cost.decode_affine(B). The engine computes how many iterations k
+remain until the first sequence finishes or the free KV blocks run out, and waits once for all k. An arrival
+that could be admitted interrupts the wait; the engine stops at the first iteration boundary after the
+arrival. Boundary times are the same running float sums as in reference mode (np.add.accumulate is
+sequential). Every time an engine records is its own logical clock (those exact sums), never env.now, which
+SimPy can only approach within an ulp; so both modes produce bit-identical records.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import simpy
+
+from sim.batching import DECODE_ONLY, SCHEDULERS, Seq
+from sim.kv_cache import KVCache
+from sim.perf.batch import BatchShape
+
+
+def _delay_to(now: float, target: float) -> float:
+    """The SimPy delay that wakes a process at about `target` (within an ulp: SimPy adds delay to env.now,
+    and not every float is reachable that way, so entities keep exact logical times of their own)."""
+    d = target - now
+    return d if d > 0.0 else 0.0
+
+
+class Engine:
+    """One scheduler with its own queues and KV blocks; runs iterations as a SimPy process."""
+
+    def __init__(self, env: simpy.Environment, replica: "Replica", index: int, kv_blocks: int) -> None:
+        self.env = env
+        self.replica = replica
+        self.index = index
+        self.cfg = replica.cfg
+        self.cost = replica.cost
+        self.kv = KVCache(kv_blocks, self.cost.kv_block_size, self.cfg.kv_watermark)
+        self.waiting: deque[Seq] = deque()
+        self.running: list[Seq] = []  # admission order: the last is preempted first
+        self.schedule = SCHEDULERS[self.cfg.batching]
+        self.fast = self.cfg.mode == "fast"
+        # Arrivals can change a running batch only under continuous batching.
+        self._arrivals_interrupt = self.fast and self.cfg.batching != "static"
+        self.busy_s = 0.0
+        self.iterations = 0
+        self.jumps = 0
+        self.outstanding = 0  # sequences assigned here and not finished
+        self._idle: simpy.Event | None = None
+        self._jumping = False
+        self._interrupt_s = 0.0
+        self.clock = env.now  # logical time of the engine's last iteration boundary
+        self._preempted: list[Seq] = []
+        self.alive = True
+        self.process = env.process(self._run())
+
+    # ---- entry points ---------------------------------------------------------------------------
+    def submit(self, seq: Seq) -> None:
+        was_empty = not self.waiting
+        self.waiting.append(seq)
+        self.outstanding += 1
+        if self._idle is not None:
+            idle, self._idle = self._idle, None
+            if seq.enqueue_s > self.clock:
+                self.clock = seq.enqueue_s
+            idle.succeed()
+        elif self._jumping and was_empty and self._arrivals_interrupt:
+            # A non-empty waiting queue at a jump means its head is blocked (memory or max_num_seqs) for the
+            # whole jump, and FCFS keeps newcomers behind it; only the first newcomer can change the batch.
+            self._jumping = False
+            self._interrupt_s = seq.enqueue_s
+            self.process.interrupt()
+
+    def drop(self, seq: Seq, reason: str) -> None:
+        self.outstanding -= 1
+        self.replica.on_drop(seq, reason, self.clock)
+
+    def stop(self) -> list:
+        """Take the engine down now: every running and waiting visit is returned (KV freed) for re-queueing."""
+        self.alive = False
+        seqs = list(self.running) + list(self.waiting)
+        for s in self.running:
+            self.kv.give(s.blocks)
+        for s in seqs:
+            s.reset_for_requeue()
+        self.running, self.waiting = [], deque()
+        self.outstanding = 0
+        if self._idle is None and self.process.is_alive:
+            self.process.interrupt("stop")
+        self._idle = None
+        return seqs
+
+    # ---- the iteration loop ---------------------------------------------------------------------
+    def _run(self):
+        try:
+            yield from self._loop()
+        except simpy.Interrupt as exc:
+            if exc.cause != "stop":
+                raise
+
+    def _loop(self):
+        env = self.env
+        while True:
+            if not self.running and not self.waiting:
+                self._idle = env.event()
+                yield self._idle
+            now = self.clock
+            step = self.schedule(self, now)
+            if step is None:
+                # Preemption emptied the batch (or every waiting prompt was dropped): schedule again now.
+                continue
+            if step is DECODE_ONLY:
+                yield from self._decode(now)
+                continue
+            t = self.cost.iteration_time_s(step.shape) * self.replica.slowdown
+            self._record(now, t, 1, step.shape)
+            end = now + t
+            yield env.timeout(_delay_to(env.now, end))
+            self.clock = end
+            self.busy_s += t
+            self.iterations += 1
+            self._finish_step(step, end)
+
+    def _finish_step(self, step, end: float) -> None:
+        finished = []
+        for seq in step.decodes:
+            seq.generated += 1
+            if seq.generated >= seq.out_tokens:
+                finished.append(seq)
+        for seq, c in step.chunks:
+            seq.prefilled += c
+            if seq.prefilled >= seq.prefill_target:
+                seq.generated += 1
+                seq.decoding = True
+                if seq.first_token_s < 0:
+                    seq.first_token_s = end
+                if seq.generated >= seq.out_tokens:
+                    finished.append(seq)
+        if finished:
+            self._complete(finished, end)
+
+    def _complete(self, finished: list, end: float) -> None:
+        done = set(map(id, finished))
+        self.running = [s for s in self.running if id(s) not in done]
+        for seq in finished:
+            self.kv.give(seq.blocks)
+            seq.blocks = 0
+            self.outstanding -= 1
+            self.replica.on_done(seq, end)
+
+    def allocate_decode_step(self) -> None:
+        """Give every decoding sequence the KV slot of this step, in admission order; when no block is free,
+        preempt the most recently admitted sequence by recompute (vLLM V0 _schedule_running)."""
+        run = self.running
+        kv = self.kv
+        bs = kv.block_size
+        i = 0
+        while i < len(run):
+            seq = run[i]
+            if seq.decoding and seq.prompt_tokens + seq.generated > seq.blocks * bs:
+                while kv.free_blocks == 0:
+                    victim = run.pop()
+                    self._preempt(victim)
+                    if victim is seq:
+                        break
+                else:
+                    kv.take(1)
+                    seq.blocks += 1
+            i += 1
+        if self._preempted:
+            # Oldest victim first at the head of the queue, as vLLM's waiting.extendleft(preempted).
+            self.waiting.extendleft(self._preempted)
+            self._preempted = []
+
+    def _preempt(self, seq: Seq) -> None:
+        self.kv.give(seq.blocks)
+        seq.reset_for_requeue()
+        seq.preemptions += 1
+        self._preempted.append(seq)
+
+    def _decode(self, now: float):
+        """Decode-only iterations: one (reference) or k in one wait (fast)."""
+        env = self.env
+        dec = [s for s in self.running if s.decoding]
+        n = len(dec)
+        a, b = self.cost.decode_affine(n)
+        f = self.replica.slowdown
+        if f != 1.0:
+            a, b = a * f, b * f
+        ctx = 0
+        for s in dec:
+            ctx += s.prompt_tokens + s.generated
+        k = self._jump_length(dec) if self.fast else 1
+        if k == 1:
+            t = a + b * ctx
+            self._record(now, t, 1, None, n, ctx)
+            end = now + t
+            yield env.timeout(_delay_to(env.now, end))
+            self.busy_s += t
+            self.iterations += 1
+        else:
+            if k <= 16:
+                bounds = [now]
+                for j in range(k):
+                    bounds.append(bounds[-1] + (a + b * (ctx + j * n)))
+                bounds = np.array(bounds)
+            else:
+                times = a + b * (ctx + n * np.arange(k, dtype=np.int64))
+                bounds = np.add.accumulate(np.concatenate(([now], times)))
+            self._jumping = True
+            try:
+                yield env.timeout(_delay_to(env.now, float(bounds[k])))
+            except simpy.Interrupt as exc:
+                if exc.cause == "stop":
+                    raise
+                # Stop at the first boundary strictly after the arrival; it joins the batch there.
+                k = max(1, min(k, int(np.searchsorted(bounds, self._interrupt_s, side="right"))))
+                try:
+                    yield env.timeout(_delay_to(env.now, float(bounds[k])))
+                except simpy.Interrupt as exc:
+                    if exc.cause == "stop":
+                        raise
+                    raise RuntimeError("an engine was interrupted twice in one jump (a simulator bug)") from None
+            self._jumping = False
+            end = float(bounds[k])
+            self.busy_s += end - now
+            self.iterations += k
+            self.jumps += 1
+            self._record(now, end - now, k, None, n, ctx)
+        self.clock = end
+        self._advance(dec, k, end)
+
+    def _advance(self, dec: list, k: int, end: float) -> None:
+        """Apply k decode steps to the decoding sequences: steps 1..k-1 allocate blocks in bulk (step 0 was
+        allocated by allocate_decode_step), then sequences that reached their output length finish."""
+        bs = self.kv.block_size
+        finished = []
+        taken = 0
+        for s in dec:
+            if k > 1:
+                need = -(-(s.prompt_tokens + s.generated + k - 1) // bs)
+                if need > s.blocks:
+                    taken += need - s.blocks
+                    s.blocks = need
+            s.generated += k
+            if s.generated >= s.out_tokens:
+                finished.append(s)
+        if taken:
+            self.kv.take(taken)
+        if finished:
+            self._complete(finished, end)
+
+    def _jump_length(self, dec: list) -> int:
+        """Decode steps until the first sequence finishes, cut where steps 1.. would need more KV blocks
+        than are free (that step then runs alone, with the reference preemption logic)."""
+        k_fin = min(s.out_tokens - s.generated for s in dec)
+        if k_fin <= 1:
+            return 1
+        free = self.kv.free_blocks
+        bs = self.kv.block_size
+
+        def extra_blocks(m: int) -> int:  # blocks that steps 1..m add
+            total = 0
+            for s in dec:
+                need = -(-(s.prompt_tokens + s.generated + m) // bs) - s.blocks
+                if need > 0:
+                    total += need
+            return total
+
+        if extra_blocks(k_fin - 1) <= free:
+            return k_fin
+        lo, hi = 0, k_fin - 1  # extra_blocks(lo) <= free < extra_blocks(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if extra_blocks(mid) <= free:
+                lo = mid
+            else:
+                hi = mid
+        return lo + 1
+
+    # ---- records --------------------------------------------------------------------------------
+    def _record(self, start: float, dur: float, iters: int, shape: BatchShape | None, n: int = 0, ctx: int = 0):
+        log = self.replica.iteration_log
+        if log is None:
+            return
+        if shape is None:
+            log.append((self.replica.replica_id, self.index, start, dur, iters, 0, 0, n, ctx,
+                        self.kv.used_blocks, len(self.waiting)))
+        else:
+            log.append((self.replica.replica_id, self.index, start, dur, iters, shape.prefill_tokens,
+                        shape.num_prefill_seqs, shape.decode_seqs, shape.decode_ctx_tokens,
+                        self.kv.used_blocks, len(self.waiting)))
+
+
+ITERATION_COLUMNS = ["replica_id", "engine", "start_s", "duration_s", "iterations", "prefill_tokens",
+                     "prefill_seqs", "decode_seqs", "decode_ctx_tokens", "kv_used_blocks", "waiting"]
+
+
+class Replica:
+    """A model replica on concrete GPUs; holds pp engines and routes each submitted visit to the least loaded."""
+
+    def __init__(self, env, replica_id: int, tier: int, plan, cost, cfg, flow, iteration_log=None) -> None:
+        self.env = env
+        self.replica_id = replica_id
+        self.tier = tier
+        self.plan = plan
+        self.cost = cost
+        self.cfg = cfg
+        self.flow = flow
+        self.iteration_log = iteration_log
+        self.slowdown = 1.0  # a controller may slow a straggler down by a factor
+        self.num_gpus = plan.tp * plan.pp
+        self.start_s = env.now
+        self.outstanding_work = 0.0  # load balancer's estimate, in tokens
+        per_engine = max(1, cost.kv_capacity_blocks // plan.pp)
+        self.engines = [Engine(env, self, i, per_engine) for i in range(plan.pp)]
+        # Nominal decode throughput (tokens/s at 32 sequences of 1k context) turns outstanding tokens into time.
+        a, b = cost.decode_affine(32)
+        self.tokens_per_s = plan.pp * 32 / (a + b * 32 * 1024)
+
+    @property
+    def outstanding(self) -> int:
+        return sum(e.outstanding for e in self.engines)
+
+    @property
+    def busy_s(self) -> float:
+        return sum(e.busy_s for e in self.engines) / len(self.engines)
+
+    def submit(self, seq: Seq) -> None:
+        eng = self.engines[0] if len(self.engines) == 1 else min(self.engines, key=lambda e: e.outstanding)
+        self.outstanding_work += seq.work_tokens
+        eng.submit(seq)
+
+    def on_done(self, seq: Seq, end: float) -> None:
+        self.outstanding_work -= seq.work_tokens
+        self.flow.on_tier_done(seq, end, self.replica_id)
+
+    def on_drop(self, seq: Seq, reason: str, now: float) -> None:
+        self.outstanding_work -= seq.work_tokens
+        self.flow.on_drop(seq, reason, now)

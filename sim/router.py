@@ -1,0 +1,49 @@
+"""Tier load balancers: pick a replica of a tier for each arriving visit (least outstanding work, round-robin, JSQ)."""
+from __future__ import annotations
+
+from sim.errors import ConfigError
+
+LOAD_BALANCERS = ("least_work", "round_robin", "jsq")
+
+
+class TierRouter:
+    """Routes visits to the live replicas of one tier.
+
+    least_work: the replica whose outstanding work (estimated tokens of its unfinished visits divided by its
+    nominal decode throughput) is smallest; the estimate uses the prompt and a fixed output guess, never the
+    real output length, which a real router does not know. jsq: fewest unfinished visits. round_robin: cyclic.
+    Ties go to the lowest replica index.
+    """
+
+    def __init__(self, tier: int, replicas: list, policy: str = "least_work") -> None:
+        if policy not in LOAD_BALANCERS:
+            raise ConfigError(f"sim.load_balancer {policy!r} is not valid; choose one of {list(LOAD_BALANCERS)}")
+        self.tier = tier
+        self.replicas = list(replicas)
+        self.policy = policy
+        self._next = 0
+
+    @property
+    def live(self) -> bool:
+        return bool(self.replicas)
+
+    def pick(self):
+        reps = self.replicas
+        if len(reps) == 1:
+            return reps[0]
+        if self.policy == "round_robin":
+            r = reps[self._next % len(reps)]
+            self._next += 1
+            return r
+        if self.policy == "jsq":
+            return min(reps, key=lambda r: r.outstanding)
+        return min(reps, key=lambda r: r.outstanding_work / r.tokens_per_s)
+
+    def route(self, seq) -> None:
+        self.pick().submit(seq)
+
+    def add(self, replica) -> None:
+        self.replicas.append(replica)
+
+    def remove(self, replica) -> None:
+        self.replicas.remove(replica)
