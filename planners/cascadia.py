@@ -3,10 +3,14 @@
 Choices the paper leaves open, and why:
 - theta_0 ("uniform_feasible"): every threshold equal to the smallest candidate h whose cascade meets q_min
   (the largest candidate if none does alone). Starting inside the quality-feasible region means the first
-  MILP already optimises a plan the user can accept; "all_accept" (every h = 0) is the alternative.
+  MILP already optimises a plan the user can accept; "all_accept" (every h = 0) is the alternative. When
+  theta_0's loads cannot all be deployed (a pool too small for every model), the search starts instead from
+  the best routing that sends every request to one tier.
 - Threshold search: coordinate descent over tiers; for tier i every candidate threshold (each distinct score
-  of that tier on the sample, plus 0 and 100) is tried with the others fixed. Each candidate is scored with
-  the optimal allocation for its own per-tier loads (an exact min-max scan over the tables, which tests show
+  of that tier on the sample, plus 0 and 100) is tried with the others fixed, and, when that breaks q_min,
+  with one other threshold raised to the first candidate that restores it (a move along the constraint).
+  Each candidate is scored with the optimal allocation for its own per-tier loads (an exact min-max scan
+  over the tables, which tests show
   equals the MILP), so a threshold that moves load to a larger model is judged with GPUs following the load.
   Tables are cached on the exact set of requests reaching a tier.
 - mu = 1e9: J = L + mu * max(0, (q_min - Q) / (z1* - z2*)) with L the worst tier's p95 in seconds. A quality
@@ -103,18 +107,33 @@ class CascadiaPlanner:
         return L + self.penalty(ctx.problem, ctx.quality(thresholds))
 
     def sweep(self, ctx: SearchContext, thresholds, cands, current_j: float):
-        """One coordinate-descent pass over the tiers' thresholds."""
+        """One coordinate-descent pass over the tiers' thresholds. A trial that drops quality below q_min is
+        also tried with one other threshold raised just enough to restore q_min (a move along the quality
+        constraint, which plain coordinate descent cannot make when mu makes the constraint near-hard)."""
         th = list(thresholds)
         best_j = current_j
+        q_min = ctx.problem.q_min
         for i in range(len(th)):
             for h in cands[i]:
                 if h == th[i]:
                     continue
                 trial = th.copy()
                 trial[i] = float(h)
-                j = self.objective(ctx, trial)
-                if j < best_j - 1e-12:
-                    best_j, th = j, trial
+                trials = [trial]
+                if self.mu > 0 and ctx.quality(trial) < q_min - 1e-9:
+                    for j in range(len(th)):
+                        if j == i:
+                            continue
+                        for hj in cands[j][cands[j] > trial[j]]:
+                            repaired = trial.copy()
+                            repaired[j] = float(hj)
+                            if ctx.quality(repaired) >= q_min - 1e-9:
+                                trials.append(repaired)
+                                break
+                for t in trials:
+                    j_val = self.objective(ctx, t)
+                    if j_val < best_j - 1e-12:
+                        best_j, th = j_val, t
         return tuple(th), best_j
 
     # ---- the planner -----------------------------------------------------------------------------
@@ -124,6 +143,8 @@ class CascadiaPlanner:
         scores = problem.workload.scores
         cands = [candidate_thresholds(scores[:, i], self.max_candidates) for i in range(ctx.num_tiers - 1)]
         theta = self.initial_thresholds(ctx, cands)
+        if not np.isfinite(self.objective(ctx, theta)):
+            theta = min(single_tier_thresholds(ctx.num_tiers), key=lambda th: self.objective(ctx, th))
         history: list[float] = []
         best = None
         stable = 0
@@ -159,6 +180,11 @@ class CascadiaPlanner:
                  "mip_gap": self.mip_gap, "time_limit_s": self.time_limit_s}
         est = {"quality": q, "latency_objective_s": L, "J": j}
         return ctx.build_plan(self.name, theta, tables, gpus, loads, est, stats)
+
+
+def single_tier_thresholds(num_tiers: int) -> list[tuple[float, ...]]:
+    """Routings that send every request to one tier k (forward everything before k, accept at k)."""
+    return [tuple(100.0 if i < k else 0.0 for i in range(num_tiers - 1)) for k in range(num_tiers)]
 
 
 def proportional_split(requests: list[int], tables: list[np.ndarray], num_gpus: int) -> tuple[int, ...]:

@@ -40,7 +40,7 @@ class PlanningProblem:
     max_num_seqs: int = 256
     judge_latency_s: float = 0.27
     gpu_memory_utilization: float = 0.9
-    max_sample_requests: int = 4000
+    max_sample_requests: int = 2000
     cost_fn: CostFn | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
