@@ -96,12 +96,13 @@ def estimator_errors(level: float, duration_s: float) -> list[float]:
         problem = PlanningProblem(cascade, cluster, wl, q_min_at(wl, level))
         for name in ("cascadia", "cascadia_no_parallelism", "single_model"):
             plan = get_planner(name).plan(problem)
-            if plan.estimates["saturated"]:
-                print(f"  x{rate_scale:.0f} {name:24s} saturated by the estimator; skipped")
-                continue
             cfg = SimConfig(batching=plan.estimates.get("sim_overrides", {}).get("batching", "vllm"))
             res = simulate(plan, cascade, cluster, wl, cfg, seed=0).requests
             done = res[res["status"] == "completed"]
+            if plan.estimates["saturated"]:  # no finite estimate to compare; show what the simulator saw
+                print(f"  x{rate_scale:.0f} {name:24s} saturated by the estimator; simulated end-to-end p95 "
+                      f"{np.quantile(done['latency_s'], 0.95):.1f} s (not in the median)")
+                continue
             row = []
             for t, est in enumerate(plan.estimates["p95_tier_s"]):
                 tier_lat = (done[f"queue_s_t{t}"] + done[f"prefill_s_t{t}"] + done[f"decode_s_t{t}"]).dropna()

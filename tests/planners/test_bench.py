@@ -1,0 +1,16 @@
+"""The planner benchmark runs end to end and ends with its JSON line (benchmark marker: not in the default run)."""
+import json
+
+import pytest
+
+from planners.bench import main
+
+
+@pytest.mark.benchmark
+def test_bench_json_line(capsys):
+    assert main(["--skip-sim"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    data = json.loads(last)
+    assert set(data["plan_s"]) == {"32", "80", "1024"}
+    assert data["plan_s"]["32"] <= 2 and data["plan_s"]["80"] <= 6 and data["plan_s"]["1024"] <= 60
+    assert data["bruteforce_gap_pct"] <= 5
