@@ -66,7 +66,10 @@ def admit(eng, now: float, token_budget: int, chunked: bool) -> list:
     """Admit waiting sequences FCFS while max_num_seqs, the token budget and free KV blocks allow; returns
     [(seq, chunk_tokens)]. Admitted sequences join eng.running (prefilling). A request that arrived exactly
     at this boundary waits for the next one unless the engine is idle, so that jumping and stepping agree."""
-    kv, running, waiting, cfg = eng.kv, eng.running, eng.waiting, eng.cfg
+    waiting = eng.waiting
+    if not waiting:
+        return []
+    kv, running, cfg = eng.kv, eng.running, eng.cfg
     limit = now if running else math.inf
     out = []
     used = 0

@@ -38,7 +38,8 @@ class CascadeFlow:
         self.gate_scores = gate_scores
         self.judge_latency_s = judge_latency_s.tolist()
         self.direct_tier = None if direct_tier is None else direct_tier.tolist()
-        self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers)
+        self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers,
+                               np.maximum(workload.output_tokens, 1))
         self.lb_out = float(cfg.lb_output_tokens_estimate)
         self.lb_prefill = float(cfg.lb_prefill_weight)
         # Number in system, integrated over time: an account of Little's L kept apart from the records.

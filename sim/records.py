@@ -29,7 +29,8 @@ class RecordBook:
     first scheduling), prefill_s (first scheduling to that tier's first token), decode_s (first token to the
     tier's last token, preempted time included), judge_s (judge latency after that tier's answer)."""
 
-    def __init__(self, arrival_s: np.ndarray, input_tokens: np.ndarray, num_tiers: int) -> None:
+    def __init__(self, arrival_s: np.ndarray, input_tokens: np.ndarray, num_tiers: int,
+                 output_tokens: np.ndarray | None = None) -> None:
         n, c = len(arrival_s), num_tiers
         self.n, self.num_tiers = n, c
         self.arrival_s = np.asarray(arrival_s, dtype=np.float64)
@@ -52,6 +53,9 @@ class RecordBook:
         self.judge_s = nan2()
         self.first_token_s = nan2()
         self.replica = np.full((n, c), -1, dtype=np.int64)
+        # What each tier would generate (from the workload), so metrics can compute ref(r) from the records alone.
+        self.output_tokens = (np.zeros((n, c), dtype=np.int64) if output_tokens is None
+                              else np.asarray(output_tokens, dtype=np.int64))
 
     def to_frame(self) -> pd.DataFrame:
         cols = {
@@ -69,4 +73,6 @@ class RecordBook:
                 cols[f"{name}_t{t}"] = arr[:, t]
         for t in range(self.num_tiers):
             cols[f"replica_t{t}"] = self.replica[:, t]
+        for t in range(self.num_tiers):
+            cols[f"output_tokens_t{t}"] = self.output_tokens[:, t]
         return pd.DataFrame(cols)

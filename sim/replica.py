@@ -15,7 +15,9 @@ SimPy can only approach within an ulp; so both modes produce bit-identical recor
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
+from functools import partial
 
 import numpy as np
 import simpy
@@ -33,7 +35,7 @@ def _delay_to(now: float, target: float) -> float:
 
 
 class Engine:
-    """One scheduler with its own queues and KV blocks; runs iterations as a SimPy process."""
+    """One scheduler with its own queues and KV blocks; runs iterations on SimPy timeout events."""
 
     def __init__(self, env: simpy.Environment, replica: "Replica", index: int, kv_blocks: int) -> None:
         self.env = env
@@ -52,30 +54,31 @@ class Engine:
         self.iterations = 0
         self.jumps = 0
         self.outstanding = 0  # sequences assigned here and not finished
-        self._idle: simpy.Event | None = None
+        self._idle = True
         self._jumping = False
-        self._interrupt_s = 0.0
+        self._token = 0  # identifies the engine's one live boundary event; older ones are stale
+        self._pending: tuple | None = None  # the iteration(s) in flight until the next boundary
+        self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size (fast mode)
+        self._steps_cache: dict[int, np.ndarray] = {}
         self.clock = env.now  # logical time of the engine's last iteration boundary
         self._preempted: list[Seq] = []
         self.alive = True
-        self.process = env.process(self._run())
 
     # ---- entry points ---------------------------------------------------------------------------
     def submit(self, seq: Seq) -> None:
         was_empty = not self.waiting
         self.waiting.append(seq)
         self.outstanding += 1
-        if self._idle is not None:
-            idle, self._idle = self._idle, None
+        if self._idle:
+            self._idle = False
             if seq.enqueue_s > self.clock:
                 self.clock = seq.enqueue_s
-            idle.succeed()
+            self._next()
         elif self._jumping and was_empty and self._arrivals_interrupt:
             # A non-empty waiting queue at a jump means its head is blocked (memory or max_num_seqs) for the
             # whole jump, and FCFS keeps newcomers behind it; only the first newcomer can change the batch.
             self._jumping = False
-            self._interrupt_s = seq.enqueue_s
-            self.process.interrupt()
+            self._cut_jump(seq.enqueue_s)
 
     def drop(self, seq: Seq, reason: str) -> None:
         self.outstanding -= 1
@@ -91,41 +94,80 @@ class Engine:
             s.reset_for_requeue()
         self.running, self.waiting = [], deque()
         self.outstanding = 0
-        if self._idle is None and self.process.is_alive:
-            self.process.interrupt("stop")
-        self._idle = None
+        self._token += 1  # the boundary event in flight becomes stale
+        self._pending = None
+        self._jumping = False
+        self._idle = False  # never wakes again
         return seqs
 
     # ---- the iteration loop ---------------------------------------------------------------------
-    def _run(self):
-        try:
-            yield from self._loop()
-        except simpy.Interrupt as exc:
-            if exc.cause != "stop":
-                raise
+    # The engine is driven by SimPy timeout events with callbacks rather than a generator process: a jump cut
+    # short by an arrival then costs one new timeout (the old one fires stale and is ignored) instead of an
+    # Interruption, a process resumption and a new timeout, and every boundary skips a generator resumption.
+    def _at(self, t: float) -> None:
+        self._token += 1
+        ev = self.env.timeout(_delay_to(self.env.now, t))
+        ev.callbacks.append(partial(self._boundary, self._token))
 
-    def _loop(self):
-        env = self.env
+    def _next(self) -> None:
+        """At an iteration boundary (self.clock): schedule the next iteration(s), or go idle."""
         while True:
             if not self.running and not self.waiting:
-                self._idle = env.event()
-                yield self._idle
+                self._idle = True
+                return
             now = self.clock
             step = self.schedule(self, now)
             if step is None:
                 # Preemption emptied the batch (or every waiting prompt was dropped): schedule again now.
                 continue
-            if step is DECODE_ONLY:
-                yield from self._decode(now)
-                continue
-            t = self.cost.iteration_time_s(step.shape) * self.replica.slowdown
-            self._record(now, t, 1, step.shape)
+            if step is not DECODE_ONLY:
+                t = self.cost.iteration_time_s(step.shape) * self.replica.slowdown
+                self._record(now, t, 1, step.shape)
+                self._pending = (step, now, t)
+                self._at(now + t)
+                return
+            dec, n, ctx, k, ends = self._plan_decode(now)
+            self._pending = (None, now, dec, n, ctx, k, ends)
+            if k == 1:
+                self._at(ends)
+            else:
+                self._jumping = True
+                self._at(float(ends[k - 1]))
+            return
+
+    def _cut_jump(self, arrival_s: float) -> None:
+        """An arrival during a jump: stop at the first boundary strictly after it; it joins the batch there."""
+        _, now, dec, n, ctx, k, ends = self._pending
+        cut = max(1, min(k, bisect_right(ends, arrival_s) + 1))
+        if cut < k:
+            self._pending = (None, now, dec, n, ctx, cut, ends)
+            self._at(float(ends[cut - 1]))
+
+    def _boundary(self, token: int, _event=None) -> None:
+        if token != self._token:
+            return  # stale: the jump was cut short, or the engine was stopped
+        pending = self._pending
+        if pending[0] is not None:
+            step, now, t = pending
             end = now + t
-            yield env.timeout(_delay_to(env.now, end))
             self.clock = end
             self.busy_s += t
             self.iterations += 1
             self._finish_step(step, end)
+        else:
+            _, now, dec, n, ctx, k, ends = pending
+            if isinstance(ends, float):
+                end = ends
+            else:
+                end = float(ends[k - 1])
+                self.jumps += 1
+            self._jumping = False
+            self.busy_s += end - now
+            self.iterations += k
+            self._record(now, end - now, k, None, n, ctx)
+            self.clock = end
+            self._advance(dec, k, end)
+        self._next()
 
     def _finish_step(self, step, end: float) -> None:
         finished = []
@@ -184,57 +226,48 @@ class Engine:
         seq.preemptions += 1
         self._preempted.append(seq)
 
-    def _decode(self, now: float):
-        """Decode-only iterations: one (reference) or k in one wait (fast)."""
-        env = self.env
+    def _plan_decode(self, now: float):
+        """The next decode-only iterations: (sequences, n, context tokens, k, end) for one iteration, its time
+        from the cost model (reference), or (..., k, ends) with ends[j] the end of iteration j of a jump (fast)."""
         dec = [s for s in self.running if s.decoding]
         n = len(dec)
-        a, b = self.cost.decode_affine(n)
-        f = self.replica.slowdown
-        if f != 1.0:
-            a, b = a * f, b * f
         ctx = 0
+        k_fin = 1 << 62
         for s in dec:
             ctx += s.prompt_tokens + s.generated
-        k = self._jump_length(dec) if self.fast else 1
+            left = s.out_tokens - s.generated
+            if left < k_fin:
+                k_fin = left
+        f = self.replica.slowdown
+        if not self.fast:
+            # The plain reference: one cost-model evaluation and one event per iteration. The fast path's
+            # a + b * S equals this bit for bit (the ReplicaCost contract), which the mode comparison checks.
+            t = self.cost.iteration_time_s(BatchShape(decode_seqs=n, decode_ctx_tokens=ctx)) * f
+            return dec, n, ctx, 1, now + t
+        ab = self._affine.get(n)
+        if ab is None:
+            ab = self._affine[n] = self.cost.decode_affine(n)
+        a, b = ab
+        k = self._jump_length(dec, k_fin)
         if k == 1:
-            t = a + b * ctx
-            self._record(now, t, 1, None, n, ctx)
-            end = now + t
-            yield env.timeout(_delay_to(env.now, end))
-            self.busy_s += t
-            self.iterations += 1
-        else:
-            if k <= 16:
-                bounds = [now]
-                for j in range(k):
-                    bounds.append(bounds[-1] + (a + b * (ctx + j * n)))
-                bounds = np.array(bounds)
-            else:
-                times = a + b * (ctx + n * np.arange(k, dtype=np.int64))
-                bounds = np.add.accumulate(np.concatenate(([now], times)))
-            self._jumping = True
-            try:
-                yield env.timeout(_delay_to(env.now, float(bounds[k])))
-            except simpy.Interrupt as exc:
-                if exc.cause == "stop":
-                    raise
-                # Stop at the first boundary strictly after the arrival; it joins the batch there.
-                k = max(1, min(k, int(np.searchsorted(bounds, self._interrupt_s, side="right"))))
-                try:
-                    yield env.timeout(_delay_to(env.now, float(bounds[k])))
-                except simpy.Interrupt as exc:
-                    if exc.cause == "stop":
-                        raise
-                    raise RuntimeError("an engine was interrupted twice in one jump (a simulator bug)") from None
-            self._jumping = False
-            end = float(bounds[k])
-            self.busy_s += end - now
-            self.iterations += k
-            self.jumps += 1
-            self._record(now, end - now, k, None, n, ctx)
-        self.clock = end
-        self._advance(dec, k, end)
+            return dec, n, ctx, 1, now + (a + b * ctx) * f
+        # ends[j]: end of iteration j, the same left-to-right float sums as k reference steps.
+        if k <= 32:
+            ends = []
+            e = now
+            for j in range(k):
+                e = e + (a + b * (ctx + j * n)) * f
+                ends.append(e)
+            return dec, n, ctx, k, ends
+        # Integers below 2**53 are exact as floats, so b * x + a is the same float as a + b * x.
+        ends = self._ctx_steps(n, k) + ctx
+        ends *= b
+        ends += a
+        if f != 1.0:
+            ends *= f
+        ends[0] += now
+        np.add.accumulate(ends, out=ends)
+        return dec, n, ctx, k, ends
 
     def _advance(self, dec: list, k: int, end: float) -> None:
         """Apply k decode steps to the decoding sequences: steps 1..k-1 allocate blocks in bulk (step 0 was
@@ -256,14 +289,22 @@ class Engine:
         if finished:
             self._complete(finished, end)
 
-    def _jump_length(self, dec: list) -> int:
-        """Decode steps until the first sequence finishes, cut where steps 1.. would need more KV blocks
-        than are free (that step then runs alone, with the reference preemption logic)."""
-        k_fin = min(s.out_tokens - s.generated for s in dec)
+    def _ctx_steps(self, n: int, k: int) -> np.ndarray:
+        """n * (0..k-1) as floats: the context growth of a decode batch of n over k steps (cached by n)."""
+        arr = self._steps_cache.get(n)
+        if arr is None or arr.size < k:
+            arr = self._steps_cache[n] = n * np.arange(max(k, 1024), dtype=np.float64)
+        return arr[:k]
+
+    def _jump_length(self, dec: list, k_fin: int) -> int:
+        """Decode steps until the first sequence finishes (k_fin), cut where steps 1.. would need more KV
+        blocks than are free (that step then runs alone, with the reference preemption logic)."""
         if k_fin <= 1:
             return 1
         free = self.kv.free_blocks
         bs = self.kv.block_size
+        if len(dec) * ((k_fin - 2) // bs + 1) <= free:
+            return k_fin  # even if every sequence crossed a block boundary as often as it can, blocks suffice
 
         def extra_blocks(m: int) -> int:  # blocks that steps 1..m add
             total = 0

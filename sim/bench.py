@@ -1,0 +1,116 @@
+"""Simulator benchmark: the default scenario (DeepSeek 7B/70B/671B AWQ cascade on 32 H100, fixed plan, Azure
+conversation trace) in reference and fast mode on a window, the whole hour in fast mode, and --scaling.
+
+python -m sim.bench [--window-s 300] [--scaling]   ends with one JSON line:
+{"requests", "fast_wall_s", "reference_speedup", "identical", "requests_per_s"} (requests and fast_wall_s for the
+whole hour; identical and reference_speedup on the window). "identical" means the per-request DataFrames of both
+modes are equal bit for bit (pandas assert_frame_equal with check_exact).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from sim.errors import UserError
+from sim.paths import CONF_DIR
+
+
+def default_scenario(seed: int = 0):
+    """(plan, cascade, cluster, workload, cfg) of the default scenario."""
+    from sim.cascade import cascade_from_dict
+    from sim.hardware import load_cluster
+    from sim.plan_io import load_plan
+    from sim.simulator import sim_config_from_dict
+    from sim.workload import build_workload
+
+    cascade = cascade_from_dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "cascade" / "deepseek3.yaml")))
+    cfg = sim_config_from_dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sim" / "default.yaml")))
+    workload = build_workload("conversation", cascade, seed=seed)
+    return load_plan("deepseek_default"), cascade, load_cluster("paper_4x8_h100"), workload, cfg
+
+
+def identical(a, b) -> bool:
+    try:
+        pd.testing.assert_frame_equal(a.requests, b.requests, check_exact=True)
+        return True
+    except AssertionError:
+        return False
+
+
+def compare_modes(plan, cascade, cluster, workload, cfg, seed: int = 0, repeats: int = 2) -> dict:
+    """Both modes on the same input; wall times are the best of `repeats` runs (the machine is shared)."""
+    from sim.simulator import simulate
+
+    out = {}
+    for mode in ("reference", "fast"):
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out[mode] = simulate(plan, cascade, cluster, workload, replace(cfg, mode=mode), seed=seed)
+            best = min(best, time.perf_counter() - t0)
+        out[f"{mode}_wall_s"] = best
+    return out
+
+
+def scaling(sizes=(10_000, 100_000, 1_000_000), seed: int = 0) -> list[dict]:
+    """Fast-mode wall time for synthetic Poisson workloads at the trace's rate (conversation lengths and scores)."""
+    from sim.simulator import simulate
+    from sim.workload import build_workload
+
+    plan, cascade, cluster, _, cfg = default_scenario(seed)
+    rows = []
+    for n in sizes:
+        w = build_workload("conversation", cascade, seed=seed, arrival_process="poisson", num_requests=int(n))
+        t0 = time.perf_counter()
+        r = simulate(plan, cascade, cluster, w, cfg, seed=seed)
+        wall = time.perf_counter() - t0
+        rows.append({"requests": int(w.num_requests), "wall_s": wall, "us_per_request": 1e6 * wall / w.num_requests,
+                     "simulated_s": float(r.meta["makespan_s"])})
+        print(f"scaling: {w.num_requests:>9,d} requests  {wall:7.2f} s  ({rows[-1]['us_per_request']:.0f} us/request, "
+              f"{rows[-1]['simulated_s'] / 3600:.1f} h simulated)", file=sys.stderr)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--window-s", type=float, default=300.0, help="window for the reference comparison (s)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scaling", action="store_true", help="also time 10k, 100k and 1M synthetic requests")
+    ap.add_argument("--sizes", type=str, default="10000,100000,1000000")
+    args = ap.parse_args(argv)
+    try:
+        from sim.simulator import simulate
+
+        plan, cascade, cluster, workload, cfg = default_scenario(args.seed)
+        window = workload.window(0.0, args.window_s)
+        cmp = compare_modes(plan, cascade, cluster, window, cfg, args.seed)
+        same = identical(cmp["reference"], cmp["fast"])
+        speedup = cmp["reference_wall_s"] / cmp["fast_wall_s"]
+        print(f"window {args.window_s:g} s: {window.num_requests} requests, reference {cmp['reference_wall_s']:.2f} s "
+              f"({cmp['reference'].meta['iterations']:,} iterations), fast {cmp['fast_wall_s']:.3f} s "
+              f"({cmp['fast'].meta['jumps']:,} jumps), speedup {speedup:.1f}x, identical {same}", file=sys.stderr)
+        t0 = time.perf_counter()
+        full = simulate(plan, cascade, cluster, workload, cfg, seed=args.seed)
+        wall = time.perf_counter() - t0
+        print(f"whole trace: {workload.num_requests} requests over {workload.duration_s:.0f} s simulated in {wall:.2f} s",
+              file=sys.stderr)
+        result = {"requests": int(workload.num_requests), "fast_wall_s": round(wall, 3),
+                  "reference_speedup": round(speedup, 1), "identical": bool(same),
+                  "requests_per_s": round(workload.num_requests / wall, 1)}
+        if args.scaling:
+            result["scaling"] = scaling(tuple(int(s) for s in args.sizes.split(",")), args.seed)
+        print(json.dumps(result))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Metrics of DESIGN section 6: SLO scale against a reference deployment, throughput by rate bisection, quality,
+cost (GPU-seconds per request), TTFT/TPOT/end-to-end percentiles overall and per tier, share reaching each tier."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from sim.errors import ConfigError, DeploymentDoesNotFit
+from sim.perf.batch import BatchShape
+from sim.records import STATUS_COMPLETED, SimResult
+
+
+def reference_deployment(cascade, cluster, reference_tier: int = -1, engine: str = "vllm"):
+    """(tier index, tp, cost) of the reference: the tier's model on the smallest TP (power of two, PP 1) that
+    fits one node of the cluster."""
+    from sim.perf.cost_model import build_replica_cost
+
+    t = reference_tier % cascade.num_tiers
+    tier = cascade.tiers[t]
+    tp = 1
+    while tp <= cluster.gpus_per_node:
+        try:
+            return t, tp, build_replica_cost(tier.model, cluster.gpu, tp, 1, tier.weights, tier.kv, engine=engine)
+        except DeploymentDoesNotFit:
+            tp *= 2
+        except ConfigError:  # a TP degree the architecture does not divide by
+            tp *= 2
+    raise ConfigError(f"reference model {tier.model.name} ({tier.weights}) does not fit one node of "
+                      f"{cluster.gpus_per_node} x {cluster.gpu.name}; choose another sim.reference_tier")
+
+
+def reference_latency_s(input_tokens: np.ndarray, output_tokens: np.ndarray, cost) -> np.ndarray:
+    """Latency of each request served alone: one prefill of its prompt, then output_tokens - 1 decode
+    iterations of batch 1 whose context grows by one token each (closed form of the affine decode cost)."""
+    p = np.asarray(input_tokens, dtype=np.int64)
+    out = np.maximum(np.asarray(output_tokens, dtype=np.int64), 1)
+    uniq, inv = np.unique(p, return_inverse=True)
+    prefill = np.array([cost.iteration_time_s(BatchShape(prefill_tokens=int(x), prefill_attn_pairs=x * (x + 1) / 2.0,
+                                                         num_prefill_seqs=1)) for x in uniq])[inv]
+    a, b = cost.decode_affine(1)
+    steps = (out - 1).astype(np.float64)
+    # decode step g (1..out-1) attends to p + g tokens
+    return prefill + steps * a + b * (steps * p + steps * (steps + 1) / 2.0)
+
+
+def slo_scale(latency_s: np.ndarray, ref_s: np.ndarray, attainment: float = 0.95) -> float:
+    """Smallest s such that `attainment` of the requests finish within s x ref(r); dropped requests (NaN
+    latency) count as never finishing."""
+    ratio = np.where(np.isfinite(latency_s), latency_s / ref_s, np.inf)
+    if ratio.size == 0:
+        return float("nan")
+    return float(np.quantile(ratio, attainment, method="inverted_cdf"))
+
+
+def _pct(x: np.ndarray) -> dict:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "mean": float("nan")}
+    q = np.percentile(x, [50, 95, 99])
+    return {"p50": float(q[0]), "p95": float(q[1]), "p99": float(q[2]), "mean": float(x.mean())}
+
+
+def request_slo_ratios(result: SimResult, cascade, cluster, engine: str | None = None) -> tuple[np.ndarray, dict]:
+    df = result.requests
+    cfg = result.meta.get("sim_config", {})
+    ref_tier = int(cfg.get("reference_tier", -1))
+    t, tp, cost = reference_deployment(cascade, cluster, ref_tier, engine or cfg.get("engine", "vllm"))
+    ref = reference_latency_s(df["input_tokens"].to_numpy(), df[f"output_tokens_t{t}"].to_numpy(), cost)
+    info = {"model": cascade.tiers[t].model.name, "weights": cascade.tiers[t].weights, "tp": tp, "tier": t}
+    return ref, info
+
+
+def summarize(result: SimResult, cascade, plan=None, cluster=None, engine: str | None = None,
+              attainment: float | None = None) -> dict:
+    """One dict of the run's metrics (every value a plain float/int/list, ready for JSON)."""
+    df: pd.DataFrame = result.requests
+    meta = result.meta
+    att = float(attainment if attainment is not None else meta.get("attainment", 0.95))
+    n = len(df)
+    done = (df["status"] == STATUS_COMPLETED).to_numpy()
+    lat = df["latency_s"].to_numpy()
+    out: dict = {"requests": n, "completed": int(done.sum()), "dropped": int(n - done.sum()), "attainment": att}
+    if cluster is not None:
+        ref, info = request_slo_ratios(result, cascade, cluster, engine)
+        out["slo_scale"] = slo_scale(lat, ref, att)
+        out["reference"] = info
+    else:
+        out["slo_scale"] = float("nan")
+        out["reference"] = None
+    span = float(meta.get("makespan_s", 0.0))
+    out["completed_rps"] = float(done.sum() / span) if span > 0 else float("nan")
+    out["quality"] = float(df.loc[done, "final_score"].mean()) if done.any() else float("nan")
+    out["gpu_s"] = float(meta.get("gpu_s", float("nan")))
+    out["gpu_s_per_request"] = out["gpu_s"] / max(int(done.sum()), 1)
+    out["gpu_s_per_1k_requests"] = 1000.0 * out["gpu_s_per_request"]
+    out["busy_gpu_s_per_request"] = float(meta.get("busy_gpu_s", float("nan"))) / max(int(done.sum()), 1)
+    for k, v in _pct(lat[done]).items():
+        out[f"{k}_latency_s"] = v
+    for k, v in _pct(df["ttft_s"].to_numpy()[done]).items():
+        out[f"{k}_ttft_s"] = v
+    final_out = df["output_tokens_final"].to_numpy()
+    c = cascade.num_tiers
+    final_decode = np.full(n, np.nan)
+    ft = df["final_tier"].to_numpy()
+    for t in range(c):
+        m = done & (ft == t)
+        final_decode[m] = df[f"decode_s_t{t}"].to_numpy()[m]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpot = np.where(final_out > 1, final_decode / (final_out - 1), np.nan)
+    for k, v in _pct(tpot).items():
+        out[f"{k}_tpot_s"] = v
+    per_tier = []
+    for t in range(c):
+        entered = np.isfinite(df[f"enter_s_t{t}"].to_numpy())
+        served = np.isfinite(df[f"decode_s_t{t}"].to_numpy())
+        ttft_t = (df[f"queue_s_t{t}"] + df[f"prefill_s_t{t}"]).to_numpy()[served]
+        o = df[f"output_tokens_t{t}"].to_numpy()[served]
+        d = df[f"decode_s_t{t}"].to_numpy()[served]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tp = np.where(o > 1, d / (o - 1), np.nan)
+        e2e = (df[f"queue_s_t{t}"] + df[f"prefill_s_t{t}"] + df[f"decode_s_t{t}"]).to_numpy()[served]
+        per_tier.append({"tier": t, "model": cascade.tiers[t].model.name, "share_reaching": float(entered.mean()),
+                         "share_answered": float((done & (ft == t)).mean()),
+                         "ttft_s": _pct(ttft_t), "tpot_s": _pct(tp), "service_s": _pct(e2e)})
+    out["tier_share"] = [p["share_reaching"] for p in per_tier]
+    out["final_tier_share"] = [p["share_answered"] for p in per_tier]
+    out["per_tier"] = per_tier
+    out["sim_wall_s"] = float(meta.get("wall_s", float("nan")))
+    if plan is not None:
+        out["plan"] = plan.describe()
+    return out
+
+
+def meets_slo(result: SimResult, target_scale: float, cascade, cluster, engine: str | None = None) -> bool:
+    ref, _ = request_slo_ratios(result, cascade, cluster, engine)
+    att = float(result.meta.get("attainment", 0.95))
+    return slo_scale(result.requests["latency_s"].to_numpy(), ref, att) <= target_scale
+
+
+def throughput_at_slo(run: Callable[[float], SimResult], slo_scale_target: float, lo: float = 0.25, hi: float = 4.0,
+                      iters: int = 6, cascade=None, cluster=None, engine: str | None = None) -> float:
+    """Highest rate factor in [lo, hi] (bisection, `iters` halvings) at which run(factor) keeps the attainment
+    target within slo_scale_target x ref(r); 0.0 if even lo fails, hi if hi passes."""
+    if cascade is None or cluster is None:
+        raise ConfigError("throughput_at_slo needs the cascade and the cluster (for the reference latency)")
+    if not 0 < lo < hi:
+        raise ConfigError(f"throughput bisection bounds must satisfy 0 < lo < hi, got lo={lo}, hi={hi}")
+    ok = lambda f: meets_slo(run(f), slo_scale_target, cascade, cluster, engine)  # noqa: E731
+    if ok(hi):
+        return hi
+    if not ok(lo):
+        return 0.0
+    for _ in range(int(iters)):
+        mid = 0.5 * (lo + hi)
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
