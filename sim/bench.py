@@ -43,7 +43,7 @@ def identical(a, b) -> bool:
         return False
 
 
-def compare_modes(plan, cascade, cluster, workload, cfg, seed: int = 0, repeats: int = 2) -> dict:
+def compare_modes(plan, cascade, cluster, workload, cfg, seed: int = 0, repeats: int = 3) -> dict:
     """Both modes on the same input; wall times are the best of `repeats` runs (the machine is shared)."""
     from sim.simulator import simulate
 
