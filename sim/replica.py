@@ -60,6 +60,7 @@ class Engine:
         self._pending: tuple | None = None  # the iteration(s) in flight until the next boundary
         self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size (fast mode)
         self._steps_cache: dict[int, np.ndarray] = {}
+        self._dec_stats: tuple = ([], 0, 0)
         self.clock = env.now  # logical time of the engine's last iteration boundary
         self._preempted: list[Seq] = []
         self.alive = True
@@ -202,10 +203,20 @@ class Engine:
         run = self.running
         kv = self.kv
         bs = kv.block_size
+        # The decode batch's aggregates are gathered in the same pass (victims are popped from the end, so a
+        # sequence counted here is never preempted later in the pass): the decoding sequences, their context
+        # tokens and the fewest output tokens any of them still has to generate.
+        dec = []
+        ctx = 0
+        k_fin = 1 << 62
         i = 0
         while i < len(run):
             seq = run[i]
-            if seq.decoding and seq.prompt_tokens + seq.generated > seq.blocks * bs:
+            i += 1
+            if not seq.decoding:
+                continue
+            slots = seq.prompt_tokens + seq.generated
+            if slots > seq.blocks * bs:
                 while kv.free_blocks == 0:
                     victim = run.pop()
                     self._preempt(victim)
@@ -214,7 +225,14 @@ class Engine:
                 else:
                     kv.take(1)
                     seq.blocks += 1
-            i += 1
+                if not seq.decoding:
+                    continue  # it preempted itself
+            dec.append(seq)
+            ctx += slots
+            left = seq.out_tokens - seq.generated
+            if left < k_fin:
+                k_fin = left
+        self._dec_stats = (dec, ctx, k_fin)
         if self._preempted:
             # Oldest victim first at the head of the queue, as vLLM's waiting.extendleft(preempted).
             self.waiting.extendleft(self._preempted)
@@ -229,15 +247,8 @@ class Engine:
     def _plan_decode(self, now: float):
         """The next decode-only iterations: (sequences, n, context tokens, k, end) for one iteration, its time
         from the cost model (reference), or (..., k, ends) with ends[j] the end of iteration j of a jump (fast)."""
-        dec = [s for s in self.running if s.decoding]
+        dec, ctx, k_fin = self._dec_stats  # gathered by allocate_decode_step, just before DECODE_ONLY
         n = len(dec)
-        ctx = 0
-        k_fin = 1 << 62
-        for s in dec:
-            ctx += s.prompt_tokens + s.generated
-            left = s.out_tokens - s.generated
-            if left < k_fin:
-                k_fin = left
         f = self.replica.slowdown
         if not self.fast:
             # The plain reference: one cost-model evaluation and one event per iteration. The fast path's
