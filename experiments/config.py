@@ -35,7 +35,7 @@ class CascadeConf:
 class ThroughputConf:
     enabled: bool = True
     slo_scale: float = 10.0  # attain 95% of requests within this multiple of ref(r)
-    lo: float = 0.25  # bisection bounds on the rate factor relative to the run's rate
+    lo: float = 0.05  # bisection bounds on the rate factor relative to the run's rate
     hi: float = 4.0
     iters: int = 5
     horizon_s: float = 300.0  # seconds of the trace used per bisection step
