@@ -2,6 +2,8 @@
 cost (GPU-seconds per request), TTFT/TPOT/end-to-end percentiles overall and per tier, share reaching each tier."""
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 import numpy as np
@@ -141,8 +143,9 @@ def meets_slo(result: SimResult, target_scale: float, cascade, cluster, engine: 
 
 def throughput_at_slo(run: Callable[[float], SimResult], slo_scale_target: float, lo: float = 0.25, hi: float = 4.0,
                       iters: int = 6, cascade=None, cluster=None, engine: str | None = None) -> float:
-    """Highest rate factor in [lo, hi] (bisection, `iters` halvings) at which run(factor) keeps the attainment
-    target within slo_scale_target x ref(r); 0.0 if even lo fails, hi if hi passes."""
+    """Highest rate factor in [lo, hi] at which run(factor) keeps the attainment target within
+    slo_scale_target x ref(r); 0.0 if even lo fails, hi if hi passes. Bisection is geometric (mid = sqrt(lo*hi))
+    so that `iters` steps give the same relative resolution, (hi/lo)**(2**-iters), at any load."""
     if cascade is None or cluster is None:
         raise ConfigError("throughput_at_slo needs the cascade and the cluster (for the reference latency)")
     if not 0 < lo < hi:
@@ -153,7 +156,7 @@ def throughput_at_slo(run: Callable[[float], SimResult], slo_scale_target: float
     if not ok(lo):
         return 0.0
     for _ in range(int(iters)):
-        mid = 0.5 * (lo + hi)
+        mid = math.sqrt(lo * hi)
         if ok(mid):
             lo = mid
         else:
