@@ -1,0 +1,72 @@
+"""Every experiment runs end to end on a tiny horizon; its summary is aggregated and every figure regenerates."""
+import json
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from experiments.aggregate import aggregate
+from experiments.config import register_configs
+from experiments.run import run_experiment
+from sim.paths import CONF_DIR, PROJECT_ROOT
+
+register_configs()
+TINY = ["horizon_s=40", "plan_sample_size=200", "throughput.horizon_s=40", "throughput.iters=1", "progress=false"]
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def _cfg(overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("default")
+    summary = run_experiment(_cfg(TINY), out)
+    return out, summary
+
+
+def test_main_job_writes_summary_with_every_planner(default_run):
+    out, summary = default_run
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert set(on_disk["planners"]) == set(summary["planners"]) >= {"cascadia", "single_model", "cascadeserve"}
+    for name, s in on_disk["planners"].items():
+        for key in ("slo_scale", "throughput_rps", "quality", "gpu_s_per_request"):
+            assert isinstance(s[key], (int, float)), (name, key)
+        assert abs(sum(s["tier_gpus"]) - 32) <= 32 and sum(s["tier_gpus"]) > 0
+        assert s["dropped"] == 0
+    assert (out / "main_job.png").stat().st_size > 10_000
+    assert on_disk["scenario"]["requests"] > 0
+
+
+@pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e not in ("slo_throughput",)])
+def test_experiment_runs_on_tiny_horizon(name, tmp_path):
+    summary = run_experiment(_cfg([f"experiment={name}", *TINY, "figure=false"]), tmp_path)
+    assert summary["planners"] and summary["scenario"]["name"] == name
+
+
+def test_aggregate_and_every_main_figure_regenerate(default_run, tmp_path):
+    out, _ = default_run
+    table = aggregate([out])
+    assert len(table) == 7 and {"slo_scale", "share_t0", "gpus_t2"} <= set(table.columns)
+    # The figure scripts read tidy tables by name; the default run stands in for each sweep's table.
+    results = tmp_path / "results"
+    results.mkdir()
+    table = table.assign(q_min_level=0.7)
+    for name in ("slo_throughput", "ablation", "quality_shift", "llama3"):
+        table.to_csv(results / f"{name}.csv", index=False)
+    from experiments.figures import ablation, cost, llama3, quality_shift, slo_scale, throughput
+
+    for module in (slo_scale, throughput, cost, ablation, quality_shift, llama3):
+        path = module.plot(results_dir=results, out_dir=tmp_path / "figs")
+        assert path.stat().st_size > 5_000
+
+
+def test_bad_override_is_one_line_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", "q_min=150"], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:") and "q_min" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
