@@ -19,7 +19,7 @@ run: setup
 	$(BIN)/python -m experiments.run
 
 test: setup-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 test-slow: setup-test
 	$(BIN)/python -m pytest -m "slow or benchmark"
