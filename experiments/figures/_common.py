@@ -52,3 +52,20 @@ def grouped_bars(ax, df: pd.DataFrame, x: str, value: str, planners: list[str]) 
         ax.bar([i + j * width for i in range(len(xs))], vals, width, label=p, color=COLORS.get(p))
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(xs))], [f"{v:g}" if isinstance(v, float) else v for v in xs])
     ax.grid(axis="y", alpha=0.3)
+
+
+def bars_per_panel(table: str, panels: list[tuple[str, str, str]], x: str, xlabel: str, fig_name: str,
+                   results_dir=None, out_dir=None, panel_col: str | None = None) -> Path:
+    """Grouped bars (one bar per planner) of value columns. panels: (filter value or "", value column, title);
+    with panel_col set, panel i shows the rows whose panel_col equals its filter value."""
+    df = read_results(table, **({"results_dir": results_dir} if results_dir else {}))
+    if panel_col:
+        panels = [(v, value, title.format(v)) for v in sorted(df[panel_col].unique()) for _, value, title in panels]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    planners = ordered_planners(df)
+    for ax, (key, value, title) in zip(axes[0], panels):
+        grouped_bars(ax, df[df[panel_col] == key] if panel_col else df, x, value, planners)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
+    axes[0][0].legend(fontsize=7)
+    return save(fig, fig_name, **({"out_dir": out_dir} if out_dir else {}))
