@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from experiments.cli import exit_on_user_error
 from experiments.config import register_configs
+from experiments.online import build_controller, check_online_config, online_summary, planning_scenario, write_timeseries
 from experiments.scenario import Scenario, build_scenario, make_plan
 from sim.paths import CONF_DIR
 
@@ -57,6 +58,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     from sim.metrics import summarize
 
     scenario = build_scenario(cfg)
+    check_online_config(cfg, scenario)
     planners = dict(OmegaConf.to_container(cfg.planner, resolve=True) or {})
     if not planners:
         raise SystemExit("error: no planner selected (planner=[...])")
@@ -65,9 +67,10 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                disable=not cfg.progress, file=sys.stderr)
     for name, settings in planners.items():
         bar.set_postfix_str(name)
-        plan, plan_s = make_plan(name, settings, scenario, int(cfg.plan_sample_size))
+        plan, plan_s = make_plan(name, settings, planning_scenario(cfg, scenario), int(cfg.plan_sample_size))
         t0 = time.perf_counter()
-        result = simulate_plan(plan, scenario)
+        controller = build_controller(cfg, scenario, name, settings)  # faults and re-planning; None without
+        result = simulate_plan(plan, scenario, controller=controller)
         s = summarize(result, scenario.cascade, plan, cluster=scenario.cluster, engine=scenario.sim_cfg.engine)
         sim_s = time.perf_counter() - t0
         thr = throughput_rps(plan, scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
@@ -78,7 +81,9 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
             "thresholds": list(plan.thresholds), "plan": plan.describe(),
         }
-        summary["planners"][name] = {**s, **record}
+        summary["planners"][name] = {**s, **record, **online_summary(result)}
+        if controller is not None:
+            write_timeseries(result, out_dir, name)
         result.requests.to_csv(out_dir / f"requests_{name}.csv.gz", index=False)
         rows.append(record)
         bar.update(1)

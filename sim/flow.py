@@ -48,6 +48,7 @@ class CascadeFlow:
         self._last_change = 0.0
         self.arrived = 0
         self.finished = 0
+        self.done = env.event()  # succeeds when every request has completed or been dropped
         self.process = env.process(self._arrivals())
 
     # ---- bookkeeping of the number in system ----------------------------------------------------
@@ -69,8 +70,9 @@ class CascadeFlow:
             else:
                 self._enter(i, self._live_tier_from(0), self.input_tokens[i], t)
 
+    # A tier counts while it is planned, even with no live replica: its visits wait for a repair or re-plan.
     def _live_tier_from(self, t: int) -> int:
-        while t < self.num_tiers and not self.routers[t].live:
+        while t < self.num_tiers and not self.routers[t].planned:
             t += 1
         return t if t < self.num_tiers else -1
 
@@ -79,7 +81,7 @@ class CascadeFlow:
         if up >= 0:
             return up
         for d in range(t - 1, -1, -1):
-            if self.routers[d].live:
+            if self.routers[d].planned:
                 return d
         return -1
 
@@ -137,8 +139,7 @@ class CascadeFlow:
         book.ttft_s[i] = book.first_token_s[i, t] - book.arrival_s[i]
         book.output_tokens_final[i] = self.output_tokens[i][t]
         book.status[i] = STATUS_COMPLETED
-        self.finished += 1
-        self._count(-1, now)
+        self._finish(now)
 
     def on_drop(self, seq: Seq, reason: str, now: float) -> None:
         self.book.preemptions[seq.req] += seq.preemptions
@@ -149,8 +150,13 @@ class CascadeFlow:
         book.status[i] = STATUS_DROPPED
         book.drop_reason[i] = reason
         book.completion_s[i] = np.nan
+        self._finish(now)
+
+    def _finish(self, now: float) -> None:
         self.finished += 1
         self._count(-1, now)
+        if self.finished == len(self.arrival_s) and not self.done.triggered:
+            self.done.succeed()
 
     def requeue(self, seq: Seq) -> None:
         """A visit whose replica went away goes back to its tier's router (or the next live tier)."""
@@ -161,3 +167,28 @@ class CascadeFlow:
             self.routers[tier].route(seq)
         else:
             self._enter(seq.req, tier, seq.prompt_tokens, now)
+
+    # ---- online control -------------------------------------------------------------------------
+    def set_thresholds(self, thresholds) -> None:
+        """A new routing policy applies at once to every later gate decision."""
+        self.thresholds = [float(h) for h in thresholds]
+
+    def reroute_unplanned(self) -> int:
+        """Visits waiting at tiers that left the deployment move on to the next planned tier."""
+        moved = 0
+        for router in self.routers:
+            if not router.planned and router.parked:
+                for seq in router.unpark():
+                    self.requeue(seq)
+                    moved += 1
+        return moved
+
+    def drop_parked(self, now: float) -> int:
+        """At the end of a run, visits still waiting for a tier that never came back are dropped, with a reason."""
+        dropped = 0
+        for t, router in enumerate(self.routers):
+            for seq in router.unpark():
+                self.book.preemptions[seq.req] += seq.preemptions
+                self.on_drop_request(seq.req, f"tier_{t}_unavailable", now)
+                dropped += 1
+        return dropped

@@ -88,6 +88,7 @@ class Engine:
     def stop(self) -> list:
         """Take the engine down now: every running and waiting visit is returned (KV freed) for re-queueing."""
         self.alive = False
+        self._settle_jump()
         seqs = list(self.running) + list(self.waiting)
         for s in self.running:
             self.kv.give(s.blocks)
@@ -100,6 +101,22 @@ class Engine:
         self._jumping = False
         self._idle = False  # never wakes again
         return seqs
+
+    def _settle_jump(self) -> None:
+        """Fast mode, stopped inside a decode jump: the iterations that ended by now count (their tokens were
+        generated, as reference mode's events for them have fired); the one in flight is lost in both modes."""
+        pending = self._pending
+        if pending is None or pending[0] is not None or isinstance(pending[6], float):
+            return
+        _, start, dec, n, ctx, k, ends = pending
+        done = min(bisect_right(ends, self.env.now), k - 1)  # the k-th would end the jump (k <= first finish)
+        if done > 0:
+            end = float(ends[done - 1])
+            self.busy_s += end - start
+            self.iterations += done
+            self._record(start, end - start, done, None, n, ctx)
+            self.clock = end
+            self._advance(dec, done, end)
 
     # ---- the iteration loop ---------------------------------------------------------------------
     # The engine is driven by SimPy timeout events with callbacks rather than a generator process: a jump cut
@@ -379,6 +396,24 @@ class Replica:
     @property
     def outstanding(self) -> int:
         return sum(e.outstanding for e in self.engines)
+
+    def change_speed(self, cost=None, slowdown: float | None = None) -> None:
+        """A fault changes this replica's speed: a straggler GPU (slowdown factor) or a degraded link (a cost
+        rebuilt on the slower link). Iterations in flight finish at the old speed; a decode jump is cut at the
+        next iteration boundary, so fast mode applies the change where reference mode does."""
+        if cost is not None:
+            self.cost = cost
+            a, b = cost.decode_affine(32)
+            self.tokens_per_s = self.plan.pp * 32 / (a + b * 32 * 1024)
+        if slowdown is not None:
+            self.slowdown = float(slowdown)
+        for eng in self.engines:
+            if cost is not None:
+                eng.cost = cost
+                eng._affine.clear()
+            if eng._jumping:
+                eng._jumping = False
+                eng._cut_jump(self.env.now)
 
     @property
     def busy_s(self) -> float:

@@ -22,6 +22,10 @@ class TierRouter:
         self.replicas = list(replicas)
         self.policy = policy
         self._next = 0
+        # planned: the tier is part of the current deployment. While a planned tier has no live replica (all lost
+        # to faults, or its new replicas still loading) its visits wait here and go out when a replica is added.
+        self.planned = bool(self.replicas)
+        self.parked: list = []
 
     @property
     def live(self) -> bool:
@@ -40,10 +44,21 @@ class TierRouter:
         return min(reps, key=lambda r: r.outstanding_work / r.tokens_per_s)
 
     def route(self, seq) -> None:
-        self.pick().submit(seq)
+        if self.replicas:
+            self.pick().submit(seq)
+        else:
+            self.parked.append(seq)
 
     def add(self, replica) -> None:
         self.replicas.append(replica)
+        parked, self.parked = self.parked, []
+        for seq in parked:
+            self.route(seq)
+
+    def unpark(self) -> list:
+        """Hand back the waiting visits (the tier left the deployment, or the run ended)."""
+        parked, self.parked = self.parked, []
+        return parked
 
     def remove(self, replica) -> None:
         self.replicas.remove(replica)

@@ -148,10 +148,13 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     cl = Cluster(env, plan, cascade, cluster, cfg, cost_factory or default_cost_factory(cfg), log)
     flow = CascadeFlow(env, workload, plan.thresholds, plan.routing, cl.routers, cfg, gate, lat, direct)
     cl.attach_flow(flow)
-    if controller is not None:
+    if controller is None:
+        env.run()
+    else:
         controller.start(env, cl, flow)
-    env.run()
+        _run_until_done(env, flow)
     end_s = env.now
+    flow.drop_parked(end_s)  # visits still waiting for a tier that never came back
     wall_s = time.perf_counter() - wall0
     if flow.finished != n:
         raise RuntimeError(f"simulation ended with {n - flow.finished} of {n} requests neither completed nor "
@@ -159,7 +162,19 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     requests = flow.book.to_frame()
     iterations = pd.DataFrame(log, columns=ITERATION_COLUMNS) if log is not None else None
     meta = _meta(cfg, plan, seed, cl, flow, end_s, wall_s, workload)
+    if controller is not None:
+        meta.update(controller.report())
     return SimResult(requests, iterations, meta)
+
+
+def _run_until_done(env, flow) -> None:
+    """With a controller, stop when the last request finishes: its timers (a repair, the next drift check) must
+    not stretch the run. If the schedule empties first, visits are stranded at a tier with no replica left."""
+    try:
+        env.run(until=flow.done)
+    except RuntimeError as exc:
+        if flow.done.triggered or "No scheduled events left" not in str(exc):
+            raise
 
 
 def _meta(cfg, plan, seed, cl: Cluster, flow: CascadeFlow, end_s: float, wall_s: float, workload) -> dict[str, Any]:
