@@ -8,7 +8,7 @@ does), as a system without parallelism search would deploy.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -115,8 +115,7 @@ class CascadeServePlanner:
             mask = final[:, None] >= np.arange(ctx.num_tiers)[None, :]
             gpus = proportional_gpus(ctx, load_weights(ctx, mask))
             loads = ctx.loads_from_mask(mask)
-            loads = [type(ld)(ld.rate_rps * rate_factor, ld.input_tokens, ld.output_tokens, ld.arrival_ca2,
-                              ld.key + (rate_factor,)) for ld in loads]
+            loads = [replace(ld, rate_rps=ld.rate_rps * rate_factor, key=ld.key + (rate_factor,)) for ld in loads]
             tables = ctx.tables(loads)
             lat = max(float(t.latency_s[g]) for t, g in zip(tables, gpus))
             key = (lat, -q)

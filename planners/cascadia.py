@@ -38,6 +38,7 @@ from planners.search import SearchContext, allocate_spare
 
 THETA0 = ("uniform_feasible", "all_accept")
 ALLOCATIONS = ("milp", "proportional")
+LATENCY_OBJECTIVES = ("end_to_end", "slo_scale", "max_tier")
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,15 @@ class CascadiaPlanner:
     max_candidates: int = 24
     parallelism_search: bool = True
     allocation: str = "milp"  # "proportional": GPUs split by request share (ablation)
+    latency_objective: str = "end_to_end"  # "max_tier": the paper's L = max over tiers of l_i(f_i)
 
     def __post_init__(self) -> None:
         SolverSettings(self.backend)  # validates the backend name
         if self.theta0 not in THETA0:
             raise ConfigError(f"planner {self.name}: theta0 {self.theta0!r} is unknown; valid: {list(THETA0)}")
+        if self.latency_objective not in LATENCY_OBJECTIVES:
+            raise ConfigError(f"planner {self.name}: latency_objective {self.latency_objective!r} is unknown; "
+                              f"valid: {list(LATENCY_OBJECTIVES)}")
         if self.allocation not in ALLOCATIONS:
             raise ConfigError(f"planner {self.name}: allocation {self.allocation!r} is unknown; valid: {list(ALLOCATIONS)}")
         if self.mu < 0 or self.tol < 0 or self.rounds_stable < 1 or self.max_rounds < 1:
@@ -98,10 +103,22 @@ class CascadiaPlanner:
         res = solve_allocation(lat, ctx.num_gpus, self.settings)
         return res.gpus, res.latency_s, {"status": res.status, "gap": res.gap, "solve_s": res.solve_s}
 
+    def evaluate(self, ctx: SearchContext, tables, loads, exact: bool):
+        """(gpus, L, solver stats) of one routing's loads: the allocation step, then the latency objective.
+        end_to_end: the MILP's min-max allocation, its idle GPUs handed out, refined by GPU moves between tiers
+        while the estimated end-to-end p95 drops; L is that p95. max_tier: the MILP's allocation and its L."""
+        gpus, L, stats = self.allocate(ctx, tables, loads, exact)
+        if self.latency_objective == "max_tier":
+            return gpus, L, stats
+        if self.allocation == "proportional":
+            return gpus, ctx.latency_objective(self.latency_objective, tables, gpus, loads), stats
+        gpus, L = ctx.refine_allocation(tables, loads, gpus, self.latency_objective)
+        return gpus, L, stats
+
     def objective(self, ctx: SearchContext, thresholds) -> float:
         loads = ctx.cascade_loads(thresholds)
         try:
-            _, L, _ = self.allocate(ctx, ctx.tables(loads), loads, exact=True)
+            _, L, _ = self.evaluate(ctx, ctx.tables(loads), loads, exact=True)
         except AllocationInfeasible:
             return np.inf  # these loads cannot all be deployed on the pool
         return L + self.penalty(ctx.problem, ctx.quality(thresholds))
@@ -155,7 +172,7 @@ class CascadiaPlanner:
             loads = ctx.cascade_loads(theta)
             tables = ctx.tables(loads)
             try:
-                gpus, L, milp_stats = self.allocate(ctx, tables, loads, exact=False)
+                gpus, L, milp_stats = self.evaluate(ctx, tables, loads, exact=False)
             except AllocationInfeasible as exc:
                 gpus, L, last_error = None, np.inf, exc
             q = ctx.quality(theta)
@@ -173,7 +190,8 @@ class CascadiaPlanner:
         if best is None:
             raise last_error
         j, theta, tables, gpus, loads, q, L = best
-        gpus = allocate_spare(tables, gpus, ctx.num_gpus) if self.allocation == "milp" else gpus
+        if self.allocation == "milp" and self.latency_objective == "max_tier":
+            gpus = allocate_spare(tables, gpus, ctx.num_gpus)
         stats = {"solver": self.backend if self.allocation == "milp" else "none", **milp_stats,
                  "rounds": rounds, "J_history": history, "J": j, "tables_built": ctx.tables_built,
                  "time_s": time.perf_counter() - t0, "threads": self.threads, "seed": self.seed,

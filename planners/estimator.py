@@ -13,20 +13,75 @@ Per replica of a configuration (model, TP, PP) serving a tier's load at per-repl
   W = (S/c) rho^(sqrt(2(c+1)) - 1) / (1 - rho) (ca2 + cs2) / 2, with ca2 the squared coefficient of
   variation of the sample's inter-arrival times and cs2 that of the service times;
 - request latency = W + T/2 (wait for the running iteration) + P(L) + (out - 1) T; its p95 over the sample.
-rho >= 1 is saturated: the estimate there is SATURATED_S * rho (finite, so search still prefers less
-overload). A load with no requests costs 0.
+- the rate is not stationary (a real trace drifts: the Azure conversation window's last minute runs 1.4x its
+  mean rate). The sample's span is cut into equal windows (RateProfile); a request arriving in window k sees the
+  local utilisation in T, W and rho_p (quasi-static): rho times the arrival rate within +-S of it over the mean
+  rate, S the mean sojourn time (a decode batch holds the requests of about one sojourn time, so long requests
+  see a smoother rate, and the trace's end, after which nothing arrives, drains the batch as in a run),
+  capped at max(rho, RHO_LOCAL_MAX), plus the fluid backlog of windows whose local load exceeds capacity:
+  s_{k+1} = max(0, s_k + (rho f_k - 1) window_s) seconds of queue, a request waiting (s_k + s_{k+1}) / 2.
+  Without this the p95 of a load that peaks near capacity came out 35-40% low against the simulator.
+With PP, each of the pp virtual engines holds up to max_num_seqs sequences (vLLM V0), so b_max caps at
+pp * max_num_seqs. The mean rho >= 1 is saturated: the estimate there is SATURATED_S * rho (finite, so search
+still prefers less overload). A load with no requests costs 0.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from sim.perf.batch import BatchShape
 
 SATURATED_S = 1.0e5  # latency reported for an overloaded deployment, times its utilisation
+# Highest local utilisation the stationary terms are evaluated at inside a busy window; the excess is queued by
+# the fluid backlog instead (a window is too short for the stationary 1/(1 - rho) wait to build up).
+RHO_LOCAL_MAX = 0.98
+MIN_REQUESTS_PER_WINDOW = 150  # sample requests per rate window: a rate estimate within about 8%
+MAX_WINDOWS = 16
 _RHO_GRID = np.concatenate([np.linspace(0.0, 0.9, 46), 1.0 - np.geomspace(0.1, 1e-4, 40)])
 _T_GRID_POINTS = 24
+
+
+@dataclass(frozen=True)
+class RateProfile:
+    """How the arrival rate moves over the sample: window_factor[k] = rate in window k / mean rate, for equal
+    windows of window_s seconds. Routing does not depend on arrival time, so every tier shares the profile."""
+
+    window_factor: np.ndarray
+    window_s: float
+    bandwidth_s: np.ndarray = field(default_factory=lambda: np.ones(1))  # (J,) half-widths of the local-rate kernel
+
+    @property
+    def num_windows(self) -> int:
+        return int(self.window_factor.shape[0])
+
+
+STATIONARY = RateProfile(np.ones(1), 0.0)
+BANDWIDTHS = 10  # kernel half-widths tried, geometric from the shortest meaningful one to the whole span
+
+
+def rate_profile(arrival_s: np.ndarray, min_per_window: int = MIN_REQUESTS_PER_WINDOW,
+                 max_windows: int = MAX_WINDOWS) -> tuple[RateProfile, np.ndarray, np.ndarray]:
+    """(profile, window index of each request, (J, m) local rate factor of each request per kernel half-width)
+    for arrival times sorted ascending. The local rate at a request counts the sample's arrivals within +-h of
+    it (none outside the sample: the workload is the whole period planned for); h is at least the time that
+    holds min_per_window requests, so that slow drift is kept and Poisson noise (which the stationary queue
+    already models through ca2) is not counted twice."""
+    t = np.asarray(arrival_s, dtype=np.float64)
+    m = t.size
+    k = int(np.clip(m // max(min_per_window, 1), 1, max_windows))
+    span = float(t[-1] - t[0]) if m > 1 else 0.0
+    if k == 1 or span <= 0:
+        return STATIONARY, np.zeros(m, dtype=np.int64), np.ones((1, m))
+    idx = np.minimum(((t - t[0]) / span * k).astype(np.int64), k - 1)
+    counts = np.bincount(idx, minlength=k).astype(np.float64)
+    h = np.geomspace(span / k / 2, span, BANDWIDTHS)
+    mean_rate = (m - 1) / span
+    lo = np.searchsorted(t, t[None, :] - h[:, None], side="left")
+    hi = np.searchsorted(t, t[None, :] + h[:, None], side="right")
+    factors = (hi - lo) / (2 * h[:, None] * mean_rate)
+    return RateProfile(counts / counts.mean(), span / k, h), idx, factors
 
 
 @dataclass(frozen=True)
@@ -38,6 +93,9 @@ class TierLoad:
     output_tokens: np.ndarray
     arrival_ca2: float = 1.0  # squared CV of inter-arrival times (1 = Poisson)
     key: tuple = ()
+    window: np.ndarray | None = None  # (m,) rate window each request arrives in; None = stationary
+    profile: RateProfile = STATIONARY
+    local_factor: np.ndarray | None = None  # (J, m) local rate / mean rate per profile.bandwidth_s
 
     @property
     def num_requests(self) -> int:
@@ -60,10 +118,13 @@ class ReplicaModel:
     max_rps: float  # per-replica throughput at saturation
     b_max: float
     rho_grid: np.ndarray
-    token_s: np.ndarray  # per-token decode time seen by a request, per rho
-    wait_s: np.ndarray  # queueing before admission, per rho
-    p95_s: np.ndarray  # p95 request latency at this replica, per rho
+    token_s: np.ndarray  # per-token decode time seen by a request, per (stationary) rho
+    wait_s: np.ndarray  # queueing before admission, per (stationary) rho
+    p95_s: np.ndarray  # p95 request latency at this replica, per mean rho (rate profile included)
     prefill_s: np.ndarray  # (m,) prefill time of each sampled request
+    window: np.ndarray  # (m,) rate window of each sampled request
+    profile: RateProfile
+    local_factor: np.ndarray  # (J, m) local rate factor of each request per kernel half-width
 
     @property
     def num_gpus(self) -> int:
@@ -75,11 +136,22 @@ class ReplicaModel:
         return np.where(rho < 1.0, inside, SATURATED_S * np.maximum(rho, 1.0))
 
     def request_latencies_s(self, rho: float, output_tokens: np.ndarray) -> np.ndarray:
+        """(m,) latency of each sampled request at mean utilisation rho (its window's local load included)."""
         if rho >= 1.0:
             return np.full(self.prefill_s.shape, SATURATED_S * rho)
-        t = float(np.interp(rho, self.rho_grid, self.token_s))
-        w = float(np.interp(rho, self.rho_grid, self.wait_s))
-        return w + t / 2 + self.prefill_s + np.maximum(output_tokens - 1, 0) * t
+        return _latencies(np.array([rho]), self.rho_grid, self.token_s, self.wait_s, self.prefill_s,
+                          np.maximum(output_tokens - 1, 0).astype(np.float64), self.window, self.profile,
+                          self.local_factor)[0]
+
+
+def alone_latency_s(cost, input_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
+    """(m,) latency of each request served alone on a replica: its prefill, then out - 1 decode steps of batch 1
+    whose context grows by one token each (closed form of the cost model's affine decode time)."""
+    out = np.maximum(np.asarray(output_tokens, dtype=np.float64), 1.0)
+    steps = out - 1
+    a, b = cost.decode_affine(1)
+    return _prefill_times(cost, np.asarray(input_tokens)) + steps * a + b * (
+        steps * np.asarray(input_tokens, dtype=np.float64) + steps * (steps + 1) / 2)
 
 
 def _prefill_times(cost, input_tokens: np.ndarray) -> np.ndarray:
@@ -112,7 +184,7 @@ def build_replica_model(cost, load: TierLoad, max_num_seqs: int = 256, quantile:
     # Context a decoding sequence holds, averaged over its decode steps and weighted by their count.
     ctx_mean = float((out * (inp + out / 2)).sum() / max(out.sum(), 1.0))
     kv_tokens = float(cost.kv_capacity_blocks * cost.kv_block_size)
-    b_max = min(float(max_num_seqs), np.floor(kv_tokens / max(ctx_mean, 1.0)))
+    b_max = min(float(max_num_seqs * pp), np.floor(kv_tokens / max(ctx_mean, 1.0)))
     if b_max < 1:
         return None
     b_grid = np.linspace(0.0, b_max, 129)
@@ -138,9 +210,51 @@ def build_replica_model(cost, load: TierLoad, max_num_seqs: int = 256, quantile:
     with np.errstate(divide="ignore"):
         wait = (s_mean / c) * rho ** (np.sqrt(2 * (c + 1)) - 1) / np.maximum(1.0 - rho, 1e-9) \
             * (load.arrival_ca2 + cs2) / 2
-    body = wait[:, None] + token_s[:, None] / 2 + service
+    window = load.window if load.window is not None else np.zeros(out.shape[0], dtype=np.int64)
+    local = load.local_factor if load.local_factor is not None else np.ones((1, out.shape[0]))
+    body = _latencies(rho, rho, token_s, wait, prefill, np.maximum(out - 1, 0), window, load.profile, local)
     p95 = np.quantile(body, quantile, axis=1)
-    return ReplicaModel(tp, pp, float(max_rps), float(b_max), rho, token_s, wait, p95, prefill)
+    return ReplicaModel(tp, pp, float(max_rps), float(b_max), rho, token_s, wait, p95, prefill, window,
+                        load.profile, local)
+
+
+def fluid_backlog_s(rho: np.ndarray, profile: RateProfile) -> np.ndarray:
+    """(len(rho), K) mean queue (seconds of work) a request of window k meets when the local load rho * f_k
+    exceeds capacity in some windows: the backlog grows by (rho f_k - 1) window_s and drains when below 1."""
+    f = profile.window_factor
+    out = np.zeros((rho.shape[0], f.shape[0]))
+    if profile.num_windows == 1 or not np.any(rho[:, None] * f[None, :] > 1.0):
+        return out
+    s = np.zeros(rho.shape[0])
+    for k in range(f.shape[0]):
+        nxt = np.maximum(0.0, s + (rho * f[k] - 1.0) * profile.window_s)
+        out[:, k] = (s + nxt) / 2
+        s = nxt
+    return out
+
+
+def _latencies(rho: np.ndarray, grid: np.ndarray, token_s: np.ndarray, wait_s: np.ndarray, prefill: np.ndarray,
+               steps: np.ndarray, window: np.ndarray, profile: RateProfile, local_factor: np.ndarray) -> np.ndarray:
+    """(len(rho), m) request latencies at mean utilisations rho, each request at its own local load: the
+    arrival rate around it within one mean sojourn time S (its decode batch holds the requests that arrived
+    within about S of it), so long requests see a smoother rate than short ones."""
+    if local_factor.shape[0] == 1:
+        factor = np.broadcast_to(local_factor, (rho.shape[0], local_factor.shape[1]))
+    else:
+        t_mean = np.interp(np.minimum(rho, grid[-1]), grid, token_s)
+        sojourn = float(prefill.mean()) + float(steps.mean()) * t_mean
+        pos = np.interp(np.log(np.maximum(sojourn, 1e-9)), np.log(profile.bandwidth_s),
+                        np.arange(profile.bandwidth_s.shape[0], dtype=np.float64))
+        j = np.minimum(pos.astype(np.int64), local_factor.shape[0] - 2)
+        frac = (pos - j)[:, None]
+        factor = local_factor[j] * (1 - frac) + local_factor[j + 1] * frac  # (G, m)
+    local = rho[:, None] * factor
+    local = np.minimum(local, np.maximum(rho, RHO_LOCAL_MAX)[:, None])
+    local = np.minimum(local, grid[-1])
+    t = np.interp(local, grid, token_s)
+    w = np.interp(local, grid, wait_s)
+    backlog = fluid_backlog_s(rho, profile)[:, window]
+    return w + backlog + t / 2 + prefill[None, :] + steps[None, :] * t
 
 
 def mixture_quantile(latencies: list[np.ndarray], weights: list[float], quantile: float) -> float:

@@ -28,6 +28,8 @@ class PlanningProblem:
     q_min: required mean real judge score of the returned answers, 0-100 scale.
     slo_attainment: the latency percentile planners optimise (0.95 = p95).
     max_num_seqs: the engine's cap on sequences in one batch (vLLM default 256).
+    reference_tier: the tier whose model, alone on the smallest TP (PP 1) that fits one node, defines ref(r) for
+        the SLO-scale objective (the metric's default reference: the largest model).
     cost_fn: builds a replica's cost model; None means sim.perf.cost_model.build_replica_cost.
     """
 
@@ -41,6 +43,7 @@ class PlanningProblem:
     judge_latency_s: float = 0.27
     gpu_memory_utilization: float = 0.9
     max_sample_requests: int = 2000
+    reference_tier: int = -1
     cost_fn: CostFn | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +86,20 @@ class PlanningProblem:
         """(z1*, z2*): quality when every request is answered by the largest, and by the smallest model."""
         s = self.workload.scores
         return float(s[:, -1].mean()), float(s[:, 0].mean())
+
+    def reference_cost(self):
+        """(tier index, cost) of the SLO reference: the reference tier's model on the smallest TP, PP 1, that fits
+        one node; None when it fits none."""
+        from sim.errors import DeploymentDoesNotFit
+
+        t = self.reference_tier % self.cascade.num_tiers
+        tp = 1
+        while tp <= self.cluster.gpus_per_node:
+            try:
+                return t, self.replica_cost(t, tp, 1)
+            except (DeploymentDoesNotFit, ConfigError):  # too big, or TP does not divide the heads
+                tp *= 2
+        return None
 
     def replica_cost(self, tier_index: int, tp: int, pp: int):
         """Cost model of one replica of a tier; PP stages span nodes when the replica outgrows a node."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from planners.estimator import SATURATED_S, TierLoad, arrival_ca2
+from planners.estimator import SATURATED_S, TierLoad, alone_latency_s, arrival_ca2, rate_profile
 from planners.milp import spread_spare
 from planners.placement import place
 from planners.plan import CascadePlan
@@ -21,7 +21,10 @@ class SearchContext:
         self.num_tiers = problem.cascade.num_tiers
         self.num_gpus = problem.cluster.num_gpus
         self.ca2 = arrival_ca2(problem.workload.arrival_s)
+        self.profile, self.window, self.local_factor = rate_profile(self.sample.arrival_s)
         self.configs = [parallel_configs(problem, i, parallelism_search) for i in range(self.num_tiers)]
+        self._ref_s: np.ndarray | None = None
+        self._tier_lat: dict[tuple, np.ndarray] = {}
         self._tables: dict[tuple, TierTable] = {}
         self._models: dict[tuple, list] = {}
         self.tables_built = 0
@@ -35,7 +38,8 @@ class SearchContext:
         for i in range(self.num_tiers):
             m = mask[:, i]
             loads.append(TierLoad(rate * m.sum() / n, self.sample.input_tokens[m],
-                                  self.sample.output_tokens[m, i], self.ca2, (i, m.tobytes())))
+                                  self.sample.output_tokens[m, i], self.ca2, (i, m.tobytes()), self.window[m],
+                                  self.profile, self.local_factor[:, m]))
         return loads
 
     def cascade_loads(self, thresholds) -> list[TierLoad]:
@@ -93,26 +97,96 @@ class SearchContext:
         est.update({k: v for k, v in estimates.items() if k not in est or est[k] is None})
         return CascadePlan(planner, tiers, tuple(thresholds), routing, router_error_rate, est, solver_stats)
 
-    def end_to_end_p95(self, tables, gpus, loads) -> float:
-        """p95 over sampled requests of the sum of their per-tier latencies plus a judge call per tier left."""
+    def request_latencies(self, tables, gpus, loads) -> np.ndarray:
+        """(n_sample,) estimated end-to-end latency of each sampled request: the sum of its latencies at every
+        tier it visits plus one judge call after each visited tier but the last deployed one (the simulator's
+        flow). A tier's latency for a request is its replica model's at the tier's utilisation, averaged over
+        the deployment's configurations by their share of capacity (a least-work balancer's split)."""
         n = self.sample.num_requests
         total = np.zeros(n)
+        deployed = [i for i, f in enumerate(gpus) if f > 0]
+        last = deployed[-1] if deployed else -1
         for i, (t, f, ld) in enumerate(zip(tables, gpus, loads)):
             if not ld.num_requests:
                 continue
             mask = np.frombuffer(ld.key[1], dtype=bool)
-            dep = t.deployment(f)
-            rho = t.utilisation(f)
+            total[mask] += self.tier_latencies(t, int(f), ld)
+            if i < last:
+                total[mask] += self.problem.judge_latency_s
+        return total
+
+    def tier_latencies(self, table: TierTable, f: int, load: TierLoad) -> np.ndarray:
+        """(m,) latency of each request of a tier's load on the table's deployment for f GPUs (cached)."""
+        key = (load.key, f)
+        if key not in self._tier_lat:
+            dep = table.deployment(f)
             if not dep:
-                total[mask] += np.inf
-                continue
-            caps = np.array([m.max_rps * d for m, d in dep])
-            lat = sum(w * m.request_latencies_s(rho, ld.output_tokens) for (m, _), w in zip(dep, caps / caps.sum()))
-            total[mask] += lat
-            if i < self.num_tiers - 1:
-                forwarded_or_judged = mask
-                total[forwarded_or_judged] += self.problem.judge_latency_s
-        return float(np.quantile(total, self.problem.slo_attainment))
+                lat = np.full(load.num_requests, np.inf)
+            else:
+                rho = table.utilisation(f)
+                caps = np.array([m.max_rps * d for m, d in dep])
+                lat = sum(w * m.request_latencies_s(rho, load.output_tokens) for (m, _), w in zip(dep, caps / caps.sum()))
+            self._tier_lat[key] = lat
+        return self._tier_lat[key]
+
+    def end_to_end_p95(self, tables, gpus, loads) -> float:
+        """The slo_attainment quantile over sampled requests of their end-to-end latency (request_latencies)."""
+        lat = self.request_latencies(tables, gpus, loads)
+        return float(np.quantile(lat, self.problem.slo_attainment)) if np.all(np.isfinite(lat)) else np.inf
+
+    @property
+    def reference_s(self) -> np.ndarray:
+        """(n_sample,) ref(r): each sampled request served alone on the SLO reference deployment."""
+        if self._ref_s is None:
+            ref = self.problem.reference_cost()
+            if ref is None:
+                self._ref_s = np.ones(self.sample.num_requests)  # no reference fits: plain latency
+            else:
+                t, cost = ref
+                self._ref_s = alone_latency_s(cost, self.sample.input_tokens, self.sample.output_tokens[:, t])
+        return self._ref_s
+
+    def slo_scale(self, tables, gpus, loads) -> float:
+        """The SLO scale the estimates predict: the slo_attainment quantile of end-to-end latency / ref(r)."""
+        lat = self.request_latencies(tables, gpus, loads)
+        if not np.all(np.isfinite(lat)):
+            return np.inf
+        return float(np.quantile(lat / self.reference_s, self.problem.slo_attainment))
+
+    def latency_objective(self, kind: str, tables, gpus, loads) -> float:
+        return self.slo_scale(tables, gpus, loads) if kind == "slo_scale" else self.end_to_end_p95(tables, gpus, loads)
+
+    def refine_allocation(self, tables, loads, gpus, kind: str = "end_to_end") -> tuple[tuple[int, ...], float]:
+        """Steepest descent on the end-to-end p95 from an allocation (after its idle GPUs are handed out): a move
+        grows one tier to its next table breakpoint with GPUs taken from another tier (shrunk to the largest
+        breakpoint that frees enough). Returns (GPUs per tier, end-to-end p95)."""
+        lat = [t.latency_s for t in tables]
+        alloc = list(spread_spare(lat, tuple(gpus), self.num_gpus))
+        best = self.latency_objective(kind, tables, alloc, loads)
+        points = [np.nonzero(np.isfinite(l) & (l < np.r_[np.inf, l[:-1]]))[0] for l in lat]
+        while True:
+            move = None
+            spare = self.num_gpus - sum(alloc)
+            for b in range(self.num_tiers):
+                up = points[b][points[b] > alloc[b]]
+                if not up.size:
+                    continue
+                need = int(up[0]) - alloc[b] - spare
+                donors = [-1] if need <= 0 else [a for a in range(self.num_tiers) if a != b]
+                for a in donors:
+                    trial = alloc.copy()
+                    trial[b] = int(up[0])
+                    if a >= 0:
+                        down = points[a][points[a] <= alloc[a] - need]
+                        if loads[a].num_requests and not down.size:
+                            continue
+                        trial[a] = int(down[-1]) if down.size else 0
+                    j = self.latency_objective(kind, tables, trial, loads)
+                    if j < best * (1 - 1e-9) and (move is None or j < move[0]):
+                        move = (j, trial)
+            if move is None:
+                return tuple(alloc), best
+            best, alloc = move
 
 
 def allocate_spare(tables: list[TierTable], gpus, num_gpus: int) -> tuple[int, ...]:
