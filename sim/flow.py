@@ -133,6 +133,8 @@ class CascadeFlow:
 
     def _complete(self, i: int, t: int, now: float) -> None:
         book = self.book
+        if book.status[i]:
+            raise RuntimeError(f"request {i} finished twice (a simulator bug)")
         book.final_tier[i] = t
         book.final_score[i] = self.scores[i, t]
         book.completion_s[i] = now
@@ -147,6 +149,8 @@ class CascadeFlow:
 
     def on_drop_request(self, i: int, reason: str, now: float) -> None:
         book = self.book
+        if book.status[i]:
+            raise RuntimeError(f"request {i} finished twice (a simulator bug)")
         book.status[i] = STATUS_DROPPED
         book.drop_reason[i] = reason
         book.completion_s[i] = np.nan
@@ -161,7 +165,8 @@ class CascadeFlow:
     def requeue(self, seq: Seq) -> None:
         """A visit whose replica went away goes back to its tier's router (or the next live tier)."""
         now = self.env.now
-        tier = self._live_tier_from(seq.tier)
+        # Its tier left the deployment: the next planned tier up, else the highest below (whose answer is final).
+        tier = self._live_tier_direct(seq.tier)
         if tier == seq.tier:
             seq.enqueue_s = now
             self.routers[tier].route(seq)

@@ -12,9 +12,10 @@ Choices, and why:
   GPUs are needed hands them back at once (KV lost: they prefill again). New replicas come up after
   weight bytes per GPU / reload_bandwidth_gbps + startup_s. Thresholds switch at once.
 - Drift: every interval_s, the last sample_requests arrivals are compared with the workload the current plan
-  was made for: arrival rate, mean prompt and tier-0 answer length (relative change) and a two-sample
-  Kolmogorov-Smirnov statistic on tier-0 real scores. Any statistic above its threshold triggers a re-plan on
-  the most recent plan_requests arrivals. Planning takes no simulated time (a plan takes seconds of wall time,
+  was made for: arrival rate, median prompt and tier-0 answer length (relative change) and a two-sample
+  Kolmogorov-Smirnov statistic on tier-0 real scores; the rate is counted over the last interval_s. Any
+  statistic above its threshold triggers a re-plan on the last interval_s of arrivals (at most plan_requests,
+  re-spaced at the window's rate). Planning takes no simulated time (a plan takes seconds of wall time,
   small beside the reload downtime), which keeps runs deterministic.
 """
 from __future__ import annotations
@@ -39,9 +40,9 @@ class ReplanConfig:
     sample_requests: int = 50  # the live sample compared with the planned workload
     interval_s: float = 300.0
     rate_threshold: float = 0.5  # relative change of the arrival rate
-    length_threshold: float = 0.5  # relative change of the mean prompt or tier-0 answer length
+    length_threshold: float = 0.5  # relative change of the median prompt or tier-0 answer length
     ks_threshold: float = 0.3  # two-sample KS statistic on tier-0 scores
-    plan_requests: int = 500  # most recent arrivals a drift re-plan plans for
+    plan_requests: int = 500  # at most this many arrivals of the last interval_s for a drift re-plan
     reload_bandwidth_gbps: float = 5.0  # per GPU, from host memory or local NVMe
     startup_s: float = 20.0  # engine start, CUDA graph capture
     plan_window_s: float | None = None  # the initial plan sees only the first plan_window_s s (None: whole run)
@@ -101,14 +102,17 @@ def _rel(new: float, old: float) -> float:
     return abs(new - old) / old if old > 0 else (0.0 if new == old else float("inf"))
 
 
-def drift_statistics(recent, reference) -> dict[str, float]:
-    """How far a live sample (a Workload) is from the workload the plan was made for."""
+def drift_statistics(recent, reference, recent_rate_rps: float) -> dict[str, float]:
+    """How far a live sample (a Workload) and the live arrival rate are from the workload the plan was made for.
+    The rate is counted over a whole window: 50 arrivals of a bursty trace span too little time to say it."""
     return {
-        "rate_change": _rel(recent.rate_rps, reference.rate_rps),
-        "input_change": _rel(float(recent.input_tokens.mean()), float(reference.input_tokens.mean())),
-        "output_change": _rel(float(recent.output_tokens[:, 0].mean()), float(reference.output_tokens[:, 0].mean())),
+        "rate_change": _rel(recent_rate_rps, reference.rate_rps),
+        # Medians: one long answer among 50 moves a mean of heavy-tailed lengths by more than a phase change.
+        "input_change": _rel(float(np.median(recent.input_tokens)), float(np.median(reference.input_tokens))),
+        "output_change": _rel(float(np.median(recent.output_tokens[:, 0])),
+                              float(np.median(reference.output_tokens[:, 0]))),
         "ks_tier0": ks_statistic(recent.scores[:, 0], reference.scores[:, 0]),
-        "recent_rate_rps": recent.rate_rps, "planned_rate_rps": reference.rate_rps,
+        "recent_rate_rps": recent_rate_rps, "planned_rate_rps": reference.rate_rps,
     }
 
 
@@ -260,8 +264,21 @@ class Replanner:
     cost_fn: Callable | None = None
 
     def recent(self, flow, workload, count: int):
+        """The last count arrivals so far."""
         k = flow.arrived
         return workload.take(np.arange(max(0, k - count), k))
+
+    def window(self, flow, workload, now: float, count: int):
+        """What a drift re-plan plans for: the arrivals of the last interval_s (at most count, evenly chosen),
+        spaced evenly at the window's arrival rate."""
+        k = flow.arrived
+        lo = int(np.searchsorted(workload.arrival_s[:k], now - self.cfg.interval_s, side="left"))
+        n = k - lo
+        if n < 2:
+            return self.recent(flow, workload, max(count, 2))
+        idx = np.unique(np.linspace(lo, k - 1, min(n, count)).round().astype(np.int64))
+        rate = n / self.cfg.interval_s
+        return workload.take(idx).with_arrivals(now - (idx.size - 1) / rate + np.arange(idx.size) / rate)
 
     def replan(self, cluster, flow, reason: str, sample=None) -> dict[str, Any]:
         """Plan for sample (default: the current reference) on the healthy nodes, apply it; returns the event."""
@@ -310,9 +327,11 @@ class Replanner:
             if flow.arrived < cfg.sample_requests:
                 continue
             sample = self.recent(flow, workload, cfg.sample_requests)
-            stats = drift_statistics(sample, self.reference)
+            k = flow.arrived
+            rate = (k - int(np.searchsorted(workload.arrival_s[:k], env.now - cfg.interval_s))) / cfg.interval_s
+            stats = drift_statistics(sample, self.reference, rate)
             why = drifted(stats, cfg)
             record({"time_s": env.now, "event": "drift_check", **stats, "drift": ",".join(why)})
             if why:
                 record(self.replan(cluster, flow, "drift:" + ",".join(why),
-                                   sample=self.recent(flow, workload, max(cfg.plan_requests, cfg.sample_requests))))
+                                   sample=self.window(flow, workload, env.now, cfg.plan_requests)))

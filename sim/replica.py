@@ -164,7 +164,7 @@ class Engine:
     def _boundary(self, token: int, _event=None) -> None:
         if token != self._token:
             return  # stale: the jump was cut short, or the engine was stopped
-        pending = self._pending
+        pending, self._pending = self._pending, None  # consumed: a later stop() must not settle it again
         if pending[0] is not None:
             step, now, t = pending
             end = now + t

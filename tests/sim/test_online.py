@@ -1,0 +1,137 @@
+"""Online re-planning: drift statistics, placement onto surviving GPUs, rolling reconfiguration that loses no
+request, re-planning after a node failure and on drift, all deterministic."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from planners.base import get_planner
+from planners.checker import check_plan
+from planners.plan import ReplicaPlan
+from planners.problem import PlanningProblem
+from sim.controller import OnlineController
+from sim.errors import ConfigError
+from sim.faults import faults_from_config
+from sim.online import (ReplanConfig, Replanner, drift_statistics, drifted, ks_statistic, reconcile, remap_nodes,
+                        replan_config_from_dict)
+from sim.simulator import SimConfig, simulate
+from sim.workload.types import Workload
+from sim_fakes import OracleJudge, cluster, llama_cascade, poisson_workload
+
+CL = cluster()
+
+
+def test_ks_statistic_matches_known_values():
+    a = np.arange(100.0)
+    assert ks_statistic(a, a) == 0.0
+    assert ks_statistic(a, a + 1000) == 1.0
+    assert ks_statistic(np.array([1.0, 2, 3, 4]), np.array([3.0, 4, 5, 6])) == pytest.approx(0.5)
+
+
+def test_drift_statistics_flag_rate_length_and_score_shifts():
+    ref = poisson_workload(2000, 10.0, 0)
+    same = poisson_workload(50, 10.0, 1)
+    cfg = ReplanConfig()
+    assert drifted(drift_statistics(same, ref, 10.5), cfg) == []
+    assert drifted(drift_statistics(same, ref, 25.0), cfg) == ["rate"]
+    longer = poisson_workload(50, 10.0, 1, mean_in=900)
+    assert "length" in drifted(drift_statistics(longer, ref, 10.0), cfg)
+    shifted = Workload("s", same.arrival_s, same.input_tokens, same.output_tokens, np.clip(same.scores + 40, 0, 100),
+                       same.question_ids, same.tier_models)
+    assert drifted(drift_statistics(shifted, ref, 10.0), cfg) == ["scores"]
+
+
+@pytest.mark.parametrize("bad, word", [({"interval_s": 0}, "interval_s"), ({"sample_requests": 1}, "sample_requests"),
+                                       ({"enabled": "yes"}, "enabled"), ({"bogus": 1}, "unknown key")])
+def test_bad_replan_config_is_one_clear_error(bad, word):
+    with pytest.raises(ConfigError, match=word):
+        replan_config_from_dict(bad)
+
+
+def test_reconcile_keeps_matching_replicas_and_avoids_failed_nodes():
+    # A plan made on 3 surviving nodes, mapped onto nodes 0, 1, 3 (node 2 failed).
+    w = poisson_workload(300, 20.0, 0)
+    small = PlanningProblem(llama_cascade(), replace_nodes(CL, 3), w, q_min=float(w.scores[:, 1].mean()))
+    planned = remap_nodes(get_planner("cascadia").plan(small), [0, 1, 3])
+    assert all(n != 2 for t in planned.tiers for r in t.replicas for n, _ in r.gpus)
+    usable = {(n, g) for n in (0, 1, 3) for g in range(8)}
+    cur = [[r for r in planned.tiers[0].replicas[:1]], []]
+    moved = [[ReplicaPlan(r.tp, r.pp, tuple((1 if n == 0 else 0, g) for n, g in r.gpus)) for r in cur[0]], []]
+    out = reconcile(planned, moved, usable, 8)
+    assert out.tiers[0].replicas[0] == moved[0][0]  # same TP x PP: kept where it runs
+    assert sorted((r.tp, r.pp) for t in out.tiers for r in t.replicas) == \
+        sorted((r.tp, r.pp) for t in planned.tiers for r in t.replicas)
+    assert check_plan(out, llama_cascade(), CL) == []
+    assert all(set(r.gpus) <= usable for t in out.tiers for r in t.replicas)
+
+
+def replace_nodes(spec, n):
+    from dataclasses import replace
+
+    return replace(spec, num_nodes=n)
+
+
+def scenario(rate=30.0, n=3000, seed=0):
+    w = poisson_workload(n, rate, seed, mean_in=600, mean_out=200)
+    q = float(w.scores[:, 0].mean() + 0.6 * (w.scores[:, 1].mean() - w.scores[:, 0].mean()))
+    p = get_planner("cascadia").plan(PlanningProblem(llama_cascade(), CL, w, q))
+    return w, q, p
+
+
+def run_online(w, q, p, faults, replan: ReplanConfig | None, mode="fast"):
+    rp = Replanner(replan, w, lambda _wl: q) if replan is not None and replan.enabled else None
+    ctl = OnlineController(faults_from_config(faults, CL), rp, w, replan)
+    return simulate(p, llama_cascade(), CL, w, SimConfig(mode=mode), seed=0, controller=ctl, judge=OracleJudge(0.27))
+
+
+def test_replanning_after_a_node_failure_moves_replicas_off_the_dead_node_and_loses_nothing():
+    w, q, p = scenario()
+    node = max({n for t in p.tiers for r in t.replicas for n, _ in r.gpus})
+    fault = [{"kind": "node_down", "at_s": 30.0, "node": node}]
+    cfg = ReplanConfig(enabled=True, drift_detection=False)
+    r = run_online(w, q, p, fault, cfg)
+    assert (r.requests.status == "completed").all()
+    replan = [e for e in r.meta["controller_events"] if e["event"] == "replan"]
+    assert len(replan) == 1 and replan[0]["applied"]
+    assert sum(replan[0]["gpus_per_tier"]) <= 24
+    # Determinism: the same run twice gives the same bytes.
+    again = run_online(w, q, p, fault, cfg)
+    assert r.requests.to_csv(index=False) == again.requests.to_csv(index=False)
+
+
+def test_without_replanning_a_permanently_lost_tier_drops_with_a_reason():
+    w, q, p = scenario(n=1500)
+    nodes_t1 = {n for r in p.tiers[1].replicas for n, _ in r.gpus}
+    faults = [{"kind": "node_down", "at_s": 10.0, "node": n} for n in sorted(nodes_t1)]
+    off = run_online(w, q, p, faults, ReplanConfig(enabled=False))
+    dropped = off.requests[off.requests.status == "dropped"]
+    assert len(dropped) > 0 and set(dropped.drop_reason) == {"tier_1_unavailable"}
+    on = run_online(w, q, p, faults, ReplanConfig(enabled=True, drift_detection=False))
+    assert (on.requests.status == "dropped").sum() < len(dropped)
+    assert set(on.requests.status) <= {"completed", "dropped"}
+
+
+def test_drift_detection_replans_when_the_load_triples():
+    calm = poisson_workload(1500, 10.0, 4, mean_in=600, mean_out=200)
+    busy = poisson_workload(3000, 40.0, 5, mean_in=600, mean_out=200)
+    t0 = float(calm.arrival_s[-1])
+    w = Workload("drift", np.concatenate([calm.arrival_s, t0 + busy.arrival_s]),
+                 np.concatenate([calm.input_tokens, busy.input_tokens]),
+                 np.concatenate([calm.output_tokens, busy.output_tokens]),
+                 np.concatenate([calm.scores, busy.scores]), np.concatenate([calm.question_ids, busy.question_ids]),
+                 calm.tier_models)
+    q = float(calm.scores[:, 0].mean() + 0.6 * (calm.scores[:, 1].mean() - calm.scores[:, 0].mean()))
+    p = get_planner("cascadia").plan(PlanningProblem(llama_cascade(), CL, calm, q))
+    cfg = ReplanConfig(enabled=True, interval_s=30.0)
+    rp = Replanner(cfg, calm, lambda _wl: q)
+    r = simulate(p, llama_cascade(), CL, w, SimConfig(), controller=OnlineController((), rp, w, cfg),
+                 judge=OracleJudge(0.27))
+    ev = pd.DataFrame(r.meta["controller_events"])
+    checks = ev[ev.event == "drift_check"]
+    assert (checks[checks.time_s < t0 - 1].drift == "").all()  # no false alarm while the load is steady
+    first = ev[(ev.event == "replan")].iloc[0]
+    # The rate is counted over the last interval, so the alarm comes within two checks of the change.
+    assert t0 < first.time_s <= t0 + 2 * 30.0 and "rate" in first.reason and first.applied
+    assert (r.requests.status == "completed").all()
+    assert r.meta["end_s"] <= float(r.requests.completion_s.max()) + 1e-9  # checks never stretch the run
