@@ -150,18 +150,19 @@ class Cluster:
         replica.change_speed(slowdown=factor)
 
     # ---- faults ---------------------------------------------------------------------------------
-    def fail_gpus(self, gpus) -> list[Replica]:
+    def fail_gpus(self, gpus) -> tuple[list[Replica], list[PendingReplica]]:
         """GPUs fail now: every live replica on one of them goes down (its visits re-queued to the tier) and
-        loading replicas on them are cancelled. Returns the replicas taken down."""
+        loading replicas on them are cancelled. Returns both. A later repair_gpus heals them, whichever fault
+        (of several overlapping ones) it belongs to."""
         gpus = set(gpus)
         self.dead_gpus |= gpus
         down = [r for r in self.live_replicas() if gpus.intersection(r.plan.gpus)]
         for r in down:
             self.take_down(r)
-        for p in self.pending:
-            if gpus.intersection(p.plan.gpus):
-                p.cancelled = True
-        return down
+        cancelled = [p for p in self.pending if not p.cancelled and gpus.intersection(p.plan.gpus)]
+        for p in cancelled:
+            p.cancelled = True
+        return down, cancelled
 
     def repair_gpus(self, gpus) -> None:
         self.dead_gpus -= set(gpus)

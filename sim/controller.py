@@ -62,10 +62,12 @@ class OnlineController(Controller):
         event = {"time_s": env.now, "event": fault.kind, "fault": fault.describe()}
         if fault.kind in ("gpu_down", "node_down"):
             waiting0 = flow.in_system
-            down = cluster.fail_gpus(gpus)
+            down, cancelled = cluster.fail_gpus(gpus)
             self._lost.extend((r.tier, r.plan) for r in down)
+            self._lost.extend((p.tier, p.plan) for p in cancelled)
             tiers_left = [t for t, r in enumerate(cluster.routers) if r.planned and not r.replicas]
             self.record({**event, "replicas_down": [r.replica_id for r in down], "tiers_down": [r.tier for r in down],
+                         "loads_cancelled": len(cancelled),
                          "tiers_without_replica": tiers_left, "in_system": waiting0})
             if self._replans_failures():
                 self.record(self.replanner.replan(cluster, flow, f"{fault.kind} node {fault.node}"))
