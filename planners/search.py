@@ -92,15 +92,18 @@ class SearchContext:
             "tier_share": shares,
             "utilisation": [t.utilisation(f) if ld.num_requests else 0.0 for t, f, ld in zip(tables, gpus, loads)],
             "gpus_per_tier": list(int(f) for f in gpus),
-            "p95_end_to_end_s": self.end_to_end_p95(tables, gpus, loads),
+            "p95_end_to_end_s": self.end_to_end_p95(tables, gpus, loads, routing),
+            "slo_scale": self.slo_scale(tables, gpus, loads, routing),
         }
         est.update({k: v for k, v in estimates.items() if k not in est or est[k] is None})
+        if "latency_objective_s" in estimates:  # the planner's own objective (Cascadia's may be end-to-end)
+            est["latency_objective_s"] = estimates["latency_objective_s"]
         return CascadePlan(planner, tiers, tuple(thresholds), routing, router_error_rate, est, solver_stats)
 
-    def request_latencies(self, tables, gpus, loads) -> np.ndarray:
+    def request_latencies(self, tables, gpus, loads, routing: str = "cascade") -> np.ndarray:
         """(n_sample,) estimated end-to-end latency of each sampled request: the sum of its latencies at every
-        tier it visits plus one judge call after each visited tier but the last deployed one (the simulator's
-        flow). A tier's latency for a request is its replica model's at the tier's utilisation, averaged over
+        tier it visits plus, in a cascade, one judge call after each visited tier but the last deployed one (the
+        simulator's flow; direct routing visits one tier and calls no judge). A tier's latency for a request is its replica model's at the tier's utilisation, averaged over
         the deployment's configurations by their share of capacity (a least-work balancer's split)."""
         n = self.sample.num_requests
         total = np.zeros(n)
@@ -111,7 +114,7 @@ class SearchContext:
                 continue
             mask = np.frombuffer(ld.key[1], dtype=bool)
             total[mask] += self.tier_latencies(t, int(f), ld)
-            if i < last:
+            if i < last and routing == "cascade":
                 total[mask] += self.problem.judge_latency_s
         return total
 
@@ -129,9 +132,9 @@ class SearchContext:
             self._tier_lat[key] = lat
         return self._tier_lat[key]
 
-    def end_to_end_p95(self, tables, gpus, loads) -> float:
+    def end_to_end_p95(self, tables, gpus, loads, routing: str = "cascade") -> float:
         """The slo_attainment quantile over sampled requests of their end-to-end latency (request_latencies)."""
-        lat = self.request_latencies(tables, gpus, loads)
+        lat = self.request_latencies(tables, gpus, loads, routing)
         return float(np.quantile(lat, self.problem.slo_attainment)) if np.all(np.isfinite(lat)) else np.inf
 
     @property
@@ -146,9 +149,9 @@ class SearchContext:
                 self._ref_s = alone_latency_s(cost, self.sample.input_tokens, self.sample.output_tokens[:, t])
         return self._ref_s
 
-    def slo_scale(self, tables, gpus, loads) -> float:
+    def slo_scale(self, tables, gpus, loads, routing: str = "cascade") -> float:
         """The SLO scale the estimates predict: the slo_attainment quantile of end-to-end latency / ref(r)."""
-        lat = self.request_latencies(tables, gpus, loads)
+        lat = self.request_latencies(tables, gpus, loads, routing)
         if not np.all(np.isfinite(lat)):
             return np.inf
         return float(np.quantile(lat / self.reference_s, self.problem.slo_attainment))
@@ -181,6 +184,8 @@ class SearchContext:
                         if loads[a].num_requests and not down.size:
                             continue
                         trial[a] = int(down[-1]) if down.size else 0
+                    if sum(trial) > self.num_gpus:  # the donor cannot free enough GPUs
+                        continue
                     j = self.latency_objective(kind, tables, trial, loads)
                     if j < best * (1 - 1e-9) and (move is None or j < move[0]):
                         move = (j, trial)

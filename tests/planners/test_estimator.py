@@ -1,8 +1,12 @@
-"""Estimator: light load reduces to serving alone, latency grows with load, capacity is consistent with Little's law."""
+"""Estimator: light load reduces to serving alone, latency grows with load, capacity is consistent with Little's law,
+PP engines each hold max_num_seqs, a drifting rate costs more than a flat one at the same mean load."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from planners.estimator import SATURATED_S, TierLoad, build_replica_model, mixture_quantile
+from planners.estimator import (MAX_WINDOWS, SATURATED_S, TierLoad, alone_latency_s, build_replica_model,
+                                fluid_backlog_s, mixture_quantile, rate_profile)
 from sim.perf.batch import BatchShape
 
 from conftest import make_cascade, make_cluster, roofline_cost_fn
@@ -48,3 +52,57 @@ def test_mixture_quantile():
     a, b = np.arange(100.0), np.arange(100.0) + 1000
     assert mixture_quantile([a, b], [1.0, 0.0], 0.95) == 94.0
     assert mixture_quantile([a, b], [0.5, 0.5], 0.4) == 79.0
+
+
+def test_pipeline_engines_each_hold_max_num_seqs():
+    # vLLM V0 runs one scheduler per PP stage ("virtual engine"), each with its own max_num_seqs.
+    cluster = make_cluster(1)
+    cost_fn = roofline_cost_fn(cluster)
+    tier = make_cascade(2).tiers[0]
+    rng = np.random.default_rng(2)
+    load = TierLoad(2.0, rng.integers(100, 400, 300), rng.integers(50, 200, 300), 1.0, ("t",))
+    b1 = build_replica_model(cost_fn(tier, 1, 1, False), load, max_num_seqs=8).b_max
+    b2 = build_replica_model(cost_fn(tier, 1, 2, False), load, max_num_seqs=8).b_max
+    assert b1 == 8 and b2 == 16
+
+
+def test_rate_profile_flat_for_poisson_and_follows_a_ramp():
+    rng = np.random.default_rng(3)
+    flat = np.cumsum(rng.exponential(0.1, 3000))
+    prof, window, local = rate_profile(flat)
+    assert prof.num_windows == MAX_WINDOWS and np.all(np.abs(prof.window_factor - 1) < 0.2)
+    assert window.min() == 0 and window.max() == prof.num_windows - 1
+    # The rate doubles over the span: the last window sees about 4/3 of the mean rate, the first 2/3.
+    ramp = np.sqrt(np.linspace(0, 1, 3000)) * 300  # density grows linearly in time
+    prof, _, local = rate_profile(ramp)
+    assert prof.window_factor[-1] > 1.5 * prof.window_factor[1]
+    # The narrowest kernel follows the ramp; at the end of a flat sample no arrivals follow, so a kernel wider
+    # than a window sees about half the rate there (the batch drains after the last arrival).
+    assert local[0, 2000] > local[0, 1000]
+    _, _, local = rate_profile(flat)
+    assert local[5, -1] < 0.7 < 0.9 < local[5, 1500]
+    single, w, loc = rate_profile(flat[:50])
+    assert single.num_windows == 1 and loc.shape == (1, 50)
+
+
+def test_rising_rate_raises_p95_at_the_same_mean_load(setup):
+    cost, load, rm = setup
+    m = load.num_requests
+    ramp = np.sqrt(np.linspace(0, 1, m)) * 300
+    prof, window, local = rate_profile(ramp, min_per_window=50)
+    drifting = replace(load, window=window, profile=prof, local_factor=local)
+    rd = build_replica_model(cost, drifting)
+    rho = np.array([0.5, 0.8])
+    assert np.all(rd.p95_at(rho) > rm.p95_at(rho))
+    # The fluid backlog: a window above capacity queues the excess (seconds of work), then drains.
+    back = fluid_backlog_s(np.array([0.9]), prof)
+    assert back[0, 0] == 0.0 and back.max() > 0.0
+
+
+def test_alone_latency_matches_a_batch_of_one(setup):
+    cost, load, rm = setup
+    a, b = cost.decode_affine(1)
+    inp, out = np.array([500]), np.array([101])
+    prefill = cost.iteration_time_s(BatchShape(prefill_tokens=500, prefill_attn_pairs=500 * 501 / 2, num_prefill_seqs=1))
+    direct = prefill + sum(a + b * (500 + g) for g in range(1, 101))
+    assert alone_latency_s(cost, inp, out)[0] == pytest.approx(direct, rel=1e-3)

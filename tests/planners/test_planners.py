@@ -47,12 +47,13 @@ def test_backends_agree(problem3, backend):
     assert plan.estimates["J"] == pytest.approx(ref.estimates["J"])
 
 
+@pytest.mark.parametrize("objective", ["end_to_end", "max_tier"])
 @pytest.mark.parametrize("num_tiers, nodes_gpus, rate", [(2, (1, 8), 6.0), ("small3", (1, 8), 3.0),
                                                           ("small3", (1, 8), 8.0), (2, (1, 4), 3.0)])
-def test_cascadia_within_5pct_of_brute_force(num_tiers, nodes_gpus, rate):
+def test_cascadia_within_5pct_of_brute_force(num_tiers, nodes_gpus, rate, objective):
     problem = make_problem(num_tiers=num_tiers, num_nodes=nodes_gpus[0], gpus_per_node=nodes_gpus[1],
                            rate_rps=rate, n=400)
-    planner = CascadiaPlanner()
+    planner = CascadiaPlanner(latency_objective=objective)
     plan = planner.plan(problem)
     j_bf, _, _ = brute_force_objective(problem, planner)
     assert gap_pct(plan.estimates["J"], j_bf) <= 5.0
@@ -130,3 +131,60 @@ def test_single_model_smallest_meeting():
     plan = get_planner("single_model", model="smallest_meeting").plan(problem)
     assert plan.tiers[0].replicas and not plan.tiers[1].replicas
     assert plan.thresholds == (0.0,)
+
+
+@pytest.mark.parametrize("objective", ["end_to_end", "slo_scale"])
+def test_end_to_end_objectives_score_the_returned_plan(problem3, objective):
+    """J is the objective of the deployment returned: the estimated end-to-end p95 (or SLO scale) along the
+    cascade path, and the plan's own p95_end_to_end_s estimate agrees with it."""
+    from planners.search import SearchContext
+
+    planner = get_planner("cascadia", latency_objective=objective)
+    plan = planner.plan(problem3)
+    ctx = SearchContext(problem3)
+    loads = ctx.cascade_loads(plan.thresholds)
+    tables = ctx.tables(loads)
+    gpus = plan.gpus_per_tier()
+    assert plan.estimates["latency_objective_s"] == pytest.approx(ctx.latency_objective(objective, tables, gpus, loads))
+    if objective == "end_to_end":
+        assert plan.estimates["p95_end_to_end_s"] == pytest.approx(plan.estimates["latency_objective_s"])
+    # Every request visits the first tier and pays it plus whatever follows: a sum along the path, so the
+    # end-to-end p95 is above the first tier's p95 by at least the judge call of the forwarded share's tail.
+    first = ctx.tier_latencies(tables[0], gpus[0], loads[0])
+    assert plan.estimates["p95_end_to_end_s"] > np.quantile(first, problem3.slo_attainment)
+
+
+def test_end_to_end_objective_no_worse_than_max_tier_on_its_own_measure(problem3):
+    """The refinement starts from the paper's min-max allocation, so it can only lower the end-to-end p95 of
+    the routing it is given."""
+    from planners.search import SearchContext
+
+    paper = get_planner("cascadia", latency_objective="max_tier").plan(problem3)
+    ctx = SearchContext(problem3)
+    loads = ctx.cascade_loads(paper.thresholds)
+    tables = ctx.tables(loads)
+    gpus, e2e = ctx.refine_allocation(tables, loads, paper.gpus_per_tier())
+    assert sum(gpus) <= problem3.cluster.num_gpus
+    assert e2e <= ctx.end_to_end_p95(tables, paper.gpus_per_tier(), loads) + 1e-9
+
+
+@pytest.mark.parametrize("gpus_per_node", [4, 8])
+def test_refinement_never_overcommits_the_pool(gpus_per_node):
+    problem = make_problem(num_tiers="small3", num_nodes=1, gpus_per_node=gpus_per_node, rate_rps=2.0, n=300)
+    from planners.search import SearchContext
+
+    ctx = SearchContext(problem)
+    for th in [(0.0, 0.0), (100.0, 0.0), (50.0, 30.0), (100.0, 100.0)]:
+        loads = ctx.cascade_loads(th)
+        tables = ctx.tables(loads)
+        try:
+            start = get_planner("cascadia").allocate(ctx, tables, loads, exact=True)[0]
+        except Exception:  # these loads do not fit the pool at all
+            continue
+        gpus, _ = ctx.refine_allocation(tables, loads, start)
+        assert sum(gpus) <= problem.cluster.num_gpus
+
+
+def test_unknown_latency_objective():
+    with pytest.raises(ConfigError, match="latency_objective"):
+        get_planner("cascadia", latency_objective="mean")
