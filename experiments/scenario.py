@@ -5,7 +5,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from planners.plan import CascadePlan
@@ -75,18 +74,6 @@ def resolve_q_min(cfg: DictConfig, workload: Workload) -> float:
     return z2 + float(cfg.q_min_level) * (z1 - z2)
 
 
-def planning_sample(workload: Workload, size: int, seed: int) -> Workload:
-    """What the planner sees: a uniform sample of the workload's requests (its rate is kept by re-timing
-    the sample so that it spans the same duration)."""
-    if workload.num_requests <= size:
-        return workload
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
-    idx = np.sort(rng.choice(workload.num_requests, size=size, replace=False))
-    sample = workload.take(idx)
-    # Keep the full workload's arrival rate: the sample's own spacing is sparser by n/size.
-    return sample.with_arrivals(np.linspace(workload.arrival_s[0], workload.arrival_s[-1], size))
-
-
 def make_plan(name: str, settings: dict, scenario: Scenario, sample_size: int) -> tuple[CascadePlan, float]:
     from planners.base import get_planner
     from planners.checker import check_plan
@@ -94,11 +81,18 @@ def make_plan(name: str, settings: dict, scenario: Scenario, sample_size: int) -
 
     planner = get_planner(name, **(settings or {}))
     problem = PlanningProblem(cascade=scenario.cascade, cluster=scenario.cluster,
-                              workload=planning_sample(scenario.workload, sample_size, scenario.seed),
-                              q_min=scenario.q_min, engine=scenario.sim_cfg.engine)
+                              workload=scenario.workload, q_min=scenario.q_min, engine=scenario.sim_cfg.engine,
+                              max_sample_requests=sample_size)
     t0 = time.perf_counter()
     plan = planner.plan(problem)
     plan_s = time.perf_counter() - t0
+    if not any(t.replicas for t in plan.tiers):  # no model fits the pool: the user's cluster, not a planner bug
+        from sim.errors import DeploymentDoesNotFit
+
+        c = scenario.cluster
+        raise DeploymentDoesNotFit(f"planner {name} found no model of cascade {scenario.cascade.name!r} that fits "
+                                   f"cluster {c.name!r} ({c.num_nodes} x {c.gpus_per_node} {c.gpu.name}); "
+                                   "use more or larger GPUs, or lower-precision weights")
     problems = check_plan(plan, scenario.cascade, scenario.cluster)
     if problems:
         raise RuntimeError(f"planner {name} produced an infeasible plan: {'; '.join(problems)}")
