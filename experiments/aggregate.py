@@ -30,8 +30,35 @@ def tidy_rows(summary: dict, source: Path) -> list[dict]:
         for i, gpus in enumerate(s.get("tier_gpus", [])):
             row[f"gpus_t{i}"] = gpus
         row["thresholds"] = "/".join(f"{h:g}" for h in s.get("thresholds", []))
+        row.update(online_columns(summary, s))
         rows.append(row)
     return rows
+
+
+def online_columns(summary: dict, s: dict) -> dict:
+    """Faults and re-planning (experiments.online): whether re-planning was on, how often it re-planned, and the
+    latency before and after the first fault."""
+    if "controller_events" not in s and not summary["scenario"].get("config", {}).get("replan"):
+        return {}
+    replan = summary["scenario"].get("config", {}).get("replan") or {}
+    out = {"replan_enabled": bool(replan.get("enabled", False)), "replans": s.get("replans", 0),
+           "faults": len(s.get("faults", []))}
+    out.update({k: v for k, v in (s.get("fault_effect") or {}).items() if isinstance(v, (int, float))})
+    return out
+
+
+def timeseries(run_dirs: list[Path]) -> pd.DataFrame:
+    """The per-window tables (timeseries_<planner>.csv) of every run, with the run's replan setting."""
+    frames = []
+    for path in sorted(p for d in run_dirs for p in Path(d).rglob("timeseries_*.csv")):
+        summary = json.loads((path.parent / "summary.json").read_text())
+        ts = pd.read_csv(path)
+        ts.insert(0, "planner", path.stem[len("timeseries_"):])
+        ts.insert(0, "replan_enabled", bool((summary["scenario"]["config"].get("replan") or {}).get("enabled")))
+        ts.insert(0, "experiment", summary["scenario"]["name"])
+        ts["source"] = str(path.parent)
+        frames.append(ts)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def aggregate(run_dirs: list[Path]) -> pd.DataFrame:
@@ -57,6 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     print(f"{len(table)} rows from {table['source'].nunique()} runs -> {args.out}")
+    ts = timeseries(args.run_dirs)
+    if len(ts):
+        ts_out = args.out.with_name(f"{args.out.stem}_timeseries.csv")
+        ts.to_csv(ts_out, index=False)
+        print(f"{len(ts)} time-series windows -> {ts_out}")
 
 
 if __name__ == "__main__":

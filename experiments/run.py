@@ -154,7 +154,12 @@ def validate_overrides(argv: list[str]) -> None:
         return  # sweeps are validated per job
     overrides = [a for a in argv if not a.startswith("-") and "=" in a and not a.startswith("hydra")]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+        try:
+            cfg = compose(config_name="config", overrides=overrides)
+        except ValueError as exc:  # Hydra raises a bare ValueError for e.g. a number given as a group option
+            from sim.errors import ConfigError
+
+            raise ConfigError(f"invalid override in {overrides}: {exc}") from None
     from experiments.scenario import check_top_level
 
     check_top_level(cfg)

@@ -85,7 +85,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", type=str, default="10000,100000,1000000")
     args = ap.parse_args(argv)
     try:
+        from sim.errors import ConfigError
         from sim.simulator import simulate
+
+        if not args.window_s > 0:
+            raise ConfigError(f"--window-s must be positive seconds, got {args.window_s:g}")
+        try:
+            sizes = tuple(int(s) for s in args.sizes.split(","))
+        except ValueError:
+            raise ConfigError(f"--sizes must be comma-separated request counts, got {args.sizes!r}") from None
+        if any(n < 1 for n in sizes):
+            raise ConfigError(f"--sizes must be positive request counts, got {args.sizes!r}")
 
         plan, cascade, cluster, workload, cfg = default_scenario(args.seed)
         window = workload.window(0.0, args.window_s)
@@ -104,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                   "reference_speedup": round(speedup, 1), "identical": bool(same),
                   "requests_per_s": round(workload.num_requests / wall, 1)}
         if args.scaling:
-            result["scaling"] = scaling(tuple(int(s) for s in args.sizes.split(",")), args.seed)
+            result["scaling"] = scaling(sizes, args.seed)
         print(json.dumps(result))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -72,7 +72,7 @@ def replace_nodes(spec, n):
     return replace(spec, num_nodes=n)
 
 
-def scenario(rate=30.0, n=3000, seed=0):
+def scenario(rate=30.0, n=1500, seed=0):
     w = poisson_workload(n, rate, seed, mean_in=600, mean_out=200)
     q = float(w.scores[:, 0].mean() + 0.6 * (w.scores[:, 1].mean() - w.scores[:, 0].mean()))
     p = get_planner("cascadia").plan(PlanningProblem(llama_cascade(), CL, w, q))
