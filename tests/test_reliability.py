@@ -117,8 +117,8 @@ def test_same_seed_gives_byte_identical_requests_for_every_planner(tmp_path):
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[
-            "horizon_s=60", "faults=[{kind:gpu_down,at_s:20,node:3,gpu:0,repair_s:15}]", "replan.enabled=true",
-            "replan.interval_s=20"])
+            "horizon_s=60", "faults=[{kind:gpu_down,at_s:20,node:3,gpu:0,repair_s:15}]", "+replan.enabled=true",
+            "+replan.interval_s=20"])
     sc = build_scenario(cfg)
     for name in PLANNERS:
         settings = dict(cfg.planner[name]) if name in cfg.planner else {}
