@@ -156,7 +156,9 @@ def validate_overrides(argv: list[str]) -> None:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             cfg = compose(config_name="config", overrides=overrides)
-        except ValueError as exc:  # Hydra raises a bare ValueError for e.g. a number given as a group option
+        except (ValueError, TypeError) as exc:
+            # Hydra raises bare ValueError/TypeError for a number, list or dict given as a group option
+            # (cluster=0, cluster=[1,2]).
             from sim.errors import ConfigError
 
             raise ConfigError(f"invalid override in {overrides}: {exc}") from None
