@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-slow bench setup setup-test figures clean
+.PHONY: run test test-slow bench setup setup-test figures results clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,17 @@ bench: setup
 	$(BIN)/python -m planners.bench
 
 figures: setup
+	$(BIN)/python -m experiments.figures
+
+# Every experiment -> raw runs in multirun/<name> -> tidy tables in results/ -> figures (README: "Figures").
+SWEEPS := slo_throughput ablation llama3 quality_shift node_failure drift
+results: setup
+	for e in $(SWEEPS); do \
+	  rm -rf multirun/$$e && \
+	  $(BIN)/python -m experiments.run experiment=$$e progress=false hydra.sweep.dir=multirun/$$e && \
+	  $(BIN)/python -m experiments.aggregate multirun/$$e --out results/$$e.csv || exit 1; \
+	done
+	$(BIN)/python -m experiments.planner_time
 	$(BIN)/python -m experiments.figures
 
 clean:
