@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.cli import exit_on_user_error
+from sim.cli import exit_on_user_error
 from sim.errors import DataError
 from sim.paths import PROJECT_ROOT
 

@@ -13,7 +13,7 @@ from datetime import datetime
 import pandas as pd
 from tqdm import tqdm
 
-from experiments.cli import exit_on_user_error
+from sim.cli import exit_on_user_error
 from sim.errors import ConfigError
 from sim.paths import PROJECT_ROOT
 

@@ -13,7 +13,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from experiments.cli import exit_on_user_error
+from sim.cli import exit_on_user_error
 from experiments.config import register_configs
 from experiments.online import build_controller, check_online_config, online_summary, planning_scenario, write_timeseries
 from experiments.scenario import Scenario, build_scenario, make_plan

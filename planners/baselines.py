@@ -15,7 +15,7 @@ import numpy as np
 from sim.errors import ConfigError
 
 from planners.plan import CascadePlan
-from planners.routing import THRESHOLD_MAX, expected_direct_quality, final_tiers, quality
+from planners.routing import THRESHOLD_MAX, expected_direct_quality, final_tiers
 from planners.search import SearchContext
 
 

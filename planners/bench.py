@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from sim.cascade import CascadeSpec, cascade_from_dict
-from sim.errors import UserError
+from sim.cli import exit_on_user_error
 from sim.hardware import ClusterSpec, load_gpu
 from sim.paths import CONF_DIR
 
@@ -117,25 +117,22 @@ def estimator_errors(level: float, duration_s: float) -> list[float]:
     return errors
 
 
+@exit_on_user_error
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--level", type=float, default=0.7, help="q_min as a share of the way from z2* to z1*")
     ap.add_argument("--sim-duration-s", type=float, default=300.0, help="trace window simulated per plan")
     ap.add_argument("--skip-sim", action="store_true", help="leave the estimator error out (null)")
     args = ap.parse_args(argv)
-    try:
-        print("Cascadia plan time (3-tier DeepSeek cascade, conversation):")
-        plan_s = plan_times(args.level)
-        print("Brute force on small instances (same estimator, every threshold x every allocation):")
-        gaps = brute_force_gaps(args.level)
-        err = None
-        if not args.skip_sim:
-            print("Estimator vs simulator, per-tier p95 latency (32 H100s):")
-            errs = estimator_errors(args.level, args.sim_duration_s)
-            err = float(np.median(errs)) if errs else None
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    print("Cascadia plan time (3-tier DeepSeek cascade, conversation):")
+    plan_s = plan_times(args.level)
+    print("Brute force on small instances (same estimator, every threshold x every allocation):")
+    gaps = brute_force_gaps(args.level)
+    err = None
+    if not args.skip_sim:
+        print("Estimator vs simulator, per-tier p95 latency (32 H100s):")
+        errs = estimator_errors(args.level, args.sim_duration_s)
+        err = float(np.median(errs)) if errs else None
     print(json.dumps({"plan_s": {k: round(v, 3) for k, v in plan_s.items()},
                       "bruteforce_gap_pct": round(max(gaps), 3),
                       "estimator_p95_error_pct": None if err is None else round(err, 1)}))

@@ -17,7 +17,7 @@ from dataclasses import replace
 import pandas as pd
 from omegaconf import OmegaConf
 
-from sim.errors import UserError
+from sim.cli import exit_on_user_error
 from sim.paths import CONF_DIR
 
 
@@ -77,6 +77,7 @@ def scaling(sizes=(10_000, 100_000, 1_000_000), seed: int = 0) -> list[dict]:
     return rows
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--window-s", type=float, default=300.0, help="window for the reference comparison (s)")
@@ -84,41 +85,38 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scaling", action="store_true", help="also time 10k, 100k and 1M synthetic requests")
     ap.add_argument("--sizes", type=str, default="10000,100000,1000000")
     args = ap.parse_args(argv)
+    from sim.errors import ConfigError
+    from sim.simulator import simulate
+
+    if not args.window_s > 0:
+        raise ConfigError(f"--window-s must be positive seconds, got {args.window_s:g}")
     try:
-        from sim.errors import ConfigError
-        from sim.simulator import simulate
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+    except ValueError:
+        raise ConfigError(f"--sizes must be comma-separated request counts, got {args.sizes!r}") from None
+    if any(n < 1 for n in sizes):
+        raise ConfigError(f"--sizes must be positive request counts, got {args.sizes!r}")
 
-        if not args.window_s > 0:
-            raise ConfigError(f"--window-s must be positive seconds, got {args.window_s:g}")
-        try:
-            sizes = tuple(int(s) for s in args.sizes.split(","))
-        except ValueError:
-            raise ConfigError(f"--sizes must be comma-separated request counts, got {args.sizes!r}") from None
-        if any(n < 1 for n in sizes):
-            raise ConfigError(f"--sizes must be positive request counts, got {args.sizes!r}")
-
-        plan, cascade, cluster, workload, cfg = default_scenario(args.seed)
-        window = workload.window(0.0, args.window_s)
-        cmp = compare_modes(plan, cascade, cluster, window, cfg, args.seed)
-        same = identical(cmp["reference"], cmp["fast"])
-        speedup = cmp["reference_wall_s"] / cmp["fast_wall_s"]
-        print(f"window {args.window_s:g} s: {window.num_requests} requests, reference {cmp['reference_wall_s']:.2f} s "
-              f"({cmp['reference'].meta['iterations']:,} iterations), fast {cmp['fast_wall_s']:.3f} s "
-              f"({cmp['fast'].meta['jumps']:,} jumps), speedup {speedup:.1f}x, identical {same}", file=sys.stderr)
-        t0 = time.perf_counter()
-        full = simulate(plan, cascade, cluster, workload, cfg, seed=args.seed)
-        wall = time.perf_counter() - t0
-        print(f"whole trace: {workload.num_requests} requests over {workload.duration_s:.0f} s simulated in {wall:.2f} s",
-              file=sys.stderr)
-        result = {"requests": int(workload.num_requests), "fast_wall_s": round(wall, 3),
-                  "reference_speedup": round(speedup, 1), "identical": bool(same),
-                  "requests_per_s": round(workload.num_requests / wall, 1)}
-        if args.scaling:
-            result["scaling"] = scaling(sizes, args.seed)
-        print(json.dumps(result))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    plan, cascade, cluster, workload, cfg = default_scenario(args.seed)
+    window = workload.window(0.0, args.window_s)
+    cmp = compare_modes(plan, cascade, cluster, window, cfg, args.seed)
+    same = identical(cmp["reference"], cmp["fast"])
+    speedup = cmp["reference_wall_s"] / cmp["fast_wall_s"]
+    print(f"window {args.window_s:g} s: {window.num_requests} requests, reference {cmp['reference_wall_s']:.2f} s "
+          f"({cmp['reference'].meta['iterations']:,} iterations), fast {cmp['fast_wall_s']:.3f} s "
+          f"({cmp['fast'].meta['jumps']:,} jumps), speedup {speedup:.1f}x, identical {same}", file=sys.stderr)
+    t0 = time.perf_counter()
+    full = simulate(plan, cascade, cluster, workload, cfg, seed=args.seed)
+    wall = time.perf_counter() - t0
+    completed = int((full.requests["status"] == "completed").sum())
+    print(f"whole trace: {workload.num_requests} requests over {workload.duration_s:.0f} s simulated in {wall:.2f} s "
+          f"({completed} completed, {len(full.requests) - completed} dropped)", file=sys.stderr)
+    result = {"requests": int(workload.num_requests), "fast_wall_s": round(wall, 3),
+              "reference_speedup": round(speedup, 1), "identical": bool(same),
+              "requests_per_s": round(workload.num_requests / wall, 1)}
+    if args.scaling:
+        result["scaling"] = scaling(sizes, args.seed)
+    print(json.dumps(result))
     return 0
 
 

@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-from experiments.cli import exit_on_user_error
+from sim.cli import exit_on_user_error
 from sim.errors import DataError
 
 # figure module -> the tidy table it reads (results/<table>.csv) and the command that makes that table.

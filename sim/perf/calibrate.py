@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from sim.errors import DataError, UserError
+from sim.cli import exit_on_user_error
+from sim.errors import DataError
 from sim.hardware import GPUSpec, load_gpu
 from sim.models import load_model
 from sim.paths import DATA_DIR
@@ -187,17 +188,14 @@ def format_tables(cases: pd.DataFrame, ar: pd.DataFrame) -> str:
             + per_op.round(1).to_string() + "\n\nAll-reduce (h100_dgx, NCCL ring)\n" + per_ar.round(1).to_string())
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.perf.calibrate", description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=DATA_DIR / "vidur", help="compact Vidur profiles")
     ap.add_argument("--gpu", default="h100_sxm", help="conf/hardware name the profiles were measured on")
     ap.add_argument("--write", action="store_true", help="store the fit in sim/perf/params/<gpu>.json")
     args = ap.parse_args(argv)
-    try:
-        params, cases, ar, summary = calibrate(args.data_dir, args.gpu)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    params, cases, ar, summary = calibrate(args.data_dir, args.gpu)
     print(format_tables(cases, ar))
     g, a, r = params.gemm, params.allreduce, params.fit_report
     print(f"\nGEMM: compute_eff_max={g.compute_eff_max:.3f} tokens_half={g.tokens_half:.1f} "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sim.cli import exit_on_user_error
 from sim.errors import DataError, UserError
 from sim.hardware import load_gpu
 from sim.models import load_model
@@ -138,16 +139,13 @@ def validate(path: Path, engine: str = "vllm") -> tuple[pd.DataFrame, dict]:
     return table, summary
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.perf.validate", description=__doc__.splitlines()[0])
     ap.add_argument("csv", type=Path, help="measured timings, one row per (model, gpu, tp, batch, prompt)")
     ap.add_argument("--engine", default="vllm", help="engine overhead profile, a conf/engine name")
     args = ap.parse_args(argv)
-    try:
-        table, summary = validate(args.csv, args.engine)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    table, summary = validate(args.csv, args.engine)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.round(2).to_string(index=False))
     print(json.dumps(summary))

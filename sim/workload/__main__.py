@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from sim.errors import UserError
+from sim.cli import exit_on_user_error
 from sim.workload.build import build_workload, workload_names
 from sim.workload.quality import DATASETS, dataset_models
 from sim.workload.types import Workload
@@ -56,6 +56,7 @@ def describe_text(w: Workload) -> str:
     return "\n".join(lines)
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.workload", description="Inspect workloads and quality data.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,29 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("dataset", nargs="?", default=None, help=f"one of {', '.join(DATASETS)}")
     sub.add_parser("list", help="named workloads and quality datasets")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "describe":
-            overrides = {k: v for k, v in (("rate_scale", args.rate_scale), ("duration_s", args.duration_s),
-                                           ("num_requests", args.num_requests), ("process", args.process),
-                                           ("cv", args.cv), ("trace_path", args.trace_path)) if v is not None}
-            w = build_workload(args.name, seed=args.seed, **overrides)
-            print(describe_text(w))
-            print(json.dumps(summary(w)))
-        elif args.command == "models":
-            if args.dataset is not None and args.dataset not in DATASETS:
-                from sim.errors import ConfigError
+    if args.command == "describe":
+        overrides = {k: v for k, v in (("rate_scale", args.rate_scale), ("duration_s", args.duration_s),
+                                       ("num_requests", args.num_requests), ("process", args.process),
+                                       ("cv", args.cv), ("trace_path", args.trace_path)) if v is not None}
+        w = build_workload(args.name, seed=args.seed, **overrides)
+        print(describe_text(w))
+        print(json.dumps(summary(w)))
+    elif args.command == "models":
+        if args.dataset is not None and args.dataset not in DATASETS:
+            from sim.errors import ConfigError
 
-                raise ConfigError(f"dataset {args.dataset!r} is unknown; valid: {', '.join(DATASETS)}")
-            names = [args.dataset] if args.dataset else list(DATASETS)
-            for n in names:
-                print(f"{n}: {', '.join(dataset_models(n))}")
-        else:
-            print("workloads: " + ", ".join(workload_names()))
-            for info in DATASETS.values():
-                print(f"dataset {info.name}: {info.description}")
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+            raise ConfigError(f"dataset {args.dataset!r} is unknown; valid: {', '.join(DATASETS)}")
+        names = [args.dataset] if args.dataset else list(DATASETS)
+        for n in names:
+            print(f"{n}: {', '.join(dataset_models(n))}")
+    else:
+        print("workloads: " + ", ".join(workload_names()))
+        for info in DATASETS.values():
+            print(f"dataset {info.name}: {info.description}")
     return 0
 
 

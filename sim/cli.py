@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: turn user mistakes (UserError, Hydra config errors) into one line on stderr and exit 2."""
+"""Command-line plumbing shared by every entry point: user mistakes (UserError, Hydra config errors) become one line on stderr and exit 2."""
 from __future__ import annotations
 
 import functools
