@@ -36,7 +36,7 @@ class ThroughputConf:
     enabled: bool = True
     slo_scale: float = 10.0  # attain 95% of requests within this multiple of ref(r)
     lo: float = 0.05  # bisection bounds on the rate factor relative to the run's rate
-    hi: float = 4.0
+    hi: float = 10.0
     iters: int = 7  # geometric bisection: (hi/lo)**(2**-7) ~ 3.5% resolution
     horizon_s: float = 300.0  # seconds of the trace used per bisection step
 
