@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 
 from planners.milp import breakpoints, brute_force_allocation
-from planners.routing import candidate_thresholds
+from planners.routing import search_thresholds
 from planners.search import SearchContext
 
 
@@ -16,7 +16,7 @@ def brute_force_objective(problem, planner) -> tuple[float, tuple[float, ...], t
     allocation of table breakpoints is tried (a deployment changes only at a breakpoint)."""
     ctx = SearchContext(problem, planner.parallelism_search)
     scores = problem.workload.scores
-    cands = [candidate_thresholds(scores[:, i], planner.max_candidates) for i in range(ctx.num_tiers - 1)]
+    cands = [search_thresholds(scores[:, i], planner.max_candidates) for i in range(ctx.num_tiers - 1)]
     kind = getattr(planner, "latency_objective", "max_tier")
     best = (np.inf, (), ())
     for th in itertools.product(*cands):

@@ -49,7 +49,7 @@ from sim.errors import ConfigError
 
 from planners.milp import AllocationInfeasible, SolverSettings, exact_allocation, solve_allocation
 from planners.plan import CascadePlan
-from planners.routing import candidate_thresholds
+from planners.routing import THRESHOLD_SKIP, search_thresholds
 from planners.search import SearchContext, allocate_spare
 
 THETA0 = ("uniform_feasible", "all_accept")
@@ -174,7 +174,7 @@ class CascadiaPlanner:
         t0 = time.perf_counter()
         ctx = SearchContext(problem, self.parallelism_search)
         scores = problem.workload.scores
-        cands = [candidate_thresholds(scores[:, i], self.max_candidates) for i in range(ctx.num_tiers - 1)]
+        cands = [search_thresholds(scores[:, i], self.max_candidates) for i in range(ctx.num_tiers - 1)]
         theta = self.initial_thresholds(ctx, cands)
         if not np.isfinite(self.objective(ctx, theta)):
             theta = min(single_tier_thresholds(ctx.num_tiers), key=lambda th: self.objective(ctx, th))
@@ -218,7 +218,7 @@ class CascadiaPlanner:
 
 def single_tier_thresholds(num_tiers: int) -> list[tuple[float, ...]]:
     """Routings that send every request to one tier k (forward everything before k, accept at k)."""
-    return [tuple(100.0 if i < k else 0.0 for i in range(num_tiers - 1)) for k in range(num_tiers)]
+    return [tuple(THRESHOLD_SKIP if i < k else 0.0 for i in range(num_tiers - 1)) for k in range(num_tiers)]
 
 
 def proportional_split(requests: list[int], tables: list[np.ndarray], num_gpus: int) -> tuple[int, ...]:

@@ -7,6 +7,11 @@ import numpy as np
 # Threshold 0 accepts every answer; 100 forwards everything except perfect answers.
 THRESHOLD_MIN = 0.0
 THRESHOLD_MAX = 100.0
+# A search-only threshold above the scale: the tier is skipped (no request served, no GPU, no judge call). With
+# scores that reach 100 (binary correctness, as MBPP) no threshold on the scale forwards everything, so without
+# it "every request to the largest model" (the single-model plan) would lie outside the search space. Plans
+# carry THRESHOLD_MAX for such a tier: a tier without replicas is skipped by the simulator.
+THRESHOLD_SKIP = float("inf")
 
 
 def final_tiers(scores: np.ndarray, thresholds: np.ndarray | tuple[float, ...]) -> np.ndarray:
@@ -22,9 +27,15 @@ def final_tiers(scores: np.ndarray, thresholds: np.ndarray | tuple[float, ...]) 
     return final
 
 
-def reach_mask(final: np.ndarray, num_tiers: int) -> np.ndarray:
-    """(n, C) True where the request is served by tier i (in a cascade, every tier up to its final one)."""
-    return final[:, None] >= np.arange(num_tiers)[None, :]
+def reach_mask(final: np.ndarray, num_tiers: int, thresholds=None) -> np.ndarray:
+    """(n, C) True where the request is served by tier i (in a cascade, every tier up to its final one, except
+    tiers whose threshold is THRESHOLD_SKIP)."""
+    mask = final[:, None] >= np.arange(num_tiers)[None, :]
+    if thresholds is not None:
+        for i, h in enumerate(thresholds):
+            if h == THRESHOLD_SKIP:
+                mask[:, i] = False
+    return mask
 
 
 def quality(scores: np.ndarray, final: np.ndarray) -> float:
@@ -58,6 +69,24 @@ def candidate_thresholds(tier_scores: np.ndarray, max_candidates: int = 24) -> n
     if distinct.size > max_candidates - 2:
         distinct = np.unique(np.quantile(tier_scores, np.linspace(0, 1, max_candidates - 2), method="lower"))
     return np.unique(np.concatenate([[THRESHOLD_MIN], distinct, [THRESHOLD_MAX]]))
+
+
+def search_thresholds(tier_scores: np.ndarray, max_candidates: int = 24) -> np.ndarray:
+    """Cascadia's candidates for one tier: candidate_thresholds plus THRESHOLD_SKIP (forward everything)."""
+    return np.concatenate([candidate_thresholds(tier_scores, max_candidates), [THRESHOLD_SKIP]])
+
+
+def plan_thresholds(thresholds) -> tuple[float, ...]:
+    """Thresholds as a plan carries them: THRESHOLD_SKIP becomes THRESHOLD_MAX (its tier gets no replicas)."""
+    return tuple(min(float(h), THRESHOLD_MAX) for h in thresholds)
+
+
+def replay_thresholds(thresholds, gpus_per_tier) -> tuple[float, ...]:
+    """The search thresholds a cascade plan stands for: a tier without GPUs before the last deployed one is
+    skipped by the simulator, i.e. THRESHOLD_SKIP (inverse of plan_thresholds for cascade plans)."""
+    deployed = [i for i, f in enumerate(gpus_per_tier) if f > 0]
+    last = deployed[-1] if deployed else len(gpus_per_tier) - 1
+    return tuple(THRESHOLD_SKIP if i < last and gpus_per_tier[i] == 0 else float(h) for i, h in enumerate(thresholds))
 
 
 def best_attainable_quality(scores: np.ndarray, max_candidates: int = 24) -> tuple[float, tuple[float, ...]]:

@@ -7,7 +7,7 @@ from planners.estimator import SATURATED_S, TierLoad, alone_latency_s, arrival_c
 from planners.milp import spread_spare
 from planners.placement import place
 from planners.plan import CascadePlan
-from planners.routing import final_tiers, quality, reach_mask
+from planners.routing import final_tiers, plan_thresholds, quality, reach_mask
 from planners.strategy import TierTable, latency_table, parallel_configs, replica_models
 
 
@@ -39,12 +39,13 @@ class SearchContext:
             m = mask[:, i]
             loads.append(TierLoad(rate * m.sum() / n, self.sample.input_tokens[m],
                                   self.sample.output_tokens[m, i], self.ca2, (i, m.tobytes()), self.window[m],
-                                  self.profile, self.local_factor[:, m]))
+                                  self.profile, self.local_factor[:, m],
+                                  self.sample.arrival_s[m]))
         return loads
 
     def cascade_loads(self, thresholds) -> list[TierLoad]:
         final = final_tiers(self.sample.scores, thresholds)
-        return self.loads_from_mask(reach_mask(final, self.num_tiers))
+        return self.loads_from_mask(reach_mask(final, self.num_tiers, thresholds))
 
     def quality(self, thresholds) -> float:
         w = self.problem.workload
@@ -78,7 +79,9 @@ class SearchContext:
             cfgs.append([(m.tp, m.pp, d) for m, d in t.deployment(f)])
         cascade = self.problem.cascade
         tiers = place(cascade.model_names, cfgs, self.problem.cluster)
-        thresholds = list(float(h) for h in thresholds)
+        if routing == "cascade":
+            assert all(f == 0 for f, h in zip(gpus, thresholds) if h > 100.0), "a skipped tier was given GPUs"
+        thresholds = list(plan_thresholds(thresholds))
         deployed = [i for i, t in enumerate(tiers) if t.replicas]
         if routing == "cascade" and deployed and deployed[-1] < len(thresholds):
             thresholds[deployed[-1]] = 0.0  # the last deployed tier answers everything that reaches it

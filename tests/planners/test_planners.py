@@ -137,21 +137,27 @@ def test_single_model_smallest_meeting():
 def test_end_to_end_objectives_score_the_returned_plan(problem3, objective):
     """J is the objective of the deployment returned: the estimated end-to-end p95 (or SLO scale) along the
     cascade path, and the plan's own p95_end_to_end_s estimate agrees with it."""
+    from planners.routing import replay_thresholds
     from planners.search import SearchContext
 
     planner = get_planner("cascadia", latency_objective=objective)
     plan = planner.plan(problem3)
     ctx = SearchContext(problem3)
-    loads = ctx.cascade_loads(plan.thresholds)
-    tables = ctx.tables(loads)
     gpus = plan.gpus_per_tier()
+    loads = ctx.cascade_loads(replay_thresholds(plan.thresholds, gpus))
+    tables = ctx.tables(loads)
     assert plan.estimates["latency_objective_s"] == pytest.approx(ctx.latency_objective(objective, tables, gpus, loads))
     if objective == "end_to_end":
         assert plan.estimates["p95_end_to_end_s"] == pytest.approx(plan.estimates["latency_objective_s"])
     # Every request visits the first tier and pays it plus whatever follows: a sum along the path, so the
     # end-to-end p95 is above the first tier's p95 by at least the judge call of the forwarded share's tail.
-    first = ctx.tier_latencies(tables[0], gpus[0], loads[0])
-    assert plan.estimates["p95_end_to_end_s"] > np.quantile(first, problem3.slo_attainment)
+    k = next(i for i, ld in enumerate(loads) if ld.num_requests)
+    first = ctx.tier_latencies(tables[k], gpus[k], loads[k])
+    p95_first = np.quantile(first, problem3.slo_attainment)
+    if sum(ld.num_requests > 0 for ld in loads) > 1:
+        assert plan.estimates["p95_end_to_end_s"] > p95_first
+    else:  # every request goes to one tier (the others skipped): its p95 is the end-to-end p95
+        assert plan.estimates["p95_end_to_end_s"] == pytest.approx(p95_first)
 
 
 def test_end_to_end_objective_no_worse_than_max_tier_on_its_own_measure(problem3):
@@ -188,3 +194,33 @@ def test_refinement_never_overcommits_the_pool(gpus_per_node):
 def test_unknown_latency_objective():
     with pytest.raises(ConfigError, match="latency_objective"):
         get_planner("cascadia", latency_objective="mean")
+
+
+def test_binary_scores_can_skip_tiers():
+    """With 0/100 scores no threshold on the scale forwards a perfect answer, yet "every request to the largest
+    model" must stay in Cascadia's search space: THRESHOLD_SKIP serves a tier nothing, the plan gives it no GPU
+    and writes 100, and Cascadia's J is no worse than any single-tier routing that meets q_min."""
+    from dataclasses import replace as dc_replace
+
+    from planners.cascadia import single_tier_thresholds
+    from planners.routing import replay_thresholds
+    from planners.search import SearchContext
+
+    problem = make_problem(num_tiers=3, num_nodes=2, rate_rps=3.0)
+    wl = problem.workload
+    binary = np.where(wl.scores >= 60.0, 100.0, 0.0)
+    z1, z2 = float(binary[:, -1].mean()), float(binary[:, 0].mean())
+    problem = dc_replace(problem, workload=dc_replace(wl, scores=binary), q_min=z2 + 0.85 * (z1 - z2))
+    ctx = SearchContext(problem)
+    to_last = single_tier_thresholds(3)[-1]
+    loads = ctx.cascade_loads(to_last)
+    assert [ld.num_requests for ld in loads] == [0, 0, ctx.sample.num_requests]
+    planner = get_planner("cascadia")
+    plan = planner.plan(problem)
+    check_plan(plan, problem.cascade, problem.cluster)
+    assert all(0.0 <= h <= 100.0 for h in plan.thresholds)
+    replayed = replay_thresholds(plan.thresholds, plan.gpus_per_tier())
+    assert planner.objective(ctx, replayed) == pytest.approx(plan.solver_stats["J"])
+    for th in single_tier_thresholds(3):
+        if ctx.quality(th) >= problem.q_min:
+            assert plan.solver_stats["J"] <= planner.objective(ctx, th) * (1 + 1e-9)
