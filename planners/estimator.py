@@ -162,32 +162,49 @@ def alone_latency_s(cost, input_tokens: np.ndarray, output_tokens: np.ndarray) -
         steps * np.asarray(input_tokens, dtype=np.float64) + steps * (steps + 1) / 2)
 
 
-def _prefill_times(cost, input_tokens: np.ndarray) -> np.ndarray:
-    lo, hi = max(int(input_tokens.min()), 1), max(int(input_tokens.max()), 2)
-    grid = np.unique(np.geomspace(lo, hi, 24).round().astype(np.int64))
-    t = np.array([cost.iteration_time_s(BatchShape(prefill_tokens=int(n), prefill_attn_pairs=n * (n + 1) / 2,
-                                                   num_prefill_seqs=1)) for n in grid])
-    return np.interp(input_tokens, grid, t)
-
-
-def _decode_times(cost, pp: int, batch: np.ndarray, ctx_mean: float) -> np.ndarray:
-    """Decode iteration time for B sequences in flight: pp micro-batches of B/pp, each at ctx_mean."""
-    micro = np.maximum(batch / pp, 1.0)
-    grid = np.unique(np.concatenate([np.geomspace(1, max(micro.max(), 1.0), 16).round(), [1.0]]))
+def _prefill_times(cost, input_tokens: np.ndarray, memo: dict | None = None) -> np.ndarray:
+    """memo: the same configuration's earlier cost-model answers (search builds hundreds of models per config)."""
+    memo = {} if memo is None else memo
+    grid = _lattice(max(int(input_tokens.min()), 1), max(int(input_tokens.max()), 2))
     t = []
-    for b in grid.astype(np.int64):
-        a_s, b_s = cost.decode_affine(int(b))
+    for n in grid.tolist():
+        if ("prefill", n) not in memo:
+            memo[("prefill", n)] = cost.iteration_time_s(BatchShape(prefill_tokens=n, prefill_attn_pairs=n * (n + 1) / 2,
+                                                                    num_prefill_seqs=1))
+        t.append(memo[("prefill", n)])
+    return np.interp(input_tokens, grid, np.array(t))
+
+
+def _lattice(lo: int, hi: int, per_octave: int = 4) -> np.ndarray:
+    """Integers round(2^(k / per_octave)) covering [lo, hi]: a grid fixed across loads, so a configuration's
+    cost-model answers are reused from the memo (a grid fitted to each load's range would never repeat)."""
+    k_lo = int(np.floor(np.log2(lo) * per_octave))
+    k_hi = int(np.ceil(np.log2(hi) * per_octave))
+    return np.unique(np.round(2.0 ** (np.arange(k_lo, k_hi + 1) / per_octave)).astype(np.int64))
+
+
+def _decode_times(cost, pp: int, batch: np.ndarray, ctx_mean: float, memo: dict | None = None) -> np.ndarray:
+    """Decode iteration time for B sequences in flight: pp micro-batches of B/pp, each at ctx_mean."""
+    memo = {} if memo is None else memo
+    micro = np.maximum(batch / pp, 1.0)
+    grid = _lattice(1, max(int(np.ceil(micro.max())), 1))
+    t = []
+    for b in grid.astype(np.int64).tolist():
+        if ("decode", b) not in memo:
+            memo[("decode", b)] = cost.decode_affine(b)
+        a_s, b_s = memo[("decode", b)]
         t.append(a_s + b_s * b * ctx_mean)
     return np.interp(micro, grid, np.array(t))
 
 
-def build_replica_model(cost, load: TierLoad, max_num_seqs: int = 256, quantile: float = 0.95) -> ReplicaModel | None:
+def build_replica_model(cost, load: TierLoad, max_num_seqs: int = 256, quantile: float = 0.95,
+                        memo: dict | None = None) -> ReplicaModel | None:
     """Fit the queueing approximation of one replica configuration to a non-empty load; None when not even
-    one request's KV fits."""
+    one request's KV fits. memo: a dict kept per configuration that remembers its cost-model answers."""
     tp, pp = int(cost.tp), int(cost.pp)
     inp = load.input_tokens.astype(np.float64)
     out = load.output_tokens.astype(np.float64)
-    prefill = _prefill_times(cost, load.input_tokens)
+    prefill = _prefill_times(cost, load.input_tokens, memo)
     mean_out = float(out.mean())
     # Context a decoding sequence holds, averaged over its decode steps and weighted by their count.
     ctx_mean = float((out * (inp + out / 2)).sum() / max(out.sum(), 1.0))
@@ -196,7 +213,7 @@ def build_replica_model(cost, load: TierLoad, max_num_seqs: int = 256, quantile:
     if b_max < 1:
         return None
     b_grid = np.linspace(0.0, b_max, 129)
-    t_b = _decode_times(cost, pp, np.maximum(b_grid, 1.0), ctx_mean)
+    t_b = _decode_times(cost, pp, np.maximum(b_grid, 1.0), ctx_mean, memo)
     prefill_occupancy = float(prefill.mean()) / pp  # seconds of replica time per request
     decode_steps = max(mean_out - 1.0, 1e-9)
     max_rps = 1.0 / (decode_steps * t_b[-1] / b_max + prefill_occupancy)

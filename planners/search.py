@@ -27,6 +27,7 @@ class SearchContext:
         self._tier_lat: dict[tuple, np.ndarray] = {}
         self._tables: dict[tuple, TierTable] = {}
         self._models: dict[tuple, list] = {}
+        self._cost_memo: dict[tuple, dict] = {}  # per (tier, tp, pp): cost-model answers reused across loads
         self.tables_built = 0
 
     # ---- loads -----------------------------------------------------------------------------------
@@ -55,7 +56,7 @@ class SearchContext:
     def replica_models(self, load: TierLoad):
         i = load.key[0]
         if load.key not in self._models:
-            self._models[load.key] = replica_models(self.problem, i, load, self.configs[i]) if load.num_requests else []
+            self._models[load.key] = replica_models(self.problem, i, load, self.configs[i], self._cost_memo) if load.num_requests else []
         return self._models[load.key]
 
     def table(self, load: TierLoad) -> TierTable:

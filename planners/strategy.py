@@ -47,11 +47,14 @@ def parallel_configs(problem, tier_index: int, search: bool = True) -> list[tupl
     return sorted(c for c in fitting if c[0] * c[1] <= MAX_REPLICA_GROWTH * smallest)
 
 
-def replica_models(problem, tier_index: int, load: TierLoad, configs) -> list[ReplicaModel]:
+def replica_models(problem, tier_index: int, load: TierLoad, configs, memo: dict | None = None) -> list[ReplicaModel]:
+    """memo: {(tier, tp, pp): cost-model answers} kept across loads by the caller (SearchContext)."""
     quantile = problem.slo_attainment
     models = []
     for tp, pp in configs:
-        rm = build_replica_model(problem.replica_cost(tier_index, tp, pp), load, problem.max_num_seqs, quantile)
+        cfg_memo = None if memo is None else memo.setdefault((tier_index, tp, pp), {})
+        rm = build_replica_model(problem.replica_cost(tier_index, tp, pp), load, problem.max_num_seqs, quantile,
+                                 cfg_memo)
         if rm is not None:
             models.append(rm)
     return models
