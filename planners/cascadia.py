@@ -12,7 +12,9 @@ Choices the paper leaves open, and why:
   Each candidate is scored with the allocation step for its own per-tier loads (an exact min-max scan over
   the tables, which tests show equals the MILP, then the refinement below), so a threshold that moves load
   to a larger model is judged with GPUs following the load.
-  Tables are cached on the exact set of requests reaching a tier.
+  Tables are cached on the exact set of requests reaching a tier. Every tier's candidates include
+  THRESHOLD_SKIP (forward everything, the tier gets no GPU): with 0/100 scores (MBPP) no threshold on the scale
+  forwards a correct answer, so without it "all to the largest model" (single model) was outside the search.
 - mu = 1e9: J = L + mu * max(0, (q_min - Q) / (z1* - z2*)) with L in seconds (below). A quality
   shortfall of 0.01% of the span (z1* - z2*) costs 1e5 s, as much as a saturated deployment (the estimator
   reports 1e5 s x utilisation there), so q_min acts as a hard constraint whenever it is attainable and the

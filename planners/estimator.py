@@ -21,6 +21,11 @@ Per replica of a configuration (model, TP, PP) serving a tier's load at per-repl
   capped at max(rho, RHO_LOCAL_MAX), plus the fluid backlog of windows whose local load exceeds capacity:
   s_{k+1} = max(0, s_k + (rho f_k - 1) window_s) seconds of queue, a request waiting (s_k + s_{k+1}) / 2.
   Without this the p95 of a load that peaks near capacity came out 35-40% low against the simulator.
+- prefill bursts: on the sample's real arrival times, the tier's prefill work (replicas pooled as one server) is
+  queued by Lindley's recursion; a request waits for the prefills ahead of it and its decode stalls until the
+  prefill busy period ends (vLLM prefill-first). The Azure code trace (ca2 ~ 200, up to ~140 prompts of ~2k
+  tokens in a second) made the stationary terms 3-7x low there (Cascadia planned one TP4 7B replica: SLO scale 27
+  against 12.6 for CascadeServe); with this term the estimated SLO scale is within 10% of the simulator's.
 With PP, each of the pp virtual engines holds up to max_num_seqs sequences (vLLM V0), so b_max caps at
 pp * max_num_seqs. The mean rho >= 1 is saturated: the estimate there is SATURATED_S * rho (finite, so search
 still prefers less overload). A load with no requests costs 0.
