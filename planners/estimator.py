@@ -44,7 +44,7 @@ SATURATED_S = 1.0e5  # latency reported for an overloaded deployment, times its 
 RHO_LOCAL_MAX = 0.98
 MIN_REQUESTS_PER_WINDOW = 150  # sample requests per rate window: a rate estimate within about 8%
 MAX_WINDOWS = 16
-_RHO_GRID = np.concatenate([np.linspace(0.0, 0.9, 46), 1.0 - np.geomspace(0.1, 1e-4, 40)])
+_RHO_GRID = np.concatenate([np.linspace(0.0, 0.9, 31), 1.0 - np.geomspace(0.1, 1e-4, 30)])
 _T_GRID_POINTS = 24
 BURST_GRID_STEP = 6  # rho grid points per evaluation of the prefill-burst term
 
