@@ -17,7 +17,7 @@ def plot(results_dir=None, out_dir=None):
         axes[0].plot(part.window_start_s / 60, part.p95_latency_s, color=COLORS.get(planner, "k"),
                      ls="-" if on else "--", marker="o", ms=3, label=f"{planner}, re-plan {'on' if on else 'off'}")
     for col, style in (("first_fault_s", "-"),):
-        for t in runs[col].dropna().unique():
+        for t in (runs[col].dropna().unique() if col in runs else []):  # absent when no fault fell in the horizon
             axes[0].axvline(t / 60, color="k", lw=0.8, ls=style)
             axes[0].axvspan(t / 60, (t + 300) / 60, color="0.9", zorder=0)
     axes[0].set_xlabel("arrival time (min); shaded: node 3 down")

@@ -70,3 +70,34 @@ def test_bad_override_is_one_line_exit_2():
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "q_min" in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["node_failure", "drift"])
+def test_online_experiments_aggregate_and_draw(name, tmp_path):
+    from experiments.aggregate import main as aggregate_main
+    from experiments.figures import drift, node_failure
+
+    runs = tmp_path / "runs"
+    for on in ("false", "true"):
+        out = runs / on
+        out.mkdir(parents=True)
+        fault = ["faults=[{kind:node_down,at_s:60,node:3,repair_s:60}]"] if name == "node_failure" else []
+        run_experiment(_cfg([f"experiment={name}", *TINY, "horizon_s=200", "figure=false", "planner=[cascadia]",
+                             f"replan.enabled={on}", *fault]), out)
+    results = tmp_path / "results"
+    aggregate_main([str(runs), "--out", str(results / f"{name}.csv")])
+    assert (results / f"{name}_timeseries.csv").exists()
+    module = {"node_failure": node_failure, "drift": drift}[name]
+    assert module.plot(results_dir=results, out_dir=tmp_path / "figs").stat().st_size > 5_000
+
+
+def test_planner_time_sweep_and_figure(tmp_path):
+    from experiments.figures import planner_time as figure
+    from experiments.planner_time import main as planner_time_main
+
+    planner_time_main(["--gpus", "8", "16", "--out", str(tmp_path / "planner_time.csv")])
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "planner_time.csv")
+    assert list(table.num_gpus) == [8, 16] and (table.cold_s > 0).all()
+    assert figure.plot(results_dir=tmp_path, out_dir=tmp_path / "figs").stat().st_size > 5_000
