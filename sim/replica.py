@@ -34,6 +34,11 @@ def _delay_to(now: float, target: float) -> float:
     return d if d > 0.0 else 0.0
 
 
+def _count_le(ends, t: float) -> int:
+    """How many iteration ends are <= t (ends: a short list, or a numpy array for long jumps)."""
+    return bisect_right(ends, t) if isinstance(ends, list) else int(ends.searchsorted(t, "right"))
+
+
 class Engine:
     """One scheduler with its own queues and KV blocks; runs iterations on SimPy timeout events."""
 
@@ -60,6 +65,7 @@ class Engine:
         self._pending: tuple | None = None  # the iteration(s) in flight until the next boundary
         self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size (fast mode)
         self._steps_cache: dict[int, np.ndarray] = {}
+        self._event = None  # the live boundary event
         self._dec_stats: tuple = ([], 0, 0)
         self.clock = env.now  # logical time of the engine's last iteration boundary
         self._preempted: list[Seq] = []
@@ -109,7 +115,7 @@ class Engine:
         if pending is None or pending[0] is not None or isinstance(pending[6], float):
             return
         _, start, dec, n, ctx, k, ends = pending
-        done = min(bisect_right(ends, self.env.now), k - 1)  # the k-th would end the jump (k <= first finish)
+        done = min(_count_le(ends, self.env.now), k - 1)  # the k-th would end the jump (k <= first finish)
         if done > 0:
             end = float(ends[done - 1])
             self.busy_s += end - start
@@ -126,6 +132,7 @@ class Engine:
         self._token += 1
         ev = self.env.timeout(_delay_to(self.env.now, t))
         ev.callbacks.append(partial(self._boundary, self._token))
+        self._event = ev
 
     def _next(self) -> None:
         """At an iteration boundary (self.clock): schedule the next iteration(s), or go idle."""
@@ -156,9 +163,10 @@ class Engine:
     def _cut_jump(self, arrival_s: float) -> None:
         """An arrival during a jump: stop at the first boundary strictly after it; it joins the batch there."""
         _, now, dec, n, ctx, k, ends = self._pending
-        cut = max(1, min(k, bisect_right(ends, arrival_s) + 1))
+        cut = max(1, min(k, _count_le(ends, arrival_s) + 1))
         if cut < k:
             self._pending = (None, now, dec, n, ctx, cut, ends)
+            self._event.callbacks.clear()  # the jump's old end fires as an empty event (SimPy cannot cancel)
             self._at(float(ends[cut - 1]))
 
     def _boundary(self, token: int, _event=None) -> None:
@@ -300,20 +308,28 @@ class Engine:
     def _advance(self, dec: list, k: int, end: float) -> None:
         """Apply k decode steps to the decoding sequences: steps 1..k-1 allocate blocks in bulk (step 0 was
         allocated by allocate_decode_step), then sequences that reached their output length finish."""
-        bs = self.kv.block_size
         finished = []
-        taken = 0
-        for s in dec:
-            if k > 1:
-                need = -(-(s.prompt_tokens + s.generated + k - 1) // bs)
+        if k == 1:
+            for s in dec:
+                s.generated += 1
+                if s.generated >= s.out_tokens:
+                    finished.append(s)
+        else:
+            bs = self.kv.block_size
+            top = k - 1 + bs - 1  # ceil((slots + k - 1) / bs) == (slots + top) // bs
+            taken = 0
+            for s in dec:
+                g = s.generated
+                need = (s.prompt_tokens + g + top) // bs
                 if need > s.blocks:
                     taken += need - s.blocks
                     s.blocks = need
-            s.generated += k
-            if s.generated >= s.out_tokens:
-                finished.append(s)
-        if taken:
-            self.kv.take(taken)
+                g += k
+                s.generated = g
+                if g >= s.out_tokens:
+                    finished.append(s)
+            if taken:
+                self.kv.take(taken)
         if finished:
             self._complete(finished, end)
 
