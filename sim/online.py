@@ -14,7 +14,8 @@ Choices, and why:
 - Drift: every interval_s, the last sample_requests arrivals are compared with the workload the current plan
   was made for: arrival rate, median prompt and tier-0 answer length (relative change) and a two-sample
   Kolmogorov-Smirnov statistic on tier-0 real scores; the rate is counted over the last interval_s. Any
-  statistic above its threshold triggers a re-plan on the last interval_s of arrivals (at most plan_requests,
+  statistic above its threshold triggers a re-plan (a rate drop only once it persists for scale_down_checks
+  checks: re-planning for a lull would strand the next burst while replicas reload) on the last interval_s of arrivals (at most plan_requests,
   re-spaced at the window's rate). Planning takes no simulated time (a plan takes seconds of wall time,
   small beside the reload downtime), which keeps runs deterministic.
 """
@@ -40,6 +41,9 @@ class ReplanConfig:
     sample_requests: int = 50  # the live sample compared with the planned workload
     interval_s: float = 300.0
     rate_threshold: float = 0.5  # relative change of the arrival rate
+    # A rate drop must persist for this many consecutive checks before it re-plans (a rise re-plans at once):
+    # scaling down for a lull strands the next burst on a shrunken deployment while replicas reload.
+    scale_down_checks: int = 2
     length_threshold: float = 0.5  # relative change of the median prompt or tier-0 answer length
     ks_threshold: float = 0.3  # two-sample KS statistic on tier-0 scores
     plan_requests: int = 500  # at most this many arrivals of the last interval_s for a drift re-plan
@@ -58,6 +62,9 @@ class ReplanConfig:
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 2:
                 bad(key, "it must be an integer >= 2")
+        v = self.scale_down_checks
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            bad("scale_down_checks", "it must be an integer >= 1")
         for key in ("interval_s", "rate_threshold", "length_threshold", "ks_threshold", "reload_bandwidth_gbps"):
             v = getattr(self, key)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
@@ -116,11 +123,14 @@ def drift_statistics(recent, reference, recent_rate_rps: float) -> dict[str, flo
     }
 
 
-def drifted(stats: dict, cfg: ReplanConfig) -> list[str]:
-    """The statistics above their thresholds (empty: no drift)."""
+def drifted(stats: dict, cfg: ReplanConfig, drops_in_a_row: int = 1) -> list[str]:
+    """The statistics above their thresholds (empty: no drift). A rate drop counts only once it has been seen
+    in drops_in_a_row >= cfg.scale_down_checks consecutive checks."""
     out = []
     if stats["rate_change"] > cfg.rate_threshold:
-        out.append("rate")
+        rising = stats["recent_rate_rps"] > stats["planned_rate_rps"]
+        if rising or drops_in_a_row >= cfg.scale_down_checks:
+            out.append("rate")
     if max(stats["input_change"], stats["output_change"]) > cfg.length_threshold:
         out.append("length")
     if stats["ks_tier0"] > cfg.ks_threshold:
@@ -321,6 +331,7 @@ class Replanner:
         cfg = self.cfg
         last = float(workload.arrival_s[-1]) if workload.num_requests else 0.0
         t = float(workload.arrival_s[0]) + cfg.interval_s if workload.num_requests else last
+        drops = 0  # consecutive checks that saw the rate drop beyond rate_threshold
         while t < last:  # checks after the last arrival would only stretch the run
             yield env.timeout(max(0.0, t - env.now))
             t += cfg.interval_s
@@ -330,8 +341,11 @@ class Replanner:
             k = flow.arrived
             rate = (k - int(np.searchsorted(workload.arrival_s[:k], env.now - cfg.interval_s))) / cfg.interval_s
             stats = drift_statistics(sample, self.reference, rate)
-            why = drifted(stats, cfg)
+            dropped = stats["rate_change"] > cfg.rate_threshold and rate < stats["planned_rate_rps"]
+            drops = drops + 1 if dropped else 0
+            why = drifted(stats, cfg, drops)
             record({"time_s": env.now, "event": "drift_check", **stats, "drift": ",".join(why)})
             if why:
                 record(self.replan(cluster, flow, "drift:" + ",".join(why),
                                    sample=self.window(flow, workload, env.now, cfg.plan_requests)))
+                drops = 0  # the reference the drops were measured against has changed

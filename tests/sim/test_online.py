@@ -135,3 +135,15 @@ def test_drift_detection_replans_when_the_load_triples():
     assert t0 < first.time_s <= t0 + 2 * 30.0 and "rate" in first.reason and first.applied
     assert (r.requests.status == "completed").all()
     assert r.meta["end_s"] <= float(r.requests.completion_s.max()) + 1e-9  # checks never stretch the run
+
+
+def test_rate_drop_replans_only_when_it_persists():
+    from sim.online import ReplanConfig, drifted
+
+    cfg = ReplanConfig(enabled=True, scale_down_checks=2)
+    drop = {"rate_change": 0.8, "recent_rate_rps": 2.0, "planned_rate_rps": 10.0, "input_change": 0.0,
+            "output_change": 0.0, "ks_tier0": 0.0}
+    rise = {**drop, "recent_rate_rps": 18.0}
+    assert drifted(drop, cfg, drops_in_a_row=1) == []  # a lull: wait
+    assert drifted(drop, cfg, drops_in_a_row=2) == ["rate"]  # it persisted: scale down
+    assert drifted(rise, cfg, drops_in_a_row=0) == ["rate"]  # a rise re-plans at once
