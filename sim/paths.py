@@ -1,4 +1,4 @@
-"""Where the project's own config and data live (never ../shared: the product runs without it)."""
+"""Where the project's own config and data live (never the raw-data folder beside the checkout: the product runs without it)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,6 @@
 """Maintenance tool: rebuild the compact quality tables and traces under data/ from the raw public sources.
 
-Run once by a maintainer (`python -m sim.workload.prepare_data --source ../shared/data`); the product itself only
+Run once by a maintainer (`python -m sim.workload.prepare_data --source <folder with the raw datasets>`); the product itself only
 reads the compact files it writes. Every table is long-format CSV (gzip):
 question_id, subset, model, score_raw, answer_tokens, prompt_tokens, contaminated
 where score_raw is the dataset's own unit (GPT-4 rating 1-10, or correctness 0/1), token counts are estimated as
