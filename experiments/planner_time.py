@@ -1,4 +1,4 @@
-"""Planner run time against GPU count (paper Section 5.5): Cascadia on the 3-tier cascade, load scaled with GPUs.
+"""Planner run time against GPU count (the paper's planner scalability): Cascadia on the 3-tier cascade, load scaled with GPUs.
 
 python -m experiments.planner_time [--gpus 8 16 32 ...] writes outputs/planner_time/<stamp>/planner_time.json (raw)
 and results/planner_time.csv (tidy). The first plan in the process pays the cost model's cache fills; each size is

@@ -1,4 +1,4 @@
-"""Paper Figure 8: Cascadia against its ablations (SLO scale and throughput per workload)."""
+"""The paper's ablation study: Cascadia against its ablations (SLO scale and throughput per workload)."""
 from __future__ import annotations
 
 from experiments.figures._common import bars_per_panel

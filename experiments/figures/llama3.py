@@ -1,4 +1,4 @@
-"""Paper Figure 7: the Llama-3 8B -> 70B cascade: SLO scale and throughput per system and quality level."""
+"""The paper's Llama cascade results: the Llama-3 8B -> 70B cascade: SLO scale and throughput per system and quality level."""
 from __future__ import annotations
 
 from experiments.figures._common import bars_per_panel

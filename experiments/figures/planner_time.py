@@ -1,4 +1,4 @@
-"""Paper Section 5.5: Cascadia's planning time against the number of GPUs (cold and warm cost-model cache)."""
+"""The paper's planner scalability: Cascadia's planning time against the number of GPUs (cold and warm cost-model cache)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt

@@ -1,4 +1,4 @@
-"""Paper Section 5.4: how the quality requirement moves GPUs and request shares between tiers (Cascadia)."""
+"""The paper's resource-allocation case study: how the quality requirement moves GPUs and request shares between tiers (Cascadia)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt

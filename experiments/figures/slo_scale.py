@@ -1,4 +1,4 @@
-"""Paper Figure 5: SLO scale at 95% attainment per system, workload and quality level (lower is better)."""
+"""The paper's end-to-end SLO comparison: SLO scale at 95% attainment per system, workload and quality level (lower is better)."""
 from __future__ import annotations
 
 from experiments.figures._common import bars_per_panel

@@ -1,4 +1,4 @@
-"""Paper Figure 6: throughput (req/s) at the SLO scale target per system, workload and quality level."""
+"""The paper's throughput comparison: throughput (req/s) at the SLO scale target per system, workload and quality level."""
 from __future__ import annotations
 
 from experiments.figures._common import bars_per_panel
