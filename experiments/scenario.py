@@ -39,6 +39,8 @@ def check_top_level(cfg: DictConfig) -> None:
         raise ConfigError(f"rate_scale must be positive, got {cfg.rate_scale}")
     if cfg.horizon_s is not None and float(cfg.horizon_s) <= 0:
         raise ConfigError(f"horizon_s must be positive (or null for the whole trace), got {cfg.horizon_s}")
+    if int(cfg.seed) < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {cfg.seed}")
     if int(cfg.plan_sample_size) <= 0:
         raise ConfigError(f"plan_sample_size must be positive, got {cfg.plan_sample_size}")
 

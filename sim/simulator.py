@@ -118,6 +118,8 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     """
     if not isinstance(cfg, SimConfig):
         cfg = sim_config_from_dict(cfg)
+    if int(seed) < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed}")
     validate_plan(plan, cascade, cluster)
     if workload.num_tiers != cascade.num_tiers:
         raise ConfigError(f"workload {workload.name!r} has scores for {workload.num_tiers} tiers but cascade "

@@ -1,10 +1,18 @@
 """Shared pytest fixtures: a SimPy env, the default cluster, catalog lookups, the path to ../shared data."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import simpy
+from hypothesis import settings
+
+# CI runs the property tests with a fixed seed so a submission's result does not depend on which random examples
+# that run happened to draw; locally they explore new examples every run (Hypothesis' default).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

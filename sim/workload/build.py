@@ -240,6 +240,8 @@ def build_workload(name_or_cfg: Any, cascade: Any = None, seed: int | None = Non
         data = _to_plain(name_or_cfg)
     cfg = workload_config_from_dict(_apply_overrides(data, overrides))
     seed = cfg.seed if seed is None else int(seed)
+    if seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer (numpy SeedSequence), got {seed}")
     return _build_drift(cfg, cascade, seed) if cfg.phases else _build_single(cfg, cascade, seed)
 
 

@@ -64,11 +64,12 @@ def test_aggregate_and_every_main_figure_regenerate(default_run, tmp_path):
         assert path.stat().st_size > 5_000
 
 
-def test_bad_override_is_one_line_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "experiments.run", "q_min=150"], capture_output=True, text=True,
+@pytest.mark.parametrize("override,word", [("q_min=150", "q_min"), ("seed=-1", "seed")])
+def test_bad_override_is_one_line_exit_2(override, word):
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", override], capture_output=True, text=True,
                           cwd=PROJECT_ROOT, timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error:") and "q_min" in proc.stderr
+    assert proc.stderr.strip().startswith("error:") and word in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
