@@ -9,9 +9,7 @@ import pandas as pd
 
 from sim.cli import exit_on_user_error
 from sim.errors import DataError
-from sim.paths import PROJECT_ROOT
 
-RESULTS_DIR = PROJECT_ROOT / "results"
 SCALAR_KEYS = ["slo_scale", "throughput_rps", "quality", "gpu_s_per_request", "p95_latency_s", "p50_latency_s",
                "completed_rps", "plan_s", "sim_s", "dropped", "attainment", "reference"]
 

@@ -62,8 +62,7 @@ def q_min_rule(cfg: DictConfig):
         best, _ = best_attainable_quality(workload.scores)
         if cfg.q_min is not None:
             return min(float(cfg.q_min), best)
-        z2, z1 = float(workload.scores[:, 0].mean()), float(workload.scores[:, -1].mean())
-        return min(z2 + float(cfg.q_min_level) * (z1 - z2), best)
+        return min(workload.quality_at_level(float(cfg.q_min_level)), best)
 
     return q_min_for
 

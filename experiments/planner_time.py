@@ -23,7 +23,7 @@ DEFAULT_GPUS = [8, 16, 32, 64, 80, 128, 256, 512, 1024]
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     from planners.base import get_planner
-    from planners.bench import BASE_RATE_SCALE_32, conversation, deepseek_cascade, h100_cluster, q_min_at
+    from planners.bench import BASE_RATE_SCALE_32, conversation, deepseek_cascade, h100_cluster
     from planners.checker import check_plan
     from planners.problem import PlanningProblem
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for gpus in tqdm(args.gpus, desc="planning", unit="size"):
         wl = conversation(cascade, BASE_RATE_SCALE_32 * gpus / 32, 600.0)
-        problem = PlanningProblem(cascade, h100_cluster(gpus // 8), wl, q_min_at(wl, args.level))
+        problem = PlanningProblem(cascade, h100_cluster(gpus // 8), wl, wl.quality_at_level(args.level))
         times = []
         for _ in range(2):
             planner = get_planner("cascadia")

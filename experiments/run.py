@@ -14,15 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from sim.cli import exit_on_user_error
+from sim.errors import ConfigError
 from experiments.config import register_configs
 from experiments.online import build_controller, check_online_config, online_summary, planning_scenario, write_timeseries
 from experiments.scenario import Scenario, build_scenario, make_plan
 from sim.paths import CONF_DIR
 
 register_configs()
-
-TABLE_COLUMNS = ["planner", "slo_scale", "throughput_rps", "quality", "gpu_s_per_request",
-                 "p95_latency_s", "tier_share", "tier_gpus", "plan_s", "dropped"]
 
 
 def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = None, controller=None):
@@ -61,7 +59,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     check_online_config(cfg, scenario)
     planners = dict(OmegaConf.to_container(cfg.planner, resolve=True) or {})
     if not planners:
-        raise SystemExit("error: no planner selected (planner=[...])")
+        raise ConfigError("no planner selected; choose at least one, e.g. planner=[cascadia]")
     rows, summary = [], {"scenario": _scenario_meta(cfg, scenario), "planners": {}}
     bar = tqdm(total=len(planners), desc="planning + simulating", unit="planner",
                disable=not cfg.progress, file=sys.stderr)
@@ -91,12 +89,13 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     table = pd.DataFrame(rows)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     table.to_csv(out_dir / "table.csv", index=False)
+    written = [out_dir / "summary.json", out_dir / "table.csv"]
     if cfg.figure:
         from experiments.figures.main_job import plot_main_job
 
-        plot_main_job(table, out_dir / "main_job.png", title=_title(cfg, scenario))
+        written.append(plot_main_job(table, out_dir / "main_job.png", title=_title(cfg, scenario)))
     print(_format_table(table))
-    print(f"\nwrote {out_dir / 'summary.json'}, {out_dir / 'table.csv'} and {out_dir / 'main_job.png'}")
+    print("\nwrote " + ", ".join(map(str, written)))
     return summary
 
 

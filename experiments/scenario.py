@@ -64,16 +64,8 @@ def build_scenario(cfg: DictConfig) -> Scenario:
     return Scenario(cluster, cascade, workload, sim_cfg, resolve_q_min(cfg, workload), int(cfg.seed))
 
 
-def quality_bounds(workload: Workload) -> tuple[float, float]:
-    """(z2, z1): mean real score when every request stops at the smallest model, and when all reach the largest."""
-    return float(workload.scores[:, 0].mean()), float(workload.scores[:, -1].mean())
-
-
 def resolve_q_min(cfg: DictConfig, workload: Workload) -> float:
-    if cfg.q_min is not None:
-        return float(cfg.q_min)
-    z2, z1 = quality_bounds(workload)
-    return z2 + float(cfg.q_min_level) * (z1 - z2)
+    return float(cfg.q_min) if cfg.q_min is not None else workload.quality_at_level(float(cfg.q_min_level))
 
 
 def make_plan(name: str, settings: dict, scenario: Scenario, sample_size: int) -> tuple[CascadePlan, float]:

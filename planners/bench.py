@@ -47,17 +47,12 @@ def conversation(cascade: CascadeSpec, rate_scale: float, duration_s: float, see
     return build_workload("conversation", cascade, seed=seed, rate_scale=rate_scale, window=(0.0, duration_s))
 
 
-def q_min_at(workload, level: float) -> float:
-    z1, z2 = float(workload.scores[:, -1].mean()), float(workload.scores[:, 0].mean())
-    return z2 + level * (z1 - z2)
-
-
 def plan_times(level: float) -> dict[str, float]:
     cascade = deepseek_cascade()
     out = {}
     for gpus in (32, 80, 1024):
         wl = conversation(cascade, BASE_RATE_SCALE_32 * gpus / 32, 600.0)
-        problem = PlanningProblem(cascade, h100_cluster(gpus // 8), wl, q_min_at(wl, level))
+        problem = PlanningProblem(cascade, h100_cluster(gpus // 8), wl, wl.quality_at_level(level))
         planner = get_planner("cascadia")
         planner.plan(problem) if gpus == 32 else None  # warm the cost model's cache once, as a live planner would
         t0 = time.perf_counter()
@@ -74,7 +69,7 @@ def brute_force_gaps(level: float) -> list[float]:
     for spec, gpus, rate_scale in ((LLAMA2, 8, 0.5), (LLAMA2, 8, 1.0), (SMALL3, 8, 0.4), (SMALL3, 8, 1.0), (SMALL3, 4, 0.2)):
         cascade = cascade_from_dict(spec)
         wl = conversation(cascade, rate_scale, 600.0)
-        problem = PlanningProblem(cascade, h100_cluster(1, gpus), wl, q_min_at(wl, level))
+        problem = PlanningProblem(cascade, h100_cluster(1, gpus), wl, wl.quality_at_level(level))
         planner = get_planner("cascadia")
         plan = planner.plan(problem)
         j_bf, th, alloc = brute_force_objective(problem, planner)
@@ -93,7 +88,7 @@ def estimator_errors(level: float, duration_s: float) -> list[float]:
     errors = []
     for rate_scale in (1.0, 2.0, 4.0):
         wl = conversation(cascade, rate_scale, duration_s)
-        problem = PlanningProblem(cascade, cluster, wl, q_min_at(wl, level))
+        problem = PlanningProblem(cascade, cluster, wl, wl.quality_at_level(level))
         for name in ("cascadia", "cascadia_no_parallelism", "single_model"):
             plan = get_planner(name).plan(problem)
             cfg = SimConfig(batching=plan.estimates.get("sim_overrides", {}).get("batching", "vllm"))

@@ -158,13 +158,11 @@ class ReplicaModel:
 
 
 def alone_latency_s(cost, input_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
-    """(m,) latency of each request served alone on a replica: its prefill, then out - 1 decode steps of batch 1
-    whose context grows by one token each (closed form of the cost model's affine decode time)."""
-    out = np.maximum(np.asarray(output_tokens, dtype=np.float64), 1.0)
-    steps = out - 1
-    a, b = cost.decode_affine(1)
-    return _prefill_times(cost, np.asarray(input_tokens)) + steps * a + b * (
-        steps * np.asarray(input_tokens, dtype=np.float64) + steps * (steps + 1) / 2)
+    """(m,) latency of each request served alone on a replica: exactly the benchmark's ref(r)
+    (sim.metrics.reference_latency_s), so the planner's predicted SLO scale divides by the same reference."""
+    from sim.metrics import reference_latency_s
+
+    return reference_latency_s(input_tokens, output_tokens, cost)
 
 
 def _prefill_times(cost, input_tokens: np.ndarray, memo: dict | None = None) -> np.ndarray:

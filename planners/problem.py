@@ -84,8 +84,8 @@ class PlanningProblem:
     @property
     def quality_span(self) -> tuple[float, float]:
         """(z1*, z2*): quality when every request is answered by the largest, and by the smallest model."""
-        s = self.workload.scores
-        return float(s[:, -1].mean()), float(s[:, 0].mean())
+        smallest, largest = self.workload.quality_bounds()
+        return largest, smallest
 
     def reference_cost(self):
         """(tier index, cost) of the SLO reference: the reference tier's model on the smallest TP, PP 1, that fits

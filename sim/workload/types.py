@@ -47,6 +47,16 @@ class Workload:
     def rate_rps(self) -> float:
         return (self.num_requests - 1) / self.duration_s if self.duration_s > 0 else 0.0
 
+    def quality_bounds(self) -> tuple[float, float]:
+        """(smallest, largest): mean real score when every request stops at the first tier, and when every
+        request is answered by the last (the paper's z2* and z1*)."""
+        return float(self.scores[:, 0].mean()), float(self.scores[:, -1].mean())
+
+    def quality_at_level(self, level: float) -> float:
+        """The quality requirement `level` of the way from the smallest model's quality (0) to the largest's (1)."""
+        lo, hi = self.quality_bounds()
+        return lo + level * (hi - lo)
+
     def take(self, idx: np.ndarray, name: str | None = None) -> "Workload":
         """Rows idx (kept in arrival order)."""
         idx = np.sort(np.asarray(idx))
