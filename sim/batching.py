@@ -12,7 +12,7 @@ and later re-prefills prompt + generated tokens.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sim.perf.batch import BatchShape
 
@@ -53,9 +53,9 @@ class Seq:
 DECODE_ONLY = "decode_only"
 
 
-@dataclass(frozen=True)
-class Step:
-    """One iteration that has prefill work: chunks (seq, tokens) and the sequences that decode alongside."""
+class Step(NamedTuple):
+    """One iteration that has prefill work: chunks (seq, tokens) and the sequences that decode alongside.
+    (A NamedTuple: immutable like a frozen dataclass, and built several times faster, once per prefill.)"""
 
     chunks: tuple
     decodes: tuple

@@ -34,8 +34,8 @@ class CascadeFlow:
         self.arrival_s = workload.arrival_s.tolist()
         self.input_tokens = workload.input_tokens.tolist()
         self.output_tokens = np.maximum(workload.output_tokens, 1).tolist()
-        self.scores = workload.scores
-        self.gate_scores = gate_scores
+        self.scores = workload.scores.tolist()
+        self.gate_scores = gate_scores.tolist()
         self.judge_latency_s = judge_latency_s.tolist()
         self.direct_tier = None if direct_tier is None else direct_tier.tolist()
         self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers,
@@ -91,7 +91,7 @@ class CascadeFlow:
             self.on_drop_request(i, "no_live_replica", now)
             return
         book = self.book
-        book.enter_s[i, tier] = now
+        book.enter_s[tier][i] = now
         book.tiers_visited[i] += 1
         out = self.output_tokens[i][tier]
         seq = Seq(i, tier, prompt_tokens, out, now, self.lb_out + self.lb_prefill * prompt_tokens)
@@ -101,12 +101,12 @@ class CascadeFlow:
     def on_tier_done(self, seq: Seq, end: float, replica_id: int = -1) -> None:
         i, t = seq.req, seq.tier
         book = self.book
-        book.queue_s[i, t] = seq.first_sched_s - book.enter_s[i, t]
-        book.prefill_s[i, t] = seq.first_token_s - seq.first_sched_s
-        book.decode_s[i, t] = end - seq.first_token_s
-        book.first_token_s[i, t] = seq.first_token_s
+        book.queue_s[t][i] = seq.first_sched_s - book.enter_s[t][i]
+        book.prefill_s[t][i] = seq.first_token_s - seq.first_sched_s
+        book.decode_s[t][i] = end - seq.first_token_s
+        book.first_token_s[t][i] = seq.first_token_s
         book.preemptions[i] += seq.preemptions
-        book.replica[i, t] = replica_id
+        book.replica[t][i] = replica_id
         nxt = self._live_tier_from(t + 1) if self.direct_tier is None else -1
         if nxt < 0:
             self._complete(i, t, end)
@@ -121,9 +121,9 @@ class CascadeFlow:
 
     def _judged(self, i: int, t: int, now: float) -> None:
         book = self.book
-        book.judge_s[i, t] = self.judge_latency_s[i][t]
-        gate = float(self.gate_scores[i, t])
-        book.gate_score[i, t] = gate
+        book.judge_s[t][i] = self.judge_latency_s[i][t]
+        gate = self.gate_scores[i][t]
+        book.gate_score[t][i] = gate
         nxt = self._live_tier_from(t + 1)
         if gate >= self.thresholds[t] or nxt < 0:
             self._complete(i, t, now)
@@ -136,9 +136,9 @@ class CascadeFlow:
         if book.status[i]:
             raise RuntimeError(f"request {i} finished twice (a simulator bug)")
         book.final_tier[i] = t
-        book.final_score[i] = self.scores[i, t]
+        book.final_score[i] = self.scores[i][t]
         book.completion_s[i] = now
-        book.ttft_s[i] = book.first_token_s[i, t] - book.arrival_s[i]
+        book.ttft_s[i] = book.first_token_s[t][i] - self.arrival_s[i]
         book.output_tokens_final[i] = self.output_tokens[i][t]
         book.status[i] = STATUS_COMPLETED
         self._finish(now)

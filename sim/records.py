@@ -22,12 +22,16 @@ class SimResult:
 
 
 class RecordBook:
-    """Structure of arrays, one slot per request and tier; written by the cascade flow as events happen.
+    """One slot per request (and per request and tier), written by the cascade flow as events happen.
 
     ttft_s is the time from the request's arrival to the first token of the FINAL answer (the tier that
     answered), so it includes earlier tiers and judging. Per-tier times: queue_s (arrival at the tier to the
     first scheduling), prefill_s (first scheduling to that tier's first token), decode_s (first token to the
-    tier's last token, preempted time included), judge_s (judge latency after that tier's answer)."""
+    tier's last token, preempted time included), judge_s (judge latency after that tier's answer).
+
+    During the run the slots are Python lists, per-tier ones indexed [tier][request]: the flow writes about a
+    dozen per visit, and setting a list item costs a fraction of setting a numpy scalar. to_frame() makes
+    the typed columns once (float64 values are kept exactly)."""
 
     def __init__(self, arrival_s: np.ndarray, input_tokens: np.ndarray, num_tiers: int,
                  output_tokens: np.ndarray | None = None) -> None:
@@ -35,44 +39,48 @@ class RecordBook:
         self.n, self.num_tiers = n, c
         self.arrival_s = np.asarray(arrival_s, dtype=np.float64)
         self.input_tokens = np.asarray(input_tokens, dtype=np.int64)
-        nan2 = lambda: np.full((n, c), np.nan)  # noqa: E731
-        self.final_tier = np.full(n, -1, dtype=np.int64)
-        self.tiers_visited = np.zeros(n, dtype=np.int64)
-        self.final_score = np.full(n, np.nan)
-        self.ttft_s = np.full(n, np.nan)
-        self.completion_s = np.full(n, np.nan)
-        self.output_tokens_final = np.zeros(n, dtype=np.int64)
-        self.preemptions = np.zeros(n, dtype=np.int64)
-        self.status = np.full(n, "", dtype=object)
-        self.drop_reason = np.full(n, "", dtype=object)
-        self.gate_score = nan2()
-        self.enter_s = nan2()
-        self.queue_s = nan2()
-        self.prefill_s = nan2()
-        self.decode_s = nan2()
-        self.judge_s = nan2()
-        self.first_token_s = nan2()
-        self.replica = np.full((n, c), -1, dtype=np.int64)
+        nan = float("nan")
+        self.final_tier = [-1] * n
+        self.tiers_visited = [0] * n
+        self.final_score = [nan] * n
+        self.ttft_s = [nan] * n
+        self.completion_s = [nan] * n
+        self.output_tokens_final = [0] * n
+        self.preemptions = [0] * n
+        self.status = [""] * n
+        self.drop_reason = [""] * n
+        self.gate_score = [[nan] * n for _ in range(c)]
+        self.enter_s = [[nan] * n for _ in range(c)]
+        self.queue_s = [[nan] * n for _ in range(c)]
+        self.prefill_s = [[nan] * n for _ in range(c)]
+        self.decode_s = [[nan] * n for _ in range(c)]
+        self.judge_s = [[nan] * n for _ in range(c)]
+        self.first_token_s = [[nan] * n for _ in range(c)]
+        self.replica = [[-1] * n for _ in range(c)]
         # What each tier would generate (from the workload), so metrics can compute ref(r) from the records alone.
         self.output_tokens = (np.zeros((n, c), dtype=np.int64) if output_tokens is None
                               else np.asarray(output_tokens, dtype=np.int64))
 
     def to_frame(self) -> pd.DataFrame:
+        f64, i64 = np.float64, np.int64
+        completion_s = np.array(self.completion_s, dtype=f64)
         cols = {
             "request_id": np.arange(self.n), "arrival_s": self.arrival_s, "input_tokens": self.input_tokens,
-            "final_tier": self.final_tier, "tiers_visited": self.tiers_visited, "final_score": self.final_score,
-            "ttft_s": self.ttft_s, "completion_s": self.completion_s,
-            "latency_s": self.completion_s - self.arrival_s, "output_tokens_final": self.output_tokens_final,
-            "preemptions": self.preemptions, "status": self.status, "drop_reason": self.drop_reason,
+            "final_tier": np.array(self.final_tier, dtype=i64), "tiers_visited": np.array(self.tiers_visited, dtype=i64),
+            "final_score": np.array(self.final_score, dtype=f64), "ttft_s": np.array(self.ttft_s, dtype=f64),
+            "completion_s": completion_s, "latency_s": completion_s - self.arrival_s,
+            "output_tokens_final": np.array(self.output_tokens_final, dtype=i64),
+            "preemptions": np.array(self.preemptions, dtype=i64), "status": np.array(self.status, dtype=object),
+            "drop_reason": np.array(self.drop_reason, dtype=object),
         }
         for t in range(self.num_tiers):
-            cols[f"gate_score_t{t}"] = self.gate_score[:, t]
+            cols[f"gate_score_t{t}"] = np.array(self.gate_score[t], dtype=f64)
         for name in ("enter_s", "queue_s", "prefill_s", "decode_s", "judge_s"):
-            arr = getattr(self, name)
+            per_tier = getattr(self, name)
             for t in range(self.num_tiers):
-                cols[f"{name}_t{t}"] = arr[:, t]
+                cols[f"{name}_t{t}"] = np.array(per_tier[t], dtype=f64)
         for t in range(self.num_tiers):
-            cols[f"replica_t{t}"] = self.replica[:, t]
+            cols[f"replica_t{t}"] = np.array(self.replica[t], dtype=i64)
         for t in range(self.num_tiers):
             cols[f"output_tokens_t{t}"] = self.output_tokens[:, t]
         return pd.DataFrame(cols)

@@ -41,7 +41,13 @@ class TierRouter:
             return r
         if self.policy == "jsq":
             return min(reps, key=lambda r: r.outstanding)
-        return min(reps, key=lambda r: r.outstanding_work / r.tokens_per_s)
+        best = reps[0]
+        best_s = best.outstanding_work / best.tokens_per_s
+        for r in reps:  # the first minimum, as min() would pick
+            s = r.outstanding_work / r.tokens_per_s
+            if s < best_s:
+                best, best_s = r, s
+        return best
 
     def route(self, seq) -> None:
         if self.replicas:
