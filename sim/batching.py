@@ -23,7 +23,8 @@ class Seq:
     """One request's visit to one tier while it is at an engine (mutable: it lives in simulated time)."""
 
     __slots__ = ("req", "tier", "prompt_tokens", "out_tokens", "generated", "prefill_target", "prefilled",
-                 "decoding", "blocks", "enqueue_s", "first_sched_s", "first_token_s", "preemptions", "work_tokens")
+                 "decoding", "blocks", "enqueue_s", "first_sched_s", "first_token_s", "preemptions", "work_tokens",
+                 "mark")
 
     def __init__(self, req: int, tier: int, prompt_tokens: int, out_tokens: int, enqueue_s: float,
                  work_tokens: float = 0.0) -> None:
@@ -41,6 +42,7 @@ class Seq:
         self.first_token_s = -1.0
         self.preemptions = 0
         self.work_tokens = work_tokens  # the load balancer's estimate of this visit's work
+        self.mark = 0  # fast mode: the engine's decode step at which generated and blocks were last exact
 
     def reset_for_requeue(self) -> None:
         """Back to the waiting queue without KV (preempted or moved off a replica); generated tokens are kept."""

@@ -23,6 +23,7 @@ import numpy as np
 import simpy
 
 from sim.batching import DECODE_ONLY, SCHEDULERS, Seq
+from sim.decode_batch import DecodeBatch
 from sim.kv_cache import KVCache
 from sim.perf.batch import BatchShape
 
@@ -66,7 +67,10 @@ class Engine:
         self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size (fast mode)
         self._steps_cache: dict[int, np.ndarray] = {}
         self._event = None  # the live boundary event
-        self._dec_stats: tuple = ([], 0, 0)
+        self._dec_stats: tuple = ([], 0, 0, 0)
+        # Fast mode under policies whose decode steps never carry prefill work: the decode batch as aggregates
+        # (sim.decode_batch), so a decode step costs O(1) rather than a pass over the batch.
+        self.batch = DecodeBatch(self.kv.block_size) if self.fast and self.cfg.batching in ("vllm", "static") else None
         self.clock = env.now  # logical time of the engine's last iteration boundary
         self._preempted: list[Seq] = []
         self.alive = True
@@ -112,17 +116,18 @@ class Engine:
         """Fast mode, stopped inside a decode jump: the iterations that ended by now count (their tokens were
         generated, as reference mode's events for them have fired); the one in flight is lost in both modes."""
         pending = self._pending
-        if pending is None or pending[0] is not None or isinstance(pending[6], float):
-            return
-        _, start, dec, n, ctx, k, ends = pending
-        done = min(_count_le(ends, self.env.now), k - 1)  # the k-th would end the jump (k <= first finish)
-        if done > 0:
-            end = float(ends[done - 1])
-            self.busy_s += end - start
-            self.iterations += done
-            self._record(start, end - start, done, None, n, ctx)
-            self.clock = end
-            self._advance(dec, done, end)
+        if pending is not None and pending[0] is None and not isinstance(pending[6], float):
+            _, start, dec, n, ctx, k, ends = pending
+            done = min(_count_le(ends, self.env.now), k - 1)  # the k-th would end the jump (k <= first finish)
+            if done > 0:
+                end = float(ends[done - 1])
+                self.busy_s += end - start
+                self.iterations += done
+                self._record(start, end - start, done, None, n, ctx)
+                self.clock = end
+                self._advance(dec, done, end)
+        if self.batch is not None:
+            self.batch.materialize()  # the engine's sequences go back to a queue with exact token counts
 
     # ---- the iteration loop ---------------------------------------------------------------------
     # The engine is driven by SimPy timeout events with callbacks rather than a generator process: a jump cut
@@ -210,6 +215,8 @@ class Engine:
                     seq.first_token_s = end
                 if seq.generated >= seq.out_tokens:
                     finished.append(seq)
+                elif self.batch is not None:
+                    self.batch.join(seq)
         if finished:
             self._complete(finished, end)
 
@@ -229,6 +236,16 @@ class Engine:
     def allocate_decode_step(self) -> None:
         """Give every decoding sequence the KV slot of this step, in admission order; when no block is free,
         preempt the most recently admitted sequence by recompute (vLLM V0 _schedule_running)."""
+        batch = self.batch
+        if batch is not None:
+            # Fast mode: the step's new blocks in one take when they need no preemption; else the plain pass.
+            new = batch.new_blocks(batch.step + 1)
+            if new <= self.kv.free_blocks:
+                if new:
+                    self.kv.take(new)
+                self._dec_stats = (None, batch.n, batch.context_tokens(), batch.steps_to_finish())
+                return
+            batch.materialize()
         run = self.running
         kv = self.kv
         bs = kv.block_size
@@ -261,11 +278,14 @@ class Engine:
             left = seq.out_tokens - seq.generated
             if left < k_fin:
                 k_fin = left
-        self._dec_stats = (dec, ctx, k_fin)
+        self._dec_stats = (dec, len(dec), ctx, k_fin)
         if self._preempted:
             # Oldest victim first at the head of the queue, as vLLM's waiting.extendleft(preempted).
             self.waiting.extendleft(self._preempted)
             self._preempted = []
+        if batch is not None:
+            for seq in dec:  # exact again, and allocated for the next step: back into the aggregates
+                batch.join(seq)
 
     def _preempt(self, seq: Seq) -> None:
         self.kv.give(seq.blocks)
@@ -276,8 +296,7 @@ class Engine:
     def _plan_decode(self, now: float):
         """The next decode-only iterations: (sequences, n, context tokens, k, end) for one iteration, its time
         from the cost model (reference), or (..., k, ends) with ends[j] the end of iteration j of a jump (fast)."""
-        dec, ctx, k_fin = self._dec_stats  # gathered by allocate_decode_step, just before DECODE_ONLY
-        n = len(dec)
+        dec, n, ctx, k_fin = self._dec_stats  # gathered by allocate_decode_step, just before DECODE_ONLY
         f = self.replica.slowdown
         if not self.fast:
             # The plain reference: one cost-model evaluation and one event per iteration. The fast path's
@@ -312,6 +331,15 @@ class Engine:
     def _advance(self, dec: list, k: int, end: float) -> None:
         """Apply k decode steps to the decoding sequences: steps 1..k-1 allocate blocks in bulk (step 0 was
         allocated by allocate_decode_step), then sequences that reached their output length finish."""
+        batch = self.batch
+        if batch is not None:
+            if k > 1:
+                self.kv.take(batch.blocks_between(batch.step + 1, batch.step + k))
+            batch.step += k
+            finished = batch.finish_due()
+            if finished:
+                self._complete(finished, end)
+            return
         finished = []
         if k == 1:
             for s in dec:
@@ -351,6 +379,19 @@ class Engine:
             return 1
         free = self.kv.free_blocks
         bs = self.kv.block_size
+        batch = self.batch
+        if batch is not None:
+            base = batch.step + 1  # allocated already
+            if batch.blocks_between(base, base + k_fin - 1) <= free:
+                return k_fin
+            lo, hi = 0, k_fin - 1
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if batch.blocks_between(base, base + mid) <= free:
+                    lo = mid
+                else:
+                    hi = mid
+            return lo + 1
         if len(dec) * ((k_fin - 2) // bs + 1) <= free:
             return k_fin  # even if every sequence crossed a block boundary as often as it can, blocks suffice
 

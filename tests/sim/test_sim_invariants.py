@@ -92,6 +92,9 @@ def test_fast_equals_reference_under_memory_pressure(batching, seed):
     assert fast.meta["jumps"] > 0 and ref.meta["jumps"] == 0
     pd.testing.assert_frame_equal(fast.requests, ref.requests, check_exact=True)
     assert fast.meta["iterations"] == ref.meta["iterations"]
+    # Fast mode keeps KV use in closed form between events; its peak is still the reference's, block for block.
+    assert [r["kv_peak_used_blocks"] for r in fast.meta["replicas"]] == \
+        [r["kv_peak_used_blocks"] for r in ref.meta["replicas"]]
 
 
 def test_direct_routing_sends_each_request_to_one_tier_without_judge():
