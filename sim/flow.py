@@ -33,10 +33,11 @@ class CascadeFlow:
         self.thresholds = [float(h) for h in thresholds]
         self.arrival_s = workload.arrival_s.tolist()
         self.input_tokens = workload.input_tokens.tolist()
-        self.output_tokens = np.maximum(workload.output_tokens, 1).tolist()
-        self.scores = workload.scores.tolist()
-        self.gate_scores = gate_scores.tolist()
-        self.judge_latency_s = judge_latency_s.tolist()
+        # Per-tier tables as Python lists indexed [tier][request] (the transpose makes c lists, not n).
+        self.output_tokens = np.maximum(workload.output_tokens, 1).T.tolist()
+        self.scores = workload.scores.T.tolist()
+        self.gate_scores = gate_scores.T.tolist()
+        self.judge_latency_s = judge_latency_s.T.tolist()
         self.direct_tier = None if direct_tier is None else direct_tier.tolist()
         self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers,
                                np.maximum(workload.output_tokens, 1))
@@ -93,7 +94,7 @@ class CascadeFlow:
         book = self.book
         book.enter_s[tier][i] = now
         book.tiers_visited[i] += 1
-        out = self.output_tokens[i][tier]
+        out = self.output_tokens[tier][i]
         seq = Seq(i, tier, prompt_tokens, out, now, self.lb_out + self.lb_prefill * prompt_tokens)
         self.routers[tier].route(seq)
 
@@ -111,7 +112,7 @@ class CascadeFlow:
         if nxt < 0:
             self._complete(i, t, end)
             return
-        lat = self.judge_latency_s[i][t]
+        lat = self.judge_latency_s[t][i]
         if lat > 0:
             when = end + lat
             self.env.timeout(_delay_to(self.env.now, when)).callbacks.append(
@@ -121,14 +122,14 @@ class CascadeFlow:
 
     def _judged(self, i: int, t: int, now: float) -> None:
         book = self.book
-        book.judge_s[t][i] = self.judge_latency_s[i][t]
-        gate = self.gate_scores[i][t]
+        book.judge_s[t][i] = self.judge_latency_s[t][i]
+        gate = self.gate_scores[t][i]
         book.gate_score[t][i] = gate
         nxt = self._live_tier_from(t + 1)
         if gate >= self.thresholds[t] or nxt < 0:
             self._complete(i, t, now)
             return
-        prompt = self.input_tokens[i] + (self.output_tokens[i][t] if self.cfg.forward_with_draft else 0)
+        prompt = self.input_tokens[i] + (self.output_tokens[t][i] if self.cfg.forward_with_draft else 0)
         self._enter(i, nxt, prompt, now)
 
     def _complete(self, i: int, t: int, now: float) -> None:
@@ -136,10 +137,10 @@ class CascadeFlow:
         if book.status[i]:
             raise RuntimeError(f"request {i} finished twice (a simulator bug)")
         book.final_tier[i] = t
-        book.final_score[i] = self.scores[i][t]
+        book.final_score[i] = self.scores[t][i]
         book.completion_s[i] = now
         book.ttft_s[i] = book.first_token_s[t][i] - self.arrival_s[i]
-        book.output_tokens_final[i] = self.output_tokens[i][t]
+        book.output_tokens_final[i] = self.output_tokens[t][i]
         book.status[i] = STATUS_COMPLETED
         self._finish(now)
 
