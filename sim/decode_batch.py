@@ -1,4 +1,4 @@
-"""Fast mode's running decode batch as aggregates: a decode step costs O(1) and a finish O(log n), not a pass over it.
+"""Fast mode's running decode batch as aggregates: a decode jump or a finish costs O(log n), not a pass over the batch.
 
 Every sequence of a decode-only batch gains one token a step, so with the engine's count of decode steps D
 the batch is described by sums that do not change from step to step: the context of the next step is

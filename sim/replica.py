@@ -69,8 +69,9 @@ class Engine:
         self._event = None  # the live boundary event
         self._dec_stats: tuple = ([], 0, 0, 0)
         # Fast mode under policies whose decode steps never carry prefill work: the decode batch as aggregates
-        # (sim.decode_batch), so a decode step costs O(1) rather than a pass over the batch.
-        self.batch = DecodeBatch(self.kv.block_size) if self.fast and self.cfg.batching in ("vllm", "static") else None
+        # (sim.decode_batch), so a jump costs O(log n) rather than passes over the batch.
+        lazy = self.fast and self.cfg.batching in ("vllm", "static")
+        self.batch = DecodeBatch(self.kv.block_size) if lazy else None
         self.clock = env.now  # logical time of the engine's last iteration boundary
         self._preempted: list[Seq] = []
         self.alive = True
