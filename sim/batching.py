@@ -56,7 +56,8 @@ DECODE_ONLY = "decode_only"
 
 
 class Step(NamedTuple):
-    """One iteration that has prefill work: chunks (seq, tokens) and the sequences that decode alongside.
+    """One iteration that has prefill work: chunks (seq, tokens) and the sequences that decode alongside
+    (None: the engine's whole decode batch, kept as aggregates in fast mode, sim.decode_batch).
     (A NamedTuple: immutable like a frozen dataclass, and built several times faster, once per prefill.)"""
 
     chunks: tuple
@@ -112,17 +113,20 @@ def admit(eng, now: float, token_budget: int, chunked: bool) -> list:
     return out
 
 
-def _shape(chunks, decodes) -> BatchShape:
+def _shape(chunks, decodes, decode_seqs: int = 0, decode_ctx_tokens: int = 0) -> BatchShape:
+    """The batch of prefill chunks plus decodes (a list of sequences, or None with the decode batch's size and
+    context given)."""
     tokens = 0
     pairs = 0.0
     for seq, c in chunks:
         tokens += c
         pairs += c * (seq.prefilled + (c + 1) / 2)
-    ctx = 0
-    for seq in decodes:
-        ctx += seq.prompt_tokens + seq.generated
+    if decodes is not None:
+        decode_seqs = len(decodes)
+        for seq in decodes:
+            decode_ctx_tokens += seq.prompt_tokens + seq.generated
     return BatchShape(prefill_tokens=tokens, prefill_attn_pairs=pairs, num_prefill_seqs=len(chunks),
-                      decode_seqs=len(decodes), decode_ctx_tokens=ctx)
+                      decode_seqs=decode_seqs, decode_ctx_tokens=decode_ctx_tokens)
 
 
 def schedule_vllm(eng, now: float):
@@ -143,19 +147,32 @@ def schedule_sarathi(eng, now: float):
     if eng.running:
         eng.allocate_decode_step()
     budget = eng.cfg.chunk_tokens
-    decodes = [s for s in eng.running if s.decoding]
-    left = budget - len(decodes)
+    batch = eng.batch
+    if batch is None:
+        decodes = [s for s in eng.running if s.decoding]
+        prefilling = eng.running  # the decoding ones are skipped below
+        n_dec = len(decodes)
+    else:
+        # Chunks go to running prompts in admission order, so prompts finish in that order and the ones
+        # still prefilling are the tail of the running list, after the decode batch.
+        decodes = None
+        n_dec = batch.n
+        prefilling = eng.running[n_dec:]
+    left = budget - n_dec
     chunks = []
-    for seq in eng.running:
+    for seq in prefilling:
         if left <= 0:
             break
-        if not seq.decoding:
-            c = min(seq.prefill_target - seq.prefilled, left)
-            chunks.append((seq, c))
-            left -= c
+        if seq.decoding:
+            continue
+        c = min(seq.prefill_target - seq.prefilled, left)
+        chunks.append((seq, c))
+        left -= c
     if left > 0:
         chunks.extend(admit(eng, now, left, chunked=True))
     if chunks:
+        if decodes is None:
+            return Step(tuple(chunks), None, _shape(chunks, None, n_dec, batch.context_tokens()))
         return Step(tuple(chunks), tuple(decodes), _shape(chunks, decodes))
     return DECODE_ONLY if eng.running else None
 

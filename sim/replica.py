@@ -68,10 +68,9 @@ class Engine:
         self._steps_cache: dict[int, np.ndarray] = {}
         self._event = None  # the live boundary event
         self._dec_stats: tuple = ([], 0, 0, 0)
-        # Fast mode under policies whose decode steps never carry prefill work: the decode batch as aggregates
-        # (sim.decode_batch), so a jump costs O(log n) rather than passes over the batch.
-        lazy = self.fast and self.cfg.batching in ("vllm", "static")
-        self.batch = DecodeBatch(self.kv.block_size) if lazy else None
+        # Fast mode keeps the decode batch as aggregates (sim.decode_batch), so a jump or a finish costs
+        # O(log n) rather than passes over the batch.
+        self.batch = DecodeBatch(self.kv.block_size) if self.fast else None
         self.clock = env.now  # logical time of the engine's last iteration boundary
         self._preempted: list[Seq] = []
         self.alive = True
@@ -202,11 +201,15 @@ class Engine:
         self._next()
 
     def _finish_step(self, step, end: float) -> None:
-        finished = []
-        for seq in step.decodes:
-            seq.generated += 1
-            if seq.generated >= seq.out_tokens:
-                finished.append(seq)
+        if step.decodes is None:  # the decode batch, as aggregates (fast mode)
+            self.batch.step += 1
+            finished = self.batch.finish_due()
+        else:
+            finished = []
+            for seq in step.decodes:
+                seq.generated += 1
+                if seq.generated >= seq.out_tokens:
+                    finished.append(seq)
         for seq, c in step.chunks:
             seq.prefilled += c
             if seq.prefilled >= seq.prefill_target:

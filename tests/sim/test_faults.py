@@ -17,10 +17,11 @@ from sim_fakes import OracleJudge, cluster, fake_factory, llama_cascade, plan, p
 CL = cluster()
 
 
-def run(faults, p=None, w=None, mode="fast", factory=None):
+def run(faults, p=None, w=None, mode="fast", factory=None, batching="vllm"):
     ctl = OnlineController(faults_from_config(faults, CL))
     r = simulate(p or plan((2, 1)), llama_cascade(), CL, w if w is not None else poisson_workload(800, 40.0, 1),
-                 SimConfig(mode=mode), cost_factory=factory or fake_factory(), judge=OracleJudge(0.27), controller=ctl)
+                 SimConfig(mode=mode, batching=batching), cost_factory=factory or fake_factory(),
+                 judge=OracleJudge(0.27), controller=ctl)
     return r
 
 
@@ -103,11 +104,12 @@ def test_degraded_link_rebuilds_the_cost_on_a_slower_cluster():
     {"kind": "straggler", "at_s": 3.0, "node": 0, "gpu": 1, "factor": 2.5, "duration_s": 4.0},
     {"kind": "link_degraded", "at_s": 3.0, "node": 0, "factor": 0.3},
 ])
-def test_fast_mode_equals_reference_mode_under_faults(fault):
+@pytest.mark.parametrize("batching", ["vllm", "sarathi", "static"])
+def test_fast_mode_equals_reference_mode_under_faults(fault, batching):
     w = poisson_workload(500, 40.0, 3)
-    fast = run([fault], w=w).requests
-    ref = run([fault], w=w, mode="reference").requests
-    pd.testing.assert_frame_equal(fast, ref)
+    fast = run([fault], w=w, batching=batching).requests
+    ref = run([fault], w=w, mode="reference", batching=batching).requests
+    pd.testing.assert_frame_equal(fast, ref, check_exact=True)
 
 
 fault_st = st.one_of(
