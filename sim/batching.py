@@ -56,12 +56,12 @@ DECODE_ONLY = "decode_only"
 
 
 class Step(NamedTuple):
-    """One iteration that has prefill work: chunks (seq, tokens) and the sequences that decode alongside
-    (None: the engine's whole decode batch, kept as aggregates in fast mode, sim.decode_batch).
-    (A NamedTuple: immutable like a frozen dataclass, and built several times faster, once per prefill.)"""
+    """One iteration that has prefill work: chunks (seq, tokens) and the sequences that decode alongside, or
+    None for the engine's whole decode batch, which fast mode keeps as aggregates (sim.decode_batch). A
+    NamedTuple: immutable like a frozen dataclass, and several times cheaper to build, once per prefill."""
 
     chunks: tuple
-    decodes: tuple
+    decodes: tuple | None
     shape: BatchShape
 
 

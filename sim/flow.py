@@ -34,13 +34,13 @@ class CascadeFlow:
         self.arrival_s = workload.arrival_s.tolist()
         self.input_tokens = workload.input_tokens.tolist()
         # Per-tier tables as Python lists indexed [tier][request] (the transpose makes c lists, not n).
-        self.output_tokens = np.maximum(workload.output_tokens, 1).T.tolist()
+        output_tokens = np.maximum(workload.output_tokens, 1)
+        self.output_tokens = output_tokens.T.tolist()
         self.scores = workload.scores.T.tolist()
         self.gate_scores = gate_scores.T.tolist()
         self.judge_latency_s = judge_latency_s.T.tolist()
         self.direct_tier = None if direct_tier is None else direct_tier.tolist()
-        self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers,
-                               np.maximum(workload.output_tokens, 1))
+        self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers, output_tokens)
         self.lb_out = float(cfg.lb_output_tokens_estimate)
         self.lb_prefill = float(cfg.lb_prefill_weight)
         # Number in system, integrated over time: an account of Little's L kept apart from the records.

@@ -9,9 +9,10 @@ Fast mode: between batch-changing events a decode-only batch of B sequences evol
 costs a + b * (S + j * B) with (a, b) = cost.decode_affine(B). The engine computes how many iterations k
 remain until the first sequence finishes or the free KV blocks run out, and waits once for all k. An arrival
 that could be admitted interrupts the wait; the engine stops at the first iteration boundary after the
-arrival. Boundary times are the same running float sums as in reference mode (np.add.accumulate is
-sequential). Every time an engine records is its own logical clock (those exact sums), never env.now, which
-SimPy can only approach within an ulp; so both modes produce bit-identical records.
+arrival. The batch itself is kept as aggregates (sim.decode_batch), so planning and ending a jump cost
+O(log n), not passes over its sequences. Boundary times are the same running float sums as in reference mode
+(np.add.accumulate is sequential). Every time an engine records is its own logical clock (those exact sums),
+never env.now, which SimPy can only approach within an ulp; so both modes produce bit-identical records.
 """
 from __future__ import annotations
 
