@@ -1,9 +1,10 @@
 """Fast mode's running decode batch as aggregates: a decode jump or a finish costs O(log n), not a pass over the batch.
 
 Every sequence of a decode-only batch gains one token a step, so with the engine's count of decode steps D
-the batch is described by sums that do not change from step to step: the context of the next step is
-C + n * D, the KV blocks held at boundary D are Q + n * (D // bs) + #{r >= bs - D % bs} over the sorted
-residues r, and the next finish is the top of a heap of finish steps. A sequence's own `generated` and
+the batch is described by quantities that do not change from step to step: the context of the next step is
+C + n * D; a sequence holds (y + D) // bs blocks at boundary D, with y fixed at its join and r = y % bs, so
+the blocks that steps lo+1..hi open are n * (hi // bs - lo // bs) + #{r >= bs - lo % bs} - #{r >= bs - hi % bs}
+over the sorted residues; and the next finish is the top of a heap of finish steps. A sequence's own `generated` and
 `blocks` are exact only at its `mark` (the step it joined at) until materialize() writes them back; every
 path that reads them (preemption, a fault stopping the engine) materializes first.
 
@@ -17,27 +18,25 @@ from heapq import heappop, heappush
 
 
 class DecodeBatch:
-    __slots__ = ("block_size", "step", "n", "ctx_base", "blocks_base", "residues", "counts", "heap", "_order")
+    __slots__ = ("block_size", "step", "n", "ctx_base", "residues", "counts", "heap", "_order")
 
     def __init__(self, block_size: int) -> None:
         self.block_size = block_size
         self.step = 0  # decode steps the engine has run (D)
         self.n = 0
         self.ctx_base = 0  # sum of prompt + generated - D at join
-        self.blocks_base = 0  # sum of q in prompt + generated - 1 - D + bs - 1 == q * bs + r at join
-        self.residues: list[int] = []  # sorted r
+        self.residues: list[int] = []  # sorted r = (prompt + generated - 1 - D + bs - 1) % bs at join
         self.counts = [0] * block_size  # how many sequences have each r
         self.heap: list = []  # (finish step, join order, seq): ties finish in join (== admission) order
         self._order = 0
 
-    def _parts(self, seq) -> tuple[int, int]:
-        return divmod(seq.prompt_tokens + seq.generated - 1 - seq.mark + self.block_size - 1, self.block_size)
+    def _residue(self, seq) -> int:
+        return (seq.prompt_tokens + seq.generated - 1 - seq.mark + self.block_size - 1) % self.block_size
 
     def join(self, seq) -> None:
         """A sequence that is decoding at the current boundary with exact generated and blocks."""
         seq.mark = self.step
-        q, r = self._parts(seq)
-        self.blocks_base += q
+        r = self._residue(seq)
         insort(self.residues, r)
         self.counts[r] += 1
         self.ctx_base += seq.prompt_tokens + seq.generated - self.step
@@ -45,14 +44,8 @@ class DecodeBatch:
         self._order += 1
         heappush(self.heap, (self.step + seq.out_tokens - seq.generated, self._order, seq))
 
-    def blocks_at(self, step: int) -> int:
-        """KV blocks the batch holds at boundary `step` (after the allocation of step `step`)."""
-        m, d = divmod(step, self.block_size)
-        n = self.n
-        return self.blocks_base + n * m + n - bisect_left(self.residues, self.block_size - d)
-
     def blocks_between(self, lo: int, hi: int) -> int:
-        """Blocks that steps lo+1..hi allocate: blocks_at(hi) - blocks_at(lo)."""
+        """Blocks that steps lo+1..hi allocate (the closed form of the module docstring)."""
         bs, res = self.block_size, self.residues
         return (self.n * (hi // bs - lo // bs) + bisect_left(res, bs - lo % bs) - bisect_left(res, bs - hi % bs))
 
@@ -74,8 +67,7 @@ class DecodeBatch:
         out = []
         while heap and heap[0][0] == step:
             seq = heappop(heap)[2]
-            q, r = self._parts(seq)
-            self.blocks_base -= q
+            r = self._residue(seq)
             self.residues.remove(r)
             self.counts[r] -= 1
             self.ctx_base -= seq.prompt_tokens + seq.generated - seq.mark
@@ -96,4 +88,4 @@ class DecodeBatch:
         self.heap = []
         self.residues = []
         self.counts = [0] * bs
-        self.n = self.ctx_base = self.blocks_base = 0
+        self.n = self.ctx_base = 0

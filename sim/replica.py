@@ -312,7 +312,7 @@ class Engine:
         if ab is None:
             ab = self._affine[n] = self.cost.decode_affine(n)
         a, b = ab
-        k = self._jump_length(dec, k_fin)
+        k = self._jump_length(k_fin)
         if k == 1:
             return dec, n, ctx, 1, now + (a + b * ctx) * f
         # ends[j]: end of iteration j, the same left-to-right float sums as k reference steps.
@@ -334,39 +334,21 @@ class Engine:
         return dec, n, ctx, k, ends
 
     def _advance(self, dec: list, k: int, end: float) -> None:
-        """Apply k decode steps to the decoding sequences: steps 1..k-1 allocate blocks in bulk (step 0 was
-        allocated by allocate_decode_step), then sequences that reached their output length finish."""
+        """Apply k decode steps: in fast mode to the aggregate batch (steps 1..k-1 take their blocks at once, step
+        0 was allocated by allocate_decode_step); in reference mode (k is always 1) sequence by sequence. Then
+        the sequences that reached their output length finish."""
         batch = self.batch
         if batch is not None:
             if k > 1:
                 self.kv.take(batch.blocks_between(batch.step + 1, batch.step + k))
             batch.step += k
             finished = batch.finish_due()
-            if finished:
-                self._complete(finished, end)
-            return
-        finished = []
-        if k == 1:
+        else:
+            finished = []
             for s in dec:
                 s.generated += 1
                 if s.generated >= s.out_tokens:
                     finished.append(s)
-        else:
-            bs = self.kv.block_size
-            top = k - 1 + bs - 1  # ceil((slots + k - 1) / bs) == (slots + top) // bs
-            taken = 0
-            for s in dec:
-                g = s.generated
-                need = (s.prompt_tokens + g + top) // bs
-                if need > s.blocks:
-                    taken += need - s.blocks
-                    s.blocks = need
-                g += k
-                s.generated = g
-                if g >= s.out_tokens:
-                    finished.append(s)
-            if taken:
-                self.kv.take(taken)
         if finished:
             self._complete(finished, end)
 
@@ -377,43 +359,20 @@ class Engine:
             arr = self._steps_cache[n] = n * np.arange(max(k, 1024), dtype=np.float64)
         return arr[:k]
 
-    def _jump_length(self, dec: list, k_fin: int) -> int:
+    def _jump_length(self, k_fin: int) -> int:
         """Decode steps until the first sequence finishes (k_fin), cut where steps 1.. would need more KV
         blocks than are free (that step then runs alone, with the reference preemption logic)."""
         if k_fin <= 1:
             return 1
         free = self.kv.free_blocks
-        bs = self.kv.block_size
         batch = self.batch
-        if batch is not None:
-            base = batch.step + 1  # allocated already
-            if batch.blocks_between(base, base + k_fin - 1) <= free:
-                return k_fin
-            lo, hi = 0, k_fin - 1
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if batch.blocks_between(base, base + mid) <= free:
-                    lo = mid
-                else:
-                    hi = mid
-            return lo + 1
-        if len(dec) * ((k_fin - 2) // bs + 1) <= free:
-            return k_fin  # even if every sequence crossed a block boundary as often as it can, blocks suffice
-
-        def extra_blocks(m: int) -> int:  # blocks that steps 1..m add
-            total = 0
-            for s in dec:
-                need = -(-(s.prompt_tokens + s.generated + m) // bs) - s.blocks
-                if need > 0:
-                    total += need
-            return total
-
-        if extra_blocks(k_fin - 1) <= free:
+        base = batch.step + 1  # allocated already
+        if batch.blocks_between(base, base + k_fin - 1) <= free:
             return k_fin
-        lo, hi = 0, k_fin - 1  # extra_blocks(lo) <= free < extra_blocks(hi)
+        lo, hi = 0, k_fin - 1  # blocks for steps 1..lo fit, for 1..hi they do not
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if extra_blocks(mid) <= free:
+            if batch.blocks_between(base, base + mid) <= free:
                 lo = mid
             else:
                 hi = mid

@@ -34,15 +34,14 @@ def test_block_counts_match_a_count_per_sequence(b, ahead, span):
     batch, seqs, bs = b
     lo = batch.step + ahead
     hi = lo + span
-    assert batch.blocks_at(lo) == held(seqs, lo, bs)
     assert batch.blocks_between(lo, hi) == held(seqs, hi, bs) - held(seqs, lo, bs)
     assert batch.new_blocks(lo + 1) == held(seqs, lo + 1, bs) - held(seqs, lo, bs)
     assert batch.context_tokens() == sum(s.prompt_tokens + s.generated for s in seqs)
 
 
 @settings(max_examples=100, deadline=None)
-@given(batches(), st.data())
-def test_finishes_come_in_order_with_exact_counts(b, data):
+@given(batches())
+def test_finishes_come_in_order_with_exact_counts(b):
     batch, seqs, bs = b
     start = batch.step
     left = {id(s): s.out_tokens - s.generated for s in seqs}
@@ -68,7 +67,7 @@ def test_materialize_writes_exact_counts_and_empties(b, steps):
     batch.step += min(steps, min((s.out_tokens - s.generated for s in seqs), default=0))
     ran = batch.step - (seqs[0].mark if seqs else 0)
     batch.materialize()
-    assert batch.n == 0 and batch.blocks_at(batch.step) == 0 and not batch.heap
+    assert batch.n == 0 and batch.blocks_between(batch.step, batch.step + 100) == 0 and not batch.heap
     for s in seqs:
         assert s.generated == first[id(s)] + ran
         assert s.blocks == -(-(s.prompt_tokens + s.generated - 1) // bs)
