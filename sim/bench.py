@@ -43,7 +43,7 @@ def identical(a, b) -> bool:
         return False
 
 
-def compare_modes(plan, cascade, cluster, workload, cfg, seed: int = 0, repeats: int = 3,
+def compare_modes(plan, cascade, cluster, workload, cfg, seed: int = 0, repeats: int = 5,
                   fast_repeats: int = 3) -> dict:
     """Both modes on the same input; wall times are the best of several runs, as timeit reports, because the
     machine is shared. The runs are interleaved (one reference run, then fast_repeats fast runs, `repeats`
