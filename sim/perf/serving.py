@@ -56,7 +56,7 @@ def _cost_factory(engine, cfg):
         return default_cost_factory(cfg)  # a measured table knows no engine profile
     from sim.perf.cost_model import replica_cost_for
 
-    def factory(tier, replica, cluster, engine_name=None, **_):
+    def factory(tier, replica, cluster, **_ignored):  # the simulator's engine= name gives way to the profile
         return replica_cost_for(tier, replica, cluster, engine=engine,
                                 gpu_memory_utilization=cfg.gpu_memory_utilization, kv_block_size=cfg.kv_block_size)
 
@@ -78,8 +78,7 @@ def simulate_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm
     tier = TierSpec(load_model(bench.model), bench.weights, bench.kv)
     cluster = bench_cluster(bench.gpu, bench.tp * bench.pp)
     factory = _cost_factory(engine, cfg)
-    result = run_client(spec, tier, bench.tp, bench.pp, cluster, cfg, seed=seed,
-                        cost_factory=lambda t, r, c, engine=None: factory(t, r, c))
+    result = run_client(spec, tier, bench.tp, bench.pp, cluster, cfg, seed=seed, cost_factory=factory)
     replica = single_replica_deployment(tier, bench.tp, bench.pp, cluster)[1].tiers[0].replicas[0]
     cost = factory(tier, replica, cluster)  # cached by the cost model: the same object the run used
     return serving_metrics(result, lambda _replica_id: cost)
