@@ -7,6 +7,7 @@ from typing import Sequence
 
 from sim.cascade import TierSpec
 from sim.clients import ClientSpec, run_client, serving_metrics, single_replica_deployment
+from sim.cli import exit_on_user_error
 from sim.errors import ConfigError
 from sim.hardware import ClusterSpec, load_gpu
 from sim.models import load_model
@@ -88,3 +89,44 @@ def predict_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm"
     """What `vllm bench serve` would report for this benchmark, predicted by the simulator with the engine's
     cost model: keys SERVING_KEYS (milliseconds, output tokens per second, completed requests)."""
     return simulate_serving(bench, engine=engine, seed=seed)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    """python -m sim.perf.serving --model M --tp N --concurrency C --input-tokens I --output-tokens O [--repeat R]:
+    the predicted benchmark as one JSON line, with the wall time per prediction (mean over R repeats)."""
+    import argparse
+    import json
+    import time
+
+    p = argparse.ArgumentParser(prog="python -m sim.perf.serving", description=main.__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--gpu", default="h100_sxm")
+    p.add_argument("--tp", type=int, default=1)
+    p.add_argument("--pp", type=int, default=1)
+    p.add_argument("--weights", default="bf16")
+    p.add_argument("--kv", default="bf16")
+    p.add_argument("--concurrency", type=int, default=None)
+    p.add_argument("--request-rate", type=float, default=None)
+    p.add_argument("--input-tokens", type=int, required=True)
+    p.add_argument("--output-tokens", type=int, required=True)
+    p.add_argument("--num-prompts", type=int, default=200)
+    p.add_argument("--engine", default="vllm")
+    p.add_argument("--batching", default=None, help="sim.batching override: vllm | sarathi | static")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeat", type=int, default=1, help="time this many predictions (seeds seed..seed+R-1)")
+    a = p.parse_args(argv)
+    bench = ServingBench(a.model, a.input_tokens, a.output_tokens, gpu=a.gpu, tp=a.tp, pp=a.pp, weights=a.weights,
+                         kv=a.kv, concurrency=a.concurrency, request_rate=a.request_rate, num_prompts=a.num_prompts)
+    sim = {"batching": a.batching} if a.batching else None
+    simulate_serving(bench, engine=a.engine, seed=a.seed, sim=sim)  # warm the cost model's cache
+    t0 = time.perf_counter()
+    for k in range(max(1, a.repeat)):
+        out = simulate_serving(bench, engine=a.engine, seed=a.seed + k, sim=sim)
+    wall = (time.perf_counter() - t0) / max(1, a.repeat)
+    print(json.dumps({**out, "wall_s_per_prediction": round(wall, 4)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
