@@ -43,10 +43,11 @@ class ServingBench:
 
 
 def bench_cluster(gpu: str, num_gpus: int) -> ClusterSpec:
-    """Enough 8-GPU NVLink nodes of one GPU type for one replica (InfiniBand numbers of conf/cluster's H100 pods)."""
+    """Enough 8-GPU NVLink nodes of one GPU type for one replica, linked by InfiniBand as the paper's pods
+    (conf/cluster/paper_4x8_h100.yaml: 200 GB/s, 5 us)."""
     per_node = 8
     nodes = -(-num_gpus // per_node)
-    return ClusterSpec(f"bench_{gpu}_{nodes}x{per_node}", load_gpu(gpu), nodes, per_node, ib_bw_gbps=50.0,
+    return ClusterSpec(f"bench_{gpu}_{nodes}x{per_node}", load_gpu(gpu), nodes, per_node, ib_bw_gbps=200.0,
                        ib_latency_us=5.0)
 
 
