@@ -98,6 +98,10 @@ def test_a_run_beyond_the_measured_context_stops_before_it_starts(tmp_path):
         simulate_serving(long, sim={"cost_model": "table", "cost_table": path})
     m = simulate_serving(long, sim={"cost_model": "table", "cost_table": path, "cost_table_extrapolate": True})
     assert m["requests"] == 2
+    short = ServingBench("llama3_8b", input_tokens=50, output_tokens=20, concurrency=1, num_prompts=2)
+    for mode in ("fast", "reference"):  # found at the first prefill, in either mode
+        with pytest.raises(OutsideMeasuredRange, match="prefill_tokens 128-4096 but the run needs 50"):
+            simulate_serving(short, sim={"cost_model": "table", "cost_table": path, "mode": mode})
 
 
 @pytest.mark.parametrize("text, message", [
@@ -137,3 +141,33 @@ def test_config_keys_are_checked():
         SimConfig(cost_model="measured")
     with pytest.raises(ConfigError, match="cost_table"):
         SimConfig(cost_model="table")
+
+
+def test_a_cascade_run_uses_the_table_for_every_tier(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from sim_fakes import OracleJudge, cluster, llama_cascade, plan, poisson_workload
+
+    from sim.simulator import simulate
+
+    path = tmp_path / "two.csv"
+    prefill = [(1, 5.0)] + PREFILL  # the workload's prompts start at 8 tokens
+    write_table(path, prefill=prefill)
+    slow = [(b, c, 3 * t) for b, c, t in DECODE]
+    big = "\n".join([f"llama3_70b,h100_sxm,4,1,1,{p},0,{3 * t}" for p, t in prefill]
+                    + [f"llama3_70b,h100_sxm,4,1,{b},0,{c},{t}" for b, c, t in slow]) + "\n"
+    path.write_text(path.read_text() + big)
+    cfg = SimConfig(cost_model="table", cost_table=str(path))
+    wl = poisson_workload(150, 4.0, seed=1, mean_in=300, mean_out=60, max_out=200)
+    p = plan(replicas_per_tier=(1, 1), tp=(1, 4))
+    fast = simulate(p, llama_cascade(), cluster(), wl, cfg, seed=2, judge=OracleJudge())
+    ref = simulate(p, llama_cascade(), cluster(), wl, SimConfig(**{**cfg.__dict__, "mode": "reference"}), seed=2,
+                   judge=OracleJudge())
+    assert (fast.requests.status == "completed").all()
+    assert fast.requests.equals(ref.requests)
+    # every prefill takes at least the table's smallest prefill time of its tier's model (5 ms and 15 ms)
+    req = fast.requests
+    assert (req.prefill_s_t0 >= 0.005 - 1e-12).all()
+    assert (req.prefill_s_t1.dropna() >= 0.015 - 1e-12).all() and req.prefill_s_t1.notna().any()
