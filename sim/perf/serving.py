@@ -67,14 +67,21 @@ def _cost_factory(engine, cfg):
 
 def simulate_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm", seed: int = 0,
                      input_lens: Sequence[int] | None = None, output_lens: Sequence[int] | None = None,
-                     sim: dict | None = None) -> dict:
-    """predict_serving with per-request lengths (a saved benchmark's input_lens/output_lens) and SimConfig
-    overrides (e.g. {"batching": "sarathi"} for chunked prefill); the lengths default to the bench's."""
+                     sim: dict | None = None, range_ratio: float = 0.0) -> dict:
+    """predict_serving with per-request lengths (a saved benchmark's input_lens/output_lens), or lengths drawn
+    uniformly within +-range_ratio of the bench's (vllm bench serve --random-range-ratio), and SimConfig
+    overrides (e.g. {"batching": "sarathi"} for chunked prefill)."""
+    import numpy as np
+
+    from sim.clients import sampled_lengths
     from sim.simulator import sim_config_from_dict
 
     n = bench.num_prompts
-    inp = tuple(int(x) for x in input_lens) if input_lens is not None else (bench.input_tokens,) * n
-    out = tuple(int(x) for x in output_lens) if output_lens is not None else (bench.output_tokens,) * n
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])  # run_client uses the first stream
+    inp = (tuple(int(x) for x in input_lens) if input_lens is not None
+           else sampled_lengths(bench.input_tokens, range_ratio, n, rng))
+    out = (tuple(int(x) for x in output_lens) if output_lens is not None
+           else sampled_lengths(bench.output_tokens, range_ratio, n, rng))
     spec = ClientSpec(inp, out, bench.concurrency, bench.request_rate)
     cfg = sim_config_from_dict({**({"engine": engine} if isinstance(engine, str) else {}), **(sim or {})})
     tier = TierSpec(load_model(bench.model), bench.weights, bench.kv)
@@ -112,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-tokens", type=int, required=True)
     p.add_argument("--output-tokens", type=int, required=True)
     p.add_argument("--num-prompts", type=int, default=200)
+    p.add_argument("--range-ratio", type=float, default=0.0, help="lengths uniform within +-ratio of the given ones")
     p.add_argument("--engine", default="vllm")
     p.add_argument("--batching", default=None, help="sim.batching override: vllm | sarathi | static")
     p.add_argument("--seed", type=int, default=0)
@@ -120,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = ServingBench(a.model, a.input_tokens, a.output_tokens, gpu=a.gpu, tp=a.tp, pp=a.pp, weights=a.weights,
                          kv=a.kv, concurrency=a.concurrency, request_rate=a.request_rate, num_prompts=a.num_prompts)
     sim = {"batching": a.batching} if a.batching else None
-    simulate_serving(bench, engine=a.engine, seed=a.seed, sim=sim)  # warm the cost model's cache
+    simulate_serving(bench, engine=a.engine, seed=a.seed, sim=sim, range_ratio=a.range_ratio)  # warm the cache
     t0 = time.perf_counter()
     for k in range(max(1, a.repeat)):
-        out = simulate_serving(bench, engine=a.engine, seed=a.seed + k, sim=sim)
+        out = simulate_serving(bench, engine=a.engine, seed=a.seed + k, sim=sim, range_ratio=a.range_ratio)
     wall = (time.perf_counter() - t0) / max(1, a.repeat)
     print(json.dumps({**out, "wall_s_per_prediction": round(wall, 4)}))
     return 0
