@@ -6,7 +6,7 @@ import pytest
 
 from sim.paths import DATA_DIR
 from sim.workload import build_workload, dataset_models, tier_table
-from sim.workload.quality import DATASETS, load_quality
+from sim.workload.quality import dataset_names, load_quality
 
 
 @pytest.mark.parametrize("name", ["conversation", "coding", "math"])
@@ -73,7 +73,7 @@ def test_mmlu_has_no_answers_so_dataset_lengths_are_refused():
 
 def test_every_dataset_lists_its_models():
     models = dataset_models()
-    assert set(models) == set(DATASETS)
+    assert set(models) == set(dataset_names())
     assert "gpt-4-1106-preview" in models["routerbench_mbpp"] and len(models["routerbench_mbpp"]) == 11
 
 
