@@ -18,6 +18,7 @@ from sim.errors import ConfigError
 from experiments.config import register_configs
 from experiments.online import build_controller, check_online_config, online_summary, planning_scenario, write_timeseries
 from experiments.scenario import Scenario, build_scenario, make_plan
+from planners.routellm import router_report
 from sim.paths import CONF_DIR
 
 register_configs()
@@ -79,7 +80,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
             "thresholds": list(plan.thresholds), "plan": plan.describe(),
         }
-        summary["planners"][name] = {**s, **record, **online_summary(result)}
+        summary["planners"][name] = {**s, **record, **online_summary(result), **router_report(plan, scenario.workload)}
         if controller is not None or cfg.faults or cfg.replan:
             write_timeseries(result, out_dir, name)
         result.requests.to_csv(out_dir / f"requests_{name}.csv.gz", index=False)

@@ -316,3 +316,15 @@ def prompts_for(question_ids: np.ndarray, sources: dict[str, QualitySource]) -> 
         raise ConfigError(f"question {missing[0]!r} has no prompt text in its quality dataset; "
                           f"{len(missing)} of {len(question_ids)} requests lack one")
     return np.array([lookup[q] for q in question_ids.tolist()], dtype=object)
+
+
+def workload_prompt_pool(meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(question_ids, prompt texts) a router may predict on, from a Workload's meta: its "prompt_texts" mapping
+    (question_id -> text, for workloads built in code) or else the prompt tables of its "quality_sources"."""
+    if meta.get("prompt_texts"):
+        items = sorted(meta["prompt_texts"].items())
+        return np.array([q for q, _ in items], dtype=str), np.array([t for _, t in items], dtype=object)
+    if not meta.get("quality_sources"):
+        raise ConfigError("the workload does not say where its prompt texts are (meta quality_sources or "
+                          "prompt_texts); build it with sim.workload.build_workload")
+    return prompt_pool(meta["quality_sources"])
