@@ -153,6 +153,9 @@ def validate_overrides(argv: list[str]) -> None:
     if any(a in ("-m", "--multirun") for a in argv):
         return  # sweeps are validated per job
     overrides = [a for a in argv if not a.startswith("-") and "=" in a and not a.startswith("hydra")]
+    for flag in ("--config-dir", "-cd"):  # a user's own config folder (e.g. conf/workload/<theirs>.yaml) joins the search
+        if flag in argv[:-1]:
+            overrides.append(f"hydra.searchpath=[file://{Path(argv[argv.index(flag) + 1]).resolve()}]")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             cfg = compose(config_name="config", overrides=overrides)
