@@ -13,7 +13,7 @@ import yaml
 from sim.errors import ConfigError, DataError
 from sim.paths import PROJECT_ROOT
 from sim.workload import build_workload
-from sim.workload.quality import load_quality
+from sim.workload.quality import load_quality, prompts_for
 
 MODELS = ("tiny-lm", "mid-lm", "big-lm")
 N_QUESTIONS = 60
@@ -72,6 +72,8 @@ def test_a_table_named_by_path_binds_scaled_scores_and_counts_dropped_rows(table
     assert w.scores[0].tolist() == [25.0 * (grades[(q0, m)] - 1) for m in MODELS]
     assert w.output_tokens[0].tolist() == [int(df.set_index(["qid", "llm"]).len[(q0, m)]) for m in MODELS]
     assert load_quality(str(path), cfg["quality"]["columns"], [1, 5]).prompts[0].startswith("question 0")
+    texts = prompts_for(w.question_ids[:5], w.meta["quality_sources"])
+    assert [t.split()[1] for t in texts] == [q.split(":item", 1)[1] for q in w.question_ids[:5]]
 
 
 def test_jsonl_tables_read_alike(table, tmp_path):
