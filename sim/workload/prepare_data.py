@@ -40,20 +40,24 @@ def _short_model(name: str) -> str:
     return name.split("/")[-1]
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(DATA_DIR.parent)) if path.is_relative_to(DATA_DIR.parent) else str(path)
+
+
 def _write(df: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     df = df[COLUMNS].sort_values(["question_id", "model"], kind="stable")
     # mtime=0 keeps the gzip bytes reproducible, so re-running does not churn git.
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
         gz.write(df.to_csv(index=False, float_format="%.6g").encode())
-    print(f"{path.relative_to(DATA_DIR.parent)}: {df.question_id.nunique()} questions, {df.model.nunique()} models")
+    print(f"{_shown(path)}: {df.question_id.nunique()} questions, {df.model.nunique()} models")
 
 
 def _write_prompts(prompts: dict[str, str], path: Path) -> None:
     df = pd.DataFrame(sorted(prompts.items()), columns=["question_id", "prompt"])
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
         gz.write(df.to_csv(index=False).encode())
-    print(f"{path.relative_to(DATA_DIR.parent)}: {len(df)} prompts")
+    print(f"{_shown(path)}: {len(df)} prompts")
 
 
 def _routerbench_prompt(text: str) -> str:
