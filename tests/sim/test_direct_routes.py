@@ -38,3 +38,13 @@ def test_routes_survive_the_plan_file_round_trip():
     p = _routed(None, {"a:1": 0, "a:2": 1})
     back = plan_from_dict(plan_to_dict(p))
     assert dict(back.routes) == {"a:1": 0, "a:2": 1} and back.routing == "direct"
+
+
+def test_routed_plans_run_identically_in_fast_and_reference_mode():
+    import pandas as pd
+
+    w = poisson_workload(200, 30.0, 3)
+    routes = {q: i % 2 for i, q in enumerate(w.question_ids.tolist())}
+    fast, ref = (simulate(_routed(w, routes), llama_cascade(), cluster(), w, SimConfig(mode=m), seed=5,
+                          cost_factory=fake_factory(), judge=OracleJudge(0.27)) for m in ("fast", "reference"))
+    pd.testing.assert_frame_equal(fast.requests, ref.requests, check_exact=True)
