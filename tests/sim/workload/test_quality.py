@@ -81,7 +81,7 @@ def test_shipped_data_is_compact():
     files = [p for p in DATA_DIR.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) <= 12 * 2**20
     assert max(p.stat().st_size for p in files) <= 5 * 2**20
-    for folder in ("azure_llm_inference_2023", "arena_bench_v1", "routellm_evals", "routerbench_subset"):
+    for folder in ("azure_llm_inference_2023", "arena_bench_v1", "routellm_evals", "routerbench_subset", "zeroeval_llama"):
         names = {p.name for p in (DATA_DIR / folder).iterdir()}
         assert "SOURCE.md" in names and any(n.startswith("LICENSE") for n in names)
 
