@@ -32,15 +32,20 @@ def test_softmax_regression_matches_scipy_on_the_same_objective():
     n, d = x.shape
     xd = x.toarray()
 
+    onehot = np.eye(3)[labels]
+
     def objective(theta):
         w, b = theta[: d * 3].reshape(d, 3), theta[d * 3:]
         z = xd @ w + b
         z = z - z.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return -logp[np.arange(n), labels].mean() + 0.5 / n * (w * w).sum()
+        g = (np.exp(logp) - onehot) / n
+        grad = np.concatenate([(xd.T @ g + w / n).ravel(), g.sum(axis=0)])
+        return -logp[np.arange(n), labels].mean() + 0.5 / n * (w * w).sum(), grad
 
-    ref = scipy.optimize.minimize(objective, np.zeros(d * 3 + 3), method="BFGS", options={"gtol": 1e-8})
-    ours = objective(np.concatenate([model.weights.ravel(), model.bias]))
+    ref = scipy.optimize.minimize(objective, np.zeros(d * 3 + 3), jac=True, method="L-BFGS-B",
+                                  options={"gtol": 1e-9, "ftol": 1e-14, "maxiter": 2000})
+    ours = objective(np.concatenate([model.weights.ravel(), model.bias]))[0]
     assert ours == pytest.approx(ref.fun, rel=1e-5)
 
 
