@@ -1,5 +1,8 @@
-"""Tier load balancers: pick a replica of a tier for each arriving visit (least outstanding work, round-robin, JSQ)."""
+"""Tier load balancers: pick a replica of a tier for each arriving visit (least outstanding work, round-robin, JSQ);
+and a learned router's per-question direct routes, looked up by question id."""
 from __future__ import annotations
+
+import numpy as np
 
 from sim.errors import ConfigError
 
@@ -68,3 +71,14 @@ class TierRouter:
 
     def remove(self, replica) -> None:
         self.replicas.remove(replica)
+
+
+def question_routes(routes, question_ids: np.ndarray) -> np.ndarray:
+    """(n,) tier of each request from a plan's (question_id, tier) routes; a request whose question the router
+    never saw is a planning mistake, reported rather than sent to a default tier."""
+    tier_of = dict(routes)
+    missing = [q for q in question_ids.tolist() if q not in tier_of]
+    if missing:
+        raise ConfigError(f"the plan's router has no route for question {missing[0]!r} ({len(missing)} of "
+                          f"{len(question_ids)} requests); route with a plan trained on the workload's datasets")
+    return np.array([tier_of[q] for q in question_ids.tolist()], dtype=np.int64)

@@ -16,7 +16,7 @@ from sim.errors import ConfigError
 from sim.flow import CascadeFlow
 from sim.records import SimResult
 from sim.replica import ITERATION_COLUMNS
-from sim.router import LOAD_BALANCERS
+from sim.router import LOAD_BALANCERS, question_routes
 
 MODES = ("fast", "reference")
 
@@ -154,8 +154,8 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
         lat[:, t] = np.asarray(judge.latency_s(lat_rngs[t], n), dtype=np.float64)
     direct = None
     if plan.routing == "direct":
-        direct = _direct_tiers(workload.scores, plan.thresholds, plan.router_error_rate,
-                               np.random.default_rng(route_ss))
+        direct = (question_routes(plan.routes, workload.question_ids) if plan.routes else
+                  _direct_tiers(workload.scores, plan.thresholds, plan.router_error_rate, np.random.default_rng(route_ss)))
 
     env = simpy.Environment()
     log = [] if cfg.record_iterations else None
