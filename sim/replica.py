@@ -102,7 +102,7 @@ class Engine:
         self._settle_jump()
         seqs = list(self.running) + list(self.waiting)
         for s in self.running:
-            self.kv.give(s.blocks)
+            self.kv.release(s)
         for s in seqs:
             s.reset_for_requeue()
         self.running, self.waiting = [], deque()
@@ -233,7 +233,7 @@ class Engine:
             done = set(map(id, finished))
             self.running = [s for s in self.running if id(s) not in done]
         for seq in finished:
-            self.kv.give(seq.blocks)
+            self.kv.release(seq)
             seq.blocks = 0
             self.outstanding -= 1
             self.replica.on_done(seq, end)
@@ -293,7 +293,7 @@ class Engine:
                 batch.join(seq)
 
     def _preempt(self, seq: Seq) -> None:
-        self.kv.give(seq.blocks)
+        self.kv.release(seq)
         seq.reset_for_requeue()
         seq.preemptions += 1
         self._preempted.append(seq)
