@@ -166,3 +166,54 @@ def prefix_hit_rates(requests, num_tiers: int) -> list[float] | None:
         total = inp[served].sum()
         rates.append(float(cached[served].sum() / total) if total > 0 else float("nan"))
     return rates
+
+
+# The cache-aware policy of SGLang's router (sgl-router, cache_aware; its defaults): route to the replica holding
+# the longest prefix of the prompt when it covers more than CACHE_THRESHOLD of it, unless the tier is imbalanced
+# (outstanding visits differ by more than BALANCE_ABS and by a factor above BALANCE_REL), then balance the load.
+CACHE_THRESHOLD = 0.5
+BALANCE_ABS = 32
+BALANCE_REL = 1.0001
+
+
+def pick_prefix_aware(replicas: list, seq):
+    """load_balancer prefix_aware: the replica expected to hold the longest cached prefix of seq's prompt, else
+    least_work. Like SGLang's router, it consults its own approximate index of the prefixes it sent to each replica
+    (an LRU bounded by the replica's KV capacity), not the engines' caches, which a router cannot see; this also
+    keeps routing independent of how far an engine has advanced (fast and reference mode route alike)."""
+    least = min(replicas, key=lambda r: r.outstanding_work / r.tokens_per_s)  # the first minimum, as least_work
+    keys = seq.unit_keys
+    if not keys:
+        return least
+    loads = [r.outstanding for r in replicas]
+    lo, hi = min(loads), max(loads)
+    chosen = least
+    if not (hi - lo > BALANCE_ABS and hi > BALANCE_REL * lo):
+        best, best_units = None, 0
+        for r in replicas:
+            index = r.routed_units
+            m = 0
+            if index is not None:
+                while m < len(keys) and keys[m] in index:
+                    m += 1
+            if m > best_units or (m == best_units and m > 0 and
+                                  r.outstanding_work / r.tokens_per_s < best.outstanding_work / best.tokens_per_s):
+                best, best_units = r, m
+        if best is not None and best_units * seq.unit_tokens > CACHE_THRESHOLD * seq.prompt_tokens:
+            chosen = best
+    _remember(chosen, keys, seq.unit_tokens)
+    return chosen
+
+
+def _remember(replica, keys: tuple, unit_tokens: int) -> None:
+    index = replica.routed_units
+    if index is None:
+        eng = replica.engines[0]
+        blocks = sum(e.kv.capacity_blocks for e in replica.engines)
+        index = replica.routed_units = OrderedDict()
+        replica.routed_capacity_units = max(1, blocks * eng.kv.block_size // unit_tokens)
+    for k in keys:
+        index[k] = None
+        index.move_to_end(k)
+    while len(index) > replica.routed_capacity_units:
+        index.popitem(last=False)

@@ -412,6 +412,8 @@ class Replica:
         self.num_gpus = plan.tp * plan.pp
         self.start_s = env.now
         self.outstanding_work = 0.0  # load balancer's estimate, in tokens
+        self.routed_units = None  # load_balancer prefix_aware: the prompt prefixes sent here (sim.prefix_cache)
+        self.routed_capacity_units = 0
         per_engine = max(1, cost.kv_capacity_blocks // plan.pp)
         self.engines = [Engine(env, self, i, per_engine) for i in range(plan.pp)]
         # Nominal decode throughput (tokens/s at 32 sequences of 1k context) turns outstanding tokens into time.
