@@ -5,9 +5,10 @@ prefill chunks and decode sequences it runs, or DECODE_ONLY (every running seque
 engine may then jump over many such iterations), or None (nothing to run).
 
 Token accounting (as vLLM V0): a (re)prefill of a sequence processes prompt + generated tokens (less the
-leading ones found in the engine's prefix cache, sim.prefix_cache) and samples one token; a decode step of a sequence with g generated tokens writes the KV of its last token, so it needs
-prompt + g KV slots and attends to that many tokens. Preemption is by recompute: the victim frees its blocks
-and later re-prefills prompt + generated tokens.
+leading ones found in the engine's prefix cache, sim.prefix_cache) and samples one token; a decode step of a
+sequence with g generated tokens writes the KV of its last token, so it needs prompt + g KV slots and attends
+to that many tokens. Preemption is by recompute: the victim frees its blocks and later re-prefills prompt +
+generated tokens.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ class SimConfig:
     kv_watermark: float = 0.01  # share of KV blocks admission keeps free (at least one block)
     prefix_caching: bool = True  # reuse cached prompt-prefix KV blocks when the workload has block hash ids
     gpu_memory_utilization: float = 0.9
-    load_balancer: str = "least_work"  # least_work | round_robin | jsq
+    load_balancer: str = "least_work"  # least_work | round_robin | jsq | prefix_aware
     lb_output_tokens_estimate: int = 256  # least_work's guess of a visit's output tokens
     lb_prefill_weight: float = 0.05  # least_work: a prompt token counts this much of a decode token
     judge: dict = field(default_factory=dict)  # sim.workload.Judge config {kind, noise_std, latency}
