@@ -301,3 +301,12 @@ def test_no_hash_ids_gives_the_records_of_before_byte_for_byte(batching):
     assert not [c for c in r.requests if c.startswith("cached_tokens")]
     digest = hashlib.sha256(r.requests[BASELINE_COLUMNS].to_csv(index=False).encode()).hexdigest()
     assert digest == BASELINE_SHA256[batching]
+
+
+def test_prefix_caching_must_be_a_boolean():
+    from sim.errors import ConfigError
+    from sim.simulator import sim_config_from_dict
+
+    assert sim_config_from_dict({"prefix_caching": False}).prefix_caching is False
+    with pytest.raises(ConfigError, match="sim.prefix_caching = 'yes' is not valid; it must be true or false"):
+        sim_config_from_dict({"prefix_caching": "yes"})

@@ -110,3 +110,10 @@ def test_drift_phases_of_different_traces_never_share_blocks():
     assert PrefixHashes.concat([None, None], [2, 1], ["x", "y"]) is None
     with pytest.raises(ConfigError, match="hash_block_tokens"):
         PrefixHashes.concat([a, PrefixHashes(512, ((1,),))], [2, 1], ["x", "y"])
+
+
+def test_hash_column_must_be_its_own_column(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("t,in,out\n0.0,40,5\n")
+    with pytest.raises(DataError, match="map two fields to the same column"):
+        read_trace(TraceConfig(path=str(path), time_unit="s", columns=TraceColumns("t", "in", "out", hash_ids="in")))
