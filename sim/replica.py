@@ -105,6 +105,7 @@ class Engine:
             self.kv.release(s)
         for s in seqs:
             s.reset_for_requeue()
+            s.cached_tokens = -1  # the record's hit is the one at the replica that serves the visit in the end
         self.running, self.waiting = [], deque()
         self.outstanding = 0
         self._token += 1  # the boundary event in flight becomes stale
