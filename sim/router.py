@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from sim.errors import ConfigError
+from sim.prefix_cache import pick_prefix_aware
 
-LOAD_BALANCERS = ("least_work", "round_robin", "jsq")
+LOAD_BALANCERS = ("least_work", "round_robin", "jsq", "prefix_aware")
 
 
 class TierRouter:
@@ -15,6 +16,7 @@ class TierRouter:
     least_work: the replica whose outstanding work (estimated tokens of its unfinished visits divided by its
     nominal decode throughput) is smallest; the estimate uses the prompt and a fixed output guess, never the
     real output length, which a real router does not know. jsq: fewest unfinished visits. round_robin: cyclic.
+    prefix_aware: SGLang's cache-aware routing (sim.prefix_cache.pick_prefix_aware).
     Ties go to the lowest replica index.
     """
 
@@ -54,7 +56,8 @@ class TierRouter:
 
     def route(self, seq) -> None:
         if self.replicas:
-            self.pick().submit(seq)
+            # prefix_aware (sim.prefix_cache): the replica likely to hold the prompt's prefix, else least_work
+            (pick_prefix_aware(self.replicas, seq) if self.policy == "prefix_aware" else self.pick()).submit(seq)
         else:
             self.parked.append(seq)
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from sim.cli import exit_on_user_error
 from sim.workload.build import build_workload, workload_names
+from sim.workload.prefix import prefix_reuse_pct
 from sim.workload.quality import dataset_models, dataset_names, quality_source
 from sim.workload.types import Workload
 
@@ -23,6 +24,7 @@ def summary(w: Workload) -> dict:
         "mean_output_tokens": round(float(w.output_tokens.mean()), 2),
         "tier_models": list(w.tier_models),
         "tier_mean_score": [round(float(s), 2) for s in w.scores.mean(axis=0)],
+        "prefix_reuse_pct": round(prefix_reuse_pct(w), 2),
     }
 
 
@@ -44,6 +46,9 @@ def describe_text(w: Workload) -> str:
     if "dropped_score_rows" in w.meta:
         lines.append(f"  quality rows dropped (score missing or outside the scale): {w.meta['dropped_score_rows']}")
     lines.append(f"  input tokens: mean {w.input_tokens.mean():.1f}, p50/p90/p99 {q(w.input_tokens)}")
+    if w.prefix is not None:
+        lines.append(f"  prefix reuse: {prefix_reuse_pct(w):.1f}% of prompt blocks ({w.prefix.block_tokens} tokens "
+                     "each) were seen, same prefix, in an earlier request (an unlimited cache's hit rate)")
     lines.append("  tier  model                                       mean score  score>=50  output tokens mean (p50/p90/p99)")
     for t, m in enumerate(w.tier_models):
         s, o = w.scores[:, t], w.output_tokens[:, t]

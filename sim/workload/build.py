@@ -14,6 +14,7 @@ from sim.errors import ConfigError
 from sim.paths import CONF_DIR
 from sim.workload.arrivals import renewal_arrivals_s
 from sim.workload.config import WorkloadConfig, workload_config_from_dict
+from sim.workload.prefix import PrefixHashes
 from sim.workload.quality import TierTable, quality_source, tier_table
 from sim.workload.traces import Trace, read_trace
 from sim.workload.types import Workload
@@ -196,9 +197,13 @@ def _build_single(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
         # question-id prefix -> where its prompt texts live (sim.workload.quality.prompts_for reads them)
         "quality_sources": {source.name: source},
     }
+    prefix = None
+    if trace.hash_ids is not None:
+        meta["hash_block_tokens"] = cfg.trace.hash_block_tokens
+        prefix = PrefixHashes(cfg.trace.hash_block_tokens, tuple(trace.hash_ids[r] for r in rows))
     return Workload(cfg.name, arrival_s.astype(np.float64), trace.input_tokens[rows].astype(np.int64),
                     out.astype(np.int64), tt.scores[qidx].astype(np.float64), tt.question_ids[qidx].astype(str),
-                    tuple(tier_models), meta)
+                    tuple(tier_models), meta, prefix)
 
 
 def _build_drift(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
@@ -218,9 +223,12 @@ def _build_drift(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
     # Datasets name the same stand-in models differently; keep every phase's name per tier.
     tier_models = tuple(" | ".join(dict.fromkeys(w.tier_models[t] for w in parts)) for t in range(c.pop()))
     cat = lambda f: np.concatenate([getattr(w, f) for w in parts])  # noqa: E731
+    prefix = PrefixHashes.concat([w.prefix for w in parts], [w.num_requests for w in parts],
+                                 [str(w.meta.get("trace", "")) for w in parts])
     w = Workload(cfg.name, cat("arrival_s"), cat("input_tokens"), cat("output_tokens"), cat("scores"),
                  cat("question_ids"), tier_models, {"phases": phases, "seed": seed, "dataset": "drift",
-                                                    "quality_sources": {k: v for p in parts for k, v in p.meta["quality_sources"].items()}})
+                                                    "quality_sources": {k: v for p in parts for k, v in p.meta["quality_sources"].items()}},
+                 prefix)
     if cfg.num_requests is not None:
         w = w.take(np.arange(min(cfg.num_requests, w.num_requests)))
     return w

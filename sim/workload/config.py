@@ -28,6 +28,8 @@ class TraceColumns:
     arrival: str = "TIMESTAMP"
     input_tokens: str = "ContextTokens"
     output_tokens: str = "GeneratedTokens"
+    # optional: a column of per-request KV block hash ids (integer lists) for prefix caching; null = none
+    hash_ids: Optional[str] = None
 
 
 @dataclass
@@ -39,6 +41,8 @@ class TraceConfig:
     # s | ms | us | ns: it holds numbers in that unit. Either way arrivals become seconds from the first request.
     time_unit: str = "timestamp"
     timestamp_format: Optional[str] = None
+    # tokens per hash block of columns.hash_ids (Mooncake's traces: 512); see docs/prefix_caching.md
+    hash_block_tokens: int = 16
 
 
 @dataclass
@@ -212,6 +216,9 @@ def validate_workload_config(cfg: WorkloadConfig) -> WorkloadConfig:
         raise ConfigError(f"{where}: trace.path is empty; give the trace file relative to the project root")
     _choice(cfg.trace.format, TRACE_FORMATS, f"{where}: trace.format")
     _choice(cfg.trace.time_unit, TIME_UNITS, f"{where}: trace.time_unit")
+    if cfg.trace.hash_block_tokens < 1:
+        raise ConfigError(f"{where}: trace.hash_block_tokens must be a positive number of tokens, got "
+                          f"{cfg.trace.hash_block_tokens}")
     _choice(cfg.arrivals.process, ARRIVAL_PROCESSES, f"{where}: arrivals.process")
     _positive(cfg.arrivals.rate_scale, f"{where}: arrivals.rate_scale")
     _positive(cfg.arrivals.cv, f"{where}: arrivals.cv")
