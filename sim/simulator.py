@@ -42,6 +42,9 @@ class SimConfig:
     engine: str = "vllm"  # engine overhead profile for the cost model (conf/engine)
     reference_tier: int = -1  # metrics: the tier whose model defines ref(r) (-1 = largest)
     attainment: float = 0.95  # metrics: the SLO attainment percentile
+    # metrics: ref(r)'s answer length, the reference tier's answer (largest_tier) or the answer returned
+    # (returned); see sim.metrics.REFERENCE_LENGTHS for the default's reason
+    reference_length: str = "largest_tier"
 
     def __post_init__(self) -> None:
         def bad(key, value, valid):
@@ -63,6 +66,8 @@ class SimConfig:
             bad("kv_watermark", self.kv_watermark, "it must be in [0, 1)")
         if not 0.0 < self.attainment < 1.0:
             bad("attainment", self.attainment, "it must be in (0, 1)")
+        if self.reference_length not in ("largest_tier", "returned"):
+            bad("reference_length", self.reference_length, "choose one of ['largest_tier', 'returned']")
         if self.lb_output_tokens_estimate < 0 or self.lb_prefill_weight < 0:
             bad("lb_output_tokens_estimate/lb_prefill_weight", (self.lb_output_tokens_estimate,
                 self.lb_prefill_weight), "they must be >= 0")
