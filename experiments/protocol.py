@@ -170,10 +170,18 @@ def versus_reference(planners: dict, reference: str = REFERENCE_PLANNER) -> dict
             continue
         slo = paired_ratio_ci95(p["slo_scale_per_seed"], ref["slo_scale_per_seed"])
         thr = paired_ratio_ci95(ref["throughput_rps_per_seed"], p["throughput_rps_per_seed"])
-        out[name] = {"slo_ratio": slo["mean"], "slo_ratio_ci95": slo["ci95"], "slo_outcome": outcome(slo["ci95"], null=1.0),
+        out[name] = {"slo_ratio": slo["mean"], "slo_ratio_ci95": slo["ci95"], "slo_outcome": decide(slo),
                      "throughput_ratio": thr["mean"], "throughput_ratio_ci95": thr["ci95"],
-                     "throughput_outcome": outcome(thr["ci95"], null=1.0), "n": slo["n"]}
+                     "throughput_outcome": decide(thr), "n": slo["n"]}
     return out
+
+
+def decide(ratio: dict) -> str:
+    """Win/tie/loss for the reference from a paired ratio (> 1: the reference is better). Fewer than two paired
+    seeds give a zero-width interval, which is no evidence of a difference: a tie."""
+    if ratio["n"] < 2:
+        return "tie"
+    return outcome(ratio["ci95"], null=1.0)
 
 
 def format_mean_ci(mean: float, ci95) -> str:
