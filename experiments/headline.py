@@ -1,4 +1,4 @@
-"""The paper's headline ratios recomputed from our tidy results (test split, over seeds): Cascadia against each baseline.
+"""The paper's headline ratios from our tidy results (test split, over seeds): Cascadia against each baseline.
 
 python -m experiments.headline [results/slo_throughput.csv] reads that table's per-seed sibling
 (results/slo_throughput_seeds.csv, written by experiments.aggregate) and prints a markdown table (the README quotes

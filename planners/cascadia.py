@@ -217,7 +217,8 @@ class CascadiaPlanner:
         if self.allocation == "milp" and self.latency_objective == "max_tier":
             gpus = allocate_spare(tables, gpus, ctx.num_gpus)
         stats = {"solver": self.backend if self.allocation == "milp" else "none", **milp_stats,
-                 "rounds": rounds, "J_history": history, "J_all_to_one_tier": baseline_j, "J": j, "tables_built": ctx.tables_built,
+                 "rounds": rounds, "J_history": history, "J_all_to_one_tier": baseline_j, "J": j,
+                 "tables_built": ctx.tables_built,
                  "time_s": time.perf_counter() - t0, "threads": self.threads, "seed": self.seed,
                  "mip_gap": self.mip_gap, "time_limit_s": self.time_limit_s}
         est = {"quality": q, "latency_objective_s": L, "J": j}
