@@ -10,6 +10,8 @@ import pandas as pd
 from sim.cli import exit_on_user_error
 from sim.errors import DataError
 
+from experiments.protocol import SEED_METRICS
+
 SCALAR_KEYS = ["slo_scale", "throughput_rps", "quality", "gpu_s_per_request", "p95_latency_s", "p50_latency_s",
                "completed_rps", "plan_s", "sim_s", "dropped", "attainment", "reference"]
 
@@ -23,6 +25,9 @@ def tidy_rows(summary: dict, source: Path) -> list[dict]:
                "num_gpus": sc["num_gpus"], "q_min": sc["q_min"], "q_min_level": sc.get("q_min_level"), "rate_scale": sc["rate_scale"],
                "rate_rps": sc["rate_rps"], "seed": sc["seed"], "planner": planner, "source": str(source)}
         row.update({k: s.get(k) for k in SCALAR_KEYS if k in s})
+        row.update(ci_columns(s))
+        row["reference_length"] = sc.get("reference_length", "largest_tier")
+        row["split"] = bool((sc.get("split") or {}).get("enabled", False))
         for i, share in enumerate(s.get("tier_share", [])):
             row[f"share_t{i}"] = share
         for i, gpus in enumerate(s.get("tier_gpus", [])):
@@ -30,6 +35,32 @@ def tidy_rows(summary: dict, source: Path) -> list[dict]:
         row["thresholds"] = "/".join(f"{h:g}" for h in s.get("thresholds", []))
         row.update(online_columns(summary, s))
         rows.append(row)
+    return rows
+
+
+def ci_columns(s: dict) -> dict:
+    """Per metric over seeds (experiments.protocol): the mean is the metric's own column; its 95% bootstrap CI
+    as <metric>_ci95_lo / _hi and the number of seeds as <metric>_n."""
+    out = {}
+    for k in SEED_METRICS:
+        if f"{k}_ci95" in s:
+            out[k] = s[k]
+            out[f"{k}_ci95_lo"], out[f"{k}_ci95_hi"] = s[f"{k}_ci95"]
+            out[f"{k}_n"] = sum(1 for v in s[f"{k}_per_seed"] if v is not None and v == v)
+    return out
+
+
+def seed_rows(summary: dict, source: Path) -> list[dict]:
+    """One row per planner and seed: the per-seed values behind the means (paired comparisons use them)."""
+    sc = summary["scenario"]
+    rows = []
+    for planner, s in summary["planners"].items():
+        for i, seed in enumerate(s.get("seeds", [])):
+            row = {"experiment": sc["name"], "workload": sc["workload"], "num_gpus": sc["num_gpus"],
+                   "q_min_level": sc.get("q_min_level"), "rate_scale": sc["rate_scale"], "planner": planner,
+                   "seed": seed, "source": str(source)}
+            row.update({k: s[f"{k}_per_seed"][i] for k in SEED_METRICS if f"{k}_per_seed" in s})
+            rows.append(row)
     return rows
 
 
@@ -59,14 +90,16 @@ def timeseries(run_dirs: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def aggregate(run_dirs: list[Path]) -> pd.DataFrame:
+def aggregate(run_dirs: list[Path], per_seed: bool = False) -> pd.DataFrame:
+    """The tidy table (one row per run and planner; per_seed: one row per run, planner and seed)."""
     summaries = sorted(p for d in run_dirs for p in Path(d).rglob("summary.json"))
     if not summaries:
         raise DataError(f"no summary.json under {', '.join(map(str, run_dirs))}; run an experiment first")
     rows = []
     for path in summaries:
         try:
-            rows.extend(tidy_rows(json.loads(path.read_text()), path.parent))
+            summary = json.loads(path.read_text())
+            rows.extend(seed_rows(summary, path.parent) if per_seed else tidy_rows(summary, path.parent))
         except (json.JSONDecodeError, KeyError) as exc:
             raise DataError(f"{path}: not a summary written by experiments.run ({exc})") from None
     return pd.DataFrame(rows)
@@ -82,6 +115,11 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     print(f"{len(table)} rows from {table['source'].nunique()} runs -> {args.out}")
+    seeds = aggregate(args.run_dirs, per_seed=True)
+    if len(seeds):
+        seeds_out = args.out.with_name(f"{args.out.stem}_seeds.csv")
+        seeds.to_csv(seeds_out, index=False)
+        print(f"{len(seeds)} per-seed rows -> {seeds_out}")
     ts = timeseries(args.run_dirs)
     if len(ts):
         ts_out = args.out.with_name(f"{args.out.stem}_timeseries.csv")

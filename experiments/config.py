@@ -42,6 +42,16 @@ class ThroughputConf:
 
 
 @dataclass
+class SplitConf:
+    """Train/test protocol (experiments.protocol): planners see the earlier plan_fraction of the window bound to
+    question_fraction of the questions; metrics come from the rest of the window bound to the other questions."""
+    enabled: bool = True
+    plan_fraction: float = 0.5
+    question_fraction: float = 0.5
+    seed: int = 0
+
+
+@dataclass
 class ExperimentConf:
     cluster: ClusterConf = field(default_factory=ClusterConf)
     cascade: CascadeConf = field(default_factory=CascadeConf)
@@ -59,6 +69,8 @@ class ExperimentConf:
     horizon_s: Optional[float] = None  # simulate only the first horizon_s seconds of the workload (None: all)
     plan_sample_size: int = 2000  # requests of the workload the planners see
     seed: int = 0
+    seeds: int = 3  # repeats per planner (seed, seed + 1, ...): mean and 95% bootstrap CI per metric
+    split: SplitConf = field(default_factory=SplitConf)
     faults: List[Dict[str, Any]] = field(default_factory=list)  # fault injections (see sim.controller)
     replan: Dict[str, Any] = field(default_factory=dict)  # online re-planning settings (see sim.controller)
     output_dir: Optional[str] = None  # where summary.json and figures go (default: Hydra's run dir)

@@ -17,11 +17,14 @@ from sim.cli import exit_on_user_error
 from sim.errors import ConfigError
 from experiments.config import register_configs
 from experiments.online import build_controller, check_online_config, online_summary, planning_scenario, write_timeseries
-from experiments.scenario import Scenario, build_scenario, make_plan
 from planners.routellm import router_report
+from experiments.protocol import (SEED_METRICS, SeedSplit, combine_seeds, format_mean_ci, run_seeds, seed_split,
+                                  split_meta, versus_reference)
+from experiments.scenario import Scenario, make_plan
 from sim.paths import CONF_DIR
 
 register_configs()
+TABLE_KEYS = ["planner", *SEED_METRICS, *(f"{k}_ci95" for k in SEED_METRICS), "tier_share", "tier_gpus", "plan_s"]
 
 
 def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = None, controller=None):
@@ -53,40 +56,28 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
 
 
 def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Everything the main job does, importable (tests and other experiments call this)."""
-    from sim.metrics import summarize
-
-    scenario = build_scenario(cfg)
+    """Everything the main job does, importable (tests and other experiments call this). Every planner runs over
+    the protocol's seeds (experiments.protocol): planned on each seed's planning split, scored on its test split."""
+    splits = [seed_split(cfg, seed) for seed in run_seeds(cfg)]
+    scenario = splits[0].test
     check_online_config(cfg, scenario)
     planners = dict(OmegaConf.to_container(cfg.planner, resolve=True) or {})
     if not planners:
         raise ConfigError("no planner selected; choose at least one, e.g. planner=[cascadia]")
-    rows, summary = [], {"scenario": _scenario_meta(cfg, scenario), "planners": {}}
-    bar = tqdm(total=len(planners), desc="planning + simulating", unit="planner",
+    rows, summary = [], {"scenario": {**_scenario_meta(cfg, scenario), "split": split_meta(splits[0]),
+                                      "seeds": [sp.seed for sp in splits]}, "planners": {}}
+    bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
                disable=not cfg.progress, file=sys.stderr)
     for name, settings in planners.items():
-        bar.set_postfix_str(name)
-        plan, plan_s = make_plan(name, settings, planning_scenario(cfg, scenario), int(cfg.plan_sample_size))
-        t0 = time.perf_counter()
-        controller = build_controller(cfg, scenario, name, settings)  # faults and re-planning; None without
-        result = simulate_plan(plan, scenario, controller=controller)
-        s = summarize(result, scenario.cascade, plan, cluster=scenario.cluster, engine=scenario.sim_cfg.engine)
-        sim_s = time.perf_counter() - t0
-        thr = throughput_rps(plan, scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
-        record = {
-            "planner": name, "slo_scale": s["slo_scale"], "throughput_rps": thr, "quality": s["quality"],
-            "gpu_s_per_request": s["gpu_s_per_request"], "p95_latency_s": s["p95_latency_s"],
-            "tier_share": s["tier_share"], "tier_gpus": list(plan.gpus_per_tier()), "plan_s": plan_s,
-            "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
-            "thresholds": list(plan.thresholds), "plan": plan.describe(),
-        }
-        summary["planners"][name] = {**s, **record, **online_summary(result), **router_report(plan, scenario.workload)}
-        if controller is not None or cfg.faults or cfg.replan:
-            write_timeseries(result, out_dir, name)
-        result.requests.to_csv(out_dir / f"requests_{name}.csv.gz", index=False)
-        rows.append(record)
-        bar.update(1)
+        runs = []
+        for k, split in enumerate(splits):
+            bar.set_postfix_str(f"{name} seed {split.seed}")
+            runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0))
+            bar.update(1)
+        summary["planners"][name] = combine_seeds(runs)
+        rows.append({key: summary["planners"][name].get(key) for key in TABLE_KEYS})
     bar.close()
+    summary["versus_cascadia"] = versus_reference(summary["planners"])
     table = pd.DataFrame(rows)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     table.to_csv(out_dir / "table.csv", index=False)
@@ -100,6 +91,40 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_dir: Path, write_files: bool) -> dict:
+    """One planner on one seed: plan on the planning split, simulate on the test split (and, for
+    slo_scale_in_sample, on the planning split itself), throughput on the test split."""
+    from sim.metrics import summarize
+
+    scenario = split.test
+    seen = planning_scenario(cfg, split.plan)
+    plan, plan_s = make_plan(name, settings, seen, int(cfg.plan_sample_size))
+    t0 = time.perf_counter()
+    controller = build_controller(cfg, scenario, name, settings)  # faults and re-planning; None without
+    result = simulate_plan(plan, scenario, controller=controller)
+    s = summarize(result, scenario.cascade, plan, cluster=scenario.cluster, engine=scenario.sim_cfg.engine)
+    sim_s = time.perf_counter() - t0
+    if seen.workload is scenario.workload and controller is None:
+        s_in = s  # no split and nothing online: the plan's own workload is the test workload
+    else:
+        s_in = summarize(simulate_plan(plan, seen), seen.cascade, plan, cluster=seen.cluster,
+                         engine=seen.sim_cfg.engine)
+    thr = throughput_rps(plan, scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
+    record = {
+        "planner": name, "seed": split.seed, "slo_scale": s["slo_scale"], "slo_scale_in_sample": s_in["slo_scale"],
+        "throughput_rps": thr, "quality": s["quality"], "quality_in_sample": s_in["quality"],
+        "gpu_s_per_request": s["gpu_s_per_request"], "p95_latency_s": s["p95_latency_s"],
+        "tier_share": s["tier_share"], "tier_gpus": list(plan.gpus_per_tier()), "plan_s": plan_s,
+        "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
+        "thresholds": list(plan.thresholds), "plan": plan.describe(),
+    }
+    if write_files:
+        if controller is not None or cfg.faults or cfg.replan:
+            write_timeseries(result, out_dir, name)
+        result.requests.to_csv(out_dir / f"requests_{name}.csv.gz", index=False)
+    return {**s, **record, **online_summary(result), **router_report(plan, scenario.workload)}
+
+
 def _title(cfg: DictConfig, sc: Scenario) -> str:
     return (f"{sc.cascade.name} on {sc.cluster.num_gpus} x {sc.cluster.gpu.name}, {cfg.workload.name} x"
             f"{cfg.rate_scale:g} rate, q_min {sc.q_min:g}")
@@ -110,7 +135,8 @@ def _scenario_meta(cfg: DictConfig, sc: Scenario) -> dict:
             "num_gpus": sc.cluster.num_gpus, "workload": cfg.workload.name, "requests": sc.workload.num_requests,
             "rate_rps": sc.workload.rate_rps, "rate_scale": cfg.rate_scale, "q_min": sc.q_min,
             "q_min_level": cfg.q_min_level if cfg.q_min is None else None, "seed": sc.seed,
-            "throughput_slo_scale": cfg.throughput.slo_scale, "config": OmegaConf.to_container(cfg, resolve=True)}
+            "throughput_slo_scale": cfg.throughput.slo_scale, "reference_length": sc.sim_cfg.reference_length,
+            "config": OmegaConf.to_container(cfg, resolve=True)}
 
 
 def _json_default(o):
@@ -125,9 +151,12 @@ def _format_table(table: pd.DataFrame) -> str:
     t = table.copy()
     t["tier_share"] = t["tier_share"].map(lambda v: "/".join(f"{100 * x:.0f}%" for x in v))
     t["tier_gpus"] = t["tier_gpus"].map(lambda v: "/".join(str(x) for x in v))
-    cols = ["planner", "slo_scale", "throughput_rps", "quality", "gpu_s_per_request", "p95_latency_s",
-            "tier_share", "tier_gpus", "plan_s"]
-    return t[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}")
+    for key in ("slo_scale", "slo_scale_in_sample", "throughput_rps", "quality"):
+        t[key] = [format_mean_ci(m, ci) for m, ci in zip(t[key], t[f"{key}_ci95"])]
+    cols = ["planner", "slo_scale", "slo_scale_in_sample", "throughput_rps", "quality", "gpu_s_per_request",
+            "p95_latency_s", "tier_share", "tier_gpus", "plan_s"]
+    return ("mean over seeds [95% bootstrap CI]; test split (in_sample: the plan on its own planning split)\n"
+            + t[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")

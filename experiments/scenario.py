@@ -45,7 +45,8 @@ def check_top_level(cfg: DictConfig) -> None:
         raise ConfigError(f"plan_sample_size must be positive, got {cfg.plan_sample_size}")
 
 
-def build_scenario(cfg: DictConfig) -> Scenario:
+def build_scenario(cfg: DictConfig, seed: int | None = None, bind_questions=None) -> Scenario:
+    """The scenario of cfg; seed (default cfg.seed) and bind_questions: see experiments.protocol."""
     from sim.simulator import sim_config_from_dict
     from sim.workload import build_workload
 
@@ -53,7 +54,8 @@ def build_scenario(cfg: DictConfig) -> Scenario:
     cluster_d = _container(cfg.cluster)
     cluster = cluster_from_dict(cluster_d, load_gpu(cluster_d["hardware"]), f"cluster {cluster_d.get('name')}")
     cascade = cascade_from_dict(_container(cfg.cascade))
-    workload = build_workload(_container(cfg.workload), cascade=cascade, seed=int(cfg.seed))
+    seed = int(cfg.seed) if seed is None else int(seed)
+    workload = build_workload(_container(cfg.workload), cascade=cascade, seed=seed, bind_questions=bind_questions)
     if float(cfg.rate_scale) != 1.0:
         workload = workload.scale_rate(float(cfg.rate_scale))
     if cfg.horizon_s is not None:
@@ -61,7 +63,7 @@ def build_scenario(cfg: DictConfig) -> Scenario:
     if workload.num_requests == 0:
         raise ConfigError("the workload has no requests inside the horizon; raise horizon_s or rate_scale")
     sim_cfg = sim_config_from_dict(_container(cfg.sim))
-    return Scenario(cluster, cascade, workload, sim_cfg, resolve_q_min(cfg, workload), int(cfg.seed))
+    return Scenario(cluster, cascade, workload, sim_cfg, resolve_q_min(cfg, workload), seed)
 
 
 def resolve_q_min(cfg: DictConfig, workload: Workload) -> float:

@@ -65,13 +65,25 @@ def _pct(x: np.ndarray) -> dict:
     return {"p50": float(q[0]), "p95": float(q[1]), "p99": float(q[2]), "mean": float(x.mean())}
 
 
+# ref(r)'s answer length. largest_tier (default): the reference tier's own answer to r, so ref(r) is a property of
+# the request alone and every plan of a run is divided by the same denominators; "returned" (the answer the plan
+# actually returned) makes ref(r) depend on the routing being judged. docs/evaluation.md shows both.
+REFERENCE_LENGTHS = ("largest_tier", "returned")
+
+
 def request_slo_ratios(result: SimResult, cascade, cluster, engine: str | None = None) -> tuple[np.ndarray, dict]:
     df = result.requests
     cfg = result.meta.get("sim_config", {})
     ref_tier = int(cfg.get("reference_tier", -1))
     t, tp, cost = reference_deployment(cascade, cluster, ref_tier, engine or cfg.get("engine", "vllm"))
-    ref = reference_latency_s(df["input_tokens"].to_numpy(), df[f"output_tokens_t{t}"].to_numpy(), cost)
-    info = {"model": cascade.tiers[t].model.name, "weights": cascade.tiers[t].weights, "tp": tp, "tier": t}
+    length = cfg.get("reference_length", "largest_tier")
+    out_tokens = df[f"output_tokens_t{t}"].to_numpy()
+    if length == "returned":  # dropped requests returned nothing: they keep the reference tier's length
+        final = df["output_tokens_final"].to_numpy()
+        out_tokens = np.where((df["status"] == STATUS_COMPLETED).to_numpy() & (final > 0), final, out_tokens)
+    ref = reference_latency_s(df["input_tokens"].to_numpy(), out_tokens, cost)
+    info = {"model": cascade.tiers[t].model.name, "weights": cascade.tiers[t].weights, "tp": tp, "tier": t,
+            "length": length}
     return ref, info
 
 

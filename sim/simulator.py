@@ -46,6 +46,9 @@ class SimConfig:
     cost_table_extrapolate: bool = False  # cost_model table: extend the table's lines beyond its measured range
     reference_tier: int = -1  # metrics: the tier whose model defines ref(r) (-1 = largest)
     attainment: float = 0.95  # metrics: the SLO attainment percentile
+    # metrics: ref(r)'s answer length, the reference tier's answer (largest_tier) or the answer returned
+    # (returned); see sim.metrics.REFERENCE_LENGTHS for the default's reason
+    reference_length: str = "largest_tier"
 
     def __post_init__(self) -> None:
         def bad(key, value, valid):
@@ -73,6 +76,8 @@ class SimConfig:
             bad("attainment", self.attainment, "it must be in (0, 1)")
         if not isinstance(self.prefix_caching, bool):
             bad("prefix_caching", self.prefix_caching, "it must be true or false")
+        if self.reference_length not in ("largest_tier", "returned"):
+            bad("reference_length", self.reference_length, "choose one of ['largest_tier', 'returned']")
         if self.lb_output_tokens_estimate < 0 or self.lb_prefill_weight < 0:
             bad("lb_output_tokens_estimate/lb_prefill_weight", (self.lb_output_tokens_estimate,
                 self.lb_prefill_weight), "they must be >= 0")

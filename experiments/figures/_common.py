@@ -43,13 +43,26 @@ def save(fig, name: str, out_dir: Path = FIGURES_DIR) -> Path:
     return path
 
 
+def ci_yerr(sub: pd.DataFrame, value: str, xs: list):
+    """Error bars from the tidy table's 95% CI columns (<value>_ci95_lo/_hi, experiments.aggregate), as
+    matplotlib's 2 x n yerr; None when the table has no CI for this value."""
+    lo_col, hi_col = f"{value}_ci95_lo", f"{value}_ci95_hi"
+    if lo_col not in sub.columns or hi_col not in sub.columns:
+        return None
+    mean = [sub[value].get(v, float("nan")) for v in xs]
+    lo = [max(m - sub[lo_col].get(v, m), 0.0) for m, v in zip(mean, xs)]
+    hi = [max(sub[hi_col].get(v, m) - m, 0.0) for m, v in zip(mean, xs)]
+    return [lo, hi]
+
+
 def grouped_bars(ax, df: pd.DataFrame, x: str, value: str, planners: list[str]) -> None:
     xs = sorted(df[x].unique())
     width = 0.8 / max(len(planners), 1)
     for j, p in enumerate(planners):
         sub = df[df["planner"] == p].set_index(x)
         vals = [sub[value].get(v, float("nan")) for v in xs]
-        ax.bar([i + j * width for i in range(len(xs))], vals, width, label=p, color=COLORS.get(p))
+        ax.bar([i + j * width for i in range(len(xs))], vals, width, label=p, color=COLORS.get(p),
+               yerr=ci_yerr(sub, value, xs), capsize=2, error_kw={"elinewidth": 0.8})
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(xs))], [f"{v:g}" if isinstance(v, float) else v for v in xs])
     ax.grid(axis="y", alpha=0.3)
 

@@ -150,7 +150,7 @@ def _output_tokens(mode: str, tt: TierTable, qidx: np.ndarray, trace_out: np.nda
     return out, int(missing.sum())
 
 
-def _build_single(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
+def _build_single(cfg: WorkloadConfig, cascade: Any, seed: int, bind_questions: Any = None) -> Workload:
     trace = read_trace(cfg.trace)
     tier_models = _tier_models(cfg, cascade)
     q = cfg.quality
@@ -181,8 +181,13 @@ def _build_single(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
     if n == 0:
         raise ConfigError(f"workload {cfg.name!r}: no requests after windowing; widen the window or raise the rate")
 
-    # Binding: each request gets one real question, uniformly with replacement.
-    qidx = rng_binding.integers(0, tt.question_ids.size, n)
+    # Binding: each request gets one real question, uniformly with replacement (or by the caller's rule, e.g. the
+    # evaluation protocol's disjoint planning/test questions: bind_questions(arrival_s, pool_ids, rng) -> qidx, info).
+    binding = None
+    if bind_questions is None:
+        qidx = rng_binding.integers(0, tt.question_ids.size, n)
+    else:
+        qidx, binding = bind_questions(arrival_s, tt.question_ids, rng_binding)
     out, fallback = _output_tokens(q.output_lengths, tt, qidx, trace.output_tokens[rows], cfg.name)
     # Every answer has at least one token: a 0-token decode is not a request the engines serve.
     out = np.maximum(np.rint(out), 1)
@@ -201,6 +206,8 @@ def _build_single(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
     if trace.hash_ids is not None:
         meta["hash_block_tokens"] = cfg.trace.hash_block_tokens
         prefix = PrefixHashes(cfg.trace.hash_block_tokens, tuple(trace.hash_ids[r] for r in rows))
+    if binding is not None:
+        meta["binding"] = binding
     return Workload(cfg.name, arrival_s.astype(np.float64), trace.input_tokens[rows].astype(np.int64),
                     out.astype(np.int64), tt.scores[qidx].astype(np.float64), tt.question_ids[qidx].astype(str),
                     tuple(tier_models), meta, prefix)
@@ -234,7 +241,8 @@ def _build_drift(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
     return w
 
 
-def build_workload(name_or_cfg: Any, cascade: Any = None, seed: int | None = None, **overrides: Any) -> Workload:
+def build_workload(name_or_cfg: Any, cascade: Any = None, seed: int | None = None, bind_questions: Any = None,
+                   **overrides: Any) -> Workload:
     """A Workload for a named default (conf/workload/<name>.yaml), a YAML path, or a dict/DictConfig.
 
     cascade (a sim.cascade.CascadeSpec): its tiers' dataset_model, if all set, pick the dataset models; else the
@@ -242,6 +250,8 @@ def build_workload(name_or_cfg: Any, cascade: Any = None, seed: int | None = Non
     overrides: rate_scale, duration_s, window=(start_s, end_s) or dict, start_s, end_s, num_requests,
     process/arrival_process (trace|poisson|gamma), rate_rps, cv, tier_models, dataset, output_lengths,
     score_rule, max_output_tokens, trace_path. The window is in trace time (before rate scaling).
+    bind_questions(arrival_s, pool_question_ids, rng) -> (question indices, info dict kept in meta["binding"]):
+    replaces the uniform binding (single-trace workloads only; experiments.protocol uses it for its split).
     """
     if isinstance(name_or_cfg, WorkloadConfig):
         import dataclasses
@@ -255,7 +265,9 @@ def build_workload(name_or_cfg: Any, cascade: Any = None, seed: int | None = Non
     seed = cfg.seed if seed is None else int(seed)
     if seed < 0:
         raise ConfigError(f"seed must be a non-negative integer (numpy SeedSequence), got {seed}")
-    return _build_drift(cfg, cascade, seed) if cfg.phases else _build_single(cfg, cascade, seed)
+    if cfg.phases and bind_questions is not None:
+        raise ConfigError(f"workload {cfg.name!r}: a custom question binding needs a single-trace workload, not phases")
+    return _build_drift(cfg, cascade, seed) if cfg.phases else _build_single(cfg, cascade, seed, bind_questions)
 
 
 __all__ = ["build_workload", "load_workload_dict", "workload_names"]

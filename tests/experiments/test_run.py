@@ -12,7 +12,7 @@ from experiments.run import run_experiment
 from sim.paths import CONF_DIR, PROJECT_ROOT
 
 register_configs()
-TINY = ["horizon_s=40", "plan_sample_size=200", "throughput.horizon_s=40", "throughput.iters=1", "progress=false"]
+TINY = ["horizon_s=40", "seeds=1", "plan_sample_size=200", "throughput.horizon_s=40", "throughput.iters=1", "progress=false"]
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
 

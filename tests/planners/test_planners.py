@@ -224,3 +224,15 @@ def test_binary_scores_can_skip_tiers():
     for th in single_tier_thresholds(3):
         if ctx.quality(th) >= problem.q_min:
             assert plan.solver_stats["J"] <= planner.objective(ctx, th) * (1 + 1e-9)
+
+
+def test_cascadia_never_returns_worse_than_an_all_to_one_tier_plan(problem3):
+    # One round from the all-accept start leaves the search at a plan that misses q_min (J ~ mu); the
+    # single-model plan (all to the largest tier) is in the search space and meets q_min, so it must win.
+    plan = CascadiaPlanner(theta0="all_accept", max_rounds=1).plan(problem3)
+    j_one_tier = plan.solver_stats["J_all_to_one_tier"]
+    assert len(j_one_tier) == 3 and np.isfinite(j_one_tier[-1])
+    assert plan.estimates["J"] <= min(j_one_tier) + 1e-9
+    assert plan.estimates["quality"] >= problem3.q_min
+    assert tuple(plan.gpus_per_tier())[:2] == (0, 0)  # the largest model alone, on every GPU
+    assert plan.estimates["J"] == pytest.approx(j_one_tier[-1])

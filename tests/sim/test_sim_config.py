@@ -89,3 +89,29 @@ def test_summarize_and_throughput_bisection(cluster_spec=None):
     target = 2.0 * s["slo_scale"]
     f = throughput_at_slo(run, target, lo=0.5, hi=64.0, iters=5, cascade=cas, cluster=cl)
     assert 1.0 <= f < 64.0  # the plan meets a looser target at its own rate and breaks at some higher rate
+
+
+def test_reference_length_choice_changes_ref_only_for_requests_answered_with_another_length():
+    import pandas as pd
+
+    from sim.metrics import request_slo_ratios
+    from sim.records import SimResult
+
+    df = pd.DataFrame({"input_tokens": [200, 200, 200], "output_tokens_t0": [50, 50, 50],
+                       "output_tokens_t1": [400, 400, 400], "output_tokens_final": [50, 400, 0],
+                       "final_tier": [0, 1, -1], "status": ["completed", "completed", "dropped"],
+                       "latency_s": [1.0, 2.0, np.nan]})
+
+    def ref(length):
+        cfg = {"reference_length": length} if length else {}
+        r, info = request_slo_ratios(SimResult(df, None, {"sim_config": cfg}), llama_cascade(), cluster())
+        return r, info["length"]
+
+    largest, name = ref(None)
+    assert name == "largest_tier" and largest[0] == largest[1] == largest[2]  # plan-independent denominators
+    returned, name = ref("returned")
+    assert name == "returned"
+    assert returned[0] < largest[0]  # answered early with a shorter answer: a shorter reference
+    assert returned[1] == largest[1] and returned[2] == largest[2]  # answered by the reference tier; dropped
+    with pytest.raises(ConfigError, match="reference_length"):
+        SimConfig(reference_length="shortest")

@@ -32,7 +32,8 @@ def test_default_scenario_first_minute_regression(first_minute):
     assert df.final_score.mean() == pytest.approx(78.27225130890052, rel=1e-12)
     s = summarize(r, cascade, plan, cluster=cluster)
     assert s["slo_scale"] == pytest.approx(3.7580008740281, rel=1e-9)
-    assert s["reference"] == {"model": "deepseek_v3", "weights": "awq_int4", "tp": 8, "tier": 2}
+    assert s["reference"] == {"model": "deepseek_v3", "weights": "awq_int4", "tp": 8, "tier": 2,
+                              "length": "largest_tier"}
     assert s["tier_share"] == pytest.approx([1.0, 115 / 191, 62 / 191])
 
 

@@ -1,0 +1,194 @@
+"""Evaluation protocol of the main job: a planning/test split per seed, repeats over seeds, mean and 95% CI per metric.
+
+Planners see the planning split: the earlier `split.plan_fraction` of the scenario's window, whose requests are bound
+only to a random `split.question_fraction` of the quality dataset's questions. Metrics come from the test split: the
+rest of the window (re-timed to start at 0), bound only to the other questions. Each split keeps its own real arrival
+rate, so a planner plans from the planning window's statistics and is scored on a later window it has not seen.
+Seed k of `seeds` (the run's seed + k) varies the question binding, the question partition and the simulator's
+streams (judge noise and latency); the trace's arrival times are the trace's own in every seed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.scenario import Scenario, build_scenario, resolve_q_min
+from experiments.stats import mean_ci95, outcome, paired_ratio_ci95
+from sim.errors import ConfigError
+
+# Per-planner metrics reported as mean, ci95 and per-seed values (summary.json, the printed table, aggregate).
+SEED_METRICS = ("slo_scale", "slo_scale_in_sample", "throughput_rps", "quality", "quality_in_sample",
+                "gpu_s_per_request", "p95_latency_s", "completed_rps", "dropped")
+# Metrics only some planners report (the learned router's accuracy, CascadeServe's gear switches): combined over
+# seeds like the others where the planner has them.
+PLANNER_SEED_METRICS = ("router_accuracy", "router_brier", "gear_switches")
+REFERENCE_PLANNER = "cascadia"
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    enabled: bool = True
+    plan_fraction: float = 0.5  # share of the scenario's window (its earlier part) the planners see
+    question_fraction: float = 0.5  # share of the dataset's questions bound to planning requests
+    seed: int = 0  # with the run's seed, picks which questions are planning questions
+
+
+def split_spec(cfg: DictConfig) -> SplitSpec:
+    raw = OmegaConf.to_container(cfg.split, resolve=True) if cfg.get("split") is not None else {}
+    unknown = sorted(set(raw) - set(SplitSpec.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"split: unknown key(s) {unknown}; valid: {sorted(SplitSpec.__dataclass_fields__)}")
+    spec = SplitSpec(**raw)
+    for key in ("plan_fraction", "question_fraction"):
+        v = getattr(spec, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
+            raise ConfigError(f"split.{key} must be a number strictly between 0 and 1, got {v!r}")
+    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
+        raise ConfigError(f"split.seed must be a non-negative integer, got {spec.seed!r}")
+    return spec
+
+
+def run_seeds(cfg: DictConfig) -> list[int]:
+    """The seeds every planner runs over: cfg.seed, cfg.seed + 1, ..., cfg.seed + cfg.seeds - 1."""
+    n = cfg.get("seeds", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"seeds must be a positive integer (the number of repeats), got {n!r}")
+    return [int(cfg.seed) + k for k in range(n)]
+
+
+@dataclass(frozen=True)
+class QuestionSplitBinder:
+    """Binds requests before the split boundary to planning questions and the others to test questions
+    (uniformly with replacement inside each part), for sim.workload.build_workload(bind_questions=...).
+
+    window_s: the scenario's window in the workload's own time units (None: the whole workload)."""
+
+    plan_fraction: float
+    question_fraction: float
+    entropy: tuple[int, int]  # (split.seed, run seed)
+    window_s: float | None
+
+    def partition(self, num_questions: int) -> tuple[np.ndarray, np.ndarray]:
+        """(planning, test) indices into the question pool: disjoint, each non-empty."""
+        if num_questions < 2:
+            raise ConfigError(f"the question split needs at least 2 questions in the pool, got {num_questions}")
+        perm = np.random.default_rng(np.random.SeedSequence(list(self.entropy))).permutation(num_questions)
+        k = min(max(int(round(self.question_fraction * num_questions)), 1), num_questions - 1)
+        return np.sort(perm[:k]), np.sort(perm[k:])
+
+    def __call__(self, arrival_s: np.ndarray, pool_ids: np.ndarray, rng: np.random.Generator):
+        plan_q, test_q = self.partition(pool_ids.size)
+        start = float(arrival_s[0])
+        span = self.window_s if self.window_s is not None else float(arrival_s[-1]) - start
+        n_plan = int(np.searchsorted(arrival_s, start + self.plan_fraction * span, side="left"))
+        qidx = np.concatenate([plan_q[rng.integers(0, plan_q.size, n_plan)],
+                               test_q[rng.integers(0, test_q.size, arrival_s.size - n_plan)]])
+        info = {"plan_requests": n_plan, "plan_questions": pool_ids[plan_q].tolist(),
+                "test_questions": pool_ids[test_q].tolist()}
+        return qidx, info
+
+
+@dataclass(frozen=True)
+class SeedSplit:
+    """The scenarios of one seed: `plan` is what planners see, `test` what metrics come from (the same object
+    when the split is off)."""
+
+    seed: int
+    plan: Scenario
+    test: Scenario
+    boundary_s: float | None  # split time in the unsplit scenario's clock (None: no split)
+
+    @property
+    def enabled(self) -> bool:
+        return self.boundary_s is not None
+
+
+def seed_split(cfg: DictConfig, seed: int) -> SeedSplit:
+    spec = split_spec(cfg)
+    if not spec.enabled:
+        sc = build_scenario(cfg, seed=seed)
+        return SeedSplit(seed, sc, sc, None)
+    if cfg.workload.get("phases"):
+        raise ConfigError(f"split.enabled is not supported for the phased workload {cfg.workload.name!r} (its "
+                          "phases are the drift under test); set split.enabled=false and plan on a first window "
+                          "with replan.plan_window_s")
+    rate_scale = float(cfg.rate_scale)
+    window = None if cfg.horizon_s is None else float(cfg.horizon_s) * rate_scale
+    binder = QuestionSplitBinder(float(spec.plan_fraction), float(spec.question_fraction), (spec.seed, seed), window)
+    full = build_scenario(cfg, seed=seed, bind_questions=binder)
+    w = full.workload
+    n_plan = min(int(w.meta["binding"]["plan_requests"]), w.num_requests)
+    start = float(w.arrival_s[0])
+    span = float(cfg.horizon_s) if cfg.horizon_s is not None else w.duration_s
+    boundary = start + spec.plan_fraction * span
+    plan_w = w.take(np.arange(n_plan))
+    test_w = w.take(np.arange(n_plan, w.num_requests))
+    if plan_w.num_requests < 2 or test_w.num_requests < 2:
+        raise ConfigError(f"split.plan_fraction {spec.plan_fraction:g} leaves {plan_w.num_requests} planning and "
+                          f"{test_w.num_requests} test request(s) in the window; each needs at least 2, so widen "
+                          "horizon_s or move plan_fraction towards 0.5")
+    test_w = test_w.with_arrivals(test_w.arrival_s - boundary)
+    q_min = resolve_q_min(cfg, plan_w)  # the requirement is set on what the planner sees
+    plan = replace(full, workload=plan_w, q_min=q_min)
+    test = replace(full, workload=test_w, q_min=q_min)
+    return SeedSplit(seed, plan, test, boundary)
+
+
+def split_meta(split: SeedSplit) -> dict:
+    """Sizes of the two splits (summary.json's scenario.split)."""
+    if not split.enabled:
+        return {"enabled": False}
+    b = split.test.workload.meta["binding"]
+    return {"enabled": True, "boundary_s": split.boundary_s,
+            "plan_requests": split.plan.workload.num_requests, "test_requests": split.test.workload.num_requests,
+            "plan_rate_rps": split.plan.workload.rate_rps, "test_rate_rps": split.test.workload.rate_rps,
+            "plan_questions": len(b["plan_questions"]), "test_questions": len(b["test_questions"])}
+
+
+def combine_seeds(runs: list[dict]) -> dict:
+    """One planner's record over seeds: every SEED_METRICS key becomes the mean over seeds, with `<key>_ci95`
+    (95% bootstrap CI of the mean) and `<key>_per_seed`; other keys (plan, tier shares) are the first seed's."""
+    out = dict(runs[0])
+    for key in SEED_METRICS + tuple(k for k in PLANNER_SEED_METRICS if k in runs[0]):
+        values = [float(r.get(key, float("nan"))) for r in runs]
+        stats = mean_ci95(values)
+        out[key], out[f"{key}_ci95"], out[f"{key}_per_seed"] = stats["mean"], stats["ci95"], values
+    out["seeds"] = [r["seed"] for r in runs]
+    out["details_seed"] = runs[0]["seed"]
+    return out
+
+
+def versus_reference(planners: dict, reference: str = REFERENCE_PLANNER) -> dict:
+    """Per baseline, the paired ratios against the reference planner over seeds: baseline SLO scale / reference
+    SLO scale and reference throughput / baseline throughput (> 1: the reference is better), with 95% CIs and
+    the outcome for the reference (a CI containing 1 is a tie)."""
+    if reference not in planners:
+        return {}
+    ref = planners[reference]
+    out = {}
+    for name, p in planners.items():
+        if name == reference:
+            continue
+        slo = paired_ratio_ci95(p["slo_scale_per_seed"], ref["slo_scale_per_seed"])
+        thr = paired_ratio_ci95(ref["throughput_rps_per_seed"], p["throughput_rps_per_seed"])
+        out[name] = {"slo_ratio": slo["mean"], "slo_ratio_ci95": slo["ci95"], "slo_outcome": decide(slo),
+                     "throughput_ratio": thr["mean"], "throughput_ratio_ci95": thr["ci95"],
+                     "throughput_outcome": decide(thr), "n": slo["n"]}
+    return out
+
+
+def decide(ratio: dict) -> str:
+    """Win/tie/loss for the reference from a paired ratio (> 1: the reference is better). Fewer than two paired
+    seeds give a zero-width interval, which is no evidence of a difference: a tie."""
+    if ratio["n"] < 2:
+        return "tie"
+    return outcome(ratio["ci95"], null=1.0)
+
+
+def format_mean_ci(mean: float, ci95) -> str:
+    if not np.isfinite(mean):
+        return "nan"
+    lo, hi = ci95
+    return f"{mean:.3g} [{lo:.3g}, {hi:.3g}]"
