@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from planners.plan import CascadePlan
+from sim.config_checks import check_experiment_numbers
 from sim.cascade import CascadeSpec, cascade_from_dict
 from sim.errors import ConfigError
 from sim.hardware import ClusterSpec, cluster_from_dict, load_gpu
@@ -30,6 +31,7 @@ def _container(node) -> Any:
 
 
 def check_top_level(cfg: DictConfig) -> None:
+    check_experiment_numbers(cfg)  # every number, finiteness and range, in one place (sim.config_checks)
     if cfg.q_min is not None and not 0.0 <= float(cfg.q_min) <= 100.0:
         raise ConfigError(f"q_min must be within 0-100 (the judge scale), got {cfg.q_min}")
     if not 0.0 <= float(cfg.q_min_level) <= 1.0:
