@@ -78,7 +78,7 @@ def make_plan(name: str, settings: dict, scenario: Scenario, sample_size: int) -
     planner = get_planner(name, **(settings or {}))
     problem = PlanningProblem(cascade=scenario.cascade, cluster=scenario.cluster,
                               workload=scenario.workload, q_min=scenario.q_min, engine=scenario.sim_cfg.engine,
-                              max_sample_requests=sample_size)
+                              max_sample_requests=sample_size, context_policy=scenario.sim_cfg.context_policy)
     t0 = time.perf_counter()
     plan = planner.plan(problem)
     plan_s = time.perf_counter() - t0

@@ -19,6 +19,7 @@ from sim.replica import ITERATION_COLUMNS
 from sim.router import LOAD_BALANCERS
 
 MODES = ("fast", "reference")
+CONTEXT_POLICIES = ("skip", "drop")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ class SimConfig:
     engine: str = "vllm"  # engine overhead profile for the cost model (conf/engine)
     reference_tier: int = -1  # metrics: the tier whose model defines ref(r) (-1 = largest)
     attainment: float = 0.95  # metrics: the SLO attainment percentile
+    # A request whose prompt plus answer exceeds a tier model's max_context: skip (served by the next tier that
+    # can take it) | drop (dropped with reason context_exceeded). Either way none that no tier takes is served.
+    context_policy: str = "skip"
 
     def __post_init__(self) -> None:
         def bad(key, value, valid):
@@ -53,6 +57,8 @@ class SimConfig:
             bad("load_balancer", self.load_balancer, f"choose one of {list(LOAD_BALANCERS)}")
         if self.mode not in MODES:
             bad("mode", self.mode, f"choose one of {list(MODES)}")
+        if self.context_policy not in CONTEXT_POLICIES:
+            bad("context_policy", self.context_policy, f"choose one of {list(CONTEXT_POLICIES)}")
         for key in ("chunk_tokens", "max_num_seqs", "max_batched_tokens", "kv_block_size"):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -148,7 +154,8 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     env = simpy.Environment()
     log = [] if cfg.record_iterations else None
     cl = Cluster(env, plan, cascade, cluster, cfg, cost_factory or default_cost_factory(cfg), log)
-    flow = CascadeFlow(env, workload, plan.thresholds, plan.routing, cl.routers, cfg, gate, lat, direct)
+    flow = CascadeFlow(env, workload, plan.thresholds, plan.routing, cl.routers, cfg, gate, lat, direct,
+                       max_context=[t.model.max_context for t in cascade.tiers])
     cl.attach_flow(flow)
     if controller is None:
         env.run()
@@ -200,4 +207,5 @@ def _meta(cfg, plan, seed, cl: Cluster, flow: CascadeFlow, end_s: float, wall_s:
         "replicas": replicas,
         "mean_in_system": flow.area / end_s if end_s > 0 else 0.0,
         "attainment": cfg.attainment, "reference_tier": cfg.reference_tier,
+        "context_skipped": len(flow.context_skipped),
     }
