@@ -60,6 +60,14 @@ def llama_cascade():
     return cascade_from_dict({"name": "llama3", "tiers": [{"model": "llama3_8b"}, {"model": "llama3_70b"}]})
 
 
+# Tiers whose context windows differ (4096 then 8192 tokens), to exercise sim.context_policy.
+CONTEXT_MODELS = ("llama2_7b", "llama3_70b")
+
+
+def context_cascade():
+    return cascade_from_dict({"name": "ctx", "tiers": [{"model": m} for m in CONTEXT_MODELS]})
+
+
 def cluster():
     return load_cluster("paper_4x8_h100")
 
