@@ -444,6 +444,11 @@ class Replica:
     def busy_s(self) -> float:
         return sum(e.busy_s for e in self.engines) / len(self.engines)
 
+    def can_ever_hold(self, tokens: int) -> bool:
+        """Whether an empty engine of this replica could admit a sequence of this many tokens (its KV capacity)."""
+        kv = self.engines[0].kv
+        return not kv.never_fits(kv.blocks_for(tokens))
+
     def submit(self, seq: Seq) -> None:
         eng = self.engines[0] if len(self.engines) == 1 else min(self.engines, key=lambda e: e.outstanding)
         self.outstanding_work += seq.work_tokens

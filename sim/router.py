@@ -31,8 +31,8 @@ class TierRouter:
     def live(self) -> bool:
         return bool(self.replicas)
 
-    def pick(self):
-        reps = self.replicas
+    def pick(self, reps=None):
+        reps = self.replicas if reps is None else reps
         if len(reps) == 1:
             return reps[0]
         if self.policy == "round_robin":
@@ -50,10 +50,18 @@ class TierRouter:
         return best
 
     def route(self, seq) -> None:
-        if self.replicas:
-            self.pick().submit(seq)
-        else:
+        if not self.replicas:
             self.parked.append(seq)
+            return
+        target = self.pick()
+        tokens = seq.prompt_tokens + seq.generated
+        if not target.can_ever_hold(tokens):
+            # Replicas of one tier may differ in KV memory (TP degree): a visit goes to one that can hold it, and is
+            # dropped (prompt_exceeds_kv_capacity) only when none of them can.
+            able = [r for r in self.replicas if r.can_ever_hold(tokens)]
+            if able:
+                target = self.pick(able)
+        target.submit(seq)
 
     def add(self, replica) -> None:
         self.replicas.append(replica)

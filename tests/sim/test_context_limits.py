@@ -64,3 +64,22 @@ def test_answer_stands_when_no_later_tier_can_take_the_request():
 def test_unknown_context_policy_is_a_config_error():
     with pytest.raises(ConfigError, match="context_policy"):
         SimConfig(context_policy="truncate")
+
+
+@pytest.mark.parametrize("mode", ["fast", "reference"])
+def test_a_visit_goes_to_a_replica_whose_kv_can_hold_it_and_is_dropped_only_if_none_can(mode):
+    from planners.plan import CascadePlan, ReplicaPlan, TierPlan
+    from sim_fakes import FakeCost, llama_cascade
+
+    def factory(tier, replica, cluster, engine="vllm"):  # TP1 holds 10 KV blocks (160 tokens), TP2 100 (1600)
+        return FakeCost(tp=replica.tp, pp=replica.pp, kv_capacity_blocks=10 if replica.tp == 1 else 100)
+
+    p = CascadePlan("kv", (TierPlan("llama3_8b", (ReplicaPlan(1, 1, ((0, 0),)), ReplicaPlan(2, 1, ((0, 1), (0, 2))))),
+                           TierPlan("llama3_70b", ())), (50.0,))
+    r = simulate(p, llama_cascade(), cluster(), _workload([1000, 3000, 50]), SimConfig(mode=mode),
+                 cost_factory=factory, judge=OracleJudge(0.1))
+    df = r.requests
+    assert df.status[0] == "completed" and df.replica_t0[0] == 1  # least-work would pick replica 0, which cannot
+    assert df.drop_reason[1] == "prompt_exceeds_kv_capacity_t0"  # no replica of the tier can hold 3000 tokens
+    assert df.status[2] == "completed"
+    assert summarize(r, llama_cascade())["dropped_by_reason"] == {"prompt_exceeds_kv_capacity_t0": 1}
