@@ -55,7 +55,7 @@ class TierRouter:
             return
         target = self.pick()
         tokens = seq.prompt_tokens + seq.generated
-        if not target.can_ever_hold(tokens):
+        if tokens > target.max_tokens_held:
             # Replicas of one tier may differ in KV memory (TP degree): a visit goes to one that can hold it, and is
             # dropped (prompt_exceeds_kv_capacity) only when none of them can.
             able = [r for r in self.replicas if r.can_ever_hold(tokens)]
