@@ -13,7 +13,7 @@ from sim.errors import DataError
 from sim.io import RUNNING_MARKER, is_incomplete, prepare_output_dir, write_table
 
 SCALAR_KEYS = ["slo_scale", "throughput_rps", "quality", "gpu_s_per_request", "p95_latency_s", "p50_latency_s",
-               "completed_rps", "plan_s", "sim_s", "dropped", "attainment", "reference"]
+               "completed_rps", "plan_s", "sim_s", "dropped", "context_skipped", "attainment", "reference"]
 
 
 def tidy_rows(summary: dict, source: Path) -> list[dict]:
