@@ -64,7 +64,7 @@ def test_nan_is_refused_under_a_key_no_rule_names():
 
 def test_total_gpus_are_capped():
     with pytest.raises(ConfigError, match="GPUs"):
-        check_experiment_numbers({"cluster": {"num_nodes": 2048, "gpus_per_node": 8}})
+        check_experiment_numbers({"cluster": {"num_nodes": 256, "gpus_per_node": 8}})
 
 
 def test_hardware_and_cluster_specs_are_checked_when_loaded():
