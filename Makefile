@@ -31,13 +31,15 @@ bench: setup
 figures: setup
 	$(BIN)/python -m experiments.figures
 
-# Every experiment -> raw runs in multirun/<name> -> tidy tables in results/ -> figures (README: "Figures").
+# Every experiment -> raw runs in multirun/<name>/<stamp> -> tidy tables in results/ -> figures (README: "Figures").
+# Raw runs are never deleted: each `make results` sweeps into a new timestamped folder and aggregates only that one;
+# it overwrites the tidy tables results/<name>.csv (--force), which the sweep regenerates.
 SWEEPS := slo_throughput ablation llama3 quality_shift node_failure drift
+STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 results: setup
 	for e in $(SWEEPS); do \
-	  rm -rf multirun/$$e && \
-	  $(BIN)/python -m experiments.run experiment=$$e progress=false hydra.sweep.dir=multirun/$$e && \
-	  $(BIN)/python -m experiments.aggregate multirun/$$e --out results/$$e.csv || exit 1; \
+	  $(BIN)/python -m experiments.run experiment=$$e progress=false hydra.sweep.dir=multirun/$$e/$(STAMP) && \
+	  $(BIN)/python -m experiments.aggregate multirun/$$e/$(STAMP) --out results/$$e.csv --force || exit 1; \
 	done
 	$(BIN)/python -m experiments.planner_time
 	$(BIN)/python -m experiments.figures

@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from sim.cli import exit_on_user_error
 from sim.errors import DataError
+from sim.io import RUNNING_MARKER, is_incomplete, prepare_output_dir, write_table
 
 from experiments.protocol import SEED_METRICS
 
 SCALAR_KEYS = ["slo_scale", "throughput_rps", "quality", "gpu_s_per_request", "p95_latency_s", "p50_latency_s",
-               "completed_rps", "plan_s", "sim_s", "dropped", "attainment", "reference"]
+               "completed_rps", "plan_s", "sim_s", "dropped", "context_skipped", "attainment", "reference"]
 
 
 def tidy_rows(summary: dict, source: Path) -> list[dict]:
@@ -79,7 +81,8 @@ def online_columns(summary: dict, s: dict) -> dict:
 def timeseries(run_dirs: list[Path]) -> pd.DataFrame:
     """The per-window tables (timeseries_<planner>.csv) of every run, with the run's replan setting."""
     frames = []
-    for path in sorted(p for d in run_dirs for p in Path(d).rglob("timeseries_*.csv")):
+    for path in sorted(p for d in run_dirs for p in Path(d).rglob("timeseries_*.csv")
+                       if not is_incomplete(p.parent)):
         summary = json.loads((path.parent / "summary.json").read_text())
         ts = pd.read_csv(path)
         ts.insert(0, "planner", path.stem[len("timeseries_"):])
@@ -90,19 +93,49 @@ def timeseries(run_dirs: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def complete_summaries(run_dirs: list[Path]) -> list[Path]:
+    """summary.json files of finished runs; a run still marked RUNNING (interrupted, or in progress) is skipped
+    with one warning line."""
+    for d in run_dirs:
+        if not Path(d).exists():
+            raise DataError(f"run folder {d} does not exist; give a Hydra run or multirun folder")
+    found = sorted({p for d in run_dirs for p in ([Path(d)] if Path(d).is_file() else Path(d).rglob("summary.json"))})
+    runs = sorted({p.parent for d in run_dirs if Path(d).is_dir() for p in Path(d).rglob(RUNNING_MARKER)})
+    for run in runs:
+        print(f"warning: skipping incomplete run {run} (it holds a {RUNNING_MARKER} marker: interrupted or still "
+              "running)", file=sys.stderr)
+    return [p for p in found if not is_incomplete(p.parent)]
+
+
 def aggregate(run_dirs: list[Path], per_seed: bool = False) -> pd.DataFrame:
     """The tidy table (one row per run and planner; per_seed: one row per run, planner and seed)."""
-    summaries = sorted(p for d in run_dirs for p in Path(d).rglob("summary.json"))
+    summaries = complete_summaries(run_dirs)
     if not summaries:
-        raise DataError(f"no summary.json under {', '.join(map(str, run_dirs))}; run an experiment first")
+        raise DataError(f"no complete summary.json under {', '.join(map(str, run_dirs))}; run an experiment first")
     rows = []
     for path in summaries:
         try:
             summary = json.loads(path.read_text())
+            if not isinstance(summary, dict) or not isinstance(summary.get("planners"), dict):
+                raise KeyError("planners")
             rows.extend(seed_rows(summary, path.parent) if per_seed else tidy_rows(summary, path.parent))
-        except (json.JSONDecodeError, KeyError) as exc:
-            raise DataError(f"{path}: not a summary written by experiments.run ({exc})") from None
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: not a summary written by experiments.run ({type(exc).__name__}: {exc})") from None
     return pd.DataFrame(rows)
+
+
+def check_output(out: Path, inputs: list[Path], force: bool) -> None:
+    """Never write over an input, and over an existing output only with --force."""
+    target = out.resolve()
+    for d in inputs:
+        src = Path(d).resolve()
+        if target == src or src in target.parents:
+            raise DataError(f"--out {out} is inside the input {d}; raw runs are never edited: write elsewhere "
+                            "(e.g. results/NAME.csv)")
+    if out.is_dir():
+        raise DataError(f"--out {out} is a folder; give a CSV file path")
+    if out.exists() and not force:
+        raise DataError(f"--out {out} exists; pass --force to overwrite it")
 
 
 @exit_on_user_error
@@ -110,20 +143,26 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run_dirs", nargs="+", type=Path, help="Hydra run or multirun folders to read")
     ap.add_argument("--out", type=Path, required=True, help="tidy CSV to write (e.g. results/slo_throughput.csv)")
+    ap.add_argument("--force", action="store_true", help="overwrite --out (and its _timeseries.csv) if they exist")
     args = ap.parse_args(argv)
+    ts_out = args.out.with_name(f"{args.out.stem}_timeseries.csv")
+    check_output(args.out, args.run_dirs, args.force)
+    seeds_out = args.out.with_name(f"{args.out.stem}_seeds.csv")
     table = aggregate(args.run_dirs)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
-    print(f"{len(table)} rows from {table['source'].nunique()} runs -> {args.out}")
     seeds = aggregate(args.run_dirs, per_seed=True)
     if len(seeds):
-        seeds_out = args.out.with_name(f"{args.out.stem}_seeds.csv")
-        seeds.to_csv(seeds_out, index=False)
-        print(f"{len(seeds)} per-seed rows -> {seeds_out}")
+        check_output(seeds_out, args.run_dirs, args.force)
     ts = timeseries(args.run_dirs)
     if len(ts):
-        ts_out = args.out.with_name(f"{args.out.stem}_timeseries.csv")
-        ts.to_csv(ts_out, index=False)
+        check_output(ts_out, args.run_dirs, args.force)
+    prepare_output_dir(args.out.parent, "--out folder")
+    write_table(table, args.out)
+    print(f"{len(table)} rows from {table['source'].nunique()} runs -> {args.out}")
+    if len(seeds):
+        write_table(seeds, seeds_out)
+        print(f"{len(seeds)} per-seed rows -> {seeds_out}")
+    if len(ts):
+        write_table(ts, ts_out)
         print(f"{len(ts)} time-series windows -> {ts_out}")
 
 

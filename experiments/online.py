@@ -13,6 +13,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from sim.errors import ConfigError
+from sim.io import write_table
 from sim.faults import faults_from_config
 from sim.online import ReplanConfig, Replanner, replan_config_from_dict
 
@@ -138,5 +139,5 @@ def timeseries(result, window_s: float = WINDOW_S) -> pd.DataFrame:
 
 def write_timeseries(result, out_dir: Path, planner: str) -> Path:
     path = Path(out_dir) / f"timeseries_{planner}.csv"
-    timeseries(result).to_csv(path, index=False)
+    write_table(timeseries(result), path)
     return path

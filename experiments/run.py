@@ -1,7 +1,6 @@
 """Main job: plan the scenario with every configured planner, simulate each plan, print a table, write summary.json and a figure."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import replace
@@ -14,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from sim.cli import exit_on_user_error
+from sim.io import mark_complete, mark_running, prepare_output_dir, write_json, write_table
 from sim.errors import ConfigError
 from experiments.config import register_configs
 from experiments.online import build_controller, check_online_config, online_summary, planning_scenario, write_timeseries
@@ -58,6 +58,7 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
 def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Everything the main job does, importable (tests and other experiments call this). Every planner runs over
     the protocol's seeds (experiments.protocol): planned on each seed's planning split, scored on its test split."""
+    mark_running(out_dir)  # removed once every output is written: aggregate skips runs that still hold it
     splits = [seed_split(cfg, seed) for seed in run_seeds(cfg)]
     scenario = splits[0].test
     check_online_config(cfg, scenario)
@@ -79,13 +80,14 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     bar.close()
     summary["versus_cascadia"] = versus_reference(summary["planners"])
     table = pd.DataFrame(rows)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
-    table.to_csv(out_dir / "table.csv", index=False)
+    write_json(summary, out_dir / "summary.json", indent=2, default=_json_default)
+    write_table(table, out_dir / "table.csv")
     written = [out_dir / "summary.json", out_dir / "table.csv"]
     if cfg.figure:
         from experiments.figures.main_job import plot_main_job
 
         written.append(plot_main_job(table, out_dir / "main_job.png", title=_title(cfg, scenario)))
+    mark_complete(out_dir)
     print(_format_table(table))
     print("\nwrote " + ", ".join(map(str, written)))
     return summary
@@ -121,7 +123,7 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     if write_files:
         if controller is not None or cfg.faults or cfg.replan:
             write_timeseries(result, out_dir, name)
-        result.requests.to_csv(out_dir / f"requests_{name}.csv.gz", index=False)
+        write_table(result.requests, out_dir / f"requests_{name}.csv.gz")
     return {**s, **record, **online_summary(result), **router_report(plan, scenario.workload)}
 
 
@@ -164,12 +166,12 @@ def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     out_dir = Path(cfg.output_dir) if cfg.output_dir else Path(HydraConfig.get().runtime.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     run_guarded(cfg, out_dir)
 
 
 @exit_on_user_error
 def run_guarded(cfg: DictConfig, out_dir: Path) -> None:
+    prepare_output_dir(out_dir)
     run_experiment(cfg, out_dir)
 
 
@@ -199,6 +201,7 @@ def validate_overrides(argv: list[str]) -> None:
     check_top_level(cfg)
 
 
+@exit_on_user_error  # Ctrl-C during start-up or in Hydra's own code still ends as one line
 def main() -> None:
     validate_overrides(sys.argv[1:])
     _hydra_main()

@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from planners.plan import CascadePlan
+from sim.config_checks import check_experiment_numbers
 from sim.cascade import CascadeSpec, cascade_from_dict
 from sim.errors import ConfigError
 from sim.hardware import ClusterSpec, cluster_from_dict, load_gpu
@@ -30,6 +31,7 @@ def _container(node) -> Any:
 
 
 def check_top_level(cfg: DictConfig) -> None:
+    check_experiment_numbers(cfg)  # every number, finiteness and range, in one place (sim.config_checks)
     if cfg.q_min is not None and not 0.0 <= float(cfg.q_min) <= 100.0:
         raise ConfigError(f"q_min must be within 0-100 (the judge scale), got {cfg.q_min}")
     if not 0.0 <= float(cfg.q_min_level) <= 1.0:
@@ -78,7 +80,7 @@ def make_plan(name: str, settings: dict, scenario: Scenario, sample_size: int) -
     planner = get_planner(name, **(settings or {}))
     problem = PlanningProblem(cascade=scenario.cascade, cluster=scenario.cluster,
                               workload=scenario.workload, q_min=scenario.q_min, engine=scenario.sim_cfg.engine,
-                              max_sample_requests=sample_size)
+                              max_sample_requests=sample_size, context_policy=scenario.sim_cfg.context_policy)
     t0 = time.perf_counter()
     plan = planner.plan(problem)
     plan_s = time.perf_counter() - t0

@@ -16,7 +16,7 @@ import numpy as np
 from sim.errors import ConfigError
 
 from planners.plan import CascadePlan
-from planners.routing import THRESHOLD_MAX, expected_direct_quality, final_tiers
+from planners.routing import THRESHOLD_MAX, expected_direct_quality, final_tiers, reach_mask
 from planners.search import SearchContext
 
 
@@ -112,8 +112,8 @@ class CascadeServePlanner:
             q = ctx.quality(th)
             if q < ctx.problem.q_min - 1e-9:
                 continue
-            final = final_tiers(ctx.sample.scores, th)
-            mask = final[:, None] >= np.arange(ctx.num_tiers)[None, :]
+            final = final_tiers(ctx.sample.scores, th, ctx.accepts)
+            mask = reach_mask(final, ctx.num_tiers, accepts=ctx.accepts)
             gpus = proportional_gpus(ctx, load_weights(ctx, mask))
             loads = ctx.loads_from_mask(mask)
             loads = [replace(ld, rate_rps=ld.rate_rps * rate_factor, key=ld.key + (rate_factor,)) for ld in loads]

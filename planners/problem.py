@@ -11,7 +11,9 @@ from sim.errors import ConfigError, UserError
 from sim.hardware import ClusterSpec
 from sim.workload.types import Workload
 
-from planners.routing import best_attainable_quality
+from planners.routing import best_attainable_quality, context_ok
+
+CONTEXT_POLICIES = ("skip", "drop")  # sim.simulator.SimConfig.context_policy
 
 # cost_fn(tier, tp, pp, pp_spans_nodes) -> ReplicaCost; raises sim.errors.DeploymentDoesNotFit.
 CostFn = Callable[[TierSpec, int, int, bool], Any]
@@ -44,9 +46,21 @@ class PlanningProblem:
     gpu_memory_utilization: float = 0.9
     max_sample_requests: int = 2000
     reference_tier: int = -1
+    context_policy: str = "skip"
     cost_fn: CostFn | None = field(default=None, compare=False, repr=False)
+    # Requests of the given workload that no deployment could serve (see _servable), left out of `workload`.
+    excluded_requests: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
+        if self.context_policy not in CONTEXT_POLICIES:
+            raise ConfigError(f"context_policy {self.context_policy!r} is not valid; choose one of "
+                              f"{list(CONTEXT_POLICIES)}")
+        keep = self._servable(self.workload)
+        if not keep.all():
+            # The simulator drops these whatever the plan (reason context_exceeded); planning for them would let one
+            # absurd prompt move every other request's plan. Frozen, so the field is set the one allowed way.
+            object.__setattr__(self, "workload", self.workload.take(np.flatnonzero(keep)))
+            object.__setattr__(self, "excluded_requests", int((~keep).sum()))
         if not 0.0 <= float(self.q_min) <= 100.0:
             raise ConfigError(f"q_min must be on the 0-100 judge scale, got {self.q_min}")
         if not 0.5 <= self.slo_attainment < 1.0:
@@ -66,6 +80,26 @@ class PlanningProblem:
             raise UnattainableQuality(
                 f"q_min {self.q_min:g} is not attainable on workload {self.workload.name!r}: the best attainable "
                 f"quality is {best_q:.1f} (every request answered by {largest} gives {z1:.1f})")
+
+    def context_mask(self, workload: Workload) -> np.ndarray:
+        """(n, C) True where tier i's model can take the request (prompt + its answer within max_context)."""
+        return context_ok(workload.input_tokens, workload.output_tokens,
+                          [t.model.max_context for t in self.cascade.tiers])
+
+    def skip_mask(self, workload: Workload) -> np.ndarray | None:
+        """The mask routing replays under context_policy skip (a request passes over tiers that cannot take it);
+        None when every tier takes every request, or under drop."""
+        if self.context_policy != "skip":
+            return None
+        ok = self.context_mask(workload)
+        return None if ok.all() else ok
+
+    def _servable(self, workload: Workload) -> np.ndarray:
+        """(n,) requests some plan can serve: skip, a tier takes it; drop, the first tier takes it (a cascade
+        enters there, and a request the first tier refuses is dropped at once). Under drop, a request a later
+        tier refuses is still planned for; it is dropped only if it is forwarded there."""
+        ok = self.context_mask(workload)
+        return ok.any(axis=1) if self.context_policy == "skip" else ok[:, 0]
 
     @property
     def rate_rps(self) -> float:

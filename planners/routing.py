@@ -14,27 +14,42 @@ THRESHOLD_MAX = 100.0
 THRESHOLD_SKIP = float("inf")
 
 
-def final_tiers(scores: np.ndarray, thresholds: np.ndarray | tuple[float, ...]) -> np.ndarray:
+def context_ok(input_tokens: np.ndarray, output_tokens: np.ndarray, max_context) -> np.ndarray:
+    """(n, C) True where tier i can take request r: its prompt plus the answer tier i would generate fit the
+    tier model's context window (the simulator's rule, sim.flow)."""
+    need = np.asarray(input_tokens, dtype=np.int64)[:, None] + np.maximum(np.asarray(output_tokens, np.int64), 1)
+    return need <= np.asarray(max_context, dtype=np.int64)[None, :]
+
+
+def final_tiers(scores: np.ndarray, thresholds: np.ndarray | tuple[float, ...], accepts: np.ndarray | None = None
+                ) -> np.ndarray:
     """(n,) index of the tier whose answer is returned: the first tier i < C-1 with score >= thresholds[i],
-    else the last tier."""
+    else the last tier. accepts (n, C) (context_policy skip): a request passes over the tiers that cannot take
+    it, and the last tier that can take it answers."""
     n, num_tiers = scores.shape
     final = np.full(n, num_tiers - 1, dtype=np.int64)
+    if accepts is not None:
+        final -= np.argmax(accepts[:, ::-1], axis=1)  # last accepting tier (rows with none are planned away)
     undecided = np.ones(n, dtype=bool)
     for i, h in enumerate(thresholds):
         accept = undecided & (scores[:, i] >= h)
+        if accepts is not None:
+            accept &= accepts[:, i]
         final[accept] = i
         undecided &= ~accept
     return final
 
 
-def reach_mask(final: np.ndarray, num_tiers: int, thresholds=None) -> np.ndarray:
+def reach_mask(final: np.ndarray, num_tiers: int, thresholds=None, accepts: np.ndarray | None = None) -> np.ndarray:
     """(n, C) True where the request is served by tier i (in a cascade, every tier up to its final one, except
-    tiers whose threshold is THRESHOLD_SKIP)."""
+    tiers whose threshold is THRESHOLD_SKIP and, under context_policy skip, tiers that cannot take it)."""
     mask = final[:, None] >= np.arange(num_tiers)[None, :]
     if thresholds is not None:
         for i, h in enumerate(thresholds):
             if h == THRESHOLD_SKIP:
                 mask[:, i] = False
+    if accepts is not None:
+        mask &= accepts
     return mask
 
 

@@ -18,6 +18,9 @@ class SearchContext:
     def __init__(self, problem, parallelism_search: bool = True):
         self.problem = problem
         self.sample = problem.sample
+        # context_policy skip: which tiers can take each request (None: all can, or the drop policy)
+        self.accepts = problem.skip_mask(self.sample)
+        self._accepts_all = problem.skip_mask(problem.workload)
         self.num_tiers = problem.cascade.num_tiers
         self.num_gpus = problem.cluster.num_gpus
         self.ca2 = arrival_ca2(problem.workload.arrival_s)
@@ -45,12 +48,12 @@ class SearchContext:
         return loads
 
     def cascade_loads(self, thresholds) -> list[TierLoad]:
-        final = final_tiers(self.sample.scores, thresholds)
-        return self.loads_from_mask(reach_mask(final, self.num_tiers, thresholds))
+        final = final_tiers(self.sample.scores, thresholds, self.accepts)
+        return self.loads_from_mask(reach_mask(final, self.num_tiers, thresholds, self.accepts))
 
     def quality(self, thresholds) -> float:
         w = self.problem.workload
-        return quality(w.scores, final_tiers(w.scores, thresholds))
+        return quality(w.scores, final_tiers(w.scores, thresholds, self._accepts_all))
 
     # ---- tables ----------------------------------------------------------------------------------
     def replica_models(self, load: TierLoad):

@@ -7,6 +7,9 @@ from typing import Callable
 
 from sim.errors import UserError
 
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
 
 def _hydra_config_error_types() -> tuple[type[BaseException], ...]:
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
@@ -17,7 +20,7 @@ def _hydra_config_error_types() -> tuple[type[BaseException], ...]:
 
 def one_line(exc: BaseException) -> str:
     msg = " ".join(str(exc).split())
-    cause = exc.__cause__ or exc.__context__
+    cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     # Hydra wraps the real problem ("Key 'x' not in 'Config'") in a generic composition message.
     if cause is not None and str(cause) and str(cause) not in msg:
         msg = f"{msg}: {' '.join(str(cause).split())}"
@@ -25,7 +28,8 @@ def one_line(exc: BaseException) -> str:
 
 
 def exit_on_user_error(main: Callable[..., int | None]) -> Callable[..., int | None]:
-    """Decorator for console entry points: UserError and config errors -> 'error: ...' and exit code 2."""
+    """Decorator for console entry points: UserError and config errors -> 'error: ...' and exit code 2;
+    Ctrl-C -> one line and exit code 130."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -40,5 +44,10 @@ def exit_on_user_error(main: Callable[..., int | None]) -> Callable[..., int | N
         except FileNotFoundError as exc:
             print(f"error: file not found: {exc.filename}", file=sys.stderr)
             sys.exit(2)
+        except KeyboardInterrupt:
+            # Ctrl-C is the user's choice, not a crash: one line, the shell's conventional 128 + SIGINT.
+            print("error: interrupted (Ctrl-C); outputs of an unfinished run are marked incomplete",
+                  file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper

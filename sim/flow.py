@@ -10,6 +10,12 @@ routing "direct" (RouteLLM-style): a router predicts, per request, the smallest 
 its threshold (the last tier if none); with probability router_error_rate it instead predicts a tier drawn
 uniformly from the others. The request is served there only (no judge, no forwarding); a predicted tier
 without replicas is replaced by the next tier up with replicas (or the highest one below if none is above).
+
+Context limits: tier t takes a visit only if its prompt (plus the draft with forward_with_draft) and the answer
+tier t would generate fit the tier model's max_context. With cfg.context_policy "skip" a visit passes over the
+planned tiers that cannot take it (counted in context_skipped), and a tier with no taker above it answers finally
+without judging; with "drop" a visit that reaches a tier that cannot take it is dropped. A request no tier can
+take is dropped with reason context_exceeded under either policy.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ class CascadeFlow:
     """Owns the per-request state machine; replicas call on_tier_done / on_drop."""
 
     def __init__(self, env, workload, thresholds, routing: str, routers: list, cfg, gate_scores: np.ndarray,
-                 judge_latency_s: np.ndarray, direct_tier: np.ndarray | None, arrivals=None) -> None:
+                 judge_latency_s: np.ndarray, direct_tier: np.ndarray | None, arrivals=None, max_context=None) -> None:
         self.env = env
         self.routers = routers
         self.cfg = cfg
@@ -41,6 +47,9 @@ class CascadeFlow:
         self.gate_scores = gate_scores.T.tolist()
         self.judge_latency_s = judge_latency_s.T.tolist()
         self.direct_tier = None if direct_tier is None else direct_tier.tolist()
+        self.max_context = [float("inf")] * self.num_tiers if max_context is None else list(max_context)
+        self.skip_context = getattr(cfg, "context_policy", "skip") == "skip"
+        self.context_skipped: set[int] = set()  # requests that passed over a tier for its context limit
         self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers, output_tokens)
         self.units = request_units(workload, cfg)  # prefix-cache keys per request; None: no prefix caching
         if self.units is not None:
@@ -103,11 +112,48 @@ class CascadeFlow:
                 return d
         return -1
 
+    def _fits(self, i: int, tier: int, prompt_tokens: int) -> bool:
+        return prompt_tokens + self.output_tokens[tier][i] <= self.max_context[tier]
+
+    def _taker_from(self, i: int, t: int, prompt_tokens: int) -> int:
+        """The first planned tier from t up that can take the visit (skip policy), else -1."""
+        t = self._live_tier_from(t)
+        while t >= 0 and not self._fits(i, t, prompt_tokens):
+            t = self._live_tier_from(t + 1)
+        return t
+
+    def _next_tier(self, i: int, t: int) -> int:
+        """Where a request answered at tier t would be forwarded: -1 means tier t's answer is final."""
+        if not self.skip_context:
+            return self._live_tier_from(t + 1)
+        return self._taker_from(i, t + 1, self._forward_prompt(i, t))
+
+    def _forward_prompt(self, i: int, t: int) -> int:
+        return self.input_tokens[i] + (self.output_tokens[t][i] if self.cfg.forward_with_draft else 0)
+
+    def _context_fallback(self, i: int, tier: int, prompt_tokens: int) -> int:
+        """A tier that cannot take the visit: under skip the next one up that can (for direct routing, else the
+        highest below that can); under drop, or when none can, -1."""
+        if not self.skip_context:
+            return -1
+        t = self._taker_from(i, tier + 1, prompt_tokens)
+        if t < 0 and self.direct_tier is not None:
+            t = next((d for d in range(tier - 1, -1, -1)
+                      if self.routers[d].planned and self._fits(i, d, prompt_tokens)), -1)
+        if t >= 0:
+            self.context_skipped.add(i)
+        return t
+
     def _enter(self, i: int, tier: int, prompt_tokens: int, now: float) -> None:
         """The request arrives at a tier at logical time now (entities keep exact times; env.now is within an ulp)."""
         if tier < 0:
             self.on_drop_request(i, "no_live_replica", now)
             return
+        if not self._fits(i, tier, prompt_tokens):
+            tier = self._context_fallback(i, tier, prompt_tokens)
+            if tier < 0:
+                self.on_drop_request(i, "context_exceeded", now)
+                return
         book = self.book
         book.enter_s[tier][i] = now
         book.tiers_visited[i] += 1
@@ -129,7 +175,7 @@ class CascadeFlow:
         book.replica[t][i] = replica_id
         if book.cached_tokens is not None:
             book.cached_tokens[t][i] = seq.cached_tokens
-        nxt = self._live_tier_from(t + 1) if self.direct_tier is None else -1
+        nxt = self._next_tier(i, t) if self.direct_tier is None else -1
         if nxt < 0:
             self._complete(i, t, end)
             return
@@ -146,12 +192,10 @@ class CascadeFlow:
         book.judge_s[t][i] = self.judge_latency_s[t][i]
         gate = self.gate_scores[t][i]
         book.gate_score[t][i] = gate
-        nxt = self._live_tier_from(t + 1)
-        if gate >= self.thresholds[t] or nxt < 0:
+        if gate >= self.thresholds[t] or self._next_tier(i, t) < 0:
             self._complete(i, t, now)
             return
-        prompt = self.input_tokens[i] + (self.output_tokens[t][i] if self.cfg.forward_with_draft else 0)
-        self._enter(i, nxt, prompt, now)
+        self._enter(i, self._live_tier_from(t + 1), self._forward_prompt(i, t), now)
 
     def _complete(self, i: int, t: int, now: float) -> None:
         book = self.book

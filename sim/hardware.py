@@ -5,6 +5,7 @@ from dataclasses import dataclass, fields
 
 from omegaconf import OmegaConf
 
+from sim.config_checks import CLUSTER_RULES, HARDWARE_RULES, check_cluster_size, check_numbers
 from sim.errors import ConfigError
 from sim.paths import CONF_DIR
 
@@ -72,6 +73,7 @@ def _load_yaml(group: str, name: str) -> dict:
 
 
 def gpu_from_dict(data: dict, where: str = "hardware") -> GPUSpec:
+    check_numbers(dict(data), HARDWARE_RULES, where)
     return _from_mapping(GPUSpec, dict(data), where)
 
 
@@ -82,6 +84,9 @@ def load_gpu(name: str) -> GPUSpec:
 def cluster_from_dict(data: dict, gpu: GPUSpec, where: str = "cluster") -> ClusterSpec:
     data = dict(data)
     data.pop("hardware", None)
+    check_numbers(data, CLUSTER_RULES, where)
+    if isinstance(data.get("num_nodes"), int) and isinstance(data.get("gpus_per_node"), int):
+        check_cluster_size(data["num_nodes"], data["gpus_per_node"], where)
     return _from_mapping(ClusterSpec, {**data, "gpu": gpu}, where)
 
 

@@ -97,6 +97,7 @@ def summarize(result: SimResult, cascade, plan=None, cluster=None, engine: str |
     done = (df["status"] == STATUS_COMPLETED).to_numpy()
     lat = df["latency_s"].to_numpy()
     out: dict = {"requests": n, "completed": int(done.sum()), "dropped": int(n - done.sum()), "attainment": att}
+    out.update(drop_summary(df, meta))
     if cluster is not None:
         ref, info = request_slo_ratios(result, cascade, cluster, engine)
         out["slo_scale"] = slo_scale(lat, ref, att)
@@ -151,6 +152,14 @@ def summarize(result: SimResult, cascade, plan=None, cluster=None, engine: str |
     if plan is not None:
         out["plan"] = plan.describe()
     return out
+
+
+def drop_summary(requests: pd.DataFrame, meta: dict) -> dict:
+    """dropped_by_reason {reason: count} (sorted; empty when none) and context_skipped (requests served by a later
+    tier because an earlier one's context was too short, context_policy skip)."""
+    reasons = requests.loc[requests["status"] != STATUS_COMPLETED, "drop_reason"].value_counts()
+    return {"dropped_by_reason": {str(k): int(v) for k, v in sorted(reasons.items())},
+            "context_skipped": int(meta.get("context_skipped", 0))}
 
 
 def meets_slo(result: SimResult, target_scale: float, cascade, cluster, engine: str | None = None) -> bool:

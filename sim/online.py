@@ -306,7 +306,8 @@ class Replanner:
             problem = PlanningProblem(
                 cascade=cluster.cascade, cluster=replace(spec, num_nodes=len(nodes), name=f"{spec.name}-surviving"),
                 workload=workload, q_min=float(self.q_min_for(workload)), engine=self.engine,
-                gpu_memory_utilization=self.gpu_memory_utilization, cost_fn=self.cost_fn)
+                gpu_memory_utilization=self.gpu_memory_utilization, cost_fn=self.cost_fn,
+                context_policy=getattr(cluster.cfg, "context_policy", "skip"))
             planned = get_planner(self.cfg.planner or "cascadia", **self.cfg.planner_settings).plan(problem)
         except UserError as exc:  # nothing fits the survivors, or q_min is out of reach: keep what runs
             return {**event, "applied": False, "why": str(exc)}

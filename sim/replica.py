@@ -417,6 +417,8 @@ class Replica:
         self.routed_capacity_units = 0
         per_engine = max(1, cost.kv_capacity_blocks // plan.pp)
         self.engines = [Engine(env, self, i, per_engine) for i in range(plan.pp)]
+        kv = self.engines[0].kv  # KVCache.never_fits, solved for the token count once
+        self.max_tokens_held = (kv.capacity_blocks - kv.watermark_blocks) * kv.block_size
         # Nominal decode throughput (tokens/s at 32 sequences of 1k context) turns outstanding tokens into time.
         a, b = cost.decode_affine(32)
         self.tokens_per_s = plan.pp * 32 / (a + b * 32 * 1024)
@@ -446,6 +448,10 @@ class Replica:
     @property
     def busy_s(self) -> float:
         return sum(e.busy_s for e in self.engines) / len(self.engines)
+
+    def can_ever_hold(self, tokens: int) -> bool:
+        """Whether an empty engine of this replica could admit a sequence of this many tokens (its KV capacity)."""
+        return tokens <= self.max_tokens_held
 
     def submit(self, seq: Seq) -> None:
         eng = self.engines[0] if len(self.engines) == 1 else min(self.engines, key=lambda e: e.outstanding)

@@ -36,8 +36,8 @@ class TierRouter:
     def live(self) -> bool:
         return bool(self.replicas)
 
-    def pick(self):
-        reps = self.replicas
+    def pick(self, reps=None):
+        reps = self.replicas if reps is None else reps
         if len(reps) == 1:
             return reps[0]
         if self.policy == "round_robin":
@@ -55,11 +55,19 @@ class TierRouter:
         return best
 
     def route(self, seq) -> None:
-        if self.replicas:
-            # prefix_aware (sim.prefix_cache): the replica likely to hold the prompt's prefix, else least_work
-            (pick_prefix_aware(self.replicas, seq) if self.policy == "prefix_aware" else self.pick()).submit(seq)
-        else:
+        if not self.replicas:
             self.parked.append(seq)
+            return
+        # prefix_aware (sim.prefix_cache): the replica likely to hold the prompt's prefix, else least_work
+        target = pick_prefix_aware(self.replicas, seq) if self.policy == "prefix_aware" else self.pick()
+        tokens = seq.prompt_tokens + seq.generated
+        if tokens > target.max_tokens_held:
+            # Replicas of one tier may differ in KV memory (TP degree): a visit goes to one that can hold it, and is
+            # dropped (prompt_exceeds_kv_capacity) only when none of them can.
+            able = [r for r in self.replicas if r.can_ever_hold(tokens)]
+            if able:
+                target = self.pick(able)
+        target.submit(seq)
 
     def add(self, replica) -> None:
         self.replicas.append(replica)

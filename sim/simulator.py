@@ -19,6 +19,7 @@ from sim.replica import ITERATION_COLUMNS
 from sim.router import LOAD_BALANCERS, question_routes
 
 MODES = ("fast", "reference")
+CONTEXT_POLICIES = ("skip", "drop")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class SimConfig:
     # metrics: ref(r)'s answer length, the reference tier's answer (largest_tier) or the answer returned
     # (returned); see sim.metrics.REFERENCE_LENGTHS for the default's reason
     reference_length: str = "largest_tier"
+    # A request whose prompt plus answer exceeds a tier model's max_context: skip (served by the next tier that
+    # can take it) | drop (dropped with reason context_exceeded). Either way none that no tier takes is served.
+    context_policy: str = "skip"
 
     def __post_init__(self) -> None:
         def bad(key, value, valid):
@@ -64,6 +68,8 @@ class SimConfig:
             bad("cost_table", self.cost_table, "cost_model 'table' needs the path of a measured table CSV")
         if self.mode not in MODES:
             bad("mode", self.mode, f"choose one of {list(MODES)}")
+        if self.context_policy not in CONTEXT_POLICIES:
+            bad("context_policy", self.context_policy, f"choose one of {list(CONTEXT_POLICIES)}")
         for key in ("chunk_tokens", "max_num_seqs", "max_batched_tokens", "kv_block_size"):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -171,7 +177,8 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     cl = Cluster(env, plan, cascade, cluster, cfg, cost_factory, log)
     if hasattr(cost_factory, "check_workload"):  # a measured table checks its range before the run
         cost_factory.check_workload(workload)
-    flow = CascadeFlow(env, workload, plan.thresholds, plan.routing, cl.routers, cfg, gate, lat, direct, arrivals)
+    flow = CascadeFlow(env, workload, plan.thresholds, plan.routing, cl.routers, cfg, gate, lat, direct, arrivals,
+                       max_context=[t.model.max_context for t in cascade.tiers])
     cl.attach_flow(flow)
     if controller is None:
         env.run()
@@ -223,4 +230,5 @@ def _meta(cfg, plan, seed, cl: Cluster, flow: CascadeFlow, end_s: float, wall_s:
         "replicas": replicas,
         "mean_in_system": flow.area / end_s if end_s > 0 else 0.0,
         "attainment": cfg.attainment, "reference_tier": cfg.reference_tier,
+        "context_skipped": len(flow.context_skipped),
     }

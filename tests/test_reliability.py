@@ -3,8 +3,11 @@ the same seed and config give byte-identical request tables for every planner; H
 overrides and of the trace reader never meets an unhandled exception."""
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,12 @@ def bad_files(tmp_path_factory):
     (d / "header_only.csv").write_text("timestamp,input_tokens,output_tokens\n")
     (d / "garbage.csv").write_text("timestamp,input_tokens,output_tokens\nyesterday,lots,-3\n")
     (d / "binary.csv").write_bytes(b"\x00\xff\xfe" * 50)
+    (d / "list_run").mkdir()
+    (d / "list_run" / "summary.json").write_text("[]")
+    (d / "good_run").mkdir()
+    (d / "good_run" / "summary.json").write_text(json.dumps({
+        "scenario": {"name": "e", "workload": "w", "cascade": ["a"], "num_gpus": 8, "q_min": 50.0, "rate_scale": 1.0,
+                     "rate_rps": 1.0, "seed": 0, "config": {}}, "planners": {"p": {"slo_scale": 1.0}}}))
     return d
 
 
@@ -43,6 +52,28 @@ CASES = {
     "run_bad_replan_key": RUN + ["+replan.colour=blue"],
     "run_bad_planner_setting": RUN + ["planner=[cascadia]", "+planner.cascadia.bogus=1"],
     "run_missing_trace": RUN + ["workload.trace.path=/nonexistent/trace.csv"],
+    # issue 14, bad input: numbers checked in one place, absurd clusters, output folders
+    "run_noise_std_nan": RUN + ["sim.judge.noise_std=nan"],
+    "run_ib_bw_negative": RUN + ["cluster.ib_bw_gbps=-100"],
+    "run_ib_bw_zero": RUN + ["cluster.ib_bw_gbps=0"],
+    "run_ib_latency_negative": RUN + ["cluster.ib_latency_us=-1e9"],
+    "run_throughput_iters_zero": RUN + ["throughput.iters=0"],
+    "run_negative_workload_rate": RUN + ["workload.arrivals.rate_scale=-3"],
+    "run_q_min_level_out_of_range": RUN + ["q_min_level=1.5"],
+    "run_absurd_cluster": RUN + ["cluster.num_nodes=100000"],
+    "run_bad_context_policy": RUN + ["sim.context_policy=truncate"],
+    "run_output_dir_is_a_file": RUN + ["horizon_s=20", "output_dir={d}/empty.csv"],
+    "run_output_dir_unwritable": RUN + ["horizon_s=20", "output_dir=/proc/no_such_dir/out"],
+    # experiments.aggregate, experiments.figures
+    "aggregate_list_summary": [sys.executable, "-m", "experiments.aggregate", "{d}/list_run", "--out", "{d}/o.csv"],
+    "aggregate_out_is_its_input": [sys.executable, "-m", "experiments.aggregate", "{d}/good_run", "--out",
+                                   "{d}/good_run/summary.json"],
+    "aggregate_existing_out_without_force": [sys.executable, "-m", "experiments.aggregate", "{d}/good_run", "--out",
+                                             "{d}/empty.csv"],
+    "aggregate_missing_run_dir": [sys.executable, "-m", "experiments.aggregate", "/nonexistent/run", "--out",
+                                  "{d}/o.csv"],
+    "figures_out_dir_is_a_file": [sys.executable, "-m", "experiments.figures", "--out-dir", "{d}/empty.csv"],
+    "figures_results_dir_missing": [sys.executable, "-m", "experiments.figures", "--results-dir", "/nonexistent/res"],
     # sim.workload describe
     "workload_unknown_name": [sys.executable, "-m", "sim.workload", "describe", "no_such_workload"],
     "workload_negative_rate": [sys.executable, "-m", "sim.workload", "describe", "conversation", "--rate-scale", "-2"],
@@ -67,7 +98,8 @@ CASES = {
     "validate_garbage_file": [sys.executable, "-m", "sim.perf.validate", "{d}/garbage.csv"],
     "validate_unknown_engine": [sys.executable, "-m", "sim.perf.validate", "{d}/garbage.csv", "--engine", "warp"],
 }
-FAST = ("run_unknown_key", "workload_empty_trace", "validate_missing_file")
+FAST = ("run_unknown_key", "workload_empty_trace", "validate_missing_file", "run_noise_std_nan",
+        "aggregate_list_summary")
 
 
 def _run_case(argv, bad_files):
@@ -86,6 +118,37 @@ def _assert_one_line_error(proc, name):
 @pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in CASES])
 def test_cli_user_mistake_is_one_error_line_and_exit_2(name, bad_files):
     _assert_one_line_error(_run_case(CASES[name], bad_files), name)
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_exit_130_and_leaves_the_run_marked_incomplete(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(RUN + ["horizon_s=600", f"output_dir={out}"], cwd=ROOT, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "RUNNING").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (out / "RUNNING").exists(), "the run never started"
+    time.sleep(1.0)  # inside planning or simulation
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-800:]
+    assert "Traceback" not in err and [line for line in err.splitlines() if line.startswith("error:")] == \
+        ["error: interrupted (Ctrl-C); outputs of an unfinished run are marked incomplete"], err[-800:]
+    assert (out / "RUNNING").exists() and not (out / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_two_runs_of_one_seed_write_byte_identical_gzip_tables(tmp_path):
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for i, out in enumerate(outs):
+        if i:
+            time.sleep(1.1)  # a gzip header with the write time would now differ
+        subprocess.run(RUN + ["planner=[single_model]", "horizon_s=30", f"output_dir={out}"], cwd=ROOT, check=True,
+                       capture_output=True, timeout=300)
+    a, b = (o / "requests_single_model.csv.gz" for o in outs)
+    assert a.read_bytes() == b.read_bytes()
+    assert not (outs[0] / "RUNNING").exists() and (outs[0] / "summary.json").exists()
 
 
 def test_plan_using_more_gpus_than_exist_is_a_user_error():

@@ -5,9 +5,11 @@ import argparse
 import importlib
 import sys
 import time
+from pathlib import Path
 
 from sim.cli import exit_on_user_error
 from sim.errors import DataError
+from sim.io import prepare_output_dir
 
 # figure module -> the tidy table it reads (results/<table>.csv) and the command that makes that table.
 FIGURES = {
@@ -33,6 +35,11 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(args.names) - set(FIGURES))
     if unknown:
         raise DataError(f"unknown figure(s) {unknown}; valid: {', '.join(FIGURES)}")
+    if args.results_dir is not None and not Path(args.results_dir).is_dir():
+        raise DataError(f"--results-dir {args.results_dir} is not a folder; give the folder of tidy tables "
+                        "(default: results/)")
+    if args.out_dir is not None:
+        prepare_output_dir(args.out_dir, "--out-dir")
     missing = []
     for name in args.names or list(FIGURES):
         t0 = time.perf_counter()

@@ -123,8 +123,14 @@ def _tier_models(cfg: WorkloadConfig, cascade: Any) -> list[str]:
 
 def _window(trace: Trace, cfg: WorkloadConfig) -> tuple[np.ndarray, float, float]:
     start = cfg.window.start_s
-    end = cfg.window.end_s if cfg.window.end_s is not None else trace.arrival_s[-1] + 1e-9
-    idx = np.nonzero((trace.arrival_s >= start) & (trace.arrival_s < end))[0]
+    if cfg.window.end_s is None:
+        # Open-ended: every request from start on. (last + 1e-9 rounds back to last once times reach ~1e7 s, which
+        # silently lost the last request.) The next float after the last arrival keeps [start, end) true.
+        end = float(np.nextafter(trace.arrival_s[-1], np.inf)) if trace.arrival_s.size else float(start)
+        idx = np.nonzero(trace.arrival_s >= start)[0]
+    else:
+        end = cfg.window.end_s
+        idx = np.nonzero((trace.arrival_s >= start) & (trace.arrival_s < end))[0]
     if idx.size == 0:
         raise ConfigError(f"workload {cfg.name!r}: no request of {trace.path} arrives in the window "
                           f"[{start}, {end}) s; the trace spans 0 to {trace.duration_s:.1f} s")

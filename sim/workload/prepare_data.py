@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sim.cli import exit_on_user_error
 from sim.paths import DATA_DIR
 
 # ~4 characters per token is the usual rule of thumb for English BPE tokenizers (OpenAI, Llama); the Azure traces
@@ -202,6 +203,7 @@ def prepare_azure(src: Path, out: Path) -> None:
     shutil.copyfile(src / "AzureLLMInferenceDataset2023.md", out / "AzureLLMInferenceDataset2023.md")
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, required=True, help="folder holding the raw public datasets")

@@ -1,7 +1,7 @@
 """Test doubles for the simulator: a ReplicaCost whose times the test chooses, small workloads and plans."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,6 +58,19 @@ class OracleJudge:
 
 def llama_cascade():
     return cascade_from_dict({"name": "llama3", "tiers": [{"model": "llama3_8b"}, {"model": "llama3_70b"}]})
+
+
+# Tiers whose context windows differ (4096 then 8192 tokens), to exercise sim.context_policy.
+CONTEXT_MODELS = ("llama2_7b", "llama3_70b")
+
+
+def context_cascade():
+    return cascade_from_dict({"name": "ctx", "tiers": [{"model": m} for m in CONTEXT_MODELS]})
+
+
+def unlimited_context(cascade):
+    """The cascade with every model's max_context lifted, for oracles whose drawn prompt lengths are service times."""
+    return replace(cascade, tiers=tuple(replace(t, model=replace(t.model, max_context=2**62)) for t in cascade.tiers))
 
 
 def cluster():

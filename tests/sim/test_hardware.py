@@ -33,7 +33,7 @@ def test_unknown_names_list_valid_ones():
 def test_bad_cluster_values_fail_loudly():
     gpu = load_gpu("h100_sxm")
     base = dict(name="x", num_nodes=4, gpus_per_node=8, ib_bw_gbps=200.0, ib_latency_us=5.0)
-    with pytest.raises(ConfigError, match="positive"):
+    with pytest.raises(ConfigError, match="num_nodes"):
         cluster_from_dict({**base, "num_nodes": 0}, gpu)
     with pytest.raises(ConfigError, match="unknown key"):
         cluster_from_dict({**base, "gpus_per_nod": 8}, gpu)

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sim_fakes import OracleJudge, cluster, fake_factory, llama_cascade, plan, poisson_workload
+from sim_fakes import (CONTEXT_MODELS, OracleJudge, cluster, context_cascade, fake_factory, llama_cascade, plan,
+                       poisson_workload)
 
 from sim.simulator import SimConfig, simulate
 from sim.workload.types import Workload
@@ -20,6 +21,9 @@ def instances(draw):
     rate = draw(st.floats(1.0, 200.0))
     arrival = np.cumsum(rng.exponential(1.0 / rate, n))
     inp = rng.integers(1, draw(st.integers(2, 400)), n).astype(np.int64)
+    # Some prompts over the first tier's context (llama2_7b: 4096), some over both (llama3_70b: 8192).
+    long = rng.random(n) < draw(st.sampled_from([0.0, 0.3]))
+    inp[long] = rng.integers(3900, 9000, int(long.sum()))
     out = rng.integers(1, draw(st.integers(2, 300)), (n, 2)).astype(np.int64)
     scores = rng.uniform(0, 100, (n, 2))
     w = Workload("h", arrival, inp, out, scores, np.array([str(i) for i in range(n)]), ("a", "b"))
@@ -27,9 +31,10 @@ def instances(draw):
                     max_num_seqs=draw(st.integers(1, 16)), chunk_tokens=draw(st.sampled_from([16, 64, 512])),
                     max_batched_tokens=draw(st.sampled_from([64, 8192])),
                     load_balancer=draw(st.sampled_from(["least_work", "round_robin", "jsq"])),
-                    forward_with_draft=draw(st.booleans()), record_iterations=True)
+                    forward_with_draft=draw(st.booleans()), record_iterations=True,
+                    context_policy=draw(st.sampled_from(["skip", "drop"])))
     p = plan((draw(st.integers(1, 2)), draw(st.integers(0, 1))), thresholds=(draw(st.floats(0, 100)),),
-             pp=(draw(st.sampled_from([1, 2])), 1))
+             pp=(draw(st.sampled_from([1, 2])), 1), models=CONTEXT_MODELS)
     kv = draw(st.integers(4, 200))
     lat = draw(st.sampled_from([0.0, 0.27]))
     return w, cfg, p, kv, lat, seed
@@ -39,7 +44,7 @@ def _run(inst, mode):
     w, cfg, p, kv, lat, seed = inst
     from dataclasses import replace
 
-    return simulate(p, llama_cascade(), cluster(), w, replace(cfg, mode=mode), seed=seed,
+    return simulate(p, context_cascade(), cluster(), w, replace(cfg, mode=mode), seed=seed,
                     cost_factory=fake_factory(kv_capacity_blocks=kv), judge=OracleJudge(lat))
 
 
