@@ -16,6 +16,7 @@ from tqdm import tqdm
 from sim.cli import exit_on_user_error
 from sim.errors import ConfigError
 from experiments.config import register_configs
+from experiments.progress import in_sweep, report_done
 from experiments.online import build_controller, check_online_config, online_summary, planning_scenario, write_timeseries
 from experiments.scenario import Scenario, build_scenario, make_plan
 from sim.paths import CONF_DIR
@@ -62,7 +63,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         raise ConfigError("no planner selected; choose at least one, e.g. planner=[cascadia]")
     rows, summary = [], {"scenario": _scenario_meta(cfg, scenario), "planners": {}}
     bar = tqdm(total=len(planners), desc="planning + simulating", unit="planner",
-               disable=not cfg.progress, file=sys.stderr)
+               disable=not cfg.progress or in_sweep(), file=sys.stderr)
     for name, settings in planners.items():
         bar.set_postfix_str(name)
         plan, plan_s = make_plan(name, settings, planning_scenario(cfg, scenario), int(cfg.plan_sample_size))
@@ -94,8 +95,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         from experiments.figures.main_job import plot_main_job
 
         written.append(plot_main_job(table, out_dir / "main_job.png", title=_title(cfg, scenario)))
-    print(_format_table(table))
-    print("\nwrote " + ", ".join(map(str, written)))
+    report_done(_format_table(table), written)
     return summary
 
 
@@ -146,27 +146,21 @@ def run_guarded(cfg: DictConfig, out_dir: Path) -> None:
 @exit_on_user_error
 def validate_overrides(argv: list[str]) -> None:
     """Compose the config once with the compose API so a bad override fails as one line with exit 2
-    (Hydra's own handler prints several lines and exits 1)."""
-    from hydra import compose, initialize_config_dir
+    (experiments.overrides: valid options listed, user config folders included)."""
+    from experiments.overrides import compose_from_argv
+    from experiments.scenario import check_top_level
 
     if any(a in ("-m", "--multirun") for a in argv):
         return  # sweeps are validated per job
-    overrides = [a for a in argv if not a.startswith("-") and "=" in a and not a.startswith("hydra")]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        try:
-            cfg = compose(config_name="config", overrides=overrides)
-        except (ValueError, TypeError) as exc:
-            # Hydra raises bare ValueError/TypeError for a number, list or dict given as a group option
-            # (cluster=0, cluster=[1,2]).
-            from sim.errors import ConfigError
-
-            raise ConfigError(f"invalid override in {overrides}: {exc}") from None
-    from experiments.scenario import check_top_level
-
-    check_top_level(cfg)
+    check_top_level(compose_from_argv(argv))
 
 
 def main() -> None:
+    from sim.quick import announce, experiment_overrides, quick_mode
+
+    if quick_mode():
+        sys.argv += experiment_overrides(sys.argv[1:])
+        announce("short horizon, 2 bisection steps, one job per sweep")
     validate_overrides(sys.argv[1:])
     _hydra_main()
 
