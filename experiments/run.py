@@ -101,7 +101,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 def _title(cfg: DictConfig, sc: Scenario) -> str:
     return (f"{sc.cascade.name} on {sc.cluster.num_gpus} x {sc.cluster.gpu.name}, {cfg.workload.name} x"
-            f"{cfg.rate_scale:g} rate, q_min {sc.q_min:g}")
+            f"{cfg.rate_scale:g} rate, q_min {sc.q_min:.1f}")
 
 
 def _scenario_meta(cfg: DictConfig, sc: Scenario) -> dict:

@@ -3,29 +3,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-PANELS = [("slo_scale", "SLO scale at 95% (lower is better)"),
-          ("throughput_rps", "throughput at SLO (req/s)"),
-          ("quality", "quality (mean judge score)"),
-          ("gpu_s_per_request", "GPU-seconds per request")]
+PANELS = [("slo_scale", "SLO scale at 95%: p95 latency / ref\n(lower is better)"),
+          ("throughput_rps", "throughput at SLO scale 10 (req/s)\n(higher is better)"),
+          ("quality", "quality: mean judge score, 0-100\n(higher is better)"),
+          ("gpu_s_per_request", "GPU-seconds per request\n(lower is better)")]
 
 
 def plot_main_job(table: pd.DataFrame, path: Path, title: str = "") -> Path:
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.8))
+    fig = Figure(figsize=(4.2 * len(PANELS), 4.0))
+    axes = fig.subplots(1, len(PANELS))
     colors = ["#d62728" if p == "cascadia" else "#7f7f7f" for p in table["planner"]]
     for ax, (col, label) in zip(axes, PANELS):
-        ax.bar(range(len(table)), table[col], color=colors)
+        values = pd.to_numeric(table[col], errors="coerce")
+        top = float(values.max()) if values.notna().any() else 1.0
+        ax.bar(range(len(table)), values.fillna(0).where(values != 0, top * 0.01), color=colors)
+        for i, v in enumerate(values):
+            if pd.isna(v) or v == 0:  # drawn and labelled, never a silently missing bar
+                ax.text(i, top * 0.01, "n/a" if pd.isna(v) else "0", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(table)), table["planner"], rotation=45, ha="right", fontsize=8)
         ax.set_title(label, fontsize=9)
+        ax.set_ylim(bottom=0)
         ax.grid(axis="y", alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path, dpi=110)
     return path
