@@ -27,6 +27,7 @@ COLORS = {"single_model": "#7f7f7f", "sarathi": "#bcbd22", "routellm": "#17becf"
 QUALITY_LEVEL_LABEL = "quality level q_min_level (0 = smallest model's quality, 1 = largest's)"
 SLO_SCALE_LABEL = "SLO scale: p95 of latency / ref latency\n(lower is better)"
 THROUGHPUT_LABEL = "throughput at SLO scale 10 (req/s)\n(higher is better)"
+SAVE_DPI = 110  # notebooks/figures.ipynb lowers it to stay small
 CAP_NOTE = "hatched ≥: at the bisection cap (10x the rate), a lower bound"
 
 
@@ -73,7 +74,7 @@ def save(fig, name: str, out_dir: Path | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.png"
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")  # tight: keeps a legend placed below the axes
+    fig.savefig(path, dpi=SAVE_DPI, bbox_inches="tight")  # tight: keeps a legend placed below the axes
     if getattr(fig.canvas, "manager", None) is not None:  # a pyplot figure (drift.py): free it
         import matplotlib.pyplot as plt
 
