@@ -1,6 +1,6 @@
 """The paper's headline ratios recomputed from our tidy results: Cascadia against single-model and CascadeServe.
 
-python -m experiments.headline [results/slo_throughput.csv] prints a markdown table (the README quotes it):
+python -m experiments.headline [results/slo_throughput.csv] prints a markdown table (docs/results.md quotes it):
 per baseline, the mean and max over (workload, quality level) of baseline SLO scale / Cascadia SLO scale
 (> 1: Cascadia's SLO is tighter) and Cascadia throughput / baseline throughput, beside the paper's figures."""
 from __future__ import annotations
