@@ -52,6 +52,12 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
     return float(factor * base.rate_rps)
 
 
+def throughput_cap_rps(scenario: Scenario, tcfg: DictConfig) -> float:
+    """The highest throughput the bisection can report (its hi factor on the first horizon_s seconds): a lower bound."""
+    start = float(scenario.workload.arrival_s[0])
+    return float(tcfg.hi) * scenario.workload.window(start, start + float(tcfg.horizon_s)).rate_rps
+
+
 def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Everything the main job does, importable (tests and other experiments call this)."""
     from sim.metrics import summarize
@@ -94,7 +100,8 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if cfg.figure:
         from experiments.figures.main_job import plot_main_job
 
-        written.append(plot_main_job(table, out_dir / "main_job.png", title=_title(cfg, scenario)))
+        written.append(plot_main_job(table, out_dir / "main_job.png", title=_title(cfg, scenario),
+                                     throughput_cap_rps=throughput_cap_rps(scenario, cfg.throughput)))
     report_done(_format_table(table), written)
     return summary
 

@@ -12,15 +12,19 @@ PANELS = [("slo_scale", "SLO scale at 95%: p95 latency / ref\n(lower is better)"
           ("gpu_s_per_request", "GPU-seconds per request\n(lower is better)")]
 
 
-def plot_main_job(table: pd.DataFrame, path: Path, title: str = "") -> Path:
+def plot_main_job(table: pd.DataFrame, path: Path, title: str = "", throughput_cap_rps: float | None = None) -> Path:
+    """One panel per metric; throughput bars at the bisection's cap (a lower bound) are hatched and marked ≥."""
     fig = Figure(figsize=(4.2 * len(PANELS), 4.0))
     axes = fig.subplots(1, len(PANELS))
     colors = ["#d62728" if p == "cascadia" else "#7f7f7f" for p in table["planner"]]
     for ax, (col, label) in zip(axes, PANELS):
         values = pd.to_numeric(table[col], errors="coerce")
         top = float(values.max()) if values.notna().any() else 1.0
-        ax.bar(range(len(table)), values.fillna(0).where(values != 0, top * 0.01), color=colors)
+        bars = ax.bar(range(len(table)), values.fillna(0).where(values != 0, top * 0.01), color=colors)
         for i, v in enumerate(values):
+            if col == "throughput_rps" and throughput_cap_rps and v >= throughput_cap_rps * (1 - 1e-9):
+                bars[i].set_hatch("///")
+                ax.text(i, v, "≥", ha="center", va="bottom", fontsize=8)
             if pd.isna(v) or v == 0:  # drawn and labelled, never a silently missing bar
                 ax.text(i, top * 0.01, "n/a" if pd.isna(v) else "0", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(table)), table["planner"], rotation=45, ha="right", fontsize=8)

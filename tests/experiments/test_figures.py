@@ -65,3 +65,16 @@ def test_figure_modules_leave_the_backend_alone():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT,
                          env={**os.environ, "MPLBACKEND": "svg"}, check=True).stdout
     assert out.strip() == "svg"
+
+
+def test_main_job_marks_the_cap_and_draws_zero(tmp_path, monkeypatch):
+    from experiments.figures import main_job
+
+    drawn = []
+    monkeypatch.setattr(main_job.Figure, "savefig", lambda self, *a, **k: drawn.append(self))
+    table = pd.DataFrame({"planner": ["single_model", "cascadia"], "slo_scale": [10.0, 6.0],
+                          "throughput_rps": [0.0, 121.3], "quality": [88.0, 72.0], "gpu_s_per_request": [3.1, 2.7]})
+    main_job.plot_main_job(table, tmp_path / "m.png", title="t", throughput_cap_rps=121.3)
+    ax = drawn[0].axes[1]
+    assert [bool(b.get_hatch()) for b in ax.patches] == [False, True]
+    assert ax.patches[0].get_height() > 0 and {"0", "≥"} <= {t.get_text() for t in ax.texts}
