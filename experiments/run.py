@@ -167,7 +167,7 @@ def main() -> None:
 
     if quick_mode():
         sys.argv += experiment_overrides(sys.argv[1:])
-        announce("short horizon, 2 bisection steps, one job per sweep")
+        announce("60 s horizon, 2 throughput bisection steps on 60 s, 300 planning requests")
     validate_overrides(sys.argv[1:])
     _hydra_main()
 

@@ -2,7 +2,7 @@
 
 Each ```bash block is one script (`bash -e`), run in a copy of the repository (so `make results` and `make
 notebooks` rewrite the copy's tables and notebooks, not the checkout's) with CASCADESIM_QUICK=1 (sim/quick.py:
-short horizons, one job per sweep, the benchmarks' smallest sizes). The copy's `.venv` links to this checkout's
+short horizons, 2 bisection steps, the benchmarks' smallest sizes). The copy's `.venv` links to this checkout's
 environment, with fresh install stamps, so `make` does not reinstall into it. Commands that never end by
 themselves (a notebook server) are written in the text, not in bash blocks.
 """

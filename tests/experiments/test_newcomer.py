@@ -107,7 +107,6 @@ def test_quick_mode_is_read_in_one_place_and_yields_to_the_user(monkeypatch):
     assert quick_mode()
     extra = experiment_overrides(["horizon_s=120"])
     assert "horizon_s=60" not in extra and "throughput.iters=2" in extra
-    assert "hydra.sweeper.params=null" in experiment_overrides(["experiment=ablation"])
     monkeypatch.setenv(ENV_VAR, "0")
     assert not quick_mode()
     sources = [p for p in PROJECT_ROOT.glob("[se]*/**/*.py") if ENV_VAR in p.read_text()]
