@@ -2,6 +2,7 @@
 minute by arrival time, and the run's SLO scale, for each planner."""
 from __future__ import annotations
 
+import pandas as pd
 from matplotlib.patches import Patch
 
 from experiments.figures._common import COLORS, SLO_SCALE_LABEL, legend_below, new_figure, read_results, save
@@ -27,16 +28,19 @@ def plot(results_dir=None, out_dir=None):
     axes[0].set_title("latency through a node failure", fontsize=9)
     ordered = runs.sort_values(["planner", "replan_enabled"])
     bars = axes[1].bar(range(len(ordered)), ordered.slo_scale, color=[COLORS.get(p, "k") for p in ordered.planner])
+    counted = {"completed", "requests"} <= set(ordered.columns)  # absent when no fault fell in the horizon
     for b, (_, r) in zip(bars, ordered.iterrows()):
         b.set_hatch("" if r.replan_enabled else "//")
-        axes[1].text(b.get_x() + b.get_width() / 2, b.get_height(), f"{int(r.completed)}/{int(r.requests)}",
-                     ha="center", va="bottom", fontsize=6)
+        if counted and pd.notna(r.completed) and pd.notna(r.requests):
+            axes[1].text(b.get_x() + b.get_width() / 2, b.get_height(), f"{int(r.completed)}/{int(r.requests)}",
+                         ha="center", va="bottom", fontsize=6)
     axes[1].set_xticks(range(len(ordered)),
                        [f"{p}\n{'re-plan' if on else 'static'}" for p, on in zip(ordered.planner, ordered.replan_enabled)],
                        fontsize=7)
     axes[1].set_ylabel(SLO_SCALE_LABEL, fontsize=8)
     axes[1].set_ylim(bottom=0, top=1.12 * float(ordered.slo_scale.max()))
-    axes[1].set_title("whole run (labels: completed/arrived)", fontsize=9)
+    axes[1].set_title("whole run (labels: completed/arrived)" if counted else "whole run (no fault in the horizon)",
+                      fontsize=9)
     for ax in axes:
         ax.grid(alpha=0.3)
     legend_below(fig, handles, [h.get_label() for h in handles], ncol=3)
