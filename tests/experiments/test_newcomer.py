@@ -91,7 +91,8 @@ def test_unknown_option_with_user_folder_names_both(tmp_path, capsys):
 
 def test_sweep_job_folders_are_named_by_their_overrides(tmp_path):
     sweep = tmp_path / "sweep"
-    p = subprocess.run([sys.executable, "-m", "experiments.run", "-m", "workload=conversation,coding", *FAST,
+    with_bars = [a for a in FAST if a != "progress=false"]  # a sweep job shows no bar even with progress on
+    p = subprocess.run([sys.executable, "-m", "experiments.run", "-m", "workload=conversation,coding", *with_bars,
                         "hydra/launcher=basic", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, env=_env(),
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
@@ -100,6 +101,7 @@ def test_sweep_job_folders_are_named_by_their_overrides(tmp_path):
         for w in ("coding", "conversation")]
     done = [line for line in p.stdout.splitlines() if "done]" in line]
     assert len(done) == 2 and all("planner  slo_scale" not in line for line in p.stdout.splitlines())
+    assert "planning + simulating" not in p.stderr
 
 
 def test_quick_mode_is_read_in_one_place_and_yields_to_the_user(monkeypatch):
