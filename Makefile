@@ -1,19 +1,31 @@
-# One entry point for the README's two commands and CI. The venv lives in .venv.
+# One entry point for the README's two commands and CI. The venv lives in .venv; each install runs once and
+# again only when pyproject.toml changes (stamp files in .venv), quietly.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: run test test-slow bench setup setup-test figures results clean
+.PHONY: run test test-slow bench setup setup-test setup-notebooks figures notebooks results clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(PIP) --upgrade pip
 
-setup: $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) -e .
+	touch $@
 
-setup-test: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-notebooks: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[notebooks]'
+	touch $@
+
+setup: $(VENV)/.installed
+setup-test: $(VENV)/.installed-test
+setup-notebooks: $(VENV)/.installed-notebooks
 
 run: setup
 	$(BIN)/python -m experiments.run
@@ -31,7 +43,11 @@ bench: setup
 figures: setup
 	$(BIN)/python -m experiments.figures
 
-# Every experiment -> raw runs in multirun/<name>/<stamp> -> tidy tables in results/ -> figures (README: "Figures").
+# Executes every notebook in place so that it is committed with its outputs (figures inline).
+notebooks: setup-notebooks
+	$(BIN)/python -m experiments.notebooks
+
+# Every experiment -> raw runs in multirun/<name>/<stamp> -> tidy tables in results/ -> figures (docs/results.md).
 # Raw runs are never deleted: each `make results` sweeps into a new timestamped folder and aggregates only that one;
 # it overwrites the tidy tables results/<name>.csv (--force), which the sweep regenerates.
 SWEEPS := slo_throughput ablation llama3 quality_shift node_failure drift

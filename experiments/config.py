@@ -1,10 +1,12 @@
 """Structured-config schema of the experiment entry points, registered with Hydra's ConfigStore so typos fail loudly."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 
 @dataclass
@@ -78,6 +80,14 @@ class ExperimentConf:
     progress: bool = True
 
 
+def _job_dir(override_dirname: str, num: Any) -> str:
+    """A sweep job's folder: its overrides, or job<num> when it overrides nothing that names it."""
+    return override_dirname or f"job{num}"
+
+
 def register_configs() -> None:
+    # Resolvers of conf/config.yaml's output folders (the run folder's process id, the sweep job's folder).
+    OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
+    OmegaConf.register_new_resolver("job_dir", _job_dir, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="experiment_schema", node=ExperimentConf)

@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--level", type=float, default=0.7, help="q_min level between smallest (0) and largest (1) model")
     ap.add_argument("--out", default=str(PROJECT_ROOT / "results" / "planner_time.csv"))
     args = ap.parse_args(argv)
+    from sim.quick import announce, quick_mode
+
+    if quick_mode():
+        args.gpus = [g for g in args.gpus if g <= 16] or args.gpus[:1]
+        announce(f"cluster sizes {args.gpus} only")
     bad = [g for g in args.gpus if g <= 0 or g % 8]
     if bad:
         raise ConfigError(f"--gpus must be positive multiples of 8 (whole 8-GPU nodes), got {bad}")

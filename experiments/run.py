@@ -16,6 +16,7 @@ from sim.cli import exit_on_user_error
 from sim.io import mark_complete, mark_running, prepare_output_dir, write_json, write_table
 from sim.errors import ConfigError
 from experiments.config import register_configs
+from experiments.progress import in_sweep, report_done
 from experiments.online import build_controller, check_online_config, online_summary, planning_scenario, write_timeseries
 from planners.routellm import router_report
 from experiments.protocol import (SEED_METRICS, SeedSplit, combine_seeds, format_mean_ci, run_seeds, seed_split,
@@ -55,6 +56,12 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
     return float(factor * base.rate_rps)
 
 
+def throughput_cap_rps(scenario: Scenario, tcfg: DictConfig) -> float:
+    """The highest throughput the bisection can report (its hi factor on the first horizon_s seconds): a lower bound."""
+    start = float(scenario.workload.arrival_s[0])
+    return float(tcfg.hi) * scenario.workload.window(start, start + float(tcfg.horizon_s)).rate_rps
+
+
 def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Everything the main job does, importable (tests and other experiments call this). Every planner runs over
     the protocol's seeds (experiments.protocol): planned on each seed's planning split, scored on its test split."""
@@ -68,7 +75,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     rows, summary = [], {"scenario": {**_scenario_meta(cfg, scenario), "split": split_meta(splits[0]),
                                       "seeds": [sp.seed for sp in splits]}, "planners": {}}
     bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
-               disable=not cfg.progress, file=sys.stderr)
+               disable=not cfg.progress or in_sweep(), file=sys.stderr)
     for name, settings in planners.items():
         runs = []
         for k, split in enumerate(splits):
@@ -86,10 +93,10 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if cfg.figure:
         from experiments.figures.main_job import plot_main_job
 
-        written.append(plot_main_job(table, out_dir / "main_job.png", title=_title(cfg, scenario)))
+        written.append(plot_main_job(table, out_dir / "main_job.png", title=_title(cfg, scenario),
+                                     throughput_cap_rps=throughput_cap_rps(scenario, cfg.throughput)))
     mark_complete(out_dir)
-    print(_format_table(table))
-    print("\nwrote " + ", ".join(map(str, written)))
+    report_done(_format_table(table), written)
     return summary
 
 
@@ -129,7 +136,7 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
 
 def _title(cfg: DictConfig, sc: Scenario) -> str:
     return (f"{sc.cascade.name} on {sc.cluster.num_gpus} x {sc.cluster.gpu.name}, {cfg.workload.name} x"
-            f"{cfg.rate_scale:g} rate, q_min {sc.q_min:g}")
+            f"{cfg.rate_scale:g} rate, q_min {sc.q_min:.1f}")
 
 
 def _scenario_meta(cfg: DictConfig, sc: Scenario) -> dict:
@@ -178,31 +185,22 @@ def run_guarded(cfg: DictConfig, out_dir: Path) -> None:
 @exit_on_user_error
 def validate_overrides(argv: list[str]) -> None:
     """Compose the config once with the compose API so a bad override fails as one line with exit 2
-    (Hydra's own handler prints several lines and exits 1)."""
-    from hydra import compose, initialize_config_dir
+    (experiments.overrides: valid options listed, user config folders included)."""
+    from experiments.overrides import compose_from_argv
+    from experiments.scenario import check_top_level
 
     if any(a in ("-m", "--multirun") for a in argv):
         return  # sweeps are validated per job
-    overrides = [a for a in argv if not a.startswith("-") and "=" in a and not a.startswith("hydra")]
-    for flag in ("--config-dir", "-cd"):  # a user's own config folder (e.g. conf/workload/<theirs>.yaml) joins the search
-        if flag in argv[:-1]:
-            overrides.append(f"hydra.searchpath=[file://{Path(argv[argv.index(flag) + 1]).resolve()}]")
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        try:
-            cfg = compose(config_name="config", overrides=overrides)
-        except (ValueError, TypeError) as exc:
-            # Hydra raises bare ValueError/TypeError for a number, list or dict given as a group option
-            # (cluster=0, cluster=[1,2]).
-            from sim.errors import ConfigError
-
-            raise ConfigError(f"invalid override in {overrides}: {exc}") from None
-    from experiments.scenario import check_top_level
-
-    check_top_level(cfg)
+    check_top_level(compose_from_argv(argv))
 
 
 @exit_on_user_error  # Ctrl-C during start-up or in Hydra's own code still ends as one line
 def main() -> None:
+    from sim.quick import announce, experiment_overrides, quick_mode
+
+    if quick_mode():
+        sys.argv += experiment_overrides(sys.argv[1:])
+        announce("60 s horizon, 2 throughput bisection steps on 60 s, 300 planning requests")
     validate_overrides(sys.argv[1:])
     _hydra_main()
 

@@ -47,10 +47,10 @@ def conversation(cascade: CascadeSpec, rate_scale: float, duration_s: float, see
     return build_workload("conversation", cascade, seed=seed, rate_scale=rate_scale, window=(0.0, duration_s))
 
 
-def plan_times(level: float) -> dict[str, float]:
+def plan_times(level: float, sizes=(32, 80, 1024)) -> dict[str, float]:
     cascade = deepseek_cascade()
     out = {}
-    for gpus in (32, 80, 1024):
+    for gpus in sizes:
         wl = conversation(cascade, BASE_RATE_SCALE_32 * gpus / 32, 600.0)
         problem = PlanningProblem(cascade, h100_cluster(gpus // 8), wl, wl.quality_at_level(level))
         planner = get_planner("cascadia")
@@ -64,9 +64,12 @@ def plan_times(level: float) -> dict[str, float]:
     return out
 
 
-def brute_force_gaps(level: float) -> list[float]:
+BRUTE_FORCE_CASES = ((LLAMA2, 8, 0.5), (LLAMA2, 8, 1.0), (SMALL3, 8, 0.4), (SMALL3, 8, 1.0), (SMALL3, 4, 0.2))
+
+
+def brute_force_gaps(level: float, cases=BRUTE_FORCE_CASES) -> list[float]:
     gaps = []
-    for spec, gpus, rate_scale in ((LLAMA2, 8, 0.5), (LLAMA2, 8, 1.0), (SMALL3, 8, 0.4), (SMALL3, 8, 1.0), (SMALL3, 4, 0.2)):
+    for spec, gpus, rate_scale in cases:
         cascade = cascade_from_dict(spec)
         wl = conversation(cascade, rate_scale, 600.0)
         problem = PlanningProblem(cascade, h100_cluster(1, gpus), wl, wl.quality_at_level(level))
@@ -119,10 +122,16 @@ def main(argv=None) -> int:
     ap.add_argument("--sim-duration-s", type=float, default=300.0, help="trace window simulated per plan")
     ap.add_argument("--skip-sim", action="store_true", help="leave the estimator error out (null)")
     args = ap.parse_args(argv)
+    from sim.quick import announce, quick_mode
+
+    sizes, cases = (32, 80, 1024), BRUTE_FORCE_CASES
+    if quick_mode():
+        sizes, cases, args.sim_duration_s = (32,), BRUTE_FORCE_CASES[:1], min(args.sim_duration_s, 60.0)
+        announce("32 GPUs only, one brute-force case, 60 s simulated per plan")
     print("Cascadia plan time (3-tier DeepSeek cascade, conversation):")
-    plan_s = plan_times(args.level)
+    plan_s = plan_times(args.level, sizes)
     print("Brute force on small instances (same estimator, every threshold x every allocation):")
-    gaps = brute_force_gaps(args.level)
+    gaps = brute_force_gaps(args.level, cases)
     err = None
     if not args.skip_sim:
         print("Estimator vs simulator, per-tier p95 latency (32 H100s):")

@@ -109,6 +109,10 @@ def _scale(tables, points) -> float:
 
 
 def _solve_cbc(tables, points, num_gpus, s: SolverSettings):
+    import logging
+
+    # python-mip logs its version at INFO on import; under Hydra's INFO logging that line breaks progress bars.
+    logging.getLogger("mip").setLevel(logging.WARNING)
     import mip
 
     m = mip.Model(sense=mip.MINIMIZE, solver_name=mip.CBC)

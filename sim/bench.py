@@ -44,15 +44,18 @@ def identical(a, b) -> bool:
 
 
 def compare_modes(plan, cascade, cluster, workload, cfg, seed: int = 0, repeats: int = 5,
-                  fast_repeats: int = 3) -> dict:
+                  fast_repeats: int = 3, progress: bool = False) -> dict:
     """Both modes on the same input; wall times are the best of several runs, as timeit reports, because the
     machine is shared. The runs are interleaved (one reference run, then fast_repeats fast runs, `repeats`
     times) so that both modes see the same spells of load from the neighbours; the fast run lasts about 0.1 s,
     so it gets more runs, as each costs little."""
     from sim.simulator import simulate
 
+    from tqdm import tqdm
+
     out = {"reference_wall_s": float("inf"), "fast_wall_s": float("inf")}
-    for _ in range(repeats):
+    for _ in tqdm(range(repeats), desc="reference vs fast, rounds", unit="round", file=sys.stderr,
+                  disable=not progress, leave=False):
         for mode, n in (("reference", 1), ("fast", fast_repeats)):
             for _ in range(n):
                 t0 = time.perf_counter()
@@ -100,14 +103,24 @@ def main(argv: list[str] | None = None) -> int:
     if any(n < 1 for n in sizes):
         raise ConfigError(f"--sizes must be positive request counts, got {args.sizes!r}")
 
+    from sim.quick import announce, quick_mode
+
+    repeats = 5
+    if quick_mode():
+        args.window_s, repeats, sizes = min(args.window_s, 30.0), 1, tuple(dict.fromkeys(min(n, 2000) for n in sizes))
+        announce("30 s window, one round, at most 2,000 requests per scaling size")
+    print("loading the default scenario (plan, cascade, the whole conversation trace) ...", file=sys.stderr)
     plan, cascade, cluster, workload, cfg = default_scenario(args.seed)
     window = workload.window(0.0, args.window_s)
-    cmp = compare_modes(plan, cascade, cluster, window, cfg, args.seed)
+    print(f"timing reference and fast mode on the first {args.window_s:g} s, {repeats} interleaved rounds ...",
+          file=sys.stderr)
+    cmp = compare_modes(plan, cascade, cluster, window, cfg, args.seed, repeats=repeats, progress=True)
     same = identical(cmp["reference"], cmp["fast"])
     speedup = cmp["reference_wall_s"] / cmp["fast_wall_s"]
     print(f"window {args.window_s:g} s: {window.num_requests} requests, reference {cmp['reference_wall_s']:.2f} s "
           f"({cmp['reference'].meta['iterations']:,} iterations), fast {cmp['fast_wall_s']:.3f} s "
           f"({cmp['fast'].meta['jumps']:,} jumps), speedup {speedup:.1f}x, identical {same}", file=sys.stderr)
+    print(f"simulating the whole trace ({workload.num_requests} requests) in fast mode ...", file=sys.stderr)
     t0 = time.perf_counter()
     full = simulate(plan, cascade, cluster, workload, cfg, seed=args.seed)
     wall = time.perf_counter() - t0

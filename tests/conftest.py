@@ -14,6 +14,12 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+# Tests choose their own horizons: a CASCADESIM_QUICK left in the environment (the README-commands test sets it for
+# the `make test` it runs) must not shorten what they check.
+from sim.quick import ENV_VAR as _QUICK_ENV_VAR  # noqa: E402
+
+os.environ.pop(_QUICK_ENV_VAR, None)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

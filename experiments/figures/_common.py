@@ -1,16 +1,22 @@
-"""Helpers shared by the figure scripts: read a tidy results table, save a figure, planner colours."""
+"""Helpers shared by the figure scripts: read a tidy results table, planner colours, model names, bars that mark
+lower bounds and zeros, legends outside the axes, save a figure.
+
+Figures are matplotlib `Figure` objects, not pyplot state: drawing one never picks or switches a backend, so a
+notebook that imports these scripts keeps its inline backend (a module-level `matplotlib.use("Agg")` used to
+turn every notebook plot off).
+"""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from sim.errors import DataError  # noqa: E402
-from sim.paths import PROJECT_ROOT  # noqa: E402
+from sim.errors import DataError
+from sim.paths import CONF_DIR, PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "results"
 FIGURES_DIR = PROJECT_ROOT / "results" / "figures"
@@ -18,13 +24,18 @@ PLANNER_ORDER = ["single_model", "sarathi", "routellm", "cascadeserve", "cascadi
                  "cascadia_no_allocation", "cascadia"]
 COLORS = {"single_model": "#7f7f7f", "sarathi": "#bcbd22", "routellm": "#17becf", "cascadeserve": "#1f77b4",
           "cascadia_no_parallelism": "#ff9896", "cascadia_no_allocation": "#ffbb78", "cascadia": "#d62728"}
+QUALITY_LEVEL_LABEL = "quality level q_min_level (0 = smallest model's quality, 1 = largest's)"
+SLO_SCALE_LABEL = "SLO scale: p95 of latency / ref latency\n(lower is better)"
+THROUGHPUT_LABEL = "throughput at SLO scale 10 (req/s)\n(higher is better)"
+SAVE_DPI = 110  # notebooks/figures.ipynb lowers it to stay small
+CAP_NOTE = "hatched ≥: at the bisection cap (10x the rate), a lower bound"
 
 
-def read_results(name: str, results_dir: Path = RESULTS_DIR) -> pd.DataFrame:
-    path = Path(results_dir) / f"{name}.csv"
+def read_results(name: str, results_dir: Path | None = None) -> pd.DataFrame:
+    path = Path(results_dir or RESULTS_DIR) / f"{name}.csv"
     if not path.exists():
         raise DataError(f"{path} does not exist; run the experiment and `python -m experiments.aggregate` first "
-                        f"(see README, 'Figures')")
+                        f"(see docs/results.md)")
     return pd.read_csv(path)
 
 
@@ -33,13 +44,41 @@ def ordered_planners(df: pd.DataFrame) -> list[str]:
     return [p for p in PLANNER_ORDER if p in present] + sorted(present - set(PLANNER_ORDER))
 
 
-def save(fig, name: str, out_dir: Path = FIGURES_DIR) -> Path:
-    out_dir = Path(out_dir)
+@functools.lru_cache(maxsize=None)
+def model_name(model: str) -> str:
+    """A model's published name (conf/model/<model>.yaml hf_id without the organisation), else the config name."""
+    path = CONF_DIR / "model" / f"{model}.yaml"
+    hf_id = (yaml.safe_load(path.read_text()) or {}).get("hf_id") if path.exists() else None
+    return str(hf_id).split("/")[-1].removesuffix("-Instruct") if hf_id else model
+
+
+def tier_names(cascade: str) -> list[str]:
+    """Tier labels of a tidy table's `cascade` column ("a->b->c")."""
+    return [model_name(m) for m in str(cascade).split("->")]
+
+
+def new_figure(ncols: int, width: float = 5.0, height: float = 3.6, **kw):
+    fig = Figure(figsize=(width * ncols, height))
+    axes = fig.subplots(1, ncols, squeeze=False, **kw)[0]
+    return fig, list(axes)
+
+
+def legend_below(fig, handles, labels, ncol: int | None = None) -> None:
+    """One legend for the whole figure, below the axes, where it cannot cover data."""
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), fontsize=7,
+               ncol=ncol or min(len(labels), 4), frameon=False)
+
+
+def save(fig, name: str, out_dir: Path | None = None) -> Path:
+    out_dir = Path(out_dir or FIGURES_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.png"
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.savefig(path, dpi=SAVE_DPI, bbox_inches="tight")  # tight: keeps a legend placed below the axes
+    if getattr(fig.canvas, "manager", None) is not None:  # a pyplot figure (drift.py): free it
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     return path
 
 
@@ -55,30 +94,90 @@ def ci_yerr(sub: pd.DataFrame, value: str, xs: list):
     return [lo, hi]
 
 
-def grouped_bars(ax, df: pd.DataFrame, x: str, value: str, planners: list[str]) -> None:
+@functools.lru_cache(maxsize=None)
+def _window_rate_rps(workload: str, rate_scale: float, horizon_s: float) -> float:
+    from sim.workload import build_workload
+
+    w = build_workload(workload, seed=0, rate_scale=rate_scale)
+    start = float(w.arrival_s[0])
+    return float(w.window(start, start + horizon_s).rate_rps)
+
+
+def throughput_cap_rps(row) -> float:
+    """The highest throughput the bisection can report for this row: hi x the rate of the first horizon_s seconds
+    (experiments.run.throughput_rps). A table may carry it; otherwise it is recomputed from the shipped trace
+    with the default bisection settings (experiments.config.ThroughputConf)."""
+    if "throughput_cap_rps" in row and pd.notna(row["throughput_cap_rps"]):
+        return float(row["throughput_cap_rps"])
+    from experiments.config import ThroughputConf
+
+    t = ThroughputConf()
+    try:
+        return t.hi * _window_rate_rps(str(row["workload"]), float(row["rate_scale"]), t.horizon_s)
+    except Exception:  # a workload this checkout cannot rebuild: no bar is marked rather than a wrong mark
+        return float("inf")
+
+
+def grouped_bars(ax, df: pd.DataFrame, x: str, value: str, planners: list[str], lower_bound_cap: bool = False) -> bool:
+    """One bar per planner at each x. A zero is drawn as a thin stub labelled 0 (not a missing bar), a missing
+    value is labelled n/a; with lower_bound_cap, bars at the throughput bisection cap are hatched and labelled ≥.
+    Returns whether any bar was at the cap."""
     xs = sorted(df[x].unique())
+    any_capped = False
     width = 0.8 / max(len(planners), 1)
+    top = float(pd.to_numeric(df[value], errors="coerce").max() or 1.0)
     for j, p in enumerate(planners):
         sub = df[df["planner"] == p].set_index(x)
-        vals = [sub[value].get(v, float("nan")) for v in xs]
-        ax.bar([i + j * width for i in range(len(xs))], vals, width, label=p, color=COLORS.get(p),
-               yerr=ci_yerr(sub, value, xs), capsize=2, error_kw={"elinewidth": 0.8})
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(xs))], [f"{v:g}" if isinstance(v, float) else v for v in xs])
+        for i, v in enumerate(xs):
+            pos = i + j * width
+            if v not in sub.index or pd.isna(sub.loc[v, value]):
+                ax.text(pos, 0, "n/a", ha="center", va="bottom", fontsize=5, rotation=90)
+                continue
+            row = sub.loc[v]
+            val = float(row[value])
+            capped = lower_bound_cap and val >= throughput_cap_rps(row) * (1 - 1e-9)
+            any_capped |= capped
+            err = ci_yerr(sub, value, [v])
+            ax.bar(pos, val if val > 0 else top * 0.01, width, color=COLORS.get(p), hatch="///" if capped else None,
+                   edgecolor="k" if capped or val == 0 else None, linewidth=0.4,
+                   yerr=err, capsize=2, error_kw={"elinewidth": 0.8})
+            if val == 0:
+                ax.text(pos, top * 0.01, "0", ha="center", va="bottom", fontsize=6)
+            elif capped:
+                ax.text(pos, val, "≥", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(xs))],
+                  [f"{v:g}" if isinstance(v, float) else str(v) for v in xs])
+    ax.set_ylim(bottom=0)
     ax.grid(axis="y", alpha=0.3)
+    return any_capped
 
 
-def bars_per_panel(table: str, panels: list[tuple[str, str, str]], x: str, xlabel: str, fig_name: str,
-                   results_dir=None, out_dir=None, panel_col: str | None = None) -> Path:
-    """Grouped bars (one bar per planner) of value columns. panels: (filter value or "", value column, title);
-    with panel_col set, panel i shows the rows whose panel_col equals its filter value."""
-    df = read_results(table, **({"results_dir": results_dir} if results_dir else {}))
+def planner_handles(planners: list[str], with_cap: bool = False):
+    handles = [Patch(color=COLORS.get(p, "k"), label=p) for p in planners]
+    if with_cap:
+        handles.append(Patch(facecolor="white", edgecolor="k", hatch="///", label=CAP_NOTE))
+    return handles, [h.get_label() for h in handles]
+
+
+def bars_per_panel(table: str, panels: list[tuple[str, str, str, str]], x: str, xlabel: str, fig_name: str,
+                   results_dir=None, out_dir=None, panel_col: str | None = None, suptitle: str = "") -> Path:
+    """Grouped bars (one bar per planner) of value columns. panels: (filter value or "", value column, title,
+    y label); with panel_col set, panel i shows the rows whose panel_col equals its filter value. Throughput
+    panels mark bars at the bisection cap."""
+    df = read_results(table, results_dir)
     if panel_col:
-        panels = [(v, value, title.format(v)) for v in sorted(df[panel_col].unique()) for _, value, title in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+        panels = [(v, value, title.format(v), ylabel) for v in sorted(df[panel_col].unique())
+                  for _, value, title, ylabel in panels]
+    fig, axes = new_figure(len(panels))
     planners = ordered_planners(df)
-    for ax, (key, value, title) in zip(axes[0], panels):
-        grouped_bars(ax, df[df[panel_col] == key] if panel_col else df, x, value, planners)
+    any_cap = False
+    for ax, (key, value, title, ylabel) in zip(axes, panels):
+        any_cap |= grouped_bars(ax, df[df[panel_col] == key] if panel_col else df, x, value, planners,
+                                lower_bound_cap=value == "throughput_rps")
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel(xlabel)
-    axes[0][0].legend(fontsize=7)
-    return save(fig, fig_name, **({"out_dir": out_dir} if out_dir else {}))
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    legend_below(fig, *planner_handles(planners, with_cap=any_cap))
+    return save(fig, fig_name, out_dir)

@@ -1,13 +1,13 @@
 """The paper's ablation study: Cascadia against its ablations (SLO scale and throughput per workload)."""
 from __future__ import annotations
 
-from experiments.figures._common import bars_per_panel
+from experiments.figures._common import SLO_SCALE_LABEL, THROUGHPUT_LABEL, bars_per_panel
 
 
 def plot(results_dir=None, out_dir=None):
-    return bars_per_panel("ablation", [("", "slo_scale", "SLO scale (lower is better)"),
-                                       ("", "throughput_rps", "throughput at SLO target (req/s)")],
-                          "workload", "workload", "ablation", results_dir, out_dir)
+    return bars_per_panel("ablation", [("", "slo_scale", "SLO scale", SLO_SCALE_LABEL),
+                                       ("", "throughput_rps", "throughput", THROUGHPUT_LABEL)],
+                          "workload", "workload (quality level 0.7)", "ablation", results_dir, out_dir)
 
 
 if __name__ == "__main__":

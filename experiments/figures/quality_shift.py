@@ -1,26 +1,29 @@
 """The paper's resource-allocation case study: how the quality requirement moves GPUs and request shares between tiers (Cascadia)."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
-
-from experiments.figures._common import read_results, save
+from experiments.figures._common import legend_below, new_figure, read_results, save, tier_names
 
 
 def plot(results_dir=None, out_dir=None):
-    df = read_results("quality_shift", **({"results_dir": results_dir} if results_dir else {}))
+    df = read_results("quality_shift", results_dir)
     df = df[df["planner"] == "cascadia"].sort_values("q_min")
     tiers = sorted(int(c[len("gpus_t"):]) for c in df.columns if c.startswith("gpus_t"))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = tier_names(df["cascade"].iloc[0]) if len(df) else [f"tier {t}" for t in tiers]
+    fig, axes = new_figure(2)
+    lines = []
     for t in tiers:
-        axes[0].plot(df["q_min"], df[f"gpus_t{t}"], marker="o", label=f"tier {t}")
-        axes[1].plot(df["q_min"], 100 * df[f"share_t{t}"], marker="o", label=f"tier {t}")
-    axes[0].set_title("GPUs per tier")
-    axes[1].set_title("% of requests reaching each tier")
+        lines += axes[0].plot(df["q_min"], df[f"gpus_t{t}"], marker="o", label=f"tier {t}: {names[t]}")
+        axes[1].plot(df["q_min"], 100 * df[f"share_t{t}"], marker="o")
+    axes[0].set_title("GPUs per tier (Cascadia)", fontsize=9)
+    axes[0].set_ylabel("GPUs (H100)", fontsize=8)
+    axes[1].set_title("requests reaching each tier (Cascadia)", fontsize=9)
+    axes[1].set_ylabel("% of requests", fontsize=8)
     for ax in axes:
-        ax.set_xlabel("q_min (mean judge score)")
+        ax.set_xlabel("q_min: required mean judge score, 0-100", fontsize=8)
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    return save(fig, "quality_shift", **({"out_dir": out_dir} if out_dir else {}))
+    legend_below(fig, lines, [ln.get_label() for ln in lines], ncol=len(lines))
+    return save(fig, "quality_shift", out_dir)
 
 
 if __name__ == "__main__":

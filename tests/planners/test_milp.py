@@ -77,3 +77,18 @@ def test_milp_equals_brute_force(data, backend):
     assert res.latency_s == pytest.approx(bf_l)
     assert res.gpus == bf_gpus  # canonical: each tier on the fewest GPUs reaching the optimum
     assert exact_allocation(tabs, n) == (bf_gpus, pytest.approx(bf_l))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_solvers_print_nothing_under_info_logging(backend):
+    """Sweeps log at INFO (Hydra); a solver's banner or log line there breaks every progress display."""
+    import subprocess
+    import sys
+
+    code = ("import logging, numpy as np; logging.basicConfig(level=logging.INFO)\n"
+            "from planners.milp import SolverSettings, solve_allocation\n"
+            "t = np.minimum.accumulate(np.array([np.inf, 10, 5, 5, 5, 5, 5]))\n"
+            f"solve_allocation([t, t], 6, SolverSettings({backend!r}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "" and proc.stderr == "", (proc.stdout, proc.stderr)
