@@ -70,10 +70,11 @@ def load_allreduce_cases(data_dir: Path) -> pd.DataFrame:
 
 # ---- vectorised predictors (same formulas as sim.perf.kernels, checked by a test) ----------------------
 def predict_gemm_s(x, tokens, k, n, gpu: GPUSpec, weight_bytes=2.0):
-    eff_max, tokens_half, mem_eff, launch_s = x
-    compute = 2.0 * k * n * (tokens + tokens_half) / (gpu.bf16_tflops * 1e12 * eff_max)
+    eff_max, exponent, mem_eff, launch_s = x
+    compute = 2.0 * k * n * tokens / (gpu.bf16_tflops * 1e12 * eff_max)
     memory = (k * n * weight_bytes + tokens * (k + n) * 2.0) / (gpu.hbm_bw_gbps * 1e9 * mem_eff)
-    return launch_s + np.maximum(compute, memory)
+    big = np.maximum(np.maximum(compute, memory), 1e-30)  # ratios in [0, 1]; the floor only guards k=n=0 rows
+    return launch_s + big * ((compute / big) ** exponent + (memory / big) ** exponent) ** (1.0 / exponent)
 
 
 def predict_elementwise_s(x, tokens, bytes_per_token, gpu: GPUSpec):
@@ -97,8 +98,8 @@ def fit_gemm(cases: pd.DataFrame, gpu: GPUSpec) -> GemmParams:
     c = cases[(cases.kind == "gemm") & ~cases.holdout]
     t, k, n, y = (c[col].to_numpy() for col in ("tokens", "k", "n", "measured_s"))
     x = _fit(lambda x: predict_gemm_s(x, t, k, n, gpu) / y - 1.0,
-             [0.7, 64.0, 0.85, 4e-6], [0.05, 0.0, 0.05, 0.0], [1.0, 4096.0, 1.0, 1e-4])
-    return GemmParams(compute_eff_max=x[0], tokens_half=x[1], mem_eff=x[2], launch_s=x[3])
+             [0.7, 3.0, 0.9, 5e-6], [0.05, 1.0, 0.05, 0.0], [1.0, 20.0, 1.0, 1e-4])
+    return GemmParams(compute_eff_max=x[0], overlap_exponent=x[1], mem_eff=x[2], launch_s=x[3])
 
 
 def fit_elementwise(cases: pd.DataFrame, gpu: GPUSpec) -> dict[str, ElementwiseParams]:
@@ -138,7 +139,7 @@ def fit_cpu_overheads(data_dir: Path) -> dict[str, float]:
 # ---- report --------------------------------------------------------------------------------------
 def predict_cases(cases: pd.DataFrame, params: CalibratedParams, gpu: GPUSpec) -> np.ndarray:
     g = params.gemm
-    pred = predict_gemm_s([g.compute_eff_max, g.tokens_half, g.mem_eff, g.launch_s],
+    pred = predict_gemm_s([g.compute_eff_max, g.overlap_exponent, g.mem_eff, g.launch_s],
                           cases.tokens.to_numpy(), cases.k.to_numpy(), cases.n.to_numpy(), gpu)
     for kind, p in params.elementwise.items():
         mask = (cases.kind == kind).to_numpy()
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     params, cases, ar, summary = calibrate(args.data_dir, args.gpu)
     print(format_tables(cases, ar))
     g, a, r = params.gemm, params.allreduce, params.fit_report
-    print(f"\nGEMM: compute_eff_max={g.compute_eff_max:.3f} tokens_half={g.tokens_half:.1f} "
+    print(f"\nGEMM: compute_eff_max={g.compute_eff_max:.3f} overlap_exponent={g.overlap_exponent:.2f} "
           f"mem_eff={g.mem_eff:.3f} launch={g.launch_s * 1e6:.2f} us")
     print("elementwise: " + ", ".join(f"{k} eff={p.mem_eff:.2f} launch={p.launch_s * 1e6:.2f} us"
                                       for k, p in params.elementwise.items()))

@@ -1,4 +1,9 @@
-"""Serving-engine overhead profiles (conf/engine/*.yaml): CPU time per iteration, per-layer gaps, memory reserve."""
+"""Serving-engine profiles (conf/engine/*.yaml): the costs an engine adds to its kernels, and its memory reserve.
+
+A profile is data: every number in its YAML carries its source (a paper, a document, a measurement, or the
+calibration run that fitted it). build_replica_cost accepts a profile name or an EngineProfile object, so a
+calibration can try candidate parameters without writing files (dataclasses.replace on a loaded profile).
+"""
 from __future__ import annotations
 
 import math
@@ -10,25 +15,65 @@ from omegaconf import OmegaConf
 from sim.errors import ConfigError
 from sim.paths import CONF_DIR
 
+# Fields a calibration may fit, with their physical bounds (sim.perf.calibrate --engine keeps fits inside them).
+FITTABLE_BOUNDS: dict[str, tuple[float, float]] = {
+    "layer_overhead_graph_us": (0.0, 60.0),
+    "cpu_base_ms": (0.0, 10.0),
+    "cpu_per_seq_ms": (0.0, 0.2),
+    "allreduce_nvlink_base_us": (2.0, 60.0),
+    "attn_prefill_eff": (0.2, 0.9),
+    "attn_decode_mem_eff": (0.3, 0.95),
+}
+
 
 @dataclass(frozen=True)
 class EngineProfile:
+    """One engine at one version. Times: ms for CPU work, us for GPU-side gaps and collective latencies."""
+
     name: str
+    version: str
+    # CPU time per iteration (schedule, prepare inputs, sample, detokenise), not hidden behind the GPU:
+    # cpu_base_ms + cpu_per_seq_ms * sequences + cpu_per_log2_tp_ms * log2(TP).
     cpu_base_ms: float
     cpu_per_seq_ms: float
     cpu_per_log2_tp_ms: float
+    # GPU-side gaps per transformer layer (launch gaps, syncs, rank skew), scaled by TP^exponent.
     layer_overhead_graph_us: float
     layer_overhead_eager_us: float
     layer_overhead_tp_exponent: float
-    cuda_graph_max_seqs: int
+    cuda_graph_max_seqs: int  # decode batches up to this size replay CUDA graphs; 0: no CUDA graphs
+    chunked_prefill: bool  # prompts split into chunks mixed with decodes (Sarathi-Serve style)
+    max_num_batched_tokens: int  # token budget of one iteration; sizes the activation reserve
+    # Memory per GPU outside weights and KV: CUDA context, NCCL buffers, CUDA graphs, allocator slack (base),
+    # plus the peak activations of one iteration of max_num_batched_tokens (computed from the model).
     reserve_base_gb: float
-    max_num_batched_tokens: int
+    # Achieved all-reduce: fixed latency per call and fraction of link bandwidth, over NVLink and InfiniBand.
+    allreduce_nvlink_base_us: float
+    allreduce_nvlink_bw_eff: float
+    allreduce_ib_base_us: float
+    allreduce_ib_bw_eff: float
+    # Attention kernels: prefill at this fraction of dense BF16 peak, decode reads KV at this fraction of HBM peak.
+    attn_prefill_eff: float
+    attn_decode_mem_eff: float
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "name" and (not isinstance(value, (int, float)) or value < 0):
-                raise ConfigError(f"engine {self.name!r}: {f.name} must be a non-negative number, got {value!r}")
+            if f.name in ("name", "version"):
+                if not isinstance(value, str) or not value:
+                    raise ConfigError(f"engine {self.name!r}: {f.name} must be a non-empty string, got {value!r}")
+            elif f.name == "chunked_prefill":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"engine {self.name!r}: chunked_prefill must be true or false, got {value!r}")
+            elif (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                  or value < 0):
+                raise ConfigError(f"engine {self.name!r}: {f.name} must be a finite non-negative number, got {value!r}")
+        for key in ("allreduce_nvlink_bw_eff", "allreduce_ib_bw_eff", "attn_prefill_eff", "attn_decode_mem_eff"):
+            if not 0.0 < getattr(self, key) <= 1.0:
+                raise ConfigError(f"engine {self.name!r}: {key} is a fraction of peak and must be in (0, 1], "
+                                  f"got {getattr(self, key)!r}")
+        if self.max_num_batched_tokens < 1:
+            raise ConfigError(f"engine {self.name!r}: max_num_batched_tokens must be at least 1")
 
     def cpu_time_s(self, num_seqs: int, tp: int) -> float:
         return 1e-3 * (self.cpu_base_ms + self.cpu_per_seq_ms * num_seqs + self.cpu_per_log2_tp_ms * math.log2(tp))
@@ -50,7 +95,18 @@ def engine_from_dict(data: dict, where: str = "engine") -> EngineProfile:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
     if missing:
         raise ConfigError(f"{where}: missing key(s) {missing}")
+    data = dict(data)
+    data["version"] = str(data["version"])
     return EngineProfile(**data)
+
+
+def resolve_engine(engine: str | EngineProfile) -> EngineProfile:
+    """A profile object as given, or the named one from conf/engine."""
+    if isinstance(engine, EngineProfile):
+        return engine
+    if not isinstance(engine, str):
+        raise ConfigError(f"engine must be a conf/engine name or an EngineProfile, got {engine!r}")
+    return load_engine(engine)
 
 
 @lru_cache(maxsize=None)
