@@ -19,8 +19,11 @@ class TierSpec:
 class CascadeSpec:
     name: str
     tiers: tuple[TierSpec, ...]
+    single_model: bool = False  # one model served alone (sim.clients' serving benchmarks), never a user cascade
 
     def __post_init__(self) -> None:
+        if self.single_model and len(self.tiers) == 1:
+            return
         if len(self.tiers) < 2:
             raise ConfigError(f"cascade {self.name!r} needs at least 2 models, got {len(self.tiers)}")
         sizes = [t.model.total_params for t in self.tiers]

@@ -24,7 +24,7 @@ class CascadeFlow:
     """Owns the per-request state machine; replicas call on_tier_done / on_drop."""
 
     def __init__(self, env, workload, thresholds, routing: str, routers: list, cfg, gate_scores: np.ndarray,
-                 judge_latency_s: np.ndarray, direct_tier: np.ndarray | None) -> None:
+                 judge_latency_s: np.ndarray, direct_tier: np.ndarray | None, arrivals=None) -> None:
         self.env = env
         self.routers = routers
         self.cfg = cfg
@@ -50,7 +50,12 @@ class CascadeFlow:
         self.arrived = 0
         self.finished = 0
         self.done = env.event()  # succeeds when every request has completed or been dropped
-        self.process = env.process(self._arrivals())
+        # arrivals: an object that admits requests during the run (sim.clients' closed-loop client) instead of
+        # the workload's fixed arrival times; it hears of every finish through on_finish(i, now).
+        self.arrivals = arrivals
+        if arrivals is not None:
+            self.book.arrival_s = self.book.arrival_s.copy()  # the workload's array is read-only
+        self.process = env.process(self._arrivals()) if arrivals is None else arrivals.start(env, self)
 
     # ---- bookkeeping of the number in system ----------------------------------------------------
     def _count(self, delta: int, now: float) -> None:
@@ -70,6 +75,14 @@ class CascadeFlow:
                 self._enter(i, self._live_tier_direct(self.direct_tier[i]), self.input_tokens[i], t)
             else:
                 self._enter(i, self._live_tier_from(0), self.input_tokens[i], t)
+
+    def admit(self, i: int, now: float) -> None:
+        """Request i arrives now (an arrivals object decides when); it starts at the first planned tier."""
+        self.arrival_s[i] = now
+        self.book.arrival_s[i] = now
+        self._count(+1, now)
+        self.arrived += 1
+        self._enter(i, self._live_tier_from(0), self.input_tokens[i], now)
 
     # A tier counts while it is planned, even with no live replica: its visits wait for a repair or re-plan.
     def _live_tier_from(self, t: int) -> int:
@@ -142,7 +155,7 @@ class CascadeFlow:
         book.ttft_s[i] = book.first_token_s[t][i] - self.arrival_s[i]
         book.output_tokens_final[i] = self.output_tokens[t][i]
         book.status[i] = STATUS_COMPLETED
-        self._finish(now)
+        self._finish(i, now)
 
     def on_drop(self, seq: Seq, reason: str, now: float) -> None:
         self.book.preemptions[seq.req] += seq.preemptions
@@ -155,11 +168,13 @@ class CascadeFlow:
         book.status[i] = STATUS_DROPPED
         book.drop_reason[i] = reason
         book.completion_s[i] = np.nan
-        self._finish(now)
+        self._finish(i, now)
 
-    def _finish(self, now: float) -> None:
+    def _finish(self, i: int, now: float) -> None:
         self.finished += 1
         self._count(-1, now)
+        if self.arrivals is not None:
+            self.arrivals.on_finish(i, now)
         if self.finished == len(self.arrival_s) and not self.done.triggered:
             self.done.succeed()
 

@@ -109,12 +109,13 @@ def _direct_tiers(scores: np.ndarray, thresholds, error_rate: float, rng: np.ran
 
 
 def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), seed: int = 0, controller=None,
-             cost_factory: Callable | None = None, judge=None) -> SimResult:
+             cost_factory: Callable | None = None, judge=None, arrivals=None) -> SimResult:
     """Run the workload through the plan; returns per-request records, optional iterations and run metadata.
 
     cost_factory(tier_spec, replica_plan, cluster, engine=...) -> ReplicaCost (default: the calibrated cost
     model). judge: an object with gate_scores(scores, tier, rng) and latency_s(rng, n) (default:
-    sim.workload.Judge(cfg.judge)). Random streams: one SeedSequence(seed), spawned per use.
+    sim.workload.Judge(cfg.judge)). arrivals: an object that admits requests during the run (start(env, flow),
+    on_finish(i, now); e.g. sim.clients.BenchmarkClient) instead of the workload's arrival times. Random streams: one SeedSequence(seed), spawned per use.
     """
     if not isinstance(cfg, SimConfig):
         cfg = sim_config_from_dict(cfg)
@@ -148,7 +149,7 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     env = simpy.Environment()
     log = [] if cfg.record_iterations else None
     cl = Cluster(env, plan, cascade, cluster, cfg, cost_factory or default_cost_factory(cfg), log)
-    flow = CascadeFlow(env, workload, plan.thresholds, plan.routing, cl.routers, cfg, gate, lat, direct)
+    flow = CascadeFlow(env, workload, plan.thresholds, plan.routing, cl.routers, cfg, gate, lat, direct, arrivals)
     cl.attach_flow(flow)
     if controller is None:
         env.run()

@@ -1,0 +1,91 @@
+"""Serving-level predictions: a `vllm bench serve`-style benchmark (ServingBench) run through the full simulator
+with the closed-loop client of sim.clients, reported with the benchmark's own metrics."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from sim.cascade import TierSpec
+from sim.clients import ClientSpec, run_client, serving_metrics, single_replica_deployment
+from sim.errors import ConfigError
+from sim.hardware import ClusterSpec, load_gpu
+from sim.models import load_model
+from sim.perf.engine import EngineProfile
+
+SERVING_KEYS = ("ttft_ms_mean", "ttft_ms_median", "ttft_ms_p99", "itl_ms_mean", "itl_ms_median", "tpot_ms_mean",
+                "tpot_ms_median", "e2e_ms_mean", "output_tokens_per_s", "requests")
+
+
+@dataclass(frozen=True)
+class ServingBench:
+    """One benchmark run: model on tp x pp GPUs of one type; `concurrency` clients (None = no cap, as
+    --max-concurrency), requests released at `request_rate` per second (None = all at once, as the default
+    --request-rate inf); every prompt input_tokens long and every answer output_tokens long (ignore_eos)."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+    gpu: str = "h100_sxm"
+    tp: int = 1
+    pp: int = 1
+    weights: str = "bf16"
+    kv: str = "bf16"
+    concurrency: int | None = None
+    request_rate: float | None = None
+    num_prompts: int = 200
+
+    def __post_init__(self) -> None:
+        for key in ("input_tokens", "output_tokens", "tp", "pp", "num_prompts"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"ServingBench.{key} must be a positive integer, got {v!r}")
+
+
+def bench_cluster(gpu: str, num_gpus: int) -> ClusterSpec:
+    """Enough 8-GPU NVLink nodes of one GPU type for one replica (InfiniBand numbers of conf/cluster's H100 pods)."""
+    per_node = 8
+    nodes = -(-num_gpus // per_node)
+    return ClusterSpec(f"bench_{gpu}_{nodes}x{per_node}", load_gpu(gpu), nodes, per_node, ib_bw_gbps=50.0,
+                       ib_latency_us=5.0)
+
+
+def _cost_factory(engine, cfg):
+    from sim.simulator import default_cost_factory
+
+    if getattr(cfg, "cost_model", "analytical") != "analytical":
+        return default_cost_factory(cfg)  # a measured table knows no engine profile
+    from sim.perf.cost_model import replica_cost_for
+
+    def factory(tier, replica, cluster, engine_name=None, **_):
+        return replica_cost_for(tier, replica, cluster, engine=engine,
+                                gpu_memory_utilization=cfg.gpu_memory_utilization, kv_block_size=cfg.kv_block_size)
+
+    return factory
+
+
+def simulate_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm", seed: int = 0,
+                     input_lens: Sequence[int] | None = None, output_lens: Sequence[int] | None = None,
+                     sim: dict | None = None) -> dict:
+    """predict_serving with per-request lengths (a saved benchmark's input_lens/output_lens) and SimConfig
+    overrides (e.g. {"batching": "sarathi"} for chunked prefill); the lengths default to the bench's."""
+    from sim.simulator import sim_config_from_dict
+
+    n = bench.num_prompts
+    inp = tuple(int(x) for x in input_lens) if input_lens is not None else (bench.input_tokens,) * n
+    out = tuple(int(x) for x in output_lens) if output_lens is not None else (bench.output_tokens,) * n
+    spec = ClientSpec(inp, out, bench.concurrency, bench.request_rate)
+    cfg = sim_config_from_dict({**({"engine": engine} if isinstance(engine, str) else {}), **(sim or {})})
+    tier = TierSpec(load_model(bench.model), bench.weights, bench.kv)
+    cluster = bench_cluster(bench.gpu, bench.tp * bench.pp)
+    factory = _cost_factory(engine, cfg)
+    result = run_client(spec, tier, bench.tp, bench.pp, cluster, cfg, seed=seed,
+                        cost_factory=lambda t, r, c, engine=None: factory(t, r, c))
+    replica = single_replica_deployment(tier, bench.tp, bench.pp, cluster)[1].tiers[0].replicas[0]
+    cost = factory(tier, replica, cluster)  # cached by the cost model: the same object the run used
+    return serving_metrics(result, lambda _replica_id: cost)
+
+
+def predict_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm", seed: int = 0) -> dict:
+    """What `vllm bench serve` would report for this benchmark, predicted by the simulator with the engine's
+    cost model: keys SERVING_KEYS (milliseconds, output tokens per second, completed requests)."""
+    return simulate_serving(bench, engine=engine, seed=seed)
