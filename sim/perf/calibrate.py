@@ -4,6 +4,11 @@ python -m sim.perf.calibrate [--data-dir data/vidur] [--write]
 Fits on Llama-2-7B and Llama-2-70B (TP 1/2/4/8, 1..4096 tokens), holds out CodeLlama-34B, prints the MAPE
 per operator, model and TP degree, and ends with one JSON line. --write stores the parameters in
 sim/perf/params/h100_sxm.json (package data), which is what the simulator reads.
+
+python -m sim.perf.calibrate --engine NAME [--corpus data/measurements] [--write]
+Fits the engine profile's free parameters (sim.perf.engine.FITTABLE) on that engine's rows of the measured corpus,
+prints the error per source in sample and leave-one-source-out, and ends with one JSON line; --write stores the
+fitted values in conf/engine/NAME.yaml, each with a comment naming this command and its sources.
 """
 from __future__ import annotations
 
@@ -189,13 +194,70 @@ def format_tables(cases: pd.DataFrame, ar: pd.DataFrame) -> str:
             + per_op.round(1).to_string() + "\n\nAll-reduce (h100_dgx, NCCL ring)\n" + per_ar.round(1).to_string())
 
 
+def write_engine_values(name: str, values: dict[str, float], sources: list[str]) -> Path:
+    """Replace the fitted fields' values in conf/engine/NAME.yaml in place, keeping every other line and comment."""
+    from sim.paths import CONF_DIR
+
+    path = CONF_DIR / "engine" / f"{name}.yaml"
+    lines = path.read_text().splitlines()
+    note = f"  # fitted by sim.perf.calibrate --engine {name} on sources {', '.join(sources)}"
+    for key, value in values.items():
+        hits = [i for i, text in enumerate(lines) if text.split(":")[0].strip() == key and not text.startswith("#")]
+        if len(hits) != 1:
+            raise DataError(f"{path}: expected one line for {key}, found {len(hits)}")
+        lines[hits[0]] = f"{key}: {value:.4g}{note}"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def calibrate_engine(name: str, corpus_dir: Path, write: bool) -> int:
+    from sim.perf.corpus import load_corpus
+    from sim.perf.corpus_report import CorpusEvaluation, error_table, summary_line
+    from sim.perf.engine import FITTABLE, load_engine
+    from sim.perf.engine_fit import fit_profile, leave_one_source_out, predict_points
+
+    profile = load_engine(name)
+    rows, _ = load_corpus(corpus_dir)
+    mine = [r for r in rows if r.engine == name]
+    fitted, report = fit_profile(profile, rows)
+    if not report["rows"]:
+        print(f"engine {name}: no predictable iteration or offline-throughput rows in {corpus_dir}; "
+              f"the profile keeps its documented values")
+        print(json.dumps({"engine": name, "fitted": {}, "rows": 0, "per_source": {}}))
+        return 0
+    values = {k: getattr(fitted, k) for k in FITTABLE}
+    if profile.layer_overhead_eager_us == profile.layer_overhead_graph_us:  # tied (engine_fit.with_params)
+        values["layer_overhead_eager_us"] = fitted.layer_overhead_eager_us
+    shipped = predict_points(mine, {(name, s): fitted for s in {r.source for r in mine}})
+    loso, _ = leave_one_source_out(mine)
+    points = shipped.assign(loso_predicted=loso["predicted"].to_numpy(), loso_ape_pct=loso["ape_pct"].to_numpy())
+    ev = CorpusEvaluation(points, pd.DataFrame(), tuple(sorted({r.source for r in mine})))
+    print(f"engine {name}: fitted on {report['rows']} rows of {', '.join(report['sources'])}")
+    print("  " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+    with pd.option_context("display.width", 200):
+        print(error_table(ev).round(1).to_string(index=False))
+    if write:
+        path = write_engine_values(name, values, report["sources"])
+        load_engine.cache_clear()
+        print(f"wrote {path}")
+    line = summary_line(ev)
+    print(json.dumps({"engine": name, "fitted": {k: round(v, 6) for k, v in values.items()}, "rows": line["rows"],
+                      "per_source": line["per_source"]}))
+    return 0
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.perf.calibrate", description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=DATA_DIR / "vidur", help="compact Vidur profiles")
     ap.add_argument("--gpu", default="h100_sxm", help="conf/hardware name the profiles were measured on")
-    ap.add_argument("--write", action="store_true", help="store the fit in sim/perf/params/<gpu>.json")
+    ap.add_argument("--write", action="store_true",
+                    help="store the fit in sim/perf/params/<gpu>.json (or conf/engine/<engine>.yaml with --engine)")
+    ap.add_argument("--engine", help="fit this conf/engine profile on the measured corpus instead")
+    ap.add_argument("--corpus", type=Path, default=DATA_DIR / "measurements", help="measured corpus (with --engine)")
     args = ap.parse_args(argv)
+    if args.engine:
+        return calibrate_engine(args.engine, args.corpus, args.write)
     params, cases, ar, summary = calibrate(args.data_dir, args.gpu)
     print(format_tables(cases, ar))
     g, a, r = params.gemm, params.allreduce, params.fit_report

@@ -292,8 +292,11 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
     weight_per_gpu = model.weight_bytes(weights) / (tp * pp)  # embedding/LM head spread over stages
     act_per_token = ACT_BYTES * (4 * model.hidden_size + 3 * _activation_width(model) / tp)
     reserve = eng.reserve_base_gb * GB + eng.max_num_batched_tokens * act_per_token
-    usable = gpu.memory_bytes * gpu_memory_utilization
     needed = weight_per_gpu + reserve
+    if eng.kv_fraction_of_free_memory:  # TensorRT-LLM: the fraction applies to what weights and reserve leave
+        usable = needed + max(0.0, gpu.memory_bytes - needed) * gpu_memory_utilization
+    else:  # vLLM / SGLang: the fraction applies to the whole GPU
+        usable = gpu.memory_bytes * gpu_memory_utilization
     if needed >= usable:
         raise DeploymentDoesNotFit(
             f"{model.name} in {weights} on TP{tp} x PP{pp} needs {needed / GB:.1f} GB per GPU "
