@@ -9,7 +9,7 @@ the source measured the row (read data/measurements/SOURCES.md):
   context phase, then decodes output_tokens - 1 steps together; throughput = batch x output / total time.
 - offline_throughput, in-flight batching at infinite rate (trtllm-bench, v0.14+): a steady state where D sequences
   decode each iteration and D / output new requests prefill, chunked into the engine's token budget. D is the
-  smallest of the engine's max batch, the requests whose worst-case KV (input + output tokens) fits, and the
+  smallest of the engine's max_num_seqs, the requests whose worst-case KV (input + output tokens) fits, and the
   batch the token budget can feed (budget x output / (input + output)). Throughput = D / iteration time.
 - serving (a benchmark client at a request rate, fixed lengths): the serving engineer's closed-loop simulation,
   sim.perf.serving, with the engine profile; mean TTFT and mean ITL are compared.
@@ -45,8 +45,6 @@ MODELS = {"Llama-2-7B": "llama2_7b", "Llama-2-70B": "llama2_70b", "Llama-3-70B":
 UNMODELLED = {"GPT-J-6B": "GPT-J's parallel attention and non-gated GELU MLP are not modelled",
               "Falcon-180B": "Falcon's parallel attention and non-gated GELU MLP are not modelled"}
 ENGINES = {"TensorRT-LLM": "trtllm", "SGLang": "sglang", "vLLM": "vllm"}
-# trtllm-bench defaults in the shaamil101 logs ("max batch 2048, max tokens 8192"); assumed for the v0.14 doc too.
-INFLIGHT_MAX_BATCH = 2048
 # metric -> the error bucket of the summary line
 BUCKETS = {"ttft_ms": "prefill", "output_tokens_per_s": "decode", "serving_ttft_ms": "serving_ttft",
            "serving_itl_ms": "serving_itl"}
@@ -190,14 +188,13 @@ def static_batch_time_s(cost: ReplicaCostModel, batch: int, input_tokens: int, o
     return prefill + steps * a + b * batch * (steps * input_tokens + steps * (steps + 1) / 2.0)
 
 
-def inflight_decode_batch(cost: ReplicaCostModel, input_tokens: int, output_tokens: int,
-                          max_batch: int = INFLIGHT_MAX_BATCH) -> int:
+def inflight_decode_batch(cost: ReplicaCostModel, input_tokens: int, output_tokens: int) -> int:
     """Sequences decoding per iteration in an infinite-rate in-flight-batching steady state (see module doc)."""
     per_request_blocks = -(-(input_tokens + output_tokens) // cost.kv_block_size)
     by_kv = cost.kv_capacity_blocks // per_request_blocks
     budget = cost.engine.max_num_batched_tokens
     by_budget = budget * output_tokens // (input_tokens + output_tokens)
-    return int(min(max_batch, by_kv, max(1, by_budget)))
+    return int(min(cost.engine.max_num_seqs, by_kv, max(1, by_budget)))
 
 
 def inflight_throughput(cost: ReplicaCostModel, input_tokens: int, output_tokens: int) -> float:
@@ -221,9 +218,10 @@ def check_fits(row: CorpusRow, cost: ReplicaCostModel) -> None:
 
 
 def serving_sim_overrides(engine: EngineProfile) -> dict:
+    """The simulator's batching settings that reproduce the engine's defaults."""
     if engine.chunked_prefill:
-        return {"batching": "sarathi", "chunk_tokens": engine.max_num_batched_tokens}
-    return {"max_batched_tokens": engine.max_num_batched_tokens}
+        return {"batching": "sarathi", "chunk_tokens": engine.max_num_batched_tokens, "max_num_seqs": engine.max_num_seqs}
+    return {"max_batched_tokens": engine.max_num_batched_tokens, "max_num_seqs": engine.max_num_seqs}
 
 
 def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bool = True) -> dict[str, float]:

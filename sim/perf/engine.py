@@ -46,6 +46,7 @@ class EngineProfile:
     cuda_graph_max_seqs: int  # decode batches up to this size replay CUDA graphs; 0: no CUDA graphs
     chunked_prefill: bool  # prompts split into chunks mixed with decodes (Sarathi-Serve style)
     max_num_batched_tokens: int  # token budget of one iteration; sizes the activation reserve
+    max_num_seqs: int  # sequences one iteration may hold (the engine's default batch cap)
     # Memory per GPU outside weights and KV: CUDA context, NCCL buffers, CUDA graphs, allocator slack (base),
     # plus the peak activations of one iteration of max_num_batched_tokens (computed from the model).
     reserve_base_gb: float
@@ -77,8 +78,9 @@ class EngineProfile:
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ConfigError(f"engine {self.name!r}: {key} is a fraction of peak and must be in (0, 1], "
                                   f"got {getattr(self, key)!r}")
-        if self.max_num_batched_tokens < 1:
-            raise ConfigError(f"engine {self.name!r}: max_num_batched_tokens must be at least 1")
+        for key in ("max_num_batched_tokens", "max_num_seqs"):
+            if getattr(self, key) < 1 or getattr(self, key) != int(getattr(self, key)):
+                raise ConfigError(f"engine {self.name!r}: {key} must be a positive integer, got {getattr(self, key)!r}")
 
     def cpu_time_s(self, num_seqs: int, tp: int) -> float:
         return 1e-3 * (self.cpu_base_ms + self.cpu_per_seq_ms * num_seqs + self.cpu_per_log2_tp_ms * math.log2(tp))

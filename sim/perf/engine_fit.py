@@ -23,7 +23,7 @@ from scipy.optimize import least_squares
 from sim.perf.corpus import BUCKETS, CorpusRow, NotPredictable, predict_row
 from sim.perf.engine import FITTABLE, EngineProfile, load_engine
 
-PRIOR_WEIGHT = 0.05  # a prior's log-deviation of 1 (x2.7) costs as much as one point 5% off
+PRIOR_WEIGHT = 0.05  # a prior log-deviation of 1 (x2.7) costs as much as a source whose points are all 5% off
 LOSS_SCALE = 0.1  # soft-L1 on log errors: quadratic below ~10%, linear above (robust to odd published points)
 
 
