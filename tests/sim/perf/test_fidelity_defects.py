@@ -65,3 +65,16 @@ def test_llama2_70b_tp2_kv_capacity_is_about_30k_tokens():
 def test_llama3_70b_fits_on_tp2():
     cost = build_replica_cost(load_model("llama3_70b"), H100, 2, 1, "bf16", engine="vllm")
     assert cost.kv_capacity_tokens > 10_000
+
+
+def test_cost_model_gemm_terms_are_the_kernel_formula():
+    from sim.perf.cost_model import _gemm_time
+    from sim.perf.layers import attention_gemms
+
+    p = load_params("h100_sxm")
+    cost = build_replica_cost(load_model("llama3_8b"), H100, 1, 1, "awq_int4", engine="none")
+    gemm = attention_gemms(load_model("llama3_8b"), 1)[0]
+    for tokens in (1, 37, 300, 5000):
+        kernel = gemm_time_s(tokens, gemm.k, gemm.n, WEIGHT_BYTES["awq_int4"], H100.bf16_tflops * 1e12,
+                             H100.hbm_bw_gbps * 1e9, p.gemm, dequant_factor=p.awq_compute_factor)
+        assert _gemm_time(cost.stages[0].gemms[0], tokens) == pytest.approx(32 * kernel, rel=1e-12)
