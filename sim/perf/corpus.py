@@ -98,20 +98,20 @@ def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
     engine_name = str(r["engine"]).split(" (")[0]
     if engine_name not in ENGINES:
         raise NotPredictable(f"engine {r['engine']!r} has no profile")
+    isl, osl = _num(r["input_tokens"]), _num(r["output_tokens"])
+    if isl is None or osl is None:
+        raise NotPredictable("no fixed input/output lengths (a dataset's length distribution)")
+    tp, pp = _num(r["tp"]), _num(r["pp"])
+    if tp is None or pp is None:
+        raise NotPredictable("parallelism (tp/pp) not given by the source")
     if str(r["model"]) in UNMODELLED:
         raise NotPredictable(UNMODELLED[str(r["model"])])
     model = MODELS.get(str(r["model"]))
     if model is None:
-        raise NotPredictable(f"model {r['model']!r} is not in conf/model (variable-length dataset or unmapped)")
+        raise NotPredictable(f"model {r['model']!r} is not in conf/model")
     gpu = GPUS.get(str(r["gpu"]))
     if gpu is None:
         raise NotPredictable(f"GPU {r['gpu']!r} has no conf/hardware spec")
-    tp, pp = _num(r["tp"]), _num(r["pp"])
-    if tp is None or pp is None:
-        raise NotPredictable("parallelism (tp/pp) not given by the source")
-    isl, osl = _num(r["input_tokens"]), _num(r["output_tokens"])
-    if isl is None or osl is None:
-        raise NotPredictable("no fixed input/output lengths (a dataset's length distribution)")
     weights, kv = _precision(str(r["precision"]))
     notes = str(r.get("notes", ""))
     kind = str(r["kind"])

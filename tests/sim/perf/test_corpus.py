@@ -139,6 +139,9 @@ def test_validate_corpus_cli_ends_with_the_summary_line():
     assert line["sources"] == 4 and line["rows"] > 600
     assert set(line["per_source"]) == {p.stem for p in CORPUS_DIR.glob("*.csv")}
     assert line["serving_ttft_mape_pct"] is not None
+    # docs/fidelity.md quotes this command's output: it must be the current one.
+    doc = (PROJECT_ROOT / "docs" / "fidelity.md").read_text()
+    assert out.stdout.strip().splitlines()[-1] in doc, "rerun python -m sim.perf.validate --corpus into docs/fidelity.md"
 
 
 @pytest.mark.slow
