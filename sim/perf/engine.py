@@ -20,6 +20,7 @@ from sim.paths import CONF_DIR
 # cannot identify stays near it instead of drifting to a bound).
 FITTABLE: dict[str, tuple[float, float, float]] = {
     "layer_overhead_graph_us": (0.5, 10.0, 60.0),  # kernel gaps + rank skew per layer
+    "layer_overhead_tp_exponent": (0.05, 0.35, 1.0),  # rank skew grows with TP, at most linearly
     "cpu_base_ms": (0.02, 0.5, 10.0),  # scheduler + sampler per iteration
     "cpu_per_seq_ms": (0.0005, 0.02, 0.2),  # per-sequence bookkeeping and sampling
     "allreduce_nvlink_base_us": (3.0, 15.0, 60.0),  # custom all-reduce ~5-10 us, NCCL ~20-30 us per call
