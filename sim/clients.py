@@ -54,6 +54,16 @@ def release_times_s(num_prompts: int, request_rate: float | None, rng: np.random
     return np.concatenate(([0.0], np.cumsum(gaps)))
 
 
+def sampled_lengths(mean_tokens: int, range_ratio: float, n: int, rng: np.random.Generator) -> tuple[int, ...]:
+    """n lengths drawn uniformly from the integers in [mean (1 - r), mean (1 + r)] (at least 1), as the random
+    dataset of vllm bench serve with --random-range-ratio r; r = 0 gives the mean every time."""
+    if not 0.0 <= range_ratio < 1.0:
+        raise ConfigError(f"range_ratio must be in [0, 1), got {range_ratio}")
+    lo = max(1, int(np.floor(mean_tokens * (1.0 - range_ratio))))
+    hi = max(lo, int(np.ceil(mean_tokens * (1.0 + range_ratio))))
+    return tuple(int(x) for x in rng.integers(lo, hi + 1, n))
+
+
 class BenchmarkClient:
     """Admits requests into a CascadeFlow (its `arrivals` hook) under a concurrency cap and release times."""
 
@@ -127,7 +137,7 @@ def run_client(spec: ClientSpec, tier: TierSpec, tp: int, pp: int, cluster, cfg,
     if not isinstance(cfg, SimConfig):
         cfg = sim_config_from_dict(cfg)
     cascade, plan = single_replica_deployment(tier, tp, pp, cluster)
-    release_ss, _ = np.random.SeedSequence(seed).spawn(2)
+    release_ss, _lengths_ss = np.random.SeedSequence(seed).spawn(2)  # lengths: sim.perf.serving's stream
     release = release_times_s(spec.num_prompts, spec.request_rate, np.random.default_rng(release_ss))
     client = BenchmarkClient(release, spec.concurrency)
     workload = client_workload(spec, release, tier.model.name)

@@ -40,6 +40,9 @@ class SimConfig:
     mode: str = "fast"  # fast (jump over decode iterations) | reference (one event per iteration)
     record_iterations: bool = False
     engine: str = "vllm"  # engine overhead profile for the cost model (conf/engine)
+    cost_model: str = "analytical"  # analytical | table (a measured table: sim.perf.measured_table)
+    cost_table: str = ""  # cost_model table: the CSV of measured iteration times
+    cost_table_extrapolate: bool = False  # cost_model table: extend the table's lines beyond its measured range
     reference_tier: int = -1  # metrics: the tier whose model defines ref(r) (-1 = largest)
     attainment: float = 0.95  # metrics: the SLO attainment percentile
 
@@ -51,6 +54,10 @@ class SimConfig:
             bad("batching", self.batching, f"choose one of {list(POLICIES)}")
         if self.load_balancer not in LOAD_BALANCERS:
             bad("load_balancer", self.load_balancer, f"choose one of {list(LOAD_BALANCERS)}")
+        if self.cost_model not in ("analytical", "table"):
+            bad("cost_model", self.cost_model, "choose 'analytical' or 'table'")
+        if self.cost_model == "table" and not self.cost_table:
+            bad("cost_table", self.cost_table, "cost_model 'table' needs the path of a measured table CSV")
         if self.mode not in MODES:
             bad("mode", self.mode, f"choose one of {list(MODES)}")
         for key in ("chunk_tokens", "max_num_seqs", "max_batched_tokens", "kv_block_size"):
@@ -84,7 +91,11 @@ def sim_config_from_dict(data: dict | None, where: str = "sim") -> SimConfig:
 
 
 def default_cost_factory(cfg: SimConfig) -> Callable:
-    """replica_cost_for with the run's memory settings (the cost model caches built costs)."""
+    """replica_cost_for with the run's memory settings (the cost model caches built costs), or the measured table."""
+    if cfg.cost_model == "table":
+        from sim.perf.measured_table import table_cost_factory
+
+        return table_cost_factory(cfg)
     from sim.perf.cost_model import replica_cost_for
 
     def factory(tier, replica, cluster, engine="vllm"):
@@ -148,7 +159,10 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
 
     env = simpy.Environment()
     log = [] if cfg.record_iterations else None
-    cl = Cluster(env, plan, cascade, cluster, cfg, cost_factory or default_cost_factory(cfg), log)
+    cost_factory = cost_factory or default_cost_factory(cfg)
+    cl = Cluster(env, plan, cascade, cluster, cfg, cost_factory, log)
+    if hasattr(cost_factory, "check_workload"):  # a measured table checks its range before the run
+        cost_factory.check_workload(workload)
     flow = CascadeFlow(env, workload, plan.thresholds, plan.routing, cl.routers, cfg, gate, lat, direct, arrivals)
     cl.attach_flow(flow)
     if controller is None:

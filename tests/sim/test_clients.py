@@ -126,3 +126,18 @@ def test_bad_client_specs_are_user_errors():
         ClientSpec((10,), (10,), None, 0.0)
     with pytest.raises(ConfigError, match="as many output lengths"):
         ClientSpec((10, 20), (10,))
+
+
+def test_littles_law_closed_loop_keeps_n_in_system():
+    # Oracle: with N clients that resend at once, N requests are in the system until the last wave drains, so
+    # the time-average number in system (kept by the flow apart from the records) is N up to that drain, and
+    # equals the sum of latencies over the run length (Little's law on the whole run, exactly).
+    rng = np.random.default_rng(4)
+    n, slots = 300, 8
+    spec = ClientSpec(tuple(rng.integers(50, 500, n).tolist()), tuple(rng.integers(20, 120, n).tolist()), slots)
+    res = run(spec)
+    req = res.requests
+    assert res.meta["mean_in_system"] * res.meta["end_s"] == pytest.approx(req.latency_s.sum(), rel=1e-9)
+    assert slots * 0.95 < res.meta["mean_in_system"] <= slots
+    throughput_rps = n / res.meta["end_s"]
+    assert throughput_rps * req.latency_s.mean() == pytest.approx(slots, rel=0.05)

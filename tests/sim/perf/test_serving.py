@@ -47,6 +47,22 @@ def test_per_request_lengths_and_sim_overrides():
     assert m["requests"] == 3
 
 
+def test_sampled_lengths_stay_in_range_and_follow_the_seed():
+    import numpy as np
+
+    from sim.clients import sampled_lengths
+
+    xs = sampled_lengths(1000, 0.5, 4000, np.random.default_rng(1))
+    assert min(xs) >= 500 and max(xs) <= 1500 and abs(np.mean(xs) - 1000) < 20
+    assert sampled_lengths(64, 0.0, 5, np.random.default_rng(2)) == (64,) * 5
+    bench = ServingBench("llama3_8b", input_tokens=400, output_tokens=50, concurrency=4, num_prompts=30)
+    a = simulate_serving(bench, seed=1, range_ratio=0.5)
+    assert a == simulate_serving(bench, seed=1, range_ratio=0.5)
+    assert a != simulate_serving(bench, seed=1) and a != simulate_serving(bench, seed=2, range_ratio=0.5)
+    with pytest.raises(ConfigError, match="range_ratio"):
+        simulate_serving(bench, range_ratio=1.5)
+
+
 def test_bad_bench_is_a_user_error():
     with pytest.raises(ConfigError, match="ServingBench.tp"):
         ServingBench("llama3_8b", input_tokens=10, output_tokens=10, tp=0)
