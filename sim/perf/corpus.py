@@ -50,6 +50,10 @@ BUCKETS = {"ttft_ms": "prefill", "output_tokens_per_s": "decode", "serving_ttft_
            "serving_itl_ms": "serving_itl"}
 
 
+COLUMNS = ("source", "engine", "engine_version", "gpu", "tp", "pp", "model", "precision", "kind", "batch_size",
+           "request_rate", "input_tokens", "output_tokens", "ttft_ms", "itl_ms", "output_tokens_per_s", "notes")
+
+
 class NotPredictable(UserError):
     """A corpus row the model cannot predict as measured (it names why)."""
 
@@ -73,10 +77,6 @@ class CorpusRow:
     request_rate: float | None  # serving: requests per second; None = all at once
     num_prompts: int
     measured: tuple[tuple[str, float], ...]  # (metric, value): ttft_ms | output_tokens_per_s | serving_*_ms
-
-    @property
-    def label(self) -> str:
-        return f"{self.source}:{self.line}"
 
 
 def _precision(text: str) -> tuple[str, str]:
@@ -156,7 +156,14 @@ def load_corpus(corpus_dir: Path = CORPUS_DIR) -> tuple[list[CorpusRow], list[di
         raise DataError(f"{corpus_dir}: no CSV files in the corpus directory")
     rows, skipped = [], []
     for path in files:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}; a corpus CSV has the columns of "
+                            f"data/measurements/SOURCES.md: {', '.join(COLUMNS)}")
         for i, (_, rec) in enumerate(frame.iterrows()):
             try:
                 rows.append(_row(path.stem, i + 2, rec))
@@ -234,7 +241,7 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
         raise NotPredictable(str(exc)) from None
     check_fits(row, cost)
     if row.kind == "iteration":
-        from sim.perf.validate import batch_prefill_time_s
+        from sim.perf.validate import batch_prefill_time_s  # validate imports this module: import on use
         return {"ttft_ms": batch_prefill_time_s(cost, row.batch_size, row.input_tokens) * 1e3}
     if row.kind == "static_throughput":
         t = static_batch_time_s(cost, row.batch_size, row.input_tokens, row.output_tokens)

@@ -161,3 +161,10 @@ def test_fidelity_figure_draws_one_panel_per_source(tmp_path):
                            "predicted": [110.0, 18.0, 9.0], "excluded": ["", "", ""]})
     out = draw(points, tmp_path / "fig.png")
     assert out.exists() and out.stat().st_size > 10_000
+
+
+def test_corpus_csv_without_the_columns_is_one_line_exit_2(tmp_path):
+    (tmp_path / "mine.csv").write_text("model,gpu\nllama3_8b,h100_sxm\n")
+    out = run("sim.perf.validate", "--corpus", tmp_path)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "missing column(s)" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
