@@ -18,6 +18,7 @@ from sim.errors import ConfigError
 from experiments.config import register_configs
 from experiments.online import build_controller, check_online_config, online_summary, planning_scenario, write_timeseries
 from experiments.scenario import Scenario, build_scenario, make_plan
+from planners.routellm import router_report
 from sim.paths import CONF_DIR
 
 register_configs()
@@ -79,7 +80,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
             "thresholds": list(plan.thresholds), "plan": plan.describe(),
         }
-        summary["planners"][name] = {**s, **record, **online_summary(result)}
+        summary["planners"][name] = {**s, **record, **online_summary(result), **router_report(plan, scenario.workload)}
         if controller is not None or cfg.faults or cfg.replan:
             write_timeseries(result, out_dir, name)
         result.requests.to_csv(out_dir / f"requests_{name}.csv.gz", index=False)
@@ -152,6 +153,9 @@ def validate_overrides(argv: list[str]) -> None:
     if any(a in ("-m", "--multirun") for a in argv):
         return  # sweeps are validated per job
     overrides = [a for a in argv if not a.startswith("-") and "=" in a and not a.startswith("hydra")]
+    for flag in ("--config-dir", "-cd"):  # a user's own config folder (e.g. conf/workload/<theirs>.yaml) joins the search
+        if flag in argv[:-1]:
+            overrides.append(f"hydra.searchpath=[file://{Path(argv[argv.index(flag) + 1]).resolve()}]")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             cfg = compose(config_name="config", overrides=overrides)

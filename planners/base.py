@@ -9,9 +9,10 @@ from omegaconf import OmegaConf
 from sim.errors import ConfigError
 from sim.paths import CONF_DIR
 
-from planners.baselines import CascadeServePlanner, RouteLLMPlanner, SingleModelPlanner
+from planners.baselines import CascadeServePlanner, NoisyOracleRouterPlanner, SingleModelPlanner
 from planners.cascadia import CascadiaPlanner
 from planners.plan import CascadePlan
+from planners.routellm import RouteLLMPlanner
 
 
 class Planner(Protocol):
@@ -29,6 +30,7 @@ _REGISTRY = {
     "sarathi": (SingleModelPlanner, {"batching": "sarathi"}),
     "cascadeserve": (CascadeServePlanner, {}),
     "routellm": (RouteLLMPlanner, {}),
+    "routellm_oracle_noisy": (NoisyOracleRouterPlanner, {}),
 }
 PLANNERS = tuple(_REGISTRY)
 

@@ -1,4 +1,5 @@
-"""Baseline planners: single model, Sarathi-Serve, CascadeServe-style gears, RouteLLM-style direct routing.
+"""Baseline planners: single model, Sarathi-Serve, CascadeServe-style gears, a noisy-oracle direct router
+(the learned RouteLLM-style router is planners.routellm).
 
 Shared simplifications, stated once: every baseline uses the same latency estimator and placement as
 Cascadia, so differences between planners come from their decisions, not from different models of the
@@ -140,13 +141,14 @@ class CascadeServePlanner:
 
 
 @dataclass(frozen=True)
-class RouteLLMPlanner:
-    """RouteLLM-style: a router sends each request straight to the tier it predicts suffices (the cascade's
+class NoisyOracleRouterPlanner:
+    """A noisy-oracle router (the RouteLLM stand-in before planners.routellm learned one from prompt text): it
+    knows every request's true scores and sends each request straight to the tier it predicts suffices (the cascade's
     answering tier for grid thresholds), wrong with probability router_error_rate (then a random other
     tier); no cascading. Thresholds: the grid point meeting q_min in expectation with the least work;
     GPUs proportional to the expected load with a fixed TP."""
 
-    name: str = "routellm"
+    name: str = "routellm_oracle_noisy"
     router_error_rate: float = 0.1
     grid_step: float = 10.0
 

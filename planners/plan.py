@@ -36,9 +36,10 @@ class TierPlan:
 @dataclass(frozen=True)
 class CascadePlan:
     """routing == "cascade": every request starts at tier 0 and is forwarded while its gate score is
-    below thresholds[i]. routing == "direct" (RouteLLM-style): a router predicts, per request, the
-    smallest tier whose score reaches the thresholds, with a calibrated error rate, and sends it there
-    only. A tier with no replicas is skipped (its threshold is ignored)."""
+    below thresholds[i]. routing == "direct" (RouteLLM-style): each request is sent to one tier only:
+    the tier routes gives its question id (a learned router's decisions, made from the prompt text), or,
+    without routes, a noisy oracle's: the smallest tier whose score reaches the thresholds, wrong with
+    probability router_error_rate. A tier with no replicas is skipped (its threshold is ignored)."""
 
     planner: str
     tiers: tuple[TierPlan, ...]
@@ -47,6 +48,8 @@ class CascadePlan:
     router_error_rate: float = 0.0
     estimates: dict[str, Any] = field(default_factory=dict, compare=False)  # planner's own predictions
     solver_stats: dict[str, Any] = field(default_factory=dict, compare=False)
+    # (question_id, tier) pairs: the direct route of every question a learned router may see; empty = none
+    routes: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def num_gpus(self) -> int:

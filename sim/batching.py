@@ -4,10 +4,11 @@ Each policy looks at an engine at an iteration boundary and returns the next ite
 prefill chunks and decode sequences it runs, or DECODE_ONLY (every running sequence decodes one token; the
 engine may then jump over many such iterations), or None (nothing to run).
 
-Token accounting (as vLLM V0): a (re)prefill of a sequence processes prompt + generated tokens and samples
-one token; a decode step of a sequence with g generated tokens writes the KV of its last token, so it needs
-prompt + g KV slots and attends to that many tokens. Preemption is by recompute: the victim frees its blocks
-and later re-prefills prompt + generated tokens.
+Token accounting (as vLLM V0): a (re)prefill of a sequence processes prompt + generated tokens (less the
+leading ones found in the engine's prefix cache, sim.prefix_cache) and samples one token; a decode step of a
+sequence with g generated tokens writes the KV of its last token, so it needs prompt + g KV slots and attends
+to that many tokens. Preemption is by recompute: the victim frees its blocks and later re-prefills prompt +
+generated tokens.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class Seq:
 
     __slots__ = ("req", "tier", "prompt_tokens", "out_tokens", "generated", "prefill_target", "prefilled",
                  "decoding", "blocks", "enqueue_s", "first_sched_s", "first_token_s", "preemptions", "work_tokens",
-                 "mark")
+                 "mark", "unit_keys", "unit_tokens", "cached_units", "cached_tokens")
 
     def __init__(self, req: int, tier: int, prompt_tokens: int, out_tokens: int, enqueue_s: float,
                  work_tokens: float = 0.0) -> None:
@@ -43,6 +44,12 @@ class Seq:
         self.preemptions = 0
         self.work_tokens = work_tokens  # the load balancer's estimate of this visit's work
         self.mark = 0  # fast mode: the engine's decode step at which generated and blocks were last exact
+        # Prefix caching (sim.prefix_cache): the prompt's unit keys (None: no caching), the prefix units held
+        # while on an engine, and the prompt tokens found cached at the first admission.
+        self.unit_keys = None
+        self.unit_tokens = 0
+        self.cached_units = None
+        self.cached_tokens = -1
 
     def reset_for_requeue(self) -> None:
         """Back to the waiting queue without KV (preempted or moved off a replica); generated tokens are kept."""
@@ -88,22 +95,33 @@ def admit(eng, now: float, token_budget: int, chunked: bool) -> list:
             continue
         if len(running) >= cfg.max_num_seqs:
             break
+        keys = seq.unit_keys
+        if keys is None:
+            cached, take = 0, need
+        else:  # prefix caching: prefill and the token budget count only the tokens not cached here
+            hits, take = kv.prefix_cache(seq.unit_tokens).lookup(keys, length)
+            cached = hits * seq.unit_tokens
         if chunked:
-            chunk = min(length, token_budget - used)
+            chunk = min(length - cached, token_budget - used)
             if chunk <= 0:
                 break
         else:
             # The first prompt of an iteration is admitted even when longer than the budget (no prompt is refused).
-            if out and used + length > token_budget:
+            if out and used + length - cached > token_budget:
                 break
-            chunk = length
-        if not kv.can_admit(need):
+            chunk = length - cached
+        if not kv.can_admit(take):
             break
         waiting.popleft()
-        kv.take(need)
+        if keys is None:
+            kv.take(need)
+        else:
+            kv.prefix.admit(seq, hits, take)
+            if seq.cached_tokens < 0:
+                seq.cached_tokens = cached
         seq.blocks = need
         seq.prefill_target = length
-        seq.prefilled = 0
+        seq.prefilled = cached
         seq.decoding = False
         if seq.first_sched_s < 0:
             seq.first_sched_s = now

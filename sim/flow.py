@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.batching import Seq
+from sim.prefix_cache import request_units
 from sim.replica import _delay_to
 from sim.records import STATUS_COMPLETED, STATUS_DROPPED, RecordBook
 
@@ -41,6 +42,9 @@ class CascadeFlow:
         self.judge_latency_s = judge_latency_s.T.tolist()
         self.direct_tier = None if direct_tier is None else direct_tier.tolist()
         self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers, output_tokens)
+        self.units = request_units(workload, cfg)  # prefix-cache keys per request; None: no prefix caching
+        if self.units is not None:
+            self.book.track_cached_tokens()
         self.lb_out = float(cfg.lb_output_tokens_estimate)
         self.lb_prefill = float(cfg.lb_prefill_weight)
         # Number in system, integrated over time: an account of Little's L kept apart from the records.
@@ -109,6 +113,8 @@ class CascadeFlow:
         book.tiers_visited[i] += 1
         out = self.output_tokens[tier][i]
         seq = Seq(i, tier, prompt_tokens, out, now, self.lb_out + self.lb_prefill * prompt_tokens)
+        if self.units is not None:
+            self.units.attach(seq, i)
         self.routers[tier].route(seq)
 
     # ---- callbacks from replicas ----------------------------------------------------------------
@@ -121,6 +127,8 @@ class CascadeFlow:
         book.first_token_s[t][i] = seq.first_token_s
         book.preemptions[i] += seq.preemptions
         book.replica[t][i] = replica_id
+        if book.cached_tokens is not None:
+            book.cached_tokens[t][i] = seq.cached_tokens
         nxt = self._live_tier_from(t + 1) if self.direct_tier is None else -1
         if nxt < 0:
             self._complete(i, t, end)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from sim.errors import ConfigError, DeploymentDoesNotFit
 from sim.perf.batch import BatchShape
+from sim.prefix_cache import prefix_hit_rates
 from sim.records import STATUS_COMPLETED, SimResult
 
 
@@ -129,6 +130,11 @@ def summarize(result: SimResult, cascade, plan=None, cluster=None, engine: str |
     out["tier_share"] = [p["share_reaching"] for p in per_tier]
     out["final_tier_share"] = [p["share_answered"] for p in per_tier]
     out["per_tier"] = per_tier
+    hit_rates = prefix_hit_rates(df, c)  # None unless the workload had block hashes and caching was on
+    if hit_rates is not None:
+        out["prefix_hit_rate"] = hit_rates
+        for p, rate in zip(per_tier, hit_rates):
+            p["prefix_hit_rate"] = rate
     out["sim_wall_s"] = float(meta.get("wall_s", float("nan")))
     if plan is not None:
         out["plan"] = plan.describe()

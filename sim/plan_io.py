@@ -9,7 +9,7 @@ from planners.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.errors import ConfigError
 from sim.paths import CONF_DIR
 
-_PLAN_KEYS = {"planner", "tiers", "thresholds", "routing", "router_error_rate", "estimates", "solver_stats"}
+_PLAN_KEYS = {"planner", "tiers", "thresholds", "routing", "router_error_rate", "routes", "estimates", "solver_stats"}
 
 
 def plan_from_dict(data: dict, where: str = "plan") -> CascadePlan:
@@ -38,6 +38,7 @@ def plan_from_dict(data: dict, where: str = "plan") -> CascadePlan:
                        tuple(float(h) for h in data.get("thresholds") or ()),
                        routing=str(data.get("routing", "cascade")),
                        router_error_rate=float(data.get("router_error_rate", 0.0)),
+                       routes=tuple((str(q), int(t)) for q, t in (data.get("routes") or {}).items()),
                        estimates=dict(data.get("estimates") or {}), solver_stats=dict(data.get("solver_stats") or {}))
 
 
@@ -45,6 +46,7 @@ def plan_to_dict(plan: CascadePlan) -> dict:
     return {
         "planner": plan.planner, "routing": plan.routing, "thresholds": list(plan.thresholds),
         "router_error_rate": plan.router_error_rate,
+        **({"routes": dict(plan.routes)} if plan.routes else {}),
         "tiers": [{"model": t.model, "replicas": [{"tp": r.tp, "pp": r.pp, "gpus": [list(g) for g in r.gpus]}
                                                   for r in t.replicas]} for t in plan.tiers],
     }

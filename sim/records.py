@@ -57,9 +57,15 @@ class RecordBook:
         self.judge_s = [[nan] * n for _ in range(c)]
         self.first_token_s = [[nan] * n for _ in range(c)]
         self.replica = [[-1] * n for _ in range(c)]
+        self.cached_tokens = None  # per tier, prompt tokens found in the prefix cache (track_cached_tokens)
         # What each tier would generate (from the workload), so metrics can compute ref(r) from the records alone.
         self.output_tokens = (np.zeros((n, c), dtype=np.int64) if output_tokens is None
                               else np.asarray(output_tokens, dtype=np.int64))
+
+    def track_cached_tokens(self) -> None:
+        """Runs with prefix caching record, per tier, the prompt tokens the serving replica had cached at the
+        visit's first admission (column cached_tokens_t{t}; NaN where the tier did not serve the request)."""
+        self.cached_tokens = [[float("nan")] * self.n for _ in range(self.num_tiers)]
 
     def to_frame(self) -> pd.DataFrame:
         f64, i64 = np.float64, np.int64
@@ -83,4 +89,7 @@ class RecordBook:
             cols[f"replica_t{t}"] = np.array(self.replica[t], dtype=i64)
         for t in range(self.num_tiers):
             cols[f"output_tokens_t{t}"] = self.output_tokens[:, t]
+        if self.cached_tokens is not None:
+            for t in range(self.num_tiers):
+                cols[f"cached_tokens_t{t}"] = np.array(self.cached_tokens[t], dtype=f64)
         return pd.DataFrame(cols)

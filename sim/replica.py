@@ -102,9 +102,10 @@ class Engine:
         self._settle_jump()
         seqs = list(self.running) + list(self.waiting)
         for s in self.running:
-            self.kv.give(s.blocks)
+            self.kv.release(s)
         for s in seqs:
             s.reset_for_requeue()
+            s.cached_tokens = -1  # the record's hit is the one at the replica that serves the visit in the end
         self.running, self.waiting = [], deque()
         self.outstanding = 0
         self._token += 1  # the boundary event in flight becomes stale
@@ -233,7 +234,7 @@ class Engine:
             done = set(map(id, finished))
             self.running = [s for s in self.running if id(s) not in done]
         for seq in finished:
-            self.kv.give(seq.blocks)
+            self.kv.release(seq)
             seq.blocks = 0
             self.outstanding -= 1
             self.replica.on_done(seq, end)
@@ -293,7 +294,7 @@ class Engine:
                 batch.join(seq)
 
     def _preempt(self, seq: Seq) -> None:
-        self.kv.give(seq.blocks)
+        self.kv.release(seq)
         seq.reset_for_requeue()
         seq.preemptions += 1
         self._preempted.append(seq)
@@ -412,6 +413,8 @@ class Replica:
         self.num_gpus = plan.tp * plan.pp
         self.start_s = env.now
         self.outstanding_work = 0.0  # load balancer's estimate, in tokens
+        self.routed_units = None  # load_balancer prefix_aware: the prompt prefixes sent here (sim.prefix_cache)
+        self.routed_capacity_units = 0
         per_engine = max(1, cost.kv_capacity_blocks // plan.pp)
         self.engines = [Engine(env, self, i, per_engine) for i in range(plan.pp)]
         # Nominal decode throughput (tokens/s at 32 sequences of 1k context) turns outstanding tokens into time.

@@ -1,9 +1,13 @@
-"""Tier load balancers: pick a replica of a tier for each arriving visit (least outstanding work, round-robin, JSQ)."""
+"""Tier load balancers: pick a replica of a tier for each arriving visit (least outstanding work, round-robin, JSQ);
+and a learned router's per-question direct routes, looked up by question id."""
 from __future__ import annotations
 
-from sim.errors import ConfigError
+import numpy as np
 
-LOAD_BALANCERS = ("least_work", "round_robin", "jsq")
+from sim.errors import ConfigError
+from sim.prefix_cache import pick_prefix_aware
+
+LOAD_BALANCERS = ("least_work", "round_robin", "jsq", "prefix_aware")
 
 
 class TierRouter:
@@ -12,6 +16,7 @@ class TierRouter:
     least_work: the replica whose outstanding work (estimated tokens of its unfinished visits divided by its
     nominal decode throughput) is smallest; the estimate uses the prompt and a fixed output guess, never the
     real output length, which a real router does not know. jsq: fewest unfinished visits. round_robin: cyclic.
+    prefix_aware: SGLang's cache-aware routing (sim.prefix_cache.pick_prefix_aware).
     Ties go to the lowest replica index.
     """
 
@@ -51,7 +56,8 @@ class TierRouter:
 
     def route(self, seq) -> None:
         if self.replicas:
-            self.pick().submit(seq)
+            # prefix_aware (sim.prefix_cache): the replica likely to hold the prompt's prefix, else least_work
+            (pick_prefix_aware(self.replicas, seq) if self.policy == "prefix_aware" else self.pick()).submit(seq)
         else:
             self.parked.append(seq)
 
@@ -68,3 +74,14 @@ class TierRouter:
 
     def remove(self, replica) -> None:
         self.replicas.remove(replica)
+
+
+def question_routes(routes, question_ids: np.ndarray) -> np.ndarray:
+    """(n,) tier of each request from a plan's (question_id, tier) routes; a request whose question the router
+    never saw is a planning mistake, reported rather than sent to a default tier."""
+    tier_of = dict(routes)
+    missing = [q for q in question_ids.tolist() if q not in tier_of]
+    if missing:
+        raise ConfigError(f"the plan's router has no route for question {missing[0]!r} ({len(missing)} of "
+                          f"{len(question_ids)} requests); route with a plan trained on the workload's datasets")
+    return np.array([tier_of[q] for q in question_ids.tolist()], dtype=np.int64)

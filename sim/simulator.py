@@ -16,7 +16,7 @@ from sim.errors import ConfigError
 from sim.flow import CascadeFlow
 from sim.records import SimResult
 from sim.replica import ITERATION_COLUMNS
-from sim.router import LOAD_BALANCERS
+from sim.router import LOAD_BALANCERS, question_routes
 
 MODES = ("fast", "reference")
 
@@ -31,8 +31,9 @@ class SimConfig:
     max_batched_tokens: int = 8192  # vllm/static: prompt tokens per prefill iteration
     kv_block_size: int = 16
     kv_watermark: float = 0.01  # share of KV blocks admission keeps free (at least one block)
+    prefix_caching: bool = True  # reuse cached prompt-prefix KV blocks when the workload has block hash ids
     gpu_memory_utilization: float = 0.9
-    load_balancer: str = "least_work"  # least_work | round_robin | jsq
+    load_balancer: str = "least_work"  # least_work | round_robin | jsq | prefix_aware
     lb_output_tokens_estimate: int = 256  # least_work's guess of a visit's output tokens
     lb_prefill_weight: float = 0.05  # least_work: a prompt token counts this much of a decode token
     judge: dict = field(default_factory=dict)  # sim.workload.Judge config {kind, noise_std, latency}
@@ -70,6 +71,8 @@ class SimConfig:
             bad("kv_watermark", self.kv_watermark, "it must be in [0, 1)")
         if not 0.0 < self.attainment < 1.0:
             bad("attainment", self.attainment, "it must be in (0, 1)")
+        if not isinstance(self.prefix_caching, bool):
+            bad("prefix_caching", self.prefix_caching, "it must be true or false")
         if self.lb_output_tokens_estimate < 0 or self.lb_prefill_weight < 0:
             bad("lb_output_tokens_estimate/lb_prefill_weight", (self.lb_output_tokens_estimate,
                 self.lb_prefill_weight), "they must be >= 0")
@@ -154,8 +157,8 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
         lat[:, t] = np.asarray(judge.latency_s(lat_rngs[t], n), dtype=np.float64)
     direct = None
     if plan.routing == "direct":
-        direct = _direct_tiers(workload.scores, plan.thresholds, plan.router_error_rate,
-                               np.random.default_rng(route_ss))
+        direct = (question_routes(plan.routes, workload.question_ids) if plan.routes else
+                  _direct_tiers(workload.scores, plan.thresholds, plan.router_error_rate, np.random.default_rng(route_ss)))
 
     env = simpy.Environment()
     log = [] if cfg.record_iterations else None

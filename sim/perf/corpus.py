@@ -39,8 +39,8 @@ CORPUS_DIR = DATA_DIR / "measurements"
 GPUS = {"H100-SXM-80GB": "h100_sxm", "H100-80GB": "h100_sxm", "A100-80GB": "a100_80gb",
         "A100-SXM4-80GB": "a100_80gb", "H200-SXM-141GB": "h200_sxm"}
 MODELS = {"Llama-2-7B": "llama2_7b", "Llama-2-70B": "llama2_70b", "Llama-3-70B": "llama3_70b",
-          "Llama-3.1-70B": "llama3_70b", "Llama-3.1-70B-Instruct": "llama3_70b", "Llama-3.1-8B": "llama3_8b",
-          "Llama-3.1-8B-Instruct": "llama3_8b", "Llama-3.1-405B": "llama3_405b", "Mistral-7B": "mistral_7b",
+          "Llama-3.1-70B": "llama31_70b", "Llama-3.1-70B-Instruct": "llama31_70b", "Llama-3.1-8B": "llama31_8b",
+          "Llama-3.1-8B-Instruct": "llama31_8b", "Llama-3.1-405B": "llama31_405b", "Mistral-7B": "mistral_7b",
           "Mixtral-8x7B": "mixtral_8x7b", "Mixtral-8x22B": "mixtral_8x22b"}
 UNMODELLED = {"GPT-J-6B": "GPT-J's parallel attention and non-gated GELU MLP are not modelled",
               "Falcon-180B": "Falcon's parallel attention and non-gated GELU MLP are not modelled"}

@@ -2,12 +2,12 @@
 from sim.workload.build import build_workload, load_workload_dict, workload_names
 from sim.workload.config import JudgeConfig, WorkloadConfig, judge_config_from_dict, workload_config_from_dict
 from sim.workload.judge import Judge, calibrate_noise_std, decision_agreement
-from sim.workload.quality import DATASETS, dataset_models, tier_table
+from sim.workload.quality import dataset_models, dataset_names, tier_table
 from sim.workload.traces import Trace, read_trace
 from sim.workload.types import Workload
 
 __all__ = [
-    "DATASETS", "Judge", "JudgeConfig", "Trace", "Workload", "WorkloadConfig", "build_workload",
-    "calibrate_noise_std", "dataset_models", "decision_agreement", "judge_config_from_dict", "load_workload_dict",
+    "Judge", "JudgeConfig", "Trace", "Workload", "WorkloadConfig", "build_workload",
+    "calibrate_noise_std", "dataset_models", "dataset_names", "decision_agreement", "judge_config_from_dict", "load_workload_dict",
     "read_trace", "tier_table", "workload_config_from_dict", "workload_names",
 ]

@@ -9,7 +9,8 @@ import numpy as np
 
 from sim.cli import exit_on_user_error
 from sim.workload.build import build_workload, workload_names
-from sim.workload.quality import DATASETS, dataset_models
+from sim.workload.prefix import prefix_reuse_pct
+from sim.workload.quality import dataset_models, dataset_names, quality_source
 from sim.workload.types import Workload
 
 
@@ -23,6 +24,7 @@ def summary(w: Workload) -> dict:
         "mean_output_tokens": round(float(w.output_tokens.mean()), 2),
         "tier_models": list(w.tier_models),
         "tier_mean_score": [round(float(s), 2) for s in w.scores.mean(axis=0)],
+        "prefix_reuse_pct": round(prefix_reuse_pct(w), 2),
     }
 
 
@@ -41,7 +43,12 @@ def describe_text(w: Workload) -> str:
         lines.append(f"  question pool: {w.meta['pool_questions']} ({w.meta['dropped_invalid_questions']} dropped for "
                      f"invalid judgments, {w.meta['dropped_contaminated_questions']} as contaminated), "
                      f"{len(set(w.question_ids.tolist()))} bound")
+    if "dropped_score_rows" in w.meta:
+        lines.append(f"  quality rows dropped (score missing or outside the scale): {w.meta['dropped_score_rows']}")
     lines.append(f"  input tokens: mean {w.input_tokens.mean():.1f}, p50/p90/p99 {q(w.input_tokens)}")
+    if w.prefix is not None:
+        lines.append(f"  prefix reuse: {prefix_reuse_pct(w):.1f}% of prompt blocks ({w.prefix.block_tokens} tokens "
+                     "each) were seen, same prefix, in an earlier request (an unlimited cache's hit rate)")
     lines.append("  tier  model                                       mean score  score>=50  output tokens mean (p50/p90/p99)")
     for t, m in enumerate(w.tier_models):
         s, o = w.scores[:, t], w.output_tokens[:, t]
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--cv", type=float, default=None)
     d.add_argument("--trace", dest="trace_path", default=None, help="replace the trace file (same column mapping)")
     m = sub.add_parser("models", help="valid dataset model names (for quality.tier_models)")
-    m.add_argument("dataset", nargs="?", default=None, help=f"one of {', '.join(DATASETS)}")
+    m.add_argument("dataset", nargs="?", default=None, help=f"one of {', '.join(dataset_names())}")
     sub.add_parser("list", help="named workloads and quality datasets")
     args = parser.parse_args(argv)
     if args.command == "describe":
@@ -81,17 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_text(w))
         print(json.dumps(summary(w)))
     elif args.command == "models":
-        if args.dataset is not None and args.dataset not in DATASETS:
+        if args.dataset is not None and args.dataset not in dataset_names():
             from sim.errors import ConfigError
 
-            raise ConfigError(f"dataset {args.dataset!r} is unknown; valid: {', '.join(DATASETS)}")
-        names = [args.dataset] if args.dataset else list(DATASETS)
+            raise ConfigError(f"dataset {args.dataset!r} is unknown; valid: {', '.join(dataset_names())}")
+        names = [args.dataset] if args.dataset else dataset_names()
         for n in names:
             print(f"{n}: {', '.join(dataset_models(n))}")
     else:
         print("workloads: " + ", ".join(workload_names()))
-        for info in DATASETS.values():
-            print(f"dataset {info.name}: {info.description}")
+        for name in dataset_names():
+            print(f"dataset {name}: {quality_source(name).description}")
     return 0
 
 

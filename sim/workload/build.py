@@ -14,7 +14,8 @@ from sim.errors import ConfigError
 from sim.paths import CONF_DIR
 from sim.workload.arrivals import renewal_arrivals_s
 from sim.workload.config import WorkloadConfig, workload_config_from_dict
-from sim.workload.quality import TierTable, tier_table
+from sim.workload.prefix import PrefixHashes
+from sim.workload.quality import TierTable, quality_source, tier_table
 from sim.workload.traces import Trace, read_trace
 from sim.workload.types import Workload
 
@@ -153,7 +154,9 @@ def _build_single(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
     trace = read_trace(cfg.trace)
     tier_models = _tier_models(cfg, cascade)
     q = cfg.quality
-    tt = tier_table(q.dataset, tier_models, q.score_rule, q.subsets, q.exclude_contaminated)
+    tt = tier_table(q.dataset, tier_models, q.score_rule, q.subsets, q.exclude_contaminated,
+                    q.columns, q.score_scale, q.format)
+    source = quality_source(q.dataset, q.columns, q.score_scale, q.format)
     rng_arrivals, rng_lengths, rng_binding = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
 
     idx, start, end = _window(trace, cfg)
@@ -190,11 +193,17 @@ def _build_single(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
         "process": a.process, "rate_scale": a.rate_scale, "cv": a.cv if a.process == "gamma" else None,
         "window_s": [float(start), float(end)], "seed": seed, "pool_questions": int(tt.question_ids.size),
         "dropped_invalid_questions": tt.dropped_invalid, "dropped_contaminated_questions": tt.dropped_contaminated,
-        "output_tokens_from_trace_cells": fallback,
+        "output_tokens_from_trace_cells": fallback, "dropped_score_rows": tt.dropped_score_rows,
+        # question-id prefix -> where its prompt texts live (sim.workload.quality.prompts_for reads them)
+        "quality_sources": {source.name: source},
     }
+    prefix = None
+    if trace.hash_ids is not None:
+        meta["hash_block_tokens"] = cfg.trace.hash_block_tokens
+        prefix = PrefixHashes(cfg.trace.hash_block_tokens, tuple(trace.hash_ids[r] for r in rows))
     return Workload(cfg.name, arrival_s.astype(np.float64), trace.input_tokens[rows].astype(np.int64),
                     out.astype(np.int64), tt.scores[qidx].astype(np.float64), tt.question_ids[qidx].astype(str),
-                    tuple(tier_models), meta)
+                    tuple(tier_models), meta, prefix)
 
 
 def _build_drift(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
@@ -214,8 +223,12 @@ def _build_drift(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
     # Datasets name the same stand-in models differently; keep every phase's name per tier.
     tier_models = tuple(" | ".join(dict.fromkeys(w.tier_models[t] for w in parts)) for t in range(c.pop()))
     cat = lambda f: np.concatenate([getattr(w, f) for w in parts])  # noqa: E731
+    prefix = PrefixHashes.concat([w.prefix for w in parts], [w.num_requests for w in parts],
+                                 [str(w.meta.get("trace", "")) for w in parts])
     w = Workload(cfg.name, cat("arrival_s"), cat("input_tokens"), cat("output_tokens"), cat("scores"),
-                 cat("question_ids"), tier_models, {"phases": phases, "seed": seed, "dataset": "drift"})
+                 cat("question_ids"), tier_models, {"phases": phases, "seed": seed, "dataset": "drift",
+                                                    "quality_sources": {k: v for p in parts for k, v in p.meta["quality_sources"].items()}},
+                 prefix)
     if cfg.num_requests is not None:
         w = w.take(np.arange(min(cfg.num_requests, w.num_requests)))
     return w

@@ -16,7 +16,8 @@ from sim.errors import ConfigError
 ARRIVAL_PROCESSES = ("trace", "poisson", "gamma")
 TRACE_FORMATS = ("csv", "jsonl")
 TIME_UNITS = ("timestamp", "s", "ms", "us", "ns")
-SCORE_RULES = ("auto", "x10", "binary")
+SCORE_RULES = ("auto", "linear", "binary", "x10")
+QUALITY_FORMATS = ("csv", "jsonl")
 OUTPUT_LENGTHS = ("dataset", "trace", "scaled")
 JUDGE_KINDS = ("oracle", "noisy")
 LATENCY_DISTS = ("constant", "lognormal", "gamma", "uniform")
@@ -27,6 +28,8 @@ class TraceColumns:
     arrival: str = "TIMESTAMP"
     input_tokens: str = "ContextTokens"
     output_tokens: str = "GeneratedTokens"
+    # optional: a column of per-request KV block hash ids (integer lists) for prefix caching; null = none
+    hash_ids: Optional[str] = None
 
 
 @dataclass
@@ -38,6 +41,8 @@ class TraceConfig:
     # s | ms | us | ns: it holds numbers in that unit. Either way arrivals become seconds from the first request.
     time_unit: str = "timestamp"
     timestamp_format: Optional[str] = None
+    # tokens per hash block of columns.hash_ids (Mooncake's traces: 512); see docs/prefix_caching.md
+    hash_block_tokens: int = 16
 
 
 @dataclass
@@ -49,12 +54,30 @@ class ArrivalsConfig:
 
 
 @dataclass
+class QualityColumns:
+    """Column names of a long-format quality table (one row per question x model); None = the table has none."""
+
+    question_id: str = "question_id"
+    model: str = "model"
+    score: str = "score"
+    output_tokens: Optional[str] = None  # the model's answer length in tokens
+    prompt: Optional[str] = None  # the question's prompt text (for routers that read it)
+    subset: Optional[str] = None  # a category to filter on with quality.subsets
+    contaminated: Optional[str] = None  # true where the prompt must be excluded (exclude_contaminated)
+
+
+@dataclass
 class QualityConfig:
-    dataset: str = "arena_bench_v1"  # a name of sim.workload.quality.DATASETS
+    # A quality dataset: a name of conf/quality/<name>.yaml, or a path (relative to the project root, or absolute)
+    # to a long-format CSV/JSONL table (gzip when it ends in .gz) read with columns, score_scale and format below.
+    dataset: str = "arena_bench_v1"
+    columns: Optional[QualityColumns] = None  # path datasets: the table's column names (null = the defaults)
+    score_scale: Optional[List[float]] = None  # path datasets: [min, max] of the raw score, mapped to 0-100
+    format: Optional[str] = None  # path datasets: csv | jsonl (null = from the file name)
     tier_models: List[str] = field(default_factory=list)  # dataset model per cascade tier, smallest first
     # used when the cascade has two tiers and its tiers name no dataset_model (the Llama-3 8B/70B mapping)
     two_tier_models: List[str] = field(default_factory=list)
-    score_rule: str = "auto"  # x10: rating 1-10 -> 10-100; binary: correct -> 100, wrong -> 0; auto: by dataset
+    score_rule: str = "auto"  # linear: score_scale -> 0-100; binary: >= mid-scale -> 100, else 0; auto: the dataset's; x10: linear on [0, 10]
     output_lengths: str = "dataset"  # dataset: per-tier answer lengths; trace: trace length for every tier; scaled
     subsets: List[str] = field(default_factory=list)  # keep only these subsets (e.g. MMLU subjects); empty = all
     exclude_contaminated: bool = True  # drop prompts RouteLLM flagged as overlapping its router-training data
@@ -125,6 +148,8 @@ _NESTED = {"trace": TraceConfig, "columns": TraceColumns, "arrivals": ArrivalsCo
 
 
 def _convert(f: dataclasses.Field, value: Any, key: str) -> Any:
+    if f.name == "columns" and key.endswith("quality.columns"):
+        return None if value is None else _from_dict(QualityColumns, value, key)
     if f.name in _NESTED:
         return _from_dict(_NESTED[f.name], value, key)
     if f.name == "phases":
@@ -137,10 +162,10 @@ def _convert(f: dataclasses.Field, value: Any, key: str) -> Any:
             return None
         raise ConfigError(f"{key} must not be null")
     try:
-        if typ.startswith("List"):
+        if "List[" in typ:
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
                 raise ValueError
-            return [str(v) for v in value]
+            return [float(v) for v in value] if "float" in typ else [str(v) for v in value]
         if "float" in typ:
             if isinstance(value, bool):
                 raise ValueError
@@ -169,6 +194,15 @@ def _positive(value: float, key: str) -> None:
         raise ConfigError(f"{key} must be positive, got {value}")
 
 
+def check_score_scale(scale: Any, key: str) -> tuple[float, float]:
+    if not isinstance(scale, (list, tuple)) or len(scale) != 2:
+        raise ConfigError(f"{key} must be [min, max] of the raw score, got {scale!r}")
+    lo, hi = float(scale[0]), float(scale[1])
+    if not lo < hi:
+        raise ConfigError(f"{key} must be [min, max] with min < max, got {list(scale)}")
+    return lo, hi
+
+
 def validate_workload_config(cfg: WorkloadConfig) -> WorkloadConfig:
     where = f"workload {cfg.name!r}" if cfg.name else "workload"
     if cfg.phases:
@@ -182,6 +216,9 @@ def validate_workload_config(cfg: WorkloadConfig) -> WorkloadConfig:
         raise ConfigError(f"{where}: trace.path is empty; give the trace file relative to the project root")
     _choice(cfg.trace.format, TRACE_FORMATS, f"{where}: trace.format")
     _choice(cfg.trace.time_unit, TIME_UNITS, f"{where}: trace.time_unit")
+    if cfg.trace.hash_block_tokens < 1:
+        raise ConfigError(f"{where}: trace.hash_block_tokens must be a positive number of tokens, got "
+                          f"{cfg.trace.hash_block_tokens}")
     _choice(cfg.arrivals.process, ARRIVAL_PROCESSES, f"{where}: arrivals.process")
     _positive(cfg.arrivals.rate_scale, f"{where}: arrivals.rate_scale")
     _positive(cfg.arrivals.cv, f"{where}: arrivals.cv")
@@ -189,6 +226,10 @@ def validate_workload_config(cfg: WorkloadConfig) -> WorkloadConfig:
         _positive(cfg.arrivals.rate_rps, f"{where}: arrivals.rate_rps")
     _choice(cfg.quality.score_rule, SCORE_RULES, f"{where}: quality.score_rule")
     _choice(cfg.quality.output_lengths, OUTPUT_LENGTHS, f"{where}: quality.output_lengths")
+    if cfg.quality.format is not None:
+        _choice(cfg.quality.format, QUALITY_FORMATS, f"{where}: quality.format")
+    if cfg.quality.score_scale is not None:
+        check_score_scale(cfg.quality.score_scale, f"{where}: quality.score_scale")
     if cfg.window.start_s < 0:
         raise ConfigError(f"{where}: window.start_s must be >= 0, got {cfg.window.start_s}")
     if cfg.window.end_s is not None and cfg.window.end_s <= cfg.window.start_s:

@@ -5,11 +5,13 @@ reads the compact files it writes. Every table is long-format CSV (gzip):
 question_id, subset, model, score_raw, answer_tokens, prompt_tokens, contaminated
 where score_raw is the dataset's own unit (GPT-4 rating 1-10, or correctness 0/1), token counts are estimated as
 characters / CHARS_PER_TOKEN (raw prompt and answer texts are dropped), and `contaminated` marks the prompts that
-RouteLLM flagged as overlapping its router-training data.
+RouteLLM flagged as overlapping its router-training data. Beside each table a prompt table (gzip CSV
+`question_id, prompt`) keeps the question text a prompt-reading router sees (planners.text_router).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import gzip
 import json
 import re
@@ -38,13 +40,33 @@ def _short_model(name: str) -> str:
     return name.split("/")[-1]
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(DATA_DIR.parent)) if path.is_relative_to(DATA_DIR.parent) else str(path)
+
+
 def _write(df: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     df = df[COLUMNS].sort_values(["question_id", "model"], kind="stable")
     # mtime=0 keeps the gzip bytes reproducible, so re-running does not churn git.
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
         gz.write(df.to_csv(index=False, float_format="%.6g").encode())
-    print(f"{path.relative_to(DATA_DIR.parent)}: {df.question_id.nunique()} questions, {df.model.nunique()} models")
+    print(f"{_shown(path)}: {df.question_id.nunique()} questions, {df.model.nunique()} models")
+
+
+def _write_prompts(prompts: dict[str, str], path: Path) -> None:
+    df = pd.DataFrame(sorted(prompts.items()), columns=["question_id", "prompt"])
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
+        gz.write(df.to_csv(index=False).encode())
+    print(f"{_shown(path)}: {len(df)} prompts")
+
+
+def _routerbench_prompt(text: str) -> str:
+    # RouterBench stores each prompt as the repr of a one-element Python list.
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return "\n".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def prepare_arena(src: Path, out: Path) -> None:
@@ -67,6 +89,7 @@ def prepare_arena(src: Path, out: Path) -> None:
             rows.append((qid, "arena-bench-v1", model, score, answers.get((model, qid), float("nan")),
                          prompt_tokens[qid], False))
     _write(pd.DataFrame(rows, columns=COLUMNS), out / "scores.csv.gz")
+    _write_prompts({str(q): t[0] for q, t in zip(questions.question_id, questions.turns)}, out / "prompts.csv.gz")
 
 
 def _contaminated(path: Path) -> set[str]:
@@ -90,10 +113,12 @@ def prepare_routellm(src: Path, out: Path) -> None:
     # MT-Bench: each (question, turn) is one item; the turn-2 prompt is the follow-up question.
     questions = pd.read_json(src / "mt_bench" / "question.jsonl", lines=True)
     contaminated = _contaminated(src / "mt_bench" / "contaminated_prompts.jsonl")
-    qinfo = {}
+    qinfo, prompts = {}, {}
     for qid, cat, turns in zip(questions.question_id, questions.category, questions.turns):
         for t, text in enumerate(turns, start=1):
             qinfo[(qid, t)] = (cat, _tokens(text), text.strip() in contaminated)
+            # A turn-2 router sees the conversation's user turns so far (the turn-1 answer is not known yet).
+            prompts[f"mt{qid}-t{t}"] = "\n\n".join(turns[:t])
     rows = []
     for line in (src / "mt_bench" / "judgements.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -104,6 +129,7 @@ def prepare_routellm(src: Path, out: Path) -> None:
         rows.append((f"mt{qid}-t{turn}", cat, _short_model(row["model"]), score,
                      _tokens(_mt_bench_answer(row["user_prompt"], turn)), ptok, cont))
     _write(pd.DataFrame(rows, columns=COLUMNS), out / "mt_bench.csv.gz")
+    _write_prompts(prompts, out / "mt_bench_prompts.csv.gz")
 
     gsm = pd.read_csv(src / "gsm8k" / "gsm8k_responses.csv")
     contaminated = _contaminated(src / "gsm8k" / "contaminated_prompts.jsonl")
@@ -114,35 +140,55 @@ def prepare_routellm(src: Path, out: Path) -> None:
             rows.append((f"gsm8k-{i:04d}", "gsm8k", _short_model(m), float(bool(r[m])), _tokens(r[f"{m}_response"]),
                          _tokens(r["prompt"]), r["prompt"].strip() in contaminated))
     _write(pd.DataFrame(rows, columns=COLUMNS), out / "gsm8k.csv.gz")
+    _write_prompts({f"gsm8k-{i:04d}": p for i, p in enumerate(gsm["prompt"])}, out / "gsm8k_prompts.csv.gz")
 
     contaminated = _contaminated(src / "mmlu" / "contaminated_prompts.jsonl")
-    rows = []
+    rows, prompts = [], {}
     for f in sorted((src / "mmlu" / "responses").glob("mmlu_*.csv")):
         subject = f.stem.removeprefix("mmlu_")
         df = pd.read_csv(f)
         models = [c for c in df.columns if c != "prompt"]
         for i, r in df.iterrows():
+            prompts[f"mmlu-{subject}-{i:04d}"] = r["prompt"]
             for m in models:
                 # MMLU rows carry no answer text: answer_tokens stays NaN and the trace's lengths are used.
                 rows.append((f"mmlu-{subject}-{i:04d}", subject, _short_model(m), float(bool(r[m])), float("nan"),
                              _tokens(r["prompt"]), r["prompt"].strip() in contaminated))
     _write(pd.DataFrame(rows, columns=COLUMNS), out / "mmlu.csv.gz")
+    _write_prompts(prompts, out / "mmlu_prompts.csv.gz")
 
 
 def prepare_routerbench(src: Path, out: Path) -> None:
     """RouterBench subset (RouterDC export): 11 models' correctness on ARC-Challenge, MBPP, Winogrande."""
     for task, name in (("arc_challenge", "arc_challenge"), ("mbpp", "mbpp"), ("winograde", "winogrande")):
-        rows = []
+        rows, prompts = [], {}
         for split in ("train", "test"):
             df = pd.read_csv(src / f"{task}_{split}.csv")
             models = [c for c in df.columns if f"{c}|model_response" in df.columns]
             for _, r in df.iterrows():
+                prompts[f"{r['sample_id']}#{r['Unnamed: 0']}"] = _routerbench_prompt(r["prompt"])
                 for m in models:
                     score = float(r[m]) if np.isfinite(r[m]) else float("nan")
                     # sample_id repeats for different prompts (also inside one file): add RouterBench's row number.
                     rows.append((f"{r['sample_id']}#{r['Unnamed: 0']}", split, _short_model(m), score,
                                  _tokens(r[f"{m}|model_response"]), _tokens(r["prompt"]), False))
         _write(pd.DataFrame(rows, columns=COLUMNS), out / f"{name}.csv.gz")
+        _write_prompts(prompts, out / f"{name}_prompts.csv.gz")
+
+
+def prepare_zeroeval(src: Path, out: Path) -> None:
+    """ZeroEval Llama-3/3.1 8B/70B/405B correctness and answer lengths on GSM8K, MATH level 5 and CRUXEval."""
+    df = pd.read_csv(src / "zeroeval_llama.csv.gz")
+    # Upstream ids are unique inside a task only; the task is also the subset a workload filters on.
+    qid = df.task + "/" + df.id.astype(str)
+    table = pd.DataFrame({"question_id": qid, "subset": df.task, "model": df.model, "score_raw": df.correct.astype(float),
+                          "answer_tokens": (df.output_chars / CHARS_PER_TOKEN).round().clip(lower=1),
+                          "prompt_tokens": (df.input_chars / CHARS_PER_TOKEN).round().clip(lower=1), "contaminated": False})
+    _write(table, out / "scores.csv.gz")
+    questions = pd.read_csv(src / "questions.csv.gz")
+    _write_prompts(dict(zip(questions.task + "/" + questions.id.astype(str), questions.question)), out / "prompts.csv.gz")
+    for name in ("LICENSE",):
+        shutil.copyfile(src / name, out / name)
 
 
 def prepare_azure(src: Path, out: Path) -> None:
@@ -164,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     prepare_arena(args.source / "arena_bench_v1", DATA_DIR / "arena_bench_v1")
     prepare_routellm(args.source / "routellm_evals", DATA_DIR / "routellm_evals")
     prepare_routerbench(args.source / "routerbench_subset", DATA_DIR / "routerbench_subset")
+    prepare_zeroeval(args.source / "zeroeval_llama", DATA_DIR / "zeroeval_llama")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import pandas as pd
 from sim.errors import DataError
 from sim.paths import PROJECT_ROOT
 from sim.workload.config import TraceConfig
+from sim.workload.prefix import parse_hash_ids
 
 _UNIT_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
@@ -31,6 +32,7 @@ class Trace:
     arrival_s: np.ndarray
     input_tokens: np.ndarray
     output_tokens: np.ndarray
+    hash_ids: tuple | None = None  # per request, the prompt's KV block hash ids (columns.hash_ids), or None
 
     @property
     def num_requests(self) -> int:
@@ -192,7 +194,9 @@ def read_trace(cfg: TraceConfig) -> Trace:
     shown = display_path(p)
     text = _read_text(p, shown)
     wanted = [cfg.columns.arrival, cfg.columns.input_tokens, cfg.columns.output_tokens]
-    if len(set(wanted)) < 3:
+    if cfg.columns.hash_ids is not None:
+        wanted.append(cfg.columns.hash_ids)
+    if len(set(wanted)) < len(wanted):
         raise DataError(f"{shown}: trace.columns map two fields to the same column ({wanted}); each needs its own")
     reader = _read_jsonl if cfg.format == "jsonl" else _read_csv
     df, lines = reader(text, shown, wanted)
@@ -201,4 +205,8 @@ def read_trace(cfg: TraceConfig) -> Trace:
     input_tokens = _tokens(df[wanted[1]], wanted[1], shown, lines)
     output_tokens = _tokens(df[wanted[2]], wanted[2], shown, lines)
     order = np.argsort(arrival_s, kind="stable")
-    return Trace(shown, arrival_s[order], input_tokens[order], output_tokens[order])
+    hash_ids = None
+    if cfg.columns.hash_ids is not None:
+        rows = parse_hash_ids(df[wanted[3]], input_tokens, cfg.hash_block_tokens, wanted[3], shown, lines)
+        hash_ids = tuple(rows[i] for i in order)
+    return Trace(shown, arrival_s[order], input_tokens[order], output_tokens[order], hash_ids)

@@ -16,6 +16,7 @@ class Workload:
         answers where it has them, scaled to the trace's length distribution; else the trace's length).
     scores: (n, C) float64 real judge score of each tier's answer, 0-100.
     question_ids: (n,) str id of the bound question in the quality dataset.
+    prefix: the prompts' KV block hash ids (sim.workload.prefix.PrefixHashes) when the trace has them, else None.
     """
 
     name: str
@@ -26,6 +27,7 @@ class Workload:
     question_ids: np.ndarray
     tier_models: tuple[str, ...]  # dataset model standing in for each tier
     meta: dict = field(default_factory=dict, compare=False)
+    prefix: object = field(default=None, compare=False)  # PrefixHashes | None
 
     def __post_init__(self) -> None:
         for arr in (self.arrival_s, self.input_tokens, self.output_tokens, self.scores, self.question_ids):
@@ -69,6 +71,7 @@ class Workload:
             question_ids=self.question_ids[idx].copy(),
             tier_models=self.tier_models,
             meta=dict(self.meta),
+            prefix=None if self.prefix is None else self.prefix.take(idx),
         )
 
     def window(self, start_s: float, end_s: float) -> "Workload":
@@ -88,4 +91,4 @@ class Workload:
     def with_arrivals(self, arrival_s: np.ndarray) -> "Workload":
         return Workload(self.name, np.asarray(arrival_s, dtype=np.float64).copy(), self.input_tokens.copy(),
                         self.output_tokens.copy(), self.scores.copy(), self.question_ids.copy(),
-                        self.tier_models, dict(self.meta))
+                        self.tier_models, dict(self.meta), self.prefix)

@@ -69,8 +69,12 @@ def make_workload(n: int, rate_rps: float, num_tiers: int, seed: int = 0) -> Wor
     skill = np.linspace(0.35, 0.85, num_tiers)
     raw = skill[None, :] - difficulty[:, None] + 0.25 * rng.standard_normal((n, num_tiers))
     scores = np.clip(np.round((raw + 0.5) * 9) + 1, 1, 10) * 10.0  # 10 distinct values like Arena's 1-10
+    # Prompt texts for the learned router: a noisy hint of the difficulty (right 2 times in 3) and filler words.
+    hint = np.where(rng.random(n) < 2 / 3, np.minimum((difficulty * 3).astype(int), 2), rng.integers(0, 3, n))
+    words = ("easy", "medium", "hard")
+    prompts = {f"q{i}": f"question {i % 17} about topic{i % 5} {words[h]} level" for i, h in enumerate(hint)}
     return Workload("synthetic", arrival, inp, out, scores, np.array([f"q{i}" for i in range(n)]),
-                    tuple(f"m{i}" for i in range(num_tiers)))
+                    tuple(f"m{i}" for i in range(num_tiers)), {"prompt_texts": prompts})
 
 
 MODELS = {2: ("llama3_8b", "llama3_70b"), 3: ("llama3_8b", "llama3_70b", "deepseek_v3"),

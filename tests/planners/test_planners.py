@@ -26,7 +26,7 @@ def test_every_planner_plan_passes_checker(problem3, name):
     assert "solver" in plan.solver_stats
 
 
-@pytest.mark.parametrize("name", ["cascadia", "cascadeserve", "routellm"])
+@pytest.mark.parametrize("name", ["cascadia", "cascadeserve", "routellm", "routellm_oracle_noisy"])
 def test_quality_requirement_met(problem3, name):
     plan = get_planner(name).plan(problem3)
     assert plan.estimates["quality"] >= problem3.q_min - 1e-9
@@ -127,7 +127,7 @@ def test_cascadeserve_gears_and_sarathi_override(problem3):
     assert all(sum(g["gpus_per_tier"]) <= 32 for g in gears)
     sar = get_planner("sarathi").plan(problem3)
     assert sar.estimates["sim_overrides"] == {"batching": "sarathi"}
-    assert get_planner("routellm", router_error_rate=0.2).plan(problem3).router_error_rate == 0.2
+    assert get_planner("routellm_oracle_noisy", router_error_rate=0.2).plan(problem3).router_error_rate == 0.2
 
 
 def test_single_model_smallest_meeting():

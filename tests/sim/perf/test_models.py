@@ -26,8 +26,25 @@ KV_BF16 = {
     "mistral_7b": 32 * 2 * 8 * 128 * 2,
     "mixtral_8x7b": 32 * 2 * 8 * 128 * 2,
     "mixtral_8x22b": 56 * 2 * 8 * 128 * 2,  # 229376
-    "llama3_405b": 126 * 2 * 8 * 128 * 2,  # 516096
+    "llama31_8b": 32 * 2 * 8 * 128 * 2,
+    "llama31_70b": 80 * 2 * 8 * 128 * 2,
+    "llama31_405b": 126 * 2 * 8 * 128 * 2,  # 516096
 }
+
+
+# Hand-computed from the published configs (embeddings and LM head untied, RMSNorm weights included): the exact
+# totals Hugging Face reports for the Llama 3.1 safetensors.
+@pytest.mark.parametrize("name,params", [("llama31_8b", 8_030_261_248), ("llama31_70b", 70_553_706_496),
+                                         ("llama31_405b", 405_853_388_800)])
+def test_llama31_parameter_counts_exact(name, params):
+    assert load_model(name).total_params == params
+
+
+def test_llama31_405b_fp8_fits_one_h100_node():
+    m = load_model("llama31_405b")
+    # FP8 linears (1 byte) + BF16 embeddings, LM head and norms: ~410 GB of 8 x 80 GB.
+    assert 400e9 < m.weight_bytes("fp8") < 0.9 * 8 * 80e9
+    assert m.weight_bytes("bf16") > 8 * 80e9  # BF16 would not fit one node
 
 
 @pytest.mark.parametrize("name", sorted(KV_BF16))

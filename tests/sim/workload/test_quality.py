@@ -6,7 +6,7 @@ import pytest
 
 from sim.paths import DATA_DIR
 from sim.workload import build_workload, dataset_models, tier_table
-from sim.workload.quality import DATASETS, load_quality
+from sim.workload.quality import dataset_names, load_quality
 
 
 @pytest.mark.parametrize("name", ["conversation", "coding", "math"])
@@ -73,7 +73,7 @@ def test_mmlu_has_no_answers_so_dataset_lengths_are_refused():
 
 def test_every_dataset_lists_its_models():
     models = dataset_models()
-    assert set(models) == set(DATASETS)
+    assert set(models) == set(dataset_names())
     assert "gpt-4-1106-preview" in models["routerbench_mbpp"] and len(models["routerbench_mbpp"]) == 11
 
 
@@ -81,7 +81,7 @@ def test_shipped_data_is_compact():
     files = [p for p in DATA_DIR.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) <= 12 * 2**20
     assert max(p.stat().st_size for p in files) <= 5 * 2**20
-    for folder in ("azure_llm_inference_2023", "arena_bench_v1", "routellm_evals", "routerbench_subset"):
+    for folder in ("azure_llm_inference_2023", "arena_bench_v1", "routellm_evals", "routerbench_subset", "zeroeval_llama"):
         names = {p.name for p in (DATA_DIR / folder).iterdir()}
         assert "SOURCE.md" in names and any(n.startswith("LICENSE") for n in names)
 
@@ -93,3 +93,39 @@ def test_compact_tables_match_the_raw_sources(shared_data):
     table = load_quality("gsm8k")
     col = table.models.index("gpt-4-1106-preview")
     assert table.score_raw[:, col].mean() == pytest.approx(raw["gpt-4-1106-preview"].mean())
+
+
+def test_shipped_zeroeval_and_prompt_tables_rebuild_byte_identical(shared_data, tmp_path):
+    from sim.workload.prepare_data import prepare_arena, prepare_zeroeval
+
+    prepare_zeroeval(shared_data / "zeroeval_llama", tmp_path / "zeroeval_llama")
+    prepare_arena(shared_data / "arena_bench_v1", tmp_path / "arena_bench_v1")
+    for rel in ("zeroeval_llama/scores.csv.gz", "zeroeval_llama/prompts.csv.gz", "arena_bench_v1/prompts.csv.gz"):
+        assert (tmp_path / rel).read_bytes() == (DATA_DIR / rel).read_bytes(), rel
+
+
+def test_zeroeval_tiers_reproduce_upstream_accuracy():
+    import pandas as pd
+
+    table = load_quality("zeroeval_llama")
+    gsm = table.subsets == "gsm"
+    acc = {m: float(np.nanmean(table.score_raw[gsm, table.models.index(m)])) * 100 for m in table.models}
+    # ZeroEval's published GSM8K accuracies (data/zeroeval_llama/SOURCE.md).
+    assert acc["llama3.1_8b"] == pytest.approx(84.00, abs=0.01) and acc["llama3.1_405b"] == pytest.approx(95.98, abs=0.01)
+    assert pd.Series(table.prompts[gsm]).str.len().min() > 20
+
+
+def test_llama31_two_tier_cascade_binds_8b_and_70b():
+    import yaml
+
+    from sim.cascade import cascade_from_dict
+    from sim.paths import CONF_DIR
+
+    def load_cascade(name):
+        return cascade_from_dict(yaml.safe_load((CONF_DIR / "cascade" / f"{name}.yaml").read_text()))
+
+    w = build_workload("llama_math", cascade=load_cascade("llama31_2tier"), num_requests=200)
+    assert w.tier_models == ("llama3.1_8b", "llama3.1_70b")
+    w3 = build_workload("llama_math", cascade=load_cascade("llama31"), num_requests=200)
+    assert w3.tier_models == ("llama3.1_8b", "llama3.1_70b", "llama3.1_405b")
+    assert w3.meta["dropped_invalid_questions"] == 15  # the 405B run answered 706 of 721 MATH level-5 problems
