@@ -12,14 +12,16 @@ the source measured the row (read data/measurements/SOURCES.md):
   smallest of the engine's max_num_seqs, the requests whose worst-case KV (input + output tokens) fits, and the
   batch the token budget can feed (budget x output / (input + output)). Throughput = D / iteration time.
 - serving (a benchmark client at a request rate, fixed lengths): the serving engineer's closed-loop simulation,
-  sim.perf.serving, with the engine profile; mean TTFT and mean ITL are compared.
+  sim.perf.serving, with the engine profile; TTFT and ITL are compared as the source reports them (mean or
+  median). A source run with --disable-cuda-graph is predicted with the profile's CUDA graphs off.
 Rows with a length distribution instead of fixed lengths (ShareGPT, MLPerf datasets) or without a parallelism
 are listed as not predictable with that reason rather than guessed.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,11 +39,13 @@ CORPUS_DIR = DATA_DIR / "measurements"
 
 # Published names -> conf/hardware, conf/model, conf/engine names.
 GPUS = {"H100-SXM-80GB": "h100_sxm", "H100-80GB": "h100_sxm", "A100-80GB": "a100_80gb",
-        "A100-SXM4-80GB": "a100_80gb", "H200-SXM-141GB": "h200_sxm"}
+        "A100-SXM4-80GB": "a100_80gb", "H200-SXM-141GB": "h200_sxm",
+        "H200-141GB (form factor not stated)": "h200_sxm"}
 MODELS = {"Llama-2-7B": "llama2_7b", "Llama-2-70B": "llama2_70b", "Llama-3-70B": "llama3_70b",
           "Llama-3.1-70B": "llama31_70b", "Llama-3.1-70B-Instruct": "llama31_70b", "Llama-3.1-8B": "llama31_8b",
           "Llama-3.1-8B-Instruct": "llama31_8b", "Llama-3.1-405B": "llama31_405b", "Mistral-7B": "mistral_7b",
-          "Mixtral-8x7B": "mixtral_8x7b", "Mixtral-8x22B": "mixtral_8x22b"}
+          "Mixtral-8x7B": "mixtral_8x7b", "Mixtral-8x22B": "mixtral_8x22b",
+          "DeepSeek-V3 (671B MoE)": "deepseek_v3"}
 UNMODELLED = {"GPT-J-6B": "GPT-J's parallel attention and non-gated GELU MLP are not modelled",
               "Falcon-180B": "Falcon's parallel attention and non-gated GELU MLP are not modelled"}
 ENGINES = {"TensorRT-LLM": "trtllm", "SGLang": "sglang", "vLLM": "vllm"}
@@ -77,12 +81,18 @@ class CorpusRow:
     request_rate: float | None  # serving: requests per second; None = all at once
     num_prompts: int
     measured: tuple[tuple[str, float], ...]  # (metric, value): ttft_ms | output_tokens_per_s | serving_*_ms
+    statistic: str = "mean"  # serving latencies: mean or median, as the source reports them
+    cuda_graphs: bool = True  # False where the source ran with --disable-cuda-graph
 
 
 def _precision(text: str) -> tuple[str, str]:
     text = text.upper()
     if text.startswith("FP8"):  # every FP8 row of the corpus quantises the KV cache too (SOURCES.md)
         return "fp8", "fp8"
+    if "DEEPSEEK-V3 CHECKPOINT WITHOUT A --QUANTIZATION FLAG" in text:
+        # Labelled 'BF16' by the source, but that checkpoint ships FP8 block-quantised weights (SOURCES.md, 6);
+        # without --kv-cache-dtype the KV cache stays BF16.
+        return "fp8", "bf16"
     if text.startswith(("FP16", "BF16")):
         return "bf16", "bf16"
     raise NotPredictable(f"precision {text!r} is not modelled")
@@ -100,6 +110,9 @@ def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
         raise NotPredictable(f"engine {r['engine']!r} has no profile")
     isl, osl = _num(r["input_tokens"]), _num(r["output_tokens"])
     if isl is None or osl is None:
+        if "total_input_tokens" in str(r.get("notes", "")):
+            raise NotPredictable("a dataset's variable lengths: only the run's totals are shipped, and a burst's "
+                                 "time depends on its longest requests")
         raise NotPredictable("no fixed input/output lengths (a dataset's length distribution)")
     tp, pp = _num(r["tp"]), _num(r["pp"])
     if tp is None or pp is None:
@@ -134,17 +147,19 @@ def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
         for col, metric in (("ttft_ms", "serving_ttft_ms"), ("itl_ms", "serving_itl_ms")):
             if _num(r[col]) is not None:
                 measured.append((metric, float(r[col])))
-        if not measured or "MEANS" not in notes.upper():
-            raise NotPredictable("serving row without mean TTFT/ITL")
+        if not measured or not ("MEANS" in notes.upper() or "MEDIANS" in notes.upper()):
+            raise NotPredictable("serving row without mean or median TTFT/ITL")
         row_kind = "serving"
     else:
         raise NotPredictable(f"unknown kind {kind!r}")
-    prompts = 500 if "500 requests" in notes else 200
+    found = re.search(r"(\d+) requests|--num-prompts? (\d+)", notes)
+    prompts = int(next(g for g in found.groups() if g)) if found else 200
     return CorpusRow(source=source, line=line, engine=ENGINES[engine_name], engine_version=str(r["engine_version"]),
                      gpu=gpu, model=model, weights=weights, kv=kv, tp=int(tp), pp=int(pp), kind=row_kind,
                      batch_size=int(batch) if batch else 1, input_tokens=int(isl), output_tokens=int(osl),
                      request_rate=rate if rate and math.isfinite(rate) else None, num_prompts=prompts,
-                     measured=tuple(measured))
+                     measured=tuple(measured), statistic="median" if "MEDIANS" in notes.upper() else "mean",
+                     cuda_graphs="--disable-cuda-graph" not in notes)
 
 
 def load_corpus(corpus_dir: Path = CORPUS_DIR) -> tuple[list[CorpusRow], list[dict]]:
@@ -235,6 +250,8 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
     """Predicted value of each measured metric of the row. Raises NotPredictable (KV does not fit, deployment does
     not fit, serving simulation unavailable or skipped)."""
     eng = resolve_engine(engine)
+    if not row.cuda_graphs:
+        eng = replace(eng, cuda_graph_max_seqs=0)
     try:
         cost = replica_cost(row, eng)
     except UserError as exc:
@@ -258,4 +275,5 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
                          gpu=row.gpu, tp=row.tp, pp=row.pp, weights=row.weights, kv=row.kv,
                          request_rate=row.request_rate, num_prompts=row.num_prompts)
     out = simulate_serving(bench, engine=eng, seed=0, sim=serving_sim_overrides(eng))
-    return {"serving_ttft_ms": float(out["ttft_ms_mean"]), "serving_itl_ms": float(out["itl_ms_mean"])}
+    stat = row.statistic
+    return {"serving_ttft_ms": float(out[f"ttft_ms_{stat}"]), "serving_itl_ms": float(out[f"itl_ms_{stat}"])}

@@ -19,7 +19,8 @@ from sim.perf.corpus_report import evaluate_corpus
 
 ENGINE_COLOURS = {"trtllm": "#76b900", "vllm": "#1f77b4", "sglang": "#d62728", "vllm_0_2": "#9467bd"}
 BUCKET_MARKERS = {"prefill": ("o", "TTFT, batch 1 (ms)"), "decode": ("s", "offline output tok/s"),
-                  "serving_ttft": ("^", "serving mean TTFT (ms)"), "serving_itl": ("v", "serving mean ITL (ms)")}
+                  "serving_ttft": ("^", "serving TTFT (ms, as published)"),
+                  "serving_itl": ("v", "serving ITL (ms, as published)")}
 
 
 def draw(points, out: Path) -> Path:

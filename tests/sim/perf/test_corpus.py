@@ -168,3 +168,12 @@ def test_corpus_csv_without_the_columns_is_one_line_exit_2(tmp_path):
     out = run("sim.perf.validate", "--corpus", tmp_path)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "missing column(s)" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_serving_rows_keep_the_sources_statistic_and_cuda_graph_setting(corpus):
+    dsv3 = [r for r in corpus[0] if r.source == "sglang_benchmark_dsv3"]
+    assert len(dsv3) == 16 and {r.statistic for r in dsv3} == {"median"} and {r.model for r in dsv3} == {"deepseek_v3"}
+    assert {r.num_prompts for r in dsv3} == {300, 600, 1200, 2400}
+    assert any(not r.cuda_graphs for r in dsv3) and any(r.cuda_graphs for r in dsv3)
+    docs = [r for r in corpus[0] if r.source == "trtllm_docs" and r.kind == "serving"]
+    assert {r.statistic for r in docs} == {"mean"} and {r.num_prompts for r in docs} == {500}
