@@ -4,6 +4,11 @@ python -m sim.perf.calibrate [--data-dir data/vidur] [--write]
 Fits on Llama-2-7B and Llama-2-70B (TP 1/2/4/8, 1..4096 tokens), holds out CodeLlama-34B, prints the MAPE
 per operator, model and TP degree, and ends with one JSON line. --write stores the parameters in
 sim/perf/params/h100_sxm.json (package data), which is what the simulator reads.
+
+python -m sim.perf.calibrate --engine NAME [--corpus data/measurements] [--write]
+Fits the engine profile's free parameters (sim.perf.engine.FITTABLE) on that engine's rows of the measured corpus,
+prints the error per source in sample and leave-one-source-out, and ends with one JSON line; --write stores the
+fitted values in conf/engine/NAME.yaml, each with a comment naming this command and its sources.
 """
 from __future__ import annotations
 
@@ -70,10 +75,11 @@ def load_allreduce_cases(data_dir: Path) -> pd.DataFrame:
 
 # ---- vectorised predictors (same formulas as sim.perf.kernels, checked by a test) ----------------------
 def predict_gemm_s(x, tokens, k, n, gpu: GPUSpec, weight_bytes=2.0):
-    eff_max, tokens_half, mem_eff, launch_s = x
-    compute = 2.0 * k * n * (tokens + tokens_half) / (gpu.bf16_tflops * 1e12 * eff_max)
+    eff_max, exponent, mem_eff, launch_s = x
+    compute = 2.0 * k * n * tokens / (gpu.bf16_tflops * 1e12 * eff_max)
     memory = (k * n * weight_bytes + tokens * (k + n) * 2.0) / (gpu.hbm_bw_gbps * 1e9 * mem_eff)
-    return launch_s + np.maximum(compute, memory)
+    big = np.maximum(np.maximum(compute, memory), 1e-30)  # ratios in [0, 1]; the floor only guards k=n=0 rows
+    return launch_s + big * ((compute / big) ** exponent + (memory / big) ** exponent) ** (1.0 / exponent)
 
 
 def predict_elementwise_s(x, tokens, bytes_per_token, gpu: GPUSpec):
@@ -97,8 +103,8 @@ def fit_gemm(cases: pd.DataFrame, gpu: GPUSpec) -> GemmParams:
     c = cases[(cases.kind == "gemm") & ~cases.holdout]
     t, k, n, y = (c[col].to_numpy() for col in ("tokens", "k", "n", "measured_s"))
     x = _fit(lambda x: predict_gemm_s(x, t, k, n, gpu) / y - 1.0,
-             [0.7, 64.0, 0.85, 4e-6], [0.05, 0.0, 0.05, 0.0], [1.0, 4096.0, 1.0, 1e-4])
-    return GemmParams(compute_eff_max=x[0], tokens_half=x[1], mem_eff=x[2], launch_s=x[3])
+             [0.7, 3.0, 0.9, 5e-6], [0.05, 1.0, 0.05, 0.0], [1.0, 20.0, 1.0, 1e-4])
+    return GemmParams(compute_eff_max=x[0], overlap_exponent=x[1], mem_eff=x[2], launch_s=x[3])
 
 
 def fit_elementwise(cases: pd.DataFrame, gpu: GPUSpec) -> dict[str, ElementwiseParams]:
@@ -138,7 +144,7 @@ def fit_cpu_overheads(data_dir: Path) -> dict[str, float]:
 # ---- report --------------------------------------------------------------------------------------
 def predict_cases(cases: pd.DataFrame, params: CalibratedParams, gpu: GPUSpec) -> np.ndarray:
     g = params.gemm
-    pred = predict_gemm_s([g.compute_eff_max, g.tokens_half, g.mem_eff, g.launch_s],
+    pred = predict_gemm_s([g.compute_eff_max, g.overlap_exponent, g.mem_eff, g.launch_s],
                           cases.tokens.to_numpy(), cases.k.to_numpy(), cases.n.to_numpy(), gpu)
     for kind, p in params.elementwise.items():
         mask = (cases.kind == kind).to_numpy()
@@ -188,17 +194,74 @@ def format_tables(cases: pd.DataFrame, ar: pd.DataFrame) -> str:
             + per_op.round(1).to_string() + "\n\nAll-reduce (h100_dgx, NCCL ring)\n" + per_ar.round(1).to_string())
 
 
+def write_engine_values(name: str, values: dict[str, float], sources: list[str]) -> Path:
+    """Replace the fitted fields' values in conf/engine/NAME.yaml in place, keeping every other line and comment."""
+    from sim.paths import CONF_DIR
+
+    path = CONF_DIR / "engine" / f"{name}.yaml"
+    lines = path.read_text().splitlines()
+    note = f"  # fitted by sim.perf.calibrate --engine {name} on sources {', '.join(sources)}"
+    for key, value in values.items():
+        hits = [i for i, text in enumerate(lines) if text.split(":")[0].strip() == key and not text.startswith("#")]
+        if len(hits) != 1:
+            raise DataError(f"{path}: expected one line for {key}, found {len(hits)}")
+        lines[hits[0]] = f"{key}: {value:.4g}{note}"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def calibrate_engine(name: str, corpus_dir: Path, write: bool) -> int:
+    from sim.perf.corpus import load_corpus
+    from sim.perf.corpus_report import CorpusEvaluation, error_table, summary_line
+    from sim.perf.engine import FITTABLE, load_engine
+    from sim.perf.engine_fit import fit_profile, leave_one_source_out, predict_points
+
+    profile = load_engine(name)
+    rows, _ = load_corpus(corpus_dir)
+    mine = [r for r in rows if r.engine == name]
+    fitted, report = fit_profile(profile, rows)
+    if not report["rows"]:
+        print(f"engine {name}: no predictable iteration or offline-throughput rows in {corpus_dir}; "
+              f"the profile keeps its documented values")
+        print(json.dumps({"engine": name, "fitted": {}, "rows": 0, "per_source": {}}))
+        return 0
+    values = {k: getattr(fitted, k) for k in FITTABLE}
+    if profile.layer_overhead_eager_us == profile.layer_overhead_graph_us:  # tied (engine_fit.with_params)
+        values["layer_overhead_eager_us"] = fitted.layer_overhead_eager_us
+    shipped = predict_points(mine, {(name, s): fitted for s in {r.source for r in mine}})
+    loso, _ = leave_one_source_out(mine)
+    points = shipped.assign(loso_predicted=loso["predicted"].to_numpy(), loso_ape_pct=loso["ape_pct"].to_numpy())
+    ev = CorpusEvaluation(points, pd.DataFrame(), tuple(sorted({r.source for r in mine})))
+    print(f"engine {name}: fitted on {report['rows']} rows of {', '.join(report['sources'])}")
+    print("  " + ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+    with pd.option_context("display.width", 200):
+        print(error_table(ev).round(1).to_string(index=False))
+    if write:
+        path = write_engine_values(name, values, report["sources"])
+        load_engine.cache_clear()
+        print(f"wrote {path}")
+    line = summary_line(ev)
+    print(json.dumps({"engine": name, "fitted": {k: round(v, 6) for k, v in values.items()}, "rows": line["rows"],
+                      "per_source": line["per_source"]}))
+    return 0
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.perf.calibrate", description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=DATA_DIR / "vidur", help="compact Vidur profiles")
     ap.add_argument("--gpu", default="h100_sxm", help="conf/hardware name the profiles were measured on")
-    ap.add_argument("--write", action="store_true", help="store the fit in sim/perf/params/<gpu>.json")
+    ap.add_argument("--write", action="store_true",
+                    help="store the fit in sim/perf/params/<gpu>.json (or conf/engine/<engine>.yaml with --engine)")
+    ap.add_argument("--engine", help="fit this conf/engine profile on the measured corpus instead")
+    ap.add_argument("--corpus", type=Path, default=DATA_DIR / "measurements", help="measured corpus (with --engine)")
     args = ap.parse_args(argv)
+    if args.engine:
+        return calibrate_engine(args.engine, args.corpus, args.write)
     params, cases, ar, summary = calibrate(args.data_dir, args.gpu)
     print(format_tables(cases, ar))
     g, a, r = params.gemm, params.allreduce, params.fit_report
-    print(f"\nGEMM: compute_eff_max={g.compute_eff_max:.3f} tokens_half={g.tokens_half:.1f} "
+    print(f"\nGEMM: compute_eff_max={g.compute_eff_max:.3f} overlap_exponent={g.overlap_exponent:.2f} "
           f"mem_eff={g.mem_eff:.3f} launch={g.launch_s * 1e6:.2f} us")
     print("elementwise: " + ", ".join(f"{k} eff={p.mem_eff:.2f} launch={p.launch_s * 1e6:.2f} us"
                                       for k, p in params.elementwise.items()))

@@ -6,12 +6,13 @@ hot path). The per-layer operators come from sim.perf.layers, their efficiencies
 (fitted by sim.perf.calibrate), the fixed engine costs from conf/engine.
 
 Fitted to data: GEMM and elementwise efficiencies (Vidur H100 operator profiles), NCCL all-reduce bandwidth and
-latencies (h100_dgx), the vllm profile's CPU time per iteration (Vidur's A100-host measurement).
-Assumed, not fitted (no such data here): attention kernels (prefill FLOPs at a FlashAttention efficiency, decode
-KV reads at a paged-attention bandwidth), the AWQ dequantisation factor, the per-layer kernel gaps of each
-engine, InfiniBand latency (cluster spec). Simplifications: MoE experts are TP-sharded; all-reduces use the NCCL
-ring fit (vLLM's custom all-reduce for small messages is faster); a prefill chunk's reads of earlier KV are not
-charged; weights are spread evenly over TP x PP ranks.
+latencies (h100_dgx), the vllm profile's CPU time per iteration (Vidur's A100-host measurement), and the fitted
+fields of engine profiles calibrated on data/measurements (sim.perf.calibrate --engine). Engine-specific numbers
+(CPU time, per-layer gaps, achieved all-reduce latency and bandwidth, attention efficiencies, memory reserve)
+come from the engine profile (conf/engine), each with its source. Assumed: the AWQ dequantisation factor,
+InfiniBand per-hop latency (cluster spec). Simplifications: MoE experts are TP-sharded and the tokens of a batch
+spread evenly over the experts they touch; a prefill chunk's reads of earlier KV are not charged; weights are
+spread evenly over TP x PP ranks.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from sim.errors import ConfigError, DeploymentDoesNotFit
 from sim.hardware import ClusterSpec, GPUSpec
 from sim.models import KV_BYTES, WEIGHT_BYTES, ModelSpec
 from sim.perf.batch import BatchShape
-from sim.perf.engine import EngineProfile, load_engine
+from sim.perf.engine import EngineProfile, resolve_engine
 from sim.perf.kernels import (ACT_BYTES, AllReduceParams, expected_distinct_experts, p2p_time_s,
                               ring_allgather_time_s)
 from sim.perf.layers import (Gemm, attention_elementwise, attention_gemms, dense_mlp_gemms, embedding_op,
@@ -33,8 +34,17 @@ from sim.perf.params import CalibratedParams, load_params
 
 GB = 1e9
 
-# A GEMM term: (multiplicity, launch_s, compute_s_per_token, compute_pad_s, memory_fixed_s, memory_s_per_token)
+# A GEMM term: (multiplicity, launch_s, compute_s_per_token, overlap_exponent, memory_fixed_s, memory_s_per_token)
 GemmTerm = tuple[int, float, float, float, float, float]
+
+
+def _smooth_max(compute: float, memory: float, exponent: float) -> float:
+    """(c^p + m^p)^(1/p) (sim.perf.kernels.smooth_max), written out for the hot path; memory is always > 0."""
+    if compute <= 0.0:
+        return memory
+    if compute > memory:
+        return compute * (1.0 + (memory / compute) ** exponent) ** (1.0 / exponent)
+    return memory * (1.0 + (compute / memory) ** exponent) ** (1.0 / exponent)
 
 
 @dataclass(frozen=True)
@@ -47,17 +57,21 @@ class MoeTerm:
     num_experts: int
     experts_per_token: int
     compute_s_per_token_expert: float
-    compute_pad_s_per_expert: float  # tokens_half padded rows per distinct expert (tiny per-expert GEMMs)
+    overlap_exponent: float  # the GEMM fit's compute/memory overlap (sim.perf.kernels.GemmParams)
     memory_s_per_expert: float  # streaming one expert's weight shard
     memory_s_per_token_expert: float
 
 
 def moe_time_s(moe: MoeTerm, tokens: float, distinct_experts: float) -> float:
-    """Routed-expert time of a stage: weights of each distinct expert streamed once, T*k token-experts computed."""
-    tok_exp = tokens * moe.experts_per_token
-    compute = moe.compute_s_per_token_expert * tok_exp + moe.compute_pad_s_per_expert * distinct_experts
-    memory = moe.memory_s_per_expert * distinct_experts + moe.memory_s_per_token_expert * tok_exp
-    return moe.layers * (moe.launch_s + (compute if compute > memory else memory))
+    """Routed-expert time of a stage: each distinct expert is one small GEMM group that streams its weights once and
+    computes its share of the T*k token-expert rows (spread evenly), so with few tokens per expert the time is the
+    bytes of the experts touched; there is no per-expert padding."""
+    if distinct_experts <= 0.0:
+        return 0.0
+    rows = tokens * moe.experts_per_token / distinct_experts
+    per_expert = _smooth_max(moe.compute_s_per_token_expert * rows,
+                             moe.memory_s_per_expert + moe.memory_s_per_token_expert * rows, moe.overlap_exponent)
+    return moe.layers * (moe.launch_s + distinct_experts * per_expert)
 
 
 @dataclass(frozen=True)
@@ -87,15 +101,13 @@ def _gemm_term(g: Gemm, layers: int, peak_flops: float, hbm_bw: float, p: Calibr
     gp = p.gemm
     ca = 2.0 * g.k * g.n * dequant / (peak_flops * gp.compute_eff_max)
     mem = hbm_bw * gp.mem_eff
-    return (layers, gp.launch_s, ca, ca * gp.tokens_half, g.k * g.n * weight_bytes / mem,
+    return (layers, gp.launch_s, ca, gp.overlap_exponent, g.k * g.n * weight_bytes / mem,
             (g.k + g.n) * ACT_BYTES / mem)
 
 
 def _gemm_time(term: GemmTerm, tokens: float) -> float:
-    mult, launch, ca, pad, mb, mc = term
-    compute = ca * tokens + pad
-    memory = mb + mc * tokens
-    return mult * (launch + (compute if compute > memory else memory))
+    mult, launch, ca, exponent, mb, mc = term
+    return mult * (launch + _smooth_max(ca * tokens, mb + mc * tokens, exponent))
 
 
 @dataclass(frozen=True)
@@ -252,7 +264,7 @@ def build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weights
     """Cost model of one replica (cached). Raises DeploymentDoesNotFit when weights and reserve exceed GPU memory."""
     # One canonical key per deployment, however the caller spelled the arguments; the cluster only matters
     # when a group crosses nodes.
-    eng = load_engine(engine) if isinstance(engine, str) else engine
+    eng = resolve_engine(engine)
     return _build_replica_cost(model, gpu, int(tp), int(pp), weights, kv, bool(tp_spans_nodes), bool(pp_spans_nodes),
                                cluster if (tp_spans_nodes or pp_spans_nodes) else None, eng,
                                float(gpu_memory_utilization), int(kv_block_size))
@@ -280,8 +292,11 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
     weight_per_gpu = model.weight_bytes(weights) / (tp * pp)  # embedding/LM head spread over stages
     act_per_token = ACT_BYTES * (4 * model.hidden_size + 3 * _activation_width(model) / tp)
     reserve = eng.reserve_base_gb * GB + eng.max_num_batched_tokens * act_per_token
-    usable = gpu.memory_bytes * gpu_memory_utilization
     needed = weight_per_gpu + reserve
+    if eng.kv_fraction_of_free_memory:  # TensorRT-LLM: the fraction applies to what weights and reserve leave
+        usable = needed + max(0.0, gpu.memory_bytes - needed) * gpu_memory_utilization
+    else:  # vLLM / SGLang: the fraction applies to the whole GPU
+        usable = gpu.memory_bytes * gpu_memory_utilization
     if needed >= usable:
         raise DeploymentDoesNotFit(
             f"{model.name} in {weights} on TP{tp} x PP{pp} needs {needed / GB:.1f} GB per GPU "
@@ -306,11 +321,13 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
     wb = WEIGHT_BYTES[weights]
 
     def link(spans: bool) -> tuple[float, AllReduceParams]:
+        """Achieved collectives: the engine's per-call latency and bandwidth efficiency, the link's per-hop latency."""
         if spans:
             assert cluster is not None
-            return cluster.ib_bw_gbps * 1e9, AllReduceParams(p.allreduce.bw_eff, cluster.ib_latency_us * 1e-6,
-                                                             p.allreduce.base_latency_s)
-        return gpu.nvlink_bw_gbps * 1e9, p.allreduce
+            return cluster.ib_bw_gbps * 1e9, AllReduceParams(eng.allreduce_ib_bw_eff, cluster.ib_latency_us * 1e-6,
+                                                             eng.allreduce_ib_base_us * 1e-6)
+        return gpu.nvlink_bw_gbps * 1e9, AllReduceParams(eng.allreduce_nvlink_bw_eff, p.allreduce.step_latency_s,
+                                                         eng.allreduce_nvlink_base_us * 1e-6)
 
     tp_bw, tp_ar = link(tp_spans_nodes)
     pp_bw, pp_ar = link(pp_spans_nodes)
@@ -330,8 +347,7 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
     attn_flops_pair = _attention_flops_per_pair_gpu(model, tp)
     dec_bytes = kv_layer_gpu
     dec_flops = _decode_attention_flops_per_ctx_gpu(model, tp)
-    dec_per_ctx = max(dec_bytes / (hbm * p.attention.decode_mem_eff),
-                      dec_flops / (bf16 * p.attention.prefill_compute_eff))
+    dec_per_ctx = max(dec_bytes / (hbm * eng.attn_decode_mem_eff), dec_flops / (bf16 * eng.attn_prefill_eff))
     stages = []
     for s, (first, count) in enumerate(split):
         dense = sum(1 for i in range(first, first + count) if i < model.num_dense_layers)
@@ -355,7 +371,7 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
             ca = 2.0 * expert_params * dequant / (peak * p.gemm.compute_eff_max)
             moe = MoeTerm(layers=moe_layers, launch_s=2 * p.gemm.launch_s, num_experts=model.num_routed_experts,
                           experts_per_token=model.experts_per_token, compute_s_per_token_expert=ca,
-                          compute_pad_s_per_expert=ca * p.gemm.tokens_half,
+                          overlap_exponent=p.gemm.overlap_exponent,
                           memory_s_per_expert=expert_params * wb / mem,
                           memory_s_per_token_expert=(2 * h + 3 * width) * ACT_BYTES / mem)
             routed_act = model.experts_per_token * width + shared / tp
@@ -383,7 +399,7 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
         stages.append(StageCoefficients(
             layers=count, gemms=tuple(gemms), moe=moe, fixed_s=fixed + ar_fixed, per_token_s=per_token + ar_per_token,
             attn_prefill_fixed_s=count * p.gemm.launch_s,
-            attn_prefill_s_per_pair=count * attn_flops_pair / (bf16 * p.attention.prefill_compute_eff),
+            attn_prefill_s_per_pair=count * attn_flops_pair / (bf16 * eng.attn_prefill_eff),
             attn_decode_fixed_s=count * p.gemm.launch_s, attn_decode_s_per_ctx_token=count * dec_per_ctx,
             lm_head=lm_head, lm_head_gather_fixed_s=gather_fixed or 0.0, lm_head_gather_s_per_seq=gather_per_seq or 0.0,
             send_fixed_s=send_fixed, send_s_per_token=send_per_token,

@@ -8,13 +8,16 @@ ACT_BYTES = 2.0  # activations are BF16 in every deployment we model (FP8/AWQ qu
 
 @dataclass(frozen=True)
 class GemmParams:
-    """Calibrated GEMM efficiencies. Compute efficiency saturates in the token count M:
-    eff(M) = compute_eff_max * M / (M + tokens_half), i.e. the tensor cores behave as if tokens_half
-    extra rows were padded onto every GEMM (tile and wave quantisation); HBM streaming runs at
-    mem_eff of peak; every kernel pays launch_s of fixed latency."""
+    """Calibrated GEMM efficiencies. A GEMM streams its weights from HBM (at mem_eff of peak) while the tensor
+    cores work on its M token rows (at compute_eff_max of the precision's peak); the two overlap imperfectly,
+    so the time is their smooth maximum (C^p + M^p)^(1/p) with p = overlap_exponent (p -> inf: perfect
+    overlap, p = 1: none). The efficiency saturates with M without any fixed row padding: at one token the
+    compute term is negligible and the time is the weight bytes over the bandwidth, whatever the precision
+    (a padded-rows floor fitted on BF16 would be charged in full to INT4 weights and to every tiny
+    per-expert GEMM of an MoE layer). Every kernel pays launch_s of fixed latency."""
 
     compute_eff_max: float
-    tokens_half: float
+    overlap_exponent: float
     mem_eff: float
     launch_s: float
 
@@ -37,15 +40,25 @@ class AllReduceParams:
     base_latency_s: float
 
 
+def smooth_max(compute_s: float, memory_s: float, exponent: float) -> float:
+    """(c^p + m^p)^(1/p): the larger term when one dominates, more than it where both are comparable."""
+    if compute_s <= 0.0:
+        return memory_s
+    if memory_s <= 0.0:
+        return compute_s
+    big = compute_s if compute_s > memory_s else memory_s
+    return big * ((compute_s / big) ** exponent + (memory_s / big) ** exponent) ** (1.0 / exponent)
+
+
 def gemm_time_s(tokens: float, k: int, n: int, weight_bytes_per_param: float, peak_flops: float,
                 hbm_bw_bytes_s: float, p: GemmParams, dequant_factor: float = 1.0) -> float:
-    """Time of one (tokens x k) @ (k x n) GEMM: launch + max(compute with saturating efficiency, HBM traffic).
+    """Time of one (tokens x k) @ (k x n) GEMM: launch + smooth max of tensor-core compute and HBM traffic.
     dequant_factor > 1 slows the compute side (AWQ dequantises 4-bit weights to BF16 inside the kernel)."""
     if tokens <= 0:
         return 0.0
-    compute = 2.0 * k * n * (tokens + p.tokens_half) * dequant_factor / (peak_flops * p.compute_eff_max)
+    compute = 2.0 * k * n * tokens * dequant_factor / (peak_flops * p.compute_eff_max)
     memory = (k * n * weight_bytes_per_param + tokens * (k + n) * ACT_BYTES) / (hbm_bw_bytes_s * p.mem_eff)
-    return p.launch_s + max(compute, memory)
+    return p.launch_s + smooth_max(compute, memory, p.overlap_exponent)
 
 
 def elementwise_time_s(bytes_moved: float, hbm_bw_bytes_s: float, p: ElementwiseParams) -> float:

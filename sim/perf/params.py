@@ -16,22 +16,11 @@ FALLBACK_GPU = "h100_sxm"
 
 
 @dataclass(frozen=True)
-class AttentionParams:
-    """Attention kernels. No attention profile exists in the data (Vidur's attention.csv could not be
-    obtained), so these are physical assumptions, not fits: FlashAttention-2/3 prefill on H100 reaches
-    roughly 350-650 of 989 dense BF16 TFLOP/s; paged decode attention streams KV at ~60-75% of HBM peak."""
-
-    prefill_compute_eff: float = 0.5
-    decode_mem_eff: float = 0.7
-
-
-@dataclass(frozen=True)
 class CalibratedParams:
     gpu: str
     gemm: GemmParams
     elementwise: dict[str, ElementwiseParams]  # by kind: rmsnorm, rope, act, add, emb
     allreduce: AllReduceParams
-    attention: AttentionParams = AttentionParams()
     # AWQ kernels dequantise INT4 weights to BF16 on the fly; their large-batch throughput trails BF16
     # GEMMs by roughly this factor (vLLM's AWQ docs: "lower throughput than FP16 at high batch").
     awq_compute_factor: float = 1.3
@@ -52,7 +41,6 @@ def params_from_dict(data: dict, where: str) -> CalibratedParams:
             gemm=GemmParams(**data["gemm"]),
             elementwise={k: ElementwiseParams(**v) for k, v in data["elementwise"].items()},
             allreduce=AllReduceParams(**data["allreduce"]),
-            attention=AttentionParams(**data.get("attention", {})),
             awq_compute_factor=float(data.get("awq_compute_factor", 1.3)),
             note=data.get("note", ""),
             fit_report=data.get("fit_report", {}),

@@ -1,18 +1,23 @@
-"""Compare the cost model with measured end-to-end engine timings given as a CSV.
+"""Compare the cost model with measured end-to-end engine timings: a CSV of iteration timings, or the shipped corpus.
 
 python -m sim.perf.validate FILE.csv [--engine vllm]
+python -m sim.perf.validate --corpus [DIR]   (data/measurements: per-source error, leave-one-source-out; see
+                                             sim.perf.corpus for how each kind of row is predicted)
 Required columns: model, gpu, tp, batch_size, prompt_tokens, prefill_ms, decode_ms_per_token (model and gpu are
 conf/model and conf/hardware names). Optional: pp (1), weights (bf16), kv (bf16), output_tokens (128).
 Lines starting with '#' are comments. Prints the error per row and ends with one JSON line.
 
 Prediction, as an engine would run the measurement: prefill packs the batch's prompts into iterations of at most
 the engine's max_num_batched_tokens (a longer prompt gets an iteration of its own) and sums their times; decode is
-one iteration of the whole batch at its mean context, prompt_tokens + output_tokens / 2.
+one iteration of the whole batch at its mean context, prompt_tokens + output_tokens / 2. A row whose batch cannot
+hold its KV (batch_size x (prompt_tokens + output_tokens) tokens beyond the replica's KV capacity) is not predicted:
+it is listed with the reason and left out of the error.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +29,12 @@ from sim.errors import DataError, UserError
 from sim.hardware import load_gpu
 from sim.models import load_model
 from sim.perf.batch import BatchShape
+from sim.perf.corpus import CORPUS_DIR
 from sim.perf.cost_model import ReplicaCostModel, build_replica_cost
+
+class UsageError(UserError):
+    """Wrong combination of command-line arguments."""
+
 
 REQUIRED = ("model", "gpu", "tp", "batch_size", "prompt_tokens", "prefill_ms", "decode_ms_per_token")
 OPTIONAL = {"pp": 1, "weights": "bf16", "kv": "bf16", "output_tokens": 128}
@@ -47,16 +57,26 @@ class ValidationRow:
 
 
 def batch_prefill_time_s(cost: ReplicaCostModel, batch_size: int, prompt_tokens: int) -> float:
+    """Full iterations of per_iter prompts, then one with the rest: constant time in batch_size."""
     budget = max(cost.engine.max_num_batched_tokens, prompt_tokens)
     per_iter = max(1, budget // prompt_tokens)
-    total, left = 0.0, batch_size
-    while left > 0:
-        n = min(per_iter, left)
-        total += cost.iteration_time_s(BatchShape(
+
+    def iteration(n: int) -> float:
+        return cost.iteration_time_s(BatchShape(
             prefill_tokens=n * prompt_tokens, prefill_attn_pairs=n * prompt_tokens * (prompt_tokens + 1) / 2.0,
             num_prefill_seqs=n))
-        left -= n
-    return total
+
+    full, rest = divmod(batch_size, per_iter)
+    return full * iteration(per_iter) + (iteration(rest) if rest else 0.0)
+
+
+def kv_shortfall(cost: ReplicaCostModel, batch_size: int, tokens_per_seq: int) -> str:
+    """Why a batch cannot hold its KV on this replica, or '' when it can."""
+    blocks = batch_size * -(-tokens_per_seq // cost.kv_block_size)
+    if blocks <= cost.kv_capacity_blocks:
+        return ""
+    return (f"KV does not fit: {batch_size} x {tokens_per_seq} tokens need {blocks * cost.kv_block_size} KV tokens, "
+            f"TP{cost.tp} x PP{cost.pp} holds {cost.kv_capacity_tokens}")
 
 
 def decode_step_time_s(cost: ReplicaCostModel, batch_size: int, mean_ctx_tokens: float) -> float:
@@ -69,7 +89,7 @@ def _positive_int(value, path: Path, line: int, key: str) -> int:
         number = float(value)
     except (TypeError, ValueError):
         number = float("nan")
-    if not number == number or number < 1 or number != int(number):
+    if not math.isfinite(number) or number < 1 or number != int(number):
         raise DataError(f"{path} line {line}: {key} must be a positive integer, got {value!r}")
     return int(number)
 
@@ -79,14 +99,17 @@ def _positive_float(value, path: Path, line: int, key: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         number = float("nan")
-    if not number > 0:
-        raise DataError(f"{path} line {line}: {key} must be a positive number of milliseconds, got {value!r}")
+    if not (math.isfinite(number) and number > 0):
+        raise DataError(f"{path} line {line}: {key} must be a positive finite number of milliseconds, got {value!r}")
     return number
 
 
 def read_validation_csv(path: Path) -> list[ValidationRow]:
     if not path.exists():
         raise DataError(f"{path}: file not found; expected a CSV with columns {', '.join(REQUIRED)}")
+    if not path.is_file():
+        raise DataError(f"{path}: is a directory, not a CSV file; give a CSV with columns {', '.join(REQUIRED)} "
+                        f"(or --corpus DIR for a measurement corpus)")
     try:
         frame = pd.read_csv(path, comment="#", dtype=str, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -124,30 +147,48 @@ def validate(path: Path, engine: str = "vllm") -> tuple[pd.DataFrame, dict]:
                                       engine=engine)
         except UserError as exc:
             raise type(exc)(f"{path} line {row.line}: {exc}") from None
+        base = {"line": row.line, "model": row.model, "gpu": row.gpu, "tp": row.tp, "pp": row.pp,
+                "weights": row.weights, "batch_size": row.batch_size, "prompt_tokens": row.prompt_tokens,
+                "prefill_ms": row.prefill_ms, "decode_ms_per_token": row.decode_ms_per_token}
+        excluded = kv_shortfall(cost, row.batch_size, row.prompt_tokens + row.output_tokens)
+        if excluded:  # checked first: a row the engine could not run is neither predicted nor timed
+            out.append({**base, "prefill_pred_ms": math.nan, "prefill_err_pct": math.nan, "decode_pred_ms": math.nan,
+                        "decode_err_pct": math.nan, "excluded": excluded})
+            continue
         prefill = batch_prefill_time_s(cost, row.batch_size, row.prompt_tokens) * 1e3
         decode = decode_step_time_s(cost, row.batch_size, row.prompt_tokens + row.output_tokens / 2.0) * 1e3
-        out.append({"line": row.line, "model": row.model, "gpu": row.gpu, "tp": row.tp, "pp": row.pp,
-                    "weights": row.weights, "batch_size": row.batch_size, "prompt_tokens": row.prompt_tokens,
-                    "prefill_ms": row.prefill_ms, "prefill_pred_ms": prefill,
-                    "prefill_err_pct": (prefill / row.prefill_ms - 1) * 100,
-                    "decode_ms_per_token": row.decode_ms_per_token, "decode_pred_ms": decode,
-                    "decode_err_pct": (decode / row.decode_ms_per_token - 1) * 100})
+        out.append({**base, "prefill_pred_ms": prefill, "prefill_err_pct": (prefill / row.prefill_ms - 1) * 100,
+                    "decode_pred_ms": decode, "decode_err_pct": (decode / row.decode_ms_per_token - 1) * 100,
+                    "excluded": ""})
     table = pd.DataFrame(out)
-    summary = {"prefill_mape_pct": round(float(table.prefill_err_pct.abs().mean()), 2),
-               "decode_mape_pct": round(float(table.decode_err_pct.abs().mean()), 2),
-               "rows": int(len(table))}
+    kept = table[table.excluded == ""]
+
+    def mape(col: str) -> float | None:
+        return round(float(kept[col].abs().mean()), 2) if len(kept) else None
+
+    summary = {"prefill_mape_pct": mape("prefill_err_pct"), "decode_mape_pct": mape("decode_err_pct"),
+               "rows": int(len(kept)), "excluded_rows": int(len(table) - len(kept))}
     return table, summary
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim.perf.validate", description=__doc__.splitlines()[0])
-    ap.add_argument("csv", type=Path, help="measured timings, one row per (model, gpu, tp, batch, prompt)")
-    ap.add_argument("--engine", default="vllm", help="engine overhead profile, a conf/engine name")
+    ap.add_argument("csv", type=Path, nargs="?", help="measured timings, one row per (model, gpu, tp, batch, prompt)")
+    ap.add_argument("--engine", default="vllm", help="engine overhead profile, a conf/engine name (CSV mode)")
+    ap.add_argument("--corpus", type=Path, nargs="?", const=CORPUS_DIR, default=None,
+                    help=f"validate on a measurement corpus directory instead (default {CORPUS_DIR.name})")
     args = ap.parse_args(argv)
+    if (args.csv is None) == (args.corpus is None):
+        raise UsageError("give either a CSV file or --corpus [DIR], not both and not neither")
+    if args.corpus is not None:
+        from sim.perf.corpus_report import corpus_main
+        return corpus_main(args.corpus)
     table, summary = validate(args.csv, args.engine)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(table.round(2).to_string(index=False))
+        print(table.drop(columns="excluded").round(2).to_string(index=False))
+    for _, row in table[table.excluded != ""].iterrows():
+        print(f"excluded line {row.line}: {row.excluded}")
     print(json.dumps(summary))
     return 0
 

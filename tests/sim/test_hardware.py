@@ -10,7 +10,7 @@ def test_h100_datasheet_numbers():
     assert h100.bf16_tflops == pytest.approx(989.4)
     assert h100.fp8_tflops == pytest.approx(2 * h100.bf16_tflops, rel=0.01)
     assert h100.hbm_bw_gbps == pytest.approx(3350)
-    assert h100.memory_bytes == 80e9
+    assert h100.memory_bytes == pytest.approx(81559 * 2**20, rel=1e-4)  # nvidia-smi: 81,559 MiB
 
 
 def test_paper_testbed_is_default_cluster():

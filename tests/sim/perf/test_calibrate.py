@@ -38,7 +38,7 @@ def test_fit_is_physical(fit):
 
 def test_shipped_parameters_are_this_fit(fit):
     shipped, fresh = load_params("h100_sxm"), fit[0]
-    for name in ("compute_eff_max", "tokens_half", "mem_eff", "launch_s"):
+    for name in ("compute_eff_max", "overlap_exponent", "mem_eff", "launch_s"):
         assert getattr(shipped.gemm, name) == pytest.approx(getattr(fresh.gemm, name), rel=1e-6)
     for name in ("bw_eff", "step_latency_s", "base_latency_s"):
         assert getattr(shipped.allreduce, name) == pytest.approx(getattr(fresh.allreduce, name), rel=1e-6, abs=1e-12)
