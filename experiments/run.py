@@ -16,7 +16,8 @@ from tqdm import tqdm
 from sim.cli import exit_on_user_error
 from sim.errors import ConfigError
 from experiments.config import register_configs
-from experiments.online import build_controller, check_online_config, online_summary, planning_scenario, write_timeseries
+from experiments.online import (build_controller, check_online_config, gear_controller, online_entries, online_summary,
+                                planner_of, planning_scenario, write_timeseries)
 from experiments.scenario import Scenario, build_scenario, make_plan
 from sim.paths import CONF_DIR
 
@@ -43,7 +44,8 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
                                     float(scenario.workload.arrival_s[0]) + float(tcfg.horizon_s))
 
     def run(rate_factor: float):
-        return simulate_plan(plan, scenario, workload=base.scale_rate(rate_factor))
+        w = base.scale_rate(rate_factor)  # CascadeServe's gears follow the measured rate of each factor
+        return simulate_plan(plan, scenario, workload=w, controller=gear_controller(plan, w))
 
     factor = throughput_at_slo(run, float(tcfg.slo_scale), lo=float(tcfg.lo), hi=float(tcfg.hi),
                                iters=int(tcfg.iters), cascade=scenario.cascade, cluster=scenario.cluster,
@@ -60,14 +62,17 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     planners = dict(OmegaConf.to_container(cfg.planner, resolve=True) or {})
     if not planners:
         raise ConfigError("no planner selected; choose at least one, e.g. planner=[cascadia]")
+    chosen, planners = planners, online_entries(cfg, planners)  # + <name>_online runs when re-planning
     rows, summary = [], {"scenario": _scenario_meta(cfg, scenario), "planners": {}}
     bar = tqdm(total=len(planners), desc="planning + simulating", unit="planner",
                disable=not cfg.progress, file=sys.stderr)
     for name, settings in planners.items():
         bar.set_postfix_str(name)
-        plan, plan_s = make_plan(name, settings, planning_scenario(cfg, scenario), int(cfg.plan_sample_size))
+        plan, plan_s = make_plan(planner_of(name, chosen), settings, planning_scenario(cfg, scenario),
+                                 int(cfg.plan_sample_size))
         t0 = time.perf_counter()
-        controller = build_controller(cfg, scenario, name, settings)  # faults and re-planning; None without
+        # faults, re-planning and CascadeServe's gears; None without
+        controller = build_controller(cfg, scenario, planner_of(name, chosen), settings, plan, name, chosen)
         result = simulate_plan(plan, scenario, controller=controller)
         s = summarize(result, scenario.cascade, plan, cluster=scenario.cluster, engine=scenario.sim_cfg.engine)
         sim_s = time.perf_counter() - t0
