@@ -140,18 +140,47 @@ def build_controller(cfg: DictConfig, scenario, planner_name: str, planner_setti
     return OnlineController(faults, policy, scenario.workload, rc.transition)
 
 
-def online_summary(result) -> dict:
+def phase_summary(result, scenario) -> list[dict]:
+    """Per drift phase (Workload.meta["phases"], by arrival time): SLO scale, quality with the half-width of its
+    95% CI over the phase's requests, p95 latency, completed and dropped requests."""
+    from sim.metrics import request_slo_ratios, slo_scale
+
+    phases = scenario.workload.meta.get("phases") or []
+    if not phases:
+        return []
+    df = result.requests
+    ref, _ = request_slo_ratios(result, scenario.cascade, scenario.cluster, scenario.sim_cfg.engine)
+    att = float(scenario.sim_cfg.attainment)
+    lat = df.latency_s.to_numpy(dtype=float)
+    done = (df.status == "completed").to_numpy()
+    out = []
+    for p in phases:
+        m = ((df.arrival_s >= p["start_s"]) & (df.arrival_s < p["end_s"])).to_numpy()
+        scores = df.final_score.to_numpy(dtype=float)[m & done]
+        half = float(1.96 * scores.std(ddof=1) / np.sqrt(scores.size)) if scores.size > 1 else float("nan")
+        out.append({"phase": p["workload"], "start_s": p["start_s"], "end_s": p["end_s"],
+                    "slo_scale": slo_scale(np.where(done[m], lat[m], np.nan), ref[m], att) if m.any() else np.nan,
+                    "quality": float(scores.mean()) if scores.size else float("nan"), "quality_ci95_half": half,
+                    "p95_latency_s": _p95(df.latency_s[m & done]), "requests": int(m.sum()),
+                    "dropped": int((m & ~done).sum())})
+    return out
+
+
+def online_summary(result, scenario=None) -> dict:
     """Faults, controller decisions and their effect: requests handed back, drops by reason, latency before and
-    after the first fault (by arrival time)."""
+    after the first fault (by arrival time); per drift phase, phase_summary."""
     meta = result.meta
+    phases = phase_summary(result, scenario) if scenario is not None else []
     if "controller_events" not in meta:
-        return {}
+        return {"phases": phases} if phases else {}
     df = result.requests
     events = meta["controller_events"]
     out = {"faults": meta["faults"], "controller_events": events, "replans": meta["replans"],
-           "gear_switches": meta.get("gear_switches", 0),
+           "gear_switches": meta.get("gear_switches", 0), "policy": meta.get("policy"),
            "drop_reasons": {str(k): int(v) for k, v in df.loc[df.status != "completed", "drop_reason"]
                             .value_counts().items()}}
+    if phases:
+        out["phases"] = phases
     fault_times = [e["time_s"] for e in events if e["event"] in ("gpu_down", "node_down", "straggler",
                                                                    "link_degraded")]
     if fault_times:

@@ -84,7 +84,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
             "thresholds": list(plan.thresholds), "plan": plan.describe(),
         }
-        summary["planners"][name] = {**s, **record, **online_summary(result)}
+        summary["planners"][name] = {**s, **record, **online_summary(result, scenario)}
         if controller is not None or cfg.faults or cfg.replan:
             write_timeseries(result, out_dir, name)
         result.requests.to_csv(out_dir / f"requests_{name}.csv.gz", index=False)

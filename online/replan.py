@@ -230,8 +230,8 @@ def worth_it(cur: dict, new: dict, trans: dict, rate_rps: float, delay_s: float,
             staged_cost += rate_rps * share * (missing / have) * trans["load_s"] / 2.0
     cost = kv_cost + staged_cost
     apply = bool(must) or (gain > cfg.gain_margin * cost and gain > 0)
-    if not np.isfinite(new["mean_latency_s"]) and not must:
-        apply = False
+    if not np.isfinite(new["mean_latency_s"]) and "quality" not in must:
+        apply = False  # the new plan saturates too: moving costs a transition and buys nothing the estimator sees
     return {"gain_request_s": gain, "cost_request_s": cost, "kv_cost_request_s": kv_cost,
             "staged_cost_request_s": staged_cost, "useful_s": useful_s, "must": ",".join(must), "worth_it": apply,
             "est_mean_latency_now_s": cur["mean_latency_s"], "est_mean_latency_new_s": new["mean_latency_s"],

@@ -158,7 +158,8 @@ class OnlineController(Controller):
         self._lost = still_lost
 
     def report(self) -> dict[str, Any]:
-        return {"faults": [{"fault": f.describe(), "applied": a} for f, a in zip(self.faults, self._applied)],
+        return {"policy": type(self.policy).__name__ if self.policy is not None else None,
+                "faults": [{"fault": f.describe(), "applied": a} for f, a in zip(self.faults, self._applied)],
                 "controller_events": list(self.events),
                 "replans": sum(1 for e in self.events if e.get("event") == "replan" and e.get("applied")
                                and "gear" not in e),
