@@ -43,9 +43,12 @@ def check_online_config(cfg: DictConfig, scenario) -> None:
         from planners.base import get_planner
 
         get_planner(rc.planner, **rc.planner_settings)
-    planners = (_container(cfg.get("replan")) or {}).get("planners")
+    raw = _container(cfg.get("replan")) or {}
+    planners = raw.get("planners")
     if planners is not None and not isinstance(planners, list):
         raise ConfigError(f"replan.planners = {planners!r} is not valid; list planner names, or null for all")
+    if not isinstance(raw.get("keep_static", False), bool):
+        raise ConfigError(f"replan.keep_static = {raw['keep_static']!r} is not valid; it must be true or false")
 
 
 def online_entries(cfg: DictConfig, planners: dict) -> dict:

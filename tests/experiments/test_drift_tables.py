@@ -63,3 +63,19 @@ def test_tables_and_the_figure_need_no_raw_runs(tmp_path):
     assert set(pd.read_csv(results / "drift_phases.csv").phase) == {"conversation", "coding"}
     shutil.rmtree(runs)  # the figure reads the tables alone (issue 14: no gitignored raw runs)
     assert drift.plot(results_dir=results, out_dir=tmp_path / "figs").stat().st_size > 5_000
+
+
+def test_bad_run_level_replan_keys_are_one_clear_error():
+    from types import SimpleNamespace
+
+    import pytest
+    from omegaconf import OmegaConf
+
+    from experiments.online import check_online_config
+    from sim.errors import ConfigError
+    from sim.hardware import load_cluster
+
+    sc = SimpleNamespace(cluster=load_cluster("paper_4x8_h100"))
+    for bad, word in (({"keep_static": "yes"}, "keep_static"), ({"planners": "cascadia"}, "planners")):
+        with pytest.raises(ConfigError, match=word):
+            check_online_config(OmegaConf.create({"faults": [], "replan": bad}), sc)
