@@ -182,15 +182,17 @@ def calm(stats: dict, cfg: ReplanConfig) -> bool:
 # ---- the planner's estimates of a deployment -----------------------------------------------------
 def deployment_estimate(problem, thresholds, gpus_per_tier) -> dict[str, float]:
     """The planners' estimator on a deployment given by thresholds and GPUs per tier (each tier's best
-    configuration for its GPU count): mean and p95 end-to-end latency (inf when a reached tier has no GPU or
-    saturates), quality, and the share of requests reaching each tier."""
+    configuration for its GPU count; a tier without GPUs is skipped): mean and p95 end-to-end latency (inf when
+    a tier saturates), quality, and the share of requests reaching each tier."""
     from planners.estimator import SATURATED_S
+    from planners.routing import replay_thresholds
     from planners.search import SearchContext
 
     ctx = SearchContext(problem)
+    gpus = tuple(int(g) for g in gpus_per_tier)
+    thresholds = replay_thresholds(thresholds, gpus)  # tiers without replicas are skipped, as the simulator does
     loads = ctx.cascade_loads(thresholds)
     tables = ctx.tables(loads)
-    gpus = tuple(int(g) for g in gpus_per_tier)
     lat = ctx.request_latencies(tables, gpus, loads)
     saturated = any(ld.num_requests and (g == 0 or float(t.latency_s[g]) >= SATURATED_S)
                     for t, g, ld in zip(tables, gpus, loads))

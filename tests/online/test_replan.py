@@ -214,3 +214,15 @@ def test_polls_are_bounded_by_the_arrivals_whatever_the_interval():
     simulate(p, llama_cascade(), CL, w, SimConfig(), controller=OnlineController((), pol, w),
              judge=OracleJudge(0.27))
     assert 0 < pol.polls <= w.num_requests
+
+
+def test_a_tier_without_replicas_is_skipped_in_the_deployment_estimate():
+    # A single-model deployment (all GPUs on the last tier, thresholds 100) used to be estimated as saturated:
+    # the estimate sent every request through the two empty tiers, which the simulator skips.
+    from online.replan import deployment_estimate
+
+    w = poisson_workload(400, 10.0, 0, mean_in=600, mean_out=200)
+    prob = PlanningProblem(llama_cascade(), CL, w, float(w.scores[:, 1].mean()) - 1)
+    est = deployment_estimate(prob, (100.0,), (0, 32))
+    assert np.isfinite(est["mean_latency_s"]) and est["reach_share"][0] == 0.0
+    assert est["quality"] == pytest.approx(float(w.scores[:, 1].mean()))
