@@ -35,7 +35,7 @@ def tidy_rows(summary: dict, source: Path) -> list[dict]:
         for i, gpus in enumerate(s.get("tier_gpus", [])):
             row[f"gpus_t{i}"] = gpus
         row["thresholds"] = "/".join(f"{h:g}" for h in s.get("thresholds", []))
-        row.update(online_columns(summary, s))
+        row.update(online_columns(summary, s, planner))
         rows.append(row)
     return rows
 
@@ -66,31 +66,29 @@ def seed_rows(summary: dict, source: Path) -> list[dict]:
     return rows
 
 
-def online_columns(summary: dict, s: dict) -> dict:
-    """Faults and re-planning (experiments.online): whether re-planning was on, how often it re-planned, and the
-    latency before and after the first fault."""
+def online_columns(summary: dict, s: dict, planner: str) -> dict:
+    """Faults, re-planning and gears (experiments.online): the system and its mode (static, online, gears),
+    whether re-planning was on, how often it re-planned or switched gears, and the latency before and after the
+    first fault."""
+    from experiments.drift_tables import system_and_mode
+
     if "controller_events" not in s and not summary["scenario"].get("config", {}).get("replan"):
         return {}
     replan = summary["scenario"].get("config", {}).get("replan") or {}
-    out = {"replan_enabled": bool(replan.get("enabled", False)), "replans": s.get("replans", 0),
+    system, mode = system_and_mode(planner, s, replan)
+    out = {"system": system, "mode": mode, "replan_enabled": bool(replan.get("enabled", False)),
+           "replans": s.get("replans", 0), "gear_switches": s.get("gear_switches", 0),
            "faults": len(s.get("faults", []))}
     out.update({k: v for k, v in (s.get("fault_effect") or {}).items() if isinstance(v, (int, float))})
     return out
 
 
 def timeseries(run_dirs: list[Path]) -> pd.DataFrame:
-    """The per-window tables (timeseries_<planner>.csv) of every run, with the run's replan setting."""
-    frames = []
-    for path in sorted(p for d in run_dirs for p in Path(d).rglob("timeseries_*.csv")
-                       if not is_incomplete(p.parent)):
-        summary = json.loads((path.parent / "summary.json").read_text())
-        ts = pd.read_csv(path)
-        ts.insert(0, "planner", path.stem[len("timeseries_"):])
-        ts.insert(0, "replan_enabled", bool((summary["scenario"]["config"].get("replan") or {}).get("enabled")))
-        ts.insert(0, "experiment", summary["scenario"]["name"])
-        ts["source"] = str(path.parent)
-        frames.append(ts)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    """The per-window tables (timeseries_<planner>.csv) of every run, with the run's replan setting, system, mode
+    and seed (experiments.drift_tables.timeseries_rows)."""
+    from experiments.drift_tables import timeseries_rows
+
+    return timeseries_rows(run_dirs)
 
 
 def complete_summaries(run_dirs: list[Path]) -> list[Path]:
@@ -164,6 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     if len(ts):
         write_table(ts, ts_out)
         print(f"{len(ts)} time-series windows -> {ts_out}")
+        from experiments.drift_tables import write_tables
+
+        for path in write_tables(args.run_dirs, args.out):  # phases, controller markers, means with CIs
+            print(f"-> {path}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from sim.io import mark_complete, mark_running, prepare_output_dir, write_json, 
 from sim.errors import ConfigError
 from experiments.config import register_configs
 from experiments.progress import in_sweep, report_done
-from experiments.online import build_controller, check_online_config, online_summary, planning_scenario, write_timeseries
+from experiments.online import (build_controller, check_online_config, gear_controller, online_entries, online_summary,
+                                planner_of, planning_scenario, write_timeseries)
 from planners.routellm import router_report
 from experiments.protocol import (SEED_METRICS, SeedSplit, combine_seeds, format_mean_ci, run_seeds, seed_split,
                                   split_meta, versus_reference)
@@ -48,7 +49,8 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
                                     float(scenario.workload.arrival_s[0]) + float(tcfg.horizon_s))
 
     def run(rate_factor: float):
-        return simulate_plan(plan, scenario, workload=base.scale_rate(rate_factor))
+        w = base.scale_rate(rate_factor)  # CascadeServe's gears follow the measured rate of each factor
+        return simulate_plan(plan, scenario, workload=w, controller=gear_controller(plan, w))
 
     factor = throughput_at_slo(run, float(tcfg.slo_scale), lo=float(tcfg.lo), hi=float(tcfg.hi),
                                iters=int(tcfg.iters), cascade=scenario.cascade, cluster=scenario.cluster,
@@ -72,6 +74,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     planners = dict(OmegaConf.to_container(cfg.planner, resolve=True) or {})
     if not planners:
         raise ConfigError("no planner selected; choose at least one, e.g. planner=[cascadia]")
+    chosen, planners = planners, online_entries(cfg, planners)  # + <name>_online runs when re-planning
     rows, summary = [], {"scenario": {**_scenario_meta(cfg, scenario), "split": split_meta(splits[0]),
                                       "seeds": [sp.seed for sp in splits]}, "planners": {}}
     bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
@@ -80,7 +83,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         runs = []
         for k, split in enumerate(splits):
             bar.set_postfix_str(f"{name} seed {split.seed}")
-            runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0))
+            runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen))
             bar.update(1)
         summary["planners"][name] = combine_seeds(runs)
         rows.append({key: summary["planners"][name].get(key) for key in TABLE_KEYS})
@@ -100,23 +103,28 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_dir: Path, write_files: bool) -> dict:
+def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_dir: Path, write_files: bool,
+            chosen: dict | None = None) -> dict:
     """One planner on one seed: plan on the planning split, simulate on the test split (and, for
     slo_scale_in_sample, on the planning split itself), throughput on the test split."""
     from sim.metrics import summarize
 
     scenario = split.test
     seen = planning_scenario(cfg, split.plan)
-    plan, plan_s = make_plan(name, settings, seen, int(cfg.plan_sample_size))
+    chosen = {name: settings} if chosen is None else chosen
+    planner = planner_of(name, chosen)  # <name>_online entries re-plan with <name>
+    plan, plan_s = make_plan(planner, settings, seen, int(cfg.plan_sample_size))
     t0 = time.perf_counter()
-    controller = build_controller(cfg, scenario, name, settings)  # faults and re-planning; None without
+    # faults, re-planning and CascadeServe's gears; None without
+    controller = build_controller(cfg, scenario, planner, settings, plan, name, chosen)
     result = simulate_plan(plan, scenario, controller=controller)
     s = summarize(result, scenario.cascade, plan, cluster=scenario.cluster, engine=scenario.sim_cfg.engine)
     sim_s = time.perf_counter() - t0
     if seen.workload is scenario.workload and controller is None:
         s_in = s  # no split and nothing online: the plan's own workload is the test workload
     else:
-        s_in = summarize(simulate_plan(plan, seen), seen.cascade, plan, cluster=seen.cluster,
+        s_in = summarize(simulate_plan(plan, seen, controller=gear_controller(plan, seen.workload)), seen.cascade,
+                         plan, cluster=seen.cluster,
                          engine=seen.sim_cfg.engine)
     thr = throughput_rps(plan, scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
     record = {
@@ -131,7 +139,7 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
         if controller is not None or cfg.faults or cfg.replan:
             write_timeseries(result, out_dir, name)
         write_table(result.requests, out_dir / f"requests_{name}.csv.gz")
-    return {**s, **record, **online_summary(result), **router_report(plan, scenario.workload)}
+    return {**s, **record, **online_summary(result, scenario), **router_report(plan, scenario.workload)}
 
 
 def _title(cfg: DictConfig, sc: Scenario) -> str:

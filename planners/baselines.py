@@ -96,12 +96,33 @@ def proportional_gpus(ctx: SearchContext, work: np.ndarray) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class CascadeServePlanner:
     """CascadeServe-style: thresholds from a coarse grid, GPUs proportional to expected load with a fixed TP,
-    no length awareness, no parallelism search. Gears: one (thresholds, GPUs) plan per load level, stored in
-    plan.estimates["gears"] for an online controller; the plan itself is the gear for the problem's rate."""
+    no length awareness, no parallelism search. Gears: one placed (thresholds, GPUs) plan per load level, in
+    plan.estimates["gears"]; the plan itself is the gear for the problem's rate. During a run online.gears
+    switches gears on the measured arrival rate (switch_gears; every gear_interval_s, at most once per
+    gear_min_dwell_s). Following ferdiko/ken_submission, a gear meets the quality requirement and, among those
+    that do, has the lowest estimated latency; it deviates in deploying each gear's own GPU split (LLM replicas
+    cannot all be co-resident as ken's BERT-sized models are, so a switch may reload weights) and in a
+    per-gear rather than QPS-weighted quality constraint (docs/online.md, "CascadeServe").
+    """
 
     name: str = "cascadeserve"
     grid_step: float = 10.0
     load_levels: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+    switch_gears: bool = True
+    gear_interval_s: float = 60.0
+    gear_min_dwell_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.switch_gears, bool):
+            raise ConfigError(f"planner {self.name}: switch_gears must be true or false, got {self.switch_gears!r}")
+        for key in ("gear_interval_s", "gear_min_dwell_s", "grid_step"):
+            v = getattr(self, key)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < float("inf") or (
+                    key != "gear_min_dwell_s" and v == 0):
+                raise ConfigError(f"planner {self.name}: {key} must be a positive finite number, got {v!r}")
+        if not self.load_levels or any(not (isinstance(x, (int, float)) and x > 0) for x in self.load_levels):
+            raise ConfigError(f"planner {self.name}: load_levels must be positive rate multiples, "
+                              f"got {self.load_levels!r}")
 
     def gear(self, ctx: SearchContext, rate_factor: float):
         """Best grid thresholds for one load level: meet q_min, then lowest estimated worst-tier p95."""
@@ -127,17 +148,25 @@ class CascadeServePlanner:
     def plan(self, problem) -> CascadePlan:
         t0 = time.perf_counter()
         ctx = SearchContext(problem, parallelism_search=False)
+        from sim.plan_io import plan_to_dict
+
         gears = []
         chosen = None
         for level in sorted(set(self.load_levels) | {1.0}):
             g = self.gear(ctx, level)
-            gears.append({"rate_rps": problem.rate_rps * level, "thresholds": list(g[1]),
-                          "gpus_per_tier": list(g[2]), "p95_objective_s": g[0][0]})
+            if g is None:
+                raise ConfigError(f"planner {self.name}: no grid thresholds meet q_min {problem.q_min:.2f}; "
+                                  "lower q_min or q_min_level")
+            placed = ctx.build_plan(self.name, g[1], g[4], g[2], g[3], {}, {})
+            gears.append({"rate_rps": problem.rate_rps * level, "level": level, "thresholds": list(placed.thresholds),
+                          "gpus_per_tier": list(g[2]), "p95_objective_s": g[0][0], "plan": plan_to_dict(placed)})
             if level == 1.0:
                 chosen = g
         _, th, gpus, loads, tables, q = chosen
         stats = {"solver": "none", "status": "GRID", "time_s": time.perf_counter() - t0}
-        return ctx.build_plan(self.name, th, tables, gpus, loads, {"gears": gears}, stats)
+        online = {"switch_gears": self.switch_gears, "gear_interval_s": self.gear_interval_s,
+                  "gear_min_dwell_s": self.gear_min_dwell_s}
+        return ctx.build_plan(self.name, th, tables, gpus, loads, {"gears": gears, "gear_switching": online}, stats)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planners.plan import CascadePlan, ReplicaPlan, TierPlan
+from sim.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.cascade import CascadeSpec, TierSpec
 from sim.errors import ConfigError
 from sim.replica import _delay_to

@@ -1,11 +1,11 @@
-"""Plans written in config: conf/plan/<name>.yaml (or any YAML path) <-> planners.plan.CascadePlan."""
+"""Plans written in config: conf/plan/<name>.yaml (or any YAML path) <-> sim.plan.CascadePlan."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from planners.plan import CascadePlan, ReplicaPlan, TierPlan
+from sim.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.errors import ConfigError
 from sim.paths import CONF_DIR
 

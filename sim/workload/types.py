@@ -86,7 +86,11 @@ class Workload:
             from sim.errors import ConfigError
 
             raise ConfigError(f"rate scale factor must be positive, got {factor}")
-        return self.with_arrivals(self.arrival_s / factor)
+        w = self.with_arrivals(self.arrival_s / factor)
+        if w.meta.get("phases"):  # drift phases keep matching their requests' arrival times
+            w.meta["phases"] = [{**p, "start_s": p["start_s"] / factor, "end_s": p["end_s"] / factor,
+                                 "rate_rps": p.get("rate_rps", 0.0) * factor} for p in w.meta["phases"]]
+        return w
 
     def with_arrivals(self, arrival_s: np.ndarray) -> "Workload":
         return Workload(self.name, np.asarray(arrival_s, dtype=np.float64).copy(), self.input_tokens.copy(),

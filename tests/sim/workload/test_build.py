@@ -153,3 +153,12 @@ def test_every_workload_yaml_merges_onto_the_structured_schema(name):
 
     cfg = OmegaConf.merge(OmegaConf.structured(WorkloadConfig), OmegaConf.load(PROJECT_ROOT / f"conf/workload/{name}.yaml"))
     assert build_workload(cfg, num_requests=50).num_requests == 50
+
+
+def test_rate_scaling_a_drift_keeps_its_phase_boundaries_on_its_requests():
+    w = build_workload("drift", seed=0)
+    fast = w.scale_rate(2.0)
+    for p, q in zip(w.meta["phases"], fast.meta["phases"]):
+        assert (q["start_s"], q["end_s"]) == (p["start_s"] / 2, p["end_s"] / 2)
+        inside = (fast.arrival_s >= q["start_s"]) & (fast.arrival_s < q["end_s"])
+        assert inside.sum() == p["requests"]

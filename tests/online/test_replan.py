@@ -10,11 +10,12 @@ from planners.base import get_planner
 from planners.checker import check_plan
 from planners.plan import ReplicaPlan
 from planners.problem import PlanningProblem
+from online.replan import (DriftReplanPolicy, ReplanConfig, drift_statistics, drifted, ks_statistic,
+                           replan_config_from_dict)
 from sim.controller import OnlineController
 from sim.errors import ConfigError
 from sim.faults import faults_from_config
-from sim.online import (ReplanConfig, Replanner, drift_statistics, drifted, ks_statistic, reconcile, remap_nodes,
-                        replan_config_from_dict)
+from sim.transition import reconcile, remap_nodes
 from sim.simulator import SimConfig, simulate
 from sim.workload.types import Workload
 from sim_fakes import OracleJudge, cluster, llama_cascade, poisson_workload
@@ -80,8 +81,8 @@ def scenario(rate=30.0, n=1500, seed=0):
 
 
 def run_online(w, q, p, faults, replan: ReplanConfig | None, mode="fast"):
-    rp = Replanner(replan, w, lambda _wl: q) if replan is not None and replan.enabled else None
-    ctl = OnlineController(faults_from_config(faults, CL), rp, w, replan)
+    rp = DriftReplanPolicy(replan, w, q) if replan is not None and replan.enabled else None
+    ctl = OnlineController(faults_from_config(faults, CL), rp, w, replan.transition if replan else None)
     return simulate(p, llama_cascade(), CL, w, SimConfig(mode=mode), seed=0, controller=ctl, judge=OracleJudge(0.27))
 
 
@@ -112,38 +113,116 @@ def test_without_replanning_a_permanently_lost_tier_drops_with_a_reason():
     assert set(on.requests.status) <= {"completed", "dropped"}
 
 
-def test_drift_detection_replans_when_the_load_triples():
-    calm = poisson_workload(1500, 10.0, 4, mean_in=600, mean_out=200)
-    busy = poisson_workload(3000, 40.0, 5, mean_in=600, mean_out=200)
+def drift_run(busy_rate=30.0, tier0_shift=-30.0, mode="fast", **cfg_kw):
+    """10 req/s, then busy_rate req/s whose tier-0 answers score tier0_shift points lower (a harder phase)."""
+    calm = poisson_workload(800, 10.0, 4, mean_in=600, mean_out=200)
+    busy = poisson_workload(1500, busy_rate, 5, mean_in=600, mean_out=200)
+    scores = busy.scores.copy()
+    scores[:, 0] = np.clip(scores[:, 0] + tier0_shift, 0, 100)
     t0 = float(calm.arrival_s[-1])
     w = Workload("drift", np.concatenate([calm.arrival_s, t0 + busy.arrival_s]),
                  np.concatenate([calm.input_tokens, busy.input_tokens]),
                  np.concatenate([calm.output_tokens, busy.output_tokens]),
-                 np.concatenate([calm.scores, busy.scores]), np.concatenate([calm.question_ids, busy.question_ids]),
+                 np.concatenate([calm.scores, scores]), np.concatenate([calm.question_ids, busy.question_ids]),
                  calm.tier_models)
     q = float(calm.scores[:, 0].mean() + 0.6 * (calm.scores[:, 1].mean() - calm.scores[:, 0].mean()))
     p = get_planner("cascadia").plan(PlanningProblem(llama_cascade(), CL, calm, q))
-    cfg = ReplanConfig(enabled=True, interval_s=30.0)
-    rp = Replanner(cfg, calm, lambda _wl: q)
-    r = simulate(p, llama_cascade(), CL, w, SimConfig(), controller=OnlineController((), rp, w, cfg),
+    cfg = ReplanConfig(enabled=True, **{"interval_s": 20.0, "min_dwell_s": 0.0, **cfg_kw})
+    r = simulate(p, llama_cascade(), CL, w, SimConfig(mode=mode),
+                 controller=OnlineController((), DriftReplanPolicy(cfg, calm, q), w, cfg.transition),
                  judge=OracleJudge(0.27))
+    return r, t0, q
+
+
+def test_drift_detection_replans_when_the_phase_changes():
+    r, t0, q = drift_run()
     ev = pd.DataFrame(r.meta["controller_events"])
     checks = ev[ev.event == "drift_check"]
     assert (checks[checks.time_s < t0 - 1].drift == "").all()  # no false alarm while the load is steady
     first = ev[(ev.event == "replan")].iloc[0]
-    # The rate is counted over the last interval, so the alarm comes within two checks of the change.
-    assert t0 < first.time_s <= t0 + 2 * 30.0 and "rate" in first.reason and first.applied
+    # The rate is counted over the last interval, so the alarm comes within two checks of the change; the current
+    # thresholds miss q_min on the harder phase, so the re-plan is required whatever it costs.
+    assert t0 < first.decided_s_at <= t0 + 2 * 20.0 and "scores" in first.reason and first.applied
+    assert first.must == "quality" and first.q_min == pytest.approx(q)  # q_min is the user's, not the phase's
+    assert first.time_s == pytest.approx(first.decided_s_at + 5.0)  # the planner's time is charged
     assert (r.requests.status == "completed").all()
     assert r.meta["end_s"] <= float(r.requests.completion_s.max()) + 1e-9  # checks never stretch the run
 
 
-def test_rate_drop_replans_only_when_it_persists():
-    from sim.online import ReplanConfig, drifted
+def test_replanning_is_deterministic_and_fast_mode_equals_reference_mode():
+    fast, _, _ = drift_run(mode="fast")
+    again, _, _ = drift_run(mode="fast")
+    ref, _, _ = drift_run(mode="reference")
+    assert fast.meta["replans"] >= 1
+    assert fast.requests.to_csv(index=False) == again.requests.to_csv(index=False)
+    cols = ["request_id", "status", "final_tier", "completion_s", "latency_s"]
+    pd.testing.assert_frame_equal(fast.requests[cols], ref.requests[cols], rtol=1e-9, atol=1e-9)
 
-    cfg = ReplanConfig(enabled=True, scale_down_checks=2)
-    drop = {"rate_change": 0.8, "recent_rate_rps": 2.0, "planned_rate_rps": 10.0, "input_change": 0.0,
-            "output_change": 0.0, "ks_tier0": 0.0}
-    rise = {**drop, "recent_rate_rps": 18.0}
-    assert drifted(drop, cfg, drops_in_a_row=1) == []  # a lull: wait
-    assert drifted(drop, cfg, drops_in_a_row=2) == ["rate"]  # it persisted: scale down
-    assert drifted(rise, cfg, drops_in_a_row=0) == ["rate"]  # a rise re-plans at once
+
+def test_min_dwell_time_holds_back_a_second_replan():
+    r, t0, _ = drift_run(min_dwell_s=10_000.0)
+    ev = pd.DataFrame(r.meta["controller_events"])
+    assert r.meta["replans"] == 1
+    later = ev[(ev.event == "drift_check") & (ev.time_s > ev[ev.event == "replan"].time_s.min())]
+    assert (later.dwell_left_s > 0).all()
+
+
+def test_a_replan_applies_only_when_its_gain_exceeds_the_transition_cost():
+    from online.replan import worth_it
+
+    cfg = ReplanConfig(lookahead_s=600.0, planner_time_s=5.0)
+    cur = {"mean_latency_s": 2.0, "quality": 80.0, "reach_share": [1.0, 0.5]}
+    new = {"mean_latency_s": 1.5, "quality": 80.0, "reach_share": [1.0, 0.5]}
+    trans = {"load_s": 95.0, "kv_lost_visits": 10, "missing_gpu_s_per_tier": [0.0, 0.0], "gpus_per_tier_now": [8, 8]}
+    v = worth_it(cur, new, trans, 10.0, 5.0, cfg, 75.0, 1.0)
+    assert v["gain_request_s"] == pytest.approx(10.0 * 500.0 * 0.5) and v["worth_it"]
+    # Half the second tier's GPUs missing for the 95 s load: its 10 x 0.5 req/s arriving then, half of them
+    # without capacity, each waiting half the gap: 10 x 0.5 x 95 x 0.5 x 47.5 request-seconds.
+    staged = {**trans, "missing_gpu_s_per_tier": [0.0, 4 * 95.0]}
+    v = worth_it(cur, new, staged, 10.0, 5.0, cfg, 75.0, 1.0)
+    assert v["staged_cost_request_s"] == pytest.approx(11281.25) and not v["worth_it"]
+    short = ReplanConfig(lookahead_s=101.0)  # the gain arrives only after planning and loading
+    assert not worth_it(cur, new, trans, 10.0, 5.0, short, 75.0, 1.0)["worth_it"]
+    bad = {**cur, "quality": 70.0}  # the current thresholds miss q_min by more than the CI: required
+    assert worth_it(bad, {**new, "mean_latency_s": 3.0}, trans, 10.0, 5.0, short, 75.0, 1.0)["worth_it"]
+
+
+def test_a_tiny_check_interval_is_one_clear_error():
+    # issue 14: +replan.interval_s=1e-6 used to hang (a million drift checks per simulated second).
+    with pytest.raises(ConfigError, match="interval_s"):
+        replan_config_from_dict({"enabled": True, "interval_s": 1e-6})
+
+
+class CountingPolicy:
+    """A policy that only counts its polls."""
+
+    def __init__(self, interval_s):
+        self.interval_s = interval_s
+        self.polls = 0
+
+    def observe(self, view):
+        self.polls += 1
+
+    def on_cluster_change(self, view, reason):
+        return None
+
+
+def test_polls_are_bounded_by_the_arrivals_whatever_the_interval():
+    w = poisson_workload(400, 2.0, 3)
+    p = get_planner("single_model").plan(PlanningProblem(llama_cascade(), CL, w, 0.0))
+    pol = CountingPolicy(1e-6)
+    simulate(p, llama_cascade(), CL, w, SimConfig(), controller=OnlineController((), pol, w),
+             judge=OracleJudge(0.27))
+    assert 0 < pol.polls <= w.num_requests
+
+
+def test_a_tier_without_replicas_is_skipped_in_the_deployment_estimate():
+    # A single-model deployment (all GPUs on the last tier, thresholds 100) used to be estimated as saturated:
+    # the estimate sent every request through the two empty tiers, which the simulator skips.
+    from online.replan import deployment_estimate
+
+    w = poisson_workload(400, 10.0, 0, mean_in=600, mean_out=200)
+    prob = PlanningProblem(llama_cascade(), CL, w, float(w.scores[:, 1].mean()) - 1)
+    est = deployment_estimate(prob, (100.0,), (0, 32))
+    assert np.isfinite(est["mean_latency_s"]) and est["reach_share"][0] == 0.0
+    assert est["quality"] == pytest.approx(float(w.scores[:, 1].mean()))

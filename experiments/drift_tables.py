@@ -1,0 +1,175 @@
+"""Tidy tables of the online experiments (drift, node failure) beyond the per-run rows of experiments.aggregate:
+per-phase metrics, controller markers (re-plans, gear switches, faults) and means over seeds with 95% CIs.
+
+Called by experiments.aggregate after its own tables (<out>_phases.csv, <out>_events.csv, <out>_summary.csv beside
+<out>.csv), and by the drift experiment's Hydra callback at the end of its multirun, so that
+`python -m experiments.run experiment=drift` leaves results/drift*.csv behind. Figures read only these tables.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from experiments.stats import mean_ci95, outcome, paired_ratio_ci95
+
+ONLINE_SUFFIX = "_online"
+EVENT_COLUMNS = ["experiment", "system", "mode", "planner", "seed", "time_s", "kind", "reason", "decided_s",
+                 "gpus_per_tier", "gain_request_s", "cost_request_s", "source"]
+MARKER_EVENTS = ("replan", "gpu_down", "node_down", "repair", "restore", "straggler", "link_degraded", "forced_step")
+
+
+def system_and_mode(entry: str, s: dict, replan: dict) -> tuple[str, str]:
+    """(system, mode) of a run entry from the policy that controlled it: cascadia_online -> (cascadia, online);
+    CascadeServe switching gears -> gears; no policy -> static."""
+    policy = s.get("policy")
+    system = entry[:-len(ONLINE_SUFFIX)] if entry.endswith(ONLINE_SUFFIX) and replan.get("keep_static") else entry
+    if policy == "GearPolicy":
+        return system, "gears"
+    if policy == "DriftReplanPolicy":
+        return system, "online"
+    return system, "static"
+
+
+def _summaries(run_dirs) -> list[tuple[Path, dict]]:
+    out = []
+    for path in sorted(p for d in run_dirs for p in Path(d).rglob("summary.json")):
+        out.append((path.parent, json.loads(path.read_text())))
+    return out
+
+
+def phase_rows(run_dirs) -> pd.DataFrame:
+    rows = []
+    for src, summary in _summaries(run_dirs):
+        sc = summary["scenario"]
+        replan = sc.get("config", {}).get("replan") or {}
+        for entry, s in summary["planners"].items():
+            system, mode = system_and_mode(entry, s, replan)
+            for p in s.get("phases", []):
+                rows.append({"experiment": sc["name"], "system": system, "mode": mode, "planner": entry,
+                             "seed": sc["seed"], "q_min": sc["q_min"], **p, "source": str(src)})
+    return pd.DataFrame(rows)
+
+
+def event_rows(run_dirs) -> pd.DataFrame:
+    """One row per controller marker: applied re-plans and gear switches, rejected re-plans, faults."""
+    rows = []
+    for src, summary in _summaries(run_dirs):
+        sc = summary["scenario"]
+        replan = sc.get("config", {}).get("replan") or {}
+        for entry, s in summary["planners"].items():
+            system, mode = system_and_mode(entry, s, replan)
+            for e in s.get("controller_events", []):
+                if e.get("event") not in MARKER_EVENTS:
+                    continue
+                kind = e["event"]
+                if kind == "replan":
+                    kind = ("gear_switch" if "gear" in e else "replan") + ("" if e.get("applied") else "_rejected")
+                rows.append({"experiment": sc["name"], "system": system, "mode": mode, "planner": entry,
+                             "seed": sc["seed"], "time_s": e["time_s"], "kind": kind,
+                             "reason": e.get("reason", e.get("fault", "")), "decided_s": e.get("decided_s_at"),
+                             "gpus_per_tier": "/".join(map(str, e.get("gpus_per_tier", []))),
+                             "gain_request_s": e.get("gain_request_s"), "cost_request_s": e.get("cost_request_s"),
+                             "source": str(src)})
+    return pd.DataFrame(rows)
+
+
+def summary_rows(runs: pd.DataFrame, phases: pd.DataFrame, reference: str = "cascadia/online") -> pd.DataFrame:
+    """Mean over seeds with a bootstrap 95% CI per (system, mode, phase) of SLO scale and quality; and the paired
+    ratio of each system's SLO scale to the reference's (same seeds), with win/tie/loss for the reference."""
+    whole = runs.assign(phase="all")[["system", "mode", "seed", "phase", "slo_scale", "quality"]]
+    parts = [whole]
+    if len(phases):
+        parts.append(phases[["system", "mode", "seed", "phase", "slo_scale", "quality"]])
+    data = pd.concat(parts, ignore_index=True)
+    rows = []
+    ref_sys, ref_mode = reference.split("/")
+    for (system, mode, phase), g in data.groupby(["system", "mode", "phase"], sort=False):
+        slo, q = mean_ci95(g.slo_scale.to_numpy()), mean_ci95(g.quality.to_numpy())
+        row = {"system": system, "mode": mode, "phase": phase, "seeds": int(slo["n"]),
+               "slo_scale_mean": slo["mean"], "slo_scale_ci95_lo": slo["ci95"][0], "slo_scale_ci95_hi": slo["ci95"][1],
+               "quality_mean": q["mean"], "quality_ci95_lo": q["ci95"][0], "quality_ci95_hi": q["ci95"][1]}
+        ref = data[(data.system == ref_sys) & (data["mode"] == ref_mode) & (data.phase == phase)]
+        pair = ref.merge(g, on="seed", suffixes=("_ref", ""))
+        if len(pair) and not (system == ref_sys and mode == ref_mode):
+            r = paired_ratio_ci95(pair.slo_scale_ref.to_numpy(), pair.slo_scale.to_numpy())
+            row.update({"ratio_to": reference, "slo_ratio_mean": r["mean"], "slo_ratio_ci95_lo": r["ci95"][0],
+                        "slo_ratio_ci95_hi": r["ci95"][1],
+                        "reference_outcome": outcome(r["ci95"], null=1.0, higher_is_better=False)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def timeseries_rows(run_dirs) -> pd.DataFrame:
+    """Per-minute tables (timeseries_<entry>.csv) with system, mode and seed."""
+    frames = []
+    for src, summary in _summaries(run_dirs):
+        sc = summary["scenario"]
+        replan = sc.get("config", {}).get("replan") or {}
+        for entry, s in summary["planners"].items():
+            path = Path(src) / f"timeseries_{entry}.csv"
+            if not path.exists():
+                continue
+            system, mode = system_and_mode(entry, s, replan)
+            ts = pd.read_csv(path)
+            for k, v in (("seed", sc["seed"]), ("mode", mode), ("system", system), ("planner", entry),
+                         ("replan_enabled", bool(replan.get("enabled"))), ("experiment", sc["name"])):
+                ts.insert(0, k, v)
+            frames.append(ts)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def write_tables(run_dirs, out: Path) -> list[Path]:
+    """The extra tables beside out (results/<name>.csv): _phases, _events, _summary; returns the paths written."""
+    from experiments.aggregate import aggregate
+
+    out = Path(out)
+    runs = aggregate(run_dirs)
+    written = []
+    phases, events = phase_rows(run_dirs), event_rows(run_dirs)
+    if not len(events):  # a run with no marker still gets its (empty) table: figures read it
+        events = pd.DataFrame(columns=EVENT_COLUMNS)
+    for suffix, table in (("phases", phases), ("events", events)):
+        if len(table.columns):
+            path = out.with_name(f"{out.stem}_{suffix}.csv")
+            table.to_csv(path, index=False)
+            written.append(path)
+    if "system" in runs and runs.seed.nunique() >= 1 and "mode" in runs:
+        path = out.with_name(f"{out.stem}_summary.csv")
+        summary_rows(runs, phases).to_csv(path, index=False)
+        written.append(path)
+    return written
+
+
+def write_all(run_dirs, out: Path) -> list[Path]:
+    """Everything experiments.aggregate writes for an online experiment: out, out_timeseries and write_tables."""
+    from experiments.aggregate import aggregate
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    aggregate(run_dirs).to_csv(out, index=False)
+    written = [out]
+    ts = timeseries_rows(run_dirs)
+    if len(ts):
+        path = out.with_name(f"{out.stem}_timeseries.csv")
+        ts.to_csv(path, index=False)
+        written.append(path)
+    return written + write_tables(run_dirs, out)
+
+
+try:  # the Hydra callback: aggregate the drift multirun when it ends
+    from hydra.experimental.callback import Callback
+
+    class OnlineTablesCallback(Callback):
+        """hydra.callbacks: at the end of a multirun, write out (e.g. results/drift.csv) and its companions."""
+
+        def __init__(self, out: str) -> None:
+            self.out = out
+
+        def on_multirun_end(self, config, **kwargs) -> None:
+            sweep_dir = Path(config.hydra.sweep.dir)
+            paths = write_all([sweep_dir], Path(self.out))
+            print("wrote " + ", ".join(map(str, paths)))
+except ImportError:  # pragma: no cover - hydra is a dependency
+    pass

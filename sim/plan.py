@@ -1,0 +1,67 @@
+"""The cascade plan the simulator runs: replicas with TP/PP on concrete GPUs, routing policy, planner statistics."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+GPU = tuple[int, int]  # (node index, GPU index inside the node)
+
+
+@dataclass(frozen=True)
+class ReplicaPlan:
+    """One model replica. gpus lists tp*pp GPUs stage by stage: gpus[s*tp:(s+1)*tp] form PP stage s."""
+
+    tp: int
+    pp: int
+    gpus: tuple[GPU, ...]
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.pp
+
+    def stage_gpus(self, stage: int) -> tuple[GPU, ...]:
+        return self.gpus[stage * self.tp:(stage + 1) * self.tp]
+
+
+@dataclass(frozen=True)
+class TierPlan:
+    model: str  # ModelSpec.name
+    replicas: tuple[ReplicaPlan, ...]
+
+    @property
+    def num_gpus(self) -> int:
+        return sum(r.num_gpus for r in self.replicas)
+
+
+@dataclass(frozen=True)
+class CascadePlan:
+    """routing == "cascade": every request starts at tier 0 and is forwarded while its gate score is
+    below thresholds[i]. routing == "direct" (RouteLLM-style): each request is sent to one tier only:
+    the tier routes gives its question id (a learned router's decisions, made from the prompt text), or,
+    without routes, a noisy oracle's: the smallest tier whose score reaches the thresholds, wrong with
+    probability router_error_rate. A tier with no replicas is skipped (its threshold is ignored)."""
+
+    planner: str
+    tiers: tuple[TierPlan, ...]
+    thresholds: tuple[float, ...]  # len == num tiers - 1, on the 0-100 judge scale
+    routing: str = "cascade"
+    router_error_rate: float = 0.0
+    estimates: dict[str, Any] = field(default_factory=dict, compare=False)  # planner's own predictions
+    solver_stats: dict[str, Any] = field(default_factory=dict, compare=False)
+    # (question_id, tier) pairs: the direct route of every question a learned router may see; empty = none
+    routes: tuple[tuple[str, int], ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def num_gpus(self) -> int:
+        return sum(t.num_gpus for t in self.tiers)
+
+    def gpus_per_tier(self) -> tuple[int, ...]:
+        return tuple(t.num_gpus for t in self.tiers)
+
+    def describe(self) -> str:
+        parts = []
+        for t in self.tiers:
+            cfgs = ", ".join(f"TP{r.tp}xPP{r.pp}" for r in t.replicas) or "none"
+            parts.append(f"{t.model}: {t.num_gpus} GPUs [{cfgs}]")
+        th = ", ".join(f"{h:.1f}" for h in self.thresholds)
+        return f"{self.planner}: " + "; ".join(parts) + f"; thresholds [{th}] ({self.routing})"
