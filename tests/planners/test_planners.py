@@ -110,10 +110,6 @@ def test_k_and_tol_control_rounds(problem3):
     assert loose["rounds"] == 2  # any change counts as stable
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "planner search gap surfaced by issue 11's real H100 memory (85.52e9 B instead of 80e9): Cascadia's threshold "
-    "coordinate descent stops at (70, 20), J=14.48, while cascadia_no_allocation reaches (100, 20), J=11.53 "
-    "(with 80e9 both reach 11.53); for the planner owner to fix, then drop this marker"))
 def test_ablations_are_no_better_than_cascadia(problem3):
     full = get_planner("cascadia").plan(problem3).estimates["J"]
     for name in ("cascadia_no_parallelism", "cascadia_no_allocation"):
