@@ -19,6 +19,7 @@ FIGURES = {
     "ablation": "ablation",
     "quality_shift": "quality_shift",
     "llama3": "llama3",
+    "llama31": "llama31",
     "drift": "drift",
     "node_failure": "node_failure",
     "planner_time": "planner_time",
