@@ -208,7 +208,7 @@ def main() -> None:
 
     if quick_mode():
         sys.argv += experiment_overrides(sys.argv[1:])
-        announce("60 s horizon, 2 throughput bisection steps on 60 s, 300 planning requests")
+        announce("120 s horizon, 2 throughput bisection steps on 60 s, 300 planning requests")
     validate_overrides(sys.argv[1:])
     _hydra_main()
 
