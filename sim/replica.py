@@ -29,6 +29,9 @@ from sim.kv_cache import KVCache
 from sim.perf.batch import BatchShape
 
 
+_accumulate = np.add.accumulate  # sequential, so the running sums equal reference mode's
+
+
 def _delay_to(now: float, target: float) -> float:
     """The SimPy delay that wakes a process at about `target` (within an ulp: SimPy adds delay to env.now,
     and not every float is reachable that way, so entities keep exact logical times of their own)."""
@@ -255,7 +258,8 @@ class Engine:
             if new <= self.kv.free_blocks:
                 if new:
                     self.kv.take(new)
-                self._dec_stats = (None, batch.n, batch.context_tokens(), batch.steps_to_finish())
+                n, ctx, k_fin = batch.stats()
+                self._dec_stats = (None, n, ctx, k_fin)
                 return
             batch.materialize()
         run = self.running
@@ -345,8 +349,7 @@ class Engine:
         if f != 1.0:
             ends *= f
         ends[0] += now
-        np.add.accumulate(ends, out=ends)
-        return dec, n, ctx, k, ends
+        return dec, n, ctx, k, _accumulate(ends)  # a new array is cheaper than out=ends at these sizes
 
     def _advance(self, dec: list, k: int, end: float) -> None:
         """Apply k decode steps: in fast mode to the aggregate batch (steps 1..k-1 take their blocks at once, step
