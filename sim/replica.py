@@ -343,7 +343,10 @@ class Engine:
                     ends.append(e)
             return dec, n, ctx, k, ends
         # Integers below 2**53 are exact as floats, so b * x + a is the same float as a + b * x.
-        ends = self._ctx_steps(n, k) + ctx
+        steps = self._steps_cache.get(n)
+        if steps is None or steps.size < k:
+            steps = self._ctx_steps(n, k)
+        ends = steps[:k] + float(ctx)  # a float operand: numpy resolves the addition's type faster
         ends *= b
         ends += a
         if f != 1.0:
