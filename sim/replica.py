@@ -30,6 +30,7 @@ from sim.perf.batch import BatchShape
 
 
 _accumulate = np.add.accumulate  # sequential, so the running sums equal reference mode's
+STEP_TIMES_MAX = 1 << 16  # prefill-batch shapes memoized per cost model (Replica.step_times)
 
 
 def _delay_to(now: float, target: float) -> float:
@@ -157,11 +158,14 @@ class Engine:
                 continue
             if step is not DECODE_ONLY:
                 # A batch with prefill work: its cost-model time, memoized by shape for the run (a prompt
-                # length recurs across the replicas of a tier; decode-only batches never come here).
+                # length recurs across the replicas of a tier; decode-only batches never come here). The memo
+                # stops growing at STEP_TIMES_MAX shapes, so a run of millions of requests stays in bounded memory.
                 times = self.replica.step_times
                 t = times.get(step.shape)
                 if t is None:
-                    t = times[step.shape] = self.cost.iteration_time_s(step.shape)
+                    t = self.cost.iteration_time_s(step.shape)
+                    if len(times) < STEP_TIMES_MAX:
+                        times[step.shape] = t
                 t *= self.replica.slowdown
                 self._record(now, t, 1, step.shape)
                 self._pending = (step, now, t)

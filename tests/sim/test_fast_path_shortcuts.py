@@ -1,11 +1,12 @@
 """Shortcuts the simulator takes on its hot path give the answers of the checks they skip: the once-per-request
 context-limit decision (a forwarded draft counts) and the per-run memo of prefill-batch times (a rebuilt cost
-after a degraded link is used from then on)."""
+after a degraded link is used from then on; the memo's size is capped)."""
 from __future__ import annotations
 
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 from sim_fakes import OracleJudge, cluster, context_cascade, fake_factory, llama_cascade, plan, poisson_workload
 
@@ -55,3 +56,27 @@ def test_prefill_iterations_after_a_degraded_link_take_the_rebuilt_cost():
     # Prompt lengths recur (8..600 tokens over 400 requests), so times memoized before the rebuild would show here.
     assert pre.prefill_tokens[after].isin(pre.prefill_tokens[~after]).any()
     np.testing.assert_array_equal(pre.duration_s.to_numpy(), np.array(expected))
+
+
+def test_the_prefill_memo_stops_growing_at_its_cap_and_changes_no_record(monkeypatch):
+    import sim.replica
+
+    w = poisson_workload(300, 30.0, 3)
+
+    def run():
+        return simulate(plan((2, 1)), llama_cascade(), cluster(), w, SimConfig(), cost_factory=fake_factory(),
+                        judge=OracleJudge(0.27))
+
+    unbounded = run()
+    monkeypatch.setattr(sim.replica, "STEP_TIMES_MAX", 3)
+    replicas = []
+    real_init = sim.replica.Replica.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        replicas.append(self)
+
+    monkeypatch.setattr(sim.replica.Replica, "__init__", init)
+    capped = run()
+    assert replicas and all(len(rep.step_times) == 3 for rep in replicas)
+    pd.testing.assert_frame_equal(unbounded.requests, capped.requests, check_exact=True)
