@@ -73,14 +73,18 @@ class Cluster:
         self.dead_gpus: set = set()  # (node, gpu) currently failed
         self.gpu_slowdown: dict = {}  # (node, gpu) -> straggler factor (> 1 = slower)
         self.link_factor: dict = {}  # node -> bandwidth factor of its NVLink and IB links (< 1 = degraded)
+        self._step_times: dict[int, tuple] = {}  # id(cost) -> (cost, its Replica.step_times)
         self.routers = []
         for t, tier in enumerate(plan.tiers):
             reps = [self._build(t, rp) for rp in tier.replicas]
             self.routers.append(TierRouter(t, reps, cfg.load_balancer))
 
     def _build(self, tier: int, replica_plan) -> Replica:
-        rep = Replica(self.env, len(self.replicas), tier, replica_plan, self._cost(tier, replica_plan), self.cfg,
-                      self.flow, self.iteration_log)
+        cost = self._cost(tier, replica_plan)
+        # One memo of prefill-batch times per cost object (held here with it, so its id is never reused in the run).
+        _, step_times = self._step_times.setdefault(id(cost), (cost, {}))
+        rep = Replica(self.env, len(self.replicas), tier, replica_plan, cost, self.cfg, self.flow, self.iteration_log,
+                      step_times)
         rep.slowdown = self._slowdown(replica_plan)
         self.replicas.append(rep)
         return rep

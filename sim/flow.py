@@ -50,6 +50,13 @@ class CascadeFlow:
         self.max_context = [float("inf")] * self.num_tiers if max_context is None else list(max_context)
         self.skip_context = getattr(cfg, "context_policy", "skip") == "skip"
         self.context_skipped: set[int] = set()  # requests that passed over a tier for its context limit
+        self.forward_with_draft = bool(cfg.forward_with_draft)
+        # Per request: whether every visit it could make fits every tier's context (its longest possible prompt,
+        # with the longest draft, plus any tier's answer). Checked once here, so the common request skips the
+        # per-visit context checks, whose outcome is then known to be "fits".
+        longest_prompt = workload.input_tokens + (output_tokens.max(axis=1) if self.forward_with_draft else 0)
+        self.fits_everywhere = np.all(longest_prompt[:, None] + output_tokens
+                                      <= np.asarray(self.max_context, dtype=np.float64), axis=1).tolist()
         self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers, output_tokens)
         self.units = request_units(workload, cfg)  # prefix-cache keys per request; None: no prefix caching
         if self.units is not None:
@@ -124,12 +131,12 @@ class CascadeFlow:
 
     def _next_tier(self, i: int, t: int) -> int:
         """Where a request answered at tier t would be forwarded: -1 means tier t's answer is final."""
-        if not self.skip_context:
+        if not self.skip_context or self.fits_everywhere[i]:
             return self._live_tier_from(t + 1)
         return self._taker_from(i, t + 1, self._forward_prompt(i, t))
 
     def _forward_prompt(self, i: int, t: int) -> int:
-        return self.input_tokens[i] + (self.output_tokens[t][i] if self.cfg.forward_with_draft else 0)
+        return self.input_tokens[i] + (self.output_tokens[t][i] if self.forward_with_draft else 0)
 
     def _context_fallback(self, i: int, tier: int, prompt_tokens: int) -> int:
         """A tier that cannot take the visit: under skip the next one up that can (for direct routing, else the
@@ -149,7 +156,7 @@ class CascadeFlow:
         if tier < 0:
             self.on_drop_request(i, "no_live_replica", now)
             return
-        if not self._fits(i, tier, prompt_tokens):
+        if not self.fits_everywhere[i] and not self._fits(i, tier, prompt_tokens):
             tier = self._context_fallback(i, tier, prompt_tokens)
             if tier < 0:
                 self.on_drop_request(i, "context_exceeded", now)

@@ -29,6 +29,10 @@ from sim.kv_cache import KVCache
 from sim.perf.batch import BatchShape
 
 
+_accumulate = np.add.accumulate  # sequential, so the running sums equal reference mode's
+STEP_TIMES_MAX = 1 << 16  # prefill-batch shapes memoized per cost model (Replica.step_times)
+
+
 def _delay_to(now: float, target: float) -> float:
     """The SimPy delay that wakes a process at about `target` (within an ulp: SimPy adds delay to env.now,
     and not every float is reachable that way, so entities keep exact logical times of their own)."""
@@ -153,7 +157,16 @@ class Engine:
                 # Preemption emptied the batch (or every waiting prompt was dropped): schedule again now.
                 continue
             if step is not DECODE_ONLY:
-                t = self.cost.iteration_time_s(step.shape) * self.replica.slowdown
+                # A batch with prefill work: its cost-model time, memoized by shape for the run (a prompt
+                # length recurs across the replicas of a tier; decode-only batches never come here). The memo
+                # stops growing at STEP_TIMES_MAX shapes, so a run of millions of requests stays in bounded memory.
+                times = self.replica.step_times
+                t = times.get(step.shape)
+                if t is None:
+                    t = self.cost.iteration_time_s(step.shape)
+                    if len(times) < STEP_TIMES_MAX:
+                        times[step.shape] = t
+                t *= self.replica.slowdown
                 self._record(now, t, 1, step.shape)
                 self._pending = (step, now, t)
                 self._at(now + t)
@@ -249,7 +262,8 @@ class Engine:
             if new <= self.kv.free_blocks:
                 if new:
                     self.kv.take(new)
-                self._dec_stats = (None, batch.n, batch.context_tokens(), batch.steps_to_finish())
+                n, ctx, k_fin = batch.stats()
+                self._dec_stats = (None, n, ctx, k_fin)
                 return
             batch.materialize()
         run = self.running
@@ -316,23 +330,33 @@ class Engine:
         k = self._jump_length(k_fin)
         if k == 1:
             return dec, n, ctx, 1, now + (a + b * ctx) * f
-        # ends[j]: end of iteration j, the same left-to-right float sums as k reference steps.
-        if k <= 32:
+        # ends[j]: end of iteration j, the same left-to-right float sums as k reference steps. Up to about 44
+        # steps a Python loop is cheaper than the five numpy calls below (their fixed cost dominates).
+        if k <= 44:
             ends = []
             e = now
-            for j in range(k):
-                e = e + (a + b * (ctx + j * n)) * f
-                ends.append(e)
+            if f == 1.0:  # y * 1.0 == y exactly, so the product is left out
+                x = ctx
+                for _ in range(k):
+                    e += a + b * x
+                    ends.append(e)
+                    x += n
+            else:
+                for j in range(k):
+                    e = e + (a + b * (ctx + j * n)) * f
+                    ends.append(e)
             return dec, n, ctx, k, ends
         # Integers below 2**53 are exact as floats, so b * x + a is the same float as a + b * x.
-        ends = self._ctx_steps(n, k) + ctx
+        steps = self._steps_cache.get(n)
+        if steps is None or steps.size < k:
+            steps = self._ctx_steps(n, k)
+        ends = steps[:k] + float(ctx)  # a float operand: numpy resolves the addition's type faster
         ends *= b
         ends += a
         if f != 1.0:
             ends *= f
         ends[0] += now
-        np.add.accumulate(ends, out=ends)
-        return dec, n, ctx, k, ends
+        return dec, n, ctx, k, _accumulate(ends)  # a new array is cheaper than out=ends at these sizes
 
     def _advance(self, dec: list, k: int, end: float) -> None:
         """Apply k decode steps: in fast mode to the aggregate batch (steps 1..k-1 take their blocks at once, step
@@ -400,7 +424,8 @@ ITERATION_COLUMNS = ["replica_id", "engine", "start_s", "duration_s", "iteration
 class Replica:
     """A model replica on concrete GPUs; holds pp engines and routes each submitted visit to the least loaded."""
 
-    def __init__(self, env, replica_id: int, tier: int, plan, cost, cfg, flow, iteration_log=None) -> None:
+    def __init__(self, env, replica_id: int, tier: int, plan, cost, cfg, flow, iteration_log=None,
+                 step_times: dict | None = None) -> None:
         self.env = env
         self.replica_id = replica_id
         self.tier = tier
@@ -409,6 +434,9 @@ class Replica:
         self.cfg = cfg
         self.flow = flow
         self.iteration_log = iteration_log
+        # cost.iteration_time_s of batches with prefill work by BatchShape, for this run; shared by the replicas
+        # of one cost model (Cluster), as the cost is a pure function of the shape.
+        self.step_times = {} if step_times is None else step_times
         self.slowdown = 1.0  # a controller may slow a straggler down by a factor
         self.num_gpus = plan.tp * plan.pp
         self.start_s = env.now
@@ -433,6 +461,7 @@ class Replica:
         next iteration boundary, so fast mode applies the change where reference mode does."""
         if cost is not None:
             self.cost = cost
+            self.step_times = {}
             a, b = cost.decode_affine(32)
             self.tokens_per_s = self.plan.pp * 32 / (a + b * 32 * 1024)
         if slowdown is not None:
