@@ -236,3 +236,22 @@ def test_cascadia_never_returns_worse_than_an_all_to_one_tier_plan(problem3):
     assert plan.estimates["quality"] >= problem3.q_min
     assert tuple(plan.gpus_per_tier())[:2] == (0, 0)  # the largest model alone, on every GPU
     assert plan.estimates["J"] == pytest.approx(j_one_tier[-1])
+
+
+def test_a_solve_that_did_not_prove_optimality_is_replaced_by_the_exact_scan(problem3, monkeypatch):
+    """CBC occasionally stops at its time limit with a FEASIBLE answer; Cascadia must not trust it."""
+    import planners.cascadia as cascadia_mod
+    from planners.milp import Allocation
+
+    honest = get_planner("cascadia").plan(problem3)
+
+    def stalled(tables, num_gpus, settings):  # a feasible but poor answer: every GPU on the first loaded tier
+        gpus = [0] * len(tables)
+        gpus[0] = num_gpus
+        return Allocation(tuple(gpus), float("inf"), "FEASIBLE", 1.0, settings.time_limit_s, "cbc")
+
+    monkeypatch.setattr(cascadia_mod, "solve_allocation", stalled)
+    fallen_back = get_planner("cascadia").plan(problem3)
+    assert fallen_back.solver_stats["status"].startswith("EXACT_SCAN")
+    assert fallen_back.estimates["J"] == pytest.approx(honest.estimates["J"], rel=1e-9)
+    assert fallen_back.gpus_per_tier() == honest.gpus_per_tier()
