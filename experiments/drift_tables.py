@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.stats import mean_ci95, outcome, paired_ratio_ci95
+from sim.io import is_incomplete
 
 ONLINE_SUFFIX = "_online"
 EVENT_COLUMNS = ["experiment", "system", "mode", "planner", "seed", "time_s", "kind", "reason", "decided_s",
@@ -32,46 +33,44 @@ def system_and_mode(entry: str, s: dict, replan: dict) -> tuple[str, str]:
     return system, "static"
 
 
-def _summaries(run_dirs) -> list[tuple[Path, dict]]:
-    out = []
+def _entries(run_dirs):
+    """(run folder, scenario, entry, entry summary, system, mode) for every planner entry of every finished run
+    (a run still marked RUNNING is left out, as experiments.aggregate does)."""
     for path in sorted(p for d in run_dirs for p in Path(d).rglob("summary.json")):
-        out.append((path.parent, json.loads(path.read_text())))
-    return out
+        if is_incomplete(path.parent):
+            continue
+        summary = json.loads(path.read_text())
+        sc = summary["scenario"]
+        replan = sc.get("config", {}).get("replan") or {}
+        for entry, s in summary["planners"].items():
+            yield (path.parent, sc, entry, s, *system_and_mode(entry, s, replan))
 
 
 def phase_rows(run_dirs) -> pd.DataFrame:
     rows = []
-    for src, summary in _summaries(run_dirs):
-        sc = summary["scenario"]
-        replan = sc.get("config", {}).get("replan") or {}
-        for entry, s in summary["planners"].items():
-            system, mode = system_and_mode(entry, s, replan)
-            for p in s.get("phases", []):
-                rows.append({"experiment": sc["name"], "system": system, "mode": mode, "planner": entry,
-                             "seed": sc["seed"], "q_min": sc["q_min"], **p, "source": str(src)})
+    for src, sc, entry, s, system, mode in _entries(run_dirs):
+        for p in s.get("phases", []):
+            rows.append({"experiment": sc["name"], "system": system, "mode": mode, "planner": entry,
+                         "seed": sc["seed"], "q_min": sc["q_min"], **p, "source": str(src)})
     return pd.DataFrame(rows)
 
 
 def event_rows(run_dirs) -> pd.DataFrame:
     """One row per controller marker: applied re-plans and gear switches, rejected re-plans, faults."""
     rows = []
-    for src, summary in _summaries(run_dirs):
-        sc = summary["scenario"]
-        replan = sc.get("config", {}).get("replan") or {}
-        for entry, s in summary["planners"].items():
-            system, mode = system_and_mode(entry, s, replan)
-            for e in s.get("controller_events", []):
-                if e.get("event") not in MARKER_EVENTS:
-                    continue
-                kind = e["event"]
-                if kind == "replan":
-                    kind = ("gear_switch" if "gear" in e else "replan") + ("" if e.get("applied") else "_rejected")
-                rows.append({"experiment": sc["name"], "system": system, "mode": mode, "planner": entry,
-                             "seed": sc["seed"], "time_s": e["time_s"], "kind": kind,
-                             "reason": e.get("reason", e.get("fault", "")), "decided_s": e.get("decided_s_at"),
-                             "gpus_per_tier": "/".join(map(str, e.get("gpus_per_tier", []))),
-                             "gain_request_s": e.get("gain_request_s"), "cost_request_s": e.get("cost_request_s"),
-                             "source": str(src)})
+    for src, sc, entry, s, system, mode in _entries(run_dirs):
+        for e in s.get("controller_events", []):
+            if e.get("event") not in MARKER_EVENTS:
+                continue
+            kind = e["event"]
+            if kind == "replan":
+                kind = ("gear_switch" if "gear" in e else "replan") + ("" if e.get("applied") else "_rejected")
+            rows.append({"experiment": sc["name"], "system": system, "mode": mode, "planner": entry,
+                         "seed": sc["seed"], "time_s": e["time_s"], "kind": kind,
+                         "reason": e.get("reason", e.get("fault", "")), "decided_s": e.get("decided_s_at"),
+                         "gpus_per_tier": "/".join(map(str, e.get("gpus_per_tier", []))),
+                         "gain_request_s": e.get("gain_request_s"), "cost_request_s": e.get("cost_request_s"),
+                         "source": str(src)})
     return pd.DataFrame(rows)
 
 
@@ -104,19 +103,16 @@ def summary_rows(runs: pd.DataFrame, phases: pd.DataFrame, reference: str = "cas
 def timeseries_rows(run_dirs) -> pd.DataFrame:
     """Per-minute tables (timeseries_<entry>.csv) with system, mode and seed."""
     frames = []
-    for src, summary in _summaries(run_dirs):
-        sc = summary["scenario"]
+    for src, sc, entry, s, system, mode in _entries(run_dirs):
+        path = Path(src) / f"timeseries_{entry}.csv"
+        if not path.exists():
+            continue
+        ts = pd.read_csv(path)
         replan = sc.get("config", {}).get("replan") or {}
-        for entry, s in summary["planners"].items():
-            path = Path(src) / f"timeseries_{entry}.csv"
-            if not path.exists():
-                continue
-            system, mode = system_and_mode(entry, s, replan)
-            ts = pd.read_csv(path)
-            for k, v in (("seed", sc["seed"]), ("mode", mode), ("system", system), ("planner", entry),
-                         ("replan_enabled", bool(replan.get("enabled"))), ("experiment", sc["name"])):
-                ts.insert(0, k, v)
-            frames.append(ts)
+        for k, v in (("seed", sc["seed"]), ("mode", mode), ("system", system), ("planner", entry),
+                     ("replan_enabled", bool(replan.get("enabled"))), ("experiment", sc["name"])):
+            ts.insert(0, k, v)
+        frames.append(ts)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
