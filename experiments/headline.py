@@ -67,8 +67,8 @@ def summarize(seeds: pd.DataFrame) -> dict:
 
 
 def table(result: dict, reference_length: str) -> str:
-    lines = [f"| Cascadia against | SLO scale ratio, mean [95% CI] (max) | throughput ratio, mean [95% CI] (max) | "
-             f"wins / ties / losses (SLO) |", "|---|---|---|---|",
+    lines = ["| Cascadia against | SLO scale ratio, mean [95% CI] (max) | throughput ratio, mean [95% CI] (max) | "
+             "wins / ties / losses (SLO) |", "|---|---|---|---|",
              f"| paper: single model and CascadeServe | {PAPER['slo_mean']:.1f}x ({PAPER['slo_max']:.0f}x) | "
              f"{PAPER['thr_mean']:.1f}x ({PAPER['thr_max']:.0f}x) | paper Figs. 5-6 |"]
     for base, r in result.items():

@@ -89,20 +89,22 @@ class CascadeFlow:
         for i, t in enumerate(self.arrival_s):
             if t > env.now:
                 yield env.timeout(_delay_to(env.now, t))
-            self._count(+1, t)
-            self.arrived += 1
-            if self.direct_tier is not None:
-                self._enter(i, self._live_tier_direct(self.direct_tier[i]), self.input_tokens[i], t)
-            else:
-                self._enter(i, self._live_tier_from(0), self.input_tokens[i], t)
+            self._arrive(i, t)
 
     def admit(self, i: int, now: float) -> None:
-        """Request i arrives now (an arrivals object decides when); it starts at the first planned tier."""
+        """Request i arrives now (an arrivals object decides when instead of the workload's arrival times)."""
         self.arrival_s[i] = now
         self.book.arrival_s[i] = now
+        self._arrive(i, now)
+
+    def _arrive(self, i: int, now: float) -> None:
+        """Request i enters the system at its first tier: the first planned one, or its direct route's."""
         self._count(+1, now)
         self.arrived += 1
-        self._enter(i, self._live_tier_from(0), self.input_tokens[i], now)
+        if self.direct_tier is not None:
+            self._enter(i, self._live_tier_direct(self.direct_tier[i]), self.input_tokens[i], now)
+        else:
+            self._enter(i, self._live_tier_from(0), self.input_tokens[i], now)
 
     # A tier counts while it is planned, even with no live replica: its visits wait for a repair or re-plan.
     def _live_tier_from(self, t: int) -> int:
