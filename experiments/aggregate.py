@@ -2,124 +2,22 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from sim.cli import exit_on_user_error
-from sim.errors import DataError
-from sim.io import RUNNING_MARKER, is_incomplete, prepare_output_dir, write_table
+from sim.common.cli import exit_on_user_error
+from sim.common.errors import DataError
+from sim.common.io import prepare_output_dir, write_table
 
-from experiments.protocol import SEED_METRICS
-
-SCALAR_KEYS = ["slo_scale", "throughput_rps", "quality", "gpu_s_per_request", "p95_latency_s", "p50_latency_s",
-               "completed_rps", "plan_s", "sim_s", "dropped", "context_skipped", "attainment", "reference"]
-
-
-def tidy_rows(summary: dict, source: Path) -> list[dict]:
-    """One row per planner of one run: scenario keys, scalar metrics, and per-tier shares and GPUs as columns."""
-    sc = summary["scenario"]
-    rows = []
-    for planner, s in summary["planners"].items():
-        row = {"experiment": sc["name"], "workload": sc["workload"], "cascade": "->".join(sc["cascade"]),
-               "num_gpus": sc["num_gpus"], "q_min": sc["q_min"], "q_min_level": sc.get("q_min_level"), "rate_scale": sc["rate_scale"],
-               "rate_rps": sc["rate_rps"], "seed": sc["seed"], "planner": planner, "source": str(source)}
-        row.update({k: s.get(k) for k in SCALAR_KEYS if k in s})
-        row.update(ci_columns(s))
-        row["reference_length"] = sc.get("reference_length", "largest_tier")
-        row["split"] = bool((sc.get("split") or {}).get("enabled", False))
-        for i, share in enumerate(s.get("tier_share", [])):
-            row[f"share_t{i}"] = share
-        for i, gpus in enumerate(s.get("tier_gpus", [])):
-            row[f"gpus_t{i}"] = gpus
-        row["thresholds"] = "/".join(f"{h:g}" for h in s.get("thresholds", []))
-        row.update(online_columns(summary, s, planner))
-        rows.append(row)
-    return rows
-
-
-def ci_columns(s: dict) -> dict:
-    """Per metric over seeds (experiments.protocol): the mean is the metric's own column; its 95% bootstrap CI
-    as <metric>_ci95_lo / _hi and the number of seeds as <metric>_n."""
-    out = {}
-    for k in SEED_METRICS:
-        if f"{k}_ci95" in s:
-            out[k] = s[k]
-            out[f"{k}_ci95_lo"], out[f"{k}_ci95_hi"] = s[f"{k}_ci95"]
-            out[f"{k}_n"] = sum(1 for v in s[f"{k}_per_seed"] if v is not None and v == v)
-    return out
-
-
-def seed_rows(summary: dict, source: Path) -> list[dict]:
-    """One row per planner and seed: the per-seed values behind the means (paired comparisons use them)."""
-    sc = summary["scenario"]
-    rows = []
-    for planner, s in summary["planners"].items():
-        for i, seed in enumerate(s.get("seeds", [])):
-            row = {"experiment": sc["name"], "workload": sc["workload"], "num_gpus": sc["num_gpus"],
-                   "q_min_level": sc.get("q_min_level"), "rate_scale": sc["rate_scale"], "planner": planner,
-                   "seed": seed, "source": str(source)}
-            row.update({k: s[f"{k}_per_seed"][i] for k in SEED_METRICS if f"{k}_per_seed" in s})
-            rows.append(row)
-    return rows
-
-
-def online_columns(summary: dict, s: dict, planner: str) -> dict:
-    """Faults, re-planning and gears (experiments.online): the system and its mode (static, online, gears),
-    whether re-planning was on, how often it re-planned or switched gears, and the latency before and after the
-    first fault."""
-    from experiments.drift_tables import system_and_mode
-
-    if "controller_events" not in s and not summary["scenario"].get("config", {}).get("replan"):
-        return {}
-    replan = summary["scenario"].get("config", {}).get("replan") or {}
-    system, mode = system_and_mode(planner, s, replan)
-    out = {"system": system, "mode": mode, "replan_enabled": bool(replan.get("enabled", False)),
-           "replans": s.get("replans", 0), "gear_switches": s.get("gear_switches", 0),
-           "faults": len(s.get("faults", []))}
-    out.update({k: v for k, v in (s.get("fault_effect") or {}).items() if isinstance(v, (int, float))})
-    return out
+from experiments.drift_tables import timeseries_rows, write_tables
+from experiments.runs import aggregate
 
 
 def timeseries(run_dirs: list[Path]) -> pd.DataFrame:
     """The per-window tables (timeseries_<planner>.csv) of every run, with the run's replan setting, system, mode
     and seed (experiments.drift_tables.timeseries_rows)."""
-    from experiments.drift_tables import timeseries_rows
-
     return timeseries_rows(run_dirs)
-
-
-def complete_summaries(run_dirs: list[Path]) -> list[Path]:
-    """summary.json files of finished runs; a run still marked RUNNING (interrupted, or in progress) is skipped
-    with one warning line."""
-    for d in run_dirs:
-        if not Path(d).exists():
-            raise DataError(f"run folder {d} does not exist; give a Hydra run or multirun folder")
-    found = sorted({p for d in run_dirs for p in ([Path(d)] if Path(d).is_file() else Path(d).rglob("summary.json"))})
-    runs = sorted({p.parent for d in run_dirs if Path(d).is_dir() for p in Path(d).rglob(RUNNING_MARKER)})
-    for run in runs:
-        print(f"warning: skipping incomplete run {run} (it holds a {RUNNING_MARKER} marker: interrupted or still "
-              "running)", file=sys.stderr)
-    return [p for p in found if not is_incomplete(p.parent)]
-
-
-def aggregate(run_dirs: list[Path], per_seed: bool = False) -> pd.DataFrame:
-    """The tidy table (one row per run and planner; per_seed: one row per run, planner and seed)."""
-    summaries = complete_summaries(run_dirs)
-    if not summaries:
-        raise DataError(f"no complete summary.json under {', '.join(map(str, run_dirs))}; run an experiment first")
-    rows = []
-    for path in summaries:
-        try:
-            summary = json.loads(path.read_text())
-            if not isinstance(summary, dict) or not isinstance(summary.get("planners"), dict):
-                raise KeyError("planners")
-            rows.extend(seed_rows(summary, path.parent) if per_seed else tidy_rows(summary, path.parent))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{path}: not a summary written by experiments.run ({type(exc).__name__}: {exc})") from None
-    return pd.DataFrame(rows)
 
 
 def check_output(out: Path, inputs: list[Path], force: bool) -> None:
@@ -162,8 +60,6 @@ def main(argv: list[str] | None = None) -> None:
     if len(ts):
         write_table(ts, ts_out)
         print(f"{len(ts)} time-series windows -> {ts_out}")
-        from experiments.drift_tables import write_tables
-
         for path in write_tables(args.run_dirs, args.out):  # phases, controller markers, means with CIs
             print(f"-> {path}")
 

@@ -73,8 +73,8 @@ class ExperimentConf:
     seed: int = 0
     seeds: int = 3  # repeats per planner (seed, seed + 1, ...): mean and 95% bootstrap CI per metric
     split: SplitConf = field(default_factory=SplitConf)
-    faults: List[Dict[str, Any]] = field(default_factory=list)  # fault injections (see sim.controller)
-    replan: Dict[str, Any] = field(default_factory=dict)  # online re-planning settings (see sim.controller)
+    faults: List[Dict[str, Any]] = field(default_factory=list)  # fault injections (see sim.control.controller)
+    replan: Dict[str, Any] = field(default_factory=dict)  # online re-planning settings (see sim.control.controller)
     output_dir: Optional[str] = None  # where summary.json and figures go (default: Hydra's run dir)
     figure: bool = True
     progress: bool = True

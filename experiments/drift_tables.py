@@ -13,24 +13,13 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.stats import mean_ci95, outcome, paired_ratio_ci95
-from sim.io import is_incomplete
+from sim.common.io import is_incomplete
 
-ONLINE_SUFFIX = "_online"
+from experiments.runs import aggregate, system_and_mode  # noqa: F401 (system_and_mode: public name)
+
 EVENT_COLUMNS = ["experiment", "system", "mode", "planner", "seed", "time_s", "kind", "reason", "decided_s",
                  "gpus_per_tier", "gain_request_s", "cost_request_s", "source"]
 MARKER_EVENTS = ("replan", "gpu_down", "node_down", "repair", "restore", "straggler", "link_degraded", "forced_step")
-
-
-def system_and_mode(entry: str, s: dict, replan: dict) -> tuple[str, str]:
-    """(system, mode) of a run entry from the policy that controlled it: cascadia_online -> (cascadia, online);
-    CascadeServe switching gears -> gears; no policy -> static."""
-    policy = s.get("policy")
-    system = entry[:-len(ONLINE_SUFFIX)] if entry.endswith(ONLINE_SUFFIX) and replan.get("keep_static") else entry
-    if policy == "GearPolicy":
-        return system, "gears"
-    if policy == "DriftReplanPolicy":
-        return system, "online"
-    return system, "static"
 
 
 def _entries(run_dirs):
@@ -118,8 +107,6 @@ def timeseries_rows(run_dirs) -> pd.DataFrame:
 
 def write_tables(run_dirs, out: Path) -> list[Path]:
     """The extra tables beside out (results/<name>.csv): _phases, _events, _summary; returns the paths written."""
-    from experiments.aggregate import aggregate
-
     out = Path(out)
     runs = aggregate(run_dirs)
     written = []
@@ -140,8 +127,6 @@ def write_tables(run_dirs, out: Path) -> list[Path]:
 
 def write_all(run_dirs, out: Path) -> list[Path]:
     """Everything experiments.aggregate writes for an online experiment: out, out_timeseries and write_tables."""
-    from experiments.aggregate import aggregate
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     aggregate(run_dirs).to_csv(out, index=False)

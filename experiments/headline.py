@@ -22,9 +22,9 @@ import pandas as pd
 
 from experiments.protocol import decide
 from experiments.stats import bootstrap_ci95, paired_ratio_ci95
-from sim.cli import exit_on_user_error
-from sim.errors import DataError
-from sim.paths import PROJECT_ROOT
+from sim.common.cli import exit_on_user_error
+from sim.common.errors import DataError
+from sim.common.paths import PROJECT_ROOT
 
 # Cascadia (Jiang et al., ICLR 2026), abstract: "up to 4x (2.3x on average) tighter latency SLOs and up to 5x
 # (2.4x on average) higher throughput" against single-model deployments and CascadeServe together.

@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from sim.cli import exit_on_user_error
-from sim.errors import DataError
-from sim.paths import PROJECT_ROOT
+from sim.common.cli import exit_on_user_error
+from sim.common.errors import DataError
+from sim.common.paths import PROJECT_ROOT
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 MAX_BYTES = 1_000_000

@@ -17,9 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from online.gears import GearPolicy
 from online.replan import DriftReplanPolicy, ReplanConfig, replan_config_from_dict
-from sim.errors import ConfigError
-from sim.io import write_table
-from sim.faults import faults_from_config
+from sim.common.errors import ConfigError
+from sim.common.io import write_table
+from sim.spec.faults import faults_from_config
 
 WINDOW_S = 60.0  # width of the time-series windows (by arrival time)
 ONLINE_SUFFIX = "_online"
@@ -104,7 +104,7 @@ def planning_scenario(cfg: DictConfig, scenario):
 
 def gear_controller(plan, workload, faults=(), transition=None):
     """A fresh OnlineController switching CascadeServe's gears (None for any other plan or switching off)."""
-    from sim.controller import OnlineController
+    from sim.control.controller import OnlineController
 
     online = plan.estimates.get("gear_switching") or {}
     gears = plan.estimates.get("gears")
@@ -119,7 +119,7 @@ def gear_controller(plan, workload, faults=(), transition=None):
 def build_controller(cfg: DictConfig, scenario, planner_name: str, planner_settings: dict | None = None,
                      plan=None, entry: str | None = None, planners: dict | None = None):
     """The OnlineController for this run's faults, re-planning and gears, or None when there is none of them."""
-    from sim.controller import OnlineController
+    from sim.control.controller import OnlineController
 
     faults = faults_from_config(_container(cfg.get("faults")), scenario.cluster)
     rc = replan_config(cfg)

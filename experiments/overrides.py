@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sim.errors import ConfigError
-from sim.paths import CONF_DIR
+from sim.common.errors import ConfigError
+from sim.common.paths import CONF_DIR
 
 
 def user_config_dirs(argv: list[str]) -> list[str]:

@@ -13,9 +13,9 @@ from datetime import datetime
 import pandas as pd
 from tqdm import tqdm
 
-from sim.cli import exit_on_user_error
-from sim.errors import ConfigError
-from sim.paths import PROJECT_ROOT
+from sim.common.cli import exit_on_user_error
+from sim.common.errors import ConfigError
+from sim.common.paths import PROJECT_ROOT
 
 DEFAULT_GPUS = [8, 16, 32, 64, 80, 128, 256, 512, 1024]
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--level", type=float, default=0.7, help="q_min level between smallest (0) and largest (1) model")
     ap.add_argument("--out", default=str(PROJECT_ROOT / "results" / "planner_time.csv"))
     args = ap.parse_args(argv)
-    from sim.quick import announce, quick_mode
+    from sim.common.quick import announce, quick_mode
 
     if quick_mode():
         args.gpus = [g for g in args.gpus if g <= 16] or args.gpus[:1]

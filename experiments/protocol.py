@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.scenario import Scenario, build_scenario, resolve_q_min
 from experiments.stats import mean_ci95, outcome, paired_ratio_ci95
-from sim.errors import ConfigError
+from sim.common.errors import ConfigError
 
 # Per-planner metrics reported as mean, ci95 and per-seed values (summary.json, the printed table, aggregate).
 SEED_METRICS = ("slo_scale", "slo_scale_in_sample", "throughput_rps", "quality", "quality_in_sample",

@@ -12,9 +12,9 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from sim.cli import exit_on_user_error
-from sim.io import mark_complete, mark_running, prepare_output_dir, write_json, write_table
-from sim.errors import ConfigError
+from sim.common.cli import exit_on_user_error
+from sim.common.io import mark_complete, mark_running, prepare_output_dir, write_json, write_table
+from sim.common.errors import ConfigError
 from experiments.config import register_configs
 from experiments.progress import in_sweep, report_done
 from experiments.online import (build_controller, check_online_config, gear_controller, online_entries, online_summary,
@@ -23,7 +23,7 @@ from planners.routellm import router_report
 from experiments.protocol import (SEED_METRICS, SeedSplit, combine_seeds, format_mean_ci, run_seeds, seed_split,
                                   split_meta, versus_reference)
 from experiments.scenario import Scenario, make_plan
-from sim.paths import CONF_DIR
+from sim.common.paths import CONF_DIR
 
 register_configs()
 TABLE_KEYS = ["planner", *SEED_METRICS, *(f"{k}_ci95" for k in SEED_METRICS), "tier_share", "tier_gpus", "plan_s"]
@@ -204,7 +204,7 @@ def validate_overrides(argv: list[str]) -> None:
 
 @exit_on_user_error  # Ctrl-C during start-up or in Hydra's own code still ends as one line
 def main() -> None:
-    from sim.quick import announce, experiment_overrides, quick_mode
+    from sim.common.quick import announce, experiment_overrides, quick_mode
 
     if quick_mode():
         sys.argv += experiment_overrides(sys.argv[1:])

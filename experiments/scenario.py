@@ -8,10 +8,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from planners.plan import CascadePlan
-from sim.config_checks import check_experiment_numbers
-from sim.cascade import CascadeSpec, cascade_from_dict
-from sim.errors import ConfigError
-from sim.hardware import ClusterSpec, cluster_from_dict, load_gpu
+from sim.common.config_checks import check_experiment_numbers
+from sim.spec.cascade import CascadeSpec, cascade_from_dict
+from sim.common.errors import ConfigError
+from sim.spec.hardware import ClusterSpec, cluster_from_dict, load_gpu
 from sim.workload.types import Workload
 
 
@@ -31,7 +31,7 @@ def _container(node) -> Any:
 
 
 def check_top_level(cfg: DictConfig) -> None:
-    check_experiment_numbers(cfg)  # every number, finiteness and range, in one place (sim.config_checks)
+    check_experiment_numbers(cfg)  # every number, finiteness and range, in one place (sim.common.config_checks)
     if cfg.q_min is not None and not 0.0 <= float(cfg.q_min) <= 100.0:
         raise ConfigError(f"q_min must be within 0-100 (the judge scale), got {cfg.q_min}")
     if not 0.0 <= float(cfg.q_min_level) <= 1.0:
@@ -85,7 +85,7 @@ def make_plan(name: str, settings: dict, scenario: Scenario, sample_size: int) -
     plan = planner.plan(problem)
     plan_s = time.perf_counter() - t0
     if not any(t.replicas for t in plan.tiers):  # no model fits the pool: the user's cluster, not a planner bug
-        from sim.errors import DeploymentDoesNotFit
+        from sim.common.errors import DeploymentDoesNotFit
 
         c = scenario.cluster
         raise DeploymentDoesNotFit(f"planner {name} found no model of cascade {scenario.cascade.name!r} that fits "

@@ -1,4 +1,4 @@
-"""CascadeServe's online half (a sim.control.ControlPolicy): switch between the planner's gears on the measured
+"""CascadeServe's online half (a sim.control.policy.ControlPolicy): switch between the planner's gears on the measured
 arrival rate, as CascadeServe's front end does (ferdiko/ken_submission, code/online/producer.py: poll_gear_switch
 measures QPS over each polling interval and every GPU server's switch_gear picks the gear for that QPS, capped at
 the highest gear). docs/online.md says where this follows it and where it cannot.
@@ -6,7 +6,7 @@ the highest gear). docs/online.md says where this follows it and where it cannot
 A gear is (rate_rps, thresholds, a placed deployment) from planners.baselines.CascadeServePlanner. Every
 interval_s the policy measures the arrival rate over the last interval_s and picks the gear of the smallest rate
 >= the measured one (the highest gear above them all): the ceiling, as ken's integer-QPS gear index is. A switch
-changes the thresholds at once and moves replicas whose GPU split differs through sim.transition (weights to
+changes the thresholds at once and moves replicas whose GPU split differs through sim.control.transition (weights to
 load: the switching cost). min_dwell_s between switches keeps a rate hovering between two gears from reloading
 weights at every poll (ken's switches cost nothing, ours do).
 """
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sim.control import LiveView, PlanChange
-from sim.plan_io import plan_from_dict
-from sim.transition import reconcile
+from sim.control.policy import LiveView, PlanChange
+from sim.spec.plan_io import plan_from_dict
+from sim.control.transition import reconcile
 
 
 @dataclass
 class GearPolicy:
-    """gears: [{rate_rps, thresholds, plan (sim.plan_io dict)}] sorted by rate; current: the gear running now."""
+    """gears: [{rate_rps, thresholds, plan (sim.spec.plan_io dict)}] sorted by rate; current: the gear running now."""
 
     gears: list
     current: int

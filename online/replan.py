@@ -1,4 +1,4 @@
-"""Drift-driven re-planning (a sim.control.ControlPolicy): detect drift with hysteresis, re-plan through the
+"""Drift-driven re-planning (a sim.control.policy.ControlPolicy): detect drift with hysteresis, re-plan through the
 planners' interface, and apply the new plan only when its estimated gain over a look-ahead exceeds the estimated
 cost of the transition (issue 13; DESIGN 7.5). docs/online.md explains every threshold.
 
@@ -31,9 +31,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sim.control import LiveView, PlanChange
-from sim.errors import ConfigError, UserError
-from sim.transition import TRANSITION_KEYS, TransitionConfig, estimate, healthy_nodes, reconcile, remap_nodes
+from sim.control.policy import LiveView, PlanChange
+from sim.common.errors import ConfigError, UserError
+from sim.control.transition import TRANSITION_KEYS, TransitionConfig, estimate, healthy_nodes, reconcile, remap_nodes
 
 
 MIN_INTERVAL_S = 1.0  # a rate measured over less than a second of a 5-10 req/s trace is noise
@@ -63,7 +63,7 @@ class ReplanConfig:
     planner_time_s: float | None = 5.0
     q_min_rule: str = "fixed"  # fixed | per_phase
     plan_requests: int = 500  # at most this many arrivals of the last interval_s for a drift re-plan
-    reload_bandwidth_gbps: float = 5.0  # sim.transition.TransitionConfig (source there)
+    reload_bandwidth_gbps: float = 5.0  # sim.control.transition.TransitionConfig (source there)
     startup_s: float = 20.0
     inflight_policy: str = "requeue"
     plan_window_s: float | None = None  # the initial plan sees only the first plan_window_s s (None: whole run)

@@ -6,8 +6,8 @@ from typing import Protocol
 
 from omegaconf import OmegaConf
 
-from sim.errors import ConfigError
-from sim.paths import CONF_DIR
+from sim.common.errors import ConfigError
+from sim.common.paths import CONF_DIR
 
 from planners.baselines import CascadeServePlanner, NoisyOracleRouterPlanner, SingleModelPlanner
 from planners.cascadia import CascadiaPlanner

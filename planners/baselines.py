@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sim.errors import ConfigError
+from sim.common.errors import ConfigError
 
 from planners.plan import CascadePlan
 from planners.routing import THRESHOLD_MAX, expected_direct_quality, final_tiers, reach_mask
@@ -148,7 +148,7 @@ class CascadeServePlanner:
     def plan(self, problem) -> CascadePlan:
         t0 = time.perf_counter()
         ctx = SearchContext(problem, parallelism_search=False)
-        from sim.plan_io import plan_to_dict
+        from sim.spec.plan_io import plan_to_dict
 
         gears = []
         chosen = None

@@ -9,10 +9,10 @@ import time
 
 import numpy as np
 
-from sim.cascade import CascadeSpec, cascade_from_dict
-from sim.cli import exit_on_user_error
-from sim.hardware import ClusterSpec, load_gpu
-from sim.paths import CONF_DIR
+from sim.spec.cascade import CascadeSpec, cascade_from_dict
+from sim.common.cli import exit_on_user_error
+from sim.spec.hardware import ClusterSpec, load_gpu
+from sim.common.paths import CONF_DIR
 
 from planners.base import get_planner
 from planners.bruteforce import brute_force_objective, gap_pct
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sim-duration-s", type=float, default=300.0, help="trace window simulated per plan")
     ap.add_argument("--skip-sim", action="store_true", help="leave the estimator error out (null)")
     args = ap.parse_args(argv)
-    from sim.quick import announce, quick_mode
+    from sim.common.quick import announce, quick_mode
 
     sizes, cases = (32, 80, 1024), BRUTE_FORCE_CASES
     if quick_mode():

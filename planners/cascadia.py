@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.errors import ConfigError
+from sim.common.errors import ConfigError
 
 from planners.milp import AllocationInfeasible, SolverSettings, exact_allocation, solve_allocation
 from planners.plan import CascadePlan

@@ -1,8 +1,8 @@
 """Independent feasibility checker for cascade plans; deliberately shares no code with the planners."""
 from __future__ import annotations
 
-from sim.cascade import CascadeSpec
-from sim.hardware import ClusterSpec
+from sim.spec.cascade import CascadeSpec
+from sim.spec.hardware import ClusterSpec
 
 from planners.plan import CascadePlan
 

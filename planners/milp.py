@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.errors import ConfigError, UserError
+from sim.common.errors import ConfigError, UserError
 
 BACKENDS = ("cbc", "highs")
 

@@ -1,8 +1,8 @@
 """Placement: turn per-tier replica configurations into concrete GPUs (TP groups inside a node)."""
 from __future__ import annotations
 
-from sim.errors import UserError
-from sim.hardware import ClusterSpec
+from sim.common.errors import UserError
+from sim.spec.hardware import ClusterSpec
 
 from planners.plan import ReplicaPlan, TierPlan
 

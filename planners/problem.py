@@ -6,16 +6,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from sim.cascade import CascadeSpec, TierSpec
-from sim.errors import ConfigError, UserError
-from sim.hardware import ClusterSpec
+from sim.spec.cascade import CascadeSpec, TierSpec
+from sim.common.errors import ConfigError, UserError
+from sim.spec.hardware import ClusterSpec
 from sim.workload.types import Workload
 
 from planners.routing import best_attainable_quality, context_ok
 
 CONTEXT_POLICIES = ("skip", "drop")  # sim.simulator.SimConfig.context_policy
 
-# cost_fn(tier, tp, pp, pp_spans_nodes) -> ReplicaCost; raises sim.errors.DeploymentDoesNotFit.
+# cost_fn(tier, tp, pp, pp_spans_nodes) -> ReplicaCost; raises sim.common.errors.DeploymentDoesNotFit.
 CostFn = Callable[[TierSpec, int, int, bool], Any]
 
 
@@ -124,7 +124,7 @@ class PlanningProblem:
     def reference_cost(self):
         """(tier index, cost) of the SLO reference: the reference tier's model on the smallest TP, PP 1, that fits
         one node; None when it fits none."""
-        from sim.errors import DeploymentDoesNotFit
+        from sim.common.errors import DeploymentDoesNotFit
 
         t = self.reference_tier % self.cascade.num_tiers
         tp = 1

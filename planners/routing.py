@@ -16,7 +16,7 @@ THRESHOLD_SKIP = float("inf")
 
 def context_ok(input_tokens: np.ndarray, output_tokens: np.ndarray, max_context) -> np.ndarray:
     """(n, C) True where tier i can take request r: its prompt plus the answer tier i would generate fit the
-    tier model's context window (the simulator's rule, sim.flow)."""
+    tier model's context window (the simulator's rule, sim.runtime.flow)."""
     need = np.asarray(input_tokens, dtype=np.int64)[:, None] + np.maximum(np.asarray(output_tokens, np.int64), 1)
     return need <= np.asarray(max_context, dtype=np.int64)[None, :]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.errors import ConfigError, DeploymentDoesNotFit
+from sim.common.errors import ConfigError, DeploymentDoesNotFit
 
 from planners.estimator import ReplicaModel, TierLoad, build_replica_model
 

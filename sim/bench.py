@@ -17,15 +17,15 @@ from dataclasses import replace
 import pandas as pd
 from omegaconf import OmegaConf
 
-from sim.cli import exit_on_user_error
-from sim.paths import CONF_DIR
+from sim.common.cli import exit_on_user_error
+from sim.common.paths import CONF_DIR
 
 
 def default_scenario(seed: int = 0):
     """(plan, cascade, cluster, workload, cfg) of the default scenario."""
-    from sim.cascade import cascade_from_dict
-    from sim.hardware import load_cluster
-    from sim.plan_io import load_plan
+    from sim.spec.cascade import cascade_from_dict
+    from sim.spec.hardware import load_cluster
+    from sim.spec.plan_io import load_plan
     from sim.simulator import sim_config_from_dict
     from sim.workload import build_workload
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scaling", action="store_true", help="also time 10k, 100k and 1M synthetic requests")
     ap.add_argument("--sizes", type=str, default="10000,100000,1000000")
     args = ap.parse_args(argv)
-    from sim.errors import ConfigError
+    from sim.common.errors import ConfigError
     from sim.simulator import simulate
 
     if not args.window_s > 0:
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(n < 1 for n in sizes):
         raise ConfigError(f"--sizes must be positive request counts, got {args.sizes!r}")
 
-    from sim.quick import announce, quick_mode
+    from sim.common.quick import announce, quick_mode
 
     repeats = 5
     if quick_mode():

@@ -9,10 +9,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from sim.errors import ConfigError, DeploymentDoesNotFit
+from sim.common.errors import ConfigError, DeploymentDoesNotFit
 from sim.perf.batch import BatchShape
-from sim.prefix_cache import prefix_hit_rates
-from sim.records import STATUS_COMPLETED, SimResult
+from sim.runtime.prefix_cache import prefix_hit_rates
+from sim.runtime.records import STATUS_COMPLETED, SimResult
 
 
 def reference_deployment(cascade, cluster, reference_tier: int = -1, engine: str = "vllm"):

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from sim.batching import POLICIES
-from sim.cluster import Cluster, validate_plan
-from sim.errors import ConfigError
-from sim.flow import CascadeFlow
-from sim.records import SimResult
-from sim.replica import ITERATION_COLUMNS
-from sim.router import LOAD_BALANCERS, question_routes
+from sim.runtime.batching import POLICIES
+from sim.runtime.cluster import Cluster, validate_plan
+from sim.common.errors import ConfigError
+from sim.runtime.flow import CascadeFlow
+from sim.runtime.records import SimResult
+from sim.runtime.replica import ITERATION_COLUMNS
+from sim.runtime.router import LOAD_BALANCERS, question_routes
 
 MODES = ("fast", "reference")
 CONTEXT_POLICIES = ("skip", "drop")
@@ -140,7 +140,7 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     cost_factory(tier_spec, replica_plan, cluster, engine=...) -> ReplicaCost (default: the calibrated cost
     model). judge: an object with gate_scores(scores, tier, rng) and latency_s(rng, n) (default:
     sim.workload.Judge(cfg.judge)). arrivals: an object that admits requests during the run (start(env, flow),
-    on_finish(i, now); e.g. sim.clients.BenchmarkClient) instead of the workload's arrival times. Random streams: one SeedSequence(seed), spawned per use.
+    on_finish(i, now); e.g. sim.fidelity.clients.BenchmarkClient) instead of the workload's arrival times. Random streams: one SeedSequence(seed), spawned per use.
     """
     if not isinstance(cfg, SimConfig):
         cfg = sim_config_from_dict(cfg)

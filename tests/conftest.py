@@ -16,7 +16,7 @@ if os.environ.get("CI"):
 
 # Tests choose their own horizons: a CASCADESIM_QUICK left in the environment (the README-commands test sets it for
 # the `make test` it runs) must not shorten what they check.
-from sim.quick import ENV_VAR as _QUICK_ENV_VAR  # noqa: E402
+from sim.common.quick import ENV_VAR as _QUICK_ENV_VAR  # noqa: E402
 
 os.environ.pop(_QUICK_ENV_VAR, None)
 
@@ -30,7 +30,7 @@ def env() -> simpy.Environment:
 
 @pytest.fixture(scope="session")
 def cluster():
-    from sim.hardware import load_cluster
+    from sim.spec.hardware import load_cluster
 
     return load_cluster("paper_4x8_h100")
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.config_checks import EXPERIMENT_RULES, check_experiment_numbers, check_numbers
-from sim.errors import ConfigError, DataError, UserError
+from sim.common.config_checks import EXPERIMENT_RULES, check_experiment_numbers, check_numbers
+from sim.common.errors import ConfigError, DataError, UserError
 
 
 # ---- one-place numeric checks --------------------------------------------------------------------
@@ -21,7 +21,7 @@ def _compose(overrides):
     from hydra import compose, initialize_config_dir
 
     from experiments.config import register_configs
-    from sim.paths import CONF_DIR
+    from sim.common.paths import CONF_DIR
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -68,7 +68,7 @@ def test_total_gpus_are_capped():
 
 
 def test_hardware_and_cluster_specs_are_checked_when_loaded():
-    from sim.hardware import cluster_from_dict, gpu_from_dict, load_gpu
+    from sim.spec.hardware import cluster_from_dict, gpu_from_dict, load_gpu
 
     gpu = {"name": "x", "memory_gb": 80.0, "bf16_tflops": float("inf"), "fp8_tflops": 1.0, "hbm_bw_gbps": 1.0,
            "nvlink_bw_gbps": 1.0, "nvlink_latency_us": 1.0}
@@ -100,7 +100,7 @@ def _naive_first_fit(configs, num_nodes, gpus_per_node):
                          max_size=3), min_size=1, max_size=3))
 def test_placement_is_exactly_first_fit(configs):
     from planners.placement import place
-    from sim.hardware import ClusterSpec, load_gpu
+    from sim.spec.hardware import ClusterSpec, load_gpu
 
     cluster = ClusterSpec("c", load_gpu("h100_sxm"), 40, 8, 200.0, 5.0)
     tiers = place(tuple(f"m{i}" for i in range(len(configs))), configs, cluster)
@@ -109,7 +109,7 @@ def test_placement_is_exactly_first_fit(configs):
 
 def test_placement_on_a_billion_nodes_touches_only_the_nodes_it_uses():
     from planners.placement import place
-    from sim.hardware import ClusterSpec, load_gpu
+    from sim.spec.hardware import ClusterSpec, load_gpu
 
     cluster = ClusterSpec("huge", load_gpu("h100_sxm"), 10**9, 8, 200.0, 5.0)  # a scan per replica would hang
     (tier,) = place(("m",), [[(8, 1, 3), (4, 1, 1)]], cluster)
@@ -120,7 +120,7 @@ def test_placement_on_a_billion_nodes_touches_only_the_nodes_it_uses():
 def test_csv_gz_is_byte_identical_across_writes(tmp_path):
     import time
 
-    from sim.io import write_table
+    from sim.common.io import write_table
 
     df = pd.DataFrame({"a": np.arange(50), "b": np.linspace(0, 1, 50)})
     write_table(df, tmp_path / "x.csv.gz")
@@ -136,7 +136,7 @@ def test_csv_gz_is_byte_identical_across_writes(tmp_path):
 def test_write_atomic_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):
     import os
 
-    from sim.io import write_atomic
+    from sim.common.io import write_atomic
 
     target = tmp_path / "summary.json"
     target.write_text("old")
@@ -158,7 +158,7 @@ def _summary(name="e"):
 
 def test_aggregate_skips_incomplete_runs_with_one_warning(tmp_path, capsys):
     from experiments.aggregate import aggregate
-    from sim.io import mark_running
+    from sim.common.io import mark_running
 
     for run in ("done", "cut"):
         (tmp_path / run).mkdir()
@@ -200,7 +200,7 @@ def test_aggregate_never_overwrites_its_input_and_needs_force_for_an_output(tmp_
 
 
 def test_output_dir_that_is_a_file_is_a_user_error(tmp_path):
-    from sim.io import prepare_output_dir
+    from sim.common.io import prepare_output_dir
 
     f = tmp_path / "file"
     f.write_text("")
@@ -211,7 +211,7 @@ def test_output_dir_that_is_a_file_is_a_user_error(tmp_path):
 
 
 def test_ctrl_c_is_one_line_and_exit_130(capsys):
-    from sim.cli import exit_on_user_error
+    from sim.common.cli import exit_on_user_error
 
     @exit_on_user_error
     def main():

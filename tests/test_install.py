@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sim.paths import PROJECT_ROOT
+from sim.common.paths import PROJECT_ROOT
 
 
 def _dry_run(venv) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sim.paths import PROJECT_ROOT
+from sim.common.paths import PROJECT_ROOT
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
 PLOTS = re.compile(r"plt\.show\(\)|\bshow\(\"")  # how these notebooks end a plotting cell

@@ -1,7 +1,7 @@
 """Every command in the README and in the docs pages written for newcomers runs as written and exits 0 (slow).
 
 Each ```bash block is one script (`bash -e`), run in a copy of the repository (so `make results` and `make
-notebooks` rewrite the copy's tables and notebooks, not the checkout's) with CASCADESIM_QUICK=1 (sim/quick.py:
+notebooks` rewrite the copy's tables and notebooks, not the checkout's) with CASCADESIM_QUICK=1 (sim/common/quick.py:
 short horizons, 2 bisection steps, the benchmarks' smallest sizes). The copy's `.venv` links to this checkout's
 environment, with fresh install stamps, so `make` does not reinstall into it. Commands that never end by
 themselves (a notebook server) are written in the text, not in bash blocks.
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.paths import PROJECT_ROOT
-from sim.quick import ENV_VAR
+from sim.common.paths import PROJECT_ROOT
+from sim.common.quick import ENV_VAR
 
 PAGES = ["README.md", "docs/usage.md", "docs/definitions.md", "docs/results.md", "docs/performance.md"]
 BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)

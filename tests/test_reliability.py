@@ -91,12 +91,12 @@ CASES = {
     "sim_bench_negative_window": [sys.executable, "-m", "sim.bench", "--window-s", "-5"],
     "planners_bench_bad_level": [sys.executable, "-m", "planners.bench", "--level", "2", "--skip-sim"],
     # sim.perf
-    "calibrate_missing_dir": [sys.executable, "-m", "sim.perf.calibrate", "--data-dir", "/nonexistent/vidur"],
-    "calibrate_unknown_gpu": [sys.executable, "-m", "sim.perf.calibrate", "--gpu", "tpu_v9"],
-    "validate_missing_file": [sys.executable, "-m", "sim.perf.validate", "/nonexistent/measured.csv"],
-    "validate_empty_file": [sys.executable, "-m", "sim.perf.validate", "{d}/empty.csv"],
-    "validate_garbage_file": [sys.executable, "-m", "sim.perf.validate", "{d}/garbage.csv"],
-    "validate_unknown_engine": [sys.executable, "-m", "sim.perf.validate", "{d}/garbage.csv", "--engine", "warp"],
+    "calibrate_missing_dir": [sys.executable, "-m", "sim.fidelity.calibrate", "--data-dir", "/nonexistent/vidur"],
+    "calibrate_unknown_gpu": [sys.executable, "-m", "sim.fidelity.calibrate", "--gpu", "tpu_v9"],
+    "validate_missing_file": [sys.executable, "-m", "sim.fidelity.validate", "/nonexistent/measured.csv"],
+    "validate_empty_file": [sys.executable, "-m", "sim.fidelity.validate", "{d}/empty.csv"],
+    "validate_garbage_file": [sys.executable, "-m", "sim.fidelity.validate", "{d}/garbage.csv"],
+    "validate_unknown_engine": [sys.executable, "-m", "sim.fidelity.validate", "{d}/garbage.csv", "--engine", "warp"],
 }
 FAST = ("run_unknown_key", "workload_empty_trace", "validate_missing_file", "run_noise_std_nan",
         "aggregate_list_summary")
@@ -153,10 +153,10 @@ def test_two_runs_of_one_seed_write_byte_identical_gzip_tables(tmp_path):
 
 def test_plan_using_more_gpus_than_exist_is_a_user_error():
     from planners.plan import CascadePlan, ReplicaPlan, TierPlan
-    from sim.cascade import cascade_from_dict
-    from sim.cluster import validate_plan
-    from sim.errors import UserError
-    from sim.hardware import load_cluster
+    from sim.spec.cascade import cascade_from_dict
+    from sim.runtime.cluster import validate_plan
+    from sim.common.errors import UserError
+    from sim.spec.hardware import load_cluster
 
     cas = cascade_from_dict({"name": "l", "tiers": [{"model": "llama3_8b"}, {"model": "llama3_70b"}]})
     big = CascadePlan("x", (TierPlan("llama3_8b", (ReplicaPlan(1, 1, ((0, 0),)),)),
@@ -175,7 +175,7 @@ def test_same_seed_gives_byte_identical_requests_for_every_planner(tmp_path):
     from experiments.run import simulate_plan
     from experiments.scenario import build_scenario, make_plan
     from planners.base import PLANNERS
-    from sim.paths import CONF_DIR
+    from sim.common.paths import CONF_DIR
 
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -213,8 +213,8 @@ def test_fuzzed_overrides_raise_only_user_or_config_errors(pairs):
     from experiments.config import register_configs
     from experiments.online import check_online_config
     from experiments.scenario import check_top_level
-    from sim.errors import UserError
-    from sim.paths import CONF_DIR
+    from sim.common.errors import UserError
+    from sim.common.paths import CONF_DIR
 
     register_configs()
     overrides = [f"{k}={v}" for k, v in dict(pairs).items()] + ["horizon_s=20"] * ("horizon_s" not in dict(pairs))
@@ -245,7 +245,7 @@ def test_fuzzed_overrides_raise_only_user_or_config_errors(pairs):
                           f"{a},{b},{c}" for a, b, c in rows)).encode())),
        suffix=st.sampled_from([".csv", ".jsonl"]))
 def test_fuzzed_trace_files_raise_only_data_errors(tmp_path, body, suffix):
-    from sim.errors import UserError
+    from sim.common.errors import UserError
     from sim.workload import read_trace
     from sim.workload.config import TraceConfig
 

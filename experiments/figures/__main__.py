@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from sim.cli import exit_on_user_error
-from sim.errors import DataError
-from sim.io import prepare_output_dir
+from sim.common.cli import exit_on_user_error
+from sim.common.errors import DataError
+from sim.common.io import prepare_output_dir
 
 # figure module -> the tidy table it reads (results/<table>.csv) and the command that makes that table.
 FIGURES = {

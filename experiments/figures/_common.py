@@ -15,8 +15,8 @@ import yaml
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from sim.errors import DataError
-from sim.paths import CONF_DIR, PROJECT_ROOT
+from sim.common.errors import DataError
+from sim.common.paths import CONF_DIR, PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "results"
 FIGURES_DIR = PROJECT_ROOT / "results" / "figures"

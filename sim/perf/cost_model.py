@@ -3,11 +3,11 @@
 build_replica_cost() turns the physical description of a replica into a few precomputed coefficients per
 pipeline stage, so that stage_time_s / iteration_time_s are a handful of float operations (the simulator's
 hot path). The per-layer operators come from sim.perf.layers, their efficiencies from sim.perf.params
-(fitted by sim.perf.calibrate), the fixed engine costs from conf/engine.
+(fitted by sim.fidelity.calibrate), the fixed engine costs from conf/engine.
 
 Fitted to data: GEMM and elementwise efficiencies (Vidur H100 operator profiles), NCCL all-reduce bandwidth and
 latencies (h100_dgx), the vllm profile's CPU time per iteration (Vidur's A100-host measurement), and the fitted
-fields of engine profiles calibrated on data/measurements (sim.perf.calibrate --engine). Engine-specific numbers
+fields of engine profiles calibrated on data/measurements (sim.fidelity.calibrate --engine). Engine-specific numbers
 (CPU time, per-layer gaps, achieved all-reduce latency and bandwidth, attention efficiencies, memory reserve)
 come from the engine profile (conf/engine), each with its source. Assumed: the AWQ dequantisation factor,
 InfiniBand per-hop latency (cluster spec). Simplifications: MoE experts are TP-sharded and the tokens of a batch
@@ -20,10 +20,10 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sim.cascade import TierSpec
-from sim.errors import ConfigError, DeploymentDoesNotFit
-from sim.hardware import ClusterSpec, GPUSpec
-from sim.models import KV_BYTES, WEIGHT_BYTES, ModelSpec
+from sim.spec.cascade import TierSpec
+from sim.common.errors import ConfigError, DeploymentDoesNotFit
+from sim.spec.hardware import ClusterSpec, GPUSpec
+from sim.spec.models import KV_BYTES, WEIGHT_BYTES, ModelSpec
 from sim.perf.batch import BatchShape
 from sim.perf.engine import EngineProfile, resolve_engine
 from sim.perf.kernels import (ACT_BYTES, AllReduceParams, expected_distinct_experts, p2p_time_s,

@@ -12,10 +12,10 @@ from functools import lru_cache
 
 from omegaconf import OmegaConf
 
-from sim.errors import ConfigError
-from sim.paths import CONF_DIR
+from sim.common.errors import ConfigError
+from sim.common.paths import CONF_DIR
 
-# Fields sim.perf.calibrate --engine fits: (lower, prior, upper). The bounds keep every fit physical; the prior is
+# Fields sim.fidelity.calibrate --engine fits: (lower, prior, upper). The bounds keep every fit physical; the prior is
 # an engine-agnostic middle of the published range, used as the start and as a weak pull (so a field the data
 # cannot identify stays near it instead of drifting to a bound).
 FITTABLE: dict[str, tuple[float, float, float]] = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.models import ModelSpec
+from sim.spec.models import ModelSpec
 
 ACT = 2  # BF16 activation bytes
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.errors import DataError, UserError
+from sim.common.errors import DataError, UserError
 from sim.perf.batch import BatchShape
 
 REQUIRED = ("model", "gpu", "tp", "batch_size", "prefill_tokens", "context_tokens", "iteration_ms")

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from sim.errors import DataError
+from sim.common.errors import DataError
 from sim.perf.kernels import AllReduceParams, ElementwiseParams, GemmParams
 
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
@@ -46,7 +46,7 @@ def params_from_dict(data: dict, where: str) -> CalibratedParams:
             fit_report=data.get("fit_report", {}),
         )
     except (KeyError, TypeError) as exc:
-        raise DataError(f"{where}: malformed calibrated parameters ({exc}); rerun python -m sim.perf.calibrate --write") from None
+        raise DataError(f"{where}: malformed calibrated parameters ({exc}); rerun python -m sim.fidelity.calibrate --write") from None
 
 
 @lru_cache(maxsize=None)
@@ -56,5 +56,5 @@ def load_params(gpu_name: str) -> CalibratedParams:
     if not path.exists():
         path = PARAMS_DIR / f"{FALLBACK_GPU}.json"
     if not path.exists():
-        raise DataError(f"{path}: calibrated parameters are missing; run python -m sim.perf.calibrate --write")
+        raise DataError(f"{path}: calibrated parameters are missing; run python -m sim.fidelity.calibrate --write")
     return params_from_dict(json.loads(path.read_text()), str(path))

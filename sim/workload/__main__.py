@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from sim.cli import exit_on_user_error
+from sim.common.cli import exit_on_user_error
 from sim.workload.build import build_workload, workload_names
 from sim.workload.prefix import prefix_reuse_pct
 from sim.workload.quality import dataset_models, dataset_names, quality_source
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary(w)))
     elif args.command == "models":
         if args.dataset is not None and args.dataset not in dataset_names():
-            from sim.errors import ConfigError
+            from sim.common.errors import ConfigError
 
             raise ConfigError(f"dataset {args.dataset!r} is unknown; valid: {', '.join(dataset_names())}")
         names = [args.dataset] if args.dataset else dataset_names()

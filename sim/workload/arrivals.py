@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.errors import ConfigError
+from sim.common.errors import ConfigError
 
 
 def gamma_interarrivals_s(rate_rps: float, cv: float, n: int, rng: np.random.Generator) -> np.ndarray:

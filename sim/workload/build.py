@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from sim.errors import ConfigError
-from sim.paths import CONF_DIR
+from sim.common.errors import ConfigError
+from sim.common.paths import CONF_DIR
 from sim.workload.arrivals import renewal_arrivals_s
 from sim.workload.config import WorkloadConfig, workload_config_from_dict
 from sim.workload.prefix import PrefixHashes
@@ -251,7 +251,7 @@ def build_workload(name_or_cfg: Any, cascade: Any = None, seed: int | None = Non
                    **overrides: Any) -> Workload:
     """A Workload for a named default (conf/workload/<name>.yaml), a YAML path, or a dict/DictConfig.
 
-    cascade (a sim.cascade.CascadeSpec): its tiers' dataset_model, if all set, pick the dataset models; else the
+    cascade (a sim.spec.cascade.CascadeSpec): its tiers' dataset_model, if all set, pick the dataset models; else the
     config's quality.tier_models (or two_tier_models for a two-tier cascade). seed: None = the config's seed.
     overrides: rate_scale, duration_s, window=(start_s, end_s) or dict, start_s, end_s, num_requests,
     process/arrival_process (trace|poisson|gamma), rate_rps, cv, tier_models, dataset, output_lengths,

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-from sim.errors import ConfigError
+from sim.common.errors import ConfigError
 
 ARRIVAL_PROCESSES = ("trace", "poisson", "gamma")
 TRACE_FORMATS = ("csv", "jsonl")

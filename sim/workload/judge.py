@@ -11,7 +11,7 @@ import math
 import numpy as np
 from scipy.special import ndtr
 
-from sim.errors import ConfigError
+from sim.common.errors import ConfigError
 from sim.workload.config import JudgeConfig, judge_config_from_dict
 
 

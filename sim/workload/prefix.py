@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from sim.errors import ConfigError, DataError
+from sim.common.errors import ConfigError, DataError
 
 _SEPARATORS = re.compile(r"[,;\s]+")
 

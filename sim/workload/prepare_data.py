@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.cli import exit_on_user_error
-from sim.paths import DATA_DIR
+from sim.common.cli import exit_on_user_error
+from sim.common.paths import DATA_DIR
 
 # ~4 characters per token is the usual rule of thumb for English BPE tokenizers (OpenAI, Llama); the Azure traces
 # carry exact counts, so this estimate only shapes the *relative* per-tier answer lengths and the prompt lengths.

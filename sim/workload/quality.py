@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sim.errors import ConfigError, DataError
-from sim.paths import CONF_DIR, PROJECT_ROOT
+from sim.common.errors import ConfigError, DataError
+from sim.common.paths import CONF_DIR, PROJECT_ROOT
 from sim.workload.config import QualityColumns, check_score_scale
 
 QUALITY_DIR = CONF_DIR / "quality"

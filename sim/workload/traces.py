@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.errors import DataError
-from sim.paths import PROJECT_ROOT
+from sim.common.errors import DataError
+from sim.common.paths import PROJECT_ROOT
 from sim.workload.config import TraceConfig
 from sim.workload.prefix import parse_hash_ids
 

@@ -83,7 +83,7 @@ class Workload:
     def scale_rate(self, factor: float) -> "Workload":
         """Same requests, arrival times divided by factor (factor 2 = twice the rate, same shape)."""
         if factor <= 0:
-            from sim.errors import ConfigError
+            from sim.common.errors import ConfigError
 
             raise ConfigError(f"rate scale factor must be positive, got {factor}")
         w = self.with_arrivals(self.arrival_s / factor)

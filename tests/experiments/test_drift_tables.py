@@ -72,8 +72,8 @@ def test_bad_run_level_replan_keys_are_one_clear_error():
     from omegaconf import OmegaConf
 
     from experiments.online import check_online_config
-    from sim.errors import ConfigError
-    from sim.hardware import load_cluster
+    from sim.common.errors import ConfigError
+    from sim.spec.hardware import load_cluster
 
     sc = SimpleNamespace(cluster=load_cluster("paper_4x8_h100"))
     for bad, word in (({"keep_static": "yes"}, "keep_static"), ({"planners": "cascadia"}, "planners")):

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from experiments.figures import _common
-from sim.paths import PROJECT_ROOT
+from sim.common.paths import PROJECT_ROOT
 
 # Every figure except drift (its online experiment is being rebuilt): they read committed tables only.
 NAMES = ["slo_scale", "throughput", "cost", "ablation", "quality_shift", "llama3", "llama31", "node_failure", "planner_time"]

@@ -7,7 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from experiments.config import register_configs
-from sim.paths import CONF_DIR, PROJECT_ROOT
+from sim.common.paths import CONF_DIR, PROJECT_ROOT
 
 register_configs()
 

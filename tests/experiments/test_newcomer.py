@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from experiments.run import validate_overrides
-from sim.paths import CONF_DIR, PROJECT_ROOT
-from sim.quick import ENV_VAR, experiment_overrides, quick_mode
+from sim.common.paths import CONF_DIR, PROJECT_ROOT
+from sim.common.quick import ENV_VAR, experiment_overrides, quick_mode
 
 # A one-planner run on a 30 s window: a few seconds.
 FAST = ["planner=[single_model]", "horizon_s=30", "plan_sample_size=200", "throughput.enabled=false",
@@ -112,4 +112,4 @@ def test_quick_mode_is_read_in_one_place_and_yields_to_the_user(monkeypatch):
     monkeypatch.setenv(ENV_VAR, "0")
     assert not quick_mode()
     sources = [p for p in PROJECT_ROOT.glob("[se]*/**/*.py") if ENV_VAR in p.read_text()]
-    assert [p.relative_to(PROJECT_ROOT).as_posix() for p in sources] == ["sim/quick.py"]
+    assert [p.relative_to(PROJECT_ROOT).as_posix() for p in sources] == ["sim/common/quick.py"]

@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_dir
 
 from experiments.config import register_configs
 from experiments.protocol import combine_seeds, run_seeds, seed_split, versus_reference
-from sim.errors import ConfigError
-from sim.paths import CONF_DIR
+from sim.common.errors import ConfigError
+from sim.common.paths import CONF_DIR
 
 register_configs()
 SMALL = ["horizon_s=60", "plan_sample_size=200", "throughput.horizon_s=30", "throughput.iters=1", "progress=false",

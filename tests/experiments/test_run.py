@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from experiments.aggregate import aggregate
 from experiments.config import register_configs
 from experiments.run import run_experiment
-from sim.paths import CONF_DIR, PROJECT_ROOT
+from sim.common.paths import CONF_DIR, PROJECT_ROOT
 
 register_configs()
 TINY = ["horizon_s=40", "seeds=1", "plan_sample_size=200", "throughput.horizon_s=40", "throughput.iters=1", "progress=false"]

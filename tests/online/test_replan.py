@@ -12,10 +12,10 @@ from planners.plan import ReplicaPlan
 from planners.problem import PlanningProblem
 from online.replan import (DriftReplanPolicy, ReplanConfig, drift_statistics, drifted, ks_statistic,
                            replan_config_from_dict)
-from sim.controller import OnlineController
-from sim.errors import ConfigError
-from sim.faults import faults_from_config
-from sim.transition import reconcile, remap_nodes
+from sim.control.controller import OnlineController
+from sim.common.errors import ConfigError
+from sim.spec.faults import faults_from_config
+from sim.control.transition import reconcile, remap_nodes
 from sim.simulator import SimConfig, simulate
 from sim.workload.types import Workload
 from sim_fakes import OracleJudge, cluster, llama_cascade, poisson_workload

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from sim.cascade import CascadeSpec, TierSpec
-from sim.errors import DeploymentDoesNotFit
-from sim.hardware import ClusterSpec, load_gpu
-from sim.models import load_model
+from sim.spec.cascade import CascadeSpec, TierSpec
+from sim.common.errors import DeploymentDoesNotFit
+from sim.spec.hardware import ClusterSpec, load_gpu
+from sim.spec.models import load_model
 from sim.perf.batch import BatchShape
 from sim.workload.types import Workload
 

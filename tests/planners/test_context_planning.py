@@ -55,7 +55,7 @@ def test_skip_routing_passes_over_tiers_that_cannot_take_a_request():
 
 
 def test_unknown_context_policy_is_refused():
-    from sim.errors import ConfigError
+    from sim.common.errors import ConfigError
 
     with pytest.raises(ConfigError, match="context_policy"):
         make_problem(context_policy="truncate")

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from planners.milp import (AllocationInfeasible, BACKENDS, SolverSettings, brute_force_allocation, exact_allocation,
                            solve_allocation)
-from sim.errors import ConfigError
+from sim.common.errors import ConfigError
 
 INF = np.inf
 

@@ -7,7 +7,7 @@ from planners.bruteforce import brute_force_objective, gap_pct
 from planners.cascadia import CascadiaPlanner
 from planners.checker import check_plan
 from planners.problem import UnattainableQuality
-from sim.errors import ConfigError
+from sim.common.errors import ConfigError
 
 from conftest import make_problem
 

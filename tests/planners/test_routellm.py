@@ -9,7 +9,7 @@ from planners.base import get_planner
 from planners.routellm import RouteLLMPlanner, router_report
 from planners.text_router import (SoftmaxRegression, TfidfVocabulary, route_at, sufficient_tier, term_counts,
                                   tokens)
-from sim.errors import ConfigError
+from sim.common.errors import ConfigError
 from sim.workload.types import Workload
 
 from conftest import make_problem

@@ -6,8 +6,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from planners.plan import CascadePlan, ReplicaPlan, TierPlan
-from sim.cascade import cascade_from_dict
-from sim.hardware import load_cluster
+from sim.spec.cascade import cascade_from_dict
+from sim.spec.hardware import load_cluster
 from sim.perf.batch import BatchShape
 from sim.workload.types import Workload
 

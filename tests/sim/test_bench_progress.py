@@ -3,8 +3,8 @@ import json
 import subprocess
 import sys
 
-from sim.paths import PROJECT_ROOT
-from sim.quick import ENV_VAR
+from sim.common.paths import PROJECT_ROOT
+from sim.common.quick import ENV_VAR
 
 
 def test_bench_reports_each_stage_then_prints_json_last():

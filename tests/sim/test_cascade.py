@@ -1,8 +1,8 @@
 """A cascade needs at least two models listed from smallest to largest."""
 import pytest
 
-from sim.cascade import cascade_from_dict
-from sim.errors import ConfigError
+from sim.spec.cascade import cascade_from_dict
+from sim.common.errors import ConfigError
 
 
 def test_valid_three_tier_cascade():

@@ -5,12 +5,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sim.cascade import TierSpec
-from sim.clients import (ClientSpec, release_times_s, run_client, serving_metrics, token_gaps_s,
+from sim.spec.cascade import TierSpec
+from sim.fidelity.clients import (ClientSpec, release_times_s, run_client, serving_metrics, token_gaps_s,
                          weighted_median)
-from sim.errors import ConfigError
-from sim.models import load_model
-from sim.perf.serving import bench_cluster
+from sim.common.errors import ConfigError
+from sim.spec.models import load_model
+from sim.fidelity.serving import bench_cluster
 from sim.simulator import SimConfig
 from sim_fakes import FakeCost, fake_factory
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from sim_fakes import OracleJudge, cluster, context_cascade, fake_factory, plan
-from sim.cascade import cascade_from_dict
-from sim.errors import ConfigError
+from sim.spec.cascade import cascade_from_dict
+from sim.common.errors import ConfigError
 from sim.metrics import summarize
 from sim.simulator import SimConfig, simulate
 from sim.workload.types import Workload

@@ -4,8 +4,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.batching import Seq
-from sim.decode_batch import DecodeBatch
+from sim.runtime.batching import Seq
+from sim.runtime.decode_batch import DecodeBatch
 
 
 def held(seqs, step: int, bs: int) -> int:

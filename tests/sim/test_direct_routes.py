@@ -4,8 +4,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sim.errors import ConfigError
-from sim.plan_io import plan_from_dict, plan_to_dict
+from sim.common.errors import ConfigError
+from sim.spec.plan_io import plan_from_dict, plan_to_dict
 from sim.simulator import SimConfig, simulate
 
 from sim_fakes import OracleJudge, cluster, fake_factory, llama_cascade, plan, poisson_workload

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sim_fakes import OracleJudge, cluster, context_cascade, fake_factory, llama_cascade, plan, poisson_workload
 
-from sim.controller import OnlineController
-from sim.faults import faults_from_config
+from sim.control.controller import OnlineController
+from sim.spec.faults import faults_from_config
 from sim.perf.batch import BatchShape
 from sim.simulator import SimConfig, simulate
 from sim.workload.types import Workload
@@ -59,7 +59,7 @@ def test_prefill_iterations_after_a_degraded_link_take_the_rebuilt_cost():
 
 
 def test_the_prefill_memo_stops_growing_at_its_cap_and_changes_no_record(monkeypatch):
-    import sim.replica
+    import sim.runtime.replica
 
     w = poisson_workload(300, 30.0, 3)
 
@@ -68,15 +68,15 @@ def test_the_prefill_memo_stops_growing_at_its_cap_and_changes_no_record(monkeyp
                         judge=OracleJudge(0.27))
 
     unbounded = run()
-    monkeypatch.setattr(sim.replica, "STEP_TIMES_MAX", 3)
+    monkeypatch.setattr(sim.runtime.replica, "STEP_TIMES_MAX", 3)
     replicas = []
-    real_init = sim.replica.Replica.__init__
+    real_init = sim.runtime.replica.Replica.__init__
 
     def init(self, *args, **kwargs):
         real_init(self, *args, **kwargs)
         replicas.append(self)
 
-    monkeypatch.setattr(sim.replica.Replica, "__init__", init)
+    monkeypatch.setattr(sim.runtime.replica.Replica, "__init__", init)
     capped = run()
     assert replicas and all(len(rep.step_times) == 3 for rep in replicas)
     pd.testing.assert_frame_equal(unbounded.requests, capped.requests, check_exact=True)

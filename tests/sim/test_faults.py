@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.controller import OnlineController
-from sim.errors import ConfigError
-from sim.faults import faults_from_config
+from sim.control.controller import OnlineController
+from sim.common.errors import ConfigError
+from sim.spec.faults import faults_from_config
 from sim.simulator import SimConfig, simulate
 from sim_fakes import OracleJudge, cluster, fake_factory, llama_cascade, plan, poisson_workload
 

@@ -1,8 +1,8 @@
 """Hardware specs load from conf/, carry datasheet numbers, and reject bad input with a clear message."""
 import pytest
 
-from sim.errors import ConfigError
-from sim.hardware import available, cluster_from_dict, load_cluster, load_gpu
+from sim.common.errors import ConfigError
+from sim.spec.hardware import available, cluster_from_dict, load_cluster, load_gpu
 
 
 def test_h100_datasheet_numbers():

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sim_fakes import OracleJudge, cluster, fake_factory, llama_cascade, plan, poisson_workload
 
-from sim.batching import Seq
-from sim.kv_cache import KVCache
+from sim.runtime.batching import Seq
+from sim.runtime.kv_cache import KVCache
 from sim.metrics import summarize
-from sim.replica import Engine
+from sim.runtime.replica import Engine
 from sim.simulator import SimConfig, simulate
 from sim.workload.prefix import PrefixHashes
 from sim.workload.types import Workload
@@ -258,7 +258,7 @@ def test_prefix_aware_without_hashes_is_least_work():
 
 
 def test_replica_taken_down_with_cached_prefixes_loses_no_request():
-    from sim.controller import Controller
+    from sim.control.controller import Controller
 
     class TakeDown(Controller):
         def run(self, env, cluster, flow):
@@ -304,7 +304,7 @@ def test_no_hash_ids_gives_the_records_of_before_byte_for_byte(batching):
 
 
 def test_prefix_caching_must_be_a_boolean():
-    from sim.errors import ConfigError
+    from sim.common.errors import ConfigError
     from sim.simulator import sim_config_from_dict
 
     assert sim_config_from_dict({"prefix_caching": False}).prefix_caching is False

@@ -6,10 +6,10 @@ import pytest
 from sim_fakes import FakeCost, OracleJudge, cluster, fake_factory, llama_cascade, plan, poisson_workload
 
 from planners.plan import CascadePlan, ReplicaPlan, TierPlan
-from sim.errors import ConfigError
+from sim.common.errors import ConfigError
 from sim.metrics import reference_latency_s, slo_scale, summarize, throughput_at_slo
 from sim.perf.batch import BatchShape
-from sim.plan_io import load_plan, plan_from_dict, plan_to_dict
+from sim.spec.plan_io import load_plan, plan_from_dict, plan_to_dict
 from sim.simulator import SimConfig, sim_config_from_dict, simulate
 
 
@@ -29,7 +29,7 @@ def test_unknown_sim_key_lists_valid_keys():
 def test_sim_conf_files_load():
     from omegaconf import OmegaConf
 
-    from sim.paths import CONF_DIR
+    from sim.common.paths import CONF_DIR
 
     cfg = sim_config_from_dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sim" / "default.yaml")))
     assert cfg == SimConfig(judge=cfg.judge)
@@ -95,7 +95,7 @@ def test_reference_length_choice_changes_ref_only_for_requests_answered_with_ano
     import pandas as pd
 
     from sim.metrics import request_slo_ratios
-    from sim.records import SimResult
+    from sim.runtime.records import SimResult
 
     df = pd.DataFrame({"input_tokens": [200, 200, 200], "output_tokens_t0": [50, 50, 50],
                        "output_tokens_t1": [400, 400, 400], "output_tokens_final": [50, 400, 0],

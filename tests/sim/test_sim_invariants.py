@@ -117,7 +117,7 @@ def test_direct_routing_sends_each_request_to_one_tier_without_judge():
 
 
 def test_taking_a_replica_down_loses_no_request():
-    from sim.controller import Controller
+    from sim.control.controller import Controller
 
     class TakeDown(Controller):
         def run(self, env, cluster, flow):

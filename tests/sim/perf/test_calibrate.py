@@ -8,8 +8,8 @@ import sys
 import pandas as pd
 import pytest
 
-from sim.paths import DATA_DIR, PROJECT_ROOT
-from sim.perf.calibrate import calibrate
+from sim.common.paths import DATA_DIR, PROJECT_ROOT
+from sim.fidelity.calibrate import calibrate
 from sim.perf.engine import load_engine
 from sim.perf.params import load_params
 
@@ -44,7 +44,7 @@ def test_shipped_parameters_are_this_fit(fit):
         assert getattr(shipped.allreduce, name) == pytest.approx(getattr(fresh.allreduce, name), rel=1e-6, abs=1e-12)
     for kind, p in fresh.elementwise.items():
         assert shipped.elementwise[kind].mem_eff == pytest.approx(p.mem_eff, rel=1e-6)
-    assert "python -m sim.perf.calibrate --write" in shipped.note
+    assert "python -m sim.fidelity.calibrate --write" in shipped.note
 
 
 def test_vllm_profile_cpu_costs_are_the_fitted_ones(fit):
@@ -55,7 +55,7 @@ def test_vllm_profile_cpu_costs_are_the_fitted_ones(fit):
 
 
 def test_cli_prints_table_and_ends_with_json():
-    out = subprocess.run([sys.executable, "-m", "sim.perf.calibrate"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "sim.fidelity.calibrate"], capture_output=True, text=True,
                          cwd=PROJECT_ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
@@ -64,7 +64,7 @@ def test_cli_prints_table_and_ends_with_json():
 
 
 def test_missing_data_dir_is_one_line_exit_2(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "sim.perf.calibrate", "--data-dir", str(tmp_path)],
+    out = subprocess.run([sys.executable, "-m", "sim.fidelity.calibrate", "--data-dir", str(tmp_path)],
                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1

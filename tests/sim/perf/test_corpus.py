@@ -11,17 +11,17 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from sim.hardware import load_gpu
-from sim.models import load_model
-from sim.paths import PROJECT_ROOT
+from sim.spec.hardware import load_gpu
+from sim.spec.models import load_model
+from sim.common.paths import PROJECT_ROOT
 from sim.perf.batch import BatchShape
-from sim.perf.corpus import (CORPUS_DIR, NotPredictable, inflight_decode_batch, load_corpus, predict_row,
+from sim.fidelity.corpus import (CORPUS_DIR, NotPredictable, inflight_decode_batch, load_corpus, predict_row,
                              static_batch_time_s)
-from sim.perf.corpus_report import evaluate_corpus, summary_line
+from sim.fidelity.corpus_report import evaluate_corpus, summary_line
 from sim.perf.cost_model import build_replica_cost
 from sim.perf.engine import FITTABLE, EngineProfile, load_engine
-from sim.perf import engine_fit
-from sim.perf.engine_fit import fit_profile, leave_one_source_out, with_params
+from sim.fidelity import engine_fit
+from sim.fidelity.engine_fit import fit_profile, leave_one_source_out, with_params
 
 H100 = load_gpu("h100_sxm")
 
@@ -125,15 +125,15 @@ def run(module, *args):
 
 
 def test_calibrate_engine_without_rows_and_unknown_engine():
-    out = run("sim.perf.calibrate", "--engine", "vllm")
+    out = run("sim.fidelity.calibrate", "--engine", "vllm")
     assert out.returncode == 0 and json.loads(out.stdout.strip().splitlines()[-1])["fitted"] == {}
-    out = run("sim.perf.calibrate", "--engine", "tgi")
+    out = run("sim.fidelity.calibrate", "--engine", "tgi")
     assert out.returncode == 2 and out.stderr.startswith("error: unknown engine 'tgi'")
 
 
 @pytest.mark.slow
 def test_validate_corpus_cli_ends_with_the_summary_line():
-    out = run("sim.perf.validate", "--corpus")
+    out = run("sim.fidelity.validate", "--corpus")
     assert out.returncode == 0, out.stderr
     line = json.loads(out.stdout.strip().splitlines()[-1])
     assert line["sources"] == len(list(CORPUS_DIR.glob("*.csv"))) and line["rows"] > 600
@@ -141,7 +141,7 @@ def test_validate_corpus_cli_ends_with_the_summary_line():
     assert line["serving_ttft_mape_pct"] is not None
     # docs/fidelity.md quotes this command's output: it must be the current one.
     doc = (PROJECT_ROOT / "docs" / "fidelity.md").read_text()
-    assert out.stdout.strip().splitlines()[-1] in doc, "rerun python -m sim.perf.validate --corpus into docs/fidelity.md"
+    assert out.stdout.strip().splitlines()[-1] in doc, "rerun python -m sim.fidelity.validate --corpus into docs/fidelity.md"
 
 
 @pytest.mark.slow
@@ -154,7 +154,7 @@ def test_shipped_trtllm_profile_is_the_corpus_fit(corpus):
 
 
 def test_fidelity_figure_draws_one_panel_per_source(tmp_path):
-    from sim.perf.fidelity_figure import draw
+    from sim.fidelity.fidelity_figure import draw
 
     points = pd.DataFrame({"source": ["a", "a", "b"], "line": [2, 3, 2], "engine": ["trtllm", "vllm", "sglang"],
                            "bucket": ["decode", "prefill", "serving_itl"], "measured": [100.0, 20.0, 8.0],
@@ -165,7 +165,7 @@ def test_fidelity_figure_draws_one_panel_per_source(tmp_path):
 
 def test_corpus_csv_without_the_columns_is_one_line_exit_2(tmp_path):
     (tmp_path / "mine.csv").write_text("model,gpu\nllama3_8b,h100_sxm\n")
-    out = run("sim.perf.validate", "--corpus", tmp_path)
+    out = run("sim.fidelity.validate", "--corpus", tmp_path)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "missing column(s)" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
 

@@ -6,12 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planners.plan import ReplicaPlan
-from sim.cascade import TierSpec
-from sim.errors import ConfigError, DeploymentDoesNotFit
-from sim.hardware import load_cluster, load_gpu
-from sim.models import load_model
+from sim.spec.cascade import TierSpec
+from sim.common.errors import ConfigError, DeploymentDoesNotFit
+from sim.spec.hardware import load_cluster, load_gpu
+from sim.spec.models import load_model
 from sim.perf.batch import BatchShape
-from sim.perf.calibrate import predict_gemm_s
+from sim.fidelity.calibrate import predict_gemm_s
 from sim.perf.cost_model import build_replica_cost, moe_time_s, replica_cost_for
 from sim.perf.kernels import expected_distinct_experts, gemm_time_s
 from sim.perf.params import load_params

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from sim.hardware import load_gpu
-from sim.models import WEIGHT_BYTES, load_model
+from sim.spec.hardware import load_gpu
+from sim.spec.models import WEIGHT_BYTES, load_model
 from sim.perf.cost_model import build_replica_cost, moe_time_s
 from sim.perf.kernels import expected_distinct_experts, gemm_time_s
 from sim.perf.layers import dense_layer_ops

@@ -3,10 +3,10 @@ asked for, and whole simulator runs on a table written here."""
 import numpy as np
 import pytest
 
-from sim.errors import ConfigError, DataError
+from sim.common.errors import ConfigError, DataError
 from sim.perf.batch import BatchShape
 from sim.perf.measured_table import OutsideMeasuredRange, TableCostFactory
-from sim.perf.serving import ServingBench, simulate_serving
+from sim.fidelity.serving import ServingBench, simulate_serving
 from sim.simulator import SimConfig
 
 PREFILL = [(128, 10.0), (1024, 40.0), (4096, 150.0)]  # (prompt tokens, ms)
@@ -23,9 +23,9 @@ def write_table(path, prefill=PREFILL, decode=DECODE, model="llama3_8b", extra="
 
 def table_cost(tmp_path, extrapolate=False, **kw):
     from planners.plan import ReplicaPlan
-    from sim.cascade import TierSpec
-    from sim.models import load_model
-    from sim.perf.serving import bench_cluster
+    from sim.spec.cascade import TierSpec
+    from sim.spec.models import load_model
+    from sim.fidelity.serving import bench_cluster
 
     factory = TableCostFactory(write_table(tmp_path / "t.csv", **kw), extrapolate, 0.9, 16)
     return factory(TierSpec(load_model("llama3_8b")), ReplicaPlan(1, 1, ((0, 0),)), bench_cluster("h100_sxm", 1))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from sim.models import available_models, load_model
+from sim.spec.models import available_models, load_model
 from sim.perf.cost_model import _kv_bytes_per_token_per_layer_gpu
 
 

@@ -1,12 +1,12 @@
 """predict_serving: the benchmark's metrics from the full simulator with the calibrated cost model."""
 import pytest
 
-from sim.hardware import load_gpu
-from sim.models import load_model
+from sim.spec.hardware import load_gpu
+from sim.spec.models import load_model
 from sim.perf.cost_model import build_replica_cost
 from sim.perf.engine import load_engine
-from sim.perf.serving import SERVING_KEYS, ServingBench, predict_serving, simulate_serving
-from sim.errors import ConfigError
+from sim.fidelity.serving import SERVING_KEYS, ServingBench, predict_serving, simulate_serving
+from sim.common.errors import ConfigError
 
 
 def test_concurrency_one_matches_the_cost_model_by_hand():
@@ -50,7 +50,7 @@ def test_per_request_lengths_and_sim_overrides():
 def test_sampled_lengths_stay_in_range_and_follow_the_seed():
     import numpy as np
 
-    from sim.clients import sampled_lengths
+    from sim.fidelity.clients import sampled_lengths
 
     xs = sampled_lengths(1000, 0.5, 4000, np.random.default_rng(1))
     assert min(xs) >= 500 and max(xs) <= 1500 and abs(np.mean(xs) - 1000) < 20

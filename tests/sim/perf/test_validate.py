@@ -1,4 +1,4 @@
-"""python -m sim.perf.validate: the shipped example, a self-consistency round trip, and one-line errors for bad CSVs."""
+"""python -m sim.fidelity.validate: the shipped example, a self-consistency round trip, and one-line errors for bad CSVs."""
 from __future__ import annotations
 
 import json
@@ -7,17 +7,17 @@ import sys
 
 import pytest
 
-from sim.hardware import load_gpu
-from sim.models import load_model
-from sim.paths import DATA_DIR, PROJECT_ROOT
+from sim.spec.hardware import load_gpu
+from sim.spec.models import load_model
+from sim.common.paths import DATA_DIR, PROJECT_ROOT
 from sim.perf.cost_model import build_replica_cost
-from sim.perf.validate import batch_prefill_time_s, decode_step_time_s, validate
+from sim.fidelity.validate import batch_prefill_time_s, decode_step_time_s, validate
 
 HEADER = "model,gpu,tp,batch_size,prompt_tokens,prefill_ms,decode_ms_per_token"
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "sim.perf.validate", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "sim.fidelity.validate", *map(str, args)], capture_output=True,
                           text=True, cwd=PROJECT_ROOT, timeout=120)
 
 

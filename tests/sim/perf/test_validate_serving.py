@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from sim.paths import DATA_DIR
-from sim.perf.validate_serving import load_results, main
+from sim.common.paths import DATA_DIR
+from sim.fidelity.validate_serving import load_results, main
 
 EXAMPLE = DATA_DIR / "validation" / "example_vllm_bench_serve.json"
 BASE = json.loads(EXAMPLE.read_text())

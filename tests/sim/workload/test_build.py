@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from sim.cascade import CascadeSpec, TierSpec
-from sim.errors import ConfigError
-from sim.models import load_model
-from sim.paths import PROJECT_ROOT
+from sim.spec.cascade import CascadeSpec, TierSpec
+from sim.common.errors import ConfigError
+from sim.spec.models import load_model
+from sim.common.paths import PROJECT_ROOT
 from sim.workload import build_workload
 
 

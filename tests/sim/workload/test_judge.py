@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.errors import ConfigError
+from sim.common.errors import ConfigError
 from sim.workload import Judge, calibrate_noise_std, decision_agreement
 
 

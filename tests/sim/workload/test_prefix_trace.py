@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from sim.errors import ConfigError, DataError
-from sim.paths import PROJECT_ROOT
+from sim.common.errors import ConfigError, DataError
+from sim.common.paths import PROJECT_ROOT
 from sim.workload import build_workload, read_trace
 from sim.workload.config import TraceColumns, TraceConfig
 from sim.workload.prefix import PrefixHashes

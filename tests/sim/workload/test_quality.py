@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim.paths import DATA_DIR
+from sim.common.paths import DATA_DIR
 from sim.workload import build_workload, dataset_models, tier_table
 from sim.workload.quality import dataset_names, load_quality
 
@@ -58,7 +58,7 @@ def test_binary_rule_and_invalid_judgments():
 
 
 def test_mmlu_has_no_answers_so_dataset_lengths_are_refused():
-    from sim.errors import ConfigError
+    from sim.common.errors import ConfigError
 
     cfg = {"name": "mmlu", "trace": {"path": "data/azure_llm_inference_2023/AzureLLMInferenceTrace_conv.csv.gz"},
            "quality": {"dataset": "mmlu", "tier_models": ["Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"],
@@ -118,8 +118,8 @@ def test_zeroeval_tiers_reproduce_upstream_accuracy():
 def test_llama31_two_tier_cascade_binds_8b_and_70b():
     import yaml
 
-    from sim.cascade import cascade_from_dict
-    from sim.paths import CONF_DIR
+    from sim.spec.cascade import cascade_from_dict
+    from sim.common.paths import CONF_DIR
 
     def load_cascade(name):
         return cascade_from_dict(yaml.safe_load((CONF_DIR / "cascade" / f"{name}.yaml").read_text()))

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from sim.errors import ConfigError, DataError
-from sim.paths import PROJECT_ROOT
+from sim.common.errors import ConfigError, DataError
+from sim.common.paths import PROJECT_ROOT
 from sim.workload import build_workload
 from sim.workload.quality import load_quality, prompts_for
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.errors import DataError, UserError
-from sim.paths import PROJECT_ROOT
+from sim.common.errors import DataError, UserError
+from sim.common.paths import PROJECT_ROOT
 from sim.workload import build_workload, read_trace
 from sim.workload.config import TraceColumns, TraceConfig
 

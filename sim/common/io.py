@@ -1,0 +1,83 @@
+"""Output files written so that a reader never sees half a file and the same data gives the same bytes.
+
+write_atomic writes to a temporary name in the target's folder and renames it over the target (atomic on POSIX),
+so an interrupted run leaves either the old file or the new one. CSV tables ending in .gz are gzip with mtime 0:
+gzip's header otherwise stores the write time, and two runs of one seed would differ in bytes.
+A run folder holds a RUNNING marker from its start until every output is written (mark_running / mark_complete),
+so aggregation can tell an interrupted run from a finished one.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+RUNNING_MARKER = "RUNNING"
+
+
+def write_atomic(path: Path | str, data: bytes | str) -> Path:
+    """Write data to path via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def gzip_bytes(raw: bytes) -> bytes:
+    """gzip with a fixed header (mtime 0, no file name): same input, same bytes."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(filename="", fileobj=buf, mode="wb", mtime=0) as gz:
+        gz.write(raw)
+    return buf.getvalue()
+
+
+def write_table(df, path: Path | str, **to_csv_kwargs: Any) -> Path:
+    """A DataFrame as CSV (gzip when the name ends in .gz), atomically."""
+    path = Path(path)
+    raw = df.to_csv(index=False, **to_csv_kwargs).encode()
+    return write_atomic(path, gzip_bytes(raw) if path.name.endswith(".gz") else raw)
+
+
+def write_json(obj: Any, path: Path | str, **dumps_kwargs: Any) -> Path:
+    return write_atomic(path, json.dumps(obj, **dumps_kwargs))
+
+
+def mark_running(run_dir: Path | str) -> Path:
+    marker = Path(run_dir) / RUNNING_MARKER
+    marker.write_text("this run has not finished writing its outputs; aggregation skips it\n")
+    return marker
+
+
+def mark_complete(run_dir: Path | str) -> None:
+    (Path(run_dir) / RUNNING_MARKER).unlink(missing_ok=True)
+
+
+def is_incomplete(run_dir: Path | str) -> bool:
+    return (Path(run_dir) / RUNNING_MARKER).exists()
+
+
+def prepare_output_dir(path: Path | str, key: str = "output_dir") -> Path:
+    """Create the output folder (and parents); a path that is a file or cannot be written is a user error."""
+    from sim.common.errors import DataError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{key}={path} is an existing file, not a folder; give a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{key}={path} cannot be created ({exc.strerror}); give a writable folder") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DataError(f"{key}={path} is not writable; give a writable folder")
+    return path

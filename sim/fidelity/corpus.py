@@ -1,0 +1,279 @@
+"""The measured-engine corpus (data/measurements): rows mapped onto the cost model, and how each row is predicted.
+
+Every CSV row becomes either a CorpusRow (a deployment the cost model knows, with one or two measured metrics) or
+a skipped entry with its reason (model architecture not modelled, lengths not given, ...). Prediction follows how
+the source measured the row (read data/measurements/SOURCES.md):
+
+- iteration (batch-1 first-token latency, output length 1): one prefill iteration of the batch's prompts.
+- offline_throughput, static batching (TensorRT-LLM gptSessionBenchmark, v0.5-v0.9): the batch prefills in one
+  context phase, then decodes output_tokens - 1 steps together; throughput = batch x output / total time.
+- offline_throughput, in-flight batching at infinite rate (trtllm-bench, v0.14+): a steady state where D sequences
+  decode each iteration and D / output new requests prefill, chunked into the engine's token budget. D is the
+  smallest of the engine's max_num_seqs, the requests whose worst-case KV (input + output tokens) fits, and the
+  batch the token budget can feed (budget x output / (input + output)). Throughput = D / iteration time.
+- serving (a benchmark client at a request rate, fixed lengths): the serving engineer's closed-loop simulation,
+  sim.fidelity.serving, with the engine profile; TTFT and ITL are compared as the source reports them (mean or
+  median). A source run with --disable-cuda-graph is predicted with the profile's CUDA graphs off.
+Rows with a length distribution instead of fixed lengths (ShareGPT, MLPerf datasets) or without a parallelism
+are listed as not predictable with that reason rather than guessed.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+
+from sim.common.errors import DataError, UserError
+from sim.spec.hardware import load_gpu
+from sim.spec.models import load_model
+from sim.common.paths import DATA_DIR
+from sim.perf.batch import BatchShape
+from sim.perf.cost_model import ReplicaCostModel, build_replica_cost
+from sim.perf.engine import EngineProfile, resolve_engine
+from sim.fidelity.timing import batch_prefill_time_s
+
+CORPUS_DIR = DATA_DIR / "measurements"
+
+# Published names -> conf/hardware, conf/model, conf/engine names.
+GPUS = {"H100-SXM-80GB": "h100_sxm", "H100-80GB": "h100_sxm", "A100-80GB": "a100_80gb",
+        "A100-SXM4-80GB": "a100_80gb", "H200-SXM-141GB": "h200_sxm",
+        "H200-141GB (form factor not stated)": "h200_sxm"}
+MODELS = {"Llama-2-7B": "llama2_7b", "Llama-2-70B": "llama2_70b", "Llama-3-70B": "llama3_70b",
+          "Llama-3.1-70B": "llama31_70b", "Llama-3.1-70B-Instruct": "llama31_70b", "Llama-3.1-8B": "llama31_8b",
+          "Llama-3.1-8B-Instruct": "llama31_8b", "Llama-3.1-405B": "llama31_405b", "Mistral-7B": "mistral_7b",
+          "Mixtral-8x7B": "mixtral_8x7b", "Mixtral-8x22B": "mixtral_8x22b",
+          "DeepSeek-V3 (671B MoE)": "deepseek_v3"}
+UNMODELLED = {"GPT-J-6B": "GPT-J's parallel attention and non-gated GELU MLP are not modelled",
+              "Falcon-180B": "Falcon's parallel attention and non-gated GELU MLP are not modelled"}
+ENGINES = {"TensorRT-LLM": "trtllm", "SGLang": "sglang", "vLLM": "vllm"}
+# metric -> the error bucket of the summary line
+BUCKETS = {"ttft_ms": "prefill", "output_tokens_per_s": "decode", "serving_ttft_ms": "serving_ttft",
+           "serving_itl_ms": "serving_itl"}
+
+
+COLUMNS = ("source", "engine", "engine_version", "gpu", "tp", "pp", "model", "precision", "kind", "batch_size",
+           "request_rate", "input_tokens", "output_tokens", "ttft_ms", "itl_ms", "output_tokens_per_s", "notes")
+
+
+class NotPredictable(UserError):
+    """A corpus row the model cannot predict as measured (it names why)."""
+
+
+@dataclass(frozen=True)
+class CorpusRow:
+    source: str
+    line: int  # line in the source CSV (header = 1)
+    engine: str  # conf/engine name
+    engine_version: str
+    gpu: str
+    model: str
+    weights: str
+    kv: str
+    tp: int
+    pp: int
+    kind: str  # iteration | static_throughput | inflight_throughput | serving
+    batch_size: int
+    input_tokens: int
+    output_tokens: int
+    request_rate: float | None  # serving: requests per second; None = all at once
+    num_prompts: int
+    measured: tuple[tuple[str, float], ...]  # (metric, value): ttft_ms | output_tokens_per_s | serving_*_ms
+    statistic: str = "mean"  # serving latencies: mean or median, as the source reports them
+    cuda_graphs: bool = True  # False where the source ran with --disable-cuda-graph
+
+
+def _precision(text: str) -> tuple[str, str]:
+    text = text.upper()
+    if text.startswith("FP8"):  # every FP8 row of the corpus quantises the KV cache too (SOURCES.md)
+        return "fp8", "fp8"
+    if "DEEPSEEK-V3 CHECKPOINT WITHOUT A --QUANTIZATION FLAG" in text:
+        # Labelled 'BF16' by the source, but that checkpoint ships FP8 block-quantised weights (SOURCES.md, 6);
+        # without --kv-cache-dtype the KV cache stays BF16.
+        return "fp8", "bf16"
+    if text.startswith(("FP16", "BF16")):
+        return "bf16", "bf16"
+    raise NotPredictable(f"precision {text!r} is not modelled")
+
+
+def _num(value) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+        return None
+    return float(value)
+
+
+def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
+    engine_name = str(r["engine"]).split(" (")[0]
+    if engine_name not in ENGINES:
+        raise NotPredictable(f"engine {r['engine']!r} has no profile")
+    isl, osl = _num(r["input_tokens"]), _num(r["output_tokens"])
+    if isl is None or osl is None:
+        if "total_input_tokens" in str(r.get("notes", "")):
+            raise NotPredictable("a dataset's variable lengths: only the run's totals are shipped, and a burst's "
+                                 "time depends on its longest requests")
+        raise NotPredictable("no fixed input/output lengths (a dataset's length distribution)")
+    tp, pp = _num(r["tp"]), _num(r["pp"])
+    if tp is None or pp is None:
+        raise NotPredictable("parallelism (tp/pp) not given by the source")
+    if str(r["model"]) in UNMODELLED:
+        raise NotPredictable(UNMODELLED[str(r["model"])])
+    model = MODELS.get(str(r["model"]))
+    if model is None:
+        raise NotPredictable(f"model {r['model']!r} is not in conf/model")
+    gpu = GPUS.get(str(r["gpu"]))
+    if gpu is None:
+        raise NotPredictable(f"GPU {r['gpu']!r} has no conf/hardware spec")
+    weights, kv = _precision(str(r["precision"]))
+    notes = str(r.get("notes", ""))
+    kind = str(r["kind"])
+    batch = _num(r["batch_size"])
+    rate = _num(r["request_rate"])
+    measured: list[tuple[str, float]] = []
+    if kind == "iteration":
+        if _num(r["ttft_ms"]) is None:
+            raise NotPredictable("iteration row without ttft_ms")
+        measured.append(("ttft_ms", float(r["ttft_ms"])))
+        row_kind = "iteration"
+    elif kind == "offline_throughput":
+        if _num(r["output_tokens_per_s"]) is None:
+            raise NotPredictable("offline row without output_tokens_per_s")
+        measured.append(("output_tokens_per_s", float(r["output_tokens_per_s"])))
+        row_kind = "static_throughput" if "static batching" in notes else "inflight_throughput"
+        if row_kind == "static_throughput" and batch is None:
+            raise NotPredictable("static-batching row without batch size")
+    elif kind == "serving":
+        for col, metric in (("ttft_ms", "serving_ttft_ms"), ("itl_ms", "serving_itl_ms")):
+            if _num(r[col]) is not None:
+                measured.append((metric, float(r[col])))
+        if not measured or not ("MEANS" in notes.upper() or "MEDIANS" in notes.upper()):
+            raise NotPredictable("serving row without mean or median TTFT/ITL")
+        row_kind = "serving"
+    else:
+        raise NotPredictable(f"unknown kind {kind!r}")
+    found = re.search(r"(\d+) requests|--num-prompts? (\d+)", notes)
+    prompts = int(next(g for g in found.groups() if g)) if found else 200
+    return CorpusRow(source=source, line=line, engine=ENGINES[engine_name], engine_version=str(r["engine_version"]),
+                     gpu=gpu, model=model, weights=weights, kv=kv, tp=int(tp), pp=int(pp), kind=row_kind,
+                     batch_size=int(batch) if batch else 1, input_tokens=int(isl), output_tokens=int(osl),
+                     request_rate=rate if rate and math.isfinite(rate) else None, num_prompts=prompts,
+                     measured=tuple(measured), statistic="median" if "MEDIANS" in notes.upper() else "mean",
+                     cuda_graphs="--disable-cuda-graph" not in notes)
+
+
+def load_corpus(corpus_dir: Path = CORPUS_DIR) -> tuple[list[CorpusRow], list[dict]]:
+    """(predictable rows, skipped rows with their reason), over every CSV of the corpus directory."""
+    if not corpus_dir.is_dir():
+        raise DataError(f"{corpus_dir}: corpus directory not found; expected data/measurements with its CSVs")
+    files = sorted(corpus_dir.glob("*.csv"))
+    if not files:
+        raise DataError(f"{corpus_dir}: no CSV files in the corpus directory")
+    rows, skipped = [], []
+    for path in files:
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        missing = [c for c in COLUMNS if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}; a corpus CSV has the columns of "
+                            f"data/measurements/SOURCES.md: {', '.join(COLUMNS)}")
+        for i, (_, rec) in enumerate(frame.iterrows()):
+            try:
+                rows.append(_row(path.stem, i + 2, rec))
+            except NotPredictable as exc:
+                skipped.append({"source": path.stem, "line": i + 2, "model": rec.get("model", ""),
+                                "kind": rec.get("kind", ""), "reason": str(exc)})
+    return rows, skipped
+
+
+# ---- prediction ----------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _specs(model: str, gpu: str):
+    return load_model(model), load_gpu(gpu)  # each load parses YAML; a calibration asks thousands of times
+
+
+def replica_cost(row: CorpusRow, engine: EngineProfile) -> ReplicaCostModel:
+    model, gpu = _specs(row.model, row.gpu)
+    return build_replica_cost(model, gpu, row.tp, row.pp, row.weights, row.kv, engine=engine)
+
+
+def static_batch_time_s(cost: ReplicaCostModel, batch: int, input_tokens: int, output_tokens: int) -> float:
+    """One context phase of the whole batch, then output_tokens - 1 decode steps with growing context (exact sum
+    through decode_affine: step j costs a + b x batch x (input + j))."""
+    prefill = cost.iteration_time_s(BatchShape(prefill_tokens=batch * input_tokens,
+                                               prefill_attn_pairs=batch * input_tokens * (input_tokens + 1) / 2.0,
+                                               num_prefill_seqs=batch))
+    steps = output_tokens - 1
+    a, b = cost.decode_affine(batch)
+    return prefill + steps * a + b * batch * (steps * input_tokens + steps * (steps + 1) / 2.0)
+
+
+def inflight_decode_batch(cost: ReplicaCostModel, input_tokens: int, output_tokens: int) -> int:
+    """Sequences decoding per iteration in an infinite-rate in-flight-batching steady state (see module doc)."""
+    per_request_blocks = -(-(input_tokens + output_tokens) // cost.kv_block_size)
+    by_kv = cost.kv_capacity_blocks // per_request_blocks
+    budget = cost.engine.max_num_batched_tokens
+    by_budget = budget * output_tokens // (input_tokens + output_tokens)
+    return int(min(cost.engine.max_num_seqs, by_kv, max(1, by_budget)))
+
+
+def inflight_throughput(cost: ReplicaCostModel, input_tokens: int, output_tokens: int) -> float:
+    decode = inflight_decode_batch(cost, input_tokens, output_tokens)
+    new_per_iter = decode / output_tokens  # requests finishing (and starting) per iteration
+    shape = BatchShape(prefill_tokens=int(round(new_per_iter * input_tokens)),
+                       prefill_attn_pairs=new_per_iter * input_tokens * (input_tokens + 1) / 2.0,
+                       num_prefill_seqs=max(1, int(math.ceil(new_per_iter))),
+                       decode_seqs=decode, decode_ctx_tokens=int(round(decode * (input_tokens + output_tokens / 2.0))))
+    return decode / cost.iteration_time_s(shape)
+
+
+def check_fits(row: CorpusRow, cost: ReplicaCostModel) -> None:
+    """Rows whose KV cannot be held are flagged, not predicted (the engine could not have run them as stated)."""
+    per_seq = -(-(row.input_tokens + row.output_tokens) // cost.kv_block_size)
+    seqs = row.batch_size if row.kind in ("iteration", "static_throughput") else 1
+    if seqs * per_seq > cost.kv_capacity_blocks:
+        raise NotPredictable(f"KV does not fit: {seqs} x {row.input_tokens + row.output_tokens} tokens need "
+                             f"{seqs * per_seq * cost.kv_block_size} KV tokens, the model has "
+                             f"{cost.kv_capacity_tokens} on TP{row.tp} x PP{row.pp}")
+
+
+def serving_sim_overrides(engine: EngineProfile) -> dict:
+    """The simulator's batching settings that reproduce the engine's defaults."""
+    if engine.chunked_prefill:
+        return {"batching": "sarathi", "chunk_tokens": engine.max_num_batched_tokens, "max_num_seqs": engine.max_num_seqs}
+    return {"max_batched_tokens": engine.max_num_batched_tokens, "max_num_seqs": engine.max_num_seqs}
+
+
+def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bool = True) -> dict[str, float]:
+    """Predicted value of each measured metric of the row. Raises NotPredictable (KV does not fit, deployment does
+    not fit, serving simulation unavailable or skipped)."""
+    eng = resolve_engine(engine)
+    if not row.cuda_graphs:
+        eng = replace(eng, cuda_graph_max_seqs=0)
+    try:
+        cost = replica_cost(row, eng)
+    except UserError as exc:
+        raise NotPredictable(str(exc)) from None
+    check_fits(row, cost)
+    if row.kind == "iteration":
+        return {"ttft_ms": batch_prefill_time_s(cost, row.batch_size, row.input_tokens) * 1e3}
+    if row.kind == "static_throughput":
+        t = static_batch_time_s(cost, row.batch_size, row.input_tokens, row.output_tokens)
+        return {"output_tokens_per_s": row.batch_size * row.output_tokens / t}
+    if row.kind == "inflight_throughput":
+        return {"output_tokens_per_s": inflight_throughput(cost, row.input_tokens, row.output_tokens)}
+    if not with_serving:
+        raise NotPredictable("serving rows are not simulated in this pass")
+    try:
+        from sim.fidelity.serving import ServingBench, simulate_serving
+    except ImportError:
+        raise NotPredictable("serving simulation (sim.fidelity.serving) is not available in this build") from None
+    bench = ServingBench(model=row.model, input_tokens=row.input_tokens, output_tokens=row.output_tokens,
+                         gpu=row.gpu, tp=row.tp, pp=row.pp, weights=row.weights, kv=row.kv,
+                         request_rate=row.request_rate, num_prompts=row.num_prompts)
+    out = simulate_serving(bench, engine=eng, seed=0, sim=serving_sim_overrides(eng))
+    stat = row.statistic
+    return {"serving_ttft_ms": float(out[f"ttft_ms_{stat}"]), "serving_itl_ms": float(out[f"itl_ms_{stat}"])}

@@ -1,0 +1,276 @@
+"""The cascade flow: arrivals, tier by tier service, the judge's latency and gate, accept or forward, final records.
+
+routing "cascade": a request starts at the first tier with replicas; after a non-final tier answers, the judge
+takes its latency, then the gate score (real score for an oracle judge, real + noise otherwise) is compared
+with that tier's threshold: at or above it the answer is returned, below it the request is forwarded to the
+next tier with replicas, which prefills the prompt again (plus the draft answer with forward_with_draft).
+The last tier with replicas always answers and is not judged.
+
+routing "direct" (RouteLLM-style): a router predicts, per request, the smallest tier whose real score reaches
+its threshold (the last tier if none); with probability router_error_rate it instead predicts a tier drawn
+uniformly from the others. The request is served there only (no judge, no forwarding); a predicted tier
+without replicas is replaced by the next tier up with replicas (or the highest one below if none is above).
+
+Context limits: tier t takes a visit only if its prompt (plus the draft with forward_with_draft) and the answer
+tier t would generate fit the tier model's max_context. With cfg.context_policy "skip" a visit passes over the
+planned tiers that cannot take it (counted in context_skipped), and a tier with no taker above it answers finally
+without judging; with "drop" a visit that reaches a tier that cannot take it is dropped. A request no tier can
+take is dropped with reason context_exceeded under either policy.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sim.runtime.batching import Seq
+from sim.runtime.prefix_cache import request_units
+from sim.runtime.replica import _delay_to
+from sim.runtime.records import STATUS_COMPLETED, STATUS_DROPPED, RecordBook
+
+
+class CascadeFlow:
+    """Owns the per-request state machine; replicas call on_tier_done / on_drop."""
+
+    def __init__(self, env, workload, thresholds, routing: str, routers: list, cfg, gate_scores: np.ndarray,
+                 judge_latency_s: np.ndarray, direct_tier: np.ndarray | None, arrivals=None, max_context=None) -> None:
+        self.env = env
+        self.routers = routers
+        self.cfg = cfg
+        self.routing = routing
+        self.num_tiers = len(routers)
+        self.thresholds = [float(h) for h in thresholds]
+        self.arrival_s = workload.arrival_s.tolist()
+        self.input_tokens = workload.input_tokens.tolist()
+        # Per-tier tables as Python lists indexed [tier][request] (the transpose makes c lists, not n).
+        output_tokens = np.maximum(workload.output_tokens, 1)
+        self.output_tokens = output_tokens.T.tolist()
+        self.scores = workload.scores.T.tolist()
+        self.gate_scores = gate_scores.T.tolist()
+        self.judge_latency_s = judge_latency_s.T.tolist()
+        self.direct_tier = None if direct_tier is None else direct_tier.tolist()
+        self.max_context = [float("inf")] * self.num_tiers if max_context is None else list(max_context)
+        self.skip_context = getattr(cfg, "context_policy", "skip") == "skip"
+        self.context_skipped: set[int] = set()  # requests that passed over a tier for its context limit
+        self.forward_with_draft = bool(cfg.forward_with_draft)
+        # Per request: whether every visit it could make fits every tier's context (its longest possible prompt,
+        # with the longest draft, plus any tier's answer). Checked once here, so the common request skips the
+        # per-visit context checks, whose outcome is then known to be "fits".
+        longest_prompt = workload.input_tokens + (output_tokens.max(axis=1) if self.forward_with_draft else 0)
+        self.fits_everywhere = np.all(longest_prompt[:, None] + output_tokens
+                                      <= np.asarray(self.max_context, dtype=np.float64), axis=1).tolist()
+        self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers, output_tokens)
+        self.units = request_units(workload, cfg)  # prefix-cache keys per request; None: no prefix caching
+        if self.units is not None:
+            self.book.track_cached_tokens()
+        self.lb_out = float(cfg.lb_output_tokens_estimate)
+        self.lb_prefill = float(cfg.lb_prefill_weight)
+        # Number in system, integrated over time: an account of Little's L kept apart from the records.
+        self.in_system = 0
+        self.area = 0.0
+        self._last_change = 0.0
+        self.arrived = 0
+        self.finished = 0
+        self.done = env.event()  # succeeds when every request has completed or been dropped
+        # arrivals: an object that admits requests during the run (sim.fidelity.clients' closed-loop client) instead of
+        # the workload's fixed arrival times; it hears of every finish through on_finish(i, now).
+        self.arrivals = arrivals
+        if arrivals is not None:
+            self.book.arrival_s = self.book.arrival_s.copy()  # the workload's array is read-only
+        self.process = env.process(self._arrivals()) if arrivals is None else arrivals.start(env, self)
+
+    # ---- bookkeeping of the number in system ----------------------------------------------------
+    def _count(self, delta: int, now: float) -> None:
+        self.area += self.in_system * (now - self._last_change)
+        self._last_change = now
+        self.in_system += delta
+
+    # ---- arrivals -------------------------------------------------------------------------------
+    def _arrivals(self):
+        env = self.env
+        for i, t in enumerate(self.arrival_s):
+            if t > env.now:
+                yield env.timeout(_delay_to(env.now, t))
+            self._arrive(i, t)
+
+    def admit(self, i: int, now: float) -> None:
+        """Request i arrives now (an arrivals object decides when instead of the workload's arrival times)."""
+        self.arrival_s[i] = now
+        self.book.arrival_s[i] = now
+        self._arrive(i, now)
+
+    def _arrive(self, i: int, now: float) -> None:
+        """Request i enters the system at its first tier: the first planned one, or its direct route's."""
+        self._count(+1, now)
+        self.arrived += 1
+        if self.direct_tier is not None:
+            self._enter(i, self._live_tier_direct(self.direct_tier[i]), self.input_tokens[i], now)
+        else:
+            self._enter(i, self._live_tier_from(0), self.input_tokens[i], now)
+
+    # A tier counts while it is planned, even with no live replica: its visits wait for a repair or re-plan.
+    def _live_tier_from(self, t: int) -> int:
+        while t < self.num_tiers and not self.routers[t].planned:
+            t += 1
+        return t if t < self.num_tiers else -1
+
+    def _live_tier_direct(self, t: int) -> int:
+        up = self._live_tier_from(t)
+        if up >= 0:
+            return up
+        for d in range(t - 1, -1, -1):
+            if self.routers[d].planned:
+                return d
+        return -1
+
+    def _fits(self, i: int, tier: int, prompt_tokens: int) -> bool:
+        return prompt_tokens + self.output_tokens[tier][i] <= self.max_context[tier]
+
+    def _taker_from(self, i: int, t: int, prompt_tokens: int) -> int:
+        """The first planned tier from t up that can take the visit (skip policy), else -1."""
+        t = self._live_tier_from(t)
+        while t >= 0 and not self._fits(i, t, prompt_tokens):
+            t = self._live_tier_from(t + 1)
+        return t
+
+    def _next_tier(self, i: int, t: int) -> int:
+        """Where a request answered at tier t would be forwarded: -1 means tier t's answer is final."""
+        if not self.skip_context or self.fits_everywhere[i]:
+            return self._live_tier_from(t + 1)
+        return self._taker_from(i, t + 1, self._forward_prompt(i, t))
+
+    def _forward_prompt(self, i: int, t: int) -> int:
+        return self.input_tokens[i] + (self.output_tokens[t][i] if self.forward_with_draft else 0)
+
+    def _context_fallback(self, i: int, tier: int, prompt_tokens: int) -> int:
+        """A tier that cannot take the visit: under skip the next one up that can (for direct routing, else the
+        highest below that can); under drop, or when none can, -1."""
+        if not self.skip_context:
+            return -1
+        t = self._taker_from(i, tier + 1, prompt_tokens)
+        if t < 0 and self.direct_tier is not None:
+            t = next((d for d in range(tier - 1, -1, -1)
+                      if self.routers[d].planned and self._fits(i, d, prompt_tokens)), -1)
+        if t >= 0:
+            self.context_skipped.add(i)
+        return t
+
+    def _enter(self, i: int, tier: int, prompt_tokens: int, now: float) -> None:
+        """The request arrives at a tier at logical time now (entities keep exact times; env.now is within an ulp)."""
+        if tier < 0:
+            self.on_drop_request(i, "no_live_replica", now)
+            return
+        if not self.fits_everywhere[i] and not self._fits(i, tier, prompt_tokens):
+            tier = self._context_fallback(i, tier, prompt_tokens)
+            if tier < 0:
+                self.on_drop_request(i, "context_exceeded", now)
+                return
+        book = self.book
+        book.enter_s[tier][i] = now
+        book.tiers_visited[i] += 1
+        out = self.output_tokens[tier][i]
+        seq = Seq(i, tier, prompt_tokens, out, now, self.lb_out + self.lb_prefill * prompt_tokens)
+        if self.units is not None:
+            self.units.attach(seq, i)
+        self.routers[tier].route(seq)
+
+    # ---- callbacks from replicas ----------------------------------------------------------------
+    def on_tier_done(self, seq: Seq, end: float, replica_id: int = -1) -> None:
+        i, t = seq.req, seq.tier
+        book = self.book
+        book.queue_s[t][i] = seq.first_sched_s - book.enter_s[t][i]
+        book.prefill_s[t][i] = seq.first_token_s - seq.first_sched_s
+        book.decode_s[t][i] = end - seq.first_token_s
+        book.first_token_s[t][i] = seq.first_token_s
+        book.preemptions[i] += seq.preemptions
+        book.replica[t][i] = replica_id
+        if book.cached_tokens is not None:
+            book.cached_tokens[t][i] = seq.cached_tokens
+        nxt = self._next_tier(i, t) if self.direct_tier is None else -1
+        if nxt < 0:
+            self._complete(i, t, end)
+            return
+        lat = self.judge_latency_s[t][i]
+        if lat > 0:
+            when = end + lat
+            self.env.timeout(_delay_to(self.env.now, when)).callbacks.append(
+                lambda _ev, i=i, t=t, when=when: self._judged(i, t, when))
+        else:
+            self._judged(i, t, end)
+
+    def _judged(self, i: int, t: int, now: float) -> None:
+        book = self.book
+        book.judge_s[t][i] = self.judge_latency_s[t][i]
+        gate = self.gate_scores[t][i]
+        book.gate_score[t][i] = gate
+        if gate >= self.thresholds[t] or self._next_tier(i, t) < 0:
+            self._complete(i, t, now)
+            return
+        self._enter(i, self._live_tier_from(t + 1), self._forward_prompt(i, t), now)
+
+    def _complete(self, i: int, t: int, now: float) -> None:
+        book = self.book
+        if book.status[i]:
+            raise RuntimeError(f"request {i} finished twice (a simulator bug)")
+        book.final_tier[i] = t
+        book.final_score[i] = self.scores[t][i]
+        book.completion_s[i] = now
+        book.ttft_s[i] = book.first_token_s[t][i] - self.arrival_s[i]
+        book.output_tokens_final[i] = self.output_tokens[t][i]
+        book.status[i] = STATUS_COMPLETED
+        self._finish(i, now)
+
+    def on_drop(self, seq: Seq, reason: str, now: float) -> None:
+        self.book.preemptions[seq.req] += seq.preemptions
+        self.on_drop_request(seq.req, f"{reason}_t{seq.tier}", now)
+
+    def on_drop_request(self, i: int, reason: str, now: float) -> None:
+        book = self.book
+        if book.status[i]:
+            raise RuntimeError(f"request {i} finished twice (a simulator bug)")
+        book.status[i] = STATUS_DROPPED
+        book.drop_reason[i] = reason
+        book.completion_s[i] = np.nan
+        self._finish(i, now)
+
+    def _finish(self, i: int, now: float) -> None:
+        self.finished += 1
+        self._count(-1, now)
+        if self.arrivals is not None:
+            self.arrivals.on_finish(i, now)
+        if self.finished == len(self.arrival_s) and not self.done.triggered:
+            self.done.succeed()
+
+    def requeue(self, seq: Seq) -> None:
+        """A visit whose replica went away goes back to its tier's router (or the next live tier)."""
+        now = self.env.now
+        # Its tier left the deployment: the next planned tier up, else the highest below (whose answer is final).
+        tier = self._live_tier_direct(seq.tier)
+        if tier == seq.tier:
+            seq.enqueue_s = now
+            self.routers[tier].route(seq)
+        else:
+            self._enter(seq.req, tier, seq.prompt_tokens, now)
+
+    # ---- online control -------------------------------------------------------------------------
+    def set_thresholds(self, thresholds) -> None:
+        """A new routing policy applies at once to every later gate decision."""
+        self.thresholds = [float(h) for h in thresholds]
+
+    def reroute_unplanned(self) -> int:
+        """Visits waiting at tiers that left the deployment move on to the next planned tier."""
+        moved = 0
+        for router in self.routers:
+            if not router.planned and router.parked:
+                for seq in router.unpark():
+                    self.requeue(seq)
+                    moved += 1
+        return moved
+
+    def drop_parked(self, now: float) -> int:
+        """At the end of a run, visits still waiting for a tier that never came back are dropped, with a reason."""
+        dropped = 0
+        for t, router in enumerate(self.routers):
+            for seq in router.unpark():
+                self.book.preemptions[seq.req] += seq.preemptions
+                self.on_drop_request(seq.req, f"tier_{t}_unavailable", now)
+                dropped += 1
+        return dropped

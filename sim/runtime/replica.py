@@ -1,0 +1,496 @@
+"""A model replica (TP x PP on concrete GPUs) and its engines: the iteration loop, in fast (jumping) or reference mode.
+
+Pipeline parallelism follows vLLM V0's virtual engines: a replica with pp stages runs pp engines, each with its
+own scheduler, 1/pp of the KV blocks and up to max_num_seqs sequences. Each engine's iteration takes
+cost.iteration_time_s (all stages plus send/recv); with pp engines busy, pp micro-batches are in flight and
+a new one enters the first stage about every stage_time_s. Bubbles from unequal micro-batches are ignored.
+
+Fast mode: between batch-changing events a decode-only batch of B sequences evolves predictably; iteration j
+costs a + b * (S + j * B) with (a, b) = cost.decode_affine(B). The engine computes how many iterations k
+remain until the first sequence finishes or the free KV blocks run out, and waits once for all k. An arrival
+that could be admitted interrupts the wait; the engine stops at the first iteration boundary after the
+arrival. The batch itself is kept as aggregates (sim.runtime.decode_batch), so planning and ending a jump cost
+O(log n), not passes over its sequences. Boundary times are the same running float sums as in reference mode
+(np.add.accumulate is sequential). Every time an engine records is its own logical clock (those exact sums),
+never env.now, which SimPy can only approach within an ulp; so both modes produce bit-identical records.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import deque
+from functools import partial
+
+import numpy as np
+import simpy
+
+from sim.runtime.batching import DECODE_ONLY, SCHEDULERS, Seq
+from sim.runtime.decode_batch import DecodeBatch
+from sim.runtime.kv_cache import KVCache
+from sim.perf.batch import BatchShape
+
+
+_accumulate = np.add.accumulate  # sequential, so the running sums equal reference mode's
+STEP_TIMES_MAX = 1 << 16  # prefill-batch shapes memoized per cost model (Replica.step_times)
+
+
+def _delay_to(now: float, target: float) -> float:
+    """The SimPy delay that wakes a process at about `target` (within an ulp: SimPy adds delay to env.now,
+    and not every float is reachable that way, so entities keep exact logical times of their own)."""
+    d = target - now
+    return d if d > 0.0 else 0.0
+
+
+def _count_le(ends, t: float) -> int:
+    """How many iteration ends are <= t (ends: a short list, or a numpy array for long jumps)."""
+    return bisect_right(ends, t) if isinstance(ends, list) else int(ends.searchsorted(t, "right"))
+
+
+class Engine:
+    """One scheduler with its own queues and KV blocks; runs iterations on SimPy timeout events."""
+
+    def __init__(self, env: simpy.Environment, replica: "Replica", index: int, kv_blocks: int) -> None:
+        self.env = env
+        self.replica = replica
+        self.index = index
+        self.cfg = replica.cfg
+        self.cost = replica.cost
+        self.kv = KVCache(kv_blocks, self.cost.kv_block_size, self.cfg.kv_watermark)
+        self.waiting: deque[Seq] = deque()
+        self.running: list[Seq] = []  # admission order: the last is preempted first
+        self.schedule = SCHEDULERS[self.cfg.batching]
+        self.fast = self.cfg.mode == "fast"
+        # Arrivals can change a running batch only under continuous batching.
+        self._arrivals_interrupt = self.fast and self.cfg.batching != "static"
+        self.busy_s = 0.0
+        self.iterations = 0
+        self.jumps = 0
+        self.outstanding = 0  # sequences assigned here and not finished
+        self._idle = True
+        self._jumping = False
+        self._token = 0  # identifies the engine's one live boundary event; older ones are stale
+        self._pending: tuple | None = None  # the iteration(s) in flight until the next boundary
+        self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size (fast mode)
+        self._steps_cache: dict[int, np.ndarray] = {}
+        self._event = None  # the live boundary event
+        self._dec_stats: tuple = ([], 0, 0, 0)
+        # Fast mode keeps the decode batch as aggregates (sim.runtime.decode_batch), so a jump or a finish costs
+        # O(log n) rather than passes over the batch.
+        self.batch = DecodeBatch(self.kv.block_size) if self.fast else None
+        self.clock = env.now  # logical time of the engine's last iteration boundary
+        self._preempted: list[Seq] = []
+        self.alive = True
+
+    # ---- entry points ---------------------------------------------------------------------------
+    def submit(self, seq: Seq) -> None:
+        was_empty = not self.waiting
+        self.waiting.append(seq)
+        self.outstanding += 1
+        if self._idle:
+            self._idle = False
+            if seq.enqueue_s > self.clock:
+                self.clock = seq.enqueue_s
+            self._next()
+        elif self._jumping and was_empty and self._arrivals_interrupt:
+            # A non-empty waiting queue at a jump means its head is blocked (memory or max_num_seqs) for the
+            # whole jump, and FCFS keeps newcomers behind it; only the first newcomer can change the batch.
+            self._jumping = False
+            self._cut_jump(seq.enqueue_s)
+
+    def drop(self, seq: Seq, reason: str) -> None:
+        self.outstanding -= 1
+        self.replica.on_drop(seq, reason, self.clock)
+
+    def stop(self) -> list:
+        """Take the engine down now: every running and waiting visit is returned (KV freed) for re-queueing."""
+        self.alive = False
+        self._settle_jump()
+        seqs = list(self.running) + list(self.waiting)
+        for s in self.running:
+            self.kv.release(s)
+        for s in seqs:
+            s.reset_for_requeue()
+            s.cached_tokens = -1  # the record's hit is the one at the replica that serves the visit in the end
+        self.running, self.waiting = [], deque()
+        self.outstanding = 0
+        self._token += 1  # the boundary event in flight becomes stale
+        self._pending = None
+        self._jumping = False
+        self._idle = False  # never wakes again
+        return seqs
+
+    def _settle_jump(self) -> None:
+        """Fast mode, stopped inside a decode jump: the iterations that ended by now count (their tokens were
+        generated, as reference mode's events for them have fired); the one in flight is lost in both modes."""
+        pending = self._pending
+        if pending is not None and pending[0] is None and not isinstance(pending[6], float):
+            _, start, dec, n, ctx, k, ends = pending
+            done = min(_count_le(ends, self.env.now), k - 1)  # the k-th would end the jump (k <= first finish)
+            if done > 0:
+                end = float(ends[done - 1])
+                self.busy_s += end - start
+                self.iterations += done
+                self._record(start, end - start, done, None, n, ctx)
+                self.clock = end
+                self._advance(dec, done, end)
+        if self.batch is not None:
+            self.batch.materialize()  # the engine's sequences go back to a queue with exact token counts
+
+    # ---- the iteration loop ---------------------------------------------------------------------
+    # The engine is driven by SimPy timeout events with callbacks rather than a generator process: a jump cut
+    # short by an arrival then costs one new timeout (the old one fires stale and is ignored) instead of an
+    # Interruption, a process resumption and a new timeout, and every boundary skips a generator resumption.
+    def _at(self, t: float) -> None:
+        self._token += 1
+        ev = self.env.timeout(_delay_to(self.env.now, t))
+        ev.callbacks.append(partial(self._boundary, self._token))
+        self._event = ev
+
+    def _next(self) -> None:
+        """At an iteration boundary (self.clock): schedule the next iteration(s), or go idle."""
+        while True:
+            if not self.running and not self.waiting:
+                self._idle = True
+                return
+            now = self.clock
+            step = self.schedule(self, now)
+            if step is None:
+                # Preemption emptied the batch (or every waiting prompt was dropped): schedule again now.
+                continue
+            if step is not DECODE_ONLY:
+                # A batch with prefill work: its cost-model time, memoized by shape for the run (a prompt
+                # length recurs across the replicas of a tier; decode-only batches never come here). The memo
+                # stops growing at STEP_TIMES_MAX shapes, so a run of millions of requests stays in bounded memory.
+                times = self.replica.step_times
+                t = times.get(step.shape)
+                if t is None:
+                    t = self.cost.iteration_time_s(step.shape)
+                    if len(times) < STEP_TIMES_MAX:
+                        times[step.shape] = t
+                t *= self.replica.slowdown
+                self._record(now, t, 1, step.shape)
+                self._pending = (step, now, t)
+                self._at(now + t)
+                return
+            dec, n, ctx, k, ends = self._plan_decode(now)
+            self._pending = (None, now, dec, n, ctx, k, ends)
+            if k == 1:
+                self._at(ends)
+            else:
+                self._jumping = True
+                self._at(float(ends[k - 1]))
+            return
+
+    def _cut_jump(self, arrival_s: float) -> None:
+        """An arrival during a jump: stop at the first boundary strictly after it; it joins the batch there."""
+        _, now, dec, n, ctx, k, ends = self._pending
+        cut = max(1, min(k, _count_le(ends, arrival_s) + 1))
+        if cut < k:
+            self._pending = (None, now, dec, n, ctx, cut, ends)
+            self._event.callbacks.clear()  # the jump's old end fires as an empty event (SimPy cannot cancel)
+            self._at(float(ends[cut - 1]))
+
+    def _boundary(self, token: int, _event=None) -> None:
+        if token != self._token:
+            return  # stale: the jump was cut short, or the engine was stopped
+        pending, self._pending = self._pending, None  # consumed: a later stop() must not settle it again
+        if pending[0] is not None:
+            step, now, t = pending
+            end = now + t
+            self.clock = end
+            self.busy_s += t
+            self.iterations += 1
+            self._finish_step(step, end)
+        else:
+            _, now, dec, n, ctx, k, ends = pending
+            if isinstance(ends, float):
+                end = ends
+            else:
+                end = float(ends[k - 1])
+                self.jumps += 1
+            self._jumping = False
+            self.busy_s += end - now
+            self.iterations += k
+            self._record(now, end - now, k, None, n, ctx)
+            self.clock = end
+            self._advance(dec, k, end)
+        self._next()
+
+    def _finish_step(self, step, end: float) -> None:
+        if step.decodes is None:  # the decode batch, as aggregates (fast mode)
+            self.batch.step += 1
+            finished = self.batch.finish_due()
+        else:
+            finished = []
+            for seq in step.decodes:
+                seq.generated += 1
+                if seq.generated >= seq.out_tokens:
+                    finished.append(seq)
+        for seq, c in step.chunks:
+            seq.prefilled += c
+            if seq.prefilled >= seq.prefill_target:
+                seq.generated += 1
+                seq.decoding = True
+                if seq.first_token_s < 0:
+                    seq.first_token_s = end
+                if seq.generated >= seq.out_tokens:
+                    finished.append(seq)
+                elif self.batch is not None:
+                    self.batch.join(seq)
+        if finished:
+            self._complete(finished, end)
+
+    def _complete(self, finished: list, end: float) -> None:
+        if len(finished) <= 4:
+            for seq in finished:
+                self.running.remove(seq)  # identity (Seq has no __eq__), in C
+        else:
+            done = set(map(id, finished))
+            self.running = [s for s in self.running if id(s) not in done]
+        for seq in finished:
+            self.kv.release(seq)
+            seq.blocks = 0
+            self.outstanding -= 1
+            self.replica.on_done(seq, end)
+
+    def allocate_decode_step(self) -> None:
+        """Give every decoding sequence the KV slot of this step, in admission order; when no block is free,
+        preempt the most recently admitted sequence by recompute (vLLM V0 _schedule_running)."""
+        batch = self.batch
+        if batch is not None:
+            # Fast mode: the step's new blocks in one take when they need no preemption; else the plain pass.
+            new = batch.new_blocks(batch.step + 1)
+            if new <= self.kv.free_blocks:
+                if new:
+                    self.kv.take(new)
+                n, ctx, k_fin = batch.stats()
+                self._dec_stats = (None, n, ctx, k_fin)
+                return
+            batch.materialize()
+        run = self.running
+        kv = self.kv
+        bs = kv.block_size
+        # The decode batch's aggregates are gathered in the same pass (victims are popped from the end, so a
+        # sequence counted here is never preempted later in the pass): the decoding sequences, their context
+        # tokens and the fewest output tokens any of them still has to generate.
+        dec = []
+        ctx = 0
+        k_fin = 1 << 62
+        i = 0
+        while i < len(run):
+            seq = run[i]
+            i += 1
+            if not seq.decoding:
+                continue
+            slots = seq.prompt_tokens + seq.generated
+            if slots > seq.blocks * bs:
+                while kv.free_blocks == 0:
+                    victim = run.pop()
+                    self._preempt(victim)
+                    if victim is seq:
+                        break
+                else:
+                    kv.take(1)
+                    seq.blocks += 1
+                if not seq.decoding:
+                    continue  # it preempted itself
+            dec.append(seq)
+            ctx += slots
+            left = seq.out_tokens - seq.generated
+            if left < k_fin:
+                k_fin = left
+        self._dec_stats = (dec, len(dec), ctx, k_fin)
+        if self._preempted:
+            # Oldest victim first at the head of the queue, as vLLM's waiting.extendleft(preempted).
+            self.waiting.extendleft(self._preempted)
+            self._preempted = []
+        if batch is not None:
+            for seq in dec:  # exact again, and allocated for the next step: back into the aggregates
+                batch.join(seq)
+
+    def _preempt(self, seq: Seq) -> None:
+        self.kv.release(seq)
+        seq.reset_for_requeue()
+        seq.preemptions += 1
+        self._preempted.append(seq)
+
+    def _plan_decode(self, now: float):
+        """The next decode-only iterations: (sequences, n, context tokens, k, end) for one iteration, its time
+        from the cost model (reference), or (..., k, ends) with ends[j] the end of iteration j of a jump (fast)."""
+        dec, n, ctx, k_fin = self._dec_stats  # gathered by allocate_decode_step, just before DECODE_ONLY
+        f = self.replica.slowdown
+        if not self.fast:
+            # The plain reference: one cost-model evaluation and one event per iteration. The fast path's
+            # a + b * S equals this bit for bit (the ReplicaCost contract), which the mode comparison checks.
+            t = self.cost.iteration_time_s(BatchShape(decode_seqs=n, decode_ctx_tokens=ctx)) * f
+            return dec, n, ctx, 1, now + t
+        ab = self._affine.get(n)
+        if ab is None:
+            ab = self._affine[n] = self.cost.decode_affine(n)
+        a, b = ab
+        k = self._jump_length(k_fin)
+        if k == 1:
+            return dec, n, ctx, 1, now + (a + b * ctx) * f
+        # ends[j]: end of iteration j, the same left-to-right float sums as k reference steps. Up to about 44
+        # steps a Python loop is cheaper than the five numpy calls below (their fixed cost dominates).
+        if k <= 44:
+            ends = []
+            e = now
+            if f == 1.0:  # y * 1.0 == y exactly, so the product is left out
+                x = ctx
+                for _ in range(k):
+                    e += a + b * x
+                    ends.append(e)
+                    x += n
+            else:
+                for j in range(k):
+                    e = e + (a + b * (ctx + j * n)) * f
+                    ends.append(e)
+            return dec, n, ctx, k, ends
+        # Integers below 2**53 are exact as floats, so b * x + a is the same float as a + b * x.
+        steps = self._steps_cache.get(n)
+        if steps is None or steps.size < k:
+            steps = self._ctx_steps(n, k)
+        ends = steps[:k] + float(ctx)  # a float operand: numpy resolves the addition's type faster
+        ends *= b
+        ends += a
+        if f != 1.0:
+            ends *= f
+        ends[0] += now
+        return dec, n, ctx, k, _accumulate(ends)  # a new array is cheaper than out=ends at these sizes
+
+    def _advance(self, dec: list, k: int, end: float) -> None:
+        """Apply k decode steps: in fast mode to the aggregate batch (steps 1..k-1 take their blocks at once, step
+        0 was allocated by allocate_decode_step); in reference mode (k is always 1) sequence by sequence. Then
+        the sequences that reached their output length finish."""
+        batch = self.batch
+        if batch is not None:
+            if k > 1:
+                self.kv.take(batch.blocks_between(batch.step + 1, batch.step + k))
+            batch.step += k
+            finished = batch.finish_due()
+        else:
+            finished = []
+            for s in dec:
+                s.generated += 1
+                if s.generated >= s.out_tokens:
+                    finished.append(s)
+        if finished:
+            self._complete(finished, end)
+
+    def _ctx_steps(self, n: int, k: int) -> np.ndarray:
+        """n * (0..k-1) as floats: the context growth of a decode batch of n over k steps (cached by n)."""
+        arr = self._steps_cache.get(n)
+        if arr is None or arr.size < k:
+            arr = self._steps_cache[n] = n * np.arange(max(k, 1024), dtype=np.float64)
+        return arr[:k]
+
+    def _jump_length(self, k_fin: int) -> int:
+        """Decode steps until the first sequence finishes (k_fin), cut where steps 1.. would need more KV
+        blocks than are free (that step then runs alone, with the reference preemption logic)."""
+        if k_fin <= 1:
+            return 1
+        free = self.kv.free_blocks
+        batch = self.batch
+        base = batch.step + 1  # allocated already
+        if batch.blocks_between(base, base + k_fin - 1) <= free:
+            return k_fin
+        lo, hi = 0, k_fin - 1  # blocks for steps 1..lo fit, for 1..hi they do not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if batch.blocks_between(base, base + mid) <= free:
+                lo = mid
+            else:
+                hi = mid
+        return lo + 1
+
+    # ---- records --------------------------------------------------------------------------------
+    def _record(self, start: float, dur: float, iters: int, shape: BatchShape | None, n: int = 0, ctx: int = 0):
+        log = self.replica.iteration_log
+        if log is None:
+            return
+        if shape is None:
+            log.append((self.replica.replica_id, self.index, start, dur, iters, 0, 0, n, ctx,
+                        self.kv.used_blocks, len(self.waiting)))
+        else:
+            log.append((self.replica.replica_id, self.index, start, dur, iters, shape.prefill_tokens,
+                        shape.num_prefill_seqs, shape.decode_seqs, shape.decode_ctx_tokens,
+                        self.kv.used_blocks, len(self.waiting)))
+
+
+ITERATION_COLUMNS = ["replica_id", "engine", "start_s", "duration_s", "iterations", "prefill_tokens",
+                     "prefill_seqs", "decode_seqs", "decode_ctx_tokens", "kv_used_blocks", "waiting"]
+
+
+class Replica:
+    """A model replica on concrete GPUs; holds pp engines and routes each submitted visit to the least loaded."""
+
+    def __init__(self, env, replica_id: int, tier: int, plan, cost, cfg, flow, iteration_log=None,
+                 step_times: dict | None = None) -> None:
+        self.env = env
+        self.replica_id = replica_id
+        self.tier = tier
+        self.plan = plan
+        self.cost = cost
+        self.cfg = cfg
+        self.flow = flow
+        self.iteration_log = iteration_log
+        # cost.iteration_time_s of batches with prefill work by BatchShape, for this run; shared by the replicas
+        # of one cost model (Cluster), as the cost is a pure function of the shape.
+        self.step_times = {} if step_times is None else step_times
+        self.slowdown = 1.0  # a controller may slow a straggler down by a factor
+        self.num_gpus = plan.tp * plan.pp
+        self.start_s = env.now
+        self.outstanding_work = 0.0  # load balancer's estimate, in tokens
+        self.routed_units = None  # load_balancer prefix_aware: the prompt prefixes sent here (sim.runtime.prefix_cache)
+        self.routed_capacity_units = 0
+        per_engine = max(1, cost.kv_capacity_blocks // plan.pp)
+        self.engines = [Engine(env, self, i, per_engine) for i in range(plan.pp)]
+        kv = self.engines[0].kv  # KVCache.never_fits, solved for the token count once
+        self.max_tokens_held = (kv.capacity_blocks - kv.watermark_blocks) * kv.block_size
+        # Nominal decode throughput (tokens/s at 32 sequences of 1k context) turns outstanding tokens into time.
+        a, b = cost.decode_affine(32)
+        self.tokens_per_s = plan.pp * 32 / (a + b * 32 * 1024)
+
+    @property
+    def outstanding(self) -> int:
+        return sum(e.outstanding for e in self.engines)
+
+    def change_speed(self, cost=None, slowdown: float | None = None) -> None:
+        """A fault changes this replica's speed: a straggler GPU (slowdown factor) or a degraded link (a cost
+        rebuilt on the slower link). Iterations in flight finish at the old speed; a decode jump is cut at the
+        next iteration boundary, so fast mode applies the change where reference mode does."""
+        if cost is not None:
+            self.cost = cost
+            self.step_times = {}
+            a, b = cost.decode_affine(32)
+            self.tokens_per_s = self.plan.pp * 32 / (a + b * 32 * 1024)
+        if slowdown is not None:
+            self.slowdown = float(slowdown)
+        for eng in self.engines:
+            if cost is not None:
+                eng.cost = cost
+                eng._affine.clear()
+            if eng._jumping:
+                eng._jumping = False
+                eng._cut_jump(self.env.now)
+
+    @property
+    def busy_s(self) -> float:
+        return sum(e.busy_s for e in self.engines) / len(self.engines)
+
+    def can_ever_hold(self, tokens: int) -> bool:
+        """Whether an empty engine of this replica could admit a sequence of this many tokens (its KV capacity)."""
+        return tokens <= self.max_tokens_held
+
+    def submit(self, seq: Seq) -> None:
+        eng = self.engines[0] if len(self.engines) == 1 else min(self.engines, key=lambda e: e.outstanding)
+        self.outstanding_work += seq.work_tokens
+        eng.submit(seq)
+
+    def on_done(self, seq: Seq, end: float) -> None:
+        self.outstanding_work -= seq.work_tokens
+        self.flow.on_tier_done(seq, end, self.replica_id)
+
+    def on_drop(self, seq: Seq, reason: str, now: float) -> None:
+        self.outstanding_work -= seq.work_tokens
+        self.flow.on_drop(seq, reason, now)
