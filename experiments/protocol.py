@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.scenario import Scenario, build_scenario, resolve_q_min
+from experiments.scenario import Scenario, build_scenario, resolve_q_min, trace_window
 from experiments.stats import mean_ci95, outcome, paired_ratio_ci95
 from sim.common.errors import ConfigError
 
@@ -114,14 +114,18 @@ def seed_split(cfg: DictConfig, seed: int) -> SeedSplit:
         raise ConfigError(f"split.enabled is not supported for the phased workload {cfg.workload.name!r} (its "
                           "phases are the drift under test); set split.enabled=false and plan on a first window "
                           "with replan.plan_window_s")
-    rate_scale = float(cfg.rate_scale)
-    window = None if cfg.horizon_s is None else float(cfg.horizon_s) * rate_scale
+    part = trace_window(cfg)
+    # the scenario's window in the unscaled workload's time (the binder sees arrival times before the rate change)
+    if part is not None:
+        window = part[1] - part[0]
+    else:
+        window = None if cfg.horizon_s is None else float(cfg.horizon_s) * float(cfg.rate_scale)
     binder = QuestionSplitBinder(float(spec.plan_fraction), float(spec.question_fraction), (spec.seed, seed), window)
     full = build_scenario(cfg, seed=seed, bind_questions=binder)
     w = full.workload
     n_plan = min(int(w.meta["binding"]["plan_requests"]), w.num_requests)
     start = float(w.arrival_s[0])
-    span = float(cfg.horizon_s) if cfg.horizon_s is not None else w.duration_s
+    span = full.extras["window_s"] if full.extras.get("window_s") is not None else w.duration_s
     boundary = start + spec.plan_fraction * span
     plan_w = w.take(np.arange(n_plan))
     test_w = w.take(np.arange(n_plan, w.num_requests))

@@ -144,13 +144,14 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
 
 def _title(cfg: DictConfig, sc: Scenario) -> str:
     return (f"{sc.cascade.name} on {sc.cluster.num_gpus} x {sc.cluster.gpu.name}, {cfg.workload.name} x"
-            f"{cfg.rate_scale:g} rate, q_min {sc.q_min:.1f}")
+            f"{sc.extras.get('rate_factor', cfg.rate_scale):.3g} rate, q_min {sc.q_min:.1f}")
 
 
 def _scenario_meta(cfg: DictConfig, sc: Scenario) -> dict:
     return {"name": cfg.name, "cascade": sc.cascade.model_names, "cluster": sc.cluster.name,
             "num_gpus": sc.cluster.num_gpus, "workload": cfg.workload.name, "requests": sc.workload.num_requests,
-            "rate_rps": sc.workload.rate_rps, "rate_scale": cfg.rate_scale, "q_min": sc.q_min,
+            "rate_rps": sc.workload.rate_rps, "rate_scale": sc.extras.get("rate_factor", cfg.rate_scale),
+            "rate_rps_target": cfg.get("rate_rps"), "trace_window": sc.extras.get("trace_window"), "q_min": sc.q_min,
             "q_min_level": cfg.q_min_level if cfg.q_min is None else None, "seed": sc.seed,
             "throughput_slo_scale": cfg.throughput.slo_scale, "reference_length": sc.sim_cfg.reference_length,
             "config": OmegaConf.to_container(cfg, resolve=True)}
