@@ -84,6 +84,9 @@ class ExperimentConf:
     # (summary.json records the factor used as scenario.rate_scale); null = rate_scale.
     rate_rps: Optional[float] = None
     trace_window: TraceWindowConf = field(default_factory=TraceWindowConf)  # the part-of-the-trace knob
+    # The load sweep's rule (experiments.load): rate_rps = load_fraction x the single model's capacity (the largest
+    # model alone on every GPU, by the planners' queueing model); needs trace_window; replaces rate_rps/rate_scale.
+    load_fraction: Optional[float] = None
     horizon_s: Optional[float] = None  # simulate only the first horizon_s seconds of the workload (None: all)
     plan_sample_size: int = 2000  # requests of the workload the planners see
     seed: int = 0

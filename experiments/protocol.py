@@ -19,8 +19,12 @@ from experiments.stats import mean_ci95, outcome, paired_ratio_ci95
 from sim.common.errors import ConfigError
 
 # Per-planner metrics reported as mean, ci95 and per-seed values (summary.json, the printed table, aggregate).
-SEED_METRICS = ("slo_scale", "slo_scale_in_sample", "throughput_rps", "quality", "quality_in_sample",
-                "gpu_s_per_request", "p95_latency_s", "completed_rps", "dropped")
+SEED_METRICS = ("slo_scale", "slo_scale_in_sample", "throughput_rps", "throughput_replan_rps", "quality",
+                "quality_in_sample", "gpu_s_per_request", "p95_latency_s", "completed_rps", "dropped")
+# SLO attainment curve (the paper's end-to-end figure): the share of test requests finishing within s x ref(r), at
+# these SLO scales s; a dropped request never attains. Reported per seed as attain_at_<s>, combined like the others.
+ATTAINMENT_SCALES = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0)
+ATTAINMENT_METRICS = tuple(f"attain_at_{s:g}" for s in ATTAINMENT_SCALES)
 # Metrics only some planners report (the learned router's accuracy, CascadeServe's gear switches): combined over
 # seeds like the others where the planner has them.
 PLANNER_SEED_METRICS = ("router_accuracy", "router_brier", "gear_switches")
@@ -155,7 +159,7 @@ def combine_seeds(runs: list[dict]) -> dict:
     """One planner's record over seeds: every SEED_METRICS key becomes the mean over seeds, with `<key>_ci95`
     (95% bootstrap CI of the mean) and `<key>_per_seed`; other keys (plan, tier shares) are the first seed's."""
     out = dict(runs[0])
-    for key in SEED_METRICS + tuple(k for k in PLANNER_SEED_METRICS if k in runs[0]):
+    for key in SEED_METRICS + tuple(k for k in PLANNER_SEED_METRICS + ATTAINMENT_METRICS if k in runs[0]):
         values = [float(r.get(key, float("nan"))) for r in runs]
         stats = mean_ci95(values)
         out[key], out[f"{key}_ci95"], out[f"{key}_per_seed"] = stats["mean"], stats["ci95"], values

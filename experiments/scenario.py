@@ -46,9 +46,9 @@ def check_top_level(cfg: DictConfig) -> None:
     if window is not None and cfg.workload.get("phases"):
         raise ConfigError(f"trace_window does not apply to the phased workload {cfg.workload.name!r}: its phases "
                           "name their own trace parts")
-    if cfg.get("rate_rps") is not None:
+    if cfg.get("rate_rps") is not None or cfg.get("load_fraction") is not None:
         if window is None:
-            raise ConfigError("rate_rps needs trace_window.duration_s: the part of the trace whose requests it re-times "
+            raise ConfigError("rate_rps and load_fraction need trace_window.duration_s: the part of the trace whose requests it re-times "
                               "(e.g. trace_window.duration_s=600 horizon_s=null)")
     if cfg.horizon_s is not None and float(cfg.horizon_s) <= 0:
         raise ConfigError(f"horizon_s must be positive (or null for the whole trace), got {cfg.horizon_s}")
@@ -70,6 +70,11 @@ def trace_window(cfg: DictConfig) -> tuple[float, float] | None:
 def rate_factor(cfg: DictConfig, workload: Workload, window: tuple[float, float] | None) -> float:
     """What the arrival times are divided by: rate_rps over the window's own mean rate (requests per second of the
     trace window), or rate_scale. rate_rps, when set, replaces rate_scale (summary.json records the factor used)."""
+    if window is not None and cfg.get("load_fraction") is not None:
+        from experiments.load import single_model_capacity
+
+        own_rps = workload.num_requests / (window[1] - window[0])
+        return float(cfg.load_fraction) * single_model_capacity(cfg)["capacity_rps"] / own_rps
     if window is not None and cfg.get("rate_rps") is not None:
         own_rps = workload.num_requests / (window[1] - window[0])
         return float(cfg.rate_rps) / own_rps

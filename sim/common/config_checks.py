@@ -64,6 +64,7 @@ EXPERIMENT_RULES: dict[str, Range] = {
     "rate_scale": POSITIVE,
     "horizon_s": POSITIVE,
     "rate_rps": POSITIVE,
+    "load_fraction": POSITIVE,
     "trace_window.start_s": NON_NEGATIVE,
     "trace_window.duration_s": POSITIVE,
     "plan_sample_size": Range(2.0, integer=True),
