@@ -94,6 +94,9 @@ class ExperimentConf:
     split: SplitConf = field(default_factory=SplitConf)
     faults: List[Dict[str, Any]] = field(default_factory=list)  # fault injections (see sim.control.controller)
     replan: Dict[str, Any] = field(default_factory=dict)  # online re-planning settings (see sim.control.controller)
+    # Also simulate each plan on its own planning split (slo_scale_in_sample, quality_in_sample); the load sweep turns
+    # it off to halve its simulations (the columns are then NaN).
+    in_sample: bool = True
     output_dir: Optional[str] = None  # where summary.json and figures go (default: Hydra's run dir)
     figure: bool = True
     progress: bool = True

@@ -127,7 +127,9 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     result = simulate_plan(plan, scenario, controller=controller)
     s = summarize(result, scenario.cascade, plan, cluster=scenario.cluster, engine=scenario.sim_cfg.engine)
     sim_s = time.perf_counter() - t0
-    if seen.workload is scenario.workload and controller is None:
+    if not cfg.get("in_sample", True):
+        s_in = {"slo_scale": float("nan"), "quality": float("nan")}
+    elif seen.workload is scenario.workload and controller is None:
         s_in = s  # no split and nothing online: the plan's own workload is the test workload
     else:
         s_in = summarize(simulate_plan(plan, seen, controller=gear_controller(plan, seen.workload)), seen.cascade,
