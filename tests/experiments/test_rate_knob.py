@@ -62,7 +62,8 @@ def test_split_with_a_trace_window_splits_the_rescaled_window():
 
 @pytest.mark.parametrize("overrides,match", [
     (["trace_window.duration_s=100"], "set horizon_s=null"),
-    (["rate_rps=3"], "rate_rps needs trace_window"),
+    (["rate_rps=3"], "rate_rps and load_fraction need trace_window"),
+    (["load_fraction=0.5"], "need trace_window"),
     (["trace_window.duration_s=-5", "horizon_s=null"], "trace_window.duration_s"),
 ])
 def test_conflicting_or_bad_rate_knobs_are_one_clear_error(overrides, match):
