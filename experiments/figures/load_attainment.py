@@ -18,6 +18,10 @@ LEVEL = 0.85
 def plot(results_dir=None, out_dir=None):
     df = read_results("load_sweep", results_dir)
     df = df[(df.q_min_level - LEVEL).abs() < 1e-9]
+    if df.empty:
+        from sim.common.errors import DataError
+
+        raise DataError(f"the load_sweep table has no row at quality level {LEVEL:g}")
     workloads = sorted(df.workload.unique())
     planners = ordered_planners(df)
     fig = Figure(figsize=(4.2 * len(LOADS), 3.2 * len(workloads)))
