@@ -5,13 +5,10 @@ planners' queueing model (planners.estimator.build_replica_model's per-replica s
 counts each request's prefill and its decode steps at the largest batch the KV cache holds), maximised over the
 parallel configurations that fit (as many replicas of one configuration as the GPUs allow). It uses the workload's
 real lengths over the chosen trace window at the run's base seed, so every seed and planner of a case gets the same
-rates. `load_fraction=f` sets rate_rps = f x capacity_rps; nothing about it depends on any simulated result.
+rates. `load_fraction=f` sets rate_rps = f x capacity_rps (experiments.scenario.single_model_capacity); nothing about
+it depends on any simulated result.
 """
 from __future__ import annotations
-
-from functools import lru_cache
-
-from omegaconf import DictConfig, OmegaConf
 
 
 def capacity_rps(cascade, cluster, workload, engine: str = "vllm") -> dict:
@@ -34,24 +31,3 @@ def capacity_rps(cascade, cluster, workload, engine: str = "vllm") -> dict:
             best = {"capacity_rps": replicas * rm.max_rps, "tp": tp, "pp": pp, "replicas": replicas,
                     "replica_max_rps": rm.max_rps}
     return best
-
-
-@lru_cache(maxsize=16)
-def _cached(key: str) -> dict:
-    from experiments.scenario import build_scenario
-
-    cfg = OmegaConf.create(key)
-    cfg.load_fraction = None
-    cfg.rate_rps = None
-    cfg.rate_scale = 1.0
-    cfg.split.enabled = False
-    sc = build_scenario(cfg)
-    return capacity_rps(sc.cascade, sc.cluster, sc.workload, sc.sim_cfg.engine)
-
-
-def single_model_capacity(cfg: DictConfig) -> dict:
-    """capacity_rps of cfg's cluster, cascade and workload window (cached per configuration)."""
-    keep = {k: cfg.get(k) for k in ("cluster", "cascade", "workload", "sim", "trace_window", "horizon_s", "seed",
-                                     "split", "q_min", "q_min_level", "rate_scale", "rate_rps", "load_fraction",
-                                     "plan_sample_size")}
-    return _cached(OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(OmegaConf.create(keep), resolve=True))))

@@ -7,8 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.load import capacity_rps
 from planners.plan import CascadePlan
 from sim.common.config_checks import check_experiment_numbers
+from sim.common.quick import quick_mode
 from sim.spec.cascade import CascadeSpec, cascade_from_dict
 from sim.common.errors import ConfigError
 from sim.spec.hardware import ClusterSpec, cluster_from_dict, load_gpu
@@ -40,8 +42,6 @@ def check_top_level(cfg: DictConfig) -> None:
     if float(cfg.rate_scale) <= 0:
         raise ConfigError(f"rate_scale must be positive, got {cfg.rate_scale}")
     window = trace_window(cfg)
-    from sim.common.quick import quick_mode
-
     # Both would cut the run; a smoke run (CASCADESIM_QUICK) may keep its short horizon on top of the window.
     if window is not None and cfg.horizon_s is not None and not quick_mode():
         raise ConfigError(f"trace_window.duration_s={window[1] - window[0]:g} picks the part of the trace to simulate, "
@@ -74,14 +74,34 @@ def rate_factor(cfg: DictConfig, workload: Workload, window: tuple[float, float]
     """What the arrival times are divided by: rate_rps over the window's own mean rate (requests per second of the
     trace window), or rate_scale. rate_rps, when set, replaces rate_scale (summary.json records the factor used)."""
     if window is not None and cfg.get("load_fraction") is not None:
-        from experiments.load import single_model_capacity
-
         own_rps = workload.num_requests / (window[1] - window[0])
         return float(cfg.load_fraction) * single_model_capacity(cfg)["capacity_rps"] / own_rps
     if window is not None and cfg.get("rate_rps") is not None:
         own_rps = workload.num_requests / (window[1] - window[0])
         return float(cfg.rate_rps) / own_rps
     return float(cfg.rate_scale)
+
+
+_CAPACITY: dict[str, dict] = {}  # per (cluster, cascade, workload, window, seed, engine): capacity_rps's answer
+
+
+def single_model_capacity(cfg: DictConfig) -> dict:
+    """experiments.load.capacity_rps for cfg's cluster, cascade and workload over its trace_window, at the run's base
+    seed (cfg.seed), so every seed, planner and quality level of a case gets the same rates."""
+    from sim.simulator import sim_config_from_dict
+    from sim.workload import build_workload
+
+    window = trace_window(cfg)
+    parts = {k: _container(cfg.get(k)) for k in ("cluster", "cascade", "workload", "sim")}
+    key = repr((parts, window, int(cfg.seed)))
+    if key not in _CAPACITY:
+        cluster = cluster_from_dict(parts["cluster"], load_gpu(parts["cluster"]["hardware"]),
+                                    f"cluster {parts['cluster'].get('name')}")
+        cascade = cascade_from_dict(parts["cascade"])
+        extra = {} if window is None else {"window": {"start_s": window[0], "end_s": window[1]}}
+        workload = build_workload(parts["workload"], cascade=cascade, seed=int(cfg.seed), **extra)
+        _CAPACITY[key] = capacity_rps(cascade, cluster, workload, sim_config_from_dict(parts["sim"]).engine)
+    return _CAPACITY[key]
 
 
 def build_scenario(cfg: DictConfig, seed: int | None = None, bind_questions=None) -> Scenario:

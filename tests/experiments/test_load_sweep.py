@@ -5,7 +5,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from experiments.config import register_configs
-from experiments.load import single_model_capacity
+from experiments.scenario import single_model_capacity
 from experiments.protocol import ATTAINMENT_METRICS, ATTAINMENT_SCALES, seed_split
 from sim.common.paths import CONF_DIR
 
