@@ -1,4 +1,4 @@
-"""Where cascades pay: Cascadia's SLO-scale ratio to the single model (single / Cascadia, > 1 = Cascadia better)
+"""Where cascades pay: Cascadia's SLO-scale ratio to the single model (single / Cascadia: the ratio of the means over paired seeds, > 1 = Cascadia better)
 over load x quality level, one map per workload, from results/load_sweep_seeds.csv (paired over seeds, 95% bootstrap
 CI; a CI containing 1 is a tie, written as such in the cell)."""
 from __future__ import annotations
