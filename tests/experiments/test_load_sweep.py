@@ -60,28 +60,38 @@ def test_attainment_curve_is_monotone_and_agrees_with_the_slo_scale(tiny_run):
                 assert a < 0.95, (name, x)
 
 
-def test_replan_per_rate_plans_once_per_bisected_rate(monkeypatch, tmp_path):
+def test_replan_per_rate_plans_once_per_bisected_rate(monkeypatch):
+    """throughput_rps with replan: one plan per probed rate factor, each on the planning split re-timed by that
+    factor. The simulation is replaced by the probe's rate and the SLO check by "rate <= 5x the base rate", so the
+    bisection's path is known in advance (hi fails, lo passes, then geometric mid-points)."""
+    import sim.metrics
     import experiments.run as run
 
-    seen_rates = []
-    real = run.make_plan
+    cfg = _cfg([*SMALL, "workload=deepseek_reasoning", "load_fraction=0.5", "throughput.iters=3",
+                "throughput.horizon_s=30", "throughput.lo=0.5", "throughput.hi=40.0"])
+    sp = seed_split(cfg, 0)
+    plan, _ = run.make_plan("single_model", {"model": "largest"}, sp.plan, 200)
+    base = sp.test.workload.window(0.0, 30.0)
+    planned = []
+    real_make_plan = run.make_plan
 
     def spy(planner, settings, scenario, sample):
-        seen_rates.append(scenario.workload.rate_rps)
-        return real(planner, settings, scenario, sample)
+        planned.append(scenario.workload.rate_rps / sp.plan.workload.rate_rps)
+        return real_make_plan(planner, settings, scenario, sample)
 
     monkeypatch.setattr(run, "make_plan", spy)
-    cfg = _cfg([*SMALL, "workload=deepseek_reasoning", "load_fraction=0.5", "planner=[single_model]",
-                "throughput.enabled=true", "throughput.iters=2", "throughput.horizon_s=30", "throughput.lo=0.5",
-                "throughput.hi=40.0", "throughput.replan_per_rate=true"])
-    from experiments.run import run_experiment
-
-    summary = run_experiment(cfg, tmp_path)
-    s = summary["planners"]["single_model"]
-    base = seen_rates[0]  # the run's own plan, at the planning split's rate
-    # then one plan per probed rate, each on the planning split re-timed by that factor: hi first (40x fails
-    # here), then lo, then the geometric mid-points
-    factors = [r / base for r in seen_rates[1:]]
-    assert len(factors) == 2 + 2 and factors[0] == pytest.approx(40.0) and factors[1] == pytest.approx(0.5)
-    assert factors[2] == pytest.approx(np.sqrt(0.5 * 40.0))
-    assert np.isfinite(s["throughput_rps"]) and np.isfinite(s["throughput_replan_rps"])
+    monkeypatch.setattr(run, "simulate_plan", lambda p, sc, workload=None, seed=None, controller=None: workload.rate_rps)
+    monkeypatch.setattr(run, "gear_controller", lambda p, w: None)
+    monkeypatch.setattr(sim.metrics, "meets_slo", lambda rate, *a, **k: rate <= 5.0 * base.rate_rps * (1 + 1e-9))
+    fixed = run.throughput_rps(plan, sp.test, cfg.throughput)
+    assert planned == []  # the fixed-plan throughput never re-plans
+    again = run.throughput_rps(plan, sp.test, cfg.throughput, replan=("single_model", {"model": "largest"}, sp.plan, 200))
+    # probes: hi 40 (fails), lo 0.5 (passes), then sqrt(0.5 x 40) = 4.47 (passes), sqrt(4.47 x 40), ...
+    expect = [40.0, 0.5]
+    lo, hi = 0.5, 40.0
+    for _ in range(3):
+        mid = float(np.sqrt(lo * hi))
+        expect.append(mid)
+        lo, hi = (mid, hi) if mid <= 5.0 else (lo, mid)
+    assert planned == pytest.approx(expect)
+    assert fixed == again == pytest.approx(lo * base.rate_rps)  # same oracle, same answer: only the plans differ
