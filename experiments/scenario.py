@@ -42,7 +42,7 @@ def check_top_level(cfg: DictConfig) -> None:
     if float(cfg.rate_scale) <= 0:
         raise ConfigError(f"rate_scale must be positive, got {cfg.rate_scale}")
     window = trace_window(cfg)
-    # Both would cut the run; a smoke run (CASCADESIM_QUICK) may keep its short horizon on top of the window.
+    # Both would cut the run; a smoke run (sim.common.quick) may keep its short horizon on top of the window.
     if window is not None and cfg.horizon_s is not None and not quick_mode():
         raise ConfigError(f"trace_window.duration_s={window[1] - window[0]:g} picks the part of the trace to simulate, "
                           f"horizon_s={cfg.horizon_s:g} would cut it again after the rate change; set horizon_s=null")
