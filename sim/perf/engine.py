@@ -26,6 +26,7 @@ FITTABLE: dict[str, tuple[float, float, float]] = {
     "allreduce_nvlink_base_us": (3.0, 15.0, 60.0),  # custom all-reduce ~5-10 us, NCCL ~20-30 us per call
     "attn_prefill_eff": (0.2, 0.5, 0.9),  # FlashAttention-2/3: 35-75% of dense peak
     "attn_decode_mem_eff": (0.3, 0.7, 0.95),  # paged decode attention: 50-85% of HBM peak
+    "ttft_overhead_ms": (1.0, 30.0, 300.0),  # request path outside the GPU steps (HTTP, tokeniser, first chunk)
 }
 
 
@@ -82,6 +83,9 @@ class EngineProfile:
     expert_imbalance: float = 1.0
     # Multi-token prediction: probability that each draft token is accepted (used where a replica drafts tokens).
     mtp_acceptance: float = 0.8
+    # A served request's first token also pays the request path outside the GPU iterations: HTTP, tokeniser,
+    # scheduler handoff, the first streamed chunk. Used by the corpus's closed-loop predictions (fitted there).
+    ttft_overhead_ms: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -15,7 +15,7 @@ from sim.spec.hardware import load_gpu
 from sim.spec.models import load_model
 from sim.common.paths import PROJECT_ROOT
 from sim.perf.batch import BatchShape
-from sim.fidelity.corpus import (CORPUS_DIR, NotPredictable, inflight_decode_batch, load_corpus, predict_row,
+from sim.fidelity.corpus import (CORPUS_DIR, NotPredictable, corpus_files, inflight_decode_batch, load_corpus, predict_row,
                              static_batch_time_s)
 from sim.fidelity.corpus_report import evaluate_corpus, summary_line
 from sim.perf.cost_model import build_replica_cost
@@ -33,11 +33,16 @@ def corpus():
 
 def test_every_corpus_row_is_mapped_or_skipped_with_a_reason(corpus):
     rows, skipped = corpus
-    total = sum(len(pd.read_csv(p)) for p in CORPUS_DIR.glob("*.csv"))
+    total = sum(len(pd.read_csv(p)) for p in corpus_files(CORPUS_DIR))
     assert len(rows) + len(skipped) == total
     assert all(s["reason"] for s in skipped)
-    assert {r.engine for r in rows} <= {"trtllm", "sglang", "vllm"}
-    assert {r.kind for r in rows} == {"iteration", "static_throughput", "inflight_throughput", "serving"}
+    from sim.perf.engine import available_engines
+    assert {r.engine for r in rows} <= set(available_engines())
+    assert {r.kind for r in rows} == {"iteration", "static_throughput", "inflight_throughput", "serving",
+                                      "static_latency", "decode_rate", "decode_step", "closed_loop",
+                                      "kernel_allreduce", "kernel_layer", "kernel_linear"}
+    # Issue 18: at least 2,500 predictable rows from at least 12 sources (before the KV-fit check).
+    assert len(rows) >= 2500 and len({r.source for r in rows}) >= 12
     # MLPerf gives neither lengths nor parallelism: listed, not guessed.
     assert sum(s["source"] == "mlperf_inference_v4_1" for s in skipped) == 8
     assert not [r for r in rows if r.source == "mlperf_inference_v4_1"]
@@ -74,7 +79,7 @@ def test_build_replica_cost_accepts_a_profile_object_or_a_name():
 def test_fit_recovers_a_known_profile_from_its_own_predictions(corpus, monkeypatch):
     # Synthetic measurements made by a profile with other parameters: without the prior's pull the fit must find
     # them (error ~0); with it, it must still beat the prior by far.
-    rows = [r for r in corpus[0] if r.engine == "trtllm" and r.kind in ("iteration", "static_throughput")][:40]
+    rows = [r for r in corpus[0] if r.source == "trtllm_docs" and r.kind in ("iteration", "static_throughput")][:40]
     truth = replace(load_engine("trtllm"), layer_overhead_graph_us=25.0, layer_overhead_eager_us=25.0,
                     cpu_base_ms=1.5, attn_prefill_eff=0.4)
     synthetic = []
@@ -125,7 +130,7 @@ def run(module, *args):
 
 
 def test_calibrate_engine_without_rows_and_unknown_engine():
-    out = run("sim.fidelity.calibrate", "--engine", "vllm")
+    out = run("sim.fidelity.calibrate", "--engine", "vllm_v1")
     assert out.returncode == 0 and json.loads(out.stdout.strip().splitlines()[-1])["fitted"] == {}
     out = run("sim.fidelity.calibrate", "--engine", "tgi")
     assert out.returncode == 2 and out.stderr.startswith("error: unknown engine 'tgi'")
