@@ -36,7 +36,7 @@ from sim.perf.cost_model import ReplicaCostModel, build_replica_cost
 from sim.perf.engine import EngineProfile, resolve_engine
 from sim.fidelity.corpus_long import LONG_COLUMNS, long_rows
 from sim.fidelity.corpus_rows import CorpusRow, NotPredictable
-from sim.fidelity.steady_state import closed_loop_latencies_ms, kernel_time_ms
+from sim.fidelity.kernel_floor import kernel_time_ms
 from sim.fidelity.timing import batch_prefill_time_s, decode_step_time_s
 
 CORPUS_DIR = DATA_DIR / "measurements"
@@ -137,7 +137,7 @@ def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
                      batch_size=int(batch) if batch else 1, input_tokens=int(isl), output_tokens=int(osl),
                      request_rate=rate if rate and math.isfinite(rate) else None, num_prompts=prompts,
                      measured=tuple(measured), statistic="median" if "MEDIANS" in notes.upper() else "mean",
-                     cuda_graphs="--disable-cuda-graph" not in notes)
+                     cuda_graphs="--disable-cuda-graph" not in notes, dp_attention="--enable-dp-attention" in notes)
 
 
 def corpus_files(corpus_dir: Path) -> list[Path]:
@@ -238,6 +238,8 @@ def check_fits(row: CorpusRow, cost: ReplicaCostModel) -> None:
     """Rows whose KV cannot be held are flagged, not predicted (the engine could not have run them as stated)."""
     per_seq = -(-(row.input_tokens + row.output_tokens) // cost.kv_block_size)
     seqs = row.batch_size if row.kind in ("iteration", "static_throughput", "static_latency", "decode_step") else 1
+    if row.kind == "closed_loop":
+        return  # the benchmark client waits for KV room; the simulation queues the rest
     if seqs * per_seq > cost.kv_capacity_blocks:
         raise NotPredictable(f"KV does not fit: {seqs} x {row.input_tokens + row.output_tokens} tokens need "
                              f"{seqs * per_seq * cost.kv_block_size} KV tokens, the model has "
@@ -265,8 +267,6 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
         cost = replica_cost(row, eng)
     except UserError as exc:
         raise NotPredictable(str(exc)) from None
-    if row.kind == "closed_loop":
-        return closed_loop_latencies_ms(row, cost)
     check_fits(row, cost)
     if row.kind == "static_latency":
         return {"static_e2e_ms": static_batch_time_s(cost, row.batch_size, row.input_tokens, row.output_tokens) * 1e3}
@@ -285,12 +285,44 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
     if not with_serving:
         raise NotPredictable("serving rows are not simulated in this pass")
     try:
-        from sim.fidelity.serving import ServingBench, simulate_serving
+        from sim.fidelity.serving import ServingBench
     except ImportError:
         raise NotPredictable("serving simulation (sim.fidelity.serving) is not available in this build") from None
+    closed = row.kind == "closed_loop"
     bench = ServingBench(model=row.model, input_tokens=row.input_tokens, output_tokens=row.output_tokens,
                          gpu=row.gpu, tp=row.tp, pp=row.pp, weights=row.weights, kv=row.kv,
-                         request_rate=row.request_rate, num_prompts=row.num_prompts)
-    out = simulate_serving(bench, engine=eng, seed=0, sim=serving_sim_overrides(eng))
+                         concurrency=row.batch_size if closed else None,
+                         request_rate=row.request_rate, num_prompts=row.num_prompts, ep=row.ep,
+                         dp_attention=row.dp_attention, mtp_draft_tokens=row.mtp_draft_tokens)
+    out = _simulate(bench, eng, *drawn_lengths(row))
     stat = row.statistic
+    if closed:  # a closed-loop benchmark's per-token latency is its TPOT (InferenceX: ITL is per streamed chunk)
+        return {"closed_ttft_ms": float(out[f"ttft_ms_{stat}"]), "tpot_ms": float(out[f"tpot_ms_{stat}"])}
     return {"serving_ttft_ms": float(out[f"ttft_ms_{stat}"]), "serving_itl_ms": float(out[f"itl_ms_{stat}"])}
+
+
+@lru_cache(maxsize=4096)
+def _simulate(bench, eng: EngineProfile, input_lens: tuple[int, ...], output_lens: tuple[int, ...]) -> dict:
+    """One simulated benchmark run, shared by the rows that report its metrics (TTFT and TPOT rows of one run)."""
+    from sim.fidelity.serving import simulate_serving
+
+    return simulate_serving(bench, engine=eng, seed=0, sim=serving_sim_overrides(eng), input_lens=input_lens,
+                            output_lens=output_lens)
+
+
+LENGTH_SEED = 18  # the draws of a run come from (LENGTH_SEED, its lengths, concurrency and prompts): fixed per run
+
+
+def drawn_lengths(row: CorpusRow) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(input, output) lengths of the row's requests: fixed, or drawn uniformly in [ratio x L, L] (a benchmark's
+    random dataset with --random-range-ratio; InferenceX uses 0.8)."""
+    import numpy as np
+
+    n = max(1, row.num_prompts)
+    if row.length_ratio >= 1.0:
+        return (row.input_tokens,) * n, (row.output_tokens,) * n
+    rng = np.random.default_rng(np.random.SeedSequence([LENGTH_SEED, row.input_tokens, row.output_tokens,
+                                                        row.batch_size, n]))
+    isl = rng.integers(int(row.length_ratio * row.input_tokens), row.input_tokens + 1, size=n)
+    osl = rng.integers(int(row.length_ratio * row.output_tokens), row.output_tokens + 1, size=n)
+    return tuple(int(x) for x in isl), tuple(int(x) for x in osl)

@@ -23,10 +23,10 @@ FITTABLE: dict[str, tuple[float, float, float]] = {
     "layer_overhead_tp_exponent": (0.05, 0.35, 1.0),  # rank skew grows with TP, at most linearly
     "cpu_base_ms": (0.02, 0.5, 10.0),  # scheduler + sampler per iteration
     "cpu_per_seq_ms": (0.0005, 0.02, 0.2),  # per-sequence bookkeeping and sampling
-    "allreduce_nvlink_base_us": (3.0, 15.0, 60.0),  # custom all-reduce ~5-10 us, NCCL ~20-30 us per call
+    "allreduce_nvlink_base_us": (3.0, 15.0, 60.0),  # NCCL ~20-30 us per call
+    "allreduce_custom_base_us": (2.0, 8.0, 30.0),  # intra-node custom all-reduce kernels: ~5-10 us per call
     "attn_prefill_eff": (0.2, 0.5, 0.9),  # FlashAttention-2/3: 35-75% of dense peak
     "attn_decode_mem_eff": (0.3, 0.7, 0.95),  # paged decode attention: 50-85% of HBM peak
-    "ttft_overhead_ms": (1.0, 30.0, 300.0),  # request path outside the GPU steps (HTTP, tokeniser, first chunk)
 }
 
 
@@ -70,8 +70,9 @@ class EngineProfile:
     allreduce_algorithm: str = "nccl"
     allreduce_custom_base_us: float = 8.0
     allreduce_custom_max_kb: float = 8192.0
-    # Eager (no CUDA graph) host time per MoE/MLA layer, us: far more small kernels and Python ops than a dense
-    # layer (routing, top-k, token sort, per-expert GEMM groups, MLA's absorbed projections). 0: as a dense layer.
+    # Eager (no CUDA graph) host time per MoE/MLA layer, us, whatever the TP (ranks launch in parallel): far more
+    # small kernels and Python ops than a dense layer (routing, top-k, token sort, per-expert GEMM groups, MLA's
+    # absorbed projections). 0: as a dense layer.
     layer_overhead_eager_moe_us: float = 0.0
     # Expert-parallel all-to-all (dispatch FP8 + combine BF16): fixed latency per call and fraction of the link
     # rate, over NVLink and over RDMA. Priors from DeepEP's published kernel figures (data/measurements).
@@ -83,9 +84,6 @@ class EngineProfile:
     expert_imbalance: float = 1.0
     # Multi-token prediction: probability that each draft token is accepted (used where a replica drafts tokens).
     mtp_acceptance: float = 0.8
-    # A served request's first token also pays the request path outside the GPU iterations: HTTP, tokeniser,
-    # scheduler handoff, the first streamed chunk. Used by the corpus's closed-loop predictions (fitted there).
-    ttft_overhead_ms: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -119,9 +117,11 @@ class EngineProfile:
         return 1e-3 * (self.cpu_base_ms + self.cpu_per_seq_ms * num_seqs + self.cpu_per_log2_tp_ms * math.log2(tp))
 
     def layer_overhead_s(self, tp: int, graph: bool, moe: bool = False) -> float:
-        base = self.layer_overhead_graph_us if graph else self.layer_overhead_eager_us
         if moe and not graph and self.layer_overhead_eager_moe_us > 0:
-            base = self.layer_overhead_eager_moe_us
+            # Host time of launching an eager MoE/MLA layer: every rank launches its own kernels in parallel, so it
+            # does not grow with TP (the TP exponent models rank skew at the all-reduces of graph-replayed layers).
+            return 1e-6 * self.layer_overhead_eager_moe_us
+        base = self.layer_overhead_graph_us if graph else self.layer_overhead_eager_us
         return 1e-6 * base * tp ** self.layer_overhead_tp_exponent
 
 
