@@ -99,7 +99,9 @@ def corpus_main(corpus_dir: Path) -> int:
         excluded = ev.points[ev.points.excluded != ""].drop_duplicates(["source", "line"])
         if len(excluded):
             print(f"\nNot predicted ({len(excluded)} rows, left out of the error):")
-            counts = excluded.groupby(["source", "excluded"]).size().rename("rows").reset_index()
+            reasons = excluded.excluded.where(~excluded.excluded.str.startswith("KV does not fit"),
+                                              "KV does not fit: the batch's tokens exceed the replica's KV capacity")
+            counts = excluded.assign(excluded=reasons).groupby(["source", "excluded"]).size().rename("rows").reset_index()
             print(counts.to_string(index=False, max_colwidth=120))
         if len(ev.skipped):
             print(f"\nNot predictable ({len(ev.skipped)} rows):")
