@@ -150,3 +150,15 @@ def test_tier_options_reach_the_simulator_and_the_planner_estimator_alike():
     assert spec.tiers[0].deployment(2) == {}  # dense tiers keep plain TP
     with pytest.raises(ConfigError, match="ep must be"):
         cascade_from_dict({"name": "t", "tiers": [{"model": "llama31_8b"}, {"model": "deepseek_v3", "ep": 0}]})
+
+
+def test_new_profile_and_hardware_fields_are_checked():
+    with pytest.raises(ConfigError, match="allreduce_algorithm"):
+        replace(load_engine("vllm"), allreduce_algorithm="ring")
+    with pytest.raises(ConfigError, match="expert_imbalance"):
+        replace(load_engine("sglang"), expert_imbalance=0.5)
+    with pytest.raises(ConfigError, match="mtp_acceptance"):
+        replace(load_engine("sglang"), mtp_acceptance=1.5)
+    with pytest.raises(ConfigError, match="interconnect"):
+        replace(H200, interconnect="infiniband")
+    assert load_gpu("a100_pcie").interconnect == "pcie" and H200.interconnect == "nvlink"
