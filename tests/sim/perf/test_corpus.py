@@ -160,14 +160,28 @@ def test_shipped_trtllm_profile_is_the_corpus_fit(corpus):
 
 
 
-def test_fidelity_figure_draws_one_panel_per_source(tmp_path):
+def test_fidelity_figure_draws_one_panel_per_engine(tmp_path, monkeypatch):
+    import matplotlib.figure
+
     from sim.fidelity.fidelity_figure import draw
 
-    points = pd.DataFrame({"source": ["a", "a", "b"], "line": [2, 3, 2], "engine": ["trtllm", "vllm", "sglang"],
-                           "bucket": ["decode", "prefill", "serving_itl"], "measured": [100.0, 20.0, 8.0],
-                           "predicted": [110.0, 18.0, 9.0], "excluded": ["", "", ""]})
+    # Five engines: two rows of panels (four per row), the unused fifth-row slots hidden.
+    points = pd.DataFrame({"source": ["a", "a", "b", "c", "c"], "line": [2, 3, 2, 2, 3],
+                           "engine": ["trtllm", "vllm", "sglang", "none", "lmdeploy"],
+                           "bucket": ["decode", "prefill", "serving_itl", "kernel", "decode"],
+                           "measured": [100.0, 20.0, 8.0, 0.5, 40.0], "predicted": [110.0, 18.0, 9.0, 0.45, 44.0],
+                           "excluded": [""] * 5})
+    titles = []
+    original = matplotlib.figure.Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        titles.extend(ax.get_title() for ax in fig.axes if ax.get_visible())
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
     out = draw(points, tmp_path / "fig.png")
     assert out.exists() and out.stat().st_size > 10_000
+    assert sorted(t.split(" (")[0] for t in titles) == ["lmdeploy", "none", "sglang", "trtllm", "vllm"]
 
 
 def test_corpus_csv_without_the_columns_is_one_line_exit_2(tmp_path):
