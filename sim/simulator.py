@@ -150,6 +150,7 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     if workload.num_tiers != cascade.num_tiers:
         raise ConfigError(f"workload {workload.name!r} has scores for {workload.num_tiers} tiers but cascade "
                           f"{cascade.name!r} has {cascade.num_tiers}")
+    cascade.tier_index(cfg.reference_tier)  # out of range: an error before the run, not a wrapped-around tier
     if judge is None:
         from sim.workload import Judge
 
