@@ -13,8 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from sim.common.cli import exit_on_user_error
-from sim.common.io import mark_complete, mark_running, prepare_output_dir, write_json, write_table
-from sim.common.errors import ConfigError
+from sim.common.io import claim_run_dir, mark_complete, mark_failed, prepare_output_dir, write_json, write_table
+from sim.common.errors import ConfigError, UserError
 from experiments.config import register_configs
 from experiments.progress import in_sweep, report_done
 from experiments.online import (build_controller, check_online_config, gear_controller, online_entries, online_summary,
@@ -66,8 +66,17 @@ def throughput_cap_rps(scenario: Scenario, tcfg: DictConfig) -> float:
 
 def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Everything the main job does, importable (tests and other experiments call this). Every planner runs over
-    the protocol's seeds (experiments.protocol): planned on each seed's planning split, scored on its test split."""
-    mark_running(out_dir)  # removed once every output is written: aggregate skips runs that still hold it
+    the protocol's seeds (experiments.protocol): planned on each seed's planning split, scored on its test split.
+    out_dir must be new or empty (sim.common.io.claim_run_dir): one folder, one run."""
+    claim_run_dir(out_dir)  # RUNNING until every output is written: aggregate skips runs that still hold it
+    try:
+        return _run_experiment(cfg, out_dir)
+    except UserError:
+        mark_failed(out_dir)  # a refused input is not an interrupted run
+        raise
+
+
+def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     splits = [seed_split(cfg, seed) for seed in run_seeds(cfg)]
     scenario = splits[0].test
     check_online_config(cfg, scenario)
@@ -180,7 +189,10 @@ def _format_table(table: pd.DataFrame) -> str:
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    out_dir = Path(cfg.output_dir) if cfg.output_dir else Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else Path(hc.runtime.output_dir)
+    if cfg.output_dir and in_sweep():  # each job of a sweep in its own folder under output_dir, named as Hydra's
+        out_dir = out_dir / hc.sweep.subdir
     run_guarded(cfg, out_dir)
 
 
