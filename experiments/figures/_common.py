@@ -31,12 +31,56 @@ SAVE_DPI = 110  # notebooks/figures.ipynb lowers it to stay small
 CAP_NOTE = "hatched ≥: at the bisection cap (10x the rate), a lower bound"
 
 
+# What the figures read from each tidy table: (columns they need, columns that name one row, may it be empty).
+# A row named twice (two runs of one case aggregated into one table) would be drawn as one bar of either value.
+_SWEEP = ["planner", "slo_scale", "throughput_rps", "quality", "gpu_s_per_request", "workload", "rate_scale"]
+TABLES = {
+    "slo_throughput": (_SWEEP + ["q_min_level"], ["workload", "q_min_level", "planner"], False),
+    "ablation": (_SWEEP, ["workload", "planner"], False),
+    "llama3": (_SWEEP + ["q_min_level", "cascade"], ["q_min_level", "planner"], False),
+    "llama31": (["planner", "slo_scale", "workload", "q_min_level"], ["workload", "q_min_level", "planner"], False),
+    "quality_shift": (["planner", "q_min", "cascade", "gpus_t0", "share_t0"], ["planner", "q_min"], False),
+    "node_failure": (["planner", "replan_enabled", "slo_scale"], ["planner", "replan_enabled", "seed"], False),
+    "node_failure_timeseries": (["planner", "replan_enabled", "window_start_s", "p95_latency_s"],
+                                ["planner", "replan_enabled", "seed", "window_start_s"], False),
+    "planner_time": (["num_gpus", "cold_s", "warm_s"], ["num_gpus"], False),
+    "drift_timeseries": (["system", "mode", "window_start_s", "p95_latency_s"],
+                         ["system", "mode", "seed", "window_start_s"], False),
+    "drift_phases": (["phase", "start_s", "end_s"], [], False),
+    "drift_events": (["kind", "time_s", "seed"], [], True),  # a run may have no re-plan or gear switch
+    "drift_summary": (["system", "mode", "phase", "seeds", "slo_scale_mean", "slo_scale_ci95_lo", "slo_scale_ci95_hi"],
+                      ["system", "mode", "phase"], False),
+}
+
+
 def read_results(name: str, results_dir: Path | None = None) -> pd.DataFrame:
+    """A tidy table the figures read, checked: every problem (missing, truncated, no rows, a column the figure needs
+    missing, one row named twice) is one DataError naming the file, never a traceback from the plotting code."""
     path = Path(results_dir or RESULTS_DIR) / f"{name}.csv"
     if not path.exists():
         raise DataError(f"{path} does not exist; run the experiment and `python -m experiments.aggregate` first "
                         f"(see docs/results.md)")
-    return pd.read_csv(path)
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        raise DataError(f"{path} ends in the middle of a line: the table is truncated; regenerate it with "
+                        "`python -m experiments.aggregate`")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path} is not a readable CSV table ({msg})") from None
+    needed, key, may_be_empty = TABLES.get(name, ([], [], True))
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise DataError(f"{path} lacks column(s) {missing} that this figure needs; it has {list(df.columns)[:12]}")
+    if df.empty and not may_be_empty:
+        raise DataError(f"{path} has a header but no rows; nothing to draw")
+    key = [c for c in key if c in df.columns]
+    if key and df.duplicated(key).any():
+        dup = df[df.duplicated(key, keep=False)][key].iloc[0].to_dict()
+        raise DataError(f"{path} has {int(df.duplicated(key, keep=False).sum())} rows for one case ({dup}): each "
+                        "case must appear once; aggregate one sweep per table")
+    return df
 
 
 def ordered_planners(df: pd.DataFrame) -> list[str]:

@@ -78,3 +78,44 @@ def test_main_job_marks_the_cap_and_draws_zero(tmp_path, monkeypatch):
     ax = drawn[0].axes[1]
     assert [bool(b.get_hatch()) for b in ax.patches] == [False, True]
     assert ax.patches[0].get_height() > 0 and {"0", "≥"} <= {t.get_text() for t in ax.texts}
+
+
+def _corrupt(path, how, column):
+    text = path.read_text()
+    header, first = text.splitlines()[:2]
+    if how == "header_only":
+        path.write_text(header + "\n")
+    elif how == "truncated":
+        path.write_text(text[:-7])
+    elif how == "duplicate_row":
+        path.write_text(text + first + "\n")
+    else:  # missing_column: a value the figure draws
+        pd.read_csv(path).drop(columns=[column]).to_csv(path, index=False)
+
+
+# the table of each figure that is corrupted (drift and node_failure read more than one) and a column it draws
+MAIN_TABLE = {"slo_scale": ("slo_throughput", "slo_scale"), "throughput": ("slo_throughput", "throughput_rps"),
+              "cost": ("slo_throughput", "gpu_s_per_request"), "ablation": ("ablation", "slo_scale"),
+              "quality_shift": ("quality_shift", "q_min"), "llama3": ("llama3", "throughput_rps"),
+              "llama31": ("llama31", "slo_scale"), "drift": ("drift_summary", "slo_scale_mean"),
+              "node_failure": ("node_failure", "slo_scale"), "planner_time": ("planner_time", "cold_s")}
+
+
+@pytest.mark.parametrize("how", ["header_only", "truncated", "missing_column", "duplicate_row"])
+@pytest.mark.parametrize("name", sorted(MAIN_TABLE))
+def test_a_malformed_table_is_one_clear_error_not_a_traceback(name, how, tmp_path, capsys):
+    """Header-only, truncated, missing-column and duplicate-row tables once ended figures in tracebacks (or, for a
+    duplicate row, drew one of two values for a case)."""
+    import shutil
+
+    from experiments.figures.__main__ import main
+
+    results = tmp_path / "results"
+    shutil.copytree(PROJECT_ROOT / "results", results, ignore=shutil.ignore_patterns("figures"))
+    table_name, column = MAIN_TABLE[name]
+    table = results / f"{table_name}.csv"
+    _corrupt(table, how, column)
+    with pytest.raises(SystemExit) as exc:
+        main([name, "--results-dir", str(results), "--out-dir", str(tmp_path / "figs")])
+    err = capsys.readouterr().err
+    assert exc.value.code != 0 and err.startswith("error: ") and str(table) in err and "Traceback" not in err
