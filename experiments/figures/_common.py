@@ -138,26 +138,16 @@ def ci_yerr(sub: pd.DataFrame, value: str, xs: list):
     return [lo, hi]
 
 
-@functools.lru_cache(maxsize=None)
-def _window_rate_rps(workload: str, rate_scale: float, horizon_s: float) -> float:
-    from sim.workload import build_workload
-
-    w = build_workload(workload, seed=0, rate_scale=rate_scale)
-    start = float(w.arrival_s[0])
-    return float(w.window(start, start + horizon_s).rate_rps)
-
-
 def throughput_cap_rps(row) -> float:
-    """The highest throughput the bisection can report for this row: hi x the rate of the first horizon_s seconds
-    (experiments.run.throughput_rps). A table may carry it; otherwise it is recomputed from the shipped trace
-    with the default bisection settings (experiments.config.ThroughputConf)."""
+    """The highest throughput the bisection can report for this row: hi x the rate of the first horizon_s seconds of
+    the run's test split (experiments.protocol.throughput_cap_rps). A table may carry it; otherwise it is recomputed
+    from the row's experiment, workload and rate_scale (experiments.protocol.scenario_cap_rps)."""
     if "throughput_cap_rps" in row and pd.notna(row["throughput_cap_rps"]):
         return float(row["throughput_cap_rps"])
-    from experiments.config import ThroughputConf
+    from experiments.protocol import scenario_cap_rps
 
-    t = ThroughputConf()
     try:
-        return t.hi * _window_rate_rps(str(row["workload"]), float(row["rate_scale"]), t.horizon_s)
+        return scenario_cap_rps(str(row.get("experiment", "default")), str(row["workload"]), float(row["rate_scale"]))
     except Exception:  # a workload this checkout cannot rebuild: no bar is marked rather than a wrong mark
         return float("inf")
 

@@ -29,9 +29,12 @@ def test_cap_bars_are_hatched_lower_bounds_and_zero_is_drawn():
 
 
 def test_cap_is_recomputed_from_the_shipped_trace_when_the_table_lacks_it():
-    # The committed sweep's capped bars all read 121.34 req/s: 10 x the first 300 s of conversation at x2.5.
-    row = pd.Series({"workload": "conversation", "rate_scale": 2.5})
-    assert _common.throughput_cap_rps(row) == pytest.approx(121.3448, rel=1e-4)
+    # The committed sweep's capped values all read 140.96 req/s: 10 x the first 300 s of the test split of
+    # conversation at x2.5 (once taken from the whole trace's first 300 s, 121.34, below values the sweep reached).
+    row = pd.Series({"experiment": "slo_throughput", "workload": "conversation", "rate_scale": 2.5})
+    assert _common.throughput_cap_rps(row) == pytest.approx(140.9555, rel=1e-4)
+    sweep = pd.read_csv(PROJECT_ROOT / "results" / "slo_throughput_seeds.csv")
+    assert sweep[sweep.workload == "conversation"].throughput_rps.max() == pytest.approx(140.9555, rel=1e-4)
 
 
 @pytest.mark.parametrize("name", NAMES)
