@@ -113,6 +113,24 @@ def legend_below(fig, handles, labels, ncol: int | None = None) -> None:
                ncol=ncol or min(len(labels), 4), frameon=False)
 
 
+def seeds_of(df: pd.DataFrame, value: str) -> int | None:
+    """How many seeds each mean of `value` is over (the table's <value>_n column, experiments.aggregate)."""
+    col = f"{value}_n"
+    return int(pd.to_numeric(df[col], errors="coerce").max()) if col in df and df[col].notna().any() else None
+
+
+def error_bar_note(n_seeds: int | None) -> str:
+    """What a figure's error bars are, in one line under it."""
+    if not n_seeds:
+        return "no error bars: one value per bar (the table has no per-seed CI)"
+    return f"bars: mean over {n_seeds} seeds; error bars: 95% bootstrap CI of that mean over the seeds"
+
+
+def caption(fig, text: str) -> None:
+    """One line of small text under the figure (below the legend), e.g. what its error bars are."""
+    fig.text(0.5, -0.2, text, ha="center", va="top", fontsize=7, style="italic")  # below a two-row legend
+
+
 def save(fig, name: str, out_dir: Path | None = None) -> Path:
     out_dir = Path(out_dir or FIGURES_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -214,4 +232,5 @@ def bars_per_panel(table: str, panels: list[tuple[str, str, str, str]], x: str, 
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     legend_below(fig, *planner_handles(planners, with_cap=any_cap))
+    caption(fig, error_bar_note(seeds_of(df, panels[0][1])))
     return save(fig, fig_name, out_dir)

@@ -65,10 +65,23 @@ def plot(results_dir=None, out_dir=None, name: str = "drift"):
     ax.set_yscale("log")
     ax.set_ylabel("SLO scale (log; lower is better)")
     seeds = int(summary.seeds.max()) if len(summary) else 0
-    ax.set_title(f"mean over {seeds} seeds, bars: 95% CI", fontsize=8)
+    ax.set_title(f"mean over {seeds} seeds; error bars: 95% bootstrap CI of that mean over the seeds", fontsize=8)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     ax.grid(alpha=0.3, axis="y")
+    for a in axes:
+        readable_log_ticks(a)
     return save(fig, name, **({"out_dir": out_dir} if out_dir else {}))
+
+
+def readable_log_ticks(ax) -> None:
+    """Log axes labelled at 1, 2, 5 x each power of ten in plain numbers (not 10^0 with unlabelled minor ticks)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if ax.get_yscale() != "log":
+        return
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 if __name__ == "__main__":
