@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -60,6 +61,32 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
     return float(factor * base.rate_rps)
 
 
+def saturation(requests: pd.DataFrame, plan) -> str:
+    """Why the run looks saturated (arrivals outpace service, so the queue grows with the run's length and its SLO
+    scale says more about the horizon than about the plan), or "" when it does not. Measured: the time a request
+    spends in the system by Little's law, W = N / rate (N: requests arrived and not finished; rate: arrivals over
+    the preceding quarter of them), at the last arrival against half way through the arrivals: a stable queue keeps W
+    level, a saturated one grows it; over 1.5x (and 10 more requests waiting) is called saturated. Estimated: the
+    planner's own estimate says its deployment cannot carry the load."""
+    why = []
+    arrival = np.sort(requests["arrival_s"].to_numpy())
+    finished = requests["completion_s"].to_numpy()
+    done = np.sort(finished[np.isfinite(finished)])
+    n = arrival.size
+    if n >= 40:
+        w, waiting = [], []
+        for a, b in ((n // 4, n // 2), (3 * n // 4, n - 1)):
+            rate = (b - a) / max(arrival[b] - arrival[a], 1e-9)
+            waiting.append(int(b + 1 - np.searchsorted(done, arrival[b], "right")))
+            w.append(waiting[-1] / rate)
+        if w[1] > 1.5 * w[0] and waiting[1] > waiting[0] + 10:
+            why.append(f"the queue grows: a request spends about {w[0]:.3g} s in the system half way through the "
+                       f"arrivals and {w[1]:.3g} s at the last (Little's law; {waiting[0]} and {waiting[1]} waiting)")
+    if plan.estimates.get("saturated"):
+        why.append("the planner's estimate says the deployment cannot carry the planned load")
+    return "; ".join(why)
+
+
 def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Everything the main job does, importable (tests and other experiments call this). Every planner runs over
     the protocol's seeds (experiments.protocol): planned on each seed's planning split, scored on its test split.
@@ -80,6 +107,7 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if not planners:
         raise ConfigError("no planner selected; choose at least one, e.g. planner=[cascadia]")
     chosen, planners = planners, online_entries(cfg, planners)  # + <name>_online runs when re-planning
+    warnings: list[str] = []
     rows, summary = [], {"scenario": {**_scenario_meta(cfg, scenario), "split": split_meta(splits[0]),
                                       "seeds": [sp.seed for sp in splits]}, "planners": {}}
     bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
@@ -91,9 +119,17 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen))
             bar.update(1)
         summary["planners"][name] = combine_seeds(runs)
+        saturated = {r["seed"]: r["saturated"] for r in runs if r["saturated"]}
+        summary["planners"][name]["saturated_seeds"] = saturated  # seed -> why; empty: none
+        if saturated:
+            seed, why = next(iter(saturated.items()))
+            warnings.append(f"warning: {name} looks saturated in {len(saturated)} of {len(runs)} seed(s) (seed "
+                            f"{seed}: {why}); its SLO scale ({summary['planners'][name]['slo_scale']:.3g}) grows with "
+                            "the horizon: lower the load (rate_scale) or give it more GPUs before comparing it")
         rows.append({key: summary["planners"][name].get(key) for key in TABLE_KEYS})
     bar.close()
     summary["versus_cascadia"] = versus_reference(summary["planners"])
+    summary["warnings"] = warnings
     table = pd.DataFrame(rows)
     write_json(summary, out_dir / "summary.json", indent=2, default=_json_default)
     write_table(table, out_dir / "table.csv")
@@ -105,6 +141,8 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                                      throughput_cap_rps=throughput_cap_rps(scenario, cfg.throughput)))
     mark_complete(out_dir)
     report_done(_format_table(table), written)
+    for line in warnings:  # after the table, where the reader is
+        print(line, file=sys.stderr)
     return summary
 
 
@@ -140,6 +178,7 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
         "gpu_s_per_request": s["gpu_s_per_request"], "p95_latency_s": s["p95_latency_s"],
         "tier_share": s["tier_share"], "tier_gpus": list(plan.gpus_per_tier()), "plan_s": plan_s,
         "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
+        "saturated": saturation(result.requests, plan),
         "thresholds": list(plan.thresholds), "plan": plan.describe(),
     }
     if write_files:

@@ -94,6 +94,7 @@ def test_main_job_summary_has_test_and_in_sample_metrics_with_cis(two_seed_run):
             assert lo - 1e-9 <= s[key] <= hi + 1e-9, (name, key)
             assert len(s[f"{key}_per_seed"]) == 2
     assert set(summary["versus_cascadia"]) == {"single_model"}
+    assert summary["warnings"] == []  # the default load is not saturated (experiments.run.saturation)
 
 
 def test_aggregate_carries_mean_ci_and_n_and_per_seed_rows(two_seed_run, tmp_path):

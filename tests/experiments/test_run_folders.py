@@ -66,3 +66,36 @@ def test_output_files_get_the_umask_permissions(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert (a.stat().st_mode & 0o777, b.stat().st_mode & 0o777) == (mode, mode)
+
+
+def _requests(arrival_s, completion_s):
+    import pandas as pd
+
+    return pd.DataFrame({"arrival_s": arrival_s, "completion_s": completion_s})
+
+
+def test_saturation_is_queue_growth_by_littles_law():
+    """Oracle: one server at a fixed service time. Below capacity every request waits its own service time (W level);
+    above it the backlog and W grow linearly with the run. A bursty but stable trace is not saturated."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    from experiments.run import saturation
+
+    plan = SimpleNamespace(estimates={})
+    arrival = np.arange(400) * 0.1  # 10 req/s
+    stable = arrival + 0.05  # service 50 ms < 100 ms between arrivals
+    assert saturation(_requests(arrival, stable), plan) == ""
+    served_at = np.cumsum(np.full(400, 0.2))  # one every 200 ms: half the arrival rate
+    assert "queue grows" in saturation(_requests(arrival, np.maximum(served_at, arrival)), plan)
+    bursty = np.concatenate([np.arange(200) * 0.2, 40 + np.arange(200) * 0.05])  # the rate quadruples, W stays
+    assert saturation(_requests(bursty, bursty + 0.01), plan) == ""
+    assert "estimate" in saturation(_requests(arrival, stable), SimpleNamespace(estimates={"saturated": True}))
+
+
+def test_a_saturated_plan_is_warned_about_in_the_output_and_the_summary(tmp_path, capsys):
+    summary = run_experiment(_cfg([*SMALL, "horizon_s=120", "rate_scale=25"]), tmp_path)
+    sm = summary["planners"]["single_model"]
+    assert sm["saturated_seeds"] and "queue grows" in next(iter(sm["saturated_seeds"].values()))
+    assert summary["warnings"] and json.loads((tmp_path / "summary.json").read_text())["warnings"]
+    assert "warning: single_model looks saturated" in capsys.readouterr().err
