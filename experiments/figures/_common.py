@@ -170,6 +170,15 @@ def throughput_cap_rps(row) -> float:
         return float("inf")
 
 
+def is_lower_bound(row, value: float) -> bool:
+    """A throughput bar is a lower bound when any seed behind its mean sat at the bisection's cap (the table's
+    throughput_lower_bound, experiments.aggregate), or, in a table without that column, when it is the cap."""
+    flag = row.get("throughput_lower_bound") if hasattr(row, "get") else None
+    if flag is not None and pd.notna(flag):
+        return str(flag).lower() in ("true", "1")
+    return value >= throughput_cap_rps(row) * (1 - 1e-9)
+
+
 def grouped_bars(ax, df: pd.DataFrame, x: str, value: str, planners: list[str], lower_bound_cap: bool = False) -> bool:
     """One bar per planner at each x. A zero is drawn as a thin stub labelled 0 (not a missing bar), a missing
     value is labelled n/a; with lower_bound_cap, bars at the throughput bisection cap are hatched and labelled ≥.
@@ -187,7 +196,7 @@ def grouped_bars(ax, df: pd.DataFrame, x: str, value: str, planners: list[str], 
                 continue
             row = sub.loc[v]
             val = float(row[value])
-            capped = lower_bound_cap and val >= throughput_cap_rps(row) * (1 - 1e-9)
+            capped = lower_bound_cap and is_lower_bound(row, val)
             any_capped |= capped
             err = ci_yerr(sub, value, [v])
             ax.bar(pos, val if val > 0 else top * 0.01, width, color=COLORS.get(p), hatch="///" if capped else None,

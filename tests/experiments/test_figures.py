@@ -154,3 +154,12 @@ def test_a_malformed_table_is_one_clear_error_not_a_traceback(name, how, tmp_pat
         main([name, "--results-dir", str(results), "--out-dir", str(tmp_path / "figs")])
     err = capsys.readouterr().err
     assert exc.value.code != 0 and err.startswith("error: ") and str(table) in err and "Traceback" not in err
+
+
+def test_a_mean_with_one_seed_at_the_cap_is_drawn_as_a_lower_bound():
+    """Mean of (cap, lower) over seeds is below the cap but still a lower bound: the table's flag decides."""
+    df = pd.DataFrame({"planner": ["a", "b"], "q": [0.5, 0.5], "throughput_rps": [100.0, 100.0],
+                       "throughput_cap_rps": [121.3, 121.3], "throughput_lower_bound": [True, False]})
+    ax = Figure().subplots()
+    assert _common.grouped_bars(ax, df, "q", "throughput_rps", ["a", "b"], lower_bound_cap=True)
+    assert [bool(b.get_hatch()) for b in ax.patches] == [True, False]
