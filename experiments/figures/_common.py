@@ -45,11 +45,11 @@ TABLES = {
                                 ["planner", "replan_enabled", "seed", "window_start_s"], False),
     "planner_time": (["num_gpus", "cold_s", "warm_s"], ["num_gpus"], False),
     "drift_timeseries": (["system", "mode", "window_start_s", "p95_latency_s"],
-                         ["system", "mode", "seed", "window_start_s"], False),
+                         ["system", "mode", "planner", "replan_enabled", "seed", "window_start_s"], False),
     "drift_phases": (["phase", "start_s", "end_s"], [], False),
     "drift_events": (["kind", "time_s", "seed"], [], True),  # a run may have no re-plan or gear switch
     "drift_summary": (["system", "mode", "phase", "seeds", "slo_scale_mean", "slo_scale_ci95_lo", "slo_scale_ci95_hi"],
-                      ["system", "mode", "phase"], False),
+                      ["case", "system", "mode", "phase"], False),
 }
 
 
