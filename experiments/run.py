@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from sim.common.cli import exit_on_user_error
-from sim.common.io import claim_run_dir, mark_complete, mark_failed, prepare_output_dir, write_json, write_table
+from sim.common.io import (check_run_dir_free, claim_run_dir, mark_complete, mark_failed, prepare_output_dir, write_json,
+                          write_table)
 from sim.common.errors import ConfigError, UserError
 from experiments.config import register_configs
 from experiments.progress import in_sweep, report_done
@@ -66,7 +67,9 @@ def saturation(requests: pd.DataFrame, plan) -> str:
     scale says more about the horizon than about the plan), or "" when it does not. Measured: the time a request
     spends in the system by Little's law, W = N / rate (N: requests arrived and not finished; rate: arrivals over
     the preceding quarter of them), at the last arrival against half way through the arrivals: a stable queue keeps W
-    level, a saturated one grows it; over 1.5x (and 10 more requests waiting) is called saturated. Estimated: the
+    level, a saturated one grows it; over 1.5x (and 10 more requests waiting) is called saturated, once the first
+    half of the arrivals lasted at least twice the first quarter's median latency (before that the queue is still
+    filling from empty). Estimated: the
     planner's own estimate says its deployment cannot carry the load."""
     why = []
     arrival = np.sort(requests["arrival_s"].to_numpy())
@@ -79,7 +82,10 @@ def saturation(requests: pd.DataFrame, plan) -> str:
             rate = (b - a) / max(arrival[b] - arrival[a], 1e-9)
             waiting.append(int(b + 1 - np.searchsorted(done, arrival[b], "right")))
             w.append(waiting[-1] / rate)
-        if w[1] > 1.5 * w[0] and waiting[1] > waiting[0] + 10:
+        order = np.argsort(requests["arrival_s"].to_numpy(), kind="stable")
+        early = np.nanmedian((finished - requests["arrival_s"].to_numpy())[order[: n // 4]])
+        warmed_up = arrival[n // 2] - arrival[0] >= 2 * early  # a queue still filling from empty is no saturation
+        if warmed_up and w[1] > 1.5 * w[0] and waiting[1] > waiting[0] + 10:
             why.append(f"the queue grows: a request spends about {w[0]:.3g} s in the system half way through the "
                        f"arrivals and {w[1]:.3g} s at the last (Little's law; {waiting[0]} and {waiting[1]} waiting)")
     if plan.estimates.get("saturated"):
@@ -250,8 +256,21 @@ def validate_overrides(argv: list[str]) -> None:
     from experiments.scenario import check_top_level
 
     if any(a in ("-m", "--multirun") for a in argv):
-        return  # sweeps are validated per job
-    check_top_level(compose_from_argv(argv))
+        return None  # sweeps are validated per job
+    cfg = compose_from_argv(argv)
+    check_top_level(cfg)
+    return cfg
+
+
+def hydra_dir_at_output_dir(cfg: DictConfig | None, argv: list[str]) -> list[str]:
+    """With output_dir set (and no hydra.run.dir of the user's), Hydra's own job folder (.hydra/, the log) is the
+    output folder too, not an otherwise empty folder under outputs/; the folder must then be new or empty before
+    Hydra writes into it, so another run's config is never overwritten."""
+    if cfg is None or not cfg.output_dir or any("hydra.run.dir=" in a for a in argv):
+        return []
+    check_run_dir_free(Path(cfg.output_dir))
+    quoted = str(cfg.output_dir).replace("\\", "\\\\").replace('"', '\\"')
+    return [f'hydra.run.dir="{quoted}"']
 
 
 @exit_on_user_error  # Ctrl-C during start-up or in Hydra's own code still ends as one line
@@ -261,7 +280,8 @@ def main() -> None:
     if quick_mode():
         sys.argv += experiment_overrides(sys.argv[1:])
         announce("120 s horizon, 2 throughput bisection steps on 60 s, 300 planning requests")
-    validate_overrides(sys.argv[1:])
+    cfg = validate_overrides(sys.argv[1:])
+    sys.argv += exit_on_user_error(hydra_dir_at_output_dir)(cfg, sys.argv[1:])
     _hydra_main()
 
 

@@ -86,13 +86,22 @@ def claim_run_dir(run_dir: Path | str, key: str = "output_dir") -> Path:
     """Mark run_dir RUNNING for a new run; a folder that already holds files of another run (finished, failed or
     interrupted) is refused: a second run would overwrite some of its files, leave the others stale and, stopped
     half way, make the first run read as interrupted."""
+    check_run_dir_free(run_dir, key, hydra_started=True)
+    return mark_running(run_dir)
+
+
+def check_run_dir_free(run_dir: Path | str, key: str = "output_dir", hydra_started: bool = False) -> None:
+    """A user error unless run_dir is absent or empty; hydra_started: Hydra's own .hydra/ and log of this job may
+    already be there."""
     run_dir = Path(run_dir)
-    taken = sorted(p.name for p in run_dir.iterdir() if p.name not in HYDRA_OWN and not p.name.endswith(".log"))
+    if not run_dir.is_dir():
+        return
+    taken = sorted(p.name for p in run_dir.iterdir()
+                   if not (hydra_started and (p.name in HYDRA_OWN or p.name.endswith(".log"))))
     if taken:
         shown = ", ".join(taken[:4]) + (f" and {len(taken) - 4} more" if len(taken) > 4 else "")
         raise DataError(f"{key}={run_dir} already holds another run's files ({shown}); a run writes into a new or "
                         "empty folder so that two runs never mix: give another folder")
-    return mark_running(run_dir)
 
 
 def is_incomplete(run_dir: Path | str) -> bool:

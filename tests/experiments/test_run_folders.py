@@ -44,6 +44,22 @@ def test_a_run_refused_for_bad_input_is_not_left_marked_running(tmp_path, capsys
     assert "incomplete" not in capsys.readouterr().err  # aggregate does not call it interrupted
 
 
+def test_output_dir_holds_hydra_own_files_and_nothing_lands_in_outputs(tmp_path):
+    """output_dir= once left an empty job folder under the repository's outputs/ (every make test did)."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "experiments.run", *SMALL, f"output_dir={out}"]
+    before = set((PROJECT_ROOT / "outputs").rglob("*")) if (PROJECT_ROOT / "outputs").exists() else set()
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / ".hydra" / "config.yaml").exists() and (out / "summary.json").exists()
+    after = set((PROJECT_ROOT / "outputs").rglob("*")) if (PROJECT_ROOT / "outputs").exists() else set()
+    assert after == before
+    again = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already holds another run's files" in again.stderr
+    assert (out / ".hydra" / "config.yaml").stat().st_mtime == pytest.approx(
+        (out / "summary.json").stat().st_mtime, abs=120)  # the refused run wrote nothing, not even Hydra's config
+
+
 def test_each_sweep_job_writes_its_own_folder_under_output_dir(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "experiments.run", "-m", *SMALL, "q_min_level=0.6,0.7", f"output_dir={out}",
@@ -91,11 +107,15 @@ def test_saturation_is_queue_growth_by_littles_law():
     bursty = np.concatenate([np.arange(200) * 0.2, 40 + np.arange(200) * 0.05])  # the rate quadruples, W stays
     assert saturation(_requests(bursty, bursty + 0.01), plan) == ""
     assert "estimate" in saturation(_requests(arrival, stable), SimpleNamespace(estimates={"saturated": True}))
+    # a short run still filling its queue from empty (W = 2 s, yet 2 s of arrivals before the half way mark)
+    short = np.arange(40) * 0.1
+    filling = short + 2.0 + 0.1 * np.arange(40)
+    assert saturation(_requests(short, filling), plan) == ""
 
 
 def test_a_saturated_plan_is_warned_about_in_the_output_and_the_summary(tmp_path, capsys):
     summary = run_experiment(_cfg([*SMALL, "horizon_s=120", "rate_scale=25"]), tmp_path)
     sm = summary["planners"]["single_model"]
-    assert sm["saturated_seeds"] and "queue grows" in next(iter(sm["saturated_seeds"].values()))
+    assert sm["saturated_seeds"] and "cannot carry" in next(iter(sm["saturated_seeds"].values()))
     assert summary["warnings"] and json.loads((tmp_path / "summary.json").read_text())["warnings"]
     assert "warning: single_model looks saturated" in capsys.readouterr().err
