@@ -8,7 +8,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from experiments.figures._common import COLORS, legend_below, ordered_planners, read_results, save
+from experiments.figures._common import COLORS, caption, legend_below, ordered_planners, read_results, save
 from experiments.protocol import ATTAINMENT_SCALES
 
 LOADS = (0.25, 0.7, 1.0)
@@ -52,7 +52,9 @@ def plot(results_dir=None, out_dir=None):
     handles = [Line2D([], [], color=COLORS.get(p, "k"), marker=".", label=p) for p in planners]
     handles.append(Line2D([], [], color="k", linestyle=":", label="95%: the SLO scale a run attains"))
     legend_below(fig, handles, [h.get_label() for h in handles], ncol=len(handles))
-    fig.suptitle(f"SLO attainment against SLO scale (quality level {LEVEL:g}; band: 95% CI over seeds)", fontsize=10)
+    fig.suptitle(f"SLO attainment against SLO scale (quality level {LEVEL:g})", fontsize=10)
+    n = int(df["attain_at_10_n"].max()) if "attain_at_10_n" in df else None
+    caption(fig, f"lines: mean over {n} seeds; bands (no error bars): 95% bootstrap CI of that mean over the seeds")
     return save(fig, "load_attainment", out_dir)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.patches import Patch
 
-from experiments.figures._common import RESULTS_DIR, legend_below, new_figure, save
+from experiments.figures._common import RESULTS_DIR, caption, legend_below, new_figure, save
 from experiments.protocol import decide
 from experiments.stats import paired_ratio_ci95
 from sim.common.errors import DataError
@@ -62,6 +62,7 @@ def plot(results_dir=None, out_dir=None):
                Patch(color="#b2182b", label="< 1: the single model wins"),
                Patch(color="white", label="cells: mean [95% CI] and outcome; a CI containing 1 is a tie")]
     legend_below(fig, handles, [h.get_label() for h in handles], ncol=3)
+    caption(fig, f"no error bars: each cell writes its paired 95% bootstrap CI over {int(table.seeds.min())} seeds")
     return save(fig, "load_map", out_dir)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from matplotlib.lines import Line2D
 
-from experiments.figures._common import COLORS, legend_below, new_figure, ordered_planners, read_results, save
+from experiments.figures._common import COLORS, caption, error_bar_note, legend_below, new_figure, ordered_planners, read_results, save, seeds_of
 
 SLO_SCALE = 10
 
@@ -34,6 +34,7 @@ def plot(results_dir=None, out_dir=None):
     handles = [Line2D([], [], color=COLORS.get(p, "k"), marker="o", label=p) for p in planners]
     handles.append(Line2D([], [], color="k", linestyle=":", label="95% attainment: the throughput criterion"))
     legend_below(fig, handles, [h.get_label() for h in handles], ncol=len(handles))
+    caption(fig, error_bar_note(seeds_of(df, key)).replace("bars: mean", "points: mean"))
     return save(fig, "load_rate", out_dir)
 
 
