@@ -24,7 +24,7 @@ def plot(results_dir=None, out_dir=None):
         raise DataError(f"the load_sweep table has no row at quality level {LEVEL:g}")
     workloads = sorted(df.workload.unique())
     planners = ordered_planners(df)
-    fig = Figure(figsize=(4.2 * len(LOADS), 3.2 * len(workloads)))
+    fig = Figure(figsize=(3.4 * len(LOADS), 2.6 * len(workloads)))
     axes = fig.subplots(len(workloads), len(LOADS), squeeze=False)
     xs = list(ATTAINMENT_SCALES)
     for r, wl in enumerate(workloads):
@@ -42,7 +42,7 @@ def plot(results_dir=None, out_dir=None):
                 ax.plot(xs, y, marker=".", color=COLORS.get(p), label=p, linewidth=1.2)
                 ax.fill_between(xs, lo, hi, color=COLORS.get(p), alpha=0.15, linewidth=0)
             rate = sub.rate_rps.mean() if len(sub) else float("nan")
-            ax.set_title(f"{wl}, load {load:g} x capacity ({rate:.1f} req/s)", fontsize=9)
+            ax.set_title(f"{wl}, load {load:g} x capacity ({rate:.1f} req/s)", fontsize=7.5)
             ax.set_xscale("log")
             ax.set_ylim(0, 102)
             ax.axhline(95, color="k", linewidth=0.6, linestyle=":")

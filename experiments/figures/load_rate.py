@@ -13,7 +13,7 @@ def plot(results_dir=None, out_dir=None):
     df = read_results("load_sweep", results_dir)
     key = f"attain_at_{SLO_SCALE:g}"
     panels = sorted(df[["workload", "q_min_level"]].drop_duplicates().itertuples(index=False, name=None))
-    fig, axes = new_figure(len(panels), width=4.2, height=3.4)
+    fig, axes = new_figure(len(panels), width=3.6, height=3.0)
     planners = ordered_planners(df)
     for ax, (wl, level) in zip(axes, panels):
         sub = df[(df.workload == wl) & (df.q_min_level == level)]
