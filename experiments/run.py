@@ -29,15 +29,23 @@ register_configs()
 TABLE_KEYS = ["planner", *SEED_METRICS, *(f"{k}_ci95" for k in SEED_METRICS), "tier_share", "tier_gpus", "plan_s"]
 
 
-def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = None, controller=None):
+def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = None, controller=None,
+                  slo_target: float | None = None):
+    """Simulate the plan on the scenario (or the given workload). slo_target: the run only has to tell whether
+    it meets that SLO scale, so it may stop early with sim.runtime.flow.SloMissed (sim.metrics.slo_stop)."""
+    from sim.metrics import slo_stop
     from sim.simulator import simulate
 
     cfg = scenario.sim_cfg
     overrides = plan.estimates.get("sim_overrides") or {}
     if overrides:
         cfg = replace(cfg, **overrides)
-    return simulate(plan, scenario.cascade, scenario.cluster, workload or scenario.workload, cfg,
-                    seed=scenario.seed if seed is None else seed, controller=controller)
+    workload = workload or scenario.workload
+    stop = None
+    if slo_target is not None:
+        stop = slo_stop(workload, slo_target, scenario.cascade, scenario.cluster, cfg, scenario.sim_cfg.engine)
+    return simulate(plan, scenario.cascade, scenario.cluster, workload, cfg,
+                    seed=scenario.seed if seed is None else seed, controller=controller, slo_stop=stop)
 
 
 def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
@@ -50,7 +58,8 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
 
     def run(rate_factor: float):
         w = base.scale_rate(rate_factor)  # CascadeServe's gears follow the measured rate of each factor
-        return simulate_plan(plan, scenario, workload=w, controller=gear_controller(plan, w))
+        return simulate_plan(plan, scenario, workload=w, controller=gear_controller(plan, w),
+                             slo_target=float(tcfg.slo_scale))
 
     factor = throughput_at_slo(run, float(tcfg.slo_scale), lo=float(tcfg.lo), hi=float(tcfg.hi),
                                iters=int(tcfg.iters), cascade=scenario.cascade, cluster=scenario.cluster,
