@@ -32,7 +32,7 @@ TABLE_KEYS = ["planner", *SEED_METRICS, *(f"{k}_ci95" for k in SEED_METRICS), "t
 def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = None, controller=None,
                   slo_target: float | None = None):
     """Simulate the plan on the scenario (or the given workload). slo_target: the run only has to tell whether
-    it meets that SLO scale, so it may stop early with sim.runtime.flow.SloMissed (sim.metrics.slo_stop)."""
+    it meets that SLO scale, so it may stop early with sim.runtime.slo_stop.SloMissed (sim.metrics.slo_stop)."""
     from sim.metrics import slo_stop
     from sim.simulator import simulate
 

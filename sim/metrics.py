@@ -11,7 +11,7 @@ import pandas as pd
 
 from sim.common.errors import ConfigError, DeploymentDoesNotFit
 from sim.perf.batch import BatchShape
-from sim.runtime.flow import SloMissed, SloStop
+from sim.runtime.slo_stop import SloMissed, SloStop
 from sim.runtime.prefix_cache import prefix_hit_rates
 from sim.runtime.records import STATUS_COMPLETED, SimResult
 
@@ -170,7 +170,7 @@ def meets_slo(result: SimResult, target_scale: float, cascade, cluster, engine: 
 
 
 def slo_stop(workload, target_scale: float, cascade, cluster, cfg, engine: str | None = None):
-    """The early-stop rule for a run whose only question is whether it meets target_scale (sim.runtime.flow.SloStop):
+    """The early-stop rule for a run whose only question is whether it meets target_scale (sim.runtime.slo_stop.SloStop):
     ref(r) from the workload, as request_slo_ratios computes it from the records, and the number of misses at
     which the attainment quantile (inverted CDF, as slo_scale) must exceed the target. None where ref(r) depends
     on the run itself (reference_length "returned") or the workload is empty."""

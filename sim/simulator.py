@@ -141,7 +141,7 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     model). judge: an object with gate_scores(scores, tier, rng) and latency_s(rng, n) (default:
     sim.workload.Judge(cfg.judge)). arrivals: an object that admits requests during the run (start(env, flow),
     on_finish(i, now); e.g. sim.fidelity.clients.BenchmarkClient) instead of the workload's arrival times. Random streams: one SeedSequence(seed), spawned per use.
-    slo_stop (sim.runtime.flow.SloStop, from sim.metrics.slo_stop): raise SloMissed as soon as the run's SLO scale
+    slo_stop (sim.runtime.slo_stop.SloStop, from sim.metrics.slo_stop): raise SloMissed as soon as the run's SLO scale
     is certain to exceed the target, instead of simulating on (records up to there are identical).
     """
     if not isinstance(cfg, SimConfig):

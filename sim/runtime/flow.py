@@ -17,13 +17,11 @@ planned tiers that cannot take it (counted in context_skipped), and a tier with 
 without judging; with "drop" a visit that reaches a tier that cannot take it is dropped. A request no tier can
 take is dropped with reason context_exceeded under either policy.
 
-A run given an SloStop ends early, raising SloMissed, as soon as enough requests have missed their deadline
-(finished later than target_scale x ref(r), or dropped) that its SLO scale must exceed the target whatever the
-other requests do: the throughput bisection needs only that verdict from an overloaded rate.
+A run given an SloStop ends early, raising SloMissed, as soon as enough requests have certainly missed their
+deadline that its SLO scale must exceed the target whatever the other requests do (sim.runtime.slo_stop): the
+throughput bisection needs only that verdict from an overloaded rate.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,25 +29,7 @@ from sim.runtime.batching import Seq
 from sim.runtime.clock import delay_to
 from sim.runtime.prefix_cache import request_units
 from sim.runtime.records import STATUS_COMPLETED, STATUS_DROPPED, RecordBook
-
-
-@dataclass(frozen=True)
-class SloStop:
-    """Stop a run once `fail_at_misses` requests have a latency ratio (latency / ref_s, per request) above
-    target_scale or were dropped: with that many misses the attainment quantile is above the target
-    (sim.metrics.slo_stop computes the count from the quantile's definition)."""
-
-    ref_s: np.ndarray
-    target_scale: float
-    fail_at_misses: int
-
-
-class SloMissed(Exception):
-    """The run was stopped by its SloStop: its SLO scale exceeds the target (the run has no records)."""
-
-    def __init__(self, misses: int = 0, at_s: float = 0.0) -> None:
-        super().__init__(misses, at_s)
-        self.misses, self.at_s = misses, at_s
+from sim.runtime.slo_stop import SloStop, SloWatch
 
 
 class CascadeFlow:
@@ -102,10 +82,11 @@ class CascadeFlow:
         if arrivals is not None:
             self.book.arrival_s = self.book.arrival_s.copy()  # the workload's array is read-only
         self.process = env.process(self._arrivals()) if arrivals is None else arrivals.start(env, self)
-        self.slo_stop = slo_stop
+        self.slo_watch = None
         if slo_stop is not None:
-            self._ref_s = np.asarray(slo_stop.ref_s, dtype=np.float64).tolist()
-            self._misses_left = int(slo_stop.fail_at_misses)
+            if arrivals is not None:
+                raise ValueError("an SLO stop needs the workload's own arrival times (no arrivals object)")
+            self.slo_watch = SloWatch(slo_stop, self.arrival_s, self.book.status)
 
     # ---- bookkeeping of the number in system ----------------------------------------------------
     def _count(self, delta: int, now: float) -> None:
@@ -129,6 +110,8 @@ class CascadeFlow:
 
     def _arrive(self, i: int, now: float) -> None:
         """Request i enters the system at its first tier: the first planned one, or its direct route's."""
+        if self.slo_watch is not None:
+            self.slo_watch.check_open(now)
         self._count(+1, now)
         self.arrived += 1
         if self.direct_tier is not None:
@@ -246,9 +229,8 @@ class CascadeFlow:
         book.ttft_s[i] = book.first_token_s[t][i] - self.arrival_s[i]
         book.output_tokens_final[i] = self.output_tokens[t][i]
         book.status[i] = STATUS_COMPLETED
-        # the ratio the metrics compute from the records (latency_s = completion_s - arrival_s), float for float
-        if self.slo_stop is not None and (now - book.arrival_s[i]) / self._ref_s[i] > self.slo_stop.target_scale:
-            self._miss(now)
+        if self.slo_watch is not None:  # the latency the records compute (completion_s - arrival_s), float for float
+            self.slo_watch.finished(i, now - book.arrival_s[i])
         self._finish(i, now)
 
     def on_drop(self, seq: Seq, reason: str, now: float) -> None:
@@ -262,16 +244,13 @@ class CascadeFlow:
         book.status[i] = STATUS_DROPPED
         book.drop_reason[i] = reason
         book.completion_s[i] = np.nan
-        if self.slo_stop is not None:
-            self._miss(now)
+        if self.slo_watch is not None:
+            self.slo_watch.dropped(i, now)
         self._finish(i, now)
 
-    def _miss(self, now: float) -> None:
-        self._misses_left -= 1
-        if self._misses_left <= 0:
-            raise SloMissed(int(self.slo_stop.fail_at_misses), now)
-
     def _finish(self, i: int, now: float) -> None:
+        if self.slo_watch is not None:
+            self.slo_watch.check_open(now)
         self.finished += 1
         self._count(-1, now)
         if self.arrivals is not None:

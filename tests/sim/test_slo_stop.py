@@ -5,7 +5,7 @@ import pytest
 
 from sim.bench import default_scenario
 from sim.metrics import meets_slo, slo_scale, slo_stop, throughput_at_slo
-from sim.runtime.flow import SloMissed
+from sim.runtime.slo_stop import SloMissed
 from sim.simulator import simulate
 
 TARGET = 4.0  # an SLO scale the default plan meets at low rates and misses at high ones on its first 120 s
