@@ -118,9 +118,7 @@ class Engine:
             s.cached_tokens = -1  # the record's hit is the one at the replica that serves the visit in the end
         self.running, self.waiting = [], deque()
         self.outstanding = 0
-        if self._event is not None:
-            self._event.callbacks.clear()  # the boundary event in flight fires empty
-            self._event = None
+        self._event = None  # the boundary event in flight, if any, is stale from now on
         self._pending = None
         self._jumping = False
         self._idle = False  # never wakes again
