@@ -20,7 +20,9 @@ def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
     t = json.loads(out.read_text())
     assert list(t["steps_s"]) == ["sweep ablation", "aggregate ablation", "sweep drift", "aggregate drift",
                                   "planner_time", "figures"]
-    assert t["steps_s"]["sweep ablation"] >= 0.05 and t["total_s"] >= sum(t["steps_s"].values())
+    # every value is rounded to the millisecond
+    assert t["steps_s"]["sweep ablation"] >= 0.049
+    assert t["total_s"] >= sum(t["steps_s"].values()) - 0.001 * len(t["steps_s"])
     assert t["usable_cores"] >= 1 and t["cpu_count"] >= t["usable_cores"]
     assert set(t["steps_cpu_s"]) == set(t["steps_s"]) and t["sweeps"] == ["ablation", "drift"]
 
