@@ -112,7 +112,7 @@ class StageCoefficients:
     overhead_eager_s: float
     # The part of the stage time that depends on the batch's token count alone (elementwise, GEMMs, routed experts),
     # by token count, for this cost model's life: prefill batches rarely repeat a shape, but their token counts do.
-    token_memo: dict = field(default_factory=dict, compare=False, repr=False)
+    token_memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # a copy starts empty
 
 
 TOKEN_MEMO_MAX = 1 << 16  # token counts kept per stage (memory stays bounded for any workload)
