@@ -80,7 +80,7 @@ def test_replan_per_rate_plans_once_per_bisected_rate(monkeypatch):
         return real_make_plan(planner, settings, scenario, sample)
 
     monkeypatch.setattr(run, "make_plan", spy)
-    monkeypatch.setattr(run, "simulate_plan", lambda p, sc, workload=None, seed=None, controller=None: workload.rate_rps)
+    monkeypatch.setattr(run, "simulate_plan", lambda p, sc, workload=None, **k: workload.rate_rps)
     monkeypatch.setattr(run, "gear_controller", lambda p, w: None)
     monkeypatch.setattr(sim.metrics, "meets_slo", lambda rate, *a, **k: rate <= 5.0 * base.rate_rps * (1 + 1e-9))
     fixed = run.throughput_rps(plan, sp.test, cfg.throughput)
