@@ -26,6 +26,7 @@ _REGISTRY = {
     "cascadia": (CascadiaPlanner, {}),
     "cascadia_no_parallelism": (CascadiaPlanner, {"parallelism_search": False}),
     "cascadia_no_allocation": (CascadiaPlanner, {"allocation": "proportional"}),
+    "cascadia_colocated": (CascadiaPlanner, {"disaggregation": "colocated"}),
     "single_model": (SingleModelPlanner, {"batching": "vllm"}),
     "sarathi": (SingleModelPlanner, {"batching": "sarathi"}),
     "cascadeserve": (CascadeServePlanner, {}),
