@@ -157,6 +157,9 @@ def combine_seeds(runs: list[dict]) -> dict:
         out[key], out[f"{key}_ci95"], out[f"{key}_per_seed"] = stats["mean"], stats["ci95"], values
     out["seeds"] = [r["seed"] for r in runs]
     out["details_seed"] = runs[0]["seed"]
+    if "tier_deployment" in runs[0]:  # each seed plans anew: a tier's deployment per seed, e.g. "P2:D6|P2:D6|colocated"
+        out["tier_deployment"] = ["|".join(r["tier_deployment"][t] for r in runs)
+                                  for t in range(len(runs[0]["tier_deployment"]))]
     return out
 
 

@@ -18,7 +18,8 @@ from sim.common.errors import ConfigError
 from experiments.config import register_configs
 from experiments.progress import in_sweep, report_done
 from experiments.online import (build_controller, check_online_config, gear_controller, online_entries, online_summary,
-                                planner_of, planning_scenario, write_timeseries)
+                                planner_of, planning_scenario, replans, write_timeseries)
+from planners.base import colocated_settings
 from planners.routellm import router_report
 from experiments.protocol import (SEED_METRICS, SeedSplit, combine_seeds, format_mean_ci, run_seeds, seed_split,
                                   split_meta, versus_reference)
@@ -113,6 +114,8 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     seen = planning_scenario(cfg, split.plan)
     chosen = {name: settings} if chosen is None else chosen
     planner = planner_of(name, chosen)  # <name>_online entries re-plan with <name>
+    if replans(cfg, name, chosen):  # online re-planning reconfigures colocated tiers only (planners.base)
+        settings = colocated_settings(planner, settings)
     plan, plan_s = make_plan(planner, settings, seen, int(cfg.plan_sample_size))
     t0 = time.perf_counter()
     # faults, re-planning and CascadeServe's gears; None without
@@ -134,6 +137,7 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
         "tier_share": s["tier_share"], "tier_gpus": list(plan.gpus_per_tier()), "plan_s": plan_s,
         "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
         "thresholds": list(plan.thresholds), "plan": plan.describe(),
+        "tier_deployment": [t.deployment() for t in plan.tiers],  # colocated | P<n>:D<m> | none
     }
     if write_files:
         if cfg.faults or cfg.replan:  # not for gears alone: their switches are counted in the summary

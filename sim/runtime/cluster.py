@@ -150,6 +150,10 @@ class Cluster:
     def add_replica(self, tier: int, replica_plan, load_s: float = 0.0):
         """Start a replica after a load downtime of load_s seconds; returns the SimPy process. Its GPUs count as
         provisioned from now (they hold the loading weights); it never starts if cancelled or a GPU fails first."""
+        if (replica_plan.role != "colocated") != isinstance(self.routers[tier], DisaggTierRouter):
+            kind = "disaggregated" if isinstance(self.routers[tier], DisaggTierRouter) else "colocated"
+            raise ConfigError(f"tier {tier} is {kind}: a {replica_plan.role} replica cannot join it (a run cannot "
+                              "switch a tier between colocated and disaggregated)")
         pend = PendingReplica(tier, replica_plan, self.env.now, self.env.now + load_s)
         self.pending.append(pend)
 

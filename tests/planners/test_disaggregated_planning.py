@@ -78,3 +78,15 @@ def test_cascadia_with_disaggregation_is_no_worse_than_colocated_and_the_ablatio
     assert not any(t.disaggregated for t in get_planner("cascadia_no_parallelism").plan(problem).tiers)
     with pytest.raises(Exception, match="disaggregation"):
         get_planner("cascadia", disaggregation="sometimes")
+
+
+def test_online_replanning_settings_hold_every_tier_colocated():
+    from planners.base import colocated_settings
+
+    assert colocated_settings("cascadia", {"mu": 1.0}) == {"mu": 1.0, "disaggregation": "colocated"}
+    assert colocated_settings("single_model") == {"deployment": "colocated"}
+    assert colocated_settings("cascadia_colocated") == {}  # fixed by its name already
+    assert colocated_settings("cascadeserve") == {}  # never disaggregates
+    problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
+    plan = get_planner("cascadia", **colocated_settings("cascadia")).plan(problem)
+    assert not any(t.disaggregated for t in plan.tiers)

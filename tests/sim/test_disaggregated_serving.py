@@ -194,3 +194,18 @@ def test_a_half_disaggregated_tier_is_refused():
                  cost_factory=fake_factory())
     with pytest.raises(ConfigError, match="kv_transfer"):
         SimConfig(kv_transfer="teleport")
+
+
+def test_a_run_cannot_switch_a_tier_between_colocated_and_disaggregated():
+    from sim.control.controller import Controller
+
+    class AddPrefill(Controller):
+        def run(self, env, cl, flow):
+            yield env.timeout(0.5)
+            cl.add_replica(1, rp(1, 3, 0, "prefill"))  # tier 1 is colocated here
+
+    p = disagg_plan()
+    p = replace(p, tiers=(p.tiers[0], TierPlan("llama3_70b", (rp(4, 2, 0, "colocated"),))))
+    with pytest.raises(ConfigError, match="cannot switch a tier"):
+        simulate(p, llama_cascade(), cluster(), poisson_workload(50, 20.0, 0), SimConfig(), cost_factory=fake_factory(),
+                 judge=OracleJudge(0.0), controller=AddPrefill())
