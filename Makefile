@@ -50,7 +50,7 @@ notebooks: setup-notebooks
 # Every experiment -> raw runs in multirun/<name>/<stamp> -> tidy tables in results/ -> figures (docs/results.md).
 # Raw runs are never deleted: each `make results` sweeps into a new timestamped folder and aggregates only that one;
 # it overwrites the tidy tables results/<name>.csv (--force), which the sweep regenerates.
-SWEEPS := slo_throughput ablation llama3 llama31 quality_shift node_failure drift
+SWEEPS := slo_throughput ablation llama3 llama31 quality_shift node_failure drift disaggregation
 STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 results: setup
 	for e in $(SWEEPS); do \

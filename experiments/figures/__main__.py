@@ -23,6 +23,7 @@ FIGURES = {
     "drift": "drift",
     "node_failure": "node_failure",
     "planner_time": "planner_time",
+    "disaggregation": "disaggregation",
 }
 
 

@@ -21,9 +21,9 @@ from sim.common.paths import CONF_DIR, PROJECT_ROOT
 RESULTS_DIR = PROJECT_ROOT / "results"
 FIGURES_DIR = PROJECT_ROOT / "results" / "figures"
 PLANNER_ORDER = ["single_model", "sarathi", "routellm", "cascadeserve", "cascadia_no_parallelism",
-                 "cascadia_no_allocation", "cascadia"]
+                 "cascadia_no_allocation", "cascadia_colocated", "cascadia"]
 COLORS = {"single_model": "#7f7f7f", "sarathi": "#bcbd22", "routellm": "#17becf", "cascadeserve": "#1f77b4",
-          "cascadia_no_parallelism": "#ff9896", "cascadia_no_allocation": "#ffbb78", "cascadia": "#d62728"}
+          "cascadia_no_parallelism": "#ff9896", "cascadia_no_allocation": "#ffbb78", "cascadia_colocated": "#9467bd", "cascadia": "#d62728"}
 QUALITY_LEVEL_LABEL = "quality level q_min_level (0 = smallest model's quality, 1 = largest's)"
 SLO_SCALE_LABEL = "SLO scale: p95 of latency / ref latency\n(lower is better)"
 THROUGHPUT_LABEL = "throughput at SLO scale 10 (req/s)\n(higher is better)"
