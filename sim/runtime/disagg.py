@@ -28,7 +28,7 @@ from functools import partial
 
 from sim.common.errors import ConfigError
 from sim.runtime.batching import SCHEDULERS, Seq
-from sim.runtime.replica import _delay_to
+from sim.runtime.clock import delay_to
 
 KV_TRANSFERS = ("after_prefill", "layerwise")
 
@@ -276,7 +276,7 @@ class DisaggTierRouter:
             self.book.kv_transfer_s[visit.tier][visit.req] = arrive - ready_s
         dst.outstanding_work += visit.work_tokens  # on its way: the balancer counts it from now
         if arrive > ready_s:
-            self.env.timeout(_delay_to(self.env.now, arrive)).callbacks.append(
+            self.env.timeout(delay_to(self.env.now, arrive)).callbacks.append(
                 lambda _ev, visit=visit, dst=dst, arrive=arrive: self._arrive(visit, dst, arrive))
         else:
             self._arrive(visit, dst, arrive)
