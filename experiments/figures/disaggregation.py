@@ -23,8 +23,7 @@ def plot(results_dir=None, out_dir=None):
             any_cap |= grouped_bars(ax, sub, "q_min_level", value, planners, lower_bound_cap=value == "throughput_rps")
             ax.set_title(f"rate x{load:g} ({rate:.1f} req/s)", fontsize=9)
             ax.set_xlabel(QUALITY_LEVEL_LABEL, fontsize=7)
-            if j == 0:
-                ax.set_ylabel(label, fontsize=8)
+            ax.set_ylabel(label, fontsize=8 if j == 0 else 6)
     fig.suptitle(f"{df['workload'].iloc[0] if len(df) else ''}: disaggregated prefill/decode", fontsize=10)
     legend_below(fig, *planner_handles(planners, with_cap=any_cap))
     return save(fig, "disaggregation", out_dir)

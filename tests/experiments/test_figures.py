@@ -12,7 +12,8 @@ from experiments.figures import _common
 from sim.common.paths import PROJECT_ROOT
 
 # Every figure except drift (its online experiment is being rebuilt): they read committed tables only.
-NAMES = ["slo_scale", "throughput", "cost", "ablation", "quality_shift", "llama3", "llama31", "node_failure", "planner_time"]
+NAMES = ["slo_scale", "throughput", "cost", "ablation", "quality_shift", "llama3", "llama31", "node_failure", "planner_time",
+         "disaggregation"]
 
 
 def test_cap_bars_are_hatched_lower_bounds_and_zero_is_drawn():
