@@ -338,6 +338,10 @@ class DriftReplanPolicy:
         if not nodes:
             view.record({**event, "applied": False, "why": "no node without a failed GPU is left"})
             return None
+        if any(r.role != "colocated" for reps in view.current_replicas() for r in reps):
+            view.record({**event, "applied": False, "why": "a disaggregated tier is running: rolling reconfiguration "
+                         "moves colocated replicas only (plan the initial deployment colocated to re-plan online)"})
+            return None
         q_min, capped = self.q_min_for(workload)
         survivors = replace(spec, num_nodes=len(nodes), name=f"{spec.name}-surviving")
         try:
