@@ -44,6 +44,7 @@ TABLES = {
     "node_failure_timeseries": (["planner", "replan_enabled", "window_start_s", "p95_latency_s"],
                                 ["planner", "replan_enabled", "seed", "window_start_s"], False),
     "planner_time": (["num_gpus", "cold_s", "warm_s"], ["num_gpus"], False),
+    "disaggregation": (_SWEEP + ["q_min_level", "rate_rps"], ["rate_scale", "q_min_level", "planner"], False),
     "drift_timeseries": (["system", "mode", "window_start_s", "p95_latency_s"],
                          ["system", "mode", "planner", "replan_enabled", "seed", "window_start_s"], False),
     "drift_phases": (["phase", "start_s", "end_s"], [], False),

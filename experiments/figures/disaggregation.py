@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
-from experiments.figures._common import (QUALITY_LEVEL_LABEL, SLO_SCALE_LABEL, THROUGHPUT_LABEL, grouped_bars,
-                                         legend_below, ordered_planners, planner_handles, read_results, save)
+from experiments.figures._common import (QUALITY_LEVEL_LABEL, SLO_SCALE_LABEL, THROUGHPUT_LABEL, caption,
+                                         error_bar_note, grouped_bars, legend_below, ordered_planners,
+                                         planner_handles, read_results, save, seeds_of)
 
 
 def plot(results_dir=None, out_dir=None):
@@ -26,6 +27,7 @@ def plot(results_dir=None, out_dir=None):
             ax.set_ylabel(label, fontsize=8 if j == 0 else 6)
     fig.suptitle(f"{df['workload'].iloc[0] if len(df) else ''}: disaggregated prefill/decode", fontsize=10)
     legend_below(fig, *planner_handles(planners, with_cap=any_cap))
+    caption(fig, error_bar_note(seeds_of(df, "slo_scale")))
     return save(fig, "disaggregation", out_dir)
 
 
