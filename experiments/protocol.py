@@ -192,6 +192,9 @@ def combine_seeds(runs: list[dict]) -> dict:
         out[key], out[f"{key}_ci95"], out[f"{key}_per_seed"] = stats["mean"], stats["ci95"], values
     out["seeds"] = [r["seed"] for r in runs]
     out["details_seed"] = runs[0]["seed"]
+    if "tier_deployment" in runs[0]:  # each seed plans anew: a tier's deployment per seed, e.g. "P2:D6|P2:D6|colocated"
+        out["tier_deployment"] = ["|".join(r["tier_deployment"][t] for r in runs)
+                                  for t in range(len(runs[0]["tier_deployment"]))]
     # A seed's throughput at the bisection's cap is a lower bound, and so is any mean that includes it.
     out["throughput_at_cap_per_seed"] = [bool(r.get("throughput_at_cap", False)) for r in runs]
     out["throughput_lower_bound"] = any(out["throughput_at_cap_per_seed"])

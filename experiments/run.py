@@ -20,7 +20,8 @@ from sim.common.errors import ConfigError, UserError
 from experiments.config import register_configs
 from experiments.progress import in_sweep, report_done
 from experiments.online import (build_controller, check_online_config, gear_controller, online_entries, online_summary,
-                                planner_of, planning_scenario, write_timeseries)
+                                planner_of, planning_scenario, replans, write_timeseries)
+from planners.base import colocated_settings
 from planners.routellm import router_report
 from experiments.protocol import (ATTAINMENT_METRICS, ATTAINMENT_SCALES, SEED_METRICS, SeedSplit, combine_seeds,
                                   format_mean_ci, run_seeds, seed_split, split_meta, throughput_cap_rps,
@@ -196,6 +197,8 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     seen = planning_scenario(cfg, split.plan)
     chosen = {name: settings} if chosen is None else chosen
     planner = planner_of(name, chosen)  # <name>_online entries re-plan with <name>
+    if replans(cfg, name, chosen):  # online re-planning reconfigures colocated tiers only (planners.base)
+        settings = colocated_settings(planner, settings)
     plan, plan_s = make_plan(planner, settings, seen, int(cfg.plan_sample_size))
     t0 = time.perf_counter()
     # faults, re-planning and CascadeServe's gears; None without
@@ -227,6 +230,7 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
         "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
         "saturated": saturation(result.requests, plan),
         "thresholds": list(plan.thresholds), "plan": plan.describe(),
+        "tier_deployment": [t.deployment() for t in plan.tiers],  # colocated | P<n>:D<m> | none
     }
     record.update(attainment_curve(result, scenario))
     if write_files:

@@ -37,6 +37,8 @@ def tidy_rows(summary: dict, source: Path) -> list[dict]:
         for i, gpus in enumerate(s.get("tier_gpus", [])):
             row[f"gpus_t{i}"] = gpus
         row["thresholds"] = "/".join(f"{h:g}" for h in s.get("thresholds", []))
+        for i, dep in enumerate(s.get("tier_deployment", [])):
+            row[f"deployment_t{i}"] = dep  # per seed, "|"-joined (experiments.protocol.combine_seeds)
         row.update(online_columns(summary, s, planner))
         rows.append(row)
     return rows

@@ -26,6 +26,7 @@ FIGURES = {
     "load_attainment": "load_sweep",
     "load_rate": "load_sweep",
     "load_map": "load_sweep",
+    "disaggregation": "disaggregation",
 }
 
 

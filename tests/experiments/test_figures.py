@@ -13,7 +13,7 @@ from sim.common.paths import PROJECT_ROOT
 
 # Every figure except drift (its online experiment is being rebuilt): they read committed tables only.
 NAMES = ["slo_scale", "throughput", "cost", "ablation", "quality_shift", "llama3", "llama31", "node_failure", "planner_time",
-         "load_attainment", "load_rate", "load_map"]
+         "load_attainment", "load_rate", "load_map", "disaggregation"]
 
 
 def test_cap_bars_are_hatched_lower_bounds_and_zero_is_drawn():
