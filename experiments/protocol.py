@@ -9,6 +9,7 @@ streams (judge noise and latency); the trace's arrival times are the trace's own
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,6 +26,7 @@ SEED_METRICS = ("slo_scale", "slo_scale_in_sample", "throughput_rps", "quality",
 # seeds like the others where the planner has them.
 PLANNER_SEED_METRICS = ("router_accuracy", "router_brier", "gear_switches")
 REFERENCE_PLANNER = "cascadia"
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,13 @@ class QuestionSplitBinder:
             raise ConfigError(f"the question split needs at least 2 questions in the pool, got {num_questions}")
         perm = np.random.default_rng(np.random.SeedSequence(list(self.entropy))).permutation(num_questions)
         k = min(max(int(round(self.question_fraction * num_questions)), 1), num_questions - 1)
+        if min(k, num_questions - k) == 1:
+            side = "planning" if k == 1 else "test"
+            fix = ("move split.question_fraction towards 0.5" if self.question_fraction != 0.5
+                   else "use a quality dataset (or subsets) with more questions")
+            _log.warning(f"split.question_fraction {self.question_fraction:g} leaves 1 question of {num_questions} "
+                         f"for the {side} split: every {side} request asks it, so that split's quality and answer "
+                         f"lengths are one question's; {fix}")
         return np.sort(perm[:k]), np.sort(perm[k:])
 
     def __call__(self, arrival_s: np.ndarray, pool_ids: np.ndarray, rng: np.random.Generator):
@@ -127,13 +136,28 @@ def seed_split(cfg: DictConfig, seed: int) -> SeedSplit:
     test_w = w.take(np.arange(n_plan, w.num_requests))
     if plan_w.num_requests < 2 or test_w.num_requests < 2:
         raise ConfigError(f"split.plan_fraction {spec.plan_fraction:g} leaves {plan_w.num_requests} planning and "
-                          f"{test_w.num_requests} test request(s) in the window; each needs at least 2, so widen "
-                          "horizon_s or move plan_fraction towards 0.5")
+                          f"{test_w.num_requests} test request(s) in the window; each needs at least 2, so "
+                          f"{_split_advice(cfg, spec, w, boundary)}")
     test_w = test_w.with_arrivals(test_w.arrival_s - boundary)
     q_min = resolve_q_min(cfg, plan_w)  # the requirement is set on what the planner sees
     plan = replace(full, workload=plan_w, q_min=q_min)
     test = replace(full, workload=test_w, q_min=q_min)
     return SeedSplit(seed, plan, test, boundary)
+
+
+def _split_advice(cfg: DictConfig, spec: SplitSpec, w, boundary: float) -> str:
+    """What would give both sides two requests; each remedy only where it can help (a horizon past the trace's end
+    needs shortening, not widening; plan_fraction 0.5 cannot move towards 0.5)."""
+    last = float(w.arrival_s[-1])
+    if cfg.horizon_s is not None and boundary > last:
+        span = last - float(w.arrival_s[0])
+        return (f"horizon_s = {float(cfg.horizon_s):g} s is longer than the {span:.4g} s of arrivals the workload has "
+                f"at rate_scale {float(cfg.rate_scale):g}, which puts the split boundary after the last request; set "
+                f"horizon_s to at most {span:.4g}")
+    advice = ["widen horizon_s" if cfg.horizon_s is not None else "use a longer trace window"]
+    if spec.plan_fraction != 0.5:
+        advice.append("move plan_fraction towards 0.5")
+    return " or ".join(advice)
 
 
 def split_meta(split: SeedSplit) -> dict:

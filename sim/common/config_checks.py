@@ -114,6 +114,30 @@ HARDWARE_RULES: dict[str, Range] = {
     "nvlink_latency_us": Range(0.0, 1e6),
 }
 
+# A model file (conf/model/*.yaml, or the user's own): sizes of a real decoder. A zero count or a fraction of a head is
+# a typo that would otherwise reach the cost model as a division by zero or a silently empty layer.
+MODEL_RULES: dict[str, Range] = {
+    "published_params_b": POSITIVE,
+    "num_layers": POSITIVE_INT,
+    "hidden_size": POSITIVE_INT,
+    "num_heads": POSITIVE_INT,
+    "num_kv_heads": POSITIVE_INT,
+    "head_dim": POSITIVE_INT,
+    "intermediate_size": POSITIVE_INT,
+    "vocab_size": POSITIVE_INT,
+    "max_context": POSITIVE_INT,
+    "q_lora_rank": NON_NEGATIVE_INT,
+    "kv_lora_rank": NON_NEGATIVE_INT,
+    "qk_nope_head_dim": NON_NEGATIVE_INT,
+    "qk_rope_head_dim": NON_NEGATIVE_INT,
+    "v_head_dim": NON_NEGATIVE_INT,
+    "num_routed_experts": NON_NEGATIVE_INT,
+    "num_shared_experts": NON_NEGATIVE_INT,
+    "experts_per_token": NON_NEGATIVE_INT,
+    "moe_intermediate_size": NON_NEGATIVE_INT,
+    "first_k_dense_layers": NON_NEGATIVE_INT,
+}
+
 CLUSTER_RULES: dict[str, Range] = {k.split(".", 1)[1]: r for k, r in EXPERIMENT_RULES.items()
                                    if k.startswith("cluster.")}
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.common.errors import ConfigError
-from sim.spec.models import ModelSpec, load_model
+from sim.spec.models import KV_BYTES, WEIGHT_BYTES, ModelSpec, load_model
+
+TIER_KEYS = ("model", "weights", "kv", "dataset_model")
 
 
 @dataclass(frozen=True)
@@ -13,6 +15,18 @@ class TierSpec:
     weights: str = "bf16"  # bf16 | fp8 | awq_int4
     kv: str = "bf16"  # bf16 | fp8
     dataset_model: str = ""  # the quality dataset's model whose real scores stand in for this tier
+
+    def __post_init__(self) -> None:
+        # An unknown precision used to pass here and fail only when a planner sized a replica, which dropped the
+        # tier from every plan without a word.
+        check_precision(self.weights, self.kv, f"tier {self.model.name}")
+
+
+def check_precision(weights: str, kv: str, where: str) -> None:
+    if weights not in WEIGHT_BYTES:
+        raise ConfigError(f"{where}.weights = {weights!r} is not a weight precision; valid: {', '.join(WEIGHT_BYTES)}")
+    if kv not in KV_BYTES:
+        raise ConfigError(f"{where}.kv = {kv!r} is not a KV-cache precision; valid: {', '.join(KV_BYTES)}")
 
 
 @dataclass(frozen=True)
@@ -42,11 +56,16 @@ class CascadeSpec:
 
 def cascade_from_dict(data: dict) -> CascadeSpec:
     """{name, tiers: [{model, weights, kv, dataset_model}]} as in conf/cascade/*.yaml."""
+    name = str(data.get("name", "cascade"))
     tiers = []
     for i, t in enumerate(data.get("tiers") or []):
-        unknown = set(t) - {"model", "weights", "kv", "dataset_model"}
+        where = f"cascade {name!r}: tiers.{i}"
+        unknown = set(t) - set(TIER_KEYS)
         if unknown:
-            raise ConfigError(f"cascade tier {i}: unknown key(s) {sorted(unknown)}; valid: model, weights, kv, dataset_model")
-        tiers.append(TierSpec(load_model(t["model"]), t.get("weights", "bf16"), t.get("kv", "bf16"),
-                              t.get("dataset_model", "")))
-    return CascadeSpec(str(data.get("name", "cascade")), tuple(tiers))
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {', '.join(TIER_KEYS)}")
+        if not t.get("model"):
+            raise ConfigError(f"{where}.model is missing; name a model file of conf/model/ (or your config dir)")
+        weights, kv = t.get("weights", "bf16"), t.get("kv", "bf16")
+        check_precision(weights, kv, where)
+        tiers.append(TierSpec(load_model(t["model"]), weights, kv, t.get("dataset_model", "")))
+    return CascadeSpec(name, tuple(tiers))

@@ -5,6 +5,7 @@ from dataclasses import dataclass, fields
 
 from omegaconf import OmegaConf
 
+from sim.common.config_checks import MODEL_RULES, check_numbers
 from sim.common.errors import ConfigError
 from sim.common.paths import CONF_DIR
 
@@ -46,6 +47,15 @@ class ModelSpec:
     first_k_dense_layers: int = 0
 
     def __post_init__(self) -> None:
+        check_numbers({f.name: getattr(self, f.name) for f in fields(self)}, MODEL_RULES, f"model {self.name!r}")
+        if self.is_moe and not 0 < self.experts_per_token <= self.num_routed_experts:
+            raise ConfigError(f"model {self.name!r}: experts_per_token = {self.experts_per_token} must be in "
+                              f"[1, num_routed_experts = {self.num_routed_experts}]")
+        if self.is_moe and self.moe_intermediate_size <= 0:
+            raise ConfigError(f"model {self.name!r}: an MoE model (num_routed_experts > 0) needs moe_intermediate_size > 0")
+        if self.first_k_dense_layers > self.num_layers:
+            raise ConfigError(f"model {self.name!r}: first_k_dense_layers = {self.first_k_dense_layers} exceeds "
+                              f"num_layers = {self.num_layers}")
         if self.attention not in ("gqa", "mla"):
             raise ConfigError(f"model {self.name!r}: attention must be 'gqa' or 'mla', got {self.attention!r}")
         if self.attention == "gqa" and self.num_heads % self.num_kv_heads:
@@ -156,6 +166,7 @@ def model_from_dict(data: dict, where: str = "model") -> ModelSpec:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+    check_numbers(data, MODEL_RULES, where)  # with the file's name, before the dataclass repeats it by model name
     try:
         return ModelSpec(**data)
     except TypeError as exc:
