@@ -1,12 +1,42 @@
-"""Structured-config schema of the experiment entry points, registered with Hydra's ConfigStore so typos fail loudly."""
+"""Structured-config schema of the experiment entry points, registered with Hydra's ConfigStore so typos fail loudly.
+
+Defaults live in one place each: the simulator's in sim.simulator.SimConfig (the `sim` node below is derived from it,
+so conf/sim/*.yaml hold only what they change), the cluster's and the protocol's here. experiments.inputs turns a
+composed config into typed objects in one pass.
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
+
+from sim.simulator import SimConfig
+from sim.workload.config import JudgeConfig
+
+
+def _mutable_schema(frozen_cls: type, name: str, dict_schemas: dict[str, type]) -> type:
+    """A plain (unfrozen) copy of a frozen dataclass for Hydra: same fields, types and defaults, so the defaults are
+    written once, in the frozen class. (Hydra makes a frozen structured config read-only, so overrides could not
+    merge onto the class itself.) A dict field takes its schema from dict_schemas."""
+    hints = typing.get_type_hints(frozen_cls)
+    specs = []
+    for f in dataclasses.fields(frozen_cls):
+        if f.name in dict_schemas:
+            specs.append((f.name, dict_schemas[f.name], field(default_factory=dict_schemas[f.name])))
+            continue
+        tp = hints[f.name]
+        default = (field(default_factory=f.default_factory) if f.default_factory is not dataclasses.MISSING
+                   else field(default=f.default))
+        specs.append((f.name, tp, default))
+    return dataclasses.make_dataclass(name, specs)
+
+
+SimConf = _mutable_schema(SimConfig, "SimConf", {"judge": JudgeConfig})
 
 
 @dataclass
@@ -58,7 +88,7 @@ class ExperimentConf:
     cluster: ClusterConf = field(default_factory=ClusterConf)
     cascade: CascadeConf = field(default_factory=CascadeConf)
     workload: Dict[str, Any] = field(default_factory=dict)  # validated by sim.workload's own schema
-    sim: Dict[str, Any] = field(default_factory=dict)  # validated by sim.simulator.SimConfig
+    sim: Any = field(default_factory=SimConf)  # sim.simulator.SimConfig's fields and defaults
     planner: Dict[str, Any] = field(default_factory=dict)  # planner name -> its settings
     throughput: ThroughputConf = field(default_factory=ThroughputConf)
     name: str = "default"
@@ -76,6 +106,9 @@ class ExperimentConf:
     faults: List[Dict[str, Any]] = field(default_factory=list)  # fault injections (see sim.control.controller)
     replan: Dict[str, Any] = field(default_factory=dict)  # online re-planning settings (see sim.control.controller)
     output_dir: Optional[str] = None  # where summary.json and figures go (default: Hydra's run dir)
+    # The user's config folders (set by experiments.run from --config-dir / hydra.searchpath): model, hardware and
+    # cluster files and plug-in planners are looked up there before conf/.
+    config_dirs: List[str] = field(default_factory=list)
     figure: bool = True
     progress: bool = True
 
@@ -85,9 +118,15 @@ def _job_dir(override_dirname: str, num: Any) -> str:
     return override_dirname or f"job{num}"
 
 
+def _run_dir(output_dir: Any, default: str) -> str:
+    """A single run's folder: output_dir when given (so no empty folder is left under outputs/), else the default."""
+    return str(output_dir) if output_dir else default
+
+
 def register_configs() -> None:
-    # Resolvers of conf/config.yaml's output folders (the run folder's process id, the sweep job's folder).
+    # Resolvers of conf/config.yaml's output folders (the run folder's process id, the sweep job's folder, output_dir).
     OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
     OmegaConf.register_new_resolver("job_dir", _job_dir, replace=True)
+    OmegaConf.register_new_resolver("run_dir", _run_dir, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="experiment_schema", node=ExperimentConf)

@@ -1,6 +1,7 @@
 """Main job: plan the scenario with every configured planner, simulate each plan, print a table, write summary.json and a figure."""
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import replace
@@ -26,6 +27,7 @@ from experiments.scenario import Scenario, make_plan
 from sim.common.paths import CONF_DIR
 
 register_configs()
+_log = logging.getLogger(__name__)
 TABLE_KEYS = ["planner", *SEED_METRICS, *(f"{k}_ci95" for k in SEED_METRICS), "tier_share", "tier_gpus", "plan_s"]
 
 
@@ -186,20 +188,30 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 @exit_on_user_error
 def run_guarded(cfg: DictConfig, out_dir: Path) -> None:
+    from experiments.inputs import parse_experiment
+
+    parse_experiment(cfg)  # every input checked before the folder is used (a sweep job's own overrides too)
     prepare_output_dir(out_dir)
+    _log.info("run %s in %s; overrides: %s", cfg.name, out_dir, " ".join(_overrides()) or "none")
     run_experiment(cfg, out_dir)
+
+
+def _overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 @exit_on_user_error
 def validate_overrides(argv: list[str]) -> None:
     """Compose the config once with the compose API so a bad override fails as one line with exit 2
     (experiments.overrides: valid options listed, user config folders included)."""
+    from experiments.inputs import parse_experiment
     from experiments.overrides import compose_from_argv
-    from experiments.scenario import check_top_level
 
     if any(a in ("-m", "--multirun") for a in argv):
         return  # sweeps are validated per job
-    check_top_level(compose_from_argv(argv))
+    parse_experiment(compose_from_argv(argv))
 
 
 @exit_on_user_error  # Ctrl-C during start-up or in Hydra's own code still ends as one line
@@ -209,8 +221,20 @@ def main() -> None:
     if quick_mode():
         sys.argv += experiment_overrides(sys.argv[1:])
         announce("120 s horizon, 2 throughput bisection steps on 60 s, 300 planning requests")
+    sys.argv += config_dirs_override(sys.argv[1:])
     validate_overrides(sys.argv[1:])
     _hydra_main()
+
+
+def config_dirs_override(argv: list[str]) -> list[str]:
+    """`config_dirs=[...]` from --config-dir / hydra.searchpath, so model, hardware and planner files there are found
+    (the composed config carries them: summary.json records where a run's files came from)."""
+    from experiments.overrides import user_config_dirs
+
+    dirs = user_config_dirs(argv)
+    if not dirs or any(a.startswith("config_dirs=") for a in argv):
+        return []
+    return ["config_dirs=[" + ",".join(repr(str(Path(d).resolve())) for d in dirs) + "]"]
 
 
 if __name__ == "__main__":

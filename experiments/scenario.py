@@ -9,9 +9,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from planners.plan import CascadePlan
 from sim.common.config_checks import check_experiment_numbers
-from sim.spec.cascade import CascadeSpec, cascade_from_dict
+from sim.spec.cascade import CascadeSpec
 from sim.common.errors import ConfigError
-from sim.spec.hardware import ClusterSpec, cluster_from_dict, load_gpu
+from sim.spec.hardware import ClusterSpec
 from sim.workload.types import Workload
 
 
@@ -24,6 +24,7 @@ class Scenario:
     q_min: float
     seed: int
     extras: dict = field(default_factory=dict, compare=False)
+    config_dirs: tuple[str, ...] = ()  # the user's config folders (planner plug-ins, model and hardware files)
 
 
 def _container(node) -> Any:
@@ -31,31 +32,18 @@ def _container(node) -> Any:
 
 
 def check_top_level(cfg: DictConfig) -> None:
-    check_experiment_numbers(cfg)  # every number, finiteness and range, in one place (sim.common.config_checks)
-    if cfg.q_min is not None and not 0.0 <= float(cfg.q_min) <= 100.0:
-        raise ConfigError(f"q_min must be within 0-100 (the judge scale), got {cfg.q_min}")
-    if not 0.0 <= float(cfg.q_min_level) <= 1.0:
-        raise ConfigError(f"q_min_level must be within 0-1 (0 = smallest model's quality, 1 = largest's), "
-                          f"got {cfg.q_min_level}")
-    if float(cfg.rate_scale) <= 0:
-        raise ConfigError(f"rate_scale must be positive, got {cfg.rate_scale}")
-    if cfg.horizon_s is not None and float(cfg.horizon_s) <= 0:
-        raise ConfigError(f"horizon_s must be positive (or null for the whole trace), got {cfg.horizon_s}")
-    if int(cfg.seed) < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {cfg.seed}")
-    if int(cfg.plan_sample_size) <= 0:
-        raise ConfigError(f"plan_sample_size must be positive, got {cfg.plan_sample_size}")
+    """Every number of the tree against its range (sim.common.config_checks holds the ranges, once)."""
+    check_experiment_numbers(cfg)
 
 
 def build_scenario(cfg: DictConfig, seed: int | None = None, bind_questions=None) -> Scenario:
     """The scenario of cfg; seed (default cfg.seed) and bind_questions: see experiments.protocol."""
+    from experiments.inputs import parse_cascade, parse_cluster
     from sim.simulator import sim_config_from_dict
     from sim.workload import build_workload
 
     check_top_level(cfg)
-    cluster_d = _container(cfg.cluster)
-    cluster = cluster_from_dict(cluster_d, load_gpu(cluster_d["hardware"]), f"cluster {cluster_d.get('name')}")
-    cascade = cascade_from_dict(_container(cfg.cascade))
+    cluster, cascade = parse_cluster(cfg), parse_cascade(cfg)
     seed = int(cfg.seed) if seed is None else int(seed)
     workload = build_workload(_container(cfg.workload), cascade=cascade, seed=seed, bind_questions=bind_questions)
     if float(cfg.rate_scale) != 1.0:
@@ -65,7 +53,8 @@ def build_scenario(cfg: DictConfig, seed: int | None = None, bind_questions=None
     if workload.num_requests == 0:
         raise ConfigError("the workload has no requests inside the horizon; raise horizon_s or rate_scale")
     sim_cfg = sim_config_from_dict(_container(cfg.sim))
-    return Scenario(cluster, cascade, workload, sim_cfg, resolve_q_min(cfg, workload), seed)
+    return Scenario(cluster, cascade, workload, sim_cfg, resolve_q_min(cfg, workload), seed,
+                    config_dirs=tuple(str(d) for d in (cfg.get("config_dirs") or ())))
 
 
 def resolve_q_min(cfg: DictConfig, workload: Workload) -> float:
@@ -77,7 +66,7 @@ def make_plan(name: str, settings: dict, scenario: Scenario, sample_size: int) -
     from planners.checker import check_plan
     from planners.problem import PlanningProblem
 
-    planner = get_planner(name, **(settings or {}))
+    planner = get_planner(name, config_dirs=scenario.config_dirs, **(settings or {}))
     problem = PlanningProblem(cascade=scenario.cascade, cluster=scenario.cluster,
                               workload=scenario.workload, q_min=scenario.q_min, engine=scenario.sim_cfg.engine,
                               max_sample_requests=sample_size, context_policy=scenario.sim_cfg.context_policy)

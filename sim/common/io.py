@@ -53,6 +53,35 @@ def write_json(obj: Any, path: Path | str, **dumps_kwargs: Any) -> Path:
     return write_atomic(path, json.dumps(obj, **dumps_kwargs))
 
 
+def read_yaml(path: Path | str, what: str = "config file") -> dict:
+    """The one YAML reader of user inputs (model, hardware, cluster, cascade, plan, engine, quality and workload files):
+    a mapping, or one ConfigError naming the file (and the line of a syntax error). Interpolations are not resolved:
+    these files are data."""
+    import yaml
+
+    from sim.common.errors import ConfigError
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {what} must be a mapping of keys to values, got a {type(data).__name__}")
+    return data
+
+
 def mark_running(run_dir: Path | str) -> Path:
     marker = Path(run_dir) / RUNNING_MARKER
     marker.write_text("this run has not finished writing its outputs; aggregation skips it\n")

@@ -10,9 +10,9 @@ import math
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-from omegaconf import OmegaConf
 
 from sim.common.errors import ConfigError
+from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR
 
 # Fields sim.fidelity.calibrate --engine fits: (lower, prior, upper). The bounds keep every fit physical; the prior is
@@ -122,4 +122,4 @@ def load_engine(name: str) -> EngineProfile:
     path = CONF_DIR / "engine" / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"unknown engine {name!r}; valid names are {available_engines()}")
-    return engine_from_dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path))
+    return engine_from_dict(read_yaml(path, "engine file"), str(path))

@@ -54,8 +54,11 @@ class CascadeSpec:
         return tuple(t.model.name for t in self.tiers)
 
 
-def cascade_from_dict(data: dict) -> CascadeSpec:
-    """{name, tiers: [{model, weights, kv, dataset_model}]} as in conf/cascade/*.yaml."""
+def cascade_from_dict(data: dict, user_dirs=()) -> CascadeSpec:
+    """{name, tiers: [{model, weights, kv, dataset_model}]} as in conf/cascade/*.yaml; models are looked up in the
+    user's config folders (user_dirs), then conf/model/."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a cascade must be a mapping {{name, tiers}}, got {type(data).__name__}")
     name = str(data.get("name", "cascade"))
     tiers = []
     for i, t in enumerate(data.get("tiers") or []):
@@ -67,5 +70,5 @@ def cascade_from_dict(data: dict) -> CascadeSpec:
             raise ConfigError(f"{where}.model is missing; name a model file of conf/model/ (or your config dir)")
         weights, kv = t.get("weights", "bf16"), t.get("kv", "bf16")
         check_precision(weights, kv, where)
-        tiers.append(TierSpec(load_model(t["model"]), weights, kv, t.get("dataset_model", "")))
+        tiers.append(TierSpec(load_model(t["model"], user_dirs), weights, kv, t.get("dataset_model", "")))
     return CascadeSpec(name, tuple(tiers))

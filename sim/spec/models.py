@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from omegaconf import OmegaConf
-
 from sim.common.config_checks import MODEL_RULES, check_numbers
 from sim.common.errors import ConfigError
-from sim.common.paths import CONF_DIR
+from sim.common.io import read_yaml
+from sim.common.paths import catalog_names, find_config
 
 # Bytes per weight of a quantised linear layer. AWQ INT4 stores 4-bit weights plus an FP16 scale and a
 # 4-bit zero point per group of 128 (AutoAWQ default w_bit=4, q_group_size=128): 0.5 + (2 + 0.5) / 128.
@@ -157,8 +156,8 @@ class ModelSpec:
         return self.num_layers * per_layer * KV_BYTES[kv]
 
 
-def available_models() -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+def available_models(user_dirs=()) -> list[str]:
+    return catalog_names("model", user_dirs)
 
 
 def model_from_dict(data: dict, where: str = "model") -> ModelSpec:
@@ -173,8 +172,10 @@ def model_from_dict(data: dict, where: str = "model") -> ModelSpec:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def load_model(name: str) -> ModelSpec:
-    path = CONF_DIR / "model" / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(f"unknown model {name!r}; valid names are {available_models()}")
-    return model_from_dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path))
+def load_model(name: str, user_dirs=()) -> ModelSpec:
+    """The model file model/<name>.yaml of the user's config folders or conf/."""
+    path = find_config("model", name, user_dirs)
+    if path is None:
+        raise ConfigError(f"unknown model {name!r}; valid names are {available_models(user_dirs)} (your own: "
+                          f"--config-dir DIR with DIR/model/{name}.yaml)")
+    return model_from_dict(read_yaml(path, "model file"), str(path))

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.common.errors import ConfigError
+from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR
 
 _PLAN_KEYS = {"planner", "tiers", "thresholds", "routing", "router_error_rate", "routes", "estimates", "solver_stats"}
@@ -60,4 +59,4 @@ def load_plan(name_or_path: str) -> CascadePlan:
     if not path.exists():
         names = sorted(p.stem for p in (CONF_DIR / "plan").glob("*.yaml"))
         raise ConfigError(f"plan {name_or_path!r} not found; valid names are {names} or a YAML path")
-    return plan_from_dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path))
+    return plan_from_dict(read_yaml(path, "plan file"), str(path))

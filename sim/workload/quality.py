@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from sim.common.errors import ConfigError, DataError
+from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR, PROJECT_ROOT
 from sim.workload.config import QualityColumns, check_score_scale
 
@@ -120,7 +120,7 @@ def _entry(name: str) -> QualitySource:
     if not path.is_file():
         raise ConfigError(f"quality.dataset {name!r} is unknown; valid: {', '.join(dataset_names())} "
                           "(or a path to a CSV/JSONL quality table)")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path, "quality dataset file")
     unknown = sorted(set(data) - set(_ENTRY_KEYS))
     if unknown:
         raise ConfigError(f"{shown}: unknown key(s) {unknown}; valid: {', '.join(_ENTRY_KEYS)}")

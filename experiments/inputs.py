@@ -1,0 +1,77 @@
+"""The one parse-and-validate pass of an experiment: a composed config becomes typed, frozen inputs, or one ConfigError.
+
+Every user input of a run passes here before any output folder is made or any planner runs: the numbers of the whole
+tree (sim.common.config_checks: finiteness and ranges, with the key path and the valid range), the cluster and its
+hardware file, the cascade and its model files (sim.spec: unknown keys, precisions, sizes), the workload schema
+(sim.workload.config), the simulator settings (sim.simulator.SimConfig), the evaluation protocol and every selected
+planner's settings (planners.base). Files named by config (model, hardware, cluster, planner) are looked up in the
+user's config folders first (`config_dirs`, filled from --config-dir / hydra.searchpath), then in conf/. Traces and
+quality tables are read, checked and cached when the workload is built (sim.workload), which names the file and line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from sim.common.config_checks import check_experiment_numbers
+from sim.common.errors import ConfigError
+from sim.spec.cascade import CascadeSpec, cascade_from_dict
+from sim.spec.hardware import ClusterSpec, available, cluster_from_dict, load_gpu
+from sim.simulator import SimConfig, sim_config_from_dict
+from sim.workload.config import WorkloadConfig, workload_config_from_dict
+
+
+@dataclass(frozen=True)
+class ExperimentInputs:
+    """What a composed experiment config says, parsed and checked (the workload is built per seed from `workload`)."""
+
+    cluster: ClusterSpec
+    cascade: CascadeSpec
+    workload: WorkloadConfig
+    sim: SimConfig
+    planners: tuple[tuple[str, Any], ...]  # (name, planner object with its settings), in the configured order
+    seeds: tuple[int, ...]
+    config_dirs: tuple[str, ...]
+
+
+def container(node) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def config_dirs(cfg) -> tuple[str, ...]:
+    return tuple(str(d) for d in (cfg.get("config_dirs") or ()))
+
+
+def parse_cluster(cfg) -> ClusterSpec:
+    data = dict(container(cfg.cluster))
+    where = f"cluster {data.get('name')}"
+    if not data.get("hardware"):
+        raise ConfigError(f"{where}: hardware is missing; valid: {available('hardware', config_dirs(cfg))}")
+    return cluster_from_dict(data, load_gpu(data["hardware"], config_dirs(cfg)), where)
+
+
+def parse_cascade(cfg) -> CascadeSpec:
+    return cascade_from_dict(container(cfg.cascade), config_dirs(cfg))
+
+
+def parse_experiment(cfg: DictConfig, planners: bool = True) -> ExperimentInputs:
+    """Every input of cfg in one pass; the first problem is one ConfigError naming the key and what is valid."""
+    from experiments.protocol import run_seeds, split_spec
+    from experiments.scenario import check_top_level
+
+    check_top_level(cfg)
+    cluster, cascade = parse_cluster(cfg), parse_cascade(cfg)
+    workload = workload_config_from_dict(container(cfg.workload))
+    sim = sim_config_from_dict(container(cfg.sim))
+    split_spec(cfg)
+    seeds = tuple(run_seeds(cfg))
+    chosen: tuple = ()
+    if planners:
+        from planners.base import get_planner
+
+        settings = dict(container(cfg.planner) or {})
+        chosen = tuple((name, get_planner(name, config_dirs=config_dirs(cfg), **(s or {})))
+                       for name, s in settings.items())
+    return ExperimentInputs(cluster, cascade, workload, sim, chosen, seeds, config_dirs(cfg))
