@@ -56,11 +56,44 @@ def parse_cascade(cfg) -> CascadeSpec:
     return cascade_from_dict(container(cfg.cascade), config_dirs(cfg))
 
 
+@dataclass(frozen=True)
+class SplitSpec:
+    enabled: bool = True
+    plan_fraction: float = 0.5  # share of the scenario's window (its earlier part) the planners see
+    question_fraction: float = 0.5  # share of the dataset's questions bound to planning requests
+    seed: int = 0  # with the run's seed, picks which questions are planning questions
+
+
+def split_spec(cfg: DictConfig) -> SplitSpec:
+    raw = OmegaConf.to_container(cfg.split, resolve=True) if cfg.get("split") is not None else {}
+    unknown = sorted(set(raw) - set(SplitSpec.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"split: unknown key(s) {unknown}; valid: {sorted(SplitSpec.__dataclass_fields__)}")
+    spec = SplitSpec(**raw)
+    for key in ("plan_fraction", "question_fraction"):
+        v = getattr(spec, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
+            raise ConfigError(f"split.{key} must be a number strictly between 0 and 1, got {v!r}")
+    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
+        raise ConfigError(f"split.seed must be a non-negative integer, got {spec.seed!r}")
+    return spec
+
+
+def run_seeds(cfg: DictConfig) -> list[int]:
+    """The seeds every planner runs over: cfg.seed, cfg.seed + 1, ..., cfg.seed + cfg.seeds - 1."""
+    n = cfg.get("seeds", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"seeds must be a positive integer (the number of repeats), got {n!r}")
+    return [int(cfg.seed) + k for k in range(n)]
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    """Every number of the tree against its range (sim.common.config_checks holds the ranges, once)."""
+    check_experiment_numbers(cfg)
+
+
 def parse_experiment(cfg: DictConfig, planners: bool = True) -> ExperimentInputs:
     """Every input of cfg in one pass; the first problem is one ConfigError naming the key and what is valid."""
-    from experiments.protocol import run_seeds, split_spec
-    from experiments.scenario import check_top_level
-
     check_top_level(cfg)
     cluster, cascade = parse_cluster(cfg), parse_cascade(cfg)
     workload = workload_config_from_dict(container(cfg.workload))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.inputs import SplitSpec, run_seeds, split_spec  # noqa: F401 (the protocol's settings, parsed there)
 from experiments.scenario import Scenario, build_scenario, resolve_q_min
 from experiments.stats import mean_ci95, outcome, paired_ratio_ci95
 from sim.common.errors import ConfigError
@@ -27,37 +28,6 @@ SEED_METRICS = ("slo_scale", "slo_scale_in_sample", "throughput_rps", "quality",
 PLANNER_SEED_METRICS = ("router_accuracy", "router_brier", "gear_switches")
 REFERENCE_PLANNER = "cascadia"
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    enabled: bool = True
-    plan_fraction: float = 0.5  # share of the scenario's window (its earlier part) the planners see
-    question_fraction: float = 0.5  # share of the dataset's questions bound to planning requests
-    seed: int = 0  # with the run's seed, picks which questions are planning questions
-
-
-def split_spec(cfg: DictConfig) -> SplitSpec:
-    raw = OmegaConf.to_container(cfg.split, resolve=True) if cfg.get("split") is not None else {}
-    unknown = sorted(set(raw) - set(SplitSpec.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"split: unknown key(s) {unknown}; valid: {sorted(SplitSpec.__dataclass_fields__)}")
-    spec = SplitSpec(**raw)
-    for key in ("plan_fraction", "question_fraction"):
-        v = getattr(spec, key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
-            raise ConfigError(f"split.{key} must be a number strictly between 0 and 1, got {v!r}")
-    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
-        raise ConfigError(f"split.seed must be a non-negative integer, got {spec.seed!r}")
-    return spec
-
-
-def run_seeds(cfg: DictConfig) -> list[int]:
-    """The seeds every planner runs over: cfg.seed, cfg.seed + 1, ..., cfg.seed + cfg.seeds - 1."""
-    n = cfg.get("seeds", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"seeds must be a positive integer (the number of repeats), got {n!r}")
-    return [int(cfg.seed) + k for k in range(n)]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from planners.plan import CascadePlan
-from sim.common.config_checks import check_experiment_numbers
+from experiments.inputs import check_top_level, parse_cascade, parse_cluster
 from sim.spec.cascade import CascadeSpec
 from sim.common.errors import ConfigError
 from sim.spec.hardware import ClusterSpec
@@ -31,14 +31,8 @@ def _container(node) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def check_top_level(cfg: DictConfig) -> None:
-    """Every number of the tree against its range (sim.common.config_checks holds the ranges, once)."""
-    check_experiment_numbers(cfg)
-
-
 def build_scenario(cfg: DictConfig, seed: int | None = None, bind_questions=None) -> Scenario:
     """The scenario of cfg; seed (default cfg.seed) and bind_questions: see experiments.protocol."""
-    from experiments.inputs import parse_cascade, parse_cluster
     from sim.simulator import sim_config_from_dict
     from sim.workload import build_workload
 

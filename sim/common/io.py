@@ -53,6 +53,25 @@ def write_json(obj: Any, path: Path | str, **dumps_kwargs: Any) -> Path:
     return write_atomic(path, json.dumps(obj, **dumps_kwargs))
 
 
+def _yaml_loader():
+    """PyYAML's SafeLoader reading `1.0e9` and `1e-3` as numbers, as Hydra (OmegaConf) does: plain YAML 1.1 reads an
+    exponent without a sign or a dot as a string, so the same file would mean different things to the two readers."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:
+        [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+    return Loader
+
+
 def read_yaml(path: Path | str, what: str = "config file") -> dict:
     """The one YAML reader of user inputs (model, hardware, cluster, cascade, plan, engine, quality and workload files):
     a mapping, or one ConfigError naming the file (and the line of a syntax error). Interpolations are not resolved:
@@ -69,7 +88,7 @@ def read_yaml(path: Path | str, what: str = "config file") -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the {what} ({exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
