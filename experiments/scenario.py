@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from planners.plan import CascadePlan
+from sim.spec.plan import CascadePlan
 from experiments.inputs import check_top_level, parse_cascade, parse_cluster
 from sim.spec.cascade import CascadeSpec
 from sim.common.errors import ConfigError

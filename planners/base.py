@@ -11,7 +11,7 @@ from sim.common.paths import CONF_DIR
 
 from planners.baselines import CascadeServePlanner, NoisyOracleRouterPlanner, SingleModelPlanner
 from planners.cascadia import CascadiaPlanner
-from planners.plan import CascadePlan
+from sim.spec.plan import CascadePlan
 from planners.routellm import RouteLLMPlanner
 
 

@@ -55,7 +55,7 @@ import numpy as np
 from sim.common.errors import ConfigError
 
 from planners.milp import AllocationInfeasible, SolverSettings, exact_allocation, solve_allocation
-from planners.plan import CascadePlan
+from sim.spec.plan import CascadePlan
 from planners.routing import THRESHOLD_SKIP, search_thresholds
 from planners.search import SearchContext, allocate_spare
 

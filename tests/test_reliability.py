@@ -152,7 +152,7 @@ def test_two_runs_of_one_seed_write_byte_identical_gzip_tables(tmp_path):
 
 
 def test_plan_using_more_gpus_than_exist_is_a_user_error():
-    from planners.plan import CascadePlan, ReplicaPlan, TierPlan
+    from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
     from sim.spec.cascade import cascade_from_dict
     from sim.runtime.cluster import validate_plan
     from sim.common.errors import UserError

@@ -19,9 +19,6 @@ class ReplicaPlan:
     def num_gpus(self) -> int:
         return self.tp * self.pp
 
-    def stage_gpus(self, stage: int) -> tuple[GPU, ...]:
-        return self.gpus[stage * self.tp:(stage + 1) * self.tp]
-
 
 @dataclass(frozen=True)
 class TierPlan:

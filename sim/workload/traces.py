@@ -141,10 +141,6 @@ def _read_jsonl(text: str, shown: str, wanted: list[str]) -> tuple[pd.DataFrame,
     return pd.DataFrame(rows, columns=wanted), np.asarray(lines)
 
 
-def _first_bad(mask: np.ndarray, lines: np.ndarray) -> int:
-    return int(lines[int(np.argmax(mask))])
-
-
 def _tokens(col: pd.Series, name: str, shown: str, lines: np.ndarray) -> np.ndarray:
     values = pd.to_numeric(col.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)

@@ -8,7 +8,7 @@ import pytest
 
 from planners.base import get_planner
 from planners.checker import check_plan
-from planners.plan import ReplicaPlan
+from sim.spec.plan import ReplicaPlan
 from planners.problem import PlanningProblem
 from online.replan import (DriftReplanPolicy, ReplanConfig, drift_statistics, drifted, ks_statistic,
                            replan_config_from_dict)

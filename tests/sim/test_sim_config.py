@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sim_fakes import FakeCost, OracleJudge, cluster, fake_factory, llama_cascade, plan, poisson_workload
 
-from planners.plan import CascadePlan, ReplicaPlan, TierPlan
+from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.common.errors import ConfigError
 from sim.metrics import reference_latency_s, slo_scale, summarize, throughput_at_slo
 from sim.perf.batch import BatchShape
