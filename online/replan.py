@@ -1,6 +1,6 @@
 """Drift-driven re-planning (a sim.control.policy.ControlPolicy): detect drift with hysteresis, re-plan through the
 planners' interface, and apply the new plan only when its estimated gain over a look-ahead exceeds the estimated
-cost of the transition (issue 13; DESIGN 7.5). docs/online.md explains every threshold.
+cost of the transition (re-planning that costs more than it gains would make drift worse). docs/online.md explains every threshold.
 
 - Drift: every interval_s, the last sample_requests arrivals are compared with the workload the current plan was
   made for: arrival rate over the last interval_s, median prompt and tier-0 answer length (relative change) and a

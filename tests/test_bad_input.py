@@ -1,4 +1,4 @@
-"""Bad input (issue 14): numbers checked in one place, atomic and byte-stable outputs, incomplete runs skipped,
+"""Bad input: numbers checked in one place, atomic and byte-stable outputs, incomplete runs skipped,
 aggregate never overwriting an input, placement on absurd clusters, the last request of a long trace."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reliability (issue 7): every CLI entry point turns each kind of user mistake into one 'error:' line and exit 2;
+"""Reliability: every CLI entry point turns each kind of user mistake into one 'error:' line and exit 2;
 the same seed and config give byte-identical request tables for every planner; Hypothesis fuzzing of config
 overrides and of the trace reader never meets an unhandled exception."""
 from __future__ import annotations
@@ -52,7 +52,7 @@ CASES = {
     "run_bad_replan_key": RUN + ["+replan.colour=blue"],
     "run_bad_planner_setting": RUN + ["planner=[cascadia]", "+planner.cascadia.bogus=1"],
     "run_missing_trace": RUN + ["workload.trace.path=/nonexistent/trace.csv"],
-    # issue 14, bad input: numbers checked in one place, absurd clusters, output folders
+    # bad input: numbers checked in one place, absurd clusters, output folders
     "run_noise_std_nan": RUN + ["sim.judge.noise_std=nan"],
     "run_ib_bw_negative": RUN + ["cluster.ib_bw_gbps=-100"],
     "run_ib_bw_zero": RUN + ["cluster.ib_bw_gbps=0"],

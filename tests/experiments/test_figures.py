@@ -1,4 +1,4 @@
-"""Figures a newcomer can read (issue 14): y from zero, lower bounds at the throughput cap marked, zeros drawn and
+"""Figures a newcomer can read: y from zero, lower bounds at the throughput cap marked, zeros drawn and
 labelled, legends outside the axes, tiers named by model, and no figure module switching matplotlib's backend."""
 import os
 import subprocess

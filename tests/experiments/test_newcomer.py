@@ -1,4 +1,4 @@
-"""A newcomer's first hour (issue 14): run folders named by what ran and never shared, one line listing the valid
+"""A newcomer's first hour: run folders named by what ran and never shared, one line listing the valid
 options for an unknown group option, the user's own config folders (--config-dir and hydra.searchpath), sweep job
 folders named by their overrides, and the quick mode of the documented commands."""
 import os

@@ -188,7 +188,7 @@ def test_a_replan_applies_only_when_its_gain_exceeds_the_transition_cost():
 
 
 def test_a_tiny_check_interval_is_one_clear_error():
-    # issue 14: +replan.interval_s=1e-6 used to hang (a million drift checks per simulated second).
+    # +replan.interval_s=1e-6 used to hang (a million drift checks per simulated second).
     with pytest.raises(ConfigError, match="interval_s"):
         replan_config_from_dict({"enabled": True, "interval_s": 1e-6})
 

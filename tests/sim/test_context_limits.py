@@ -1,4 +1,4 @@
-"""Context limits (issue 11, defect 3): a tier never serves a prompt + answer over its model's max_context;
+"""Context limits: a tier never serves a prompt + answer over its model's max_context;
 sim.context_policy skip passes to the next tier that can take it, drop drops with reason context_exceeded."""
 from __future__ import annotations
 
