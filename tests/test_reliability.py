@@ -172,7 +172,7 @@ def test_same_seed_gives_byte_identical_requests_for_every_planner(tmp_path):
 
     from experiments.config import register_configs
     from experiments.online import build_controller
-    from experiments.run import simulate_plan
+    from experiments.main_job import simulate_plan
     from experiments.scenario import build_scenario, make_plan
     from planners.base import PLANNERS
     from sim.common.paths import CONF_DIR

@@ -105,7 +105,7 @@ def _window_rate_rps(workload: str, rate_scale: float, horizon_s: float) -> floa
 
 def throughput_cap_rps(row) -> float:
     """The highest throughput the bisection can report for this row: hi x the rate of the first horizon_s seconds
-    (experiments.run.throughput_rps). A table may carry it; otherwise it is recomputed from the shipped trace
+    (experiments.main_job.throughput_rps). A table may carry it; otherwise it is recomputed from the shipped trace
     with the default bisection settings (experiments.config.ThroughputConf)."""
     if "throughput_cap_rps" in row and pd.notna(row["throughput_cap_rps"]):
         return float(row["throughput_cap_rps"])

@@ -78,7 +78,7 @@ def test_combine_seeds_means_cis_and_paired_ratios():
 
 @pytest.fixture(scope="module")
 def two_seed_run(tmp_path_factory):
-    from experiments.run import run_experiment
+    from experiments.main_job import run_experiment
 
     out = tmp_path_factory.mktemp("two_seeds")
     return out, run_experiment(_cfg([*SMALL, "seeds=2", "planner=[single_model,cascadia]"]), out)

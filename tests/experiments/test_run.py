@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 
 from experiments.aggregate import aggregate
 from experiments.config import register_configs
-from experiments.run import run_experiment
+from experiments.main_job import run_experiment
 from sim.common.paths import CONF_DIR, PROJECT_ROOT
 
 register_configs()

@@ -1,0 +1,173 @@
+"""The main job's logic, importable: plan the scenario with every configured planner over the protocol's seeds,
+simulate each plan, and write summary.json, table.csv, the per-request tables and the figure (experiments.run only
+launches it)."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from experiments.online import (build_controller, check_online_config, gear_controller, online_entries, online_summary,
+                                planner_of, planning_scenario, write_timeseries)
+from experiments.progress import in_sweep, report_done
+from experiments.protocol import (SEED_METRICS, SeedSplit, combine_seeds, format_mean_ci, run_seeds, seed_split,
+                                  split_meta, versus_reference)
+from experiments.scenario import Scenario, make_plan
+from planners.routellm import router_report
+from sim.common.errors import ConfigError
+from sim.common.io import mark_complete, mark_running, write_json, write_table
+
+TABLE_KEYS = ["planner", *SEED_METRICS, *(f"{k}_ci95" for k in SEED_METRICS), "tier_share", "tier_gpus", "plan_s"]
+
+
+def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = None, controller=None):
+    from sim.simulator import simulate
+
+    cfg = scenario.sim_cfg
+    overrides = plan.estimates.get("sim_overrides") or {}
+    if overrides:
+        cfg = replace(cfg, **overrides)
+    return simulate(plan, scenario.cascade, scenario.cluster, workload or scenario.workload, cfg,
+                    seed=scenario.seed if seed is None else seed, controller=controller)
+
+
+def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
+    """Highest arrival rate (requests/s) at which the plan keeps the attainment target within tcfg.slo_scale,
+    by bisection on a rate factor applied to the first tcfg.horizon_s seconds of the scenario's workload."""
+    from sim.metrics import throughput_at_slo
+
+    base = scenario.workload.window(float(scenario.workload.arrival_s[0]),
+                                    float(scenario.workload.arrival_s[0]) + float(tcfg.horizon_s))
+
+    def run(rate_factor: float):
+        w = base.scale_rate(rate_factor)  # CascadeServe's gears follow the measured rate of each factor
+        return simulate_plan(plan, scenario, workload=w, controller=gear_controller(plan, w))
+
+    factor = throughput_at_slo(run, float(tcfg.slo_scale), lo=float(tcfg.lo), hi=float(tcfg.hi),
+                               iters=int(tcfg.iters), cascade=scenario.cascade, cluster=scenario.cluster,
+                               engine=scenario.sim_cfg.engine)
+    return float(factor * base.rate_rps)
+
+
+def throughput_cap_rps(scenario: Scenario, tcfg: DictConfig) -> float:
+    """The highest throughput the bisection can report (its hi factor on the first horizon_s seconds): a lower bound."""
+    start = float(scenario.workload.arrival_s[0])
+    return float(tcfg.hi) * scenario.workload.window(start, start + float(tcfg.horizon_s)).rate_rps
+
+
+def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Everything the main job does, importable (tests and other experiments call this). Every planner runs over
+    the protocol's seeds (experiments.protocol): planned on each seed's planning split, scored on its test split."""
+    mark_running(out_dir)  # removed once every output is written: aggregate skips runs that still hold it
+    splits = [seed_split(cfg, seed) for seed in run_seeds(cfg)]
+    scenario = splits[0].test
+    check_online_config(cfg, scenario)
+    planners = dict(OmegaConf.to_container(cfg.planner, resolve=True) or {})
+    if not planners:
+        raise ConfigError("no planner selected; choose at least one, e.g. planner=[cascadia]")
+    chosen, planners = planners, online_entries(cfg, planners)  # + <name>_online runs when re-planning
+    rows, summary = [], {"scenario": {**_scenario_meta(cfg, scenario), "split": split_meta(splits[0]),
+                                      "seeds": [sp.seed for sp in splits]}, "planners": {}}
+    bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
+               disable=not cfg.progress or in_sweep(), file=sys.stderr)
+    for name, settings in planners.items():
+        runs = []
+        for k, split in enumerate(splits):
+            bar.set_postfix_str(f"{name} seed {split.seed}")
+            runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen))
+            bar.update(1)
+        summary["planners"][name] = combine_seeds(runs)
+        rows.append({key: summary["planners"][name].get(key) for key in TABLE_KEYS})
+    bar.close()
+    summary["versus_cascadia"] = versus_reference(summary["planners"])
+    table = pd.DataFrame(rows)
+    write_json(summary, out_dir / "summary.json", indent=2, default=_json_default)
+    write_table(table, out_dir / "table.csv")
+    written = [out_dir / "summary.json", out_dir / "table.csv"]
+    if cfg.figure:
+        from experiments.figures.main_job import plot_main_job
+
+        written.append(plot_main_job(table, out_dir / "main_job.png", title=_title(cfg, scenario),
+                                     throughput_cap_rps=throughput_cap_rps(scenario, cfg.throughput)))
+    mark_complete(out_dir)
+    report_done(_format_table(table), written)
+    return summary
+
+
+def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_dir: Path, write_files: bool,
+            chosen: dict | None = None) -> dict:
+    """One planner on one seed: plan on the planning split, simulate on the test split (and, for
+    slo_scale_in_sample, on the planning split itself), throughput on the test split."""
+    from sim.metrics import summarize
+
+    scenario = split.test
+    seen = planning_scenario(cfg, split.plan)
+    chosen = {name: settings} if chosen is None else chosen
+    planner = planner_of(name, chosen)  # <name>_online entries re-plan with <name>
+    plan, plan_s = make_plan(planner, settings, seen, int(cfg.plan_sample_size))
+    t0 = time.perf_counter()
+    # faults, re-planning and CascadeServe's gears; None without
+    controller = build_controller(cfg, scenario, planner, settings, plan, name, chosen)
+    result = simulate_plan(plan, scenario, controller=controller)
+    s = summarize(result, scenario.cascade, plan, cluster=scenario.cluster, engine=scenario.sim_cfg.engine)
+    sim_s = time.perf_counter() - t0
+    if seen.workload is scenario.workload and controller is None:
+        s_in = s  # no split and nothing online: the plan's own workload is the test workload
+    else:
+        s_in = summarize(simulate_plan(plan, seen, controller=gear_controller(plan, seen.workload)), seen.cascade,
+                         plan, cluster=seen.cluster,
+                         engine=seen.sim_cfg.engine)
+    thr = throughput_rps(plan, scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
+    record = {
+        "planner": name, "seed": split.seed, "slo_scale": s["slo_scale"], "slo_scale_in_sample": s_in["slo_scale"],
+        "throughput_rps": thr, "quality": s["quality"], "quality_in_sample": s_in["quality"],
+        "gpu_s_per_request": s["gpu_s_per_request"], "p95_latency_s": s["p95_latency_s"],
+        "tier_share": s["tier_share"], "tier_gpus": list(plan.gpus_per_tier()), "plan_s": plan_s,
+        "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
+        "thresholds": list(plan.thresholds), "plan": plan.describe(),
+    }
+    if write_files:
+        if cfg.faults or cfg.replan:  # not for gears alone: their switches are counted in the summary
+            write_timeseries(result, out_dir, name)
+        write_table(result.requests, out_dir / f"requests_{name}.csv.gz")
+    return {**s, **record, **online_summary(result, scenario), **router_report(plan, scenario.workload)}
+
+
+def _title(cfg: DictConfig, sc: Scenario) -> str:
+    return (f"{sc.cascade.name} on {sc.cluster.num_gpus} x {sc.cluster.gpu.name}, {cfg.workload.name} x"
+            f"{cfg.rate_scale:g} rate, q_min {sc.q_min:.1f}")
+
+
+def _scenario_meta(cfg: DictConfig, sc: Scenario) -> dict:
+    return {"name": cfg.name, "cascade": sc.cascade.model_names, "cluster": sc.cluster.name,
+            "num_gpus": sc.cluster.num_gpus, "workload": cfg.workload.name, "requests": sc.workload.num_requests,
+            "rate_rps": sc.workload.rate_rps, "rate_scale": cfg.rate_scale, "q_min": sc.q_min,
+            "q_min_level": cfg.q_min_level if cfg.q_min is None else None, "seed": sc.seed,
+            "throughput_slo_scale": cfg.throughput.slo_scale, "reference_length": sc.sim_cfg.reference_length,
+            "config": OmegaConf.to_container(cfg, resolve=True)}
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    return str(o)
+
+
+def _format_table(table: pd.DataFrame) -> str:
+    t = table.copy()
+    t["tier_share"] = t["tier_share"].map(lambda v: "/".join(f"{100 * x:.0f}%" for x in v))
+    t["tier_gpus"] = t["tier_gpus"].map(lambda v: "/".join(str(x) for x in v))
+    for key in ("slo_scale", "slo_scale_in_sample", "throughput_rps", "quality"):
+        t[key] = [format_mean_ci(m, ci) for m, ci in zip(t[key], t[f"{key}_ci95"])]
+    cols = ["planner", "slo_scale", "slo_scale_in_sample", "throughput_rps", "quality", "gpu_s_per_request",
+            "p95_latency_s", "tier_share", "tier_gpus", "plan_s"]
+    return ("mean over seeds [95% bootstrap CI]; test split (in_sample: the plan on its own planning split)\n"
+            + t[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
