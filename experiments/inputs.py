@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sim.common.config_checks import check_experiment_numbers
+from sim.common.config_checks import check_experiment_numbers, check_keys
 from sim.common.errors import ConfigError
 from sim.spec.cascade import CascadeSpec, cascade_from_dict
 from sim.spec.hardware import ClusterSpec, available, cluster_from_dict, load_gpu
@@ -66,9 +66,7 @@ class SplitSpec:
 
 def split_spec(cfg: DictConfig) -> SplitSpec:
     raw = OmegaConf.to_container(cfg.split, resolve=True) if cfg.get("split") is not None else {}
-    unknown = sorted(set(raw) - set(SplitSpec.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"split: unknown key(s) {unknown}; valid: {sorted(SplitSpec.__dataclass_fields__)}")
+    check_keys(raw, SplitSpec.__dataclass_fields__, "split")
     spec = SplitSpec(**raw)
     for key in ("plan_fraction", "question_fraction"):
         v = getattr(spec, key)

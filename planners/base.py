@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Protocol
 
+from sim.common.config_checks import check_keys
 from sim.common.errors import ConfigError
 from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR
@@ -63,11 +64,7 @@ def get_planner(name: str, config_dirs=(), **cfg) -> Planner:
     field_names = {f.name for f in dataclasses.fields(cls)}
     if "name" in field_names:
         settings["name"] = name
-    valid = field_names - set(fixed)
-    unknown = sorted(set(settings) - valid)
-    if unknown:
-        raise ConfigError(f"planner {name}: unknown setting(s) {unknown} (planner/{name}.yaml or overrides); "
-                          f"valid: {sorted(valid)}")
+    check_keys(settings, field_names - set(fixed), f"planner {name} (planner/{name}.yaml or overrides)", "setting")
     for key, value in settings.items():
         if isinstance(value, list):
             settings[key] = tuple(value)

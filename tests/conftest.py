@@ -40,3 +40,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip("../shared/data is not available")
     return SHARED_DATA
+
+
+def pytest_collection_modifyitems(items):
+    """Test tiers: a test is `unit` unless it is marked `integration` (an end-to-end run through the simulator or a
+    command line), `slow` or `benchmark`; `make test-unit` runs the unit tier alone."""
+    for item in items:
+        if not any(item.get_closest_marker(m) for m in ("integration", "slow", "benchmark")):
+            item.add_marker(pytest.mark.unit)

@@ -3,8 +3,8 @@
 The rules are data: a table from a dotted key pattern to the valid interval, plus defaults by unit suffix
 (a `_s`, `_gbps`, `_rps`, `_tokens`... value is never negative). Every numeric leaf of the config tree is walked,
 so a NaN or an infinity is refused wherever it appears, even under a key no rule names. Rules that need more than
-one key (the size of a cluster) are listed in CROSS_CHECKS. Group-specific checks (choices, unknown keys) stay with
-their schemas; this module only judges numbers.
+one key (the size of a cluster) are listed in CROSS_CHECKS. check_keys is the one unknown-key check of every config
+mapping; choices stay with their schemas.
 """
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ EXPERIMENT_RULES: dict[str, Range] = {
     "sim.attainment": Range(0.0, 1.0, lo_open=True, hi_open=True),
     "sim.reference_tier": Range(-64.0, 63.0, integer=True),
     "sim.lb_prefill_weight": NON_NEGATIVE,
+    "sim.lb_output_tokens_estimate": NON_NEGATIVE_INT,
     "sim.judge.noise_std": Range(0.0, 100.0),
     "sim.judge.latency.mean_s": NON_NEGATIVE,
     "sim.judge.latency.cv": NON_NEGATIVE,
@@ -138,11 +139,39 @@ MODEL_RULES: dict[str, Range] = {
     "first_k_dense_layers": NON_NEGATIVE_INT,
 }
 
+SIM_RULES: dict[str, Range] = {k: r for k, r in EXPERIMENT_RULES.items() if k.startswith("sim.")}
+
 CLUSTER_RULES: dict[str, Range] = {k.split(".", 1)[1]: r for k, r in EXPERIMENT_RULES.items()
                                    if k.startswith("cluster.")}
 
 # A number whose key names a duration, rate, size or bandwidth is never negative, whichever group it is in.
 UNIT_SUFFIXES = ("_s", "_ms", "_us", "_ns", "_rps", "_gbps", "_gb", "_tokens", "_bytes", "_tflops")
+
+
+def check_keys(data: Any, valid, where: str, what: str = "key") -> None:
+    """The one unknown-key check of every config mapping (a typo never silently becomes a default): ConfigError naming
+    where, the unknown keys and the valid ones."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {type(data).__name__} {data!r}")
+    unknown = sorted(map(str, set(data) - set(valid)))
+    if unknown:
+        raise ConfigError(f"{where}: unknown {what}(s) {unknown}; valid {what}s are {sorted(map(str, valid))}")
+
+
+def dataclass_from_mapping(cls, data: Any, where: str, required: bool = False):
+    """cls(**data) after check_keys; required: every field must be given. A wrong type or a missing field is one
+    ConfigError naming where."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(cls)]
+    check_keys(data, names, where)
+    missing = sorted(n for n in names if n not in data) if required else []
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 
 
+from sim.common.config_checks import dataclass_from_mapping
 from sim.common.errors import ConfigError
 from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR
@@ -96,16 +97,10 @@ def available_engines() -> list[str]:
 
 
 def engine_from_dict(data: dict, where: str = "engine") -> EngineProfile:
-    names = {f.name for f in fields(EngineProfile)}
-    unknown = sorted(set(data) - names)
-    missing = sorted(names - set(data))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {missing}")
     data = dict(data)
-    data["version"] = str(data["version"])
-    return EngineProfile(**data)
+    if "version" in data:
+        data["version"] = str(data["version"])
+    return dataclass_from_mapping(EngineProfile, data, where, required=True)
 
 
 def resolve_engine(engine: str | EngineProfile) -> EngineProfile:

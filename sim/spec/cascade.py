@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sim.common.config_checks import check_keys
 from sim.common.errors import ConfigError
 from sim.spec.models import KV_BYTES, WEIGHT_BYTES, ModelSpec, load_model
 
@@ -63,9 +64,7 @@ def cascade_from_dict(data: dict, user_dirs=()) -> CascadeSpec:
     tiers = []
     for i, t in enumerate(data.get("tiers") or []):
         where = f"cascade {name!r}: tiers.{i}"
-        unknown = set(t) - set(TIER_KEYS)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; valid: {', '.join(TIER_KEYS)}")
+        check_keys(t, TIER_KEYS, where)
         if not t.get("model"):
             raise ConfigError(f"{where}.model is missing; name a model file of conf/model/ (or your config dir)")
         weights, kv = t.get("weights", "bf16"), t.get("kv", "bf16")

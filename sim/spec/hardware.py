@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from sim.common.config_checks import CLUSTER_RULES, HARDWARE_RULES, check_cluster_size, check_numbers
+from sim.common.config_checks import (CLUSTER_RULES, HARDWARE_RULES, check_cluster_size, check_numbers,
+                                     dataclass_from_mapping)
 from sim.common.errors import ConfigError
 from sim.common.io import read_yaml
 from sim.common.paths import catalog_names, find_config
@@ -50,14 +51,7 @@ class ClusterSpec:
 
 
 def _from_mapping(cls, data: dict, where: str):
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    missing = sorted(n for n in names if n not in data)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {missing}")
-    return cls(**data)
+    return dataclass_from_mapping(cls, data, where, required=True)
 
 
 def available(group: str, user_dirs=()) -> list[str]:

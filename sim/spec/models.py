@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from sim.common.config_checks import MODEL_RULES, check_numbers
+from sim.common.config_checks import MODEL_RULES, check_keys, check_numbers, dataclass_from_mapping
 from sim.common.errors import ConfigError
 from sim.common.io import read_yaml
 from sim.common.paths import catalog_names, find_config
@@ -161,15 +161,9 @@ def available_models(user_dirs=()) -> list[str]:
 
 
 def model_from_dict(data: dict, where: str = "model") -> ModelSpec:
-    names = {f.name for f in fields(ModelSpec)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+    check_keys(data, [f.name for f in fields(ModelSpec)], where)
     check_numbers(data, MODEL_RULES, where)  # with the file's name, before the dataclass repeats it by model name
-    try:
-        return ModelSpec(**data)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    return dataclass_from_mapping(ModelSpec, data, where)
 
 
 def load_model(name: str, user_dirs=()) -> ModelSpec:

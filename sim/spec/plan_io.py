@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
+from sim.common.config_checks import check_keys
 from sim.common.errors import ConfigError
 from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR
@@ -13,9 +14,7 @@ _PLAN_KEYS = {"planner", "tiers", "thresholds", "routing", "router_error_rate", 
 
 def plan_from_dict(data: dict, where: str = "plan") -> CascadePlan:
     """{planner, routing, thresholds, router_error_rate, tiers: [{model, replicas: [{tp, pp, gpus: [[node, gpu]]}]}]}."""
-    unknown = sorted(set(data) - _PLAN_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(_PLAN_KEYS)}")
+    check_keys(data, _PLAN_KEYS, where)
     if not data.get("tiers"):
         raise ConfigError(f"{where}: 'tiers' is missing or empty; list one entry per cascade tier")
     tiers = []

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.common.config_checks import check_keys
 from sim.common.errors import ConfigError, DataError
 from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR, PROJECT_ROOT
@@ -121,9 +122,7 @@ def _entry(name: str) -> QualitySource:
         raise ConfigError(f"quality.dataset {name!r} is unknown; valid: {', '.join(dataset_names())} "
                           "(or a path to a CSV/JSONL quality table)")
     data = read_yaml(path, "quality dataset file")
-    unknown = sorted(set(data) - set(_ENTRY_KEYS))
-    if unknown:
-        raise ConfigError(f"{shown}: unknown key(s) {unknown}; valid: {', '.join(_ENTRY_KEYS)}")
+    check_keys(data, _ENTRY_KEYS, shown)
     if not data.get("path"):
         raise ConfigError(f"{shown}: path is missing; give the quality table relative to the project root")
     rule = data.get("score_rule", "linear")
