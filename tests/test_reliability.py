@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.integration  # every entry point on bad input
+
 
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory):

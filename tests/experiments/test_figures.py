@@ -14,6 +14,8 @@ from sim.common.paths import PROJECT_ROOT
 # Every figure except drift (its online experiment is being rebuilt): they read committed tables only.
 NAMES = ["slo_scale", "throughput", "cost", "ablation", "quality_shift", "llama3", "llama31", "node_failure", "planner_time"]
 
+pytestmark = pytest.mark.integration  # figures drawn from the committed tables
+
 
 def test_cap_bars_are_hatched_lower_bounds_and_zero_is_drawn():
     df = pd.DataFrame({"planner": ["a", "b", "c"], "q": [0.5, 0.5, 0.5], "throughput_rps": [121.3, 0.0, 50.0],

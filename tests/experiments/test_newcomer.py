@@ -16,6 +16,8 @@ from sim.common.quick import ENV_VAR, experiment_overrides, quick_mode
 FAST = ["planner=[single_model]", "horizon_s=30", "plan_sample_size=200", "throughput.enabled=false",
         "figure=false", "progress=false"]
 
+pytestmark = pytest.mark.integration  # first runs through the command line
+
 
 def _env(**extra):
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}

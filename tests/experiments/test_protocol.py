@@ -84,6 +84,7 @@ def two_seed_run(tmp_path_factory):
     return out, run_experiment(_cfg([*SMALL, "seeds=2", "planner=[single_model,cascadia]"]), out)
 
 
+@pytest.mark.integration  # the main job over two seeds
 def test_main_job_summary_has_test_and_in_sample_metrics_with_cis(two_seed_run):
     tmp_path, summary = two_seed_run
     on_disk = json.loads((tmp_path / "summary.json").read_text())
@@ -97,6 +98,7 @@ def test_main_job_summary_has_test_and_in_sample_metrics_with_cis(two_seed_run):
     assert set(summary["versus_cascadia"]) == {"single_model"}
 
 
+@pytest.mark.integration  # the main job over two seeds
 def test_aggregate_carries_mean_ci_and_n_and_per_seed_rows(two_seed_run, tmp_path):
     from experiments.aggregate import main as aggregate_main
 

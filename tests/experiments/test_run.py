@@ -15,6 +15,8 @@ register_configs()
 TINY = ["horizon_s=40", "seeds=1", "plan_sample_size=200", "throughput.horizon_s=40", "throughput.iters=1", "progress=false"]
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
+pytestmark = pytest.mark.integration  # the main job, experiments and sweeps end to end
+
 
 def _cfg(overrides):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -22,6 +22,8 @@ from sim_fakes import OracleJudge, cluster, llama_cascade, poisson_workload
 
 CL = cluster()
 
+pytestmark = pytest.mark.integration  # re-planning runs through the simulator on the shipped scenarios
+
 
 def test_ks_statistic_matches_known_values():
     a = np.arange(100.0)
