@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from sim.common.config_checks import check_experiment_numbers, check_keys
+from sim.common.config_checks import EXPERIMENT_RULES, check_experiment_numbers, check_keys, check_numbers
 from sim.common.errors import ConfigError
 from sim.spec.cascade import CascadeSpec, cascade_from_dict
 from sim.spec.hardware import ClusterSpec, available, cluster_from_dict, load_gpu
@@ -67,21 +67,19 @@ class SplitSpec:
 def split_spec(cfg: DictConfig) -> SplitSpec:
     raw = OmegaConf.to_container(cfg.split, resolve=True) if cfg.get("split") is not None else {}
     check_keys(raw, SplitSpec.__dataclass_fields__, "split")
-    spec = SplitSpec(**raw)
     for key in ("plan_fraction", "question_fraction"):
-        v = getattr(spec, key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
-            raise ConfigError(f"split.{key} must be a number strictly between 0 and 1, got {v!r}")
-    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
-        raise ConfigError(f"split.seed must be a non-negative integer, got {spec.seed!r}")
-    return spec
+        if isinstance(raw.get(key), bool) or not isinstance(raw.get(key, 0.5), (int, float)):
+            raise ConfigError(f"split.{key} must be a number strictly between 0 and 1, got {raw.get(key)!r}")
+    check_numbers(raw, EXPERIMENT_RULES, prefix="split")  # the ranges: sim.common.config_checks
+    return SplitSpec(**raw)
 
 
 def run_seeds(cfg: DictConfig) -> list[int]:
     """The seeds every planner runs over: cfg.seed, cfg.seed + 1, ..., cfg.seed + cfg.seeds - 1."""
     n = cfg.get("seeds", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, int):
         raise ConfigError(f"seeds must be a positive integer (the number of repeats), got {n!r}")
+    check_numbers({"seeds": n}, EXPERIMENT_RULES)
     return [int(cfg.seed) + k for k in range(n)]
 
 

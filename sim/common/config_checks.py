@@ -59,6 +59,10 @@ MAX_CLUSTER_GPUS = 1024
 # Dotted key patterns (fnmatch; list items appear as their index) -> valid range. First match wins.
 EXPERIMENT_RULES: dict[str, Range] = {
     "seed": NON_NEGATIVE_INT,
+    "seeds": POSITIVE_INT,
+    "split.plan_fraction": Range(0.0, 1.0, lo_open=True, hi_open=True),
+    "split.question_fraction": Range(0.0, 1.0, lo_open=True, hi_open=True),
+    "split.seed": NON_NEGATIVE_INT,
     "q_min": SCORE,
     "q_min_level": SHARE,
     "rate_scale": POSITIVE,
