@@ -19,6 +19,38 @@ from sim.simulator import SimConfig
 from sim.workload.config import JudgeConfig
 
 
+def _hydra_type(tp):
+    """A field type OmegaConf can hold: `X | None` -> Optional[X], tuple[X, ...] -> List[X]."""
+    import types
+
+    args = typing.get_args(tp)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        return Optional[_hydra_type(rest[0])] if len(rest) == 1 else Any
+    if typing.get_origin(tp) is tuple:
+        return List[_hydra_type(args[0])] if args else List[Any]
+    return tp
+
+
+def _default(f):
+    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if isinstance(value, tuple):
+        return field(default_factory=lambda v=value: list(v))
+    return field(default=value)
+
+
+def planner_schema(name: str) -> type:
+    """The settings a built-in planner's config may set: its class's fields (minus its name and the settings its
+    name fixes), with the class's types and defaults, so conf/planner/<name>.yaml repeats none of them."""
+    from planners.base import registered
+
+    cls, fixed = registered(name)
+    hints = typing.get_type_hints(cls)
+    specs = [(f.name, _hydra_type(hints[f.name]), _default(f)) for f in dataclasses.fields(cls)
+             if f.name != "name" and f.name not in fixed]
+    return dataclasses.make_dataclass(f"{cls.__name__}Settings_{name}", specs)
+
+
 def _mutable_schema(frozen_cls: type, name: str, dict_schemas: dict[str, type]) -> type:
     """A plain (unfrozen) copy of a frozen dataclass for Hydra: same fields, types and defaults, so the defaults are
     written once, in the frozen class. (Hydra makes a frozen structured config read-only, so overrides could not
@@ -130,3 +162,7 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("run_dir", _run_dir, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="experiment_schema", node=ExperimentConf)
+    from planners.base import PLANNERS
+
+    for name in PLANNERS:  # conf/planner/<name>.yaml: defaults: [/planner_schema@_here_: <name>]
+        cs.store(group="planner_schema", name=name, node=planner_schema(name))

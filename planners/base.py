@@ -36,11 +36,17 @@ _REGISTRY = {
 PLANNERS = tuple(_REGISTRY)
 
 
+def registered(name: str) -> tuple[type, dict]:
+    """(class, settings its name fixes) of a built-in planner."""
+    return _REGISTRY[name]
+
+
 def planner_defaults(name: str) -> dict:
     path = CONF_DIR / "planner" / f"{name}.yaml"
     if not path.exists():
         return {}
-    return read_yaml(path, "planner file")
+    # Built-in planner files hold only a Hydra defaults list (their schema comes from the class): no values to add.
+    return {k: v for k, v in read_yaml(path, "planner file").items() if k != "defaults"}
 
 
 def get_planner(name: str, config_dirs=(), **cfg) -> Planner:
