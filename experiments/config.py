@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
+
+from experiments.inputs import SplitSpec
+from sim.spec.cascade import TierSpec
 
 from sim.simulator import SimConfig
 from sim.workload.config import JudgeConfig
@@ -73,20 +76,21 @@ SimConf = _mutable_schema(SimConfig, "SimConf", {"judge": JudgeConfig})
 
 @dataclass
 class ClusterConf:
-    name: str = "paper_4x8_h100"
-    hardware: str = "h100_sxm"
-    num_nodes: int = 4
-    gpus_per_node: int = 8
-    ib_bw_gbps: float = 200.0
-    ib_latency_us: float = 5.0
+    """Keys of a cluster file (conf/cluster/*.yaml gives every value)."""
+    name: str = MISSING
+    hardware: str = MISSING
+    num_nodes: int = MISSING
+    gpus_per_node: int = MISSING
+    ib_bw_gbps: float = MISSING
+    ib_latency_us: float = MISSING
 
 
 @dataclass
 class TierConf:
-    model: str = "???"
-    weights: str = "bf16"
-    kv: str = "bf16"
-    dataset_model: str = ""
+    model: str = MISSING
+    weights: str = TierSpec.weights  # the defaults of sim.spec.cascade.TierSpec
+    kv: str = TierSpec.kv
+    dataset_model: str = TierSpec.dataset_model
 
 
 @dataclass
@@ -105,14 +109,9 @@ class ThroughputConf:
     horizon_s: float = 300.0  # seconds of the trace used per bisection step
 
 
-@dataclass
-class SplitConf:
-    """Train/test protocol (experiments.protocol): planners see the earlier plan_fraction of the window bound to
-    question_fraction of the questions; metrics come from the rest of the window bound to the other questions."""
-    enabled: bool = True
-    plan_fraction: float = 0.5
-    question_fraction: float = 0.5
-    seed: int = 0
+# Train/test protocol (experiments.protocol): planners see the earlier plan_fraction of the window bound to
+# question_fraction of the questions; metrics come from the rest of the window bound to the other questions.
+SplitConf = _mutable_schema(SplitSpec, "SplitConf", {})
 
 
 @dataclass

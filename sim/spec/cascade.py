@@ -67,7 +67,7 @@ def cascade_from_dict(data: dict, user_dirs=()) -> CascadeSpec:
         check_keys(t, TIER_KEYS, where)
         if not t.get("model"):
             raise ConfigError(f"{where}.model is missing; name a model file of conf/model/ (or your config dir)")
-        weights, kv = t.get("weights", "bf16"), t.get("kv", "bf16")
+        weights, kv = t.get("weights", TierSpec.weights), t.get("kv", TierSpec.kv)
         check_precision(weights, kv, where)
-        tiers.append(TierSpec(load_model(t["model"], user_dirs), weights, kv, t.get("dataset_model", "")))
+        tiers.append(TierSpec(load_model(t["model"], user_dirs), weights, kv, t.get("dataset_model", TierSpec.dataset_model)))
     return CascadeSpec(name, tuple(tiers))
