@@ -91,6 +91,9 @@ class TierConf:
     weights: str = TierSpec.weights  # the defaults of sim.spec.cascade.TierSpec
     kv: str = TierSpec.kv
     dataset_model: str = TierSpec.dataset_model
+    ep: Any = TierSpec.ep  # "tp" or a positive integer
+    dp_attention: bool = TierSpec.dp_attention
+    mtp_draft_tokens: int = TierSpec.mtp_draft_tokens
 
 
 @dataclass

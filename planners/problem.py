@@ -145,4 +145,5 @@ class PlanningProblem:
 
         return build_replica_cost(tier.model, self.cluster.gpu, tp, pp, tier.weights, tier.kv,
                                   tp_spans_nodes=False, pp_spans_nodes=spans, cluster=self.cluster,
-                                  engine=self.engine, gpu_memory_utilization=self.gpu_memory_utilization)
+                                  engine=self.engine, gpu_memory_utilization=self.gpu_memory_utilization,
+                                  **tier.deployment(tp))

@@ -25,7 +25,8 @@ def reference_deployment(cascade, cluster, reference_tier: int = -1, engine: str
     tp = 1
     while tp <= cluster.gpus_per_node:
         try:
-            return t, tp, build_replica_cost(tier.model, cluster.gpu, tp, 1, tier.weights, tier.kv, engine=engine)
+            return t, tp, build_replica_cost(tier.model, cluster.gpu, tp, 1, tier.weights, tier.kv, engine=engine,
+                                             **tier.deployment(tp))
         except DeploymentDoesNotFit:
             tp *= 2
         except ConfigError:  # a TP degree the architecture does not divide by

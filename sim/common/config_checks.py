@@ -163,13 +163,15 @@ def check_keys(data: Any, valid, where: str, what: str = "key") -> None:
 
 
 def dataclass_from_mapping(cls, data: Any, where: str, required: bool = False):
-    """cls(**data) after check_keys; required: every field must be given. A wrong type or a missing field is one
-    ConfigError naming where."""
+    """cls(**data) after check_keys; required: every field without a default must be given. A wrong type or a missing
+    field is one ConfigError naming where."""
     import dataclasses
 
     names = [f.name for f in dataclasses.fields(cls)]
     check_keys(data, names, where)
-    missing = sorted(n for n in names if n not in data) if required else []
+    no_default = [f.name for f in dataclasses.fields(cls)
+                  if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = sorted(n for n in no_default if n not in data) if required else []
     if missing:
         raise ConfigError(f"{where}: missing key(s) {missing}")
     try:

@@ -34,6 +34,9 @@ class ServingBench:
     concurrency: int | None = None
     request_rate: float | None = None
     num_prompts: int = 200
+    ep: int = 1  # MoE deployment options of the replica (sim.perf.cost_model.build_replica_cost)
+    dp_attention: bool = False
+    mtp_draft_tokens: int = 0
 
     def __post_init__(self) -> None:
         for key in ("input_tokens", "output_tokens", "tp", "pp", "num_prompts"):
@@ -84,7 +87,8 @@ def simulate_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm
            else sampled_lengths(bench.output_tokens, range_ratio, n, rng))
     spec = ClientSpec(inp, out, bench.concurrency, bench.request_rate)
     cfg = sim_config_from_dict({**({"engine": engine} if isinstance(engine, str) else {}), **(sim or {})})
-    tier = TierSpec(load_model(bench.model), bench.weights, bench.kv)
+    tier = TierSpec(load_model(bench.model), bench.weights, bench.kv, ep=bench.ep, dp_attention=bench.dp_attention,
+                    mtp_draft_tokens=bench.mtp_draft_tokens)
     cluster = bench_cluster(bench.gpu, bench.tp * bench.pp)
     factory = _cost_factory(engine, cfg)
     result = run_client(spec, tier, bench.tp, bench.pp, cluster, cfg, seed=seed, cost_factory=factory)

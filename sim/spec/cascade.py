@@ -7,7 +7,7 @@ from sim.common.config_checks import check_keys
 from sim.common.errors import ConfigError
 from sim.spec.models import KV_BYTES, WEIGHT_BYTES, ModelSpec, load_model
 
-TIER_KEYS = ("model", "weights", "kv", "dataset_model")
+TIER_KEYS = ("model", "weights", "kv", "dataset_model", "ep", "dp_attention", "mtp_draft_tokens")
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,18 @@ class TierSpec:
     weights: str = "bf16"  # bf16 | fp8 | awq_int4
     kv: str = "bf16"  # bf16 | fp8
     dataset_model: str = ""  # the quality dataset's model whose real scores stand in for this tier
+    # How engines serve an MoE tier (issue 18): expert-parallel degree ("tp": EP over the TP group; 1: TP-sharded
+    # experts), data-parallel attention, multi-token prediction drafts. Planners and the simulator both read these.
+    ep: str | int = 1
+    dp_attention: bool = False
+    mtp_draft_tokens: int = 0
+
+    def deployment(self, tp: int) -> dict:
+        """build_replica_cost's deployment options for a replica of this tier at TP `tp`."""
+        ep = tp if self.ep == "tp" else int(self.ep)
+        if not self.model.is_moe:
+            return {}
+        return {"ep": ep, "dp_attention": self.dp_attention, "mtp_draft_tokens": self.mtp_draft_tokens}
 
     def __post_init__(self) -> None:
         # An unknown precision used to pass here and fail only when a planner sized a replica, which dropped the
@@ -69,5 +81,15 @@ def cascade_from_dict(data: dict, user_dirs=()) -> CascadeSpec:
             raise ConfigError(f"{where}.model is missing; name a model file of conf/model/ (or your config dir)")
         weights, kv = t.get("weights", TierSpec.weights), t.get("kv", TierSpec.kv)
         check_precision(weights, kv, where)
-        tiers.append(TierSpec(load_model(t["model"], user_dirs), weights, kv, t.get("dataset_model", TierSpec.dataset_model)))
+        ep = t.get("ep", TierSpec.ep)
+        if not (ep == "tp" or (isinstance(ep, int) and not isinstance(ep, bool) and ep >= 1)):
+            raise ConfigError(f"{where}.ep must be 'tp' or a positive integer, got {ep!r}")
+        mtp = t.get("mtp_draft_tokens", TierSpec.mtp_draft_tokens)
+        if not isinstance(mtp, int) or isinstance(mtp, bool) or mtp < 0:
+            raise ConfigError(f"{where}.mtp_draft_tokens must be a non-negative integer, got {mtp!r}")
+        if not isinstance(t.get("dp_attention", False), bool):
+            raise ConfigError(f"{where}.dp_attention must be true or false, got {t['dp_attention']!r}")
+        tiers.append(TierSpec(load_model(t["model"], user_dirs), weights, kv,
+                              t.get("dataset_model", TierSpec.dataset_model), ep,
+                              bool(t.get("dp_attention", TierSpec.dp_attention)), mtp))
     return CascadeSpec(name, tuple(tiers))

@@ -1,7 +1,7 @@
 """Hardware specs (GPU, interconnect, cluster topology) as frozen dataclasses loaded from conf/hardware and conf/cluster."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from sim.common.config_checks import (CLUSTER_RULES, HARDWARE_RULES, check_cluster_size, check_numbers,
                                      dataclass_from_mapping)
@@ -21,6 +21,14 @@ class GPUSpec:
     hbm_bw_gbps: float  # GB/s
     nvlink_bw_gbps: float  # per GPU, per direction, GB/s
     nvlink_latency_us: float
+    # "nvlink": the GPUs of a node talk over NVLink (nvlink_* are its numbers); "pcie": PCIe only, nvlink_* then
+    # hold the PCIe path's per-direction bandwidth and per-hop latency, and intra-node custom all-reduce is off.
+    interconnect: str = "nvlink"
+
+    def __post_init__(self) -> None:
+        if self.interconnect not in ("nvlink", "pcie"):
+            raise ConfigError(f"hardware {self.name!r}: interconnect must be 'nvlink' or 'pcie', "
+                              f"got {self.interconnect!r}")
 
     @property
     def memory_bytes(self) -> float:
