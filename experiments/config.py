@@ -152,16 +152,10 @@ def _job_dir(override_dirname: str, num: Any) -> str:
     return override_dirname or f"job{num}"
 
 
-def _run_dir(output_dir: Any, default: str) -> str:
-    """A single run's folder: output_dir when given (so no empty folder is left under outputs/), else the default."""
-    return str(output_dir) if output_dir else default
-
-
 def register_configs() -> None:
-    # Resolvers of conf/config.yaml's output folders (the run folder's process id, the sweep job's folder, output_dir).
+    # Resolvers of conf/config.yaml's output folders (the run folder's process id, the sweep job's folder).
     OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
     OmegaConf.register_new_resolver("job_dir", _job_dir, replace=True)
-    OmegaConf.register_new_resolver("run_dir", _run_dir, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="experiment_schema", node=ExperimentConf)
     from planners.base import PLANNERS

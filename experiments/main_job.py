@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -17,13 +18,15 @@ from experiments.online import (build_controller, check_online_config, gear_cont
                                 planner_of, planning_scenario, write_timeseries)
 from experiments.progress import in_sweep, report_done
 from experiments.protocol import (SEED_METRICS, SeedSplit, combine_seeds, format_mean_ci, run_seeds, seed_split,
-                                  split_meta, versus_reference)
+                                  split_meta, throughput_cap_rps, versus_reference)
 from experiments.scenario import Scenario, make_plan
+from experiments.stats import at_cap
 from planners.routellm import router_report
-from sim.common.errors import ConfigError
-from sim.common.io import mark_complete, mark_running, write_json, write_table
+from sim.common.errors import ConfigError, UserError
+from sim.common.io import claim_run_dir, mark_complete, mark_failed, write_json, write_table
 
-TABLE_KEYS = ["planner", *SEED_METRICS, *(f"{k}_ci95" for k in SEED_METRICS), "tier_share", "tier_gpus", "plan_s"]
+TABLE_KEYS = ["planner", *SEED_METRICS, *(f"{k}_ci95" for k in SEED_METRICS), "throughput_lower_bound",
+              "throughput_cap_rps", "tier_share", "tier_gpus", "plan_s"]
 
 
 def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = None, controller=None):
@@ -55,16 +58,50 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
     return float(factor * base.rate_rps)
 
 
-def throughput_cap_rps(scenario: Scenario, tcfg: DictConfig) -> float:
-    """The highest throughput the bisection can report (its hi factor on the first horizon_s seconds): a lower bound."""
-    start = float(scenario.workload.arrival_s[0])
-    return float(tcfg.hi) * scenario.workload.window(start, start + float(tcfg.horizon_s)).rate_rps
+def saturation(requests: pd.DataFrame, plan) -> str:
+    """Why the run looks saturated (arrivals outpace service, so the queue grows with the run's length and its SLO
+    scale says more about the horizon than about the plan), or "" when it does not. Measured: the time a request
+    spends in the system by Little's law, W = N / rate (N: requests arrived and not finished; rate: arrivals over
+    the preceding quarter of them), at the last arrival against half way through the arrivals: a stable queue keeps W
+    level, a saturated one grows it; over 1.5x (and 10 more requests waiting) is called saturated, once the first
+    half of the arrivals lasted at least twice the first quarter's median latency (before that the queue is still
+    filling from empty). Estimated: the
+    planner's own estimate says its deployment cannot carry the load."""
+    why = []
+    arrival = np.sort(requests["arrival_s"].to_numpy())
+    finished = requests["completion_s"].to_numpy()
+    done = np.sort(finished[np.isfinite(finished)])
+    n = arrival.size
+    if n >= 40:
+        w, waiting = [], []
+        for a, b in ((n // 4, n // 2), (3 * n // 4, n - 1)):
+            rate = (b - a) / max(arrival[b] - arrival[a], 1e-9)
+            waiting.append(int(b + 1 - np.searchsorted(done, arrival[b], "right")))
+            w.append(waiting[-1] / rate)
+        order = np.argsort(requests["arrival_s"].to_numpy(), kind="stable")
+        early = np.nanmedian((finished - requests["arrival_s"].to_numpy())[order[: n // 4]])
+        warmed_up = arrival[n // 2] - arrival[0] >= 2 * early  # a queue still filling from empty is no saturation
+        if warmed_up and w[1] > 1.5 * w[0] and waiting[1] > waiting[0] + 10:
+            why.append(f"the queue grows: a request spends about {w[0]:.3g} s in the system half way through the "
+                       f"arrivals and {w[1]:.3g} s at the last (Little's law; {waiting[0]} and {waiting[1]} waiting)")
+    if plan.estimates.get("saturated"):
+        why.append("the planner's estimate says the deployment cannot carry the planned load")
+    return "; ".join(why)
 
 
 def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Everything the main job does, importable (tests and other experiments call this). Every planner runs over
-    the protocol's seeds (experiments.protocol): planned on each seed's planning split, scored on its test split."""
-    mark_running(out_dir)  # removed once every output is written: aggregate skips runs that still hold it
+    the protocol's seeds (experiments.protocol): planned on each seed's planning split, scored on its test split.
+    out_dir must be new or empty (sim.common.io.claim_run_dir): one folder, one run."""
+    claim_run_dir(out_dir)  # RUNNING until every output is written: aggregate skips runs that still hold it
+    try:
+        return _run_experiment(cfg, out_dir)
+    except UserError:
+        mark_failed(out_dir)  # a refused input is not an interrupted run
+        raise
+
+
+def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     splits = [seed_split(cfg, seed) for seed in run_seeds(cfg)]
     scenario = splits[0].test
     check_online_config(cfg, scenario)
@@ -72,6 +109,7 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if not planners:
         raise ConfigError("no planner selected; choose at least one, e.g. planner=[cascadia]")
     chosen, planners = planners, online_entries(cfg, planners)  # + <name>_online runs when re-planning
+    warnings: list[str] = []
     rows, summary = [], {"scenario": {**_scenario_meta(cfg, scenario), "split": split_meta(splits[0]),
                                       "seeds": [sp.seed for sp in splits]}, "planners": {}}
     bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
@@ -83,9 +121,17 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen))
             bar.update(1)
         summary["planners"][name] = combine_seeds(runs)
+        saturated = {r["seed"]: r["saturated"] for r in runs if r["saturated"]}
+        summary["planners"][name]["saturated_seeds"] = saturated  # seed -> why; empty: none
+        if saturated:
+            seed, why = next(iter(saturated.items()))
+            warnings.append(f"warning: {name} looks saturated in {len(saturated)} of {len(runs)} seed(s) (seed "
+                            f"{seed}: {why}); its SLO scale ({summary['planners'][name]['slo_scale']:.3g}) grows with "
+                            "the horizon: lower the load (rate_scale) or give it more GPUs before comparing it")
         rows.append({key: summary["planners"][name].get(key) for key in TABLE_KEYS})
     bar.close()
     summary["versus_cascadia"] = versus_reference(summary["planners"])
+    summary["warnings"] = warnings
     table = pd.DataFrame(rows)
     write_json(summary, out_dir / "summary.json", indent=2, default=_json_default)
     write_table(table, out_dir / "table.csv")
@@ -97,6 +143,8 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                                      throughput_cap_rps=throughput_cap_rps(scenario, cfg.throughput)))
     mark_complete(out_dir)
     report_done(_format_table(table), written)
+    for line in warnings:  # after the table, where the reader is
+        print(line, file=sys.stderr)
     return summary
 
 
@@ -124,12 +172,15 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
                          plan, cluster=seen.cluster,
                          engine=seen.sim_cfg.engine)
     thr = throughput_rps(plan, scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
+    cap = throughput_cap_rps(scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
     record = {
         "planner": name, "seed": split.seed, "slo_scale": s["slo_scale"], "slo_scale_in_sample": s_in["slo_scale"],
-        "throughput_rps": thr, "quality": s["quality"], "quality_in_sample": s_in["quality"],
+        "throughput_rps": thr, "throughput_cap_rps": cap, "throughput_at_cap": at_cap(thr, cap),
+        "quality": s["quality"], "quality_in_sample": s_in["quality"],
         "gpu_s_per_request": s["gpu_s_per_request"], "p95_latency_s": s["p95_latency_s"],
         "tier_share": s["tier_share"], "tier_gpus": list(plan.gpus_per_tier()), "plan_s": plan_s,
         "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
+        "saturated": saturation(result.requests, plan),
         "thresholds": list(plan.thresholds), "plan": plan.describe(),
     }
     if write_files:
@@ -166,8 +217,11 @@ def _format_table(table: pd.DataFrame) -> str:
     t["tier_share"] = t["tier_share"].map(lambda v: "/".join(f"{100 * x:.0f}%" for x in v))
     t["tier_gpus"] = t["tier_gpus"].map(lambda v: "/".join(str(x) for x in v))
     for key in ("slo_scale", "slo_scale_in_sample", "throughput_rps", "quality"):
-        t[key] = [format_mean_ci(m, ci) for m, ci in zip(t[key], t[f"{key}_ci95"])]
+        bound = t["throughput_lower_bound"] if key == "throughput_rps" else [False] * len(t)
+        t[key] = [format_mean_ci(m, ci, b) for m, ci, b in zip(t[key], t[f"{key}_ci95"], bound)]
     cols = ["planner", "slo_scale", "slo_scale_in_sample", "throughput_rps", "quality", "gpu_s_per_request",
             "p95_latency_s", "tier_share", "tier_gpus", "plan_s"]
+    note = ("\n>=: at the throughput bisection's cap in some seed (the plan met the SLO at every rate tried): a lower "
+            "bound" if t["throughput_lower_bound"].any() else "")
     return ("mean over seeds [95% bootstrap CI]; test split (in_sample: the plan on its own planning split)\n"
-            + t[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+            + t[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}") + note)

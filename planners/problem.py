@@ -126,7 +126,7 @@ class PlanningProblem:
         one node; None when it fits none."""
         from sim.common.errors import DeploymentDoesNotFit
 
-        t = self.reference_tier % self.cascade.num_tiers
+        t = self.cascade.tier_index(self.reference_tier)
         tp = 1
         while tp <= self.cluster.gpus_per_node:
             try:

@@ -20,7 +20,7 @@ def reference_deployment(cascade, cluster, reference_tier: int = -1, engine: str
     fits one node of the cluster."""
     from sim.perf.cost_model import build_replica_cost
 
-    t = reference_tier % cascade.num_tiers
+    t = cascade.tier_index(reference_tier)
     tier = cascade.tiers[t]
     tp = 1
     while tp <= cluster.gpus_per_node:

@@ -13,7 +13,7 @@ import simpy
 from sim.runtime.batching import POLICIES
 from sim.runtime.cluster import Cluster, validate_plan
 from sim.common.config_checks import SIM_RULES, check_numbers, dataclass_from_mapping
-from sim.common.errors import ConfigError
+from sim.common.errors import ConfigError, DataError
 from sim.runtime.flow import CascadeFlow
 from sim.runtime.records import SimResult
 from sim.runtime.replica import ITERATION_COLUMNS
@@ -139,6 +139,12 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     if workload.num_tiers != cascade.num_tiers:
         raise ConfigError(f"workload {workload.name!r} has scores for {workload.num_tiers} tiers but cascade "
                           f"{cascade.name!r} has {cascade.num_tiers}")
+    cascade.tier_index(cfg.reference_tier)  # out of range: an error before the run, not a wrapped-around tier
+    empty = np.flatnonzero(np.asarray(workload.input_tokens) < 1)
+    if empty.size:  # vLLM refuses an empty prompt; simulated, it got its first token with no prefill at all
+        raise DataError(f"workload {workload.name!r}: {empty.size} request(s) with a prompt of "
+                        f"{int(workload.input_tokens[empty[0]])} tokens (first: request {int(empty[0])}); a prompt "
+                        "needs at least 1 token")
     if judge is None:
         from sim.workload import Judge
 

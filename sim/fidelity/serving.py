@@ -8,7 +8,7 @@ from typing import Sequence
 from sim.spec.cascade import TierSpec
 from sim.fidelity.clients import ClientSpec, run_client, serving_metrics, single_replica_deployment
 from sim.common.cli import exit_on_user_error
-from sim.common.errors import ConfigError
+from sim.common.errors import ConfigError, DataError
 from sim.spec.hardware import ClusterSpec, load_gpu
 from sim.spec.models import load_model
 from sim.perf.engine import EngineProfile
@@ -92,9 +92,23 @@ def simulate_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm
     cluster = bench_cluster(bench.gpu, bench.tp * bench.pp)
     factory = _cost_factory(engine, cfg)
     result = run_client(spec, tier, bench.tp, bench.pp, cluster, cfg, seed=seed, cost_factory=factory)
+    _check_all_served(result, bench)
     replica = single_replica_deployment(tier, bench.tp, bench.pp, cluster)[1].tiers[0].replicas[0]
     cost = factory(tier, replica, cluster)  # cached by the cost model: the same object the run used
     return serving_metrics(result, lambda _replica_id: cost)
+
+
+def _check_all_served(result, bench: ServingBench) -> None:
+    """A benchmark whose requests the engine refuses (a prompt longer than the model's context) has no metrics to
+    predict: say so, instead of reporting means over fewer (or zero) requests."""
+    req = result.requests
+    dropped = req[req["status"] != "completed"]
+    if len(dropped):
+        reasons = ", ".join(f"{r} ({k})" for r, k in dropped["drop_reason"].value_counts().items())
+        longest = int(dropped["input_tokens"].max())
+        raise DataError(f"{len(dropped)} of {len(req)} requests of the benchmark cannot be served by {bench.model} on "
+                        f"TP{bench.tp} x PP{bench.pp}: {reasons}; the longest refused prompt has {longest} tokens. "
+                        "Give shorter prompts (--input-tokens) or answers (--output-tokens)")
 
 
 def predict_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm", seed: int = 0) -> dict:

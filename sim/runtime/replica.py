@@ -271,6 +271,11 @@ class Engine:
             ab = self._affine[n] = self.cost.decode_affine(n)
         a, b = ab
         k = jump_length(self.batch, self.kv.free_blocks, k_fin)
+        waiting = self.waiting
+        if k > 1 and waiting and waiting[0].enqueue_s >= now and self._arrivals_interrupt:
+            # The head arrived exactly at this boundary: admission makes it wait for the next one only
+            # (batching.admit), so it may join there; a jump planned past that boundary would keep it out.
+            k = 1
         if k == 1:
             return DecodeRun(dec, now, n, ctx, 1, now + (a + b * ctx) * f)
         return DecodeRun(dec, now, n, ctx, k, self._jump_clock.ends(now, a, b, f, n, ctx, k))

@@ -66,6 +66,15 @@ class CascadeSpec:
     def model_names(self) -> tuple[str, ...]:
         return tuple(t.model.name for t in self.tiers)
 
+    def tier_index(self, index: int, key: str = "sim.reference_tier") -> int:
+        """The tier a Python-style index names (-1 = largest); one outside -num_tiers..num_tiers-1 is a user error,
+        never wrapped around (tier 3 of a 3-tier cascade must not quietly mean the smallest)."""
+        n = self.num_tiers
+        if not -n <= int(index) < n:
+            raise ConfigError(f"{key} = {index} is out of range for the {n}-tier cascade {self.name!r}; "
+                              f"give {-n}..{n - 1} (-1 = the largest model)")
+        return int(index) % n
+
 
 def cascade_from_dict(data: dict, user_dirs=()) -> CascadeSpec:
     """{name, tiers: [{model, weights, kv, dataset_model}]} as in conf/cascade/*.yaml; models are looked up in the
