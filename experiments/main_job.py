@@ -29,20 +29,29 @@ TABLE_KEYS = ["planner", *SEED_METRICS, *(f"{k}_ci95" for k in SEED_METRICS), "t
               "throughput_cap_rps", "tier_share", "tier_gpus", "plan_s"]
 
 
-def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = None, controller=None):
+def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = None, controller=None,
+                  slo_target: float | None = None):
+    """Simulate the plan on the scenario (or the given workload). slo_target: the run only has to tell whether
+    it meets that SLO scale, so it may stop early with sim.runtime.slo_stop.SloMissed (sim.metrics.slo_stop)."""
+    from sim.metrics import slo_stop
     from sim.simulator import simulate
 
     cfg = scenario.sim_cfg
     overrides = plan.estimates.get("sim_overrides") or {}
     if overrides:
         cfg = replace(cfg, **overrides)
-    return simulate(plan, scenario.cascade, scenario.cluster, workload or scenario.workload, cfg,
-                    seed=scenario.seed if seed is None else seed, controller=controller)
+    workload = workload or scenario.workload
+    stop = None
+    if slo_target is not None:
+        stop = slo_stop(workload, slo_target, scenario.cascade, scenario.cluster, cfg, scenario.sim_cfg.engine)
+    return simulate(plan, scenario.cascade, scenario.cluster, workload, cfg,
+                    seed=scenario.seed if seed is None else seed, controller=controller, slo_stop=stop)
 
 
-def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
+def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None) -> float:
     """Highest arrival rate (requests/s) at which the plan keeps the attainment target within tcfg.slo_scale,
-    by bisection on a rate factor applied to the first tcfg.horizon_s seconds of the scenario's workload."""
+    by bisection on a rate factor applied to the first tcfg.horizon_s seconds of the scenario's workload.
+    cache (experiments.sim_cache.ThroughputCache): a bisection already made on equal inputs is reused."""
     from sim.metrics import throughput_at_slo
 
     base = scenario.workload.window(float(scenario.workload.arrival_s[0]),
@@ -50,11 +59,23 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
 
     def run(rate_factor: float):
         w = base.scale_rate(rate_factor)  # CascadeServe's gears follow the measured rate of each factor
-        return simulate_plan(plan, scenario, workload=w, controller=gear_controller(plan, w))
+        return simulate_plan(plan, scenario, workload=w, controller=gear_controller(plan, w),
+                             slo_target=float(tcfg.slo_scale))
 
+    key = None
+    if cache is not None:
+        from experiments.sim_cache import throughput_key
+
+        settings = OmegaConf.to_container(tcfg, resolve=True) if isinstance(tcfg, DictConfig) else dict(tcfg)
+        key = throughput_key(plan, scenario, settings)
+        factor = cache.get(key)
+        if factor is not None:
+            return float(factor * base.rate_rps)
     factor = throughput_at_slo(run, float(tcfg.slo_scale), lo=float(tcfg.lo), hi=float(tcfg.hi),
                                iters=int(tcfg.iters), cascade=scenario.cascade, cluster=scenario.cluster,
                                engine=scenario.sim_cfg.engine)
+    if cache is not None:
+        cache.put(key, factor)
     return float(factor * base.rate_rps)
 
 
@@ -112,13 +133,17 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     warnings: list[str] = []
     rows, summary = [], {"scenario": {**_scenario_meta(cfg, scenario), "split": split_meta(splits[0]),
                                       "seeds": [sp.seed for sp in splits]}, "planners": {}}
+    from experiments.sim_cache import sweep_cache
+
+    cache = sweep_cache()  # bisections on equal inputs, shared by the planners, seeds and the sweep's jobs
     bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
                disable=not cfg.progress or in_sweep(), file=sys.stderr)
     for name, settings in planners.items():
         runs = []
         for k, split in enumerate(splits):
             bar.set_postfix_str(f"{name} seed {split.seed}")
-            runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen))
+            runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen,
+                                throughput_cache=cache))
             bar.update(1)
         summary["planners"][name] = combine_seeds(runs)
         saturated = {r["seed"]: r["saturated"] for r in runs if r["saturated"]}
@@ -149,7 +174,7 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 
 def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_dir: Path, write_files: bool,
-            chosen: dict | None = None) -> dict:
+            chosen: dict | None = None, throughput_cache=None) -> dict:
     """One planner on one seed: plan on the planning split, simulate on the test split (and, for
     slo_scale_in_sample, on the planning split itself), throughput on the test split."""
     from sim.metrics import summarize
@@ -171,7 +196,8 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
         s_in = summarize(simulate_plan(plan, seen, controller=gear_controller(plan, seen.workload)), seen.cascade,
                          plan, cluster=seen.cluster,
                          engine=seen.sim_cfg.engine)
-    thr = throughput_rps(plan, scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
+    thr = (throughput_rps(plan, scenario, cfg.throughput, throughput_cache) if cfg.throughput.enabled
+           else float("nan"))
     cap = throughput_cap_rps(scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
     record = {
         "planner": name, "seed": split.seed, "slo_scale": s["slo_scale"], "slo_scale_in_sample": s_in["slo_scale"],

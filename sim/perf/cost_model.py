@@ -17,7 +17,7 @@ spread evenly over TP x PP ranks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sim.spec.cascade import TierSpec
@@ -101,6 +101,12 @@ class StageCoefficients:
     send_s_per_token: float
     overhead_graph_s: float  # per-layer gaps of the whole stage
     overhead_eager_s: float
+    # The part of the stage time that depends on the batch's token count alone (elementwise, GEMMs, routed experts),
+    # by token count, for this cost model's life: prefill batches rarely repeat a shape, but their token counts do.
+    token_memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # a copy starts empty
+
+
+TOKEN_MEMO_MAX = 1 << 16  # token counts kept per stage (memory stays bounded for any workload)
 
 
 def _gemm_term(g: Gemm, layers: int, peak_flops: float, hbm_bw: float, p: CalibratedParams,
@@ -150,12 +156,17 @@ class ReplicaCostModel:
         tokens = batch.prefill_tokens + batch.decode_seqs
         if tokens <= 0:
             return 0.0
-        t = st.fixed_s + st.per_token_s * tokens
-        for term in st.gemms:
-            t += _gemm_time(term, tokens)
-        moe = st.moe
-        if moe is not None:
-            t += moe_time_s(moe, tokens, expected_distinct_experts(tokens, moe.num_experts, moe.experts_per_token))
+        # The same additions in the same order whether memoized or not, so the float is the same.
+        t = st.token_memo.get(tokens)
+        if t is None:
+            t = st.fixed_s + st.per_token_s * tokens
+            for term in st.gemms:
+                t += _gemm_time(term, tokens)
+            moe = st.moe
+            if moe is not None:
+                t += moe_time_s(moe, tokens, expected_distinct_experts(tokens, moe.num_experts, moe.experts_per_token))
+            if len(st.token_memo) < TOKEN_MEMO_MAX:
+                st.token_memo[tokens] = t
         if batch.prefill_tokens > 0:
             t += st.attn_prefill_fixed_s + st.attn_prefill_s_per_pair * batch.prefill_attn_pairs
         if batch.decode_seqs > 0:

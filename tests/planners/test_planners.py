@@ -49,6 +49,23 @@ def test_backends_agree(problem3, backend):
     assert plan.estimates["J"] == pytest.approx(ref.estimates["J"])
 
 
+def test_solver_backend_is_a_config_choice():
+    """HiGHS by default; CBC by one override, through the same path the main job takes (config -> get_planner)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from experiments.config import register_configs
+    from sim.common.paths import CONF_DIR
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        default = compose(config_name="config")
+        chosen = compose(config_name="config", overrides=["planner.cascadia.backend=cbc"])
+    for cfg, backend in ((default, "highs"), (chosen, "cbc")):
+        settings = OmegaConf.to_container(cfg.planner, resolve=True)["cascadia"]
+        assert get_planner("cascadia", **settings).backend == backend
+
+
 @pytest.mark.parametrize("objective", ["end_to_end", "max_tier"])
 @pytest.mark.parametrize("num_tiers, nodes_gpus, rate", [(2, (1, 8), 6.0), ("small3", (1, 8), 3.0),
                                                           ("small3", (1, 8), 8.0), (2, (1, 4), 3.0)])
