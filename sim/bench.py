@@ -49,11 +49,11 @@ def llama2_70b_tp8_azure2k(seed: int = 0):
     from sim.spec.cascade import cascade_from_dict
     from sim.spec.hardware import load_cluster
     from sim.spec.plan_io import plan_from_dict
-    from sim.simulator import sim_config_from_dict
+    from sim.simulator import SimConfig
     from sim.workload import build_workload
 
     cascade = cascade_from_dict({"name": "llama2_70b_only", "tiers": [{"model": "llama2_7b"}, {"model": "llama2_70b"}]})
-    cfg = sim_config_from_dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sim" / "default.yaml")))
+    cfg = SimConfig()  # the simulator's defaults (conf/sim/default.yaml repeats none of them)
     workload = build_workload("conversation", cascade, seed=seed, num_requests=2000)
     tp8 = {"tp": 8, "pp": 1, "gpus": [[0, g] for g in range(8)]}
     plan = plan_from_dict({"planner": "fixed", "thresholds": [0.0],
