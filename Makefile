@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: run test test-slow bench setup setup-test setup-notebooks figures notebooks results results-reasoning clean
+.PHONY: run test test-unit test-integration test-slow bench setup setup-test setup-notebooks figures notebooks results results-reasoning clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,14 @@ run: setup
 
 test: setup-test
 	$(BIN)/python -m pytest -q
+
+# The tiers of the default suite (tests/conftest.py): unit tests of one module's logic (<= 60 s on 2 cores), and
+# integration tests that run the simulator or a command line end to end.
+test-unit: setup-test
+	$(BIN)/python -m pytest -q -m unit
+
+test-integration: setup-test
+	$(BIN)/python -m pytest -q -m "integration and not slow and not benchmark"
 
 test-slow: setup-test
 	$(BIN)/python -m pytest -m "slow or benchmark"

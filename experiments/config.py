@@ -1,30 +1,99 @@
-"""Structured-config schema of the experiment entry points, registered with Hydra's ConfigStore so typos fail loudly."""
+"""Structured-config schema of the experiment entry points, registered with Hydra's ConfigStore so typos fail loudly.
+
+Defaults live in one place each: the simulator's in sim.simulator.SimConfig (the `sim` node below is derived from it,
+so conf/sim/*.yaml hold only what they change), the cluster's and the protocol's here. experiments.inputs turns a
+composed config into typed objects in one pass.
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
+
+from experiments.inputs import SplitSpec
+from sim.spec.cascade import TierSpec
+
+from sim.simulator import SimConfig
+from sim.workload.config import JudgeConfig
+
+
+def _hydra_type(tp):
+    """A field type OmegaConf can hold: `X | None` -> Optional[X], tuple[X, ...] -> List[X]."""
+    import types
+
+    args = typing.get_args(tp)
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        return Optional[_hydra_type(rest[0])] if len(rest) == 1 else Any
+    if typing.get_origin(tp) is tuple:
+        return List[_hydra_type(args[0])] if args else List[Any]
+    return tp
+
+
+def _default(f):
+    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if isinstance(value, tuple):
+        return field(default_factory=lambda v=value: list(v))
+    return field(default=value)
+
+
+def planner_schema(name: str) -> type:
+    """The settings a built-in planner's config may set: its class's fields (minus its name and the settings its
+    name fixes), with the class's types and defaults, so conf/planner/<name>.yaml repeats none of them."""
+    from planners.base import registered
+
+    cls, fixed = registered(name)
+    hints = typing.get_type_hints(cls)
+    specs = [(f.name, _hydra_type(hints[f.name]), _default(f)) for f in dataclasses.fields(cls)
+             if f.name != "name" and f.name not in fixed]
+    return dataclasses.make_dataclass(f"{cls.__name__}Settings_{name}", specs)
+
+
+def _mutable_schema(frozen_cls: type, name: str, dict_schemas: dict[str, type]) -> type:
+    """A plain (unfrozen) copy of a frozen dataclass for Hydra: same fields, types and defaults, so the defaults are
+    written once, in the frozen class. (Hydra makes a frozen structured config read-only, so overrides could not
+    merge onto the class itself.) A dict field takes its schema from dict_schemas."""
+    hints = typing.get_type_hints(frozen_cls)
+    specs = []
+    for f in dataclasses.fields(frozen_cls):
+        if f.name in dict_schemas:
+            specs.append((f.name, dict_schemas[f.name], field(default_factory=dict_schemas[f.name])))
+            continue
+        tp = hints[f.name]
+        default = (field(default_factory=f.default_factory) if f.default_factory is not dataclasses.MISSING
+                   else field(default=f.default))
+        specs.append((f.name, tp, default))
+    return dataclasses.make_dataclass(name, specs)
+
+
+SimConf = _mutable_schema(SimConfig, "SimConf", {"judge": JudgeConfig})
 
 
 @dataclass
 class ClusterConf:
-    name: str = "paper_4x8_h100"
-    hardware: str = "h100_sxm"
-    num_nodes: int = 4
-    gpus_per_node: int = 8
-    ib_bw_gbps: float = 200.0
-    ib_latency_us: float = 5.0
+    """Keys of a cluster file (conf/cluster/*.yaml gives every value)."""
+    name: str = MISSING
+    hardware: str = MISSING
+    num_nodes: int = MISSING
+    gpus_per_node: int = MISSING
+    ib_bw_gbps: float = MISSING
+    ib_latency_us: float = MISSING
 
 
 @dataclass
 class TierConf:
-    model: str = "???"
-    weights: str = "bf16"
-    kv: str = "bf16"
-    dataset_model: str = ""
+    model: str = MISSING
+    weights: str = TierSpec.weights  # the defaults of sim.spec.cascade.TierSpec
+    kv: str = TierSpec.kv
+    dataset_model: str = TierSpec.dataset_model
+    ep: Any = TierSpec.ep  # "tp" or a positive integer
+    dp_attention: bool = TierSpec.dp_attention
+    mtp_draft_tokens: int = TierSpec.mtp_draft_tokens
 
 
 @dataclass
@@ -46,14 +115,9 @@ class ThroughputConf:
     replan_per_rate: bool = False
 
 
-@dataclass
-class SplitConf:
-    """Train/test protocol (experiments.protocol): planners see the earlier plan_fraction of the window bound to
-    question_fraction of the questions; metrics come from the rest of the window bound to the other questions."""
-    enabled: bool = True
-    plan_fraction: float = 0.5
-    question_fraction: float = 0.5
-    seed: int = 0
+# Train/test protocol (experiments.protocol): planners see the earlier plan_fraction of the window bound to
+# question_fraction of the questions; metrics come from the rest of the window bound to the other questions.
+SplitConf = _mutable_schema(SplitSpec, "SplitConf", {})
 
 
 @dataclass
@@ -69,7 +133,7 @@ class ExperimentConf:
     cluster: ClusterConf = field(default_factory=ClusterConf)
     cascade: CascadeConf = field(default_factory=CascadeConf)
     workload: Dict[str, Any] = field(default_factory=dict)  # validated by sim.workload's own schema
-    sim: Dict[str, Any] = field(default_factory=dict)  # validated by sim.simulator.SimConfig
+    sim: Any = field(default_factory=SimConf)  # sim.simulator.SimConfig's fields and defaults
     planner: Dict[str, Any] = field(default_factory=dict)  # planner name -> its settings
     throughput: ThroughputConf = field(default_factory=ThroughputConf)
     name: str = "default"
@@ -98,6 +162,9 @@ class ExperimentConf:
     # it off to halve its simulations (the columns are then NaN).
     in_sample: bool = True
     output_dir: Optional[str] = None  # where summary.json and figures go (default: Hydra's run dir)
+    # The user's config folders (set by experiments.run from --config-dir / hydra.searchpath): model, hardware and
+    # cluster files and plug-in planners are looked up there before conf/.
+    config_dirs: List[str] = field(default_factory=list)
     figure: bool = True
     progress: bool = True
 
@@ -113,3 +180,7 @@ def register_configs() -> None:
     OmegaConf.register_new_resolver("job_dir", _job_dir, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="experiment_schema", node=ExperimentConf)
+    from planners.base import PLANNERS
+
+    for name in PLANNERS:  # conf/planner/<name>.yaml: defaults: [/planner_schema@_here_: <name>]
+        cs.store(group="planner_schema", name=name, node=planner_schema(name))

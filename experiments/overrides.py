@@ -44,8 +44,9 @@ def _missing_option_error(exc, dirs: list[str]) -> ConfigError:
     group, _, name = missing.rpartition("/")
     where = f" or in {', '.join(dirs)}" if dirs else ""
     valid = ", ".join(group_options(group, dirs)) or "none"
-    # A planner option only sets a planner the code registers; data-only groups can come from the user's folder.
-    own = "" if group == "planner" else f" (your own: --config-dir DIR with DIR/{group}/{name}.yaml)"
+    # A user's planner file names its class by _target_ (docs/usage.md, "Your own planner").
+    own = f" (your own: --config-dir DIR with DIR/{group}/{name}.yaml" + (
+        ", naming its class by _target_)" if group == "planner" else ")")
     return ConfigError(f"unknown {group} '{name}': no {group}/{name}.yaml in {CONF_DIR}{where}; valid {group} "
                        f"options: {valid}{own}")
 

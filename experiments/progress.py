@@ -6,8 +6,11 @@ are done, where its outputs are); its table is in its folder (table.csv).
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
+
+_log = logging.getLogger(__name__)
 
 
 def _hydra():
@@ -36,7 +39,10 @@ def _sweep_size(hc) -> int | None:
 
 
 def report_done(table_text: str, written: list[Path]) -> None:
-    """Print the finished run's table (single run) or one line for the finished sweep job."""
+    """Print the finished run's table (single run) or one line for the finished sweep job; the run's log (run.log in
+    its folder) gets the table and the files either way."""
+    _log.info("finished:\n%s", table_text)
+    _log.info("wrote %s", ", ".join(map(str, written)))
     if not in_sweep():
         print(table_text)
         print("\nwrote " + ", ".join(map(str, written)))

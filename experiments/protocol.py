@@ -10,12 +10,14 @@ streams (judge noise and latency); the trace's arrival times are the trace's own
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.scenario import Scenario, build_scenario, resolve_q_min, trace_window
+from experiments.inputs import SplitSpec, run_seeds, split_spec, trace_window  # noqa: F401 (the protocol's settings, parsed there)
+from experiments.scenario import Scenario, build_scenario, resolve_q_min
 from experiments.stats import bounded_outcome, mean_ci95, outcome, paired_ratio_ci95, ratio_bound
 from sim.common.errors import ConfigError
 
@@ -30,37 +32,7 @@ ATTAINMENT_METRICS = tuple(f"attain_at_{s:g}" for s in ATTAINMENT_SCALES)
 # seeds like the others where the planner has them.
 PLANNER_SEED_METRICS = ("router_accuracy", "router_brier", "gear_switches")
 REFERENCE_PLANNER = "cascadia"
-
-
-@dataclass(frozen=True)
-class SplitSpec:
-    enabled: bool = True
-    plan_fraction: float = 0.5  # share of the scenario's window (its earlier part) the planners see
-    question_fraction: float = 0.5  # share of the dataset's questions bound to planning requests
-    seed: int = 0  # with the run's seed, picks which questions are planning questions
-
-
-def split_spec(cfg: DictConfig) -> SplitSpec:
-    raw = OmegaConf.to_container(cfg.split, resolve=True) if cfg.get("split") is not None else {}
-    unknown = sorted(set(raw) - set(SplitSpec.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"split: unknown key(s) {unknown}; valid: {sorted(SplitSpec.__dataclass_fields__)}")
-    spec = SplitSpec(**raw)
-    for key in ("plan_fraction", "question_fraction"):
-        v = getattr(spec, key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
-            raise ConfigError(f"split.{key} must be a number strictly between 0 and 1, got {v!r}")
-    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
-        raise ConfigError(f"split.seed must be a non-negative integer, got {spec.seed!r}")
-    return spec
-
-
-def run_seeds(cfg: DictConfig) -> list[int]:
-    """The seeds every planner runs over: cfg.seed, cfg.seed + 1, ..., cfg.seed + cfg.seeds - 1."""
-    n = cfg.get("seeds", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"seeds must be a positive integer (the number of repeats), got {n!r}")
-    return [int(cfg.seed) + k for k in range(n)]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,6 +53,13 @@ class QuestionSplitBinder:
             raise ConfigError(f"the question split needs at least 2 questions in the pool, got {num_questions}")
         perm = np.random.default_rng(np.random.SeedSequence(list(self.entropy))).permutation(num_questions)
         k = min(max(int(round(self.question_fraction * num_questions)), 1), num_questions - 1)
+        if min(k, num_questions - k) == 1:
+            side = "planning" if k == 1 else "test"
+            fix = ("move split.question_fraction towards 0.5" if self.question_fraction != 0.5
+                   else "use a quality dataset (or subsets) with more questions")
+            _log.warning(f"split.question_fraction {self.question_fraction:g} leaves 1 question of {num_questions} "
+                         f"for the {side} split: every {side} request asks it, so that split's quality and answer "
+                         f"lengths are one question's; {fix}")
         return np.sort(perm[:k]), np.sort(perm[k:])
 
     def __call__(self, arrival_s: np.ndarray, pool_ids: np.ndarray, rng: np.random.Generator):
@@ -136,13 +115,28 @@ def seed_split(cfg: DictConfig, seed: int) -> SeedSplit:
     test_w = w.take(np.arange(n_plan, w.num_requests))
     if plan_w.num_requests < 2 or test_w.num_requests < 2:
         raise ConfigError(f"split.plan_fraction {spec.plan_fraction:g} leaves {plan_w.num_requests} planning and "
-                          f"{test_w.num_requests} test request(s) in the window; each needs at least 2, so widen "
-                          "horizon_s or move plan_fraction towards 0.5")
+                          f"{test_w.num_requests} test request(s) in the window; each needs at least 2, so "
+                          f"{_split_advice(cfg, spec, w, boundary)}")
     test_w = test_w.with_arrivals(test_w.arrival_s - boundary)
     q_min = resolve_q_min(cfg, plan_w)  # the requirement is set on what the planner sees
     plan = replace(full, workload=plan_w, q_min=q_min)
     test = replace(full, workload=test_w, q_min=q_min)
     return SeedSplit(seed, plan, test, boundary)
+
+
+def _split_advice(cfg: DictConfig, spec: SplitSpec, w, boundary: float) -> str:
+    """What would give both sides two requests; each remedy only where it can help (a horizon past the trace's end
+    needs shortening, not widening; plan_fraction 0.5 cannot move towards 0.5)."""
+    last = float(w.arrival_s[-1])
+    if cfg.horizon_s is not None and boundary > last:
+        span = last - float(w.arrival_s[0])
+        return (f"horizon_s = {float(cfg.horizon_s):g} s is longer than the {span:.4g} s of arrivals the workload has "
+                f"at rate_scale {float(cfg.rate_scale):g}, which puts the split boundary after the last request; set "
+                f"horizon_s to at most {span:.4g}")
+    advice = ["widen horizon_s" if cfg.horizon_s is not None else "use a longer trace window"]
+    if spec.plan_fraction != 0.5:
+        advice.append("move plan_fraction towards 0.5")
+    return " or ".join(advice)
 
 
 def throughput_cap_rps(scenario: Scenario, tcfg) -> float:

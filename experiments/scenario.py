@@ -7,11 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.inputs import check_top_level, parse_cascade, parse_cluster, trace_window  # noqa: F401 (re-exported)
 from experiments.load import capacity_rps
-from planners.plan import CascadePlan
-from sim.common.config_checks import check_experiment_numbers
-from sim.common.quick import quick_mode
 from sim.spec.cascade import CascadeSpec, cascade_from_dict
+from sim.spec.plan import CascadePlan
 from sim.common.errors import ConfigError
 from sim.spec.hardware import ClusterSpec, cluster_from_dict, load_gpu
 from sim.workload.types import Workload
@@ -26,48 +25,11 @@ class Scenario:
     q_min: float
     seed: int
     extras: dict = field(default_factory=dict, compare=False)
+    config_dirs: tuple[str, ...] = ()  # the user's config folders (planner plug-ins, model and hardware files)
 
 
 def _container(node) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-
-def check_top_level(cfg: DictConfig) -> None:
-    check_experiment_numbers(cfg)  # every number, finiteness and range, in one place (sim.common.config_checks)
-    if cfg.q_min is not None and not 0.0 <= float(cfg.q_min) <= 100.0:
-        raise ConfigError(f"q_min must be within 0-100 (the judge scale), got {cfg.q_min}")
-    if not 0.0 <= float(cfg.q_min_level) <= 1.0:
-        raise ConfigError(f"q_min_level must be within 0-1 (0 = smallest model's quality, 1 = largest's), "
-                          f"got {cfg.q_min_level}")
-    if float(cfg.rate_scale) <= 0:
-        raise ConfigError(f"rate_scale must be positive, got {cfg.rate_scale}")
-    window = trace_window(cfg)
-    # Both would cut the run; a smoke run (sim.common.quick) may keep its short horizon on top of the window.
-    if window is not None and cfg.horizon_s is not None and not quick_mode():
-        raise ConfigError(f"trace_window.duration_s={window[1] - window[0]:g} picks the part of the trace to simulate, "
-                          f"horizon_s={cfg.horizon_s:g} would cut it again after the rate change; set horizon_s=null")
-    if window is not None and cfg.workload.get("phases"):
-        raise ConfigError(f"trace_window does not apply to the phased workload {cfg.workload.name!r}: its phases "
-                          "name their own trace parts")
-    if cfg.get("rate_rps") is not None or cfg.get("load_fraction") is not None:
-        if window is None:
-            raise ConfigError("rate_rps and load_fraction need trace_window.duration_s: the part of the trace whose requests it re-times "
-                              "(e.g. trace_window.duration_s=600 horizon_s=null)")
-    if cfg.horizon_s is not None and float(cfg.horizon_s) <= 0:
-        raise ConfigError(f"horizon_s must be positive (or null for the whole trace), got {cfg.horizon_s}")
-    if int(cfg.seed) < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {cfg.seed}")
-    if int(cfg.plan_sample_size) <= 0:
-        raise ConfigError(f"plan_sample_size must be positive, got {cfg.plan_sample_size}")
-
-
-def trace_window(cfg: DictConfig) -> tuple[float, float] | None:
-    """The trace part [start_s, end_s) in trace time chosen by trace_window, or None for the legacy cut."""
-    tw = cfg.get("trace_window")
-    if tw is None or tw.get("duration_s") is None:
-        return None
-    start = float(tw.get("start_s") or 0.0)
-    return start, start + float(tw.duration_s)
 
 
 def rate_factor(cfg: DictConfig, workload: Workload, window: tuple[float, float] | None) -> float:
@@ -110,9 +72,7 @@ def build_scenario(cfg: DictConfig, seed: int | None = None, bind_questions=None
     from sim.workload import build_workload
 
     check_top_level(cfg)
-    cluster_d = _container(cfg.cluster)
-    cluster = cluster_from_dict(cluster_d, load_gpu(cluster_d["hardware"]), f"cluster {cluster_d.get('name')}")
-    cascade = cascade_from_dict(_container(cfg.cascade))
+    cluster, cascade = parse_cluster(cfg), parse_cascade(cfg)
     seed = int(cfg.seed) if seed is None else int(seed)
     # Two separate knobs: trace_window picks the part of the trace (in trace time), the rate knob (rate_rps or
     # rate_scale) re-times exactly those requests. Without trace_window, the legacy cut: the first horizon_s seconds
@@ -132,7 +92,8 @@ def build_scenario(cfg: DictConfig, seed: int | None = None, bind_questions=None
     span_s = (window[1] - window[0]) / factor if window is not None else (
         None if cfg.horizon_s is None else float(cfg.horizon_s))
     return Scenario(cluster, cascade, workload, sim_cfg, resolve_q_min(cfg, workload), seed,
-                    extras={"rate_factor": factor, "window_s": span_s, "trace_window": window})
+                    extras={"rate_factor": factor, "window_s": span_s, "trace_window": window},
+                    config_dirs=tuple(str(d) for d in (cfg.get("config_dirs") or ())))
 
 
 def resolve_q_min(cfg: DictConfig, workload: Workload) -> float:
@@ -144,7 +105,7 @@ def make_plan(name: str, settings: dict, scenario: Scenario, sample_size: int) -
     from planners.checker import check_plan
     from planners.problem import PlanningProblem
 
-    planner = get_planner(name, **(settings or {}))
+    planner = get_planner(name, config_dirs=scenario.config_dirs, **(settings or {}))
     problem = PlanningProblem(cascade=scenario.cascade, cluster=scenario.cluster,
                               workload=scenario.workload, q_min=scenario.q_min, engine=scenario.sim_cfg.engine,
                               max_sample_requests=sample_size, context_policy=scenario.sim_cfg.context_policy)

@@ -1,6 +1,6 @@
 """Drift-driven re-planning (a sim.control.policy.ControlPolicy): detect drift with hysteresis, re-plan through the
 planners' interface, and apply the new plan only when its estimated gain over a look-ahead exceeds the estimated
-cost of the transition (issue 13; DESIGN 7.5). docs/online.md explains every threshold.
+cost of the transition (re-planning that costs more than it gains would make drift worse). docs/online.md explains every threshold.
 
 - Drift: every interval_s, the last sample_requests arrivals are compared with the workload the current plan was
   made for: arrival rate over the last interval_s, median prompt and tier-0 answer length (relative change) and a
@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from sim.control.policy import LiveView, PlanChange
+from sim.common.config_checks import check_keys
 from sim.common.errors import ConfigError, UserError
 from sim.control.transition import TRANSITION_KEYS, TransitionConfig, estimate, healthy_nodes, reconcile, remap_nodes
 
@@ -115,10 +116,7 @@ class ReplanConfig:
 
 def replan_config_from_dict(data) -> ReplanConfig:
     data = dict(data or {})
-    names = {f.name for f in fields(ReplanConfig)}
-    unknown = sorted(map(str, set(data) - names))
-    if unknown:
-        raise ConfigError(f"replan: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+    check_keys(data, [f.name for f in fields(ReplanConfig)], "replan")
     if data.get("planner_settings") is not None:
         data["planner_settings"] = dict(data["planner_settings"])
     else:

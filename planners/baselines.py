@@ -15,7 +15,7 @@ import numpy as np
 
 from sim.common.errors import ConfigError
 
-from planners.plan import CascadePlan
+from sim.spec.plan import CascadePlan
 from planners.routing import THRESHOLD_MAX, expected_direct_quality, final_tiers, reach_mask
 from planners.search import SearchContext
 from planners.strategy import latency_table
@@ -74,11 +74,6 @@ class SingleModelPlanner:
         th = _single_thresholds(ctx.num_tiers, tier)
         plan = ctx.build_plan(self.name, th, tables, gpus, loads, est, stats)
         return plan
-
-
-def sarathi_planner(name: str = "sarathi", model: str = "largest") -> SingleModelPlanner:
-    """Sarathi-Serve: the single-model deployment served with chunked prefill (the simulator's sarathi batching)."""
-    return SingleModelPlanner(name=name, model=model, batching="sarathi")
 
 
 def load_weights(ctx: SearchContext, mask: np.ndarray) -> np.ndarray:

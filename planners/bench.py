@@ -12,6 +12,7 @@ import numpy as np
 from sim.spec.cascade import CascadeSpec, cascade_from_dict
 from sim.common.cli import exit_on_user_error
 from sim.spec.hardware import ClusterSpec, load_gpu
+from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR
 
 from planners.base import get_planner
@@ -20,9 +21,6 @@ from planners.checker import check_plan
 from planners.problem import PlanningProblem
 
 # The paper's 3-tier cascade; DeepSeek-V3/R1 in FP8 as it is served (its BF16 weights need 17+ H100s).
-DEEPSEEK3 = {"name": "deepseek3", "tiers": [
-    {"model": "deepseek_r1_distill_qwen_7b"}, {"model": "deepseek_r1_distill_llama_70b"},
-    {"model": "deepseek_v3", "weights": "fp8"}]}
 SMALL3 = {"name": "small3", "tiers": [{"model": "llama3_8b"}, {"model": "codellama_34b"}, {"model": "llama3_70b"}]}
 LLAMA2 = {"name": "llama3", "tiers": [{"model": "llama3_8b"}, {"model": "llama3_70b"}]}
 BASE_RATE_SCALE_32 = 4.0  # conversation trace x4 on 32 GPUs (~22 req/s); scaled with the GPU count
@@ -33,12 +31,7 @@ def h100_cluster(num_nodes: int, gpus_per_node: int = 8) -> ClusterSpec:
 
 
 def deepseek_cascade() -> CascadeSpec:
-    path = CONF_DIR / "cascade" / "deepseek3.yaml"
-    if path.exists():
-        from omegaconf import OmegaConf
-
-        return cascade_from_dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
-    return cascade_from_dict(DEEPSEEK3)
+    return cascade_from_dict(read_yaml(CONF_DIR / "cascade" / "deepseek3.yaml", "cascade file"))
 
 
 def conversation(cascade: CascadeSpec, rate_scale: float, duration_s: float, seed: int = 0):

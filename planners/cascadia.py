@@ -1,4 +1,4 @@
-"""Cascadia (DESIGN section 7): parallel strategy search -> allocation MILP -> Chebyshev-guided thresholds, bi-level.
+"""Cascadia (the ICLR 2026 paper's planner): parallel strategy search -> allocation MILP -> Chebyshev-guided thresholds, bi-level.
 
 Choices the paper leaves open, and why:
 - theta_0 ("uniform_feasible"): every threshold equal to the smallest candidate h whose cascade meets q_min
@@ -55,7 +55,7 @@ import numpy as np
 from sim.common.errors import ConfigError
 
 from planners.milp import AllocationInfeasible, SolverSettings, exact_allocation, solve_allocation
-from planners.plan import CascadePlan
+from sim.spec.plan import CascadePlan
 from planners.routing import THRESHOLD_SKIP, search_thresholds
 from planners.search import SearchContext, allocate_spare
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sim.spec.cascade import CascadeSpec
 from sim.spec.hardware import ClusterSpec
 
-from planners.plan import CascadePlan
+from sim.spec.plan import CascadePlan
 
 ROUTINGS = ("cascade", "direct")
 REPLICA_ROLES = ("colocated", "prefill", "decode")

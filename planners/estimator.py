@@ -322,11 +322,3 @@ def _latencies(rho: np.ndarray, grid: np.ndarray, token_s: np.ndarray, wait_s: n
     backlog = fluid_backlog_s(rho, profile)[:, window]
     return w + backlog + t / 2 + prefill[None, :] + steps[None, :] * t
 
-
-def mixture_quantile(latencies: list[np.ndarray], weights: list[float], quantile: float) -> float:
-    """Quantile of a mixture of per-request latency samples, component j carrying share weights[j]."""
-    vals = np.concatenate(latencies)
-    w = np.concatenate([np.full(l.shape, wt / max(l.size, 1)) for l, wt in zip(latencies, weights)])
-    order = np.argsort(vals, kind="stable")
-    cdf = np.cumsum(w[order]) / w.sum()
-    return float(vals[order][min(np.searchsorted(cdf, quantile), vals.size - 1)])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sim.common.errors import UserError
 from sim.spec.hardware import ClusterSpec
 
-from planners.plan import ReplicaPlan, TierPlan
+from sim.spec.plan import ReplicaPlan, TierPlan
 
 
 class PlacementError(UserError):

@@ -21,7 +21,7 @@ from sim.workload.quality import workload_prompt_pool
 from sim.workload.types import Workload
 
 from planners.baselines import load_weights, proportional_gpus
-from planners.plan import CascadePlan
+from sim.spec.plan import CascadePlan
 from planners.text_router import (SoftmaxRegression, TfidfVocabulary, out_of_fold_proba, route_at,
                                   sufficient_tier, term_counts)
 from planners.search import SearchContext

@@ -8,7 +8,7 @@ from sim.common.errors import ConfigError
 from planners.estimator import SATURATED_S, TierLoad, alone_latency_s, arrival_ca2, rate_profile
 from planners.milp import spread_spare
 from planners.placement import place
-from planners.plan import CascadePlan
+from sim.spec.plan import CascadePlan
 from planners.routing import final_tiers, plan_thresholds, quality, reach_mask
 from planners.strategy import TierTable, disaggregated_models, latency_table, parallel_configs, replica_models
 

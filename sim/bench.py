@@ -18,7 +18,6 @@ import time
 from dataclasses import replace
 
 import pandas as pd
-from omegaconf import OmegaConf
 
 from sim.common.cli import exit_on_user_error
 from sim.common.paths import CONF_DIR
@@ -29,11 +28,12 @@ def default_scenario(seed: int = 0, plan: str = "deepseek_default"):
     from sim.spec.cascade import cascade_from_dict
     from sim.spec.hardware import load_cluster
     from sim.spec.plan_io import load_plan
-    from sim.simulator import sim_config_from_dict
+    from sim.common.io import read_yaml
+    from sim.simulator import SimConfig
     from sim.workload import build_workload
 
-    cascade = cascade_from_dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "cascade" / "deepseek3.yaml")))
-    cfg = sim_config_from_dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sim" / "default.yaml")))
+    cascade = cascade_from_dict(read_yaml(CONF_DIR / "cascade" / "deepseek3.yaml", "cascade file"))
+    cfg = SimConfig()
     workload = build_workload("conversation", cascade, seed=seed)
     return load_plan(plan), cascade, load_cluster("paper_4x8_h100"), workload, cfg
 
@@ -49,11 +49,11 @@ def llama2_70b_tp8_azure2k(seed: int = 0):
     from sim.spec.cascade import cascade_from_dict
     from sim.spec.hardware import load_cluster
     from sim.spec.plan_io import plan_from_dict
-    from sim.simulator import sim_config_from_dict
+    from sim.simulator import SimConfig
     from sim.workload import build_workload
 
     cascade = cascade_from_dict({"name": "llama2_70b_only", "tiers": [{"model": "llama2_7b"}, {"model": "llama2_70b"}]})
-    cfg = sim_config_from_dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sim" / "default.yaml")))
+    cfg = SimConfig()  # the simulator's defaults (conf/sim/default.yaml repeats none of them)
     workload = build_workload("conversation", cascade, seed=seed, num_requests=2000)
     tp8 = {"tp": 8, "pp": 1, "gpus": [[0, g] for g in range(8)]}
     plan = plan_from_dict({"planner": "fixed", "thresholds": [0.0],

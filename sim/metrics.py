@@ -1,4 +1,4 @@
-"""Metrics of DESIGN section 6: SLO scale against a reference deployment, throughput by rate bisection, quality,
+"""Metrics of the benchmark: SLO scale against a reference deployment, throughput by rate bisection, quality,
 cost (GPU-seconds per request), TTFT/TPOT/end-to-end percentiles overall and per tier, share reaching each tier."""
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import simpy
 
 from sim.runtime.batching import POLICIES
 from sim.runtime.cluster import Cluster, validate_plan
+from sim.common.config_checks import SIM_RULES, check_numbers, dataclass_from_mapping
 from sim.common.errors import ConfigError, DataError
 from sim.runtime.flow import CascadeFlow
 from sim.runtime.records import SimResult
@@ -75,38 +76,26 @@ class SimConfig:
             bad("kv_transfer", self.kv_transfer, "choose one of ['after_prefill', 'layerwise']")
         if self.context_policy not in CONTEXT_POLICIES:
             bad("context_policy", self.context_policy, f"choose one of {list(CONTEXT_POLICIES)}")
-        for key in ("chunk_tokens", "max_num_seqs", "max_batched_tokens", "kv_block_size"):
+        for key in ("chunk_tokens", "max_num_seqs", "max_batched_tokens", "kv_block_size", "reference_tier",
+                    "lb_output_tokens_estimate"):
             v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                bad(key, v, "it must be a positive integer")
-        if not 0.0 < self.gpu_memory_utilization <= 1.0:
-            bad("gpu_memory_utilization", self.gpu_memory_utilization, "it must be in (0, 1]")
-        if not 0.0 <= self.kv_watermark < 1.0:
-            bad("kv_watermark", self.kv_watermark, "it must be in [0, 1)")
-        if not 0.0 < self.attainment < 1.0:
-            bad("attainment", self.attainment, "it must be in (0, 1)")
+            if not isinstance(v, int) or isinstance(v, bool):
+                bad(key, v, "it must be an integer")
         if not isinstance(self.prefix_caching, bool):
             bad("prefix_caching", self.prefix_caching, "it must be true or false")
         if self.reference_length not in ("largest_tier", "returned"):
             bad("reference_length", self.reference_length, "choose one of ['largest_tier', 'returned']")
-        if self.lb_output_tokens_estimate < 0 or self.lb_prefill_weight < 0:
-            bad("lb_output_tokens_estimate/lb_prefill_weight", (self.lb_output_tokens_estimate,
-                self.lb_prefill_weight), "they must be >= 0")
+        # Ranges: the one table of sim.common.config_checks (the same rules judge a composed config's sim.* keys).
+        numbers = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "judge"}
+        check_numbers(numbers, SIM_RULES, "simulator settings", prefix="sim")
 
 
 def sim_config_from_dict(data: dict | None, where: str = "sim") -> SimConfig:
     """SimConfig from a config mapping; unknown keys fail with the list of valid ones."""
     data = dict(data or {})
-    names = {f.name for f in fields(SimConfig)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
     if "judge" in data and data["judge"] is not None:
         data["judge"] = dict(data["judge"])
-    try:
-        return SimConfig(**data)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    return dataclass_from_mapping(SimConfig, data, where)
 
 
 def default_cost_factory(cfg: SimConfig) -> Callable:

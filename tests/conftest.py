@@ -40,3 +40,28 @@ def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip("../shared/data is not available")
     return SHARED_DATA
+
+
+# A test that starts a command line (a subprocess of an entry point) is an integration test wherever it lives.
+_CLI_CALLS = ("subprocess.run(", "subprocess.Popen(", "sys.executable")
+
+
+def _runs_a_command_line(item) -> bool:
+    import inspect
+
+    try:
+        source = inspect.getsource(item.function)
+    except (OSError, TypeError, AttributeError):
+        return False
+    return any(call in source for call in _CLI_CALLS)
+
+
+def pytest_collection_modifyitems(items):
+    """Test tiers. integration: an end-to-end run (a command line, the main job or an experiment, a planner or the
+    simulator on the shipped scenarios), marked in its file or found by _runs_a_command_line; unit: every other test
+    of the default suite (one module's logic, on fakes or small inputs). `make test-unit` runs the unit tier alone."""
+    for item in items:
+        if item.get_closest_marker("integration") is None and _runs_a_command_line(item):
+            item.add_marker(pytest.mark.integration)
+        if not any(item.get_closest_marker(m) for m in ("integration", "slow", "benchmark")):
+            item.add_marker(pytest.mark.unit)

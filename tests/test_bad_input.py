@@ -1,4 +1,4 @@
-"""Bad input (issue 14): numbers checked in one place, atomic and byte-stable outputs, incomplete runs skipped,
+"""Bad input: numbers checked in one place, atomic and byte-stable outputs, incomplete runs skipped,
 aggregate never overwriting an input, placement on absurd clusters, the last request of a long trace."""
 from __future__ import annotations
 
@@ -228,7 +228,8 @@ def test_ctrl_c_is_one_line_and_exit_130(capsys):
 
 # ---- the last request of a trace at any time scale ------------------------------------------------
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(scale=st.floats(1e-6, 1e12), offset=st.sampled_from([0.0, 1.7e9]))
+# Down to 1e4 requests/s: a denser trace is refused as one read in the wrong time unit (sim.workload.traces).
+@given(scale=st.floats(1.001e-4, 1e12), offset=st.sampled_from([0.0, 1.7e9]))
 def test_a_201_row_trace_gives_201_requests_at_any_time_scale(tmp_path, scale, offset):
     from sim.workload import build_workload
 

@@ -1,4 +1,4 @@
-"""Reliability (issue 7): every CLI entry point turns each kind of user mistake into one 'error:' line and exit 2;
+"""Reliability: every CLI entry point turns each kind of user mistake into one 'error:' line and exit 2;
 the same seed and config give byte-identical request tables for every planner; Hypothesis fuzzing of config
 overrides and of the trace reader never meets an unhandled exception."""
 from __future__ import annotations
@@ -15,6 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.integration  # every entry point on bad input
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ CASES = {
     "run_bad_replan_key": RUN + ["+replan.colour=blue"],
     "run_bad_planner_setting": RUN + ["planner=[cascadia]", "+planner.cascadia.bogus=1"],
     "run_missing_trace": RUN + ["workload.trace.path=/nonexistent/trace.csv"],
-    # issue 14, bad input: numbers checked in one place, absurd clusters, output folders
+    # bad input: numbers checked in one place, absurd clusters, output folders
     "run_noise_std_nan": RUN + ["sim.judge.noise_std=nan"],
     "run_ib_bw_negative": RUN + ["cluster.ib_bw_gbps=-100"],
     "run_ib_bw_zero": RUN + ["cluster.ib_bw_gbps=0"],
@@ -152,7 +154,7 @@ def test_two_runs_of_one_seed_write_byte_identical_gzip_tables(tmp_path):
 
 
 def test_plan_using_more_gpus_than_exist_is_a_user_error():
-    from planners.plan import CascadePlan, ReplicaPlan, TierPlan
+    from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
     from sim.spec.cascade import cascade_from_dict
     from sim.runtime.cluster import validate_plan
     from sim.common.errors import UserError
@@ -172,7 +174,7 @@ def test_same_seed_gives_byte_identical_requests_for_every_planner(tmp_path):
 
     from experiments.config import register_configs
     from experiments.online import build_controller
-    from experiments.run import simulate_plan
+    from experiments.main_job import simulate_plan
     from experiments.scenario import build_scenario, make_plan
     from planners.base import PLANNERS
     from sim.common.paths import CONF_DIR

@@ -11,11 +11,11 @@ import functools
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from sim.common.errors import DataError
+from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR, PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "results"
@@ -94,7 +94,7 @@ def ordered_planners(df: pd.DataFrame) -> list[str]:
 def model_name(model: str) -> str:
     """A model's published name (conf/model/<model>.yaml hf_id without the organisation), else the config name."""
     path = CONF_DIR / "model" / f"{model}.yaml"
-    hf_id = (yaml.safe_load(path.read_text()) or {}).get("hf_id") if path.exists() else None
+    hf_id = read_yaml(path, "model file").get("hf_id") if path.exists() else None
     return str(hf_id).split("/")[-1].removesuffix("-Instruct") if hf_id else model
 
 

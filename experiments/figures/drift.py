@@ -1,4 +1,4 @@
-"""Issue 13 / the paper's online rescheduling run: conversation -> coding -> math. Left: p95 latency per minute
+"""The paper's online rescheduling run: conversation -> coding -> math. Left: p95 latency per minute
 (by arrival time, mean over seeds) of every system, with the phase boundaries and the re-plan and gear-switch
 markers; right: SLO scale over the whole run and per phase, mean over seeds with 95% CIs. Drawn from the
 committed tables alone (results/<name>.csv, _timeseries, _phases, _events, _summary)."""

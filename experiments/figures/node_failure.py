@@ -1,4 +1,4 @@
-"""Issue 7: one node lost a third into the run (back after 5 min), with and without re-planning: p95 latency per
+"""Fault tolerance: one node lost a third into the run (back after 5 min), with and without re-planning: p95 latency per
 minute by arrival time, and the run's SLO scale, for each planner."""
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 The rules are data: a table from a dotted key pattern to the valid interval, plus defaults by unit suffix
 (a `_s`, `_gbps`, `_rps`, `_tokens`... value is never negative). Every numeric leaf of the config tree is walked,
 so a NaN or an infinity is refused wherever it appears, even under a key no rule names. Rules that need more than
-one key (the size of a cluster) are listed in CROSS_CHECKS. Group-specific checks (choices, unknown keys) stay with
-their schemas; this module only judges numbers.
+one key (the size of a cluster) are listed in CROSS_CHECKS. check_keys is the one unknown-key check of every config
+mapping; choices stay with their schemas.
 """
 from __future__ import annotations
 
@@ -59,6 +59,10 @@ MAX_CLUSTER_GPUS = 1024
 # Dotted key patterns (fnmatch; list items appear as their index) -> valid range. First match wins.
 EXPERIMENT_RULES: dict[str, Range] = {
     "seed": NON_NEGATIVE_INT,
+    "seeds": POSITIVE_INT,
+    "split.plan_fraction": Range(0.0, 1.0, lo_open=True, hi_open=True),
+    "split.question_fraction": Range(0.0, 1.0, lo_open=True, hi_open=True),
+    "split.seed": NON_NEGATIVE_INT,
     "q_min": SCORE,
     "q_min_level": SHARE,
     "rate_scale": POSITIVE,
@@ -86,6 +90,7 @@ EXPERIMENT_RULES: dict[str, Range] = {
     "sim.attainment": Range(0.0, 1.0, lo_open=True, hi_open=True),
     "sim.reference_tier": Range(-64.0, 63.0, integer=True),
     "sim.lb_prefill_weight": NON_NEGATIVE,
+    "sim.lb_output_tokens_estimate": NON_NEGATIVE_INT,
     "sim.judge.noise_std": Range(0.0, 100.0),
     "sim.judge.latency.mean_s": NON_NEGATIVE,
     "sim.judge.latency.cv": NON_NEGATIVE,
@@ -118,11 +123,65 @@ HARDWARE_RULES: dict[str, Range] = {
     "nvlink_latency_us": Range(0.0, 1e6),
 }
 
+# A model file (conf/model/*.yaml, or the user's own): sizes of a real decoder. A zero count or a fraction of a head is
+# a typo that would otherwise reach the cost model as a division by zero or a silently empty layer.
+MODEL_RULES: dict[str, Range] = {
+    "published_params_b": POSITIVE,
+    "num_layers": POSITIVE_INT,
+    "hidden_size": POSITIVE_INT,
+    "num_heads": POSITIVE_INT,
+    "num_kv_heads": POSITIVE_INT,
+    "head_dim": POSITIVE_INT,
+    "intermediate_size": POSITIVE_INT,
+    "vocab_size": POSITIVE_INT,
+    "max_context": POSITIVE_INT,
+    "q_lora_rank": NON_NEGATIVE_INT,
+    "kv_lora_rank": NON_NEGATIVE_INT,
+    "qk_nope_head_dim": NON_NEGATIVE_INT,
+    "qk_rope_head_dim": NON_NEGATIVE_INT,
+    "v_head_dim": NON_NEGATIVE_INT,
+    "num_routed_experts": NON_NEGATIVE_INT,
+    "num_shared_experts": NON_NEGATIVE_INT,
+    "experts_per_token": NON_NEGATIVE_INT,
+    "moe_intermediate_size": NON_NEGATIVE_INT,
+    "first_k_dense_layers": NON_NEGATIVE_INT,
+}
+
+SIM_RULES: dict[str, Range] = {k: r for k, r in EXPERIMENT_RULES.items() if k.startswith("sim.")}
+
 CLUSTER_RULES: dict[str, Range] = {k.split(".", 1)[1]: r for k, r in EXPERIMENT_RULES.items()
                                    if k.startswith("cluster.")}
 
 # A number whose key names a duration, rate, size or bandwidth is never negative, whichever group it is in.
 UNIT_SUFFIXES = ("_s", "_ms", "_us", "_ns", "_rps", "_gbps", "_gb", "_tokens", "_bytes", "_tflops")
+
+
+def check_keys(data: Any, valid, where: str, what: str = "key") -> None:
+    """The one unknown-key check of every config mapping (a typo never silently becomes a default): ConfigError naming
+    where, the unknown keys and the valid ones."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping of keys to values, got {type(data).__name__} {data!r}")
+    unknown = sorted(map(str, set(data) - set(valid)))
+    if unknown:
+        raise ConfigError(f"{where}: unknown {what}(s) {unknown}; valid {what}s are {sorted(map(str, valid))}")
+
+
+def dataclass_from_mapping(cls, data: Any, where: str, required: bool = False):
+    """cls(**data) after check_keys; required: every field without a default must be given. A wrong type or a missing
+    field is one ConfigError naming where."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(cls)]
+    check_keys(data, names, where)
+    no_default = [f.name for f in dataclasses.fields(cls)
+                  if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = sorted(n for n in no_default if n not in data) if required else []
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:

@@ -67,6 +67,54 @@ def write_json(obj: Any, path: Path | str, **dumps_kwargs: Any) -> Path:
     return write_atomic(path, json.dumps(obj, **dumps_kwargs))
 
 
+def _yaml_loader():
+    """PyYAML's SafeLoader reading `1.0e9` and `1e-3` as numbers, as Hydra (OmegaConf) does: plain YAML 1.1 reads an
+    exponent without a sign or a dot as a string, so the same file would mean different things to the two readers."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:
+        [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+    return Loader
+
+
+def read_yaml(path: Path | str, what: str = "config file") -> dict:
+    """The one YAML reader of user inputs (model, hardware, cluster, cascade, plan, engine, quality and workload files):
+    a mapping, or one ConfigError naming the file (and the line of a syntax error). Interpolations are not resolved:
+    these files are data."""
+    import yaml
+
+    from sim.common.errors import ConfigError
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the {what} ({exc})") from None
+    try:
+        data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML ({problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {what} must be a mapping of keys to values, got a {type(data).__name__}")
+    return data
+
+
 def mark_running(run_dir: Path | str) -> Path:
     marker = Path(run_dir) / RUNNING_MARKER
     marker.write_text("this run has not finished writing its outputs; aggregation skips it\n")

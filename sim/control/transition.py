@@ -1,7 +1,7 @@
 """Mechanics of changing the deployment during a run: placing a new plan onto the live GPUs, the weight-loading
 time of a new replica, and a staged make-before-break transition that never lets a tier go dark needlessly.
 
-Transition rules (issue 13), in the order apply_plan follows them:
+Transition rules (chosen so a re-plan never takes a tier offline that could keep serving), in the order apply_plan follows them:
 - Per tier, a live or loading replica whose TP x PP the new plan also asks for keeps its GPUs and keeps serving.
 - New replicas are placed on GPUs that no current replica holds whenever they fit there (make-before-break);
   only what does not fit is placed on GPUs of replicas that leave.

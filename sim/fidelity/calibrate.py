@@ -28,7 +28,8 @@ from sim.common.errors import DataError
 from sim.spec.hardware import GPUSpec, load_gpu
 from sim.spec.models import load_model
 from sim.common.paths import DATA_DIR
-from sim.perf.kernels import AllReduceParams, ElementwiseParams, GemmParams
+from sim.perf.kernels import (AllReduceParams, ElementwiseParams, GemmParams, elementwise_time_s, gemm_coefficients,
+                              ring_allreduce_time_s, smooth_max_array)
 from sim.perf.layers import dense_layer_ops, embedding_op
 from sim.perf.params import PARAMS_DIR, CalibratedParams
 
@@ -73,24 +74,20 @@ def load_allreduce_cases(data_dir: Path) -> pd.DataFrame:
     return ar.assign(measured_s=ar["all_reduce_ms"] * 1e-3)
 
 
-# ---- vectorised predictors (same formulas as sim.perf.kernels, checked by a test) ----------------------
+# ---- predictors of the fits: sim.perf.kernels' formulas on arrays, with the parameters being fitted ----------------
 def predict_gemm_s(x, tokens, k, n, gpu: GPUSpec, weight_bytes=2.0):
-    eff_max, exponent, mem_eff, launch_s = x
-    compute = 2.0 * k * n * tokens / (gpu.bf16_tflops * 1e12 * eff_max)
-    memory = (k * n * weight_bytes + tokens * (k + n) * 2.0) / (gpu.hbm_bw_gbps * 1e9 * mem_eff)
-    big = np.maximum(np.maximum(compute, memory), 1e-30)  # ratios in [0, 1]; the floor only guards k=n=0 rows
-    return launch_s + big * ((compute / big) ** exponent + (memory / big) ** exponent) ** (1.0 / exponent)
+    p = GemmParams(compute_eff_max=x[0], overlap_exponent=x[1], mem_eff=x[2], launch_s=x[3])
+    ca, mb, mc = gemm_coefficients(k, n, weight_bytes, gpu.bf16_tflops * 1e12, gpu.hbm_bw_gbps * 1e9, p)
+    return p.launch_s + smooth_max_array(ca * tokens, mb + mc * tokens, p.overlap_exponent)
 
 
 def predict_elementwise_s(x, tokens, bytes_per_token, gpu: GPUSpec):
-    mem_eff, launch_s = x
-    return launch_s + tokens * bytes_per_token / (gpu.hbm_bw_gbps * 1e9 * mem_eff)
+    return elementwise_time_s(tokens * bytes_per_token, gpu.hbm_bw_gbps * 1e9, ElementwiseParams(mem_eff=x[0], launch_s=x[1]))
 
 
 def predict_allreduce_s(x, ranks, size_bytes, gpu: GPUSpec):
-    bw_eff, step_s, base_s = x
-    steps = 2 * (ranks - 1)
-    return base_s + steps * step_s + steps / ranks * size_bytes / (gpu.nvlink_bw_gbps * 1e9 * bw_eff)
+    p = AllReduceParams(bw_eff=x[0], step_latency_s=x[1], base_latency_s=x[2])
+    return ring_allreduce_time_s(size_bytes, ranks, gpu.nvlink_bw_gbps * 1e9, p)
 
 
 def _fit(residual, x0, lower, upper):

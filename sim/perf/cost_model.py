@@ -26,8 +26,8 @@ from sim.spec.hardware import ClusterSpec, GPUSpec
 from sim.spec.models import KV_BYTES, WEIGHT_BYTES, ModelSpec
 from sim.perf.batch import BatchShape
 from sim.perf.engine import EngineProfile, resolve_engine
-from sim.perf.kernels import (ACT_BYTES, AllReduceParams, expected_distinct_experts, p2p_time_s,
-                              ring_allgather_time_s)
+from sim.perf.kernels import (ACT_BYTES, AllReduceParams, expected_distinct_experts, gemm_coefficients, p2p_time_s,
+                              ring_allgather_time_s, smooth_max)
 from sim.perf.layers import (Gemm, attention_elementwise, attention_gemms, dense_mlp_gemms, embedding_op,
                              kv_heads_per_gpu, mlp_act)
 from sim.perf.params import CalibratedParams, load_params
@@ -36,15 +36,6 @@ GB = 1e9
 
 # A GEMM term: (multiplicity, launch_s, compute_s_per_token, overlap_exponent, memory_fixed_s, memory_s_per_token)
 GemmTerm = tuple[int, float, float, float, float, float]
-
-
-def _smooth_max(compute: float, memory: float, exponent: float) -> float:
-    """(c^p + m^p)^(1/p) (sim.perf.kernels.smooth_max), written out for the hot path; memory is always > 0."""
-    if compute <= 0.0:
-        return memory
-    if compute > memory:
-        return compute * (1.0 + (memory / compute) ** exponent) ** (1.0 / exponent)
-    return memory * (1.0 + (compute / memory) ** exponent) ** (1.0 / exponent)
 
 
 @dataclass(frozen=True)
@@ -76,7 +67,7 @@ def moe_time_s(moe: MoeTerm, tokens: float, distinct_experts: float) -> float:
     if distinct_experts <= 0.0:
         return 0.0
     rows = tokens * moe.experts_per_token / distinct_experts * moe.imbalance
-    per_expert = _smooth_max(moe.compute_s_per_token_expert * rows,
+    per_expert = smooth_max(moe.compute_s_per_token_expert * rows,
                              moe.memory_s_per_expert + moe.memory_s_per_token_expert * rows, moe.overlap_exponent)
     t = moe.layers * (moe.launch_s + distinct_experts * moe.rank_share * per_expert)
     if moe.a2a_fixed_s:
@@ -121,15 +112,13 @@ TOKEN_MEMO_MAX = 1 << 16  # token counts kept per stage (memory stays bounded fo
 def _gemm_term(g: Gemm, layers: int, peak_flops: float, hbm_bw: float, p: CalibratedParams,
                weight_bytes: float, dequant: float) -> GemmTerm:
     gp = p.gemm
-    ca = 2.0 * g.k * g.n * dequant / (peak_flops * gp.compute_eff_max)
-    mem = hbm_bw * gp.mem_eff
-    return (layers, gp.launch_s, ca, gp.overlap_exponent, g.k * g.n * weight_bytes / mem,
-            (g.k + g.n) * ACT_BYTES / mem)
+    ca, mb, mc = gemm_coefficients(g.k, g.n, weight_bytes, peak_flops, hbm_bw, gp, dequant)
+    return (layers, gp.launch_s, ca, gp.overlap_exponent, mb, mc)
 
 
 def _gemm_time(term: GemmTerm, tokens: float) -> float:
     mult, launch, ca, exponent, mb, mc = term
-    return mult * (launch + _smooth_max(ca * tokens, mb + mc * tokens, exponent))
+    return mult * (launch + smooth_max(ca * tokens, mb + mc * tokens, exponent))
 
 
 @dataclass(frozen=True)
@@ -552,7 +541,7 @@ def replica_spans(replica_gpus: tuple[tuple[int, int], ...], tp: int, pp: int) -
 
 def replica_cost_for(tier: TierSpec, replica, cluster: ClusterSpec, engine: str | EngineProfile = "vllm",
                      gpu_memory_utilization: float = 0.9, kv_block_size: int = 16) -> ReplicaCostModel:
-    """Cost model of a planned replica (planners.plan.ReplicaPlan) of a cascade tier on a cluster."""
+    """Cost model of a planned replica (sim.spec.plan.ReplicaPlan) of a cascade tier on a cluster."""
     tp_spans, pp_spans = replica_spans(tuple(replica.gpus), replica.tp, replica.pp)
     options = tier.deployment(replica.tp)  # the tier's MoE options; a replica's own values override them
     for key in ("ep", "dp_attention", "mtp_draft_tokens"):

@@ -7,12 +7,13 @@ calibration can try candidate parameters without writing files (dataclasses.repl
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
-from omegaconf import OmegaConf
 
+from sim.common.config_checks import dataclass_from_mapping
 from sim.common.errors import ConfigError
+from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR
 
 # Fields sim.fidelity.calibrate --engine fits: (lower, prior, upper). The bounds keep every fit physical; the prior is
@@ -130,17 +131,10 @@ def available_engines() -> list[str]:
 
 
 def engine_from_dict(data: dict, where: str = "engine") -> EngineProfile:
-    names = {f.name for f in fields(EngineProfile)}
-    required = {f.name for f in fields(EngineProfile) if f.default is MISSING}
-    unknown = sorted(set(data) - names)
-    missing = sorted(required - set(data))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {missing}")
     data = dict(data)
-    data["version"] = str(data["version"])
-    return EngineProfile(**data)
+    if "version" in data:
+        data["version"] = str(data["version"])
+    return dataclass_from_mapping(EngineProfile, data, where, required=True)
 
 
 def resolve_engine(engine: str | EngineProfile) -> EngineProfile:
@@ -157,4 +151,4 @@ def load_engine(name: str) -> EngineProfile:
     path = CONF_DIR / "engine" / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"unknown engine {name!r}; valid names are {available_engines()}")
-    return engine_from_dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path))
+    return engine_from_dict(read_yaml(path, "engine file"), str(path))

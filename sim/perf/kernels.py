@@ -1,7 +1,14 @@
-"""Physical time of single GPU kernels (GEMM roofline, elementwise, ring all-reduce) given calibrated efficiencies."""
+"""Physical time of single GPU kernels (GEMM roofline, elementwise, ring collectives) given calibrated efficiencies.
+
+The one place these formulas are written: the cost model (sim.perf.cost_model) takes their per-token coefficients,
+the calibration (sim.fidelity.calibrate) fits their parameters with them, on numpy arrays (the arithmetic here is
+array-safe; smooth_max has a scalar form for the cost model's hot path and smooth_max_array for fits).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 ACT_BYTES = 2.0  # activations are BF16 in every deployment we model (FP8/AWQ quantise weights only)
 
@@ -50,28 +57,38 @@ def smooth_max(compute_s: float, memory_s: float, exponent: float) -> float:
     return big * ((compute_s / big) ** exponent + (memory_s / big) ** exponent) ** (1.0 / exponent)
 
 
+def smooth_max_array(compute_s, memory_s, exponent):
+    """smooth_max on numpy arrays (the calibration's fits)."""
+    big = np.maximum(np.maximum(compute_s, memory_s), 1e-30)  # ratios in [0, 1]; the floor only guards 0/0
+    return big * ((compute_s / big) ** exponent + (memory_s / big) ** exponent) ** (1.0 / exponent)
+
+
+def gemm_coefficients(k, n, weight_bytes_per_param, peak_flops, hbm_bw_bytes_s, p: GemmParams,
+                      dequant_factor=1.0) -> tuple:
+    """(compute_s_per_token, memory_fixed_s, memory_s_per_token) of a (tokens x k) @ (k x n) GEMM: the tensor cores
+    do 2kn FLOPs per token row; HBM streams the kn weights once and each token's k + n activations."""
+    compute_s_per_token = 2.0 * k * n * dequant_factor / (peak_flops * p.compute_eff_max)
+    mem = hbm_bw_bytes_s * p.mem_eff
+    return compute_s_per_token, k * n * weight_bytes_per_param / mem, (k + n) * ACT_BYTES / mem
+
+
 def gemm_time_s(tokens: float, k: int, n: int, weight_bytes_per_param: float, peak_flops: float,
                 hbm_bw_bytes_s: float, p: GemmParams, dequant_factor: float = 1.0) -> float:
     """Time of one (tokens x k) @ (k x n) GEMM: launch + smooth max of tensor-core compute and HBM traffic.
     dequant_factor > 1 slows the compute side (AWQ dequantises 4-bit weights to BF16 inside the kernel)."""
     if tokens <= 0:
         return 0.0
-    compute = 2.0 * k * n * tokens * dequant_factor / (peak_flops * p.compute_eff_max)
-    memory = (k * n * weight_bytes_per_param + tokens * (k + n) * ACT_BYTES) / (hbm_bw_bytes_s * p.mem_eff)
-    return p.launch_s + smooth_max(compute, memory, p.overlap_exponent)
+    ca, mb, mc = gemm_coefficients(k, n, weight_bytes_per_param, peak_flops, hbm_bw_bytes_s, p, dequant_factor)
+    return p.launch_s + smooth_max(ca * tokens, mb + mc * tokens, p.overlap_exponent)
 
 
-def elementwise_time_s(bytes_moved: float, hbm_bw_bytes_s: float, p: ElementwiseParams) -> float:
-    if bytes_moved <= 0:
-        return 0.0
+def elementwise_time_s(bytes_moved, hbm_bw_bytes_s: float, p: ElementwiseParams):
+    """A memory-bound kernel: launch + bytes over the achieved bandwidth."""
     return p.launch_s + bytes_moved / (hbm_bw_bytes_s * p.mem_eff)
 
 
-def ring_allreduce_time_s(message_bytes: float, num_ranks: int, link_bw_bytes_s: float,
-                          p: AllReduceParams) -> float:
-    """2(n-1) steps, each moving message/n bytes over the slowest link of the ring."""
-    if num_ranks <= 1 or message_bytes <= 0:
-        return 0.0
+def ring_allreduce_time_s(message_bytes, num_ranks, link_bw_bytes_s: float, p: AllReduceParams):
+    """2(n-1) steps, each moving message/n bytes over the slowest link of the ring (num_ranks >= 2)."""
     steps = 2 * (num_ranks - 1)
     return (p.base_latency_s + steps * p.step_latency_s
             + steps / num_ranks * message_bytes / (link_bw_bytes_s * p.bw_eff))

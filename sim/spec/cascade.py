@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sim.common.config_checks import check_keys
 from sim.common.errors import ConfigError
-from sim.spec.models import ModelSpec, load_model
+from sim.spec.models import KV_BYTES, WEIGHT_BYTES, ModelSpec, load_model
+
+TIER_KEYS = ("model", "weights", "kv", "dataset_model", "ep", "dp_attention", "mtp_draft_tokens")
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,18 @@ class TierSpec:
         if not self.model.is_moe:
             return {}
         return {"ep": ep, "dp_attention": self.dp_attention, "mtp_draft_tokens": self.mtp_draft_tokens}
+
+    def __post_init__(self) -> None:
+        # An unknown precision used to pass here and fail only when a planner sized a replica, which dropped the
+        # tier from every plan without a word.
+        check_precision(self.weights, self.kv, f"tier {self.model.name}")
+
+
+def check_precision(weights: str, kv: str, where: str) -> None:
+    if weights not in WEIGHT_BYTES:
+        raise ConfigError(f"{where}.weights = {weights!r} is not a weight precision; valid: {', '.join(WEIGHT_BYTES)}")
+    if kv not in KV_BYTES:
+        raise ConfigError(f"{where}.kv = {kv!r} is not a KV-cache precision; valid: {', '.join(KV_BYTES)}")
 
 
 @dataclass(frozen=True)
@@ -64,22 +79,29 @@ class CascadeSpec:
         return int(index) % n
 
 
-def cascade_from_dict(data: dict) -> CascadeSpec:
-    """{name, tiers: [{model, weights, kv, dataset_model}]} as in conf/cascade/*.yaml."""
+def cascade_from_dict(data: dict, user_dirs=()) -> CascadeSpec:
+    """{name, tiers: [{model, weights, kv, dataset_model}]} as in conf/cascade/*.yaml; models are looked up in the
+    user's config folders (user_dirs), then conf/model/."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a cascade must be a mapping {{name, tiers}}, got {type(data).__name__}")
+    name = str(data.get("name", "cascade"))
     tiers = []
     for i, t in enumerate(data.get("tiers") or []):
-        unknown = set(t) - {"model", "weights", "kv", "dataset_model", "ep", "dp_attention", "mtp_draft_tokens"}
-        if unknown:
-            raise ConfigError(f"cascade tier {i}: unknown key(s) {sorted(unknown)}; valid: model, weights, kv, "
-                              "dataset_model, ep, dp_attention, mtp_draft_tokens")
-        ep = t.get("ep", 1)
+        where = f"cascade {name!r}: tiers.{i}"
+        check_keys(t, TIER_KEYS, where)
+        if not t.get("model"):
+            raise ConfigError(f"{where}.model is missing; name a model file of conf/model/ (or your config dir)")
+        weights, kv = t.get("weights", TierSpec.weights), t.get("kv", TierSpec.kv)
+        check_precision(weights, kv, where)
+        ep = t.get("ep", TierSpec.ep)
         if not (ep == "tp" or (isinstance(ep, int) and not isinstance(ep, bool) and ep >= 1)):
-            raise ConfigError(f"cascade tier {i}: ep must be 'tp' or a positive integer, got {ep!r}")
-        mtp = t.get("mtp_draft_tokens", 0)
+            raise ConfigError(f"{where}.ep must be 'tp' or a positive integer, got {ep!r}")
+        mtp = t.get("mtp_draft_tokens", TierSpec.mtp_draft_tokens)
         if not isinstance(mtp, int) or isinstance(mtp, bool) or mtp < 0:
-            raise ConfigError(f"cascade tier {i}: mtp_draft_tokens must be a non-negative integer, got {mtp!r}")
+            raise ConfigError(f"{where}.mtp_draft_tokens must be a non-negative integer, got {mtp!r}")
         if not isinstance(t.get("dp_attention", False), bool):
-            raise ConfigError(f"cascade tier {i}: dp_attention must be true or false, got {t['dp_attention']!r}")
-        tiers.append(TierSpec(load_model(t["model"]), t.get("weights", "bf16"), t.get("kv", "bf16"),
-                              t.get("dataset_model", ""), ep, bool(t.get("dp_attention", False)), mtp))
-    return CascadeSpec(str(data.get("name", "cascade")), tuple(tiers))
+            raise ConfigError(f"{where}.dp_attention must be true or false, got {t['dp_attention']!r}")
+        tiers.append(TierSpec(load_model(t["model"], user_dirs), weights, kv,
+                              t.get("dataset_model", TierSpec.dataset_model), ep,
+                              bool(t.get("dp_attention", TierSpec.dp_attention)), mtp))
+    return CascadeSpec(name, tuple(tiers))

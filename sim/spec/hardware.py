@@ -1,13 +1,13 @@
 """Hardware specs (GPU, interconnect, cluster topology) as frozen dataclasses loaded from conf/hardware and conf/cluster."""
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 
-from omegaconf import OmegaConf
-
-from sim.common.config_checks import CLUSTER_RULES, HARDWARE_RULES, check_cluster_size, check_numbers
+from sim.common.config_checks import (CLUSTER_RULES, HARDWARE_RULES, check_cluster_size, check_numbers,
+                                     dataclass_from_mapping)
 from sim.common.errors import ConfigError
-from sim.common.paths import CONF_DIR
+from sim.common.io import read_yaml
+from sim.common.paths import catalog_names, find_config
 
 
 @dataclass(frozen=True)
@@ -59,25 +59,19 @@ class ClusterSpec:
 
 
 def _from_mapping(cls, data: dict, where: str):
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    missing = sorted(f.name for f in fields(cls) if f.name not in data and f.default is MISSING)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {missing}")
-    return cls(**data)
+    return dataclass_from_mapping(cls, data, where, required=True)
 
 
-def available(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+def available(group: str, user_dirs=()) -> list[str]:
+    return catalog_names(group, user_dirs)
 
 
-def _load_yaml(group: str, name: str) -> dict:
-    path = CONF_DIR / group / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(f"unknown {group} {name!r}; valid names are {available(group)}")
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
+def _load_yaml(group: str, name: str, user_dirs=()) -> tuple[dict, str]:
+    path = find_config(group, name, user_dirs)
+    if path is None:
+        raise ConfigError(f"unknown {group} {name!r}; valid names are {available(group, user_dirs)} (your own: "
+                          f"--config-dir DIR with DIR/{group}/{name}.yaml)")
+    return read_yaml(path, f"{group} file"), str(path)
 
 
 def gpu_from_dict(data: dict, where: str = "hardware") -> GPUSpec:
@@ -85,8 +79,8 @@ def gpu_from_dict(data: dict, where: str = "hardware") -> GPUSpec:
     return _from_mapping(GPUSpec, dict(data), where)
 
 
-def load_gpu(name: str) -> GPUSpec:
-    return gpu_from_dict(_load_yaml("hardware", name), f"conf/hardware/{name}.yaml")
+def load_gpu(name: str, user_dirs=()) -> GPUSpec:
+    return gpu_from_dict(*_load_yaml("hardware", name, user_dirs))
 
 
 def cluster_from_dict(data: dict, gpu: GPUSpec, where: str = "cluster") -> ClusterSpec:
@@ -98,6 +92,8 @@ def cluster_from_dict(data: dict, gpu: GPUSpec, where: str = "cluster") -> Clust
     return _from_mapping(ClusterSpec, {**data, "gpu": gpu}, where)
 
 
-def load_cluster(name: str = "paper_4x8_h100") -> ClusterSpec:
-    data = _load_yaml("cluster", name)
-    return cluster_from_dict(data, load_gpu(data["hardware"]), f"conf/cluster/{name}.yaml")
+def load_cluster(name: str = "paper_4x8_h100", user_dirs=()) -> ClusterSpec:
+    data, where = _load_yaml("cluster", name, user_dirs)
+    if "hardware" not in data:
+        raise ConfigError(f"{where}: hardware is missing; name a GPU file of hardware/ ({available('hardware', user_dirs)})")
+    return cluster_from_dict(data, load_gpu(data["hardware"], user_dirs), where)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from omegaconf import OmegaConf
-
+from sim.common.config_checks import MODEL_RULES, check_keys, check_numbers, dataclass_from_mapping
 from sim.common.errors import ConfigError
-from sim.common.paths import CONF_DIR
+from sim.common.io import read_yaml
+from sim.common.paths import catalog_names, find_config
 
 # Bytes per weight of a quantised linear layer. AWQ INT4 stores 4-bit weights plus an FP16 scale and a
 # 4-bit zero point per group of 128 (AutoAWQ default w_bit=4, q_group_size=128): 0.5 + (2 + 0.5) / 128.
@@ -46,6 +46,15 @@ class ModelSpec:
     first_k_dense_layers: int = 0
 
     def __post_init__(self) -> None:
+        check_numbers({f.name: getattr(self, f.name) for f in fields(self)}, MODEL_RULES, f"model {self.name!r}")
+        if self.is_moe and not 0 < self.experts_per_token <= self.num_routed_experts:
+            raise ConfigError(f"model {self.name!r}: experts_per_token = {self.experts_per_token} must be in "
+                              f"[1, num_routed_experts = {self.num_routed_experts}]")
+        if self.is_moe and self.moe_intermediate_size <= 0:
+            raise ConfigError(f"model {self.name!r}: an MoE model (num_routed_experts > 0) needs moe_intermediate_size > 0")
+        if self.first_k_dense_layers > self.num_layers:
+            raise ConfigError(f"model {self.name!r}: first_k_dense_layers = {self.first_k_dense_layers} exceeds "
+                              f"num_layers = {self.num_layers}")
         if self.attention not in ("gqa", "mla"):
             raise ConfigError(f"model {self.name!r}: attention must be 'gqa' or 'mla', got {self.attention!r}")
         if self.attention == "gqa" and self.num_heads % self.num_kv_heads:
@@ -147,23 +156,20 @@ class ModelSpec:
         return self.num_layers * per_layer * KV_BYTES[kv]
 
 
-def available_models() -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+def available_models(user_dirs=()) -> list[str]:
+    return catalog_names("model", user_dirs)
 
 
 def model_from_dict(data: dict, where: str = "model") -> ModelSpec:
-    names = {f.name for f in fields(ModelSpec)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
-    try:
-        return ModelSpec(**data)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    check_keys(data, [f.name for f in fields(ModelSpec)], where)
+    check_numbers(data, MODEL_RULES, where)  # with the file's name, before the dataclass repeats it by model name
+    return dataclass_from_mapping(ModelSpec, data, where)
 
 
-def load_model(name: str) -> ModelSpec:
-    path = CONF_DIR / "model" / f"{name}.yaml"
-    if not path.exists():
-        raise ConfigError(f"unknown model {name!r}; valid names are {available_models()}")
-    return model_from_dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path))
+def load_model(name: str, user_dirs=()) -> ModelSpec:
+    """The model file model/<name>.yaml of the user's config folders or conf/."""
+    path = find_config("model", name, user_dirs)
+    if path is None:
+        raise ConfigError(f"unknown model {name!r}; valid names are {available_models(user_dirs)} (your own: "
+                          f"--config-dir DIR with DIR/model/{name}.yaml)")
+    return model_from_dict(read_yaml(path, "model file"), str(path))

@@ -33,9 +33,6 @@ class ReplicaPlan:
         cfg = f"TP{self.tp}xPP{self.pp}"
         return cfg if self.role == "colocated" else f"{self.role[0].upper()}:{cfg}"
 
-    def stage_gpus(self, stage: int) -> tuple[GPU, ...]:
-        return self.gpus[stage * self.tp:(stage + 1) * self.tp]
-
 
 @dataclass(frozen=True)
 class TierPlan:

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from sim.spec.plan import ROLES, CascadePlan, ReplicaPlan, TierPlan
+from sim.common.config_checks import check_keys
 from sim.common.errors import ConfigError
+from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR
 
 _PLAN_KEYS = {"planner", "tiers", "thresholds", "routing", "router_error_rate", "routes", "estimates", "solver_stats"}
@@ -15,9 +15,7 @@ _PLAN_KEYS = {"planner", "tiers", "thresholds", "routing", "router_error_rate", 
 def plan_from_dict(data: dict, where: str = "plan") -> CascadePlan:
     """{planner, routing, thresholds, router_error_rate, tiers: [{model, replicas: [{tp, pp, gpus: [[node, gpu]],
     role}]}]}; role (colocated | prefill | decode) is optional, colocated by default."""
-    unknown = sorted(set(data) - _PLAN_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(_PLAN_KEYS)}")
+    check_keys(data, _PLAN_KEYS, where)
     if not data.get("tiers"):
         raise ConfigError(f"{where}: 'tiers' is missing or empty; list one entry per cascade tier")
     tiers = []
@@ -66,4 +64,4 @@ def load_plan(name_or_path: str) -> CascadePlan:
     if not path.exists():
         names = sorted(p.stem for p in (CONF_DIR / "plan").glob("*.yaml"))
         raise ConfigError(f"plan {name_or_path!r} not found; valid names are {names} or a YAML path")
-    return plan_from_dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path))
+    return plan_from_dict(read_yaml(path, "plan file"), str(path))

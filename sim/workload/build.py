@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from sim.common.errors import ConfigError
+from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR
 from sim.workload.arrivals import renewal_arrivals_s
 from sim.workload.config import WorkloadConfig, workload_config_from_dict
@@ -51,16 +51,7 @@ def load_workload_dict(name_or_path: str) -> dict:
                               "(or a path to a .yaml workload config)")
     if not path.is_file():
         raise ConfigError(f"{shown}: workload config file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{shown}{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{shown}: cannot read the workload config ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{shown}: a workload config must be a mapping of keys (name, trace, arrivals, quality, ...)")
+    data = read_yaml(path, "workload config (keys name, trace, arrivals, quality, ...)")
     data.setdefault("name", p.stem)
     return data
 

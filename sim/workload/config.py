@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
+from sim.common.config_checks import check_keys
 from sim.common.errors import ConfigError
 
 ARRIVAL_PROCESSES = ("trace", "poisson", "gamma")
@@ -130,12 +131,8 @@ def _from_dict(cls: type, data: Any, where: str) -> Any:
         return cls()
     if dataclasses.is_dataclass(data):
         return data
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__} {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: {', '.join(fields)}")
+    check_keys(data, fields, where or "workload")
     kwargs = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name

@@ -14,8 +14,10 @@ Score rules (documented in data/README.md):
   oracle judge every threshold in (0, 100] then routes identically; a noisy judge (sim.workload.judge) spreads the
   gate's view of 0/100 so thresholds trade quality for load. We keep real scores binary rather than inventing graded
   scores from other models' results.
-Rows whose score is missing or outside the scale are dropped and counted (`QualityTable.dropped_rows`): a question
-then lacks that model's judgment and leaves the pool of any tier mapping that needs it.
+Rows whose score is missing (empty, null or not a number) are dropped and counted (`QualityTable.dropped_rows`): a
+question then lacks that model's judgment and leaves the pool of any tier mapping that needs it. A number outside
+score_scale, or a negative answer length, is an error naming the line: it means a wrong scale or column, not a
+missing judgment.
 """
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from sim.common.config_checks import check_keys
 from sim.common.errors import ConfigError, DataError
+from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR, PROJECT_ROOT
 from sim.workload.config import QualityColumns, check_score_scale
 
@@ -67,7 +70,7 @@ class QualityTable:
     score_raw: np.ndarray  # (q, m) float, NaN = no valid judgment
     answer_tokens: np.ndarray  # (q, m) float, NaN = no answer length
     prompts: np.ndarray | None = None  # (q,) object str, None when the dataset carries no prompt text
-    dropped_rows: int = 0  # rows whose score was missing or outside score_scale
+    dropped_rows: int = 0  # rows whose score was missing
     source: QualitySource | None = None
 
 
@@ -83,7 +86,7 @@ class TierTable:
     score_rule: str
     dropped_invalid: int  # questions dropped because a tier model has no valid score
     dropped_contaminated: int
-    dropped_score_rows: int = 0  # table rows dropped for a missing or out-of-scale score
+    dropped_score_rows: int = 0  # table rows dropped for a missing score
 
 
 def _resolve(path: str) -> Path:
@@ -118,10 +121,8 @@ def _entry(name: str) -> QualitySource:
     if not path.is_file():
         raise ConfigError(f"quality.dataset {name!r} is unknown; valid: {', '.join(dataset_names())} "
                           "(or a path to a CSV/JSONL quality table)")
-    data = yaml.safe_load(path.read_text()) or {}
-    unknown = sorted(set(data) - set(_ENTRY_KEYS))
-    if unknown:
-        raise ConfigError(f"{shown}: unknown key(s) {unknown}; valid: {', '.join(_ENTRY_KEYS)}")
+    data = read_yaml(path, "quality dataset file")
+    check_keys(data, _ENTRY_KEYS, shown)
     if not data.get("path"):
         raise ConfigError(f"{shown}: path is missing; give the quality table relative to the project root")
     rule = data.get("score_rule", "linear")
@@ -179,10 +180,10 @@ def _load(source: QualitySource) -> QualityTable:
     qid = df[col("question_id")].astype(str)
     model = df[col("model")].astype(str)
     score = pd.to_numeric(df[col("score")], errors="coerce")
-    lo, hi = source.score_scale
-    valid = score.notna() & (score >= lo) & (score <= hi)
-    frame = pd.DataFrame({"question_id": qid, "model": model, "score": score.where(valid)})
-    frame["tokens"] = (pd.to_numeric(df[col("output_tokens")], errors="coerce") if col("output_tokens") else np.nan)
+    _check_scale(score, source, df[col("score")])
+    valid = score.notna()
+    frame = pd.DataFrame({"question_id": qid, "model": model, "score": score})
+    frame["tokens"] = _answer_tokens(df[col("output_tokens")], source) if col("output_tokens") else np.nan
     frame["subset"] = df[col("subset")].astype(str) if col("subset") else ""
     if col("contaminated"):
         frame["contaminated"] = df[col("contaminated")].astype(str).str.lower().isin(("true", "1", "yes"))
@@ -201,6 +202,33 @@ def _load(source: QualitySource) -> QualityTable:
     return QualityTable(source.name, questions.index.to_numpy(dtype=str), questions.subset.to_numpy(dtype=str),
                         questions.contaminated.to_numpy(dtype=bool), models, score_w.to_numpy(np.float64),
                         tokens_w.to_numpy(np.float64), prompts, int((~valid).sum()), source)
+
+
+def _line(source: QualitySource, row: int) -> str:
+    """File line of a table row: CSV counts the header as line 1, JSONL has none."""
+    return f"line {row + (2 if source.format == 'csv' else 1)}"
+
+
+def _check_scale(score: pd.Series, source: QualitySource, raw: pd.Series) -> None:
+    """A number outside score_scale is a wrong scale or a wrong column, never a missing judgment: refuse it (a missing
+    or non-numeric score stays a missing judgment, dropped and counted)."""
+    lo, hi = source.score_scale
+    out = (score < lo) | (score > hi)
+    if out.any():
+        i = int(np.argmax(out.to_numpy()))
+        raise DataError(f"{source.path} {_line(source, i)}: score {raw.iloc[i]} is outside score_scale "
+                        f"[{lo:g}, {hi:g}] ({int(out.sum())} of {len(score)} rows are); give the table's true "
+                        f"[min, max] as quality.score_scale, or fix the rows")
+
+
+def _answer_tokens(col: pd.Series, source: QualitySource) -> pd.Series:
+    tokens = pd.to_numeric(col, errors="coerce")
+    neg = tokens < 0
+    if neg.any():
+        i = int(np.argmax(neg.to_numpy()))
+        raise DataError(f"{source.path} {_line(source, i)}: answer length {col.iloc[i]} is negative; token counts "
+                        "must be >= 0 (leave the cell empty when the answer length is unknown)")
+    return tokens
 
 
 def _prompts(source: QualitySource, df: pd.DataFrame, index: pd.Index) -> np.ndarray | None:
@@ -284,8 +312,10 @@ def tier_table(dataset: str, tier_models: list[str] | tuple[str, ...], score_rul
     dropped_invalid = int((keep & ~valid_score).sum())
     keep &= valid_score
     if not keep.any():
-        raise ConfigError(f"quality: no question of {name} is left for tier models {list(tier_models)} "
-                          f"(subsets {list(subsets) or 'all'}); widen quality.subsets")
+        why = (f"subsets {list(subsets)} hold none with a score for every tier model; widen quality.subsets"
+               if subsets else "no question has a score for every tier model; choose tier models the table scores "
+               "on the same questions")
+        raise ConfigError(f"quality: no question of {name} is left for tier models {list(tier_models)}: {why}")
     raw = table.score_raw[keep][:, cols]
     qids = np.char.add(f"{name}:", table.question_ids[keep].astype(str))
     return TierTable(name, tuple(tier_models), qids, to_score_0_100(raw, rule, source.score_scale),

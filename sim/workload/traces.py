@@ -22,6 +22,11 @@ from sim.workload.config import TraceConfig
 from sim.workload.prefix import parse_hash_ids
 
 _UNIT_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+# Mean arrival rate above which a numeric arrival column is read in the wrong unit. Public serving traces run at a
+# few to a few hundred requests/s (Azure LLM inference 2023: ~5.5/s; BurstGPT and Mooncake lower still), and 32
+# H100s serve a few hundred; 10,000/s is two orders of magnitude above both, while a seconds column read as us or ns
+# lands at 1e6x or 1e9x the true rate.
+MAX_TRACE_RATE_RPS = 1e4
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ def _read_text(p: Path, shown: str) -> str:
         raw = p.read_bytes()
         if p.suffix == ".gz":
             raw = gzip.decompress(raw)
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # an Excel "CSV UTF-8" export starts with a byte-order mark
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"{shown}: cannot read the trace ({exc}); expected a readable (optionally gzip) text file") from None
     except UnicodeDecodeError as exc:
@@ -136,10 +141,6 @@ def _read_jsonl(text: str, shown: str, wanted: list[str]) -> tuple[pd.DataFrame,
     return pd.DataFrame(rows, columns=wanted), np.asarray(lines)
 
 
-def _first_bad(mask: np.ndarray, lines: np.ndarray) -> int:
-    return int(lines[int(np.argmax(mask))])
-
-
 def _tokens(col: pd.Series, name: str, shown: str, lines: np.ndarray) -> np.ndarray:
     values = pd.to_numeric(col.str.strip(), errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
@@ -185,7 +186,21 @@ def _arrivals(col: pd.Series, cfg: TraceConfig, shown: str, lines: np.ndarray) -
             raise DataError(f"{shown} line {lines[i]}: {name} is {col.iloc[i]!r}; expected a number of "
                             f"{cfg.time_unit} (trace.time_unit), or set trace.time_unit: timestamp for date-times")
         seconds = (values - values.min()) * _UNIT_S[cfg.time_unit]
+        _check_unit(seconds, cfg, shown)
     return seconds
+
+
+def _check_unit(seconds: np.ndarray, cfg: TraceConfig, shown: str) -> None:
+    span_s = float(seconds.max()) if seconds.size else 0.0
+    if seconds.size < 2 or span_s <= 0:
+        return
+    rate = (seconds.size - 1) / span_s
+    if rate > MAX_TRACE_RATE_RPS:
+        larger = [u for u, f in _UNIT_S.items() if f > _UNIT_S[cfg.time_unit]]
+        raise DataError(f"{shown}: {seconds.size} requests in {span_s:.3g} s is {rate:.3g} requests/s when "
+                        f"{cfg.columns.arrival} is read in trace.time_unit {cfg.time_unit!r}, above the "
+                        f"{MAX_TRACE_RATE_RPS:g} requests/s of any serving trace; is the column in a larger unit "
+                        f"({', '.join(larger)})?")
 
 
 def read_trace(cfg: TraceConfig) -> Trace:

@@ -63,7 +63,7 @@ def test_tables_and_the_figure_need_no_raw_runs(tmp_path):
     events = pd.read_csv(results / "drift_events.csv")
     assert sorted(events.kind.unique()) == ["gear_switch", "replan", "replan_rejected"] and len(events) == 9
     assert set(pd.read_csv(results / "drift_phases.csv").phase) == {"conversation", "coding"}
-    shutil.rmtree(runs)  # the figure reads the tables alone (issue 14: no gitignored raw runs)
+    shutil.rmtree(runs)  # the figure reads the tables alone (a fresh clone has no raw runs: they are gitignored)
     assert drift.plot(results_dir=results, out_dir=tmp_path / "figs").stat().st_size > 5_000
 
 

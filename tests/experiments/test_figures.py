@@ -1,4 +1,4 @@
-"""Figures a newcomer can read (issue 14): y from zero, lower bounds at the throughput cap marked, zeros drawn and
+"""Figures a newcomer can read: y from zero, lower bounds at the throughput cap marked, zeros drawn and
 labelled, legends outside the axes, tiers named by model, and no figure module switching matplotlib's backend."""
 import os
 import subprocess
@@ -14,6 +14,8 @@ from sim.common.paths import PROJECT_ROOT
 # Every figure except drift (its online experiment is being rebuilt): they read committed tables only.
 NAMES = ["slo_scale", "throughput", "cost", "ablation", "quality_shift", "llama3", "llama31", "node_failure", "planner_time",
          "load_attainment", "load_rate", "load_map", "disaggregation"]
+
+pytestmark = pytest.mark.integration  # figures drawn from the committed tables
 
 
 def test_cap_bars_are_hatched_lower_bounds_and_zero_is_drawn():

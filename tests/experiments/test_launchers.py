@@ -12,6 +12,8 @@ from sim.common.paths import CONF_DIR, PROJECT_ROOT
 
 register_configs()
 
+pytestmark = pytest.mark.integration  # sweeps through Hydra launchers
+
 
 def _hydra_cfg(overrides):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -1,4 +1,4 @@
-"""A newcomer's first hour (issue 14): run folders named by what ran and never shared, one line listing the valid
+"""A newcomer's first hour: run folders named by what ran and never shared, one line listing the valid
 options for an unknown group option, the user's own config folders (--config-dir and hydra.searchpath), sweep job
 folders named by their overrides, and the quick mode of the documented commands."""
 import os
@@ -15,6 +15,8 @@ from sim.common.quick import ENV_VAR, experiment_overrides, quick_mode
 # A one-planner run on a 30 s window: a few seconds.
 FAST = ["planner=[single_model]", "horizon_s=30", "plan_sample_size=200", "throughput.enabled=false",
         "figure=false", "progress=false"]
+
+pytestmark = pytest.mark.integration  # first runs through the command line
 
 
 def _env(**extra):

@@ -1,5 +1,6 @@
 """The evaluation protocol: disjoint planning/test questions, earlier/later windows, seeds, CI keys, headline JSON."""
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -77,12 +78,13 @@ def test_combine_seeds_means_cis_and_paired_ratios():
 
 @pytest.fixture(scope="module")
 def two_seed_run(tmp_path_factory):
-    from experiments.run import run_experiment
+    from experiments.main_job import run_experiment
 
     out = tmp_path_factory.mktemp("two_seeds")
     return out, run_experiment(_cfg([*SMALL, "seeds=2", "planner=[single_model,cascadia]"]), out)
 
 
+@pytest.mark.integration  # the main job over two seeds
 def test_main_job_summary_has_test_and_in_sample_metrics_with_cis(two_seed_run):
     tmp_path, summary = two_seed_run
     on_disk = json.loads((tmp_path / "summary.json").read_text())
@@ -97,6 +99,7 @@ def test_main_job_summary_has_test_and_in_sample_metrics_with_cis(two_seed_run):
     assert summary["warnings"] == []  # the default load is not saturated (experiments.run.saturation)
 
 
+@pytest.mark.integration  # the main job over two seeds
 def test_aggregate_carries_mean_ci_and_n_and_per_seed_rows(two_seed_run, tmp_path):
     from experiments.aggregate import main as aggregate_main
 
@@ -150,6 +153,35 @@ def test_headline_without_per_seed_table_is_a_user_error(tmp_path):
     with pytest.raises(SystemExit) as exc:
         headline_main([str(tmp_path / "t.csv")])
     assert exc.value.code == 2
+
+
+def test_a_split_leaving_one_test_question_warns(caplog):
+    # question_fraction 0.999 of the ~290-question pool leaves one question for every test request.
+    with caplog.at_level(logging.WARNING):
+        sp = seed_split(_cfg([*SMALL, "split.question_fraction=0.999"]), 0)
+    assert len(sp.test.workload.meta["binding"]["test_questions"]) == 1
+    assert any("1 question" in r.getMessage() and "test" in r.getMessage() for r in caplog.records)
+
+
+def test_a_balanced_split_does_not_warn(caplog):
+    with caplog.at_level(logging.WARNING):
+        seed_split(_cfg(SMALL), 0)
+    assert not [r for r in caplog.records if "question" in r.getMessage()]
+
+
+def test_too_few_requests_at_plan_fraction_half_does_not_advise_moving_it_to_half():
+    with pytest.raises(ConfigError) as exc:
+        seed_split(_cfg([*SMALL, "horizon_s=0.2"]), 0)
+    assert "towards 0.5" not in str(exc.value) and "horizon_s" in str(exc.value)
+
+
+def test_a_horizon_longer_than_the_trace_is_not_told_to_widen():
+    # The conversation trace spans ~58 min; at rate_scale 2.5 that is ~1400 s of arrivals. A 1e5 s horizon puts the
+    # split boundary after the last request: the fix is a shorter horizon, never a wider one.
+    with pytest.raises(ConfigError) as exc:
+        seed_split(_cfg([*SMALL, "horizon_s=100000"]), 0)
+    msg = str(exc.value)
+    assert "widen" not in msg and "horizon_s" in msg and "longer than" in msg
 
 
 def _headline(tmp_path, capsys, seeds: pd.DataFrame) -> dict:

@@ -8,12 +8,14 @@ from hydra import compose, initialize_config_dir
 
 from experiments.aggregate import aggregate
 from experiments.config import register_configs
-from experiments.run import run_experiment
+from experiments.main_job import run_experiment
 from sim.common.paths import CONF_DIR, PROJECT_ROOT
 
 register_configs()
 TINY = ["horizon_s=40", "seeds=1", "plan_sample_size=200", "throughput.horizon_s=40", "throughput.iters=1", "progress=false"]
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+pytestmark = pytest.mark.integration  # the main job, experiments and sweeps end to end
 
 
 def _cfg(overrides):

@@ -96,7 +96,7 @@ def test_saturation_is_queue_growth_by_littles_law():
     import numpy as np
     from types import SimpleNamespace
 
-    from experiments.run import saturation
+    from experiments.main_job import saturation
 
     plan = SimpleNamespace(estimates={})
     arrival = np.arange(400) * 0.1  # 10 req/s

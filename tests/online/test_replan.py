@@ -8,7 +8,7 @@ import pytest
 
 from planners.base import colocated_settings, get_planner
 from planners.checker import check_plan
-from planners.plan import ReplicaPlan
+from sim.spec.plan import ReplicaPlan
 from planners.problem import PlanningProblem
 from online.replan import (DriftReplanPolicy, ReplanConfig, drift_statistics, drifted, ks_statistic,
                            replan_config_from_dict)
@@ -21,6 +21,8 @@ from sim.workload.types import Workload
 from sim_fakes import OracleJudge, cluster, llama_cascade, poisson_workload
 
 CL = cluster()
+
+pytestmark = pytest.mark.integration  # re-planning runs through the simulator on the shipped scenarios
 
 
 def test_ks_statistic_matches_known_values():
@@ -190,7 +192,7 @@ def test_a_replan_applies_only_when_its_gain_exceeds_the_transition_cost():
 
 
 def test_a_tiny_check_interval_is_one_clear_error():
-    # issue 14: +replan.interval_s=1e-6 used to hang (a million drift checks per simulated second).
+    # +replan.interval_s=1e-6 used to hang (a million drift checks per simulated second).
     with pytest.raises(ConfigError, match="interval_s"):
         replan_config_from_dict({"enabled": True, "interval_s": 1e-6})
 

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from planners.checker import check_plan
-from planners.plan import CascadePlan, ReplicaPlan, TierPlan
+from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 
 from conftest import make_cascade, make_cluster
 

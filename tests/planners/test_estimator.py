@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from planners.estimator import (MAX_WINDOWS, SATURATED_S, TierLoad, alone_latency_s, build_replica_model,
-                                fluid_backlog_s, mixture_quantile, rate_profile)
+                                fluid_backlog_s, rate_profile)
 from sim.perf.batch import BatchShape
 
 from conftest import make_cascade, make_cluster, roofline_cost_fn
@@ -46,12 +46,6 @@ def test_capacity_matches_littles_law(setup):
     t = a + b * rm.b_max * ctx
     lam = 1.0 / ((load.output_tokens.mean() - 1) * t / rm.b_max + rm.prefill_s.mean())
     assert rm.max_rps == pytest.approx(lam, rel=0.02)
-
-
-def test_mixture_quantile():
-    a, b = np.arange(100.0), np.arange(100.0) + 1000
-    assert mixture_quantile([a, b], [1.0, 0.0], 0.95) == 94.0
-    assert mixture_quantile([a, b], [0.5, 0.5], 0.4) == 79.0
 
 
 def test_pipeline_engines_each_hold_max_num_seqs():

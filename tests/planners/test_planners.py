@@ -32,6 +32,7 @@ def test_quality_requirement_met(problem3, name):
     assert plan.estimates["quality"] >= problem3.q_min - 1e-9
 
 
+@pytest.mark.integration  # the full planner on the real cost model
 def test_deterministic(problem3):
     a = get_planner("cascadia").plan(problem3)
     b = get_planner("cascadia").plan(problem3)
@@ -39,6 +40,7 @@ def test_deterministic(problem3):
     assert a.estimates["J"] == b.estimates["J"]
 
 
+@pytest.mark.integration  # the full planner on the real cost model
 @pytest.mark.parametrize("backend", ["cbc", "highs"])
 def test_backends_agree(problem3, backend):
     ref = get_planner("cascadia", backend="cbc").plan(problem3)
@@ -67,6 +69,7 @@ def test_solver_backend_is_a_config_choice():
 @pytest.mark.parametrize("objective", ["end_to_end", "max_tier"])
 @pytest.mark.parametrize("num_tiers, nodes_gpus, rate", [(2, (1, 8), 6.0), ("small3", (1, 8), 3.0),
                                                           ("small3", (1, 8), 8.0), (2, (1, 4), 3.0)])
+@pytest.mark.integration  # the full planner on the real cost model
 def test_cascadia_within_5pct_of_brute_force(num_tiers, nodes_gpus, rate, objective):
     problem = make_problem(num_tiers=num_tiers, num_nodes=nodes_gpus[0], gpus_per_node=nodes_gpus[1],
                            rate_rps=rate, n=400)
@@ -93,6 +96,7 @@ def test_unknown_planner_and_setting():
         get_planner("cascadia", muu=3)
 
 
+@pytest.mark.integration  # the full planner on the real cost model
 def test_mu_makes_quality_a_constraint(problem3):
     strict = get_planner("cascadia").plan(problem3)
     loose = get_planner("cascadia", mu=0.0).plan(problem3)
@@ -117,6 +121,7 @@ def test_theta0_starts_feasible(problem3):
     assert ctx.quality(alt) < problem3.q_min
 
 
+@pytest.mark.integration  # the full planner on the real cost model
 def test_k_and_tol_control_rounds(problem3):
     k1 = get_planner("cascadia", rounds_stable=1).plan(problem3).solver_stats
     k3 = get_planner("cascadia", rounds_stable=3).plan(problem3).solver_stats
@@ -127,12 +132,14 @@ def test_k_and_tol_control_rounds(problem3):
     assert loose["rounds"] == 2  # any change counts as stable
 
 
+@pytest.mark.integration  # the full planner on the real cost model
 def test_ablations_are_no_better_than_cascadia(problem3):
     full = get_planner("cascadia").plan(problem3).estimates["J"]
     for name in ("cascadia_no_parallelism", "cascadia_no_allocation"):
         assert get_planner(name).plan(problem3).estimates["J"] >= full - 1e-9
 
 
+@pytest.mark.integration  # the full planner on the real cost model
 def test_cascadeserve_gears_and_sarathi_override(problem3):
     plan = get_planner("cascadeserve").plan(problem3)
     gears = plan.estimates["gears"]
@@ -150,6 +157,7 @@ def test_single_model_smallest_meeting():
     assert plan.thresholds == (0.0,)
 
 
+@pytest.mark.integration  # the full planner on the real cost model
 @pytest.mark.parametrize("objective", ["end_to_end", "slo_scale"])
 def test_end_to_end_objectives_score_the_returned_plan(problem3, objective):
     """J is the objective of the deployment returned: the estimated end-to-end p95 (or SLO scale) along the
@@ -177,6 +185,7 @@ def test_end_to_end_objectives_score_the_returned_plan(problem3, objective):
         assert plan.estimates["p95_end_to_end_s"] == pytest.approx(p95_first)
 
 
+@pytest.mark.integration  # the full planner on the real cost model
 def test_end_to_end_objective_no_worse_than_max_tier_on_its_own_measure(problem3):
     """The refinement starts from the paper's min-max allocation, so it can only lower the end-to-end p95 of
     the routing it is given."""
@@ -243,6 +252,7 @@ def test_binary_scores_can_skip_tiers():
             assert plan.solver_stats["J"] <= planner.objective(ctx, th) * (1 + 1e-9)
 
 
+@pytest.mark.integration  # the full planner on the real cost model
 def test_cascadia_never_returns_worse_than_an_all_to_one_tier_plan(problem3):
     # One round from the all-accept start leaves the search at a plan that misses q_min (J ~ mu); the
     # single-model plan (all to the largest tier) is in the search space and meets q_min, so it must win.
@@ -255,6 +265,7 @@ def test_cascadia_never_returns_worse_than_an_all_to_one_tier_plan(problem3):
     assert plan.estimates["J"] == pytest.approx(j_one_tier[-1])
 
 
+@pytest.mark.integration  # the full planner on the real cost model
 def test_a_solve_that_did_not_prove_optimality_is_replaced_by_the_exact_scan(problem3, monkeypatch):
     """CBC occasionally stops at its time limit with a FEASIBLE answer; Cascadia must not trust it."""
     import planners.cascadia as cascadia_mod

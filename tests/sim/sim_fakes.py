@@ -5,7 +5,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from planners.plan import CascadePlan, ReplicaPlan, TierPlan
+from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.spec.cascade import cascade_from_dict
 from sim.spec.hardware import load_cluster
 from sim.perf.batch import BatchShape

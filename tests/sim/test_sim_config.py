@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sim_fakes import FakeCost, OracleJudge, cluster, fake_factory, llama_cascade, plan, poisson_workload
 
-from planners.plan import CascadePlan, ReplicaPlan, TierPlan
+from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.common.errors import ConfigError
 from sim.metrics import reference_latency_s, slo_scale, summarize, throughput_at_slo
 from sim.perf.batch import BatchShape
@@ -26,13 +26,24 @@ def test_unknown_sim_key_lists_valid_keys():
         sim_config_from_dict({"batchng": "vllm"})
 
 
-def test_sim_conf_files_load():
+def test_sim_defaults_live_once_in_simconfig():
+    # The composed `sim` node is derived from SimConfig: no conf file repeats a default, and the composed defaults
+    # are SimConfig's (the judge's are sim.workload.config.JudgeConfig's).
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from experiments.config import register_configs
     from sim.common.paths import CONF_DIR
+    from sim.workload.config import judge_config_from_dict
 
-    cfg = sim_config_from_dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sim" / "default.yaml")))
-    assert cfg == SimConfig(judge=cfg.judge)
+    assert not (yaml_values := __import__("yaml").safe_load((CONF_DIR / "sim" / "default.yaml").read_text())), yaml_values
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        composed = OmegaConf.to_container(compose(config_name="config").sim)
+        sarathi = OmegaConf.to_container(compose(config_name="config", overrides=["sim=sarathi"]).sim)
+    cfg = sim_config_from_dict(composed)
+    assert cfg == SimConfig(judge=cfg.judge) and judge_config_from_dict(cfg.judge) == judge_config_from_dict({})
+    assert {k for k in composed if composed[k] != sarathi[k]} == {"batching"}
 
 
 def test_plan_errors_name_the_replica():

@@ -14,6 +14,8 @@ from sim_fakes import (CONTEXT_MODELS, OracleJudge, cluster, context_cascade, fa
 from sim.simulator import SimConfig, simulate
 from sim.workload.types import Workload
 
+pytestmark = pytest.mark.integration  # property runs of the whole simulator
+
 
 @st.composite
 def instances(draw):

@@ -22,7 +22,7 @@ def test_default_scenario_first_minute_regression(first_minute):
     r = simulate(plan, cascade, cluster, w, cfg, seed=0)
     df = r.requests
     # Values recorded from this code with the calibrated cost model and the shipped trace; a change means the
-    # simulator, the cost model or the workload binding changed behaviour. Re-recorded for issue 11 (real GPU
+    # simulator, the cost model or the workload binding changed behaviour. Re-recorded when the cost model took real GPU
     # memory, no GEMM padding floor on AWQ/MoE): more KV and cheaper AWQ DeepSeek-V3 experts, so lower latency.
     # Re-recorded for issue 18: the default vllm profile (0.5-0.6) is fitted on Argonne's static batches and runs
     # the custom all-reduce over NVLink: TP8 steps cheaper, so latency -13 %, TTFT -10 %, SLO scale +5 %.

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planners.plan import ReplicaPlan
+from sim.spec.plan import ReplicaPlan
 from sim.spec.cascade import TierSpec
 from sim.common.errors import ConfigError, DeploymentDoesNotFit
 from sim.spec.hardware import load_cluster, load_gpu

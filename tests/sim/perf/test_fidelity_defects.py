@@ -1,4 +1,4 @@
-"""Issue 11 defects: no BF16-fitted padding floor on INT4 or per-expert GEMMs; real GPU memory with an engine reserve."""
+"""Cost-model defects that once inflated latency: no BF16-fitted padding floor on INT4 or per-expert GEMMs; real GPU memory with an engine reserve."""
 from __future__ import annotations
 
 import pytest

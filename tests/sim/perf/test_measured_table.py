@@ -22,7 +22,7 @@ def write_table(path, prefill=PREFILL, decode=DECODE, model="llama3_8b", extra="
 
 
 def table_cost(tmp_path, extrapolate=False, **kw):
-    from planners.plan import ReplicaPlan
+    from sim.spec.plan import ReplicaPlan
     from sim.spec.cascade import TierSpec
     from sim.spec.models import load_model
     from sim.fidelity.serving import bench_cluster

@@ -10,17 +10,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from sim.common.errors import ConfigError, DataError
+from sim.common.errors import ConfigError, DataError, UserError
 from sim.common.paths import PROJECT_ROOT
 from sim.workload import build_workload
-from sim.workload.quality import load_quality, prompts_for
+from sim.workload.quality import load_quality, prompts_for, tier_table
 
 MODELS = ("tiny-lm", "mid-lm", "big-lm")
 N_QUESTIONS = 60
 
 
 def _write_table(path, fmt="csv"):
-    """Grades 1-5 per question x model, answer lengths and prompts; two rows out of scale, one missing."""
+    """Grades 1-5 per question x model, answer lengths and prompts; three rows without a usable grade."""
     rng = np.random.default_rng(0)
     rows = []
     for i in range(N_QUESTIONS):
@@ -29,8 +29,8 @@ def _write_table(path, fmt="csv"):
             grade = int(np.clip(np.round(1 + 4 * (0.3 + 0.3 * k - hard) + rng.normal(0, 0.5)), 1, 5))
             rows.append({"qid": f"item{i}", "llm": m, "grade": grade, "len": 50 + 30 * k + i,
                          "text": f"question {i} {'hard' if hard > 0.5 else 'easy'} words"})
-    rows[0]["grade"] = 9  # outside [1, 5]
-    rows[4]["grade"] = 0
+    rows[0]["grade"] = "n/a"  # not a number: no judgment (a number outside [1, 5] is an error, tested below)
+    rows[4]["grade"] = None
     rows[7]["grade"] = None
     df = pd.DataFrame(rows)
     if fmt == "csv":
@@ -138,3 +138,53 @@ def test_experiments_run_with_a_workload_naming_the_table_by_path(table, tmp_pat
     assert summary["scenario"]["workload"] == "mytable"
     assert 0 <= summary["planners"]["routellm"]["router_accuracy"] <= 1
     assert summary["planners"]["single_model"]["dropped"] == 0
+
+
+def _graded(tmp_path, change):
+    """A small valid 1-5 table with one cell changed by change(rows)."""
+    rows = [{"qid": f"q{i}", "llm": m, "grade": 1 + (i + k) % 5, "len": 40 + i} for i in range(30)
+            for k, m in enumerate(MODELS)]
+    change(rows)
+    path = tmp_path / "graded.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+COLS = {"question_id": "qid", "model": "llm", "score": "grade", "output_tokens": "len"}
+
+
+@pytest.mark.parametrize("value", [9, 0, -1])
+def test_a_score_outside_score_scale_is_an_error_naming_the_line(tmp_path, value):
+    # Before: the row was dropped without a word (and a wrong score_scale emptied the table).
+    path = _graded(tmp_path, lambda rows: rows[4].update(grade=value))
+    with pytest.raises(DataError) as exc:
+        load_quality(str(path), COLS, [1, 5])
+    msg = str(exc.value)
+    assert "score_scale" in msg and "[1, 5]" in msg and f"line 6" in msg and str(value) in msg
+
+
+def test_a_wrong_score_scale_says_so_instead_of_advising_subsets(tmp_path):
+    path = _graded(tmp_path, lambda rows: None)
+    with pytest.raises(UserError) as exc:
+        tier_table(str(path), list(MODELS), columns=COLS, score_scale=[0, 1])
+    assert "score_scale" in str(exc.value) and "subsets" not in str(exc.value)
+
+
+def test_a_negative_answer_length_is_an_error_not_one_token(tmp_path):
+    path = _graded(tmp_path, lambda rows: rows[7].update(len=-30))
+    with pytest.raises(DataError) as exc:
+        load_quality(str(path), COLS, [1, 5])
+    assert "line 9" in str(exc.value) and "-30" in str(exc.value)
+
+
+def test_a_missing_score_is_still_dropped_and_counted(tmp_path):
+    path = _graded(tmp_path, lambda rows: rows[4].update(grade=None))
+    assert load_quality(str(path), COLS, [1, 5]).dropped_rows == 1
+
+
+def test_a_utf8_bom_quality_table_reads(tmp_path):
+    path = _graded(tmp_path, lambda rows: None)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    a, b = load_quality(str(path), COLS, [1, 5]), load_quality(str(bom), COLS, [1, 5])
+    np.testing.assert_array_equal(a.score_raw, b.score_raw)

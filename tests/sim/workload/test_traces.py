@@ -122,3 +122,39 @@ def test_garbage_bytes_raise_only_user_errors(tmp_path, data):
         read_trace(TraceConfig(path=str(path)))
     except UserError:
         pass
+
+
+def _seconds_trace(tmp_path, n=200, span_s=600.0):
+    path = tmp_path / "seconds.csv"
+    times = np.linspace(0.0, span_s, n)
+    path.write_text("t,inp,out\n" + "".join(f"{t:.3f},{100 + i},{20 + i}\n" for i, t in enumerate(times)))
+    return path
+
+
+@pytest.mark.parametrize("unit", ["us", "ns"])
+def test_a_seconds_trace_read_with_a_smaller_unit_is_refused(tmp_path, unit):
+    # 200 requests over 600 s read as us/ns would be 3e5 / 3e8 requests/s: no serving trace is that dense.
+    path = _seconds_trace(tmp_path)
+    cfg = TraceConfig(path=str(path), time_unit=unit, columns=TraceColumns("t", "inp", "out"))
+    with pytest.raises(DataError) as exc:
+        read_trace(cfg)
+    msg = str(exc.value)
+    assert "trace.time_unit" in msg and unit in msg and "requests/s" in msg
+
+
+def test_the_same_trace_in_its_own_unit_reads(tmp_path):
+    path = _seconds_trace(tmp_path)
+    trace = read_trace(TraceConfig(path=str(path), time_unit="s", columns=TraceColumns("t", "inp", "out")))
+    assert trace.num_requests == 200 and trace.duration_s == pytest.approx(600.0)
+
+
+def test_a_utf8_bom_csv_reads_like_the_same_file_without_it(tmp_path):
+    # Excel's "CSV UTF-8" export starts with a byte-order mark, which used to glue itself to the first column name.
+    plain = _seconds_trace(tmp_path)
+    bom = tmp_path / "excel.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    cols = TraceColumns("t", "inp", "out")
+    a = read_trace(TraceConfig(path=str(plain), time_unit="s", columns=cols))
+    b = read_trace(TraceConfig(path=str(bom), time_unit="s", columns=cols))
+    np.testing.assert_array_equal(a.arrival_s, b.arrival_s)
+    np.testing.assert_array_equal(a.output_tokens, b.output_tokens)

@@ -1,4 +1,4 @@
-"""Context limits (issue 11, defect 3): a tier never serves a prompt + answer over its model's max_context;
+"""Context limits: a tier never serves a prompt + answer over its model's max_context;
 sim.context_policy skip passes to the next tier that can take it, drop drops with reason context_exceeded."""
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_unknown_context_policy_is_a_config_error():
 
 @pytest.mark.parametrize("mode", ["fast", "reference"])
 def test_a_visit_goes_to_a_replica_whose_kv_can_hold_it_and_is_dropped_only_if_none_can(mode):
-    from planners.plan import CascadePlan, ReplicaPlan, TierPlan
+    from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
     from sim_fakes import FakeCost, llama_cascade
 
     def factory(tier, replica, cluster, engine="vllm"):  # TP1 holds 10 KV blocks (160 tokens), TP2 100 (1600)
