@@ -23,6 +23,7 @@ from functools import partial
 import numpy as np
 import simpy
 
+from sim.common.errors import SimulationStuck
 from sim.runtime.batching import DECODE_ONLY, SCHEDULERS, Seq
 from sim.runtime.decode_batch import DecodeBatch
 from sim.runtime.kv_cache import KVCache
@@ -31,6 +32,9 @@ from sim.perf.batch import BatchShape
 
 _accumulate = np.add.accumulate  # sequential, so the running sums equal reference mode's
 STEP_TIMES_MAX = 1 << 16  # prefill-batch shapes memoized per cost model (Replica.step_times)
+# An engine schedules nothing at most twice in a row (a preemption empties the batch, then the queue is admitted or
+# dropped); far more means no iteration will ever run again, e.g. a KV block leaked so the head never fits.
+IDLE_SCHEDULES_MAX = 1000
 
 
 def _delay_to(now: float, target: float) -> float:
@@ -147,6 +151,7 @@ class Engine:
 
     def _next(self) -> None:
         """At an iteration boundary (self.clock): schedule the next iteration(s), or go idle."""
+        idle_schedules = 0
         while True:
             if not self.running and not self.waiting:
                 self._idle = True
@@ -155,6 +160,13 @@ class Engine:
             step = self.schedule(self, now)
             if step is None:
                 # Preemption emptied the batch (or every waiting prompt was dropped): schedule again now.
+                idle_schedules += 1
+                if idle_schedules > IDLE_SCHEDULES_MAX:
+                    raise SimulationStuck(
+                        f"simulation stuck: engine {self.index} of replica {self.replica.replica_id} at t={now:.6g} s "
+                        f"scheduled nothing {idle_schedules} times in a row with {len(self.waiting)} waiting, "
+                        f"{len(self.running)} running and {self.kv.free_blocks} of {self.kv.capacity_blocks} KV "
+                        f"blocks free (were KV blocks leaked?)")
                 continue
             if step is not DECODE_ONLY:
                 # A batch with prefill work: its cost-model time, memoized by shape for the run (a prompt
