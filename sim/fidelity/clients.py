@@ -15,7 +15,7 @@ import numpy as np
 from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.spec.cascade import CascadeSpec, TierSpec
 from sim.common.errors import ConfigError
-from sim.runtime.replica import _delay_to
+from sim.runtime.clock import delay_to
 from sim.workload.types import Workload
 
 
@@ -85,7 +85,7 @@ class BenchmarkClient:
         # finish happened to wake the client (which fast and reference mode reach within an ulp, not exactly).
         for i, r in enumerate(self.release_s):
             if r > env.now:
-                yield env.timeout(_delay_to(env.now, r))
+                yield env.timeout(delay_to(env.now, r))
             self.released = i + 1
             self._admit(r)
 

@@ -1,8 +1,9 @@
 """Iteration-level batching policies (vLLM prefill-first, Sarathi-Serve chunked prefill, static batches) over an engine's queues.
 
 Each policy looks at an engine at an iteration boundary and returns the next iteration: a Step with the
-prefill chunks and decode sequences it runs, or DECODE_ONLY (every running sequence decodes one token; the
-engine may then jump over many such iterations), or None (nothing to run).
+prefill chunks and decode sequences it runs, or a DecodeStep (every running sequence decodes one token; the
+engine may then jump over many such iterations), or None (nothing to run). Preemption is the scheduler's: when a
+decode step finds no free KV block, allocate_decode_step preempts the most recently admitted sequence.
 
 Token accounting (as vLLM V0): a (re)prefill of a sequence processes prompt + generated tokens (less the
 leading ones found in the engine's prefix cache, sim.runtime.prefix_cache) and samples one token; a decode step of a
@@ -59,7 +60,14 @@ class Seq:
         self.decoding = False
 
 
-DECODE_ONLY = "decode_only"
+class DecodeStep(NamedTuple):
+    """A decode-only iteration, allocated: the decoding sequences (None in fast mode, where the engine keeps them
+    as aggregates), how many, their context tokens, and the fewest output tokens any of them still has to make."""
+
+    seqs: list | None
+    n: int
+    ctx_tokens: int
+    steps_to_finish: int
 
 
 class Step(NamedTuple):
@@ -155,15 +163,14 @@ def schedule_vllm(eng, now: float):
         return Step(tuple(chunks), (), _shape(chunks, ()))
     if not eng.running:
         return None
-    eng.allocate_decode_step()
-    return DECODE_ONLY if eng.running else None
+    dec = allocate_decode_step(eng)
+    return dec if eng.running else None
 
 
 def schedule_sarathi(eng, now: float):
     """Sarathi-Serve: every iteration runs all decodes plus prefill chunks (ongoing first, then new
     admissions) up to the token budget chunk_tokens; decodes always run even if they exceed it."""
-    if eng.running:
-        eng.allocate_decode_step()
+    dec = allocate_decode_step(eng) if eng.running else None
     budget = eng.cfg.chunk_tokens
     batch = eng.batch
     if batch is None:
@@ -192,7 +199,7 @@ def schedule_sarathi(eng, now: float):
         if decodes is None:
             return Step(tuple(chunks), None, _shape(chunks, None, n_dec, batch.context_tokens()))
         return Step(tuple(chunks), tuple(decodes), _shape(chunks, decodes))
-    return DECODE_ONLY if eng.running else None
+    return dec if eng.running else None
 
 
 def schedule_static(eng, now: float):
@@ -201,8 +208,67 @@ def schedule_static(eng, now: float):
     if not eng.running:
         chunks = admit(eng, now, eng.cfg.max_batched_tokens, chunked=False)
         return Step(tuple(chunks), (), _shape(chunks, ())) if chunks else None
-    eng.allocate_decode_step()
-    return DECODE_ONLY if eng.running else None
+    dec = allocate_decode_step(eng)
+    return dec if eng.running else None
+
+
+def allocate_decode_step(eng) -> DecodeStep:
+    """Give every decoding sequence of the engine the KV slot of this step, in admission order; when no block is
+    free, preempt the most recently admitted sequence by recompute (vLLM V0 _schedule_running): it frees its
+    blocks and goes back to the head of the waiting queue, to re-prefill prompt + generated tokens later."""
+    batch = eng.batch
+    kv = eng.kv
+    if batch is not None:
+        # Fast mode: the step's new blocks in one take when they need no preemption; else the plain pass.
+        new = batch.new_blocks(batch.step + 1)
+        if new <= kv.free_blocks:
+            if new:
+                kv.take(new)
+            n, ctx, k_fin = batch.stats()
+            return DecodeStep(None, n, ctx, k_fin)
+        batch.materialize()
+    run = eng.running
+    bs = kv.block_size
+    preempted = []
+    # The decode batch's aggregates are gathered in the same pass (victims are popped from the end, so a
+    # sequence counted here is never preempted later in the pass): the decoding sequences, their context
+    # tokens and the fewest output tokens any of them still has to generate.
+    dec = []
+    ctx = 0
+    k_fin = 1 << 62
+    i = 0
+    while i < len(run):
+        seq = run[i]
+        i += 1
+        if not seq.decoding:
+            continue
+        slots = seq.prompt_tokens + seq.generated
+        if slots > seq.blocks * bs:
+            while kv.free_blocks == 0:
+                victim = run.pop()
+                kv.release(victim)
+                victim.reset_for_requeue()
+                victim.preemptions += 1
+                preempted.append(victim)
+                if victim is seq:
+                    break
+            else:
+                kv.take(1)
+                seq.blocks += 1
+            if not seq.decoding:
+                continue  # it preempted itself
+        dec.append(seq)
+        ctx += slots
+        left = seq.out_tokens - seq.generated
+        if left < k_fin:
+            k_fin = left
+    if preempted:
+        # Oldest victim first at the head of the queue, as vLLM's waiting.extendleft(preempted).
+        eng.waiting.extendleft(preempted)
+    if batch is not None:
+        for seq in dec:  # exact again, and allocated for the next step: back into the aggregates
+            batch.join(seq)
+    return DecodeStep(dec, len(dec), ctx, k_fin)
 
 
 SCHEDULERS = {"vllm": schedule_vllm, "sarathi": schedule_sarathi, "static": schedule_static}

@@ -22,8 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from sim.runtime.batching import Seq
+from sim.runtime.clock import delay_to
 from sim.runtime.prefix_cache import request_units
-from sim.runtime.replica import _delay_to
 from sim.runtime.records import STATUS_COMPLETED, STATUS_DROPPED, RecordBook
 
 
@@ -88,7 +88,7 @@ class CascadeFlow:
         env = self.env
         for i, t in enumerate(self.arrival_s):
             if t > env.now:
-                yield env.timeout(_delay_to(env.now, t))
+                yield env.timeout(delay_to(env.now, t))
             self._arrive(i, t)
 
     def admit(self, i: int, now: float) -> None:
@@ -191,7 +191,7 @@ class CascadeFlow:
         lat = self.judge_latency_s[t][i]
         if lat > 0:
             when = end + lat
-            self.env.timeout(_delay_to(self.env.now, when)).callbacks.append(
+            self.env.timeout(delay_to(self.env.now, when)).callbacks.append(
                 lambda _ev, i=i, t=t, when=when: self._judged(i, t, when))
         else:
             self._judged(i, t, end)

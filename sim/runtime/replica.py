@@ -10,43 +10,39 @@ costs a + b * (S + j * B) with (a, b) = cost.decode_affine(B). The engine comput
 remain until the first sequence finishes or the free KV blocks run out, and waits once for all k. An arrival
 that could be admitted interrupts the wait; the engine stops at the first iteration boundary after the
 arrival. The batch itself is kept as aggregates (sim.runtime.decode_batch), so planning and ending a jump cost
-O(log n), not passes over its sequences. Boundary times are the same running float sums as in reference mode
-(np.add.accumulate is sequential). Every time an engine records is its own logical clock (those exact sums),
-never env.now, which SimPy can only approach within an ulp; so both modes produce bit-identical records.
+O(log n), not passes over its sequences; the jump's arithmetic (its length and iteration ends, the same running
+float sums as reference mode) is sim.runtime.jump's. Every time an engine records is its own logical clock
+(those exact sums), never env.now, which SimPy can only approach within an ulp; so both modes produce
+bit-identical records. Batching and preemption are the scheduler's (sim.runtime.batching).
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import deque
 from functools import partial
+from typing import NamedTuple
 
-import numpy as np
 import simpy
 
 from sim.common.errors import SimulationStuck
-from sim.runtime.batching import DECODE_ONLY, SCHEDULERS, Seq
-from sim.runtime.decode_batch import DecodeBatch
-from sim.runtime.kv_cache import KVCache
 from sim.perf.batch import BatchShape
+from sim.runtime.batching import SCHEDULERS, DecodeStep, Seq, Step
+from sim.runtime.clock import delay_to
+from sim.runtime.decode_batch import DecodeBatch
+from sim.runtime.jump import DecodeRun, JumpClock, count_le, cut_point, jump_length
+from sim.runtime.kv_cache import KVCache
 
-
-_accumulate = np.add.accumulate  # sequential, so the running sums equal reference mode's
 STEP_TIMES_MAX = 1 << 16  # prefill-batch shapes memoized per cost model (Replica.step_times)
 # An engine schedules nothing at most twice in a row (a preemption empties the batch, then the queue is admitted or
 # dropped); far more means no iteration will ever run again, e.g. a KV block leaked so the head never fits.
 IDLE_SCHEDULES_MAX = 1000
 
 
-def _delay_to(now: float, target: float) -> float:
-    """The SimPy delay that wakes a process at about `target` (within an ulp: SimPy adds delay to env.now,
-    and not every float is reachable that way, so entities keep exact logical times of their own)."""
-    d = target - now
-    return d if d > 0.0 else 0.0
+class PrefillIteration(NamedTuple):
+    """One iteration with prefill work in flight: the scheduler's step, its start and its cost-model time."""
 
-
-def _count_le(ends, t: float) -> int:
-    """How many iteration ends are <= t (ends: a short list, or a numpy array for long jumps)."""
-    return bisect_right(ends, t) if isinstance(ends, list) else int(ends.searchsorted(t, "right"))
+    step: Step
+    start_s: float
+    duration_s: float
 
 
 class Engine:
@@ -72,16 +68,14 @@ class Engine:
         self._idle = True
         self._jumping = False
         self._token = 0  # identifies the engine's one live boundary event; older ones are stale
-        self._pending: tuple | None = None  # the iteration(s) in flight until the next boundary
+        self._pending: PrefillIteration | DecodeRun | None = None  # in flight until the next boundary
         self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size (fast mode)
-        self._steps_cache: dict[int, np.ndarray] = {}
+        self._jump_clock = JumpClock()
         self._event = None  # the live boundary event
-        self._dec_stats: tuple = ([], 0, 0, 0)
         # Fast mode keeps the decode batch as aggregates (sim.runtime.decode_batch), so a jump or a finish costs
         # O(log n) rather than passes over the batch.
         self.batch = DecodeBatch(self.kv.block_size) if self.fast else None
         self.clock = env.now  # logical time of the engine's last iteration boundary
-        self._preempted: list[Seq] = []
         self.alive = True
 
     # ---- entry points ---------------------------------------------------------------------------
@@ -99,6 +93,18 @@ class Engine:
             # whole jump, and FCFS keeps newcomers behind it; only the first newcomer can change the batch.
             self._jumping = False
             self._cut_jump(seq.enqueue_s)
+
+    def set_cost(self, cost) -> None:
+        """A new cost model from now on (a degraded link); the iterations in flight keep their times."""
+        self.cost = cost
+        self._affine.clear()
+
+    def interrupt_jump(self) -> None:
+        """End a decode jump at the next iteration boundary (a speed change applies from there, as in reference
+        mode, where every boundary is an event)."""
+        if self._jumping:
+            self._jumping = False
+            self._cut_jump(self.env.now)
 
     def drop(self, seq: Seq, reason: str) -> None:
         self.outstanding -= 1
@@ -125,17 +131,17 @@ class Engine:
     def _settle_jump(self) -> None:
         """Fast mode, stopped inside a decode jump: the iterations that ended by now count (their tokens were
         generated, as reference mode's events for them have fired); the one in flight is lost in both modes."""
-        pending = self._pending
-        if pending is not None and pending[0] is None and not isinstance(pending[6], float):
-            _, start, dec, n, ctx, k, ends = pending
-            done = min(_count_le(ends, self.env.now), k - 1)  # the k-th would end the jump (k <= first finish)
+        run = self._pending
+        if isinstance(run, DecodeRun) and not isinstance(run.ends, float):
+            # the last iteration would end the jump (it is at most the first finish)
+            done = min(count_le(run.ends, self.env.now), run.iterations - 1)
             if done > 0:
-                end = float(ends[done - 1])
-                self.busy_s += end - start
+                end = float(run.ends[done - 1])
+                self.busy_s += end - run.start_s
                 self.iterations += done
-                self._record(start, end - start, done, None, n, ctx)
+                self._record(run.start_s, end - run.start_s, done, None, run.n, run.ctx_tokens)
                 self.clock = end
-                self._advance(dec, done, end)
+                self._advance(run.seqs, done, end)
         if self.batch is not None:
             self.batch.materialize()  # the engine's sequences go back to a queue with exact token counts
 
@@ -145,7 +151,7 @@ class Engine:
     # Interruption, a process resumption and a new timeout, and every boundary skips a generator resumption.
     def _at(self, t: float) -> None:
         self._token += 1
-        ev = self.env.timeout(_delay_to(self.env.now, t))
+        ev = self.env.timeout(delay_to(self.env.now, t))
         ev.callbacks.append(partial(self._boundary, self._token))
         self._event = ev
 
@@ -168,7 +174,7 @@ class Engine:
                         f"{len(self.running)} running and {self.kv.free_blocks} of {self.kv.capacity_blocks} KV "
                         f"blocks free (were KV blocks leaked?)")
                 continue
-            if step is not DECODE_ONLY:
+            if type(step) is not DecodeStep:
                 # A batch with prefill work: its cost-model time, memoized by shape for the run (a prompt
                 # length recurs across the replicas of a tier; decode-only batches never come here). The memo
                 # stops growing at STEP_TIMES_MAX shapes, so a run of millions of requests stays in bounded memory.
@@ -180,40 +186,38 @@ class Engine:
                         times[step.shape] = t
                 t *= self.replica.slowdown
                 self._record(now, t, 1, step.shape)
-                self._pending = (step, now, t)
+                self._pending = PrefillIteration(step, now, t)
                 self._at(now + t)
                 return
-            dec, n, ctx, k, ends = self._plan_decode(now)
-            self._pending = (None, now, dec, n, ctx, k, ends)
-            if k == 1:
-                self._at(ends)
+            run = self._pending = self._plan_decode(step, now)
+            if run.iterations == 1:
+                self._at(run.ends)
             else:
                 self._jumping = True
-                self._at(float(ends[k - 1]))
+                self._at(float(run.ends[run.iterations - 1]))
             return
 
     def _cut_jump(self, arrival_s: float) -> None:
         """An arrival during a jump: stop at the first boundary strictly after it; it joins the batch there."""
-        _, now, dec, n, ctx, k, ends = self._pending
-        cut = max(1, min(k, _count_le(ends, arrival_s) + 1))
-        if cut < k:
-            self._pending = (None, now, dec, n, ctx, cut, ends)
+        run = self._pending
+        cut = cut_point(run, arrival_s)
+        if cut < run.iterations:
+            self._pending = DecodeRun(run.seqs, run.start_s, run.n, run.ctx_tokens, cut, run.ends)
             self._event.callbacks.clear()  # the jump's old end fires as an empty event (SimPy cannot cancel)
-            self._at(float(ends[cut - 1]))
+            self._at(float(run.ends[cut - 1]))
 
     def _boundary(self, token: int, _event=None) -> None:
         if token != self._token:
             return  # stale: the jump was cut short, or the engine was stopped
-        pending, self._pending = self._pending, None  # consumed: a later stop() must not settle it again
-        if pending[0] is not None:
-            step, now, t = pending
-            end = now + t
+        run, self._pending = self._pending, None  # consumed: a later stop() must not settle it again
+        if type(run) is PrefillIteration:
+            end = run.start_s + run.duration_s
             self.clock = end
-            self.busy_s += t
+            self.busy_s += run.duration_s
             self.iterations += 1
-            self._finish_step(step, end)
+            self._finish_step(run.step, end)
         else:
-            _, now, dec, n, ctx, k, ends = pending
+            now, k, ends = run.start_s, run.iterations, run.ends
             if isinstance(ends, float):
                 end = ends
             else:
@@ -222,9 +226,9 @@ class Engine:
             self._jumping = False
             self.busy_s += end - now
             self.iterations += k
-            self._record(now, end - now, k, None, n, ctx)
+            self._record(now, end - now, k, None, run.n, run.ctx_tokens)
             self.clock = end
-            self._advance(dec, k, end)
+            self._advance(run.seqs, k, end)
         self._next()
 
     def _finish_step(self, step, end: float) -> None:
@@ -264,111 +268,24 @@ class Engine:
             self.outstanding -= 1
             self.replica.on_done(seq, end)
 
-    def allocate_decode_step(self) -> None:
-        """Give every decoding sequence the KV slot of this step, in admission order; when no block is free,
-        preempt the most recently admitted sequence by recompute (vLLM V0 _schedule_running)."""
-        batch = self.batch
-        if batch is not None:
-            # Fast mode: the step's new blocks in one take when they need no preemption; else the plain pass.
-            new = batch.new_blocks(batch.step + 1)
-            if new <= self.kv.free_blocks:
-                if new:
-                    self.kv.take(new)
-                n, ctx, k_fin = batch.stats()
-                self._dec_stats = (None, n, ctx, k_fin)
-                return
-            batch.materialize()
-        run = self.running
-        kv = self.kv
-        bs = kv.block_size
-        # The decode batch's aggregates are gathered in the same pass (victims are popped from the end, so a
-        # sequence counted here is never preempted later in the pass): the decoding sequences, their context
-        # tokens and the fewest output tokens any of them still has to generate.
-        dec = []
-        ctx = 0
-        k_fin = 1 << 62
-        i = 0
-        while i < len(run):
-            seq = run[i]
-            i += 1
-            if not seq.decoding:
-                continue
-            slots = seq.prompt_tokens + seq.generated
-            if slots > seq.blocks * bs:
-                while kv.free_blocks == 0:
-                    victim = run.pop()
-                    self._preempt(victim)
-                    if victim is seq:
-                        break
-                else:
-                    kv.take(1)
-                    seq.blocks += 1
-                if not seq.decoding:
-                    continue  # it preempted itself
-            dec.append(seq)
-            ctx += slots
-            left = seq.out_tokens - seq.generated
-            if left < k_fin:
-                k_fin = left
-        self._dec_stats = (dec, len(dec), ctx, k_fin)
-        if self._preempted:
-            # Oldest victim first at the head of the queue, as vLLM's waiting.extendleft(preempted).
-            self.waiting.extendleft(self._preempted)
-            self._preempted = []
-        if batch is not None:
-            for seq in dec:  # exact again, and allocated for the next step: back into the aggregates
-                batch.join(seq)
-
-    def _preempt(self, seq: Seq) -> None:
-        self.kv.release(seq)
-        seq.reset_for_requeue()
-        seq.preemptions += 1
-        self._preempted.append(seq)
-
-    def _plan_decode(self, now: float):
-        """The next decode-only iterations: (sequences, n, context tokens, k, end) for one iteration, its time
-        from the cost model (reference), or (..., k, ends) with ends[j] the end of iteration j of a jump (fast)."""
-        dec, n, ctx, k_fin = self._dec_stats  # gathered by allocate_decode_step, just before DECODE_ONLY
+    def _plan_decode(self, step: DecodeStep, now: float) -> DecodeRun:
+        """The next decode-only iterations of the allocated step: one, its time from the cost model (reference
+        mode), or as many as fast mode can jump over, with each one's end (sim.runtime.jump)."""
+        dec, n, ctx, k_fin = step
         f = self.replica.slowdown
         if not self.fast:
             # The plain reference: one cost-model evaluation and one event per iteration. The fast path's
             # a + b * S equals this bit for bit (the ReplicaCost contract), which the mode comparison checks.
             t = self.cost.iteration_time_s(BatchShape(decode_seqs=n, decode_ctx_tokens=ctx)) * f
-            return dec, n, ctx, 1, now + t
+            return DecodeRun(dec, now, n, ctx, 1, now + t)
         ab = self._affine.get(n)
         if ab is None:
             ab = self._affine[n] = self.cost.decode_affine(n)
         a, b = ab
-        k = self._jump_length(k_fin)
+        k = jump_length(self.batch, self.kv.free_blocks, k_fin)
         if k == 1:
-            return dec, n, ctx, 1, now + (a + b * ctx) * f
-        # ends[j]: end of iteration j, the same left-to-right float sums as k reference steps. Up to about 44
-        # steps a Python loop is cheaper than the five numpy calls below (their fixed cost dominates).
-        if k <= 44:
-            ends = []
-            e = now
-            if f == 1.0:  # y * 1.0 == y exactly, so the product is left out
-                x = ctx
-                for _ in range(k):
-                    e += a + b * x
-                    ends.append(e)
-                    x += n
-            else:
-                for j in range(k):
-                    e = e + (a + b * (ctx + j * n)) * f
-                    ends.append(e)
-            return dec, n, ctx, k, ends
-        # Integers below 2**53 are exact as floats, so b * x + a is the same float as a + b * x.
-        steps = self._steps_cache.get(n)
-        if steps is None or steps.size < k:
-            steps = self._ctx_steps(n, k)
-        ends = steps[:k] + float(ctx)  # a float operand: numpy resolves the addition's type faster
-        ends *= b
-        ends += a
-        if f != 1.0:
-            ends *= f
-        ends[0] += now
-        return dec, n, ctx, k, _accumulate(ends)  # a new array is cheaper than out=ends at these sizes
+            return DecodeRun(dec, now, n, ctx, 1, now + (a + b * ctx) * f)
+        return DecodeRun(dec, now, n, ctx, k, self._jump_clock.ends(now, a, b, f, n, ctx, k))
 
     def _advance(self, dec: list, k: int, end: float) -> None:
         """Apply k decode steps: in fast mode to the aggregate batch (steps 1..k-1 take their blocks at once, step
@@ -388,32 +305,6 @@ class Engine:
                     finished.append(s)
         if finished:
             self._complete(finished, end)
-
-    def _ctx_steps(self, n: int, k: int) -> np.ndarray:
-        """n * (0..k-1) as floats: the context growth of a decode batch of n over k steps (cached by n)."""
-        arr = self._steps_cache.get(n)
-        if arr is None or arr.size < k:
-            arr = self._steps_cache[n] = n * np.arange(max(k, 1024), dtype=np.float64)
-        return arr[:k]
-
-    def _jump_length(self, k_fin: int) -> int:
-        """Decode steps until the first sequence finishes (k_fin), cut where steps 1.. would need more KV
-        blocks than are free (that step then runs alone, with the reference preemption logic)."""
-        if k_fin <= 1:
-            return 1
-        free = self.kv.free_blocks
-        batch = self.batch
-        base = batch.step + 1  # allocated already
-        if batch.blocks_between(base, base + k_fin - 1) <= free:
-            return k_fin
-        lo, hi = 0, k_fin - 1  # blocks for steps 1..lo fit, for 1..hi they do not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if batch.blocks_between(base, base + mid) <= free:
-                lo = mid
-            else:
-                hi = mid
-        return lo + 1
 
     # ---- records --------------------------------------------------------------------------------
     def _record(self, start: float, dur: float, iters: int, shape: BatchShape | None, n: int = 0, ctx: int = 0):
@@ -480,11 +371,8 @@ class Replica:
             self.slowdown = float(slowdown)
         for eng in self.engines:
             if cost is not None:
-                eng.cost = cost
-                eng._affine.clear()
-            if eng._jumping:
-                eng._jumping = False
-                eng._cut_jump(self.env.now)
+                eng.set_cost(cost)
+            eng.interrupt_jump()
 
     @property
     def busy_s(self) -> float:

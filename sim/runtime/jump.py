@@ -1,0 +1,102 @@
+"""Fast mode's decode jump arithmetic: how many decode iterations an engine may skip, and when each of them ends.
+
+A decode-only batch of n sequences with C context tokens costs a + b * (C + j * n) at iteration j, exactly, with
+(a, b) = cost.decode_affine(n) (the ReplicaCost contract). A jump lasts until the first sequence finishes or the
+free KV blocks run out, whichever comes first; its iteration ends are the same left-to-right float sums as the
+reference mode's one-event-per-iteration loop (np.add.accumulate is sequential), so both modes record identical
+times. The engine's event loop (sim.runtime.replica) holds a DecodeRun until its boundary event fires.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from typing import NamedTuple
+
+import numpy as np
+
+_accumulate = np.add.accumulate  # sequential, so the running sums equal reference mode's
+SHORT_JUMP_MAX = 44  # up to this many steps a Python loop is cheaper than numpy's fixed cost per call
+
+
+class DecodeRun(NamedTuple):
+    """Decode-only iterations in flight from start_s: `iterations` of them over `seqs` (reference mode: the
+    decoding sequences; fast mode: None, the batch is kept as aggregates), n sequences with ctx_tokens context
+    at the first; `ends` is the end time of the one iteration (a float) or the list/array of each one's end."""
+
+    seqs: list | None
+    start_s: float
+    n: int
+    ctx_tokens: int
+    iterations: int
+    ends: object
+
+    @property
+    def end_s(self) -> float:
+        ends = self.ends
+        return ends if isinstance(ends, float) else float(ends[self.iterations - 1])
+
+
+def count_le(ends, t: float) -> int:
+    """How many iteration ends are <= t (ends: a short list, or a numpy array for long jumps)."""
+    return bisect_right(ends, t) if isinstance(ends, list) else int(ends.searchsorted(t, "right"))
+
+
+def cut_point(run: DecodeRun, t: float) -> int:
+    """The iterations of `run` up to the first boundary strictly after t (at least one: the one in flight)."""
+    return max(1, min(run.iterations, count_le(run.ends, t) + 1))
+
+
+def jump_length(batch, free_blocks: int, k_fin: int) -> int:
+    """Decode steps until the first sequence finishes (k_fin), cut where steps 1.. would need more KV blocks
+    than are free (that step then runs alone, with the reference preemption logic). `batch` is the engine's
+    DecodeBatch, whose step 0 (batch.step + 1) is allocated already."""
+    if k_fin <= 1:
+        return 1
+    base = batch.step + 1
+    if batch.blocks_between(base, base + k_fin - 1) <= free_blocks:
+        return k_fin
+    lo, hi = 0, k_fin - 1  # blocks for steps 1..lo fit, for 1..hi they do not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if batch.blocks_between(base, base + mid) <= free_blocks:
+            lo = mid
+        else:
+            hi = mid
+    return lo + 1
+
+
+class JumpClock:
+    """The end times of k decode iterations from `now`: ends[j] = now + sum_{i<=j} (a + b * (ctx + i * n)) * f,
+    summed left to right. Caches n * (0..k-1) per batch size n (one per engine: its batch sizes recur)."""
+
+    __slots__ = ("_steps",)
+
+    def __init__(self) -> None:
+        self._steps: dict[int, np.ndarray] = {}
+
+    def ends(self, now: float, a: float, b: float, f: float, n: int, ctx: int, k: int):
+        """A list for short jumps, a numpy array for long ones; k >= 2."""
+        if k <= SHORT_JUMP_MAX:
+            ends = []
+            e = now
+            if f == 1.0:  # y * 1.0 == y exactly, so the product is left out
+                x = ctx
+                for _ in range(k):
+                    e += a + b * x
+                    ends.append(e)
+                    x += n
+            else:
+                for j in range(k):
+                    e = e + (a + b * (ctx + j * n)) * f
+                    ends.append(e)
+            return ends
+        # Integers below 2**53 are exact as floats, so b * x + a is the same float as a + b * x.
+        steps = self._steps.get(n)
+        if steps is None or steps.size < k:
+            steps = self._steps[n] = n * np.arange(max(k, 1024), dtype=np.float64)
+        ends = steps[:k] + float(ctx)  # a float operand: numpy resolves the addition's type faster
+        ends *= b
+        ends += a
+        if f != 1.0:
+            ends *= f
+        ends[0] += now
+        return _accumulate(ends)  # a new array is cheaper than out=ends at these sizes
