@@ -13,6 +13,7 @@ is counted in `not_checked`, never as killed; a module is `complete` only when n
 
 Usage: python -m tools.mutation [--modules sim/metrics.py ...] [--budget-s 2700] [--module-budget-s S]
                                 [--out results/mutation.json]
+       python -m tools.mutation --resume ...     (per module: only mutants not checked yet, and survivors)
        python -m tools.mutation --collect-only   (summarise what mutants/ holds, run nothing)
 """
 from __future__ import annotations
@@ -31,7 +32,15 @@ CORE = ("sim/metrics.py", "sim/runtime/batching.py", "sim/runtime/kv_cache.py", 
         "sim/workload/build.py", "planners/routing.py", "planners/milp.py", "sim/runtime/flow.py",
         "sim/runtime/prefix_cache.py", "planners/estimator.py", "sim/runtime/replica.py", "sim/perf/cost_model.py")
 # mutant name -> why no test can tell it from the original (left out of the score).
-EQUIVALENT: dict[str, str] = {}
+_NAN = 'float("nan") -> float("NAN"): Python parses "nan" case-insensitively, the same NaN'
+EQUIVALENT: dict[str, str] = {
+    **{f"sim.metrics.x_{name}": _NAN for name in (
+        "_pct__mutmut_9", "_pct__mutmut_19", "_pct__mutmut_24", "slo_scale__mutmut_15", "summarize__mutmut_102",
+        "summarize__mutmut_115", "summarize__mutmut_148")},
+    "sim.metrics.x_request_slo_ratios__mutmut_64": "final > 0 -> final >= 0 on completed requests: a completed "
+                                                   "answer has at least one token (flow sets output_tokens_final "
+                                                   "only on completion, from outputs >= 1)",
+}
 
 KILLED, SURVIVED, TIMEOUT, NO_TESTS = "killed", "survived", "timeout", "no_tests"
 STATUS = {1: KILLED, 3: KILLED, 0: SURVIVED, 5: NO_TESTS, 33: NO_TESTS, 36: TIMEOUT, -24: TIMEOUT, 24: TIMEOUT,
@@ -42,10 +51,17 @@ def dotted(path: str) -> str:
     return path[:-3].replace("/", ".")
 
 
-def run_module(path: str, budget_s: float) -> float:
-    """mutmut over one module's mutants, stopped after budget_s (what it checked by then is kept in mutants/)."""
+def run_module(path: str, budget_s: float, resume: bool = False) -> float:
+    """mutmut over one module's mutants, stopped after budget_s (what it checked by then is kept in mutants/).
+    resume: only the mutants not checked yet and the survivors (tests added since may kill them)."""
     t0 = time.monotonic()
-    cmd = [sys.executable, "-m", "mutmut", "run", f"{dotted(path)}.*"]
+    names = [f"{dotted(path)}.*"]
+    meta = ROOT / "mutants" / f"{path}.meta"
+    if resume and meta.exists():
+        names = [k for k, v in _read_meta(meta)["exit_code_by_key"].items() if v is None or v == 0]
+        if not names:
+            return 0.0
+    cmd = [sys.executable, "-m", "mutmut", "run", *names]
     try:
         subprocess.run(cmd, cwd=ROOT, timeout=budget_s, stdout=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
@@ -55,7 +71,7 @@ def run_module(path: str, budget_s: float) -> float:
 
 def module_counts(path: str) -> dict:
     meta = ROOT / "mutants" / f"{path}.meta"
-    codes = json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+    codes = _read_meta(meta)["exit_code_by_key"] if meta.exists() else {}
     c = Counter()
     survivors, equivalent = [], []
     for name, code in codes.items():
@@ -70,6 +86,16 @@ def module_counts(path: str) -> dict:
             NO_TESTS: c[NO_TESTS], "suspicious": c["suspicious"], "not_checked": c["not_checked"],
             "equivalent": len(equivalent), "score_pct": _score(c), "complete": c["not_checked"] == 0 and bool(codes),
             "survivors": sorted(survivors), "equivalent_mutants": equivalent}
+
+
+def _read_meta(meta: Path, tries: int = 20) -> dict:
+    """mutmut rewrites a module's .meta after every mutant; a read can meet it half-written."""
+    for _ in range(tries - 1):
+        try:
+            return json.loads(meta.read_text())
+        except json.JSONDecodeError:
+            time.sleep(0.2)
+    return json.loads(meta.read_text())
 
 
 def _score(c: Counter) -> float | None:
@@ -106,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--module-budget-s", type=float, default=None, help="at most this long on any one module")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "mutation.json")
     ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="per module, only unchecked mutants and survivors")
     args = ap.parse_args(argv)
     wall: dict = {}
     if not args.collect_only:
@@ -114,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            wall[m] = run_module(m, min(left, args.module_budget_s or left))
+            wall[m] = run_module(m, min(left, args.module_budget_s or left), args.resume)
             print(f"{m}: {json.dumps({k: v for k, v in module_counts(m).items() if k not in ('survivors', 'equivalent_mutants')})}")
     summary = summarise(args.modules, wall)
     args.out.parent.mkdir(parents=True, exist_ok=True)

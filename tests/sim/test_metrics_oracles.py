@@ -158,3 +158,46 @@ def test_throughput_bisection_brackets_the_highest_passing_rate():
         throughput_at_slo(run, 2.0, lo=2.0, hi=1.0, cascade=cas, cluster=cl)
     with pytest.raises(ConfigError, match="needs the cascade"):
         throughput_at_slo(run, 2.0)
+
+
+def test_defaults_when_a_result_lacks_run_metadata():
+    """A hand-made SimResult (no attainment, GPU-seconds or sim_config in its meta) gets the documented defaults:
+    attainment 0.95, NaN GPU-seconds, the largest tier and vLLM as the reference."""
+    r = _result()
+    bare = SimResult(r.requests, None, {"makespan_s": r.meta["makespan_s"]})
+    s = summarize(bare, llama_cascade(), cluster=cluster())
+    assert s["attainment"] == 0.95
+    assert math.isnan(s["gpu_s"]) and math.isnan(s["gpu_s_per_request"]) and math.isnan(s["busy_gpu_s_per_request"])
+    ref, info = request_slo_ratios(bare, llama_cascade(), cluster())
+    assert info["tier"] == 1 and info["length"] == "largest_tier"
+    np.testing.assert_array_equal(ref, request_slo_ratios(r, llama_cascade(), cluster())[0])
+    full = summarize(r, llama_cascade(), cluster=cluster())
+    assert s["slo_scale"] == full["slo_scale"]
+
+
+def test_meets_slo_is_slo_scale_at_most_the_target_at_the_runs_attainment():
+    from sim.metrics import meets_slo
+
+    r = _result()
+    cas, cl = llama_cascade(), cluster()
+    s95 = summarize(r, cas, cluster=cl)["slo_scale"]
+    assert meets_slo(r, s95, cas, cl) and not meets_slo(r, s95 * (1 - 1e-9), cas, cl)  # the boundary passes
+    half = SimResult(r.requests, None, {**r.meta, "attainment": 0.5})
+    s50 = summarize(half, cas, cluster=cl)["slo_scale"]
+    assert s50 < s95 and meets_slo(half, s50, cas, cl) and not meets_slo(r, s50, cas, cl)
+    bare = SimResult(r.requests, None, {})
+    assert meets_slo(bare, s95, cas, cl) and not meets_slo(bare, s95 * (1 - 1e-9), cas, cl)  # 0.95 by default
+    # The engine argument reaches the reference: SGLang's reference times differ, so does the verdict at the edge.
+    s_sg = summarize(r, cas, cluster=cl, engine="sglang")["slo_scale"]
+    assert s_sg != s95
+    assert meets_slo(r, s_sg, cas, cl, engine="sglang") and meets_slo(r, s_sg, cas, cl) == (s95 <= s_sg)
+
+
+def test_returned_length_uses_a_one_token_answer():
+    df = pd.DataFrame({"input_tokens": [200, 200], "output_tokens_t0": [1, 1], "output_tokens_t1": [400, 400],
+                       "output_tokens_final": [1, 400], "final_tier": [0, 1], "status": ["completed"] * 2,
+                       "latency_s": [1.0, 2.0]})
+    returned, _ = request_slo_ratios(SimResult(df, None, {"sim_config": {"reference_length": "returned"}}),
+                                     llama_cascade(), cluster())
+    largest, _ = request_slo_ratios(SimResult(df, None, {"sim_config": {}}), llama_cascade(), cluster())
+    assert returned[0] < largest[0] and returned[1] == largest[1]
