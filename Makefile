@@ -55,16 +55,12 @@ notebooks: setup-notebooks
 
 # Every experiment -> raw runs in multirun/<name>/<stamp> -> tidy tables in results/ -> figures (docs/results.md).
 # Raw runs are never deleted: each `make results` sweeps into a new timestamped folder and aggregates only that one;
-# it overwrites the tidy tables results/<name>.csv (--force), which the sweep regenerates.
+# it overwrites the tidy tables results/<name>.csv (--force), which the sweep regenerates. The seconds of each step
+# (wall and CPU) and the core count go to results/timings.json (experiments/make_results.py).
 SWEEPS := slo_throughput ablation llama3 llama31 quality_shift node_failure drift
 STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 results: setup
-	for e in $(SWEEPS); do \
-	  $(BIN)/python -m experiments.run experiment=$$e progress=false hydra.sweep.dir=multirun/$$e/$(STAMP) && \
-	  $(BIN)/python -m experiments.aggregate multirun/$$e/$(STAMP) --out results/$$e.csv --force || exit 1; \
-	done
-	$(BIN)/python -m experiments.planner_time
-	$(BIN)/python -m experiments.figures
+	$(BIN)/python -m experiments.make_results --sweeps $(SWEEPS) --stamp $(STAMP)
 
 clean:
 	rm -rf $(VENV) outputs multirun

@@ -1,9 +1,10 @@
 """Tidy tables of the online experiments (drift, node failure) beyond the per-run rows of experiments.aggregate:
 per-phase metrics, controller markers (re-plans, gear switches, faults) and means over seeds with 95% CIs.
 
-Called by experiments.aggregate after its own tables (<out>_phases.csv, <out>_events.csv, <out>_summary.csv beside
-<out>.csv), and by the drift experiment's Hydra callback at the end of its multirun, so that
-`python -m experiments.run experiment=drift` leaves results/drift*.csv behind. Figures read only these tables.
+Written by experiments.aggregate.write_results after its own tables (<out>_phases.csv, <out>_events.csv,
+<out>_summary.csv beside <out>.csv): from the command line, and from the drift experiment's Hydra callback at the end
+of its multirun, so that `python -m experiments.run experiment=drift` leaves results/drift*.csv behind. Figures read
+only these tables.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.stats import mean_ci95, outcome, paired_ratio_ci95
-from sim.common.io import is_incomplete
+from sim.common.io import is_incomplete, write_table
 
 from experiments.runs import aggregate, system_and_mode  # noqa: F401 (system_and_mode: public name)
 
@@ -64,21 +65,25 @@ def event_rows(run_dirs) -> pd.DataFrame:
 
 
 def summary_rows(runs: pd.DataFrame, phases: pd.DataFrame, reference: str = "cascadia/online") -> pd.DataFrame:
-    """Mean over seeds with a bootstrap 95% CI per (system, mode, phase) of SLO scale and quality; and the paired
-    ratio of each system's SLO scale to the reference's (same seeds), with win/tie/loss for the reference."""
-    whole = runs.assign(phase="all")[["system", "mode", "seed", "phase", "slo_scale", "quality"]]
-    parts = [whole]
+    """Mean over seeds with a bootstrap 95% CI per (case, system, mode, phase) of SLO scale and quality; and the
+    paired ratio of each system's SLO scale to the reference's (same case, same seeds), with win/tie/loss for the
+    reference. A case is every setting that varies among the runs (experiments.runs.case_settings): runs at other
+    loads or of other experiments are never pooled into one mean."""
+    runs = runs if "case" in runs else runs.assign(case="all")
+    cols = ["case", "system", "mode", "seed", "phase", "slo_scale", "quality"]
+    parts = [runs.assign(phase="all")[cols]]
     if len(phases):
-        parts.append(phases[["system", "mode", "seed", "phase", "slo_scale", "quality"]])
+        phases = phases.merge(runs[["source", "case"]].drop_duplicates(), on="source", how="left")
+        parts.append(phases[cols])
     data = pd.concat(parts, ignore_index=True)
     rows = []
     ref_sys, ref_mode = reference.split("/")
-    for (system, mode, phase), g in data.groupby(["system", "mode", "phase"], sort=False):
+    for (case, system, mode, phase), g in data.groupby(["case", "system", "mode", "phase"], sort=False):
         slo, q = mean_ci95(g.slo_scale.to_numpy()), mean_ci95(g.quality.to_numpy())
-        row = {"system": system, "mode": mode, "phase": phase, "seeds": int(slo["n"]),
+        row = {"case": case, "system": system, "mode": mode, "phase": phase, "seeds": int(slo["n"]),
                "slo_scale_mean": slo["mean"], "slo_scale_ci95_lo": slo["ci95"][0], "slo_scale_ci95_hi": slo["ci95"][1],
                "quality_mean": q["mean"], "quality_ci95_lo": q["ci95"][0], "quality_ci95_hi": q["ci95"][1]}
-        ref = data[(data.system == ref_sys) & (data["mode"] == ref_mode) & (data.phase == phase)]
+        ref = data[(data.case == case) & (data.system == ref_sys) & (data["mode"] == ref_mode) & (data.phase == phase)]
         pair = ref.merge(g, on="seed", suffixes=("_ref", ""))
         if len(pair) and not (system == ref_sys and mode == ref_mode):
             r = paired_ratio_ci95(pair.slo_scale_ref.to_numpy(), pair.slo_scale.to_numpy())
@@ -115,42 +120,7 @@ def write_tables(run_dirs, out: Path) -> list[Path]:
         events = pd.DataFrame(columns=EVENT_COLUMNS)
     for suffix, table in (("phases", phases), ("events", events)):
         if len(table.columns):
-            path = out.with_name(f"{out.stem}_{suffix}.csv")
-            table.to_csv(path, index=False)
-            written.append(path)
+            written.append(write_table(table, out.with_name(f"{out.stem}_{suffix}.csv")))
     if "system" in runs and runs.seed.nunique() >= 1 and "mode" in runs:
-        path = out.with_name(f"{out.stem}_summary.csv")
-        summary_rows(runs, phases).to_csv(path, index=False)
-        written.append(path)
+        written.append(write_table(summary_rows(runs, phases), out.with_name(f"{out.stem}_summary.csv")))
     return written
-
-
-def write_all(run_dirs, out: Path) -> list[Path]:
-    """Everything experiments.aggregate writes for an online experiment: out, out_timeseries and write_tables."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    aggregate(run_dirs).to_csv(out, index=False)
-    written = [out]
-    ts = timeseries_rows(run_dirs)
-    if len(ts):
-        path = out.with_name(f"{out.stem}_timeseries.csv")
-        ts.to_csv(path, index=False)
-        written.append(path)
-    return written + write_tables(run_dirs, out)
-
-
-try:  # the Hydra callback: aggregate the drift multirun when it ends
-    from hydra.experimental.callback import Callback
-
-    class OnlineTablesCallback(Callback):
-        """hydra.callbacks: at the end of a multirun, write out (e.g. results/drift.csv) and its companions."""
-
-        def __init__(self, out: str) -> None:
-            self.out = out
-
-        def on_multirun_end(self, config, **kwargs) -> None:
-            sweep_dir = Path(config.hydra.sweep.dir)
-            paths = write_all([sweep_dir], Path(self.out))
-            print("wrote " + ", ".join(map(str, paths)))
-except ImportError:  # pragma: no cover - hydra is a dependency
-    pass

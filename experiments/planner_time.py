@@ -1,20 +1,21 @@
 """Planner run time against GPU count (the paper's planner scalability): Cascadia on the 3-tier cascade, load scaled with GPUs.
 
-python -m experiments.planner_time [--gpus 8 16 32 ...] writes outputs/planner_time/<stamp>/planner_time.json (raw)
-and results/planner_time.csv (tidy). The first plan in the process pays the cost model's cache fills; each size is
+python -m experiments.planner_time [--gpus 8 16 32 ...] writes outputs/planner_time/<stamp>/planner_time.json (raw;
+--raw-dir elsewhere) and results/planner_time.csv (tidy). The first plan in the process pays the cost model's cache fills; each size is
 planned twice and both times are kept (cold_s, warm_s): a long-lived planner re-planning online sees warm_s."""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
 from sim.common.cli import exit_on_user_error
 from sim.common.errors import ConfigError
+from sim.common.io import prepare_output_dir, write_json, write_table
 from sim.common.paths import PROJECT_ROOT
 
 DEFAULT_GPUS = [8, 16, 32, 64, 80, 128, 256, 512, 1024]
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gpus", type=int, nargs="+", default=DEFAULT_GPUS, help="cluster sizes (multiples of 8)")
     ap.add_argument("--level", type=float, default=0.7, help="q_min level between smallest (0) and largest (1) model")
     ap.add_argument("--out", default=str(PROJECT_ROOT / "results" / "planner_time.csv"))
+    ap.add_argument("--raw-dir", default=None, help="folder for planner_time.json (default: outputs/planner_time/<stamp>)")
     args = ap.parse_args(argv)
     from sim.common.quick import announce, quick_mode
 
@@ -57,11 +59,12 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({"num_gpus": gpus, "rate_rps": wl.rate_rps, "cold_s": times[0], "warm_s": times[1],
                      "plan_s": min(times), "rounds": plan.solver_stats.get("rounds"),
                      "tier_gpus": "/".join(map(str, plan.gpus_per_tier())), "plan": plan.describe()})
-    raw_dir = PROJECT_ROOT / "outputs" / "planner_time" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    (raw_dir / "planner_time.json").write_text(json.dumps(rows, indent=2))
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    raw_dir = Path(args.raw_dir or PROJECT_ROOT / "outputs" / "planner_time" / stamp)
+    prepare_output_dir(raw_dir, "--raw-dir")
+    write_json(rows, raw_dir / "planner_time.json", indent=2)
     table = pd.DataFrame(rows)
-    table.drop(columns=["plan"]).to_csv(args.out, index=False)
+    write_table(table.drop(columns=["plan"]), args.out)
     print(table[["num_gpus", "rate_rps", "cold_s", "warm_s", "tier_gpus"]].to_string(index=False,
                                                                                     float_format=lambda x: f"{x:.3g}"))
     print(f"raw: {raw_dir / 'planner_time.json'}; tidy: {args.out}")

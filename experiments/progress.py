@@ -45,7 +45,8 @@ def report_done(table_text: str, written: list[Path]) -> None:
     # Jobs finished no later than this one: each job gets its own count even when two print at the same moment.
     own = Path(written[0]).parent / "summary.json"
     mine = own.stat().st_mtime if own.exists() else float("inf")
-    done = sum(1 for p in Path(hc.sweep.dir).rglob("summary.json") if p.stat().st_mtime <= mine)
+    root = own.parents[len(Path(hc.sweep.subdir).parts)]  # the sweep's folder, or output_dir when one is given
+    done = sum(1 for p in root.rglob("summary.json") if p.stat().st_mtime <= mine)
     total = _sweep_size(hc)
     label = hc.job.override_dirname or f"job {hc.job.num}"
     of = f"/{total}" if total else ""

@@ -8,41 +8,54 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from sim.common.cli import exit_on_user_error
-from sim.common.io import mark_complete, mark_running, prepare_output_dir, write_json, write_table
-from sim.common.errors import ConfigError
+from sim.common.io import (check_run_dir_free, claim_run_dir, mark_complete, mark_failed, prepare_output_dir, write_json,
+                          write_table)
+from sim.common.errors import ConfigError, UserError
 from experiments.config import register_configs
 from experiments.progress import in_sweep, report_done
 from experiments.online import (build_controller, check_online_config, gear_controller, online_entries, online_summary,
                                 planner_of, planning_scenario, write_timeseries)
 from planners.routellm import router_report
 from experiments.protocol import (SEED_METRICS, SeedSplit, combine_seeds, format_mean_ci, run_seeds, seed_split,
-                                  split_meta, versus_reference)
+                                  split_meta, throughput_cap_rps, versus_reference)
 from experiments.scenario import Scenario, make_plan
+from experiments.stats import at_cap
 from sim.common.paths import CONF_DIR
 
 register_configs()
-TABLE_KEYS = ["planner", *SEED_METRICS, *(f"{k}_ci95" for k in SEED_METRICS), "tier_share", "tier_gpus", "plan_s"]
+TABLE_KEYS = ["planner", *SEED_METRICS, *(f"{k}_ci95" for k in SEED_METRICS), "throughput_lower_bound",
+              "throughput_cap_rps", "tier_share", "tier_gpus", "plan_s"]
 
 
-def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = None, controller=None):
+def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = None, controller=None,
+                  slo_target: float | None = None):
+    """Simulate the plan on the scenario (or the given workload). slo_target: the run only has to tell whether
+    it meets that SLO scale, so it may stop early with sim.runtime.slo_stop.SloMissed (sim.metrics.slo_stop)."""
+    from sim.metrics import slo_stop
     from sim.simulator import simulate
 
     cfg = scenario.sim_cfg
     overrides = plan.estimates.get("sim_overrides") or {}
     if overrides:
         cfg = replace(cfg, **overrides)
-    return simulate(plan, scenario.cascade, scenario.cluster, workload or scenario.workload, cfg,
-                    seed=scenario.seed if seed is None else seed, controller=controller)
+    workload = workload or scenario.workload
+    stop = None
+    if slo_target is not None:
+        stop = slo_stop(workload, slo_target, scenario.cascade, scenario.cluster, cfg, scenario.sim_cfg.engine)
+    return simulate(plan, scenario.cascade, scenario.cluster, workload, cfg,
+                    seed=scenario.seed if seed is None else seed, controller=controller, slo_stop=stop)
 
 
-def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
+def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None) -> float:
     """Highest arrival rate (requests/s) at which the plan keeps the attainment target within tcfg.slo_scale,
-    by bisection on a rate factor applied to the first tcfg.horizon_s seconds of the scenario's workload."""
+    by bisection on a rate factor applied to the first tcfg.horizon_s seconds of the scenario's workload.
+    cache (experiments.sim_cache.ThroughputCache): a bisection already made on equal inputs is reused."""
     from sim.metrics import throughput_at_slo
 
     base = scenario.workload.window(float(scenario.workload.arrival_s[0]),
@@ -50,24 +63,70 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig) -> float:
 
     def run(rate_factor: float):
         w = base.scale_rate(rate_factor)  # CascadeServe's gears follow the measured rate of each factor
-        return simulate_plan(plan, scenario, workload=w, controller=gear_controller(plan, w))
+        return simulate_plan(plan, scenario, workload=w, controller=gear_controller(plan, w),
+                             slo_target=float(tcfg.slo_scale))
 
+    key = None
+    if cache is not None:
+        from experiments.sim_cache import throughput_key
+
+        settings = OmegaConf.to_container(tcfg, resolve=True) if isinstance(tcfg, DictConfig) else dict(tcfg)
+        key = throughput_key(plan, scenario, settings)
+        factor = cache.get(key)
+        if factor is not None:
+            return float(factor * base.rate_rps)
     factor = throughput_at_slo(run, float(tcfg.slo_scale), lo=float(tcfg.lo), hi=float(tcfg.hi),
                                iters=int(tcfg.iters), cascade=scenario.cascade, cluster=scenario.cluster,
                                engine=scenario.sim_cfg.engine)
+    if cache is not None:
+        cache.put(key, factor)
     return float(factor * base.rate_rps)
 
 
-def throughput_cap_rps(scenario: Scenario, tcfg: DictConfig) -> float:
-    """The highest throughput the bisection can report (its hi factor on the first horizon_s seconds): a lower bound."""
-    start = float(scenario.workload.arrival_s[0])
-    return float(tcfg.hi) * scenario.workload.window(start, start + float(tcfg.horizon_s)).rate_rps
+def saturation(requests: pd.DataFrame, plan) -> str:
+    """Why the run looks saturated (arrivals outpace service, so the queue grows with the run's length and its SLO
+    scale says more about the horizon than about the plan), or "" when it does not. Measured: the time a request
+    spends in the system by Little's law, W = N / rate (N: requests arrived and not finished; rate: arrivals over
+    the preceding quarter of them), at the last arrival against half way through the arrivals: a stable queue keeps W
+    level, a saturated one grows it; over 1.5x (and 10 more requests waiting) is called saturated, once the first
+    half of the arrivals lasted at least twice the first quarter's median latency (before that the queue is still
+    filling from empty). Estimated: the
+    planner's own estimate says its deployment cannot carry the load."""
+    why = []
+    arrival = np.sort(requests["arrival_s"].to_numpy())
+    finished = requests["completion_s"].to_numpy()
+    done = np.sort(finished[np.isfinite(finished)])
+    n = arrival.size
+    if n >= 40:
+        w, waiting = [], []
+        for a, b in ((n // 4, n // 2), (3 * n // 4, n - 1)):
+            rate = (b - a) / max(arrival[b] - arrival[a], 1e-9)
+            waiting.append(int(b + 1 - np.searchsorted(done, arrival[b], "right")))
+            w.append(waiting[-1] / rate)
+        order = np.argsort(requests["arrival_s"].to_numpy(), kind="stable")
+        early = np.nanmedian((finished - requests["arrival_s"].to_numpy())[order[: n // 4]])
+        warmed_up = arrival[n // 2] - arrival[0] >= 2 * early  # a queue still filling from empty is no saturation
+        if warmed_up and w[1] > 1.5 * w[0] and waiting[1] > waiting[0] + 10:
+            why.append(f"the queue grows: a request spends about {w[0]:.3g} s in the system half way through the "
+                       f"arrivals and {w[1]:.3g} s at the last (Little's law; {waiting[0]} and {waiting[1]} waiting)")
+    if plan.estimates.get("saturated"):
+        why.append("the planner's estimate says the deployment cannot carry the planned load")
+    return "; ".join(why)
 
 
 def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Everything the main job does, importable (tests and other experiments call this). Every planner runs over
-    the protocol's seeds (experiments.protocol): planned on each seed's planning split, scored on its test split."""
-    mark_running(out_dir)  # removed once every output is written: aggregate skips runs that still hold it
+    the protocol's seeds (experiments.protocol): planned on each seed's planning split, scored on its test split.
+    out_dir must be new or empty (sim.common.io.claim_run_dir): one folder, one run."""
+    claim_run_dir(out_dir)  # RUNNING until every output is written: aggregate skips runs that still hold it
+    try:
+        return _run_experiment(cfg, out_dir)
+    except UserError:
+        mark_failed(out_dir)  # a refused input is not an interrupted run
+        raise
+
+
+def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     splits = [seed_split(cfg, seed) for seed in run_seeds(cfg)]
     scenario = splits[0].test
     check_online_config(cfg, scenario)
@@ -75,20 +134,33 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if not planners:
         raise ConfigError("no planner selected; choose at least one, e.g. planner=[cascadia]")
     chosen, planners = planners, online_entries(cfg, planners)  # + <name>_online runs when re-planning
+    warnings: list[str] = []
     rows, summary = [], {"scenario": {**_scenario_meta(cfg, scenario), "split": split_meta(splits[0]),
                                       "seeds": [sp.seed for sp in splits]}, "planners": {}}
+    from experiments.sim_cache import sweep_cache
+
+    cache = sweep_cache()  # bisections on equal inputs, shared by the planners, seeds and the sweep's jobs
     bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
                disable=not cfg.progress or in_sweep(), file=sys.stderr)
     for name, settings in planners.items():
         runs = []
         for k, split in enumerate(splits):
             bar.set_postfix_str(f"{name} seed {split.seed}")
-            runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen))
+            runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen,
+                                throughput_cache=cache))
             bar.update(1)
         summary["planners"][name] = combine_seeds(runs)
+        saturated = {r["seed"]: r["saturated"] for r in runs if r["saturated"]}
+        summary["planners"][name]["saturated_seeds"] = saturated  # seed -> why; empty: none
+        if saturated:
+            seed, why = next(iter(saturated.items()))
+            warnings.append(f"warning: {name} looks saturated in {len(saturated)} of {len(runs)} seed(s) (seed "
+                            f"{seed}: {why}); its SLO scale ({summary['planners'][name]['slo_scale']:.3g}) grows with "
+                            "the horizon: lower the load (rate_scale) or give it more GPUs before comparing it")
         rows.append({key: summary["planners"][name].get(key) for key in TABLE_KEYS})
     bar.close()
     summary["versus_cascadia"] = versus_reference(summary["planners"])
+    summary["warnings"] = warnings
     table = pd.DataFrame(rows)
     write_json(summary, out_dir / "summary.json", indent=2, default=_json_default)
     write_table(table, out_dir / "table.csv")
@@ -100,11 +172,13 @@ def run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                                      throughput_cap_rps=throughput_cap_rps(scenario, cfg.throughput)))
     mark_complete(out_dir)
     report_done(_format_table(table), written)
+    for line in warnings:  # after the table, where the reader is
+        print(line, file=sys.stderr)
     return summary
 
 
 def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_dir: Path, write_files: bool,
-            chosen: dict | None = None) -> dict:
+            chosen: dict | None = None, throughput_cache=None) -> dict:
     """One planner on one seed: plan on the planning split, simulate on the test split (and, for
     slo_scale_in_sample, on the planning split itself), throughput on the test split."""
     from sim.metrics import summarize
@@ -126,13 +200,17 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
         s_in = summarize(simulate_plan(plan, seen, controller=gear_controller(plan, seen.workload)), seen.cascade,
                          plan, cluster=seen.cluster,
                          engine=seen.sim_cfg.engine)
-    thr = throughput_rps(plan, scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
+    thr = (throughput_rps(plan, scenario, cfg.throughput, throughput_cache) if cfg.throughput.enabled
+           else float("nan"))
+    cap = throughput_cap_rps(scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
     record = {
         "planner": name, "seed": split.seed, "slo_scale": s["slo_scale"], "slo_scale_in_sample": s_in["slo_scale"],
-        "throughput_rps": thr, "quality": s["quality"], "quality_in_sample": s_in["quality"],
+        "throughput_rps": thr, "throughput_cap_rps": cap, "throughput_at_cap": at_cap(thr, cap),
+        "quality": s["quality"], "quality_in_sample": s_in["quality"],
         "gpu_s_per_request": s["gpu_s_per_request"], "p95_latency_s": s["p95_latency_s"],
         "tier_share": s["tier_share"], "tier_gpus": list(plan.gpus_per_tier()), "plan_s": plan_s,
         "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
+        "saturated": saturation(result.requests, plan),
         "thresholds": list(plan.thresholds), "plan": plan.describe(),
     }
     if write_files:
@@ -169,18 +247,24 @@ def _format_table(table: pd.DataFrame) -> str:
     t["tier_share"] = t["tier_share"].map(lambda v: "/".join(f"{100 * x:.0f}%" for x in v))
     t["tier_gpus"] = t["tier_gpus"].map(lambda v: "/".join(str(x) for x in v))
     for key in ("slo_scale", "slo_scale_in_sample", "throughput_rps", "quality"):
-        t[key] = [format_mean_ci(m, ci) for m, ci in zip(t[key], t[f"{key}_ci95"])]
+        bound = t["throughput_lower_bound"] if key == "throughput_rps" else [False] * len(t)
+        t[key] = [format_mean_ci(m, ci, b) for m, ci, b in zip(t[key], t[f"{key}_ci95"], bound)]
     cols = ["planner", "slo_scale", "slo_scale_in_sample", "throughput_rps", "quality", "gpu_s_per_request",
             "p95_latency_s", "tier_share", "tier_gpus", "plan_s"]
+    note = ("\n>=: at the throughput bisection's cap in some seed (the plan met the SLO at every rate tried): a lower "
+            "bound" if t["throughput_lower_bound"].any() else "")
     return ("mean over seeds [95% bootstrap CI]; test split (in_sample: the plan on its own planning split)\n"
-            + t[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}"))
+            + t[cols].to_string(index=False, float_format=lambda x: f"{x:.3g}") + note)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    out_dir = Path(cfg.output_dir) if cfg.output_dir else Path(HydraConfig.get().runtime.output_dir)
+    hc = HydraConfig.get()
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else Path(hc.runtime.output_dir)
+    if cfg.output_dir and in_sweep():  # each job of a sweep in its own folder under output_dir, named as Hydra's
+        out_dir = out_dir / hc.sweep.subdir
     run_guarded(cfg, out_dir)
 
 
@@ -198,8 +282,21 @@ def validate_overrides(argv: list[str]) -> None:
     from experiments.scenario import check_top_level
 
     if any(a in ("-m", "--multirun") for a in argv):
-        return  # sweeps are validated per job
-    check_top_level(compose_from_argv(argv))
+        return None  # sweeps are validated per job
+    cfg = compose_from_argv(argv)
+    check_top_level(cfg)
+    return cfg
+
+
+def hydra_dir_at_output_dir(cfg: DictConfig | None, argv: list[str]) -> list[str]:
+    """With output_dir set (and no hydra.run.dir of the user's), Hydra's own job folder (.hydra/, the log) is the
+    output folder too, not an otherwise empty folder under outputs/; the folder must then be new or empty before
+    Hydra writes into it, so another run's config is never overwritten."""
+    if cfg is None or not cfg.output_dir or any("hydra.run.dir=" in a for a in argv):
+        return []
+    check_run_dir_free(Path(cfg.output_dir))
+    quoted = str(cfg.output_dir).replace("\\", "\\\\").replace('"', '\\"')
+    return [f'hydra.run.dir="{quoted}"']
 
 
 @exit_on_user_error  # Ctrl-C during start-up or in Hydra's own code still ends as one line
@@ -209,7 +306,8 @@ def main() -> None:
     if quick_mode():
         sys.argv += experiment_overrides(sys.argv[1:])
         announce("120 s horizon, 2 throughput bisection steps on 60 s, 300 planning requests")
-    validate_overrides(sys.argv[1:])
+    cfg = validate_overrides(sys.argv[1:])
+    sys.argv += exit_on_user_error(hydra_dir_at_output_dir)(cfg, sys.argv[1:])
     _hydra_main()
 
 

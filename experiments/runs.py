@@ -28,6 +28,7 @@ def tidy_rows(summary: dict, source: Path) -> list[dict]:
                "rate_rps": sc["rate_rps"], "seed": sc["seed"], "planner": planner, "source": str(source)}
         row.update({k: s.get(k) for k in SCALAR_KEYS if k in s})
         row.update(ci_columns(s))
+        row.update(cap_columns(s))
         row["reference_length"] = sc.get("reference_length", "largest_tier")
         row["split"] = bool((sc.get("split") or {}).get("enabled", False))
         for i, share in enumerate(s.get("tier_share", [])):
@@ -62,8 +63,57 @@ def seed_rows(summary: dict, source: Path) -> list[dict]:
                    "q_min_level": sc.get("q_min_level"), "rate_scale": sc["rate_scale"], "planner": planner,
                    "seed": seed, "source": str(source)}
             row.update({k: s[f"{k}_per_seed"][i] for k in SEED_METRICS if f"{k}_per_seed" in s})
+            if "throughput_at_cap_per_seed" in s:
+                row["throughput_at_cap"] = bool(s["throughput_at_cap_per_seed"][i])
+                row["throughput_cap_rps"] = s.get("throughput_cap_rps")
             rows.append(row)
     return rows
+
+
+def cap_columns(s: dict) -> dict:
+    """The throughput bisection's cap and whether the mean throughput is a lower bound (some seed at the cap)."""
+    if "throughput_at_cap_per_seed" not in s:
+        return {}
+    return {"throughput_cap_rps": s.get("throughput_cap_rps"),
+            "throughput_lower_bound": bool(s.get("throughput_lower_bound", False))}
+
+
+# Settings that never make two runs different cases: the seed (the replicate), where and how outputs are written,
+# and the planners (the systems a case compares).
+NOT_A_CASE = ("seed", "split.seed", "output_dir", "progress", "figure", "planner")
+
+
+def _leaves(node, prefix: str = "") -> dict:
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            out.update(_leaves(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: json.dumps(node, sort_keys=True) if isinstance(node, list) else node}
+
+
+def case_settings(configs: list[dict]) -> list[dict]:
+    """Per run, the settings that vary among the runs aggregated together (dotted config keys): a case is defined by
+    every setting that varies, so runs at different loads, with re-planning on and off or of different experiments
+    are never pooled into one mean with one CI. Keys under NOT_A_CASE are left out."""
+    flat = [{k: v for k, v in _leaves(c or {}).items()
+             if not any(k == n or k.startswith(n + ".") for n in NOT_A_CASE)} for c in configs]
+    keys = sorted({k for f in flat for k in f})
+    varying = [k for k in keys if len({repr(f.get(k)) for f in flat}) > 1]
+    # A config group chosen by name (workload=coding) changes many of its keys at once: they stay out of the label
+    # when the group's name alone tells them apart (each name comes with one value of the key).
+    implied = []
+    for k in varying:
+        group = k.split(".")[0] + ".name"
+        if k != group and group in varying:
+            pairs = {(repr(f.get(group)), repr(f.get(k))) for f in flat}
+            if len(pairs) == len({p[0] for p in pairs}):
+                implied.append(k)
+    return [{k: f.get(k) for k in varying if k not in implied} for f in flat]
+
+
+def case_label(settings: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in settings.items()) or "all"
 
 
 def online_columns(summary: dict, s: dict, planner: str) -> dict:
@@ -100,15 +150,20 @@ def aggregate(run_dirs: list[Path], per_seed: bool = False) -> pd.DataFrame:
     summaries = complete_summaries(run_dirs)
     if not summaries:
         raise DataError(f"no complete summary.json under {', '.join(map(str, run_dirs))}; run an experiment first")
-    rows = []
+    rows, configs = [], []
     for path in summaries:
         try:
             summary = json.loads(path.read_text())
             if not isinstance(summary, dict) or not isinstance(summary.get("planners"), dict):
                 raise KeyError("planners")
-            rows.extend(seed_rows(summary, path.parent) if per_seed else tidy_rows(summary, path.parent))
+            made = seed_rows(summary, path.parent) if per_seed else tidy_rows(summary, path.parent)
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise DataError(f"{path}: not a summary written by experiments.run ({type(exc).__name__}: {exc})") from None
+        rows.extend(made)
+        configs.extend([summary["scenario"].get("config") or {}] * len(made))
+    for row, settings in zip(rows, case_settings(configs)):
+        row["case"] = case_label(settings)
+        row.update({f"case.{k}": v for k, v in settings.items()})
     return pd.DataFrame(rows)
 
 

@@ -70,3 +70,29 @@ def outcome(ci95: Sequence[float], *, null: float = 0.0, higher_is_better: bool 
         return "tie"
     better = lo > null if higher_is_better else hi < null
     return "win" if better else "loss"
+
+
+# A throughput the rate bisection reports at its cap (its highest rate factor) is a lower bound: the plan met the
+# SLO at every rate tried. A ratio of two throughputs is then one-sided.
+Bound = Literal["exact", "at_least", "at_most", "unknown"]
+
+
+def ratio_bound(numerator_capped: Sequence[bool], denominator_capped: Sequence[bool]) -> Bound:
+    """What a ratio of summed throughputs is, given which seeds' values sit at the cap: exact (none), at_least
+    (only numerators capped: the true ratio is at least the one measured), at_most (only denominators), unknown
+    (both)."""
+    num, den = bool(np.any(numerator_capped)), bool(np.any(denominator_capped))
+    return "unknown" if num and den else "at_least" if num else "at_most" if den else "exact"
+
+
+def bounded_outcome(result: Outcome, bound: Bound) -> str:
+    """Win/tie/loss of a ratio > 1 = better, read through its bound: a measured win that can only grow stays a win,
+    a measured loss that can only shrink stays a loss; anything else cannot be decided from capped values."""
+    if bound == "exact" or (bound == "at_least" and result == "win") or (bound == "at_most" and result == "loss"):
+        return result
+    return "undecided"
+
+
+def at_cap(value: float, cap: float) -> bool:
+    """Whether a bisected throughput sits at the bisection's cap (relative tolerance for float round-off)."""
+    return bool(np.isfinite(value) and np.isfinite(cap) and value >= cap * (1 - 1e-9))

@@ -18,6 +18,7 @@ from sim.common.errors import ConfigError
 from planners.plan import CascadePlan
 from planners.routing import THRESHOLD_MAX, expected_direct_quality, final_tiers, reach_mask
 from planners.search import SearchContext
+from planners.strategy import latency_table
 
 
 def _single_thresholds(num_tiers: int, tier: int) -> tuple[float, ...]:
@@ -54,6 +55,11 @@ class SingleModelPlanner:
         mask[:, tier] = True
         loads = ctx.loads_from_mask(mask)
         tables = ctx.tables(loads)
+        # Every GPU serves the model: the shared table keeps the fewest GPUs that reach its best estimate, which
+        # at a light planning load (a short horizon, quick mode) left 8 of 32 idle.
+        served = tables[tier]
+        tables[tier] = latency_table(list(served.models), served.rate_rps, ctx.num_gpus, problem.slo_attainment,
+                                     idle_ok=False)
         gpus = tuple(ctx.num_gpus if i == tier else 0 for i in range(ctx.num_tiers))
         est = {"model": problem.cascade.tiers[tier].model.name}
         if self.batching != "vllm":

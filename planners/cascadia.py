@@ -67,7 +67,7 @@ LATENCY_OBJECTIVES = ("end_to_end", "slo_scale", "max_tier")
 @dataclass(frozen=True)
 class CascadiaPlanner:
     name: str = "cascadia"
-    backend: str = "cbc"
+    backend: str = "highs"  # stall-free over 200 plans; "cbc" stalled now and then (docs/performance.md)
     threads: int = 1
     seed: int = 0
     mip_gap: float = 0.0

@@ -25,7 +25,7 @@ class AllocationInfeasible(UserError):
 
 @dataclass(frozen=True)
 class SolverSettings:
-    backend: str = "cbc"
+    backend: str = "highs"
     threads: int = 1
     seed: int = 0
     mip_gap: float = 0.0  # relative; 0 = prove optimality

@@ -126,7 +126,7 @@ class PlanningProblem:
         one node; None when it fits none."""
         from sim.common.errors import DeploymentDoesNotFit
 
-        t = self.reference_tier % self.cascade.num_tiers
+        t = self.cascade.tier_index(self.reference_tier)
         tp = 1
         while tp <= self.cluster.gpus_per_node:
             try:
@@ -145,4 +145,5 @@ class PlanningProblem:
 
         return build_replica_cost(tier.model, self.cluster.gpu, tp, pp, tier.weights, tier.kv,
                                   tp_spans_nodes=False, pp_spans_nodes=spans, cluster=self.cluster,
-                                  engine=self.engine, gpu_memory_utilization=self.gpu_memory_utilization)
+                                  engine=self.engine, gpu_memory_utilization=self.gpu_memory_utilization,
+                                  **tier.deployment(tp))

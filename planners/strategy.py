@@ -87,7 +87,10 @@ class TierTable:
 
 
 def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, quantile: float = 0.95,
-                  empty: bool = False) -> TierTable:
+                  empty: bool = False, idle_ok: bool = True) -> TierTable:
+    """idle_ok (default): l(f) is the best deployment on at most f GPUs (non-increasing in f). False: on exactly f
+    GPUs, each configuration's replicas filling them (a deployment told to use every GPU; at light load the best on
+    at most f often leaves some idle, its estimate no better with them)."""
     n = num_gpus + 1
     f = np.arange(n)
     best = np.full(n, np.inf)
@@ -120,6 +123,8 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
             d1b = np.where(better, d1, d1b)
             c2b = np.where(better, j, c2b)
             d2b = np.where(better, d2, d2b)
+    if not idle_ok:
+        return TierTable(best, c1b, d1b, c2b, d2b, tuple(models), rate_rps)
     # Non-increasing in f: the best deployment on at most f GPUs.
     idx = np.arange(n)
     improves = best < np.r_[np.inf, np.minimum.accumulate(best)[:-1]]

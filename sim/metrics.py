@@ -11,6 +11,7 @@ import pandas as pd
 
 from sim.common.errors import ConfigError, DeploymentDoesNotFit
 from sim.perf.batch import BatchShape
+from sim.runtime.slo_stop import SloMissed, SloStop
 from sim.runtime.prefix_cache import prefix_hit_rates
 from sim.runtime.records import STATUS_COMPLETED, SimResult
 
@@ -20,12 +21,13 @@ def reference_deployment(cascade, cluster, reference_tier: int = -1, engine: str
     fits one node of the cluster."""
     from sim.perf.cost_model import build_replica_cost
 
-    t = reference_tier % cascade.num_tiers
+    t = cascade.tier_index(reference_tier)
     tier = cascade.tiers[t]
     tp = 1
     while tp <= cluster.gpus_per_node:
         try:
-            return t, tp, build_replica_cost(tier.model, cluster.gpu, tp, 1, tier.weights, tier.kv, engine=engine)
+            return t, tp, build_replica_cost(tier.model, cluster.gpu, tp, 1, tier.weights, tier.kv, engine=engine,
+                                             **tier.deployment(tp))
         except DeploymentDoesNotFit:
             tp *= 2
         except ConfigError:  # a TP degree the architecture does not divide by
@@ -168,16 +170,38 @@ def meets_slo(result: SimResult, target_scale: float, cascade, cluster, engine: 
     return slo_scale(result.requests["latency_s"].to_numpy(), ref, att) <= target_scale
 
 
+def slo_stop(workload, target_scale: float, cascade, cluster, cfg, engine: str | None = None):
+    """The early-stop rule for a run whose only question is whether it meets target_scale (sim.runtime.slo_stop.SloStop):
+    ref(r) from the workload, as request_slo_ratios computes it from the records, and the number of misses at
+    which the attainment quantile (inverted CDF, as slo_scale) must exceed the target. None where ref(r) depends
+    on the run itself (reference_length "returned") or the workload is empty."""
+    n = workload.num_requests
+    if n == 0 or cfg.reference_length != "largest_tier":
+        return None
+    t, _, cost = reference_deployment(cascade, cluster, int(cfg.reference_tier), engine or cfg.engine)
+    ref = reference_latency_s(workload.input_tokens, np.maximum(workload.output_tokens[:, t], 1), cost)
+    # slo_scale takes sorted_ratios[j] with j the index inverted_cdf picks for n values; it exceeds the target
+    # exactly when at most j ratios are within it, i.e. when n - j or more requests miss.
+    j = int(np.quantile(np.arange(n, dtype=np.float64), float(cfg.attainment), method="inverted_cdf"))
+    return SloStop(ref, float(target_scale), n - j)
+
+
 def throughput_at_slo(run: Callable[[float], SimResult], slo_scale_target: float, lo: float = 0.25, hi: float = 4.0,
                       iters: int = 6, cascade=None, cluster=None, engine: str | None = None) -> float:
     """Highest rate factor in [lo, hi] at which run(factor) keeps the attainment target within
     slo_scale_target x ref(r); 0.0 if even lo fails, hi if hi passes. Bisection is geometric (mid = sqrt(lo*hi))
-    so that `iters` steps give the same relative resolution, (hi/lo)**(2**-iters), at any load."""
+    so that `iters` steps give the same relative resolution, (hi/lo)**(2**-iters), at any load. run(f) may end
+    a run early with SloMissed (given an SloStop from slo_stop): the same verdict, sooner."""
     if cascade is None or cluster is None:
         raise ConfigError("throughput_at_slo needs the cascade and the cluster (for the reference latency)")
     if not 0 < lo < hi:
         raise ConfigError(f"throughput bisection bounds must satisfy 0 < lo < hi, got lo={lo}, hi={hi}")
-    ok = lambda f: meets_slo(run(f), slo_scale_target, cascade, cluster, engine)  # noqa: E731
+    def ok(f: float) -> bool:
+        try:
+            return meets_slo(run(f), slo_scale_target, cascade, cluster, engine)
+        except SloMissed:  # run(f) stopped as soon as its verdict was certain (sim.metrics.slo_stop)
+            return False
+
     if ok(hi):
         return hi
     if not ok(lo):

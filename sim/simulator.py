@@ -12,7 +12,7 @@ import simpy
 
 from sim.runtime.batching import POLICIES
 from sim.runtime.cluster import Cluster, validate_plan
-from sim.common.errors import ConfigError
+from sim.common.errors import ConfigError, DataError
 from sim.runtime.flow import CascadeFlow
 from sim.runtime.records import SimResult
 from sim.runtime.replica import ITERATION_COLUMNS
@@ -134,13 +134,15 @@ def _direct_tiers(scores: np.ndarray, thresholds, error_rate: float, rng: np.ran
 
 
 def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), seed: int = 0, controller=None,
-             cost_factory: Callable | None = None, judge=None, arrivals=None) -> SimResult:
+             cost_factory: Callable | None = None, judge=None, arrivals=None, slo_stop=None) -> SimResult:
     """Run the workload through the plan; returns per-request records, optional iterations and run metadata.
 
     cost_factory(tier_spec, replica_plan, cluster, engine=...) -> ReplicaCost (default: the calibrated cost
     model). judge: an object with gate_scores(scores, tier, rng) and latency_s(rng, n) (default:
     sim.workload.Judge(cfg.judge)). arrivals: an object that admits requests during the run (start(env, flow),
     on_finish(i, now); e.g. sim.fidelity.clients.BenchmarkClient) instead of the workload's arrival times. Random streams: one SeedSequence(seed), spawned per use.
+    slo_stop (sim.runtime.slo_stop.SloStop, from sim.metrics.slo_stop): raise SloMissed as soon as the run's SLO scale
+    is certain to exceed the target, instead of simulating on (records up to there are identical).
     """
     if not isinstance(cfg, SimConfig):
         cfg = sim_config_from_dict(cfg)
@@ -150,6 +152,12 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     if workload.num_tiers != cascade.num_tiers:
         raise ConfigError(f"workload {workload.name!r} has scores for {workload.num_tiers} tiers but cascade "
                           f"{cascade.name!r} has {cascade.num_tiers}")
+    cascade.tier_index(cfg.reference_tier)  # out of range: an error before the run, not a wrapped-around tier
+    empty = np.flatnonzero(np.asarray(workload.input_tokens) < 1)
+    if empty.size:  # vLLM refuses an empty prompt; simulated, it got its first token with no prefill at all
+        raise DataError(f"workload {workload.name!r}: {empty.size} request(s) with a prompt of "
+                        f"{int(workload.input_tokens[empty[0]])} tokens (first: request {int(empty[0])}); a prompt "
+                        "needs at least 1 token")
     if judge is None:
         from sim.workload import Judge
 
@@ -178,7 +186,7 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     if hasattr(cost_factory, "check_workload"):  # a measured table checks its range before the run
         cost_factory.check_workload(workload)
     flow = CascadeFlow(env, workload, plan.thresholds, plan.routing, cl.routers, cfg, gate, lat, direct, arrivals,
-                       max_context=[t.model.max_context for t in cascade.tiers])
+                       max_context=[t.model.max_context for t in cascade.tiers], slo_stop=slo_stop)
     cl.attach_flow(flow)
     if controller is None:
         env.run()

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         print(f"{name:<14} {time.perf_counter() - t0:5.1f} s  -> {path}")
     if missing:
-        print("not drawn (their results are missing):\n  " + "\n  ".join(missing), file=sys.stderr)
+        print("error: not drawn (their tables are missing or malformed):\n  " + "\n  ".join(missing), file=sys.stderr)
         sys.exit(1)
 
 

@@ -31,12 +31,56 @@ SAVE_DPI = 110  # notebooks/figures.ipynb lowers it to stay small
 CAP_NOTE = "hatched ≥: at the bisection cap (10x the rate), a lower bound"
 
 
+# What the figures read from each tidy table: (columns they need, columns that name one row, may it be empty).
+# A row named twice (two runs of one case aggregated into one table) would be drawn as one bar of either value.
+_SWEEP = ["planner", "slo_scale", "throughput_rps", "quality", "gpu_s_per_request", "workload", "rate_scale"]
+TABLES = {
+    "slo_throughput": (_SWEEP + ["q_min_level"], ["workload", "q_min_level", "planner"], False),
+    "ablation": (_SWEEP, ["workload", "planner"], False),
+    "llama3": (_SWEEP + ["q_min_level", "cascade"], ["q_min_level", "planner"], False),
+    "llama31": (["planner", "slo_scale", "workload", "q_min_level"], ["workload", "q_min_level", "planner"], False),
+    "quality_shift": (["planner", "q_min", "cascade", "gpus_t0", "share_t0"], ["planner", "q_min"], False),
+    "node_failure": (["planner", "replan_enabled", "slo_scale"], ["planner", "replan_enabled", "seed"], False),
+    "node_failure_timeseries": (["planner", "replan_enabled", "window_start_s", "p95_latency_s"],
+                                ["planner", "replan_enabled", "seed", "window_start_s"], False),
+    "planner_time": (["num_gpus", "cold_s", "warm_s"], ["num_gpus"], False),
+    "drift_timeseries": (["system", "mode", "window_start_s", "p95_latency_s"],
+                         ["system", "mode", "planner", "replan_enabled", "seed", "window_start_s"], False),
+    "drift_phases": (["phase", "start_s", "end_s"], [], False),
+    "drift_events": (["kind", "time_s", "seed"], [], True),  # a run may have no re-plan or gear switch
+    "drift_summary": (["system", "mode", "phase", "seeds", "slo_scale_mean", "slo_scale_ci95_lo", "slo_scale_ci95_hi"],
+                      ["case", "system", "mode", "phase"], False),
+}
+
+
 def read_results(name: str, results_dir: Path | None = None) -> pd.DataFrame:
+    """A tidy table the figures read, checked: every problem (missing, truncated, no rows, a column the figure needs
+    missing, one row named twice) is one DataError naming the file, never a traceback from the plotting code."""
     path = Path(results_dir or RESULTS_DIR) / f"{name}.csv"
     if not path.exists():
         raise DataError(f"{path} does not exist; run the experiment and `python -m experiments.aggregate` first "
                         f"(see docs/results.md)")
-    return pd.read_csv(path)
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        raise DataError(f"{path} ends in the middle of a line: the table is truncated; regenerate it with "
+                        "`python -m experiments.aggregate`")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path} is not a readable CSV table ({msg})") from None
+    needed, key, may_be_empty = TABLES.get(name, ([], [], True))
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise DataError(f"{path} lacks column(s) {missing} that this figure needs; it has {list(df.columns)[:12]}")
+    if df.empty and not may_be_empty:
+        raise DataError(f"{path} has a header but no rows; nothing to draw")
+    key = [c for c in key if c in df.columns]
+    if key and df.duplicated(key).any():
+        dup = df[df.duplicated(key, keep=False)][key].iloc[0].to_dict()
+        raise DataError(f"{path} has {int(df.duplicated(key, keep=False).sum())} rows for one case ({dup}): each "
+                        "case must appear once; aggregate one sweep per table")
+    return df
 
 
 def ordered_planners(df: pd.DataFrame) -> list[str]:
@@ -69,6 +113,24 @@ def legend_below(fig, handles, labels, ncol: int | None = None) -> None:
                ncol=ncol or min(len(labels), 4), frameon=False)
 
 
+def seeds_of(df: pd.DataFrame, value: str) -> int | None:
+    """How many seeds each mean of `value` is over (the table's <value>_n column, experiments.aggregate)."""
+    col = f"{value}_n"
+    return int(pd.to_numeric(df[col], errors="coerce").max()) if col in df and df[col].notna().any() else None
+
+
+def error_bar_note(n_seeds: int | None) -> str:
+    """What a figure's error bars are, in one line under it."""
+    if not n_seeds:
+        return "no error bars: one value per bar (the table has no per-seed CI)"
+    return f"bars: mean over {n_seeds} seeds; error bars: 95% bootstrap CI of that mean over the seeds"
+
+
+def caption(fig, text: str) -> None:
+    """One line of small text under the figure (below the legend), e.g. what its error bars are."""
+    fig.text(0.5, -0.2, text, ha="center", va="top", fontsize=7, style="italic")  # below a two-row legend
+
+
 def save(fig, name: str, out_dir: Path | None = None) -> Path:
     out_dir = Path(out_dir or FIGURES_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -94,28 +156,27 @@ def ci_yerr(sub: pd.DataFrame, value: str, xs: list):
     return [lo, hi]
 
 
-@functools.lru_cache(maxsize=None)
-def _window_rate_rps(workload: str, rate_scale: float, horizon_s: float) -> float:
-    from sim.workload import build_workload
-
-    w = build_workload(workload, seed=0, rate_scale=rate_scale)
-    start = float(w.arrival_s[0])
-    return float(w.window(start, start + horizon_s).rate_rps)
-
-
 def throughput_cap_rps(row) -> float:
-    """The highest throughput the bisection can report for this row: hi x the rate of the first horizon_s seconds
-    (experiments.run.throughput_rps). A table may carry it; otherwise it is recomputed from the shipped trace
-    with the default bisection settings (experiments.config.ThroughputConf)."""
+    """The highest throughput the bisection can report for this row: hi x the rate of the first horizon_s seconds of
+    the run's test split (experiments.protocol.throughput_cap_rps). A table may carry it; otherwise it is recomputed
+    from the row's experiment, workload and rate_scale (experiments.protocol.scenario_cap_rps)."""
     if "throughput_cap_rps" in row and pd.notna(row["throughput_cap_rps"]):
         return float(row["throughput_cap_rps"])
-    from experiments.config import ThroughputConf
+    from experiments.protocol import scenario_cap_rps
 
-    t = ThroughputConf()
     try:
-        return t.hi * _window_rate_rps(str(row["workload"]), float(row["rate_scale"]), t.horizon_s)
+        return scenario_cap_rps(str(row.get("experiment", "default")), str(row["workload"]), float(row["rate_scale"]))
     except Exception:  # a workload this checkout cannot rebuild: no bar is marked rather than a wrong mark
         return float("inf")
+
+
+def is_lower_bound(row, value: float) -> bool:
+    """A throughput bar is a lower bound when any seed behind its mean sat at the bisection's cap (the table's
+    throughput_lower_bound, experiments.aggregate), or, in a table without that column, when it is the cap."""
+    flag = row.get("throughput_lower_bound") if hasattr(row, "get") else None
+    if flag is not None and pd.notna(flag):
+        return str(flag).lower() in ("true", "1")
+    return value >= throughput_cap_rps(row) * (1 - 1e-9)
 
 
 def grouped_bars(ax, df: pd.DataFrame, x: str, value: str, planners: list[str], lower_bound_cap: bool = False) -> bool:
@@ -135,7 +196,7 @@ def grouped_bars(ax, df: pd.DataFrame, x: str, value: str, planners: list[str], 
                 continue
             row = sub.loc[v]
             val = float(row[value])
-            capped = lower_bound_cap and val >= throughput_cap_rps(row) * (1 - 1e-9)
+            capped = lower_bound_cap and is_lower_bound(row, val)
             any_capped |= capped
             err = ci_yerr(sub, value, [v])
             ax.bar(pos, val if val > 0 else top * 0.01, width, color=COLORS.get(p), hatch="///" if capped else None,
@@ -180,4 +241,5 @@ def bars_per_panel(table: str, panels: list[tuple[str, str, str, str]], x: str, 
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     legend_below(fig, *planner_handles(planners, with_cap=any_cap))
+    caption(fig, error_bar_note(seeds_of(df, panels[0][1])))
     return save(fig, fig_name, out_dir)

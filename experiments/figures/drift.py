@@ -26,6 +26,7 @@ def plot(results_dir=None, out_dir=None, name: str = "drift"):
     phases = read_results(f"{name}_phases", **kw)
     events = read_results(f"{name}_events", **kw)
     summary = read_results(f"{name}_summary", **kw)
+    summary, case_note = one_case(summary)
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), gridspec_kw={"width_ratios": [2.0, 1.3]})
     ax = axes[0]
     for (system, mode), part in ts.groupby(["system", "mode"]):
@@ -65,10 +66,34 @@ def plot(results_dir=None, out_dir=None, name: str = "drift"):
     ax.set_yscale("log")
     ax.set_ylabel("SLO scale (log; lower is better)")
     seeds = int(summary.seeds.max()) if len(summary) else 0
-    ax.set_title(f"mean over {seeds} seeds, bars: 95% CI", fontsize=8)
+    ax.set_title(f"mean over {seeds} seeds; error bars: 95% bootstrap CI of that mean over the seeds{case_note}",
+                 fontsize=8)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     ax.grid(alpha=0.3, axis="y")
+    for a in axes:
+        readable_log_ticks(a)
     return save(fig, name, **({"out_dir": out_dir} if out_dir else {}))
+
+
+def one_case(summary):
+    """The summary rows of one case (experiments.runs.case_settings): a table of several (re-planning on and off,
+    two loads) has one mean per case, never pooled; the bars show the case with the most systems, and say so."""
+    if "case" not in summary or summary["case"].nunique() <= 1:
+        return summary, ""
+    sizes = summary.groupby("case").apply(lambda g: len(g[["system", "mode"]].drop_duplicates()))
+    case = sorted(sizes.index, key=lambda c: (-sizes[c], str(c)))[0]
+    return summary[summary["case"] == case], f"\ncase {case} (1 of {len(sizes)} in the table)"
+
+
+def readable_log_ticks(ax) -> None:
+    """Log axes labelled at 1, 2, 5 x each power of ten in plain numbers (not 10^0 with unlabelled minor ticks)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if ax.get_yscale() != "log":
+        return
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ def plot_main_job(table: pd.DataFrame, path: Path, title: str = "", throughput_c
         ax.grid(axis="y", alpha=0.3)
     if title:
         fig.suptitle(title, fontsize=10)
+    fig.text(0.5, 0.0, "bars: mean over the run's seeds; error bars: 95% bootstrap CI of that mean over the seeds"
+             + ("; hatched ≥: at the throughput bisection's cap, a lower bound" if throughput_cap_rps else ""),
+             ha="center", va="top", fontsize=7, style="italic")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # tight: keeps the note under the axes
     return path

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.patches import Patch
 
-from experiments.figures._common import COLORS, SLO_SCALE_LABEL, legend_below, new_figure, read_results, save
+from experiments.figures._common import (COLORS, SLO_SCALE_LABEL, caption, ci_yerr, error_bar_note, legend_below,
+                                        new_figure, read_results, save, seeds_of)
 
 
 def plot(results_dir=None, out_dir=None):
@@ -27,7 +28,9 @@ def plot(results_dir=None, out_dir=None):
     axes[0].set_ylim(bottom=0)
     axes[0].set_title("latency through a node failure", fontsize=9)
     ordered = runs.sort_values(["planner", "replan_enabled"])
-    bars = axes[1].bar(range(len(ordered)), ordered.slo_scale, color=[COLORS.get(p, "k") for p in ordered.planner])
+    yerr = ci_yerr(ordered.reset_index(drop=True), "slo_scale", list(range(len(ordered))))
+    bars = axes[1].bar(range(len(ordered)), ordered.slo_scale, color=[COLORS.get(p, "k") for p in ordered.planner],
+                       yerr=yerr, capsize=2, error_kw={"elinewidth": 0.8})
     counted = {"completed", "requests"} <= set(ordered.columns)  # absent when no fault fell in the horizon
     for b, (_, r) in zip(bars, ordered.iterrows()):
         b.set_hatch("" if r.replan_enabled else "//")
@@ -44,6 +47,7 @@ def plot(results_dir=None, out_dir=None):
     for ax in axes:
         ax.grid(alpha=0.3)
     legend_below(fig, handles, [h.get_label() for h in handles], ncol=3)
+    caption(fig, "right: " + error_bar_note(seeds_of(runs, "slo_scale")) + "; left: one line per run and seed")
     return save(fig, "node_failure", out_dir)
 
 

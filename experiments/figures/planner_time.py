@@ -1,7 +1,7 @@
 """The paper's planner scalability: Cascadia's planning time against the number of GPUs (cold and warm cost-model cache)."""
 from __future__ import annotations
 
-from experiments.figures._common import legend_below, new_figure, read_results, save
+from experiments.figures._common import caption, legend_below, new_figure, read_results, save
 
 
 def plot(results_dir=None, out_dir=None):
@@ -15,6 +15,7 @@ def plot(results_dir=None, out_dir=None):
     ax.set_title("planner time against cluster size", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     legend_below(fig, lines, [ln.get_label() for ln in lines], ncol=1)
+    caption(fig, "no error bars: one timing per size and cache state")
     return save(fig, "planner_time", out_dir)
 
 

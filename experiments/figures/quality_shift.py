@@ -1,7 +1,7 @@
 """The paper's resource-allocation case study: how the quality requirement moves GPUs and request shares between tiers (Cascadia)."""
 from __future__ import annotations
 
-from experiments.figures._common import legend_below, new_figure, read_results, save, tier_names
+from experiments.figures._common import caption, legend_below, new_figure, read_results, save, tier_names
 
 
 def plot(results_dir=None, out_dir=None):
@@ -23,6 +23,7 @@ def plot(results_dir=None, out_dir=None):
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     legend_below(fig, lines, [ln.get_label() for ln in lines], ncol=len(lines))
+    caption(fig, "no error bars: one plan per q_min (the run's first seed), its GPUs and its share of requests per tier")
     return save(fig, "quality_shift", out_dir)
 
 

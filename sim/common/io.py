@@ -3,8 +3,11 @@
 write_atomic writes to a temporary name in the target's folder and renames it over the target (atomic on POSIX),
 so an interrupted run leaves either the old file or the new one. CSV tables ending in .gz are gzip with mtime 0:
 gzip's header otherwise stores the write time, and two runs of one seed would differ in bytes.
-A run folder holds a RUNNING marker from its start until every output is written (mark_running / mark_complete),
-so aggregation can tell an interrupted run from a finished one.
+A run folder holds a RUNNING marker from its start until every output is written (claim_run_dir / mark_complete),
+so aggregation can tell an interrupted run from a finished one; a run that stops on a user error removes it
+(mark_failed): it wrote nothing worth reading and was not interrupted. A run folder holds one run only: claiming a
+folder that already holds another run's files is a user error. Files get the permissions the umask gives any new
+file (mkstemp alone makes them 0600, unreadable to colleagues sharing results).
 """
 from __future__ import annotations
 
@@ -16,7 +19,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sim.common.errors import DataError
+
 RUNNING_MARKER = "RUNNING"
+# What Hydra itself puts in a job's folder before the job runs: not another run's outputs.
+HYDRA_OWN = (".hydra",)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only portable way to read it is to set it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: Path | str, data: bytes | str) -> Path:
@@ -25,6 +38,7 @@ def write_atomic(path: Path | str, data: bytes | str) -> Path:
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
         os.replace(tmp, path)
@@ -63,14 +77,39 @@ def mark_complete(run_dir: Path | str) -> None:
     (Path(run_dir) / RUNNING_MARKER).unlink(missing_ok=True)
 
 
+def mark_failed(run_dir: Path | str) -> None:
+    """A run that stopped on a user error: not interrupted, so it must not read as such (it leaves no marker)."""
+    mark_complete(run_dir)
+
+
+def claim_run_dir(run_dir: Path | str, key: str = "output_dir") -> Path:
+    """Mark run_dir RUNNING for a new run; a folder that already holds files of another run (finished, failed or
+    interrupted) is refused: a second run would overwrite some of its files, leave the others stale and, stopped
+    half way, make the first run read as interrupted."""
+    check_run_dir_free(run_dir, key, hydra_started=True)
+    return mark_running(run_dir)
+
+
+def check_run_dir_free(run_dir: Path | str, key: str = "output_dir", hydra_started: bool = False) -> None:
+    """A user error unless run_dir is absent or empty; hydra_started: Hydra's own .hydra/ and log of this job may
+    already be there."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    taken = sorted(p.name for p in run_dir.iterdir()
+                   if not (hydra_started and (p.name in HYDRA_OWN or p.name.endswith(".log"))))
+    if taken:
+        shown = ", ".join(taken[:4]) + (f" and {len(taken) - 4} more" if len(taken) > 4 else "")
+        raise DataError(f"{key}={run_dir} already holds another run's files ({shown}); a run writes into a new or "
+                        "empty folder so that two runs never mix: give another folder")
+
+
 def is_incomplete(run_dir: Path | str) -> bool:
     return (Path(run_dir) / RUNNING_MARKER).exists()
 
 
 def prepare_output_dir(path: Path | str, key: str = "output_dir") -> Path:
     """Create the output folder (and parents); a path that is a file or cannot be written is a user error."""
-    from sim.common.errors import DataError
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise DataError(f"{key}={path} is an existing file, not a folder; give a folder path")

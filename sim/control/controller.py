@@ -8,6 +8,7 @@ replica_plan, load_s), slow_down(replica, factor), fail_gpus / repair_gpus, set_
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from sim.control.policy import LiveView, PlanChange
@@ -45,6 +46,9 @@ class OnlineController(Controller):
         self._view: LiveView | None = None
         self._lost: list = []  # (tier, ReplicaPlan) lost to failures, restored at a repair when nobody re-plans
         self._applied: list[bool] = [False] * len(self.faults)
+        # How many failures still hold each (node, gpu): overlapping faults on one GPU (a GPU fault inside a node
+        # fault) bring it back only at the last one's repair, never at the first.
+        self._holds: Counter = Counter()
 
     def record(self, event: dict) -> None:
         self.events.append(event)
@@ -109,6 +113,7 @@ class OnlineController(Controller):
         event = {"time_s": env.now, "event": fault.kind, "fault": fault.describe()}
         if fault.kind in ("gpu_down", "node_down"):
             waiting0 = flow.in_system
+            self._holds.update(gpus)
             down, cancelled = cluster.fail_gpus(gpus)
             self._lost.extend((r.tier, r.plan) for r in down)
             self._lost.extend((p.tier, p.plan) for p in cancelled)
@@ -121,8 +126,12 @@ class OnlineController(Controller):
             if fault.repair_s is None:
                 return
             yield env.timeout(fault.repair_s)
-            cluster.repair_gpus(gpus)
-            self.record({"time_s": env.now, "event": "repair", "fault": fault.describe()})
+            self._holds.subtract(gpus)
+            healed = [g for g in gpus if self._holds[g] <= 0]
+            cluster.repair_gpus(healed)
+            still = len(gpus) - len(healed)
+            self.record({"time_s": env.now, "event": "repair", "fault": fault.describe(),
+                         **({"gpus_still_down": still} if still else {})})
             if self.policy is not None:
                 env.process(self._react(env, f"repair node {fault.node}"))
             else:

@@ -214,12 +214,16 @@ def calibrate_engine(name: str, corpus_dir: Path, write: bool) -> int:
     from sim.fidelity.corpus import load_corpus
     from sim.fidelity.corpus_report import CorpusEvaluation, error_table, summary_line
     from sim.perf.engine import FITTABLE, load_engine
-    from sim.fidelity.engine_fit import fit_profile, leave_one_source_out, predict_points
+    from sim.fidelity.engine_fit import MIN_FIT_ROWS, fit_profile, leave_one_source_out, predict_points
 
     profile = load_engine(name)
     rows, _ = load_corpus(corpus_dir)
     mine = [r for r in rows if r.engine == name]
     fitted, report = fit_profile(profile, rows)
+    if report["rows"] and report["rows"] < MIN_FIT_ROWS:
+        print(f"engine {name}: only {report['rows']} fittable rows (fewer than {MIN_FIT_ROWS}); the profile keeps its "
+              f"documented values and its rows are predicted, not fitted")
+        report = {"rows": 0}
     if not report["rows"]:
         print(f"engine {name}: no predictable iteration or offline-throughput rows in {corpus_dir}; "
               f"the profile keeps its documented values")

@@ -34,7 +34,10 @@ from sim.common.paths import DATA_DIR
 from sim.perf.batch import BatchShape
 from sim.perf.cost_model import ReplicaCostModel, build_replica_cost
 from sim.perf.engine import EngineProfile, resolve_engine
-from sim.fidelity.timing import batch_prefill_time_s
+from sim.fidelity.corpus_long import LONG_COLUMNS, long_rows
+from sim.fidelity.corpus_rows import CorpusRow, NotPredictable
+from sim.fidelity.kernel_floor import kernel_time_ms
+from sim.fidelity.timing import batch_prefill_time_s, decode_step_time_s
 
 CORPUS_DIR = DATA_DIR / "measurements"
 
@@ -52,38 +55,12 @@ UNMODELLED = {"GPT-J-6B": "GPT-J's parallel attention and non-gated GELU MLP are
 ENGINES = {"TensorRT-LLM": "trtllm", "SGLang": "sglang", "vLLM": "vllm"}
 # metric -> the error bucket of the summary line
 BUCKETS = {"ttft_ms": "prefill", "output_tokens_per_s": "decode", "serving_ttft_ms": "serving_ttft",
-           "serving_itl_ms": "serving_itl"}
+           "serving_itl_ms": "serving_itl", "static_e2e_ms": "decode", "decode_tokens_per_s": "decode",
+           "decode_step_ms": "decode", "tpot_ms": "serving_itl", "closed_ttft_ms": "serving_ttft", "kernel_ms": "kernel"}
 
 
 COLUMNS = ("source", "engine", "engine_version", "gpu", "tp", "pp", "model", "precision", "kind", "batch_size",
            "request_rate", "input_tokens", "output_tokens", "ttft_ms", "itl_ms", "output_tokens_per_s", "notes")
-
-
-class NotPredictable(UserError):
-    """A corpus row the model cannot predict as measured (it names why)."""
-
-
-@dataclass(frozen=True)
-class CorpusRow:
-    source: str
-    line: int  # line in the source CSV (header = 1)
-    engine: str  # conf/engine name
-    engine_version: str
-    gpu: str
-    model: str
-    weights: str
-    kv: str
-    tp: int
-    pp: int
-    kind: str  # iteration | static_throughput | inflight_throughput | serving
-    batch_size: int
-    input_tokens: int
-    output_tokens: int
-    request_rate: float | None  # serving: requests per second; None = all at once
-    num_prompts: int
-    measured: tuple[tuple[str, float], ...]  # (metric, value): ttft_ms | output_tokens_per_s | serving_*_ms
-    statistic: str = "mean"  # serving latencies: mean or median, as the source reports them
-    cuda_graphs: bool = True  # False where the source ran with --disable-cuda-graph
 
 
 def _precision(text: str) -> tuple[str, str]:
@@ -160,14 +137,23 @@ def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
                      batch_size=int(batch) if batch else 1, input_tokens=int(isl), output_tokens=int(osl),
                      request_rate=rate if rate and math.isfinite(rate) else None, num_prompts=prompts,
                      measured=tuple(measured), statistic="median" if "MEDIANS" in notes.upper() else "mean",
-                     cuda_graphs="--disable-cuda-graph" not in notes)
+                     cuda_graphs="--disable-cuda-graph" not in notes, dp_attention="--enable-dp-attention" in notes)
+
+
+def corpus_files(corpus_dir: Path) -> list[Path]:
+    """The corpus CSVs, plain or gzipped; a source is named by its file name up to the first dot."""
+    return sorted(list(corpus_dir.glob("*.csv")) + list(corpus_dir.glob("*.csv.gz")))
+
+
+def source_name(path: Path) -> str:
+    return path.name.split(".")[0]
 
 
 def load_corpus(corpus_dir: Path = CORPUS_DIR) -> tuple[list[CorpusRow], list[dict]]:
     """(predictable rows, skipped rows with their reason), over every CSV of the corpus directory."""
     if not corpus_dir.is_dir():
         raise DataError(f"{corpus_dir}: corpus directory not found; expected data/measurements with its CSVs")
-    files = sorted(corpus_dir.glob("*.csv"))
+    files = corpus_files(corpus_dir)
     if not files:
         raise DataError(f"{corpus_dir}: no CSV files in the corpus directory")
     rows, skipped = [], []
@@ -176,15 +162,24 @@ def load_corpus(corpus_dir: Path = CORPUS_DIR) -> tuple[list[CorpusRow], list[di
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise DataError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from None
+        if "metric" in frame.columns:  # one metric per row (SOURCES-engines.md, SOURCES-moe.md)
+            missing = [c for c in LONG_COLUMNS if c not in frame.columns]
+            if missing:
+                raise DataError(f"{path}: missing column(s) {missing}; a long-format corpus CSV has the columns "
+                                f"{', '.join(LONG_COLUMNS)}")
+            got, left = long_rows(path, frame)
+            rows.extend(got)
+            skipped.extend(left)
+            continue
         missing = [c for c in COLUMNS if c not in frame.columns]
         if missing:
             raise DataError(f"{path}: missing column(s) {missing}; a corpus CSV has the columns of "
                             f"data/measurements/SOURCES.md: {', '.join(COLUMNS)}")
         for i, (_, rec) in enumerate(frame.iterrows()):
             try:
-                rows.append(_row(path.stem, i + 2, rec))
+                rows.append(_row(source_name(path), i + 2, rec))
             except NotPredictable as exc:
-                skipped.append({"source": path.stem, "line": i + 2, "model": rec.get("model", ""),
+                skipped.append({"source": source_name(path), "line": i + 2, "model": rec.get("model", ""),
                                 "kind": rec.get("kind", ""), "reason": str(exc)})
     return rows, skipped
 
@@ -195,9 +190,18 @@ def _specs(model: str, gpu: str):
     return load_model(model), load_gpu(gpu)  # each load parses YAML; a calibration asks thousands of times
 
 
+@lru_cache(maxsize=None)
+def _ib_cluster():
+    from sim.spec.hardware import load_cluster
+    return load_cluster()  # only its InfiniBand numbers are used, for rows whose TP group spans nodes
+
+
 def replica_cost(row: CorpusRow, engine: EngineProfile) -> ReplicaCostModel:
     model, gpu = _specs(row.model, row.gpu)
-    return build_replica_cost(model, gpu, row.tp, row.pp, row.weights, row.kv, engine=engine)
+    return build_replica_cost(model, gpu, row.tp, row.pp, row.weights, row.kv, engine=engine, ep=row.ep,
+                              dp_attention=row.dp_attention, mtp_draft_tokens=row.mtp_draft_tokens,
+                              tp_spans_nodes=row.tp_spans_nodes,
+                              cluster=_ib_cluster() if row.tp_spans_nodes else None)
 
 
 def static_batch_time_s(cost: ReplicaCostModel, batch: int, input_tokens: int, output_tokens: int) -> float:
@@ -233,7 +237,9 @@ def inflight_throughput(cost: ReplicaCostModel, input_tokens: int, output_tokens
 def check_fits(row: CorpusRow, cost: ReplicaCostModel) -> None:
     """Rows whose KV cannot be held are flagged, not predicted (the engine could not have run them as stated)."""
     per_seq = -(-(row.input_tokens + row.output_tokens) // cost.kv_block_size)
-    seqs = row.batch_size if row.kind in ("iteration", "static_throughput") else 1
+    seqs = row.batch_size if row.kind in ("iteration", "static_throughput", "static_latency", "decode_step") else 1
+    if row.kind == "closed_loop":
+        return  # the benchmark client waits for KV room; the simulation queues the rest
     if seqs * per_seq > cost.kv_capacity_blocks:
         raise NotPredictable(f"KV does not fit: {seqs} x {row.input_tokens + row.output_tokens} tokens need "
                              f"{seqs * per_seq * cost.kv_block_size} KV tokens, the model has "
@@ -253,11 +259,22 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
     eng = resolve_engine(engine)
     if not row.cuda_graphs:
         eng = replace(eng, cuda_graph_max_seqs=0)
+    if row.allreduce and row.allreduce != eng.allreduce_algorithm:
+        eng = replace(eng, allreduce_algorithm=row.allreduce)
+    if row.kind.startswith("kernel_"):
+        return {"kernel_ms": kernel_time_ms(row, eng, *_specs(row.model, row.gpu))}
     try:
         cost = replica_cost(row, eng)
     except UserError as exc:
         raise NotPredictable(str(exc)) from None
     check_fits(row, cost)
+    if row.kind == "static_latency":
+        return {"static_e2e_ms": static_batch_time_s(cost, row.batch_size, row.input_tokens, row.output_tokens) * 1e3}
+    if row.kind == "decode_rate":
+        return {"decode_tokens_per_s": 1.0 / decode_step_time_s(cost, 1, row.input_tokens + row.output_tokens / 2.0)}
+    if row.kind == "decode_step":
+        ctx = row.input_tokens + row.output_tokens / 2.0
+        return {"decode_step_ms": decode_step_time_s(cost, row.batch_size, ctx) * 1e3}
     if row.kind == "iteration":
         return {"ttft_ms": batch_prefill_time_s(cost, row.batch_size, row.input_tokens) * 1e3}
     if row.kind == "static_throughput":
@@ -268,12 +285,44 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
     if not with_serving:
         raise NotPredictable("serving rows are not simulated in this pass")
     try:
-        from sim.fidelity.serving import ServingBench, simulate_serving
+        from sim.fidelity.serving import ServingBench
     except ImportError:
         raise NotPredictable("serving simulation (sim.fidelity.serving) is not available in this build") from None
+    closed = row.kind == "closed_loop"
     bench = ServingBench(model=row.model, input_tokens=row.input_tokens, output_tokens=row.output_tokens,
                          gpu=row.gpu, tp=row.tp, pp=row.pp, weights=row.weights, kv=row.kv,
-                         request_rate=row.request_rate, num_prompts=row.num_prompts)
-    out = simulate_serving(bench, engine=eng, seed=0, sim=serving_sim_overrides(eng))
+                         concurrency=row.batch_size if closed else None,
+                         request_rate=row.request_rate, num_prompts=row.num_prompts, ep=row.ep,
+                         dp_attention=row.dp_attention, mtp_draft_tokens=row.mtp_draft_tokens)
+    out = _simulate(bench, eng, *drawn_lengths(row))
     stat = row.statistic
+    if closed:  # a closed-loop benchmark's per-token latency is its TPOT (InferenceX: ITL is per streamed chunk)
+        return {"closed_ttft_ms": float(out[f"ttft_ms_{stat}"]), "tpot_ms": float(out[f"tpot_ms_{stat}"])}
     return {"serving_ttft_ms": float(out[f"ttft_ms_{stat}"]), "serving_itl_ms": float(out[f"itl_ms_{stat}"])}
+
+
+@lru_cache(maxsize=4096)
+def _simulate(bench, eng: EngineProfile, input_lens: tuple[int, ...], output_lens: tuple[int, ...]) -> dict:
+    """One simulated benchmark run, shared by the rows that report its metrics (TTFT and TPOT rows of one run)."""
+    from sim.fidelity.serving import simulate_serving
+
+    return simulate_serving(bench, engine=eng, seed=0, sim=serving_sim_overrides(eng), input_lens=input_lens,
+                            output_lens=output_lens)
+
+
+LENGTH_SEED = 18  # the draws of a run come from (LENGTH_SEED, its lengths, concurrency and prompts): fixed per run
+
+
+def drawn_lengths(row: CorpusRow) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(input, output) lengths of the row's requests: fixed, or drawn uniformly in [ratio x L, L] (a benchmark's
+    random dataset with --random-range-ratio; InferenceX uses 0.8)."""
+    import numpy as np
+
+    n = max(1, row.num_prompts)
+    if row.length_ratio >= 1.0:
+        return (row.input_tokens,) * n, (row.output_tokens,) * n
+    rng = np.random.default_rng(np.random.SeedSequence([LENGTH_SEED, row.input_tokens, row.output_tokens,
+                                                        row.batch_size, n]))
+    isl = rng.integers(int(row.length_ratio * row.input_tokens), row.input_tokens + 1, size=n)
+    osl = rng.integers(int(row.length_ratio * row.output_tokens), row.output_tokens + 1, size=n)
+    return tuple(int(x) for x in isl), tuple(int(x) for x in osl)

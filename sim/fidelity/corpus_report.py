@@ -4,7 +4,10 @@ Used by `python -m sim.fidelity.validate --corpus`, `python -m sim.fidelity.cali
 In-sample errors use the shipped engine profiles (conf/engine); leave-one-source-out errors refit each fitted
 engine without the source (sim.fidelity.engine_fit). Summary buckets: prefill = batch-1 first-token latency rows;
 decode = offline output-throughput rows (static and in-flight batching; decode steps dominate their time);
-serving_ttft / serving_itl = mean TTFT / ITL of benchmark-client rows through the serving simulation.
+serving_ttft / serving_itl = TTFT / ITL (TPOT) of benchmark-client rows, through the serving simulation (request-rate
+rows) or the closed-loop steady state (fixed-concurrency rows, sim.fidelity.steady_state); kernel = kernel-floor rows
+(an all-reduce, one layer's operators). Issue 18 adds static-batch latency, batch-1 decode rate and decode-step rows
+to decode, and a per-engine table beside the per-source one.
 """
 from __future__ import annotations
 
@@ -15,12 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.fidelity.corpus import CORPUS_DIR, load_corpus
+from sim.fidelity.corpus import CORPUS_DIR, corpus_files, load_corpus, source_name
 from sim.fidelity.engine_fit import leave_one_source_out, predict_points
 
-SUMMARY_BUCKETS = ("decode", "prefill", "serving_ttft", "serving_itl")
+SUMMARY_BUCKETS = ("decode", "prefill", "serving_ttft", "serving_itl", "kernel")
 LOSO_MIN_ROWS = 10  # the Done-means targets apply to sources with at least this many rows
-TARGET_PCT = {"decode": 15.0, "serving_itl": 15.0, "prefill": 20.0, "serving_ttft": 20.0}
+TARGET_PCT = {"decode": 15.0, "serving_itl": 15.0, "prefill": 20.0, "serving_ttft": 20.0, "kernel": 15.0}
 
 
 @dataclass(frozen=True)
@@ -34,12 +37,16 @@ def _round(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 2)
 
 
-def evaluate_corpus(corpus_dir: Path = CORPUS_DIR, with_serving: bool = True) -> CorpusEvaluation:
+def evaluate_corpus(corpus_dir: Path = CORPUS_DIR, with_serving: bool = True, loso: bool = True) -> CorpusEvaluation:
+    """Shipped-profile predictions of every row, and (loso) the leave-one-source-out ones (the slow part: refits)."""
     rows, skipped = load_corpus(corpus_dir)
     shipped = predict_points(rows, None, with_serving)
-    loso, _ = leave_one_source_out(rows, with_serving)
-    points = shipped.assign(loso_predicted=loso["predicted"].to_numpy(), loso_ape_pct=loso["ape_pct"].to_numpy())
-    sources = tuple(sorted(p.stem for p in corpus_dir.glob("*.csv")))
+    if loso:
+        held, _ = leave_one_source_out(rows, with_serving, shipped=shipped)
+        points = shipped.assign(loso_predicted=held["predicted"].to_numpy(), loso_ape_pct=held["ape_pct"].to_numpy())
+    else:
+        points = shipped.assign(loso_predicted=float("nan"), loso_ape_pct=float("nan"))
+    sources = tuple(sorted(source_name(p) for p in corpus_files(corpus_dir)))
     return CorpusEvaluation(points, pd.DataFrame(skipped, columns=["source", "line", "model", "kind", "reason"]),
                             sources)
 
@@ -73,16 +80,29 @@ def error_table(ev: CorpusEvaluation) -> pd.DataFrame:
     return table
 
 
+def engine_table(ev: CorpusEvaluation) -> pd.DataFrame:
+    """Per engine profile and bucket: points, sources, in-sample and LOSO MAPE."""
+    kept = ev.points[ev.points.excluded == ""]
+    grouped = kept.groupby(["engine", "bucket"])
+    return pd.DataFrame({"points": grouped.size(), "sources": grouped.source.nunique(),
+                         "mape_pct": grouped.ape_pct.mean(), "loso_mape_pct": grouped.loso_ape_pct.mean()}).reset_index()
+
+
 def corpus_main(corpus_dir: Path) -> int:
     ev = evaluate_corpus(corpus_dir)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 200):
         print(f"Corpus {corpus_dir}: error per source and metric (MAPE %, shipped profiles; LOSO = engine refitted "
               "without the source; n/a = fewer than 10 rows or no other source of its engine)")
         print(error_table(ev).round(1).to_string(index=False))
+        print("\nPer engine profile (conf/engine; none = the kernel floor):")
+        print(engine_table(ev).round(1).to_string(index=False))
         excluded = ev.points[ev.points.excluded != ""].drop_duplicates(["source", "line"])
         if len(excluded):
             print(f"\nNot predicted ({len(excluded)} rows, left out of the error):")
-            print(excluded[["source", "line", "model", "gpu", "tp", "kind", "excluded"]].to_string(index=False))
+            reasons = excluded.excluded.where(~excluded.excluded.str.startswith("KV does not fit"),
+                                              "KV does not fit: the batch's tokens exceed the replica's KV capacity")
+            counts = excluded.assign(excluded=reasons).groupby(["source", "excluded"]).size().rename("rows").reset_index()
+            print(counts.to_string(index=False, max_colwidth=120))
         if len(ev.skipped):
             print(f"\nNot predictable ({len(ev.skipped)} rows):")
             counts = ev.skipped.groupby(["source", "reason"]).size().rename("rows").reset_index()

@@ -1,4 +1,4 @@
-"""Predicted-vs-measured scatter of the measured corpus, one panel per source (log axes, one colour per engine).
+"""Predicted-vs-measured scatter of the measured corpus, one panel per engine profile (log axes, one colour per source).
 
 python -m sim.fidelity.fidelity_figure [--out results/figures/fidelity.png] [--corpus data/measurements]
 Each point is one measured metric of one row, predicted with the shipped engine profile; the marker says the
@@ -17,10 +17,11 @@ from sim.common.paths import PROJECT_ROOT
 from sim.fidelity.corpus import CORPUS_DIR
 from sim.fidelity.corpus_report import evaluate_corpus
 
-ENGINE_COLOURS = {"trtllm": "#76b900", "vllm": "#1f77b4", "sglang": "#d62728", "vllm_0_2": "#9467bd"}
-BUCKET_MARKERS = {"prefill": ("o", "TTFT, batch 1 (ms)"), "decode": ("s", "offline output tok/s"),
+BUCKET_MARKERS = {"prefill": ("o", "prefill / TTFT of a batch (ms)"),
+                  "decode": ("s", "decode: tok/s, step ms or static-batch ms"),
                   "serving_ttft": ("^", "serving TTFT (ms, as published)"),
-                  "serving_itl": ("v", "serving ITL (ms, as published)")}
+                  "serving_itl": ("v", "serving ITL / TPOT (ms, as published)"), "kernel": ("D", "kernel (ms)")}
+PANELS_PER_ROW = 4
 
 
 def draw(points, out: Path) -> Path:
@@ -30,24 +31,29 @@ def draw(points, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     kept = points[points.excluded == ""]
-    sources = sorted(kept.source.unique())
-    if not sources:
+    engines = sorted(kept.engine.unique())
+    if not engines:
         raise DataError("no predicted rows in the corpus: nothing to draw")
-    fig, axes = plt.subplots(1, len(sources), figsize=(5.2 * len(sources), 5.0), squeeze=False)
-    for ax, source in zip(axes[0], sources):
-        mine = kept[kept.source == source]
-        for (engine, bucket), group in mine.groupby(["engine", "bucket"]):
+    colours = {s: plt.get_cmap("tab20")(i % 20) for i, s in enumerate(sorted(kept.source.unique()))}
+    rows = -(-len(engines) // PANELS_PER_ROW)
+    cols = min(len(engines), PANELS_PER_ROW)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 5.0 * rows), squeeze=False)
+    for ax in axes.flat[len(engines):]:
+        ax.set_visible(False)
+    for ax, engine in zip(axes.flat, engines):
+        mine = kept[kept.engine == engine]
+        for (source, bucket), group in mine.groupby(["source", "bucket"]):
             marker, label = BUCKET_MARKERS[bucket]
             ax.scatter(group.measured, group.predicted, s=14, alpha=0.7, marker=marker,
-                       color=ENGINE_COLOURS.get(engine, "grey"), label=f"{engine}: {label}")
+                       color=colours[source], label=f"{source}: {label}")
         lo = min(mine.measured.min(), mine.predicted.min()) / 1.5
         hi = max(mine.measured.max(), mine.predicted.max()) * 1.5
         ax.plot([lo, hi], [lo, hi], color="black", lw=0.8)
         ax.fill_between([lo, hi], [lo * 0.8, hi * 0.8], [lo * 1.2, hi * 1.2], color="grey", alpha=0.15, lw=0)
         ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured (unit per marker)",
                ylabel="predicted (same unit)",
-               title=f"{source} ({mine[['source', 'line']].drop_duplicates().shape[0]} rows)")
-        ax.legend(fontsize=7, loc="upper left", frameon=False)
+               title=f"{engine} ({mine[['source', 'line']].drop_duplicates().shape[0]} rows)")
+        ax.legend(fontsize=6, loc="upper left", frameon=False)
     fig.suptitle("Cost model vs public measurements (shipped engine profiles; band = +-20%)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.out.is_dir():
         raise DataError(f"{args.out}: is a directory; --out takes a file name such as fidelity.png")
-    print(f"wrote {draw(evaluate_corpus(args.corpus).points, args.out)}")
+    print(f"wrote {draw(evaluate_corpus(args.corpus, loso=False).points, args.out)}")
     return 0
 
 

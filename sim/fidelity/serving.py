@@ -8,7 +8,7 @@ from typing import Sequence
 from sim.spec.cascade import TierSpec
 from sim.fidelity.clients import ClientSpec, run_client, serving_metrics, single_replica_deployment
 from sim.common.cli import exit_on_user_error
-from sim.common.errors import ConfigError
+from sim.common.errors import ConfigError, DataError
 from sim.spec.hardware import ClusterSpec, load_gpu
 from sim.spec.models import load_model
 from sim.perf.engine import EngineProfile
@@ -34,6 +34,9 @@ class ServingBench:
     concurrency: int | None = None
     request_rate: float | None = None
     num_prompts: int = 200
+    ep: int = 1  # MoE deployment options of the replica (sim.perf.cost_model.build_replica_cost)
+    dp_attention: bool = False
+    mtp_draft_tokens: int = 0
 
     def __post_init__(self) -> None:
         for key in ("input_tokens", "output_tokens", "tp", "pp", "num_prompts"):
@@ -84,13 +87,28 @@ def simulate_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm
            else sampled_lengths(bench.output_tokens, range_ratio, n, rng))
     spec = ClientSpec(inp, out, bench.concurrency, bench.request_rate)
     cfg = sim_config_from_dict({**({"engine": engine} if isinstance(engine, str) else {}), **(sim or {})})
-    tier = TierSpec(load_model(bench.model), bench.weights, bench.kv)
+    tier = TierSpec(load_model(bench.model), bench.weights, bench.kv, ep=bench.ep, dp_attention=bench.dp_attention,
+                    mtp_draft_tokens=bench.mtp_draft_tokens)
     cluster = bench_cluster(bench.gpu, bench.tp * bench.pp)
     factory = _cost_factory(engine, cfg)
     result = run_client(spec, tier, bench.tp, bench.pp, cluster, cfg, seed=seed, cost_factory=factory)
+    _check_all_served(result, bench)
     replica = single_replica_deployment(tier, bench.tp, bench.pp, cluster)[1].tiers[0].replicas[0]
     cost = factory(tier, replica, cluster)  # cached by the cost model: the same object the run used
     return serving_metrics(result, lambda _replica_id: cost)
+
+
+def _check_all_served(result, bench: ServingBench) -> None:
+    """A benchmark whose requests the engine refuses (a prompt longer than the model's context) has no metrics to
+    predict: say so, instead of reporting means over fewer (or zero) requests."""
+    req = result.requests
+    dropped = req[req["status"] != "completed"]
+    if len(dropped):
+        reasons = ", ".join(f"{r} ({k})" for r, k in dropped["drop_reason"].value_counts().items())
+        longest = int(dropped["input_tokens"].max())
+        raise DataError(f"{len(dropped)} of {len(req)} requests of the benchmark cannot be served by {bench.model} on "
+                        f"TP{bench.tp} x PP{bench.pp}: {reasons}; the longest refused prompt has {longest} tokens. "
+                        "Give shorter prompts (--input-tokens) or answers (--output-tokens)")
 
 
 def predict_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm", seed: int = 0) -> dict:

@@ -124,8 +124,11 @@ def predict_run(run: SavedRun, *, model: str, gpu: str, tp: int, pp: int, weight
     bench = ServingBench(model, run.mean_input_tokens, run.mean_output_tokens, gpu=gpu, tp=tp, pp=pp,
                          weights=weights, kv=kv, concurrency=run.concurrency, request_rate=run.request_rate,
                          num_prompts=run.num_prompts)
-    return simulate_serving(bench, engine=engine, seed=seed, input_lens=run.input_lens, output_lens=run.output_lens,
-                            sim=sim)
+    try:
+        return simulate_serving(bench, engine=engine, seed=seed, input_lens=run.input_lens,
+                                output_lens=run.output_lens, sim=sim)
+    except DataError as exc:  # which saved run could not be rebuilt
+        raise DataError(f"{run.where}: {exc}") from None
 
 
 def error_pct(predicted: float, measured: float) -> float:

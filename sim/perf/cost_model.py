@@ -17,7 +17,7 @@ spread evenly over TP x PP ranks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from sim.spec.cascade import TierSpec
@@ -49,8 +49,10 @@ def _smooth_max(compute: float, memory: float, exponent: float) -> float:
 
 @dataclass(frozen=True)
 class MoeTerm:
-    """Routed experts of the MoE layers of one stage, TP-sharded (vLLM's fused_moe default: every rank holds
-    1/TP of every expert's width, so no all-to-all; the layer ends with the usual all-reduce)."""
+    """Routed experts of the MoE layers of one stage on its most loaded rank. EP 1: TP-sharded (vLLM's fused_moe
+    default: every rank holds 1/TP of every expert's width, so no all-to-all; the layer ends with the usual
+    all-reduce). EP > 1: each rank holds num_experts / EP whole experts (rank_share = 1 / EP of the distinct
+    experts a batch touches) and the hottest rank computes `imbalance` times the mean rows per expert."""
 
     layers: int
     launch_s: float
@@ -60,6 +62,11 @@ class MoeTerm:
     overlap_exponent: float  # the GEMM fit's compute/memory overlap (sim.perf.kernels.GemmParams)
     memory_s_per_expert: float  # streaming one expert's weight shard
     memory_s_per_token_expert: float
+    rank_share: float = 1.0
+    imbalance: float = 1.0
+    # Expert-parallel all-to-all of DP-attention ranks (dispatch + combine): per layer, fixed and per token.
+    a2a_fixed_s: float = 0.0
+    a2a_s_per_token: float = 0.0
 
 
 def moe_time_s(moe: MoeTerm, tokens: float, distinct_experts: float) -> float:
@@ -68,10 +75,19 @@ def moe_time_s(moe: MoeTerm, tokens: float, distinct_experts: float) -> float:
     bytes of the experts touched; there is no per-expert padding."""
     if distinct_experts <= 0.0:
         return 0.0
-    rows = tokens * moe.experts_per_token / distinct_experts
+    rows = tokens * moe.experts_per_token / distinct_experts * moe.imbalance
     per_expert = _smooth_max(moe.compute_s_per_token_expert * rows,
                              moe.memory_s_per_expert + moe.memory_s_per_token_expert * rows, moe.overlap_exponent)
-    return moe.layers * (moe.launch_s + distinct_experts * per_expert)
+    t = moe.layers * (moe.launch_s + distinct_experts * moe.rank_share * per_expert)
+    if moe.a2a_fixed_s:
+        t += moe.layers * (moe.a2a_fixed_s + moe.a2a_s_per_token * tokens)
+    return t
+
+
+def expected_tokens_per_step(draft_tokens: int, acceptance: float) -> float:
+    """Tokens a sequence emits per verification step with `draft_tokens` chained drafts, each accepted with
+    probability `acceptance` given the previous one was: 1 + a + a^2 + ... + a^k (the verified token always counts)."""
+    return sum(acceptance ** i for i in range(draft_tokens + 1))
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,12 @@ class StageCoefficients:
     send_s_per_token: float
     overhead_graph_s: float  # per-layer gaps of the whole stage
     overhead_eager_s: float
+    # The part of the stage time that depends on the batch's token count alone (elementwise, GEMMs, routed experts),
+    # by token count, for this cost model's life: prefill batches rarely repeat a shape, but their token counts do.
+    token_memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # a copy starts empty
+
+
+TOKEN_MEMO_MAX = 1 << 16  # token counts kept per stage (memory stays bounded for any workload)
 
 
 def _gemm_term(g: Gemm, layers: int, peak_flops: float, hbm_bw: float, p: CalibratedParams,
@@ -129,6 +151,11 @@ class ReplicaCostModel:
     stages: tuple[StageCoefficients, ...]
     ctx_rate_s: float  # iteration seconds per decode context token (sum over stages)
     cuda_graph_max_seqs: int
+    # Deployment options (issue 18): expert parallelism, data-parallel attention ranks, multi-token prediction.
+    ep: int = 1
+    dp_attention: bool = False
+    mtp_draft_tokens: int = 0
+    mtp_tokens_per_step: float = 1.0  # expected tokens emitted per verification step (expected_tokens_per_step)
 
     @property
     def kv_capacity_tokens(self) -> int:
@@ -140,12 +167,17 @@ class ReplicaCostModel:
         tokens = batch.prefill_tokens + batch.decode_seqs
         if tokens <= 0:
             return 0.0
-        t = st.fixed_s + st.per_token_s * tokens
-        for term in st.gemms:
-            t += _gemm_time(term, tokens)
-        moe = st.moe
-        if moe is not None:
-            t += moe_time_s(moe, tokens, expected_distinct_experts(tokens, moe.num_experts, moe.experts_per_token))
+        # The same additions in the same order whether memoized or not, so the float is the same.
+        t = st.token_memo.get(tokens)
+        if t is None:
+            t = st.fixed_s + st.per_token_s * tokens
+            for term in st.gemms:
+                t += _gemm_time(term, tokens)
+            moe = st.moe
+            if moe is not None:
+                t += moe_time_s(moe, tokens, expected_distinct_experts(tokens, moe.num_experts, moe.experts_per_token))
+            if len(st.token_memo) < TOKEN_MEMO_MAX:
+                st.token_memo[tokens] = t
         if batch.prefill_tokens > 0:
             t += st.attn_prefill_fixed_s + st.attn_prefill_s_per_pair * batch.prefill_attn_pairs
         if batch.decode_seqs > 0:
@@ -185,11 +217,28 @@ class ReplicaCostModel:
 
     def iteration_time_s(self, batch: BatchShape) -> float:
         """All stages in sequence, PP sends between them, and the engine's CPU time."""
+        if self.mtp_draft_tokens and batch.decode_seqs and not batch.prefill_tokens:
+            a, b = self.decode_affine(batch.decode_seqs)
+            return a + b * batch.decode_ctx_tokens
         return self._iteration_fixed_s(batch) + self.ctx_rate_s * batch.decode_ctx_tokens
 
     def decode_affine(self, decode_seqs: int) -> tuple[float, float]:
         # Same float operations as iteration_time_s, so a + b * S reproduces it bit for bit.
+        if self.mtp_draft_tokens:
+            return self._mtp_decode_affine(decode_seqs)
         return self._iteration_fixed_s(BatchShape(decode_seqs=decode_seqs)), self.ctx_rate_s
+
+    def _mtp_decode_affine(self, decode_seqs: int) -> tuple[float, float]:
+        """Multi-token prediction, as time per emitted token of a decode-only iteration: one verification pass of
+        (1 + k) tokens per sequence, each reading the sequence's context, plus k draft passes of the MTP module
+        (one extra layer: 1 / num_layers of a B-sequence step each), divided by the tokens a step emits on average.
+        Mixed prefill + decode iterations are charged without MTP (one token per sequence): a conservative bound."""
+        k = self.mtp_draft_tokens
+        frac = k / self.model.num_layers
+        verify = self._iteration_fixed_s(BatchShape(decode_seqs=decode_seqs * (1 + k)))
+        draft = frac * self._iteration_fixed_s(BatchShape(decode_seqs=decode_seqs))
+        e = self.mtp_tokens_per_step
+        return (verify + draft) / e, self.ctx_rate_s * ((1 + k) + frac) / e
 
     # ---- helpers ---------------------------------------------------------------------------------
     def prefill_time_s(self, prompt_tokens: int) -> float:
@@ -243,6 +292,28 @@ def _decode_attention_flops_per_ctx_gpu(model: ModelSpec, tp: int) -> float:
     return 4.0 * heads * model.head_dim
 
 
+def _dp_term(term: GemmTerm, dp: int) -> GemmTerm:
+    """A GEMM run on each of dp data-parallel ranks with 1 / dp of the batch's tokens (per-token terms / dp)."""
+    if dp == 1:
+        return term
+    mult, launch, ca, exponent, mb, mc = term
+    return mult, launch, ca / dp, exponent, mb, mc / dp
+
+
+A2A_DISPATCH_BYTES_PER_ELEM = 1.0 + 4.0 / 128  # FP8 activations plus one FP32 scale per 128 (DeepEP dispatch)
+A2A_COMBINE_BYTES_PER_ELEM = 2.0  # BF16 (DeepEP combine)
+
+
+def _a2a_coef(model: ModelSpec, ep: int, dp: int, link_bw: float, base_s: float, bw_eff: float
+              ) -> tuple[float, float]:
+    """(fixed, per batch token) of one MoE layer's dispatch + combine all-to-all. Each rank holds 1/dp of the
+    batch's tokens and sends every token to each of its k experts that live on another rank ((EP-1)/EP of them,
+    uniform routing): FP8 hidden states out, BF16 back; two calls (dispatch, combine) per layer."""
+    copies = model.experts_per_token * (ep - 1) / ep
+    bytes_per_token = copies * model.hidden_size * (A2A_DISPATCH_BYTES_PER_ELEM + A2A_COMBINE_BYTES_PER_ELEM)
+    return 2.0 * base_s, bytes_per_token / dp / (link_bw * bw_eff)
+
+
 def _check_shape(model: ModelSpec, tp: int, pp: int) -> None:
     if tp < 1 or pp < 1:
         raise ConfigError(f"TP and PP must be at least 1, got TP{tp} x PP{pp}")
@@ -260,20 +331,38 @@ def _check_shape(model: ModelSpec, tp: int, pp: int) -> None:
 def build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weights: str = "bf16", kv: str = "bf16", *,
                        tp_spans_nodes: bool = False, pp_spans_nodes: bool = False,
                        cluster: ClusterSpec | None = None, engine: str | EngineProfile = "vllm",
-                       gpu_memory_utilization: float = 0.9, kv_block_size: int = 16) -> ReplicaCostModel:
-    """Cost model of one replica (cached). Raises DeploymentDoesNotFit when weights and reserve exceed GPU memory."""
+                       gpu_memory_utilization: float = 0.9, kv_block_size: int = 16, ep: int = 1,
+                       dp_attention: bool = False, mtp_draft_tokens: int = 0) -> ReplicaCostModel:
+    """Cost model of one replica (cached). Raises DeploymentDoesNotFit when weights and reserve exceed GPU memory.
+    ep: expert-parallel degree of the routed experts (1, or a divisor of TP: EP ranks hold whole experts);
+    dp_attention: attention (and, with EP, the dense MLPs and shared experts) runs data-parallel on each of the TP
+    ranks with 1 / TP of the sequences; mtp_draft_tokens: multi-token prediction drafts per step (0: off)."""
     # One canonical key per deployment, however the caller spelled the arguments; the cluster only matters
     # when a group crosses nodes.
     eng = resolve_engine(engine)
     return _build_replica_cost(model, gpu, int(tp), int(pp), weights, kv, bool(tp_spans_nodes), bool(pp_spans_nodes),
                                cluster if (tp_spans_nodes or pp_spans_nodes) else None, eng,
-                               float(gpu_memory_utilization), int(kv_block_size))
+                               float(gpu_memory_utilization), int(kv_block_size), int(ep), bool(dp_attention),
+                               int(mtp_draft_tokens))
+
+
+def _check_options(model: ModelSpec, tp: int, ep: int, dp_attention: bool, mtp_draft_tokens: int) -> None:
+    if ep < 1 or tp % ep:
+        raise ConfigError(f"EP{ep} must be a positive divisor of TP{tp} (EP ranks are the TP group's ranks)")
+    if ep > 1 and not model.is_moe:
+        raise ConfigError(f"model {model.name!r} has no experts; expert parallelism (EP{ep}) needs an MoE model")
+    if ep > 1 and model.num_routed_experts % ep:
+        raise ConfigError(f"model {model.name!r}: EP{ep} must divide its {model.num_routed_experts} routed experts")
+    if mtp_draft_tokens < 0:
+        raise ConfigError(f"mtp_draft_tokens must be 0 (off) or a positive number of draft tokens, "
+                          f"got {mtp_draft_tokens}")
 
 
 @lru_cache(maxsize=4096)
 def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weights: str, kv: str,
                         tp_spans_nodes: bool, pp_spans_nodes: bool, cluster: ClusterSpec | None,
-                        eng: EngineProfile, gpu_memory_utilization: float, kv_block_size: int) -> ReplicaCostModel:
+                        eng: EngineProfile, gpu_memory_utilization: float, kv_block_size: int, ep: int = 1,
+                        dp_attention: bool = False, mtp_draft_tokens: int = 0) -> ReplicaCostModel:
     if weights not in WEIGHT_BYTES:
         raise ConfigError(f"unknown weight precision {weights!r}; valid: {sorted(WEIGHT_BYTES)}")
     if kv not in KV_BYTES:
@@ -283,6 +372,8 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
     if kv_block_size < 1:
         raise ConfigError(f"kv_block_size must be a positive number of tokens, got {kv_block_size}")
     _check_shape(model, tp, pp)
+    _check_options(model, tp, ep, dp_attention, mtp_draft_tokens)
+    dp = tp if dp_attention else 1  # data-parallel attention ranks (SGLang / TensorRT-LLM: DP size = TP size)
     if (tp_spans_nodes or pp_spans_nodes) and cluster is None:
         raise ConfigError("a replica that spans nodes needs the cluster (its InfiniBand bandwidth and latency); "
                           "pass cluster=load_cluster(...)")
@@ -290,6 +381,12 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
 
     # ---- memory ----------------------------------------------------------------------------------
     weight_per_gpu = model.weight_bytes(weights) / (tp * pp)  # embedding/LM head spread over stages
+    if dp > 1:  # DP ranks replicate attention (and, with EP, the dense MLPs and shared experts) instead of sharding
+        replicated = model.num_layers * model.attn_params
+        if ep > 1:
+            replicated += (model.num_dense_layers * model.dense_mlp_params
+                           + model.num_moe_layers * model.num_shared_experts * model.expert_params)
+        weight_per_gpu += replicated * WEIGHT_BYTES[weights] * (1.0 - 1.0 / tp) / pp
     act_per_token = ACT_BYTES * (4 * model.hidden_size + 3 * _activation_width(model) / tp)
     reserve = eng.reserve_base_gb * GB + eng.max_num_batched_tokens * act_per_token
     needed = weight_per_gpu + reserve
@@ -303,9 +400,10 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
             f"({weight_per_gpu / GB:.1f} GB weights + {reserve / GB:.1f} GB activation reserve) but only "
             f"{usable / GB:.1f} GB are available ({(needed - usable) / GB:.1f} GB missing)")
     split = _split_layers(model.num_layers, pp)
-    kv_layer_gpu = _kv_bytes_per_token_per_layer_gpu(model, kv, tp)
+    kv_layer_gpu = _kv_bytes_per_token_per_layer_gpu(model, kv, tp // dp)
     kv_token_gpu = max(count for _, count in split) * kv_layer_gpu
-    capacity_blocks = int((usable - needed) // (kv_token_gpu * kv_block_size))
+    # With DP attention each rank holds only its own sequences' KV, so the replica holds dp times one rank's room.
+    capacity_blocks = dp * int((usable - needed) // (kv_token_gpu * kv_block_size))
     if capacity_blocks < 1:
         missing = kv_token_gpu * kv_block_size - (usable - needed)
         raise DeploymentDoesNotFit(
@@ -326,10 +424,21 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
             assert cluster is not None
             return cluster.ib_bw_gbps * 1e9, AllReduceParams(eng.allreduce_ib_bw_eff, cluster.ib_latency_us * 1e-6,
                                                              eng.allreduce_ib_base_us * 1e-6)
+        if gpu.interconnect == "pcie":  # NCCL ring through the PCIe switches: the GPU's own per-hop latency
+            return gpu.nvlink_bw_gbps * 1e9, AllReduceParams(eng.allreduce_nvlink_bw_eff, gpu.nvlink_latency_us * 1e-6,
+                                                             eng.allreduce_nvlink_base_us * 1e-6)
+        if eng.allreduce_algorithm == "custom":  # one fixed kernel latency, no per-hop ring steps
+            return gpu.nvlink_bw_gbps * 1e9, AllReduceParams(eng.allreduce_nvlink_bw_eff, 0.0,
+                                                             eng.allreduce_custom_base_us * 1e-6)
         return gpu.nvlink_bw_gbps * 1e9, AllReduceParams(eng.allreduce_nvlink_bw_eff, p.allreduce.step_latency_s,
                                                          eng.allreduce_nvlink_base_us * 1e-6)
 
     tp_bw, tp_ar = link(tp_spans_nodes)
+    if tp_spans_nodes:
+        assert cluster is not None
+        tp_bw_a2a, tp_a2a_base_s, tp_a2a_eff = cluster.ib_bw_gbps * 1e9, eng.a2a_ib_base_us * 1e-6, eng.a2a_ib_bw_eff
+    else:
+        tp_bw_a2a, tp_a2a_base_s, tp_a2a_eff = gpu.nvlink_bw_gbps * 1e9, eng.a2a_nvlink_base_us * 1e-6, eng.a2a_nvlink_bw_eff
     pp_bw, pp_ar = link(pp_spans_nodes)
     ew = p.elementwise
     h = model.hidden_size
@@ -342,49 +451,64 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
         fixed = count * (tp_ar.base_latency_s + steps * tp_ar.step_latency_s)
         return fixed, count * steps / tp * h * ACT_BYTES / (tp_bw * tp_ar.bw_eff)
 
-    attn_g = attention_gemms(model, tp)
-    attn_ew = attention_elementwise(model, tp)
-    attn_flops_pair = _attention_flops_per_pair_gpu(model, tp)
+    attn_tp = tp // dp  # attention shards: TP ranks, or 1 (whole heads) on each DP-attention rank
+    attn_g = attention_gemms(model, attn_tp)
+    attn_ew = attention_elementwise(model, attn_tp)
+    attn_flops_pair = _attention_flops_per_pair_gpu(model, attn_tp) / dp
     dec_bytes = kv_layer_gpu
-    dec_flops = _decode_attention_flops_per_ctx_gpu(model, tp)
-    dec_per_ctx = max(dec_bytes / (hbm * eng.attn_decode_mem_eff), dec_flops / (bf16 * eng.attn_prefill_eff))
+    dec_flops = _decode_attention_flops_per_ctx_gpu(model, attn_tp)
+    dec_per_ctx = max(dec_bytes / (hbm * eng.attn_decode_mem_eff), dec_flops / (bf16 * eng.attn_prefill_eff)) / dp
+    mlp_dp = dp if ep > 1 else 1  # with EP and DP attention, dense MLPs and shared experts run data-parallel too
+    mlp_tp = tp // mlp_dp
+    moe_tp = tp // ep  # each expert's width is split over TP / EP ranks
     stages = []
     for s, (first, count) in enumerate(split):
         dense = sum(1 for i in range(first, first + count) if i < model.num_dense_layers)
         moe_layers = count - dense
-        gemms: list[GemmTerm] = [_gemm_term(g, count, peak, hbm, p, wb, dequant) for g in attn_g]
-        ew_ops = [(e, count) for e in attn_ew]
+        gemms: list[GemmTerm] = [_dp_term(_gemm_term(g, count, peak, hbm, p, wb, dequant), dp) for g in attn_g]
+        ew_ops = [(e, count, dp) for e in attn_ew]  # (op, layers, DP ranks sharing the batch's tokens)
         if dense:
-            gemms += [_gemm_term(g, dense, peak, hbm, p, wb, dequant) for g in dense_mlp_gemms(model, tp)]
-            ew_ops.append((mlp_act(model.intermediate_size / tp), dense))
+            gemms += [_dp_term(_gemm_term(g, dense, peak, hbm, p, wb, dequant), mlp_dp)
+                      for g in dense_mlp_gemms(model, mlp_tp)]
+            ew_ops.append((mlp_act(model.intermediate_size / mlp_tp), dense, mlp_dp))
         moe = None
         if moe_layers:
             shared = model.num_shared_experts * model.moe_intermediate_size
             if shared:
-                gemms += [_gemm_term(g, moe_layers, peak, hbm, p, wb, dequant)
-                          for g in dense_mlp_gemms(model, tp, width=shared)]
+                gemms += [_dp_term(_gemm_term(g, moe_layers, peak, hbm, p, wb, dequant), mlp_dp)
+                          for g in dense_mlp_gemms(model, mlp_tp, width=shared)]
             router = Gemm("router", h, model.num_routed_experts, quantised=False)
-            gemms.append(_gemm_term(router, moe_layers, bf16, hbm, p, 2.0, 1.0))
-            width = model.moe_intermediate_size / tp
+            gemms.append(_dp_term(_gemm_term(router, moe_layers, bf16, hbm, p, 2.0, 1.0), dp))
+            width = model.moe_intermediate_size / moe_tp
             expert_params = 3 * h * width
             mem = hbm * p.gemm.mem_eff
             ca = 2.0 * expert_params * dequant / (peak * p.gemm.compute_eff_max)
+            a2a_fixed = a2a_per_token = 0.0
+            if ep > 1 and dp > 1:  # DeepEP-style: tokens travel to their experts' ranks and back
+                a2a_fixed, a2a_per_token = _a2a_coef(model, ep, dp, tp_bw_a2a, tp_a2a_base_s, tp_a2a_eff)
             moe = MoeTerm(layers=moe_layers, launch_s=2 * p.gemm.launch_s, num_experts=model.num_routed_experts,
                           experts_per_token=model.experts_per_token, compute_s_per_token_expert=ca,
                           overlap_exponent=p.gemm.overlap_exponent,
                           memory_s_per_expert=expert_params * wb / mem,
-                          memory_s_per_token_expert=(2 * h + 3 * width) * ACT_BYTES / mem)
-            routed_act = model.experts_per_token * width + shared / tp
-            ew_ops.append((mlp_act(routed_act), moe_layers))
-        ar_count = 2 * count
+                          memory_s_per_token_expert=(2 * h + 3 * width) * ACT_BYTES / mem,
+                          rank_share=1.0 / ep, imbalance=eng.expert_imbalance if ep > 1 else 1.0,
+                          a2a_fixed_s=a2a_fixed, a2a_s_per_token=a2a_per_token)
+            routed_act = model.experts_per_token * width / ep + shared / tp
+            ew_ops.append((mlp_act(routed_act), moe_layers, 1))
+        if dp == 1:
+            ar_count = 2 * count
+        elif ep == 1:
+            ar_count = count  # gather tokens before the MLP, reduce-scatter after: one all-reduce's traffic
+        else:
+            ar_count = 0  # attention, dense MLPs, shared experts data-parallel; experts behind the all-to-all
         if s == 0:
-            ew_ops.append((embedding_op(model), 1))
-            ar_count += 1  # vocab-parallel embedding ends with an all-reduce
+            ew_ops.append((embedding_op(model), 1, 1))
+            ar_count += 1 if dp == 1 else 0  # vocab-parallel embedding ends with an all-reduce
         last = s == pp - 1
         if last:
-            ew_ops.append((attention_elementwise(model, tp)[0], 1))  # final norm
-        fixed = sum(ew[e.kind].launch_s * n for e, n in ew_ops)
-        per_token = sum(e.bytes_per_token * n / (hbm * ew[e.kind].mem_eff) for e, n in ew_ops)
+            ew_ops.append((attention_elementwise(model, tp)[0], 1, 1))  # final norm
+        fixed = sum(ew[e.kind].launch_s * n for e, n, _ in ew_ops)
+        per_token = sum(e.bytes_per_token * n / (hbm * ew[e.kind].mem_eff) / d for e, n, d in ew_ops)
         ar_fixed, ar_per_token = allreduce_coef(ar_count)
         lm_head = gather_fixed = gather_per_seq = None
         if last:
@@ -404,12 +528,16 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
             lm_head=lm_head, lm_head_gather_fixed_s=gather_fixed or 0.0, lm_head_gather_s_per_seq=gather_per_seq or 0.0,
             send_fixed_s=send_fixed, send_s_per_token=send_per_token,
             overhead_graph_s=count * eng.layer_overhead_s(tp, graph=True),
-            overhead_eager_s=count * eng.layer_overhead_s(tp, graph=False)))
+            overhead_eager_s=(count * eng.layer_overhead_s(tp, graph=False) if not eng.layer_overhead_eager_moe_us
+                              else dense * eng.layer_overhead_s(tp, graph=False)
+                              + moe_layers * eng.layer_overhead_s(tp, graph=False, moe=True))))
     return ReplicaCostModel(
         model=model, gpu_name=gpu.name, weights=weights, kv=kv, tp=tp, pp=pp, kv_block_size=kv_block_size,
         kv_capacity_blocks=capacity_blocks, weight_bytes_per_gpu=weight_per_gpu, reserve_bytes_per_gpu=reserve,
         kv_bytes_per_token_per_gpu=kv_token_gpu, engine=eng, stages=tuple(stages),
-        ctx_rate_s=sum(st.attn_decode_s_per_ctx_token for st in stages), cuda_graph_max_seqs=eng.cuda_graph_max_seqs)
+        ctx_rate_s=sum(st.attn_decode_s_per_ctx_token for st in stages), cuda_graph_max_seqs=eng.cuda_graph_max_seqs,
+        ep=ep, dp_attention=dp_attention, mtp_draft_tokens=mtp_draft_tokens,
+        mtp_tokens_per_step=expected_tokens_per_step(mtp_draft_tokens, eng.mtp_acceptance))
 
 
 def replica_spans(replica_gpus: tuple[tuple[int, int], ...], tp: int, pp: int) -> tuple[bool, bool]:
@@ -426,6 +554,10 @@ def replica_cost_for(tier: TierSpec, replica, cluster: ClusterSpec, engine: str 
                      gpu_memory_utilization: float = 0.9, kv_block_size: int = 16) -> ReplicaCostModel:
     """Cost model of a planned replica (planners.plan.ReplicaPlan) of a cascade tier on a cluster."""
     tp_spans, pp_spans = replica_spans(tuple(replica.gpus), replica.tp, replica.pp)
+    options = tier.deployment(replica.tp)  # the tier's MoE options; a replica's own values override them
+    for key in ("ep", "dp_attention", "mtp_draft_tokens"):
+        if getattr(replica, key, None) is not None:
+            options[key] = getattr(replica, key)
     return build_replica_cost(tier.model, cluster.gpu, replica.tp, replica.pp, tier.weights, tier.kv,
                               tp_spans_nodes=tp_spans, pp_spans_nodes=pp_spans, cluster=cluster, engine=engine,
-                              gpu_memory_utilization=gpu_memory_utilization, kv_block_size=kv_block_size)
+                              gpu_memory_utilization=gpu_memory_utilization, kv_block_size=kv_block_size, **options)

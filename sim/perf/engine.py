@@ -7,7 +7,7 @@ calibration can try candidate parameters without writing files (dataclasses.repl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import lru_cache
 
 from omegaconf import OmegaConf
@@ -23,7 +23,8 @@ FITTABLE: dict[str, tuple[float, float, float]] = {
     "layer_overhead_tp_exponent": (0.05, 0.35, 1.0),  # rank skew grows with TP, at most linearly
     "cpu_base_ms": (0.02, 0.5, 10.0),  # scheduler + sampler per iteration
     "cpu_per_seq_ms": (0.0005, 0.02, 0.2),  # per-sequence bookkeeping and sampling
-    "allreduce_nvlink_base_us": (3.0, 15.0, 60.0),  # custom all-reduce ~5-10 us, NCCL ~20-30 us per call
+    "allreduce_nvlink_base_us": (3.0, 15.0, 60.0),  # NCCL ~20-30 us per call
+    "allreduce_custom_base_us": (2.0, 8.0, 30.0),  # intra-node custom all-reduce kernels: ~5-10 us per call
     "attn_prefill_eff": (0.2, 0.5, 0.9),  # FlashAttention-2/3: 35-75% of dense peak
     "attn_decode_mem_eff": (0.3, 0.7, 0.95),  # paged decode attention: 50-85% of HBM peak
 }
@@ -62,6 +63,27 @@ class EngineProfile:
     # Attention kernels: prefill at this fraction of dense BF16 peak, decode reads KV at this fraction of HBM peak.
     attn_prefill_eff: float
     attn_decode_mem_eff: float
+    # ---- fields with defaults (issue 18); a profile that omits them keeps the behaviour before them ----------
+    # All-reduce algorithm inside a node: "nccl" (ring, per-hop latency) or "custom" (vLLM/TRT-LLM/PyTorch
+    # intra-node one/two-shot kernels over NVLink P2P: one fixed latency per call, no per-hop steps) for messages
+    # up to allreduce_custom_max_kb; larger messages, PCIe-only GPUs and inter-node groups use NCCL.
+    allreduce_algorithm: str = "nccl"
+    allreduce_custom_base_us: float = 8.0
+    allreduce_custom_max_kb: float = 8192.0
+    # Eager (no CUDA graph) host time per MoE/MLA layer, us, whatever the TP (ranks launch in parallel): far more
+    # small kernels and Python ops than a dense layer (routing, top-k, token sort, per-expert GEMM groups, MLA's
+    # absorbed projections). 0: as a dense layer.
+    layer_overhead_eager_moe_us: float = 0.0
+    # Expert-parallel all-to-all (dispatch FP8 + combine BF16): fixed latency per call and fraction of the link
+    # rate, over NVLink and over RDMA. Priors from DeepEP's published kernel figures (data/measurements).
+    a2a_nvlink_base_us: float = 40.0
+    a2a_nvlink_bw_eff: float = 0.6
+    a2a_ib_base_us: float = 80.0
+    a2a_ib_bw_eff: float = 0.85
+    # Hottest EP rank's routed token-expert rows over the mean (uneven expert load without a perfect balancer).
+    expert_imbalance: float = 1.0
+    # Multi-token prediction: probability that each draft token is accepted (used where a replica drafts tokens).
+    mtp_acceptance: float = 0.8
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -69,13 +91,21 @@ class EngineProfile:
             if f.name in ("name", "version"):
                 if not isinstance(value, str) or not value:
                     raise ConfigError(f"engine {self.name!r}: {f.name} must be a non-empty string, got {value!r}")
+            elif f.name == "allreduce_algorithm":
+                if value not in ("nccl", "custom"):
+                    raise ConfigError(f"engine {self.name!r}: allreduce_algorithm must be 'nccl' or 'custom', "
+                                      f"got {value!r}")
             elif f.name in ("chunked_prefill", "kv_fraction_of_free_memory"):
                 if not isinstance(value, bool):
                     raise ConfigError(f"engine {self.name!r}: {f.name} must be true or false, got {value!r}")
             elif (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
                   or value < 0):
                 raise ConfigError(f"engine {self.name!r}: {f.name} must be a finite non-negative number, got {value!r}")
-        for key in ("allreduce_nvlink_bw_eff", "allreduce_ib_bw_eff", "attn_prefill_eff", "attn_decode_mem_eff"):
+        if self.expert_imbalance < 1.0:
+            raise ConfigError(f"engine {self.name!r}: expert_imbalance is the hottest rank's load over the mean and "
+                              f"must be >= 1, got {self.expert_imbalance!r}")
+        for key in ("allreduce_nvlink_bw_eff", "allreduce_ib_bw_eff", "attn_prefill_eff", "attn_decode_mem_eff",
+                    "a2a_nvlink_bw_eff", "a2a_ib_bw_eff", "mtp_acceptance"):
             if not 0.0 < getattr(self, key) <= 1.0:
                 raise ConfigError(f"engine {self.name!r}: {key} is a fraction of peak and must be in (0, 1], "
                                   f"got {getattr(self, key)!r}")
@@ -86,7 +116,11 @@ class EngineProfile:
     def cpu_time_s(self, num_seqs: int, tp: int) -> float:
         return 1e-3 * (self.cpu_base_ms + self.cpu_per_seq_ms * num_seqs + self.cpu_per_log2_tp_ms * math.log2(tp))
 
-    def layer_overhead_s(self, tp: int, graph: bool) -> float:
+    def layer_overhead_s(self, tp: int, graph: bool, moe: bool = False) -> float:
+        if moe and not graph and self.layer_overhead_eager_moe_us > 0:
+            # Host time of launching an eager MoE/MLA layer: every rank launches its own kernels in parallel, so it
+            # does not grow with TP (the TP exponent models rank skew at the all-reduces of graph-replayed layers).
+            return 1e-6 * self.layer_overhead_eager_moe_us
         base = self.layer_overhead_graph_us if graph else self.layer_overhead_eager_us
         return 1e-6 * base * tp ** self.layer_overhead_tp_exponent
 
@@ -97,8 +131,9 @@ def available_engines() -> list[str]:
 
 def engine_from_dict(data: dict, where: str = "engine") -> EngineProfile:
     names = {f.name for f in fields(EngineProfile)}
+    required = {f.name for f in fields(EngineProfile) if f.default is MISSING}
     unknown = sorted(set(data) - names)
-    missing = sorted(names - set(data))
+    missing = sorted(required - set(data))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
     if missing:

@@ -16,6 +16,10 @@ tier t would generate fit the tier model's max_context. With cfg.context_policy 
 planned tiers that cannot take it (counted in context_skipped), and a tier with no taker above it answers finally
 without judging; with "drop" a visit that reaches a tier that cannot take it is dropped. A request no tier can
 take is dropped with reason context_exceeded under either policy.
+
+A run given an SloStop ends early, raising SloMissed, as soon as enough requests have certainly missed their
+deadline that its SLO scale must exceed the target whatever the other requests do (sim.runtime.slo_stop): the
+throughput bisection needs only that verdict from an overloaded rate.
 """
 from __future__ import annotations
 
@@ -25,13 +29,15 @@ from sim.runtime.batching import Seq
 from sim.runtime.clock import delay_to
 from sim.runtime.prefix_cache import request_units
 from sim.runtime.records import STATUS_COMPLETED, STATUS_DROPPED, RecordBook
+from sim.runtime.slo_stop import SloStop, SloWatch
 
 
 class CascadeFlow:
     """Owns the per-request state machine; replicas call on_tier_done / on_drop."""
 
     def __init__(self, env, workload, thresholds, routing: str, routers: list, cfg, gate_scores: np.ndarray,
-                 judge_latency_s: np.ndarray, direct_tier: np.ndarray | None, arrivals=None, max_context=None) -> None:
+                 judge_latency_s: np.ndarray, direct_tier: np.ndarray | None, arrivals=None, max_context=None,
+                 slo_stop: SloStop | None = None) -> None:
         self.env = env
         self.routers = routers
         self.cfg = cfg
@@ -76,6 +82,11 @@ class CascadeFlow:
         if arrivals is not None:
             self.book.arrival_s = self.book.arrival_s.copy()  # the workload's array is read-only
         self.process = env.process(self._arrivals()) if arrivals is None else arrivals.start(env, self)
+        self.slo_watch = None
+        if slo_stop is not None:
+            if arrivals is not None:
+                raise ValueError("an SLO stop needs the workload's own arrival times (no arrivals object)")
+            self.slo_watch = SloWatch(slo_stop, self.arrival_s, self.book.status)
 
     # ---- bookkeeping of the number in system ----------------------------------------------------
     def _count(self, delta: int, now: float) -> None:
@@ -99,6 +110,8 @@ class CascadeFlow:
 
     def _arrive(self, i: int, now: float) -> None:
         """Request i enters the system at its first tier: the first planned one, or its direct route's."""
+        if self.slo_watch is not None:
+            self.slo_watch.check_open(now)
         self._count(+1, now)
         self.arrived += 1
         if self.direct_tier is not None:
@@ -216,6 +229,8 @@ class CascadeFlow:
         book.ttft_s[i] = book.first_token_s[t][i] - self.arrival_s[i]
         book.output_tokens_final[i] = self.output_tokens[t][i]
         book.status[i] = STATUS_COMPLETED
+        if self.slo_watch is not None:  # the latency the records compute (completion_s - arrival_s), float for float
+            self.slo_watch.finished(i, now - book.arrival_s[i])
         self._finish(i, now)
 
     def on_drop(self, seq: Seq, reason: str, now: float) -> None:
@@ -229,9 +244,13 @@ class CascadeFlow:
         book.status[i] = STATUS_DROPPED
         book.drop_reason[i] = reason
         book.completion_s[i] = np.nan
+        if self.slo_watch is not None:
+            self.slo_watch.dropped(i, now)
         self._finish(i, now)
 
     def _finish(self, i: int, now: float) -> None:
+        if self.slo_watch is not None:
+            self.slo_watch.check_open(now)
         self.finished += 1
         self._count(-1, now)
         if self.arrivals is not None:

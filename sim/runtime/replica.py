@@ -18,7 +18,6 @@ bit-identical records. Batching and preemption are the scheduler's (sim.runtime.
 from __future__ import annotations
 
 from collections import deque
-from functools import partial
 from typing import NamedTuple
 
 import simpy
@@ -32,6 +31,7 @@ from sim.runtime.jump import DecodeRun, JumpClock, count_le, cut_point, jump_len
 from sim.runtime.kv_cache import KVCache
 
 STEP_TIMES_MAX = 1 << 16  # prefill-batch shapes memoized per cost model (Replica.step_times)
+_new = tuple.__new__  # builds a NamedTuple from a tuple at half the cost of its constructor (once per event)
 # An engine schedules nothing at most twice in a row (a preemption empties the batch, then the queue is admitted or
 # dropped); far more means no iteration will ever run again, e.g. a KV block leaked so the head never fits.
 IDLE_SCHEDULES_MAX = 1000
@@ -67,11 +67,11 @@ class Engine:
         self.outstanding = 0  # sequences assigned here and not finished
         self._idle = True
         self._jumping = False
-        self._token = 0  # identifies the engine's one live boundary event; older ones are stale
         self._pending: PrefillIteration | DecodeRun | None = None  # in flight until the next boundary
         self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size (fast mode)
         self._jump_clock = JumpClock()
-        self._event = None  # the live boundary event
+        self._event = None  # the live boundary event; any other that fires is stale
+        self._on_boundary = self._boundary  # one bound method for every event's callback list
         # Fast mode keeps the decode batch as aggregates (sim.runtime.decode_batch), so a jump or a finish costs
         # O(log n) rather than passes over the batch.
         self.batch = DecodeBatch(self.kv.block_size) if self.fast else None
@@ -122,7 +122,7 @@ class Engine:
             s.cached_tokens = -1  # the record's hit is the one at the replica that serves the visit in the end
         self.running, self.waiting = [], deque()
         self.outstanding = 0
-        self._token += 1  # the boundary event in flight becomes stale
+        self._event = None  # the boundary event in flight, if any, is stale from now on
         self._pending = None
         self._jumping = False
         self._idle = False  # never wakes again
@@ -150,9 +150,8 @@ class Engine:
     # short by an arrival then costs one new timeout (the old one fires stale and is ignored) instead of an
     # Interruption, a process resumption and a new timeout, and every boundary skips a generator resumption.
     def _at(self, t: float) -> None:
-        self._token += 1
         ev = self.env.timeout(delay_to(self.env.now, t))
-        ev.callbacks.append(partial(self._boundary, self._token))
+        ev.callbacks.append(self._on_boundary)
         self._event = ev
 
     def _next(self) -> None:
@@ -186,7 +185,7 @@ class Engine:
                         times[step.shape] = t
                 t *= self.replica.slowdown
                 self._record(now, t, 1, step.shape)
-                self._pending = PrefillIteration(step, now, t)
+                self._pending = _new(PrefillIteration, (step, now, t))
                 self._at(now + t)
                 return
             run = self._pending = self._plan_decode(step, now)
@@ -206,8 +205,8 @@ class Engine:
             self._event.callbacks.clear()  # the jump's old end fires as an empty event (SimPy cannot cancel)
             self._at(float(run.ends[cut - 1]))
 
-    def _boundary(self, token: int, _event=None) -> None:
-        if token != self._token:
+    def _boundary(self, event) -> None:
+        if event is not self._event:
             return  # stale: the jump was cut short, or the engine was stopped
         run, self._pending = self._pending, None  # consumed: a later stop() must not settle it again
         if type(run) is PrefillIteration:
@@ -277,15 +276,20 @@ class Engine:
             # The plain reference: one cost-model evaluation and one event per iteration. The fast path's
             # a + b * S equals this bit for bit (the ReplicaCost contract), which the mode comparison checks.
             t = self.cost.iteration_time_s(BatchShape(decode_seqs=n, decode_ctx_tokens=ctx)) * f
-            return DecodeRun(dec, now, n, ctx, 1, now + t)
+            return _new(DecodeRun, (dec, now, n, ctx, 1, now + t))
         ab = self._affine.get(n)
         if ab is None:
             ab = self._affine[n] = self.cost.decode_affine(n)
         a, b = ab
         k = jump_length(self.batch, self.kv.free_blocks, k_fin)
+        waiting = self.waiting
+        if k > 1 and waiting and waiting[0].enqueue_s >= now and self._arrivals_interrupt:
+            # The head arrived exactly at this boundary: admission makes it wait for the next one only
+            # (batching.admit), so it may join there; a jump planned past that boundary would keep it out.
+            k = 1
         if k == 1:
-            return DecodeRun(dec, now, n, ctx, 1, now + (a + b * ctx) * f)
-        return DecodeRun(dec, now, n, ctx, k, self._jump_clock.ends(now, a, b, f, n, ctx, k))
+            return _new(DecodeRun, (dec, now, n, ctx, 1, now + (a + b * ctx) * f))
+        return _new(DecodeRun, (dec, now, n, ctx, k, self._jump_clock.ends(now, a, b, f, n, ctx, k)))
 
     def _advance(self, dec: list, k: int, end: float) -> None:
         """Apply k decode steps: in fast mode to the aggregate batch (steps 1..k-1 take their blocks at once, step

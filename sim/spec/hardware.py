@@ -1,7 +1,7 @@
 """Hardware specs (GPU, interconnect, cluster topology) as frozen dataclasses loaded from conf/hardware and conf/cluster."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 from omegaconf import OmegaConf
 
@@ -21,6 +21,14 @@ class GPUSpec:
     hbm_bw_gbps: float  # GB/s
     nvlink_bw_gbps: float  # per GPU, per direction, GB/s
     nvlink_latency_us: float
+    # "nvlink": the GPUs of a node talk over NVLink (nvlink_* are its numbers); "pcie": PCIe only, nvlink_* then
+    # hold the PCIe path's per-direction bandwidth and per-hop latency, and intra-node custom all-reduce is off.
+    interconnect: str = "nvlink"
+
+    def __post_init__(self) -> None:
+        if self.interconnect not in ("nvlink", "pcie"):
+            raise ConfigError(f"hardware {self.name!r}: interconnect must be 'nvlink' or 'pcie', "
+                              f"got {self.interconnect!r}")
 
     @property
     def memory_bytes(self) -> float:
@@ -53,7 +61,7 @@ class ClusterSpec:
 def _from_mapping(cls, data: dict, where: str):
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
-    missing = sorted(n for n in names if n not in data)
+    missing = sorted(f.name for f in fields(cls) if f.name not in data and f.default is MISSING)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
     if missing:

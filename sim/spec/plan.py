@@ -14,6 +14,10 @@ class ReplicaPlan:
     tp: int
     pp: int
     gpus: tuple[GPU, ...]
+    # MoE deployment options (issue 18); None: the tier's (sim.spec.cascade.TierSpec), which defaults to plain TP.
+    ep: int | None = None
+    dp_attention: bool | None = None
+    mtp_draft_tokens: int | None = None
 
     @property
     def num_gpus(self) -> int:

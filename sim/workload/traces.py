@@ -203,6 +203,9 @@ def read_trace(cfg: TraceConfig) -> Trace:
     df = df.astype(str)
     arrival_s = _arrivals(df[wanted[0]], cfg, shown, lines)
     input_tokens = _tokens(df[wanted[1]], wanted[1], shown, lines)
+    if (input_tokens == 0).any():  # an engine refuses an empty prompt; simulated, its first token came at once
+        i = int(np.argmax(input_tokens == 0))
+        raise DataError(f"{shown} line {lines[i]}: {wanted[1]} is 0; a prompt needs at least 1 token")
     output_tokens = _tokens(df[wanted[2]], wanted[2], shown, lines)
     order = np.argsort(arrival_s, kind="stable")
     hash_ids = None

@@ -7,12 +7,13 @@ import shutil
 
 import pandas as pd
 
-from experiments.drift_tables import system_and_mode, write_all
+from experiments.aggregate import write_results
+from experiments.drift_tables import system_and_mode
 
 PHASES = [("conversation", 0.0, 480.0), ("coding", 480.0, 1440.0)]
 
 
-def fake_run(path, seed, slo):
+def fake_run(path, seed, slo, rate_scale=1.0):
     """A summary.json and per-minute tables as experiments.run writes them for the drift experiment."""
     path.mkdir(parents=True)
     planners = {}
@@ -34,8 +35,9 @@ def fake_run(path, seed, slo):
         pd.DataFrame({"window_start_s": [0.0, 60.0], "p95_latency_s": [4.0, 5.0]}).to_csv(
             path / f"timeseries_{entry}.csv", index=False)
     scenario = {"name": "drift", "workload": "drift", "cascade": ["a", "b", "c"], "num_gpus": 32, "q_min": 72.5,
-                "rate_scale": 1.0, "rate_rps": 5.5, "seed": seed,
-                "config": {"replan": {"enabled": True, "keep_static": True, "planners": ["cascadia"]}}}
+                "rate_scale": rate_scale, "rate_rps": 5.5 * rate_scale, "seed": seed,
+                "config": {"replan": {"enabled": True, "keep_static": True, "planners": ["cascadia"]}, "seed": seed,
+                           "rate_scale": rate_scale}}
     (path / "summary.json").write_text(json.dumps({"scenario": scenario, "planners": planners}))
 
 
@@ -53,7 +55,7 @@ def test_tables_and_the_figure_need_no_raw_runs(tmp_path):
     for seed, slo in ((0, 10.0), (1, 12.0), (2, 11.0)):
         fake_run(runs / str(seed), seed, slo)
     results = tmp_path / "results"
-    write_all([runs], results / "drift.csv")
+    write_results([runs], results / "drift.csv")
     summary = pd.read_csv(results / "drift_summary.csv")
     static = summary[(summary.system == "cascadia") & (summary["mode"] == "static") & (summary.phase == "all")].iloc[0]
     assert static.seeds == 3 and static.slo_scale_mean == 11.0 and static.slo_scale_ci95_lo <= 11.0
@@ -79,3 +81,21 @@ def test_bad_run_level_replan_keys_are_one_clear_error():
     for bad, word in (({"keep_static": "yes"}, "keep_static"), ({"planners": "cascadia"}, "planners")):
         with pytest.raises(ConfigError, match=word):
             check_online_config(OmegaConf.create({"faults": [], "replan": bad}), sc)
+
+
+def test_runs_at_other_loads_are_other_cases_never_pooled(tmp_path):
+    """A rate sweep (x1 and x2, three seeds each) once gave one mean with one CI over six runs: a case is every
+    setting that varies among the runs (here rate_scale; the seed is the replicate)."""
+    runs = tmp_path / "multirun"
+    for rate, base in ((1.0, 10.0), (2.0, 40.0)):
+        for seed, slo in ((0, base), (1, base + 2), (2, base + 1)):
+            fake_run(runs / f"rate_scale={rate:g},seed={seed}", seed, slo, rate_scale=rate)
+    write_results([runs], tmp_path / "results" / "drift.csv")
+    summary = pd.read_csv(tmp_path / "results" / "drift_summary.csv")
+    whole = summary[(summary.system == "cascadia") & (summary["mode"] == "static") & (summary.phase == "all")]
+    assert sorted(whole.case) == ["rate_scale=1.0", "rate_scale=2.0"]
+    assert list(whole.seeds) == [3, 3] and sorted(whole.slo_scale_mean) == [11.0, 41.0]
+    # the paired ratio to Cascadia online pairs seeds within a case (online is 0.8x static on every seed)
+    assert (whole.slo_ratio_mean == 0.8).all() and set(whole.reference_outcome) == {"win"}
+    table = pd.read_csv(tmp_path / "results" / "drift.csv")
+    assert set(table.case) == {"rate_scale=1.0", "rate_scale=2.0"} and "case.rate_scale" in table

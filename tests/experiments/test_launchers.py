@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -33,8 +34,17 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path):
     cmd = [sys.executable, "-m", "experiments.run", "--multirun", "hydra/launcher=local_submitit",
            f"hydra.sweep.dir={tmp_path}", "planner=[single_model]", "horizon_s=20", "throughput.enabled=false",
            "plan_sample_size=100", "progress=false", "figure=false", "seed=0,1"]
+    t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    wall_s = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-2000:]
     summaries = sorted(tmp_path.rglob("summary.json"))
     assert len(summaries) == 2
-    assert {json.loads(p.read_text())["scenario"]["seed"] for p in summaries} == {0, 1}
+    runs = [json.loads(p.read_text()) for p in summaries]
+    assert {r["scenario"]["seed"] for r in runs} == {0, 1}
+    # The sweep's timings, as docs/performance.md reports them: the whole sweep and each job's plan and simulation.
+    jobs = [{"seed": r["scenario"]["seed"], "plan_s": r["planners"]["single_model"]["plan_s"],
+             "sim_s": r["planners"]["single_model"]["sim_s"]} for r in runs]
+    assert all(j["plan_s"] >= 0 and j["sim_s"] > 0 for j in jobs)
+    assert all(j["plan_s"] + j["sim_s"] < wall_s for j in jobs)
+    print(json.dumps({"launcher": "submitit_local", "jobs": 2, "sweep_wall_s": round(wall_s, 2), "per_job": jobs}))

@@ -94,6 +94,7 @@ def test_main_job_summary_has_test_and_in_sample_metrics_with_cis(two_seed_run):
             assert lo - 1e-9 <= s[key] <= hi + 1e-9, (name, key)
             assert len(s[f"{key}_per_seed"]) == 2
     assert set(summary["versus_cascadia"]) == {"single_model"}
+    assert summary["warnings"] == []  # the default load is not saturated (experiments.run.saturation)
 
 
 def test_aggregate_carries_mean_ci_and_n_and_per_seed_rows(two_seed_run, tmp_path):
@@ -149,3 +150,73 @@ def test_headline_without_per_seed_table_is_a_user_error(tmp_path):
     with pytest.raises(SystemExit) as exc:
         headline_main([str(tmp_path / "t.csv")])
     assert exc.value.code == 2
+
+
+def _headline(tmp_path, capsys, seeds: pd.DataFrame) -> dict:
+    from experiments.headline import main as headline_main
+
+    seeds.to_csv(tmp_path / "t_seeds.csv", index=False)
+    seeds.drop_duplicates(["planner"]).to_csv(tmp_path / "t.csv", index=False)
+    headline_main([str(tmp_path / "t.csv")])
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_headline_never_pools_runs_that_differ_in_a_setting(tmp_path, capsys):
+    """Two loads of one workload and level (Cascadia 2x better at one, 2x worse at the other) were one case with a
+    CI straddling 1 (a tie): a case is every setting that varies, here rate_scale."""
+    low = _seed_table({("conversation", 0.7): [2.0, 2.1, 1.9]}).assign(rate_scale=1.0)
+    high = _seed_table({("conversation", 0.7): [0.5, 0.48, 0.52]}).assign(rate_scale=4.0)
+    both = pd.concat([low, high], ignore_index=True).assign(throughput_at_cap=False)
+    sm = _headline(tmp_path, capsys, both)["baselines"]["single_model"]
+    assert (sm["cases"], sm["wins"], sm["ties"], sm["losses"]) == (2, 1, 0, 1)
+    # aggregate's own case column (every varying config key) is used when the table has it
+    labelled = both.assign(case=["replan.enabled=" + str(r > 1.0) for r in both.rate_scale]).drop(columns="rate_scale")
+    sm = _headline(tmp_path, capsys, labelled)["baselines"]["single_model"]
+    assert (sm["cases"], sm["wins"], sm["losses"]) == (2, 1, 1)
+
+
+def test_a_throughput_at_the_cap_is_a_lower_bound_not_a_value(tmp_path, capsys):
+    """Cascadia at the bisection's cap in every seed of one case: its ratio there is only a lower bound, listed apart
+    and kept out of the throughput mean (it was averaged in as a value)."""
+    seeds = _seed_table({("conversation", 0.7): [2.0, 2.1, 1.9], ("coding", 0.7): [2.0, 2.1, 1.9]})
+    seeds["throughput_rps"] = [30.0 if (w == "coding" and p == "cascadia") else 10.0 if p == "cascadia" else 5.0
+                               for w, p in zip(seeds.workload, seeds.planner)]
+    seeds["throughput_at_cap"] = (seeds.workload == "coding") & (seeds.planner == "cascadia")
+    sm = _headline(tmp_path, capsys, seeds)["baselines"]["single_model"]
+    assert sm["throughput_cases"] == 1 and sm["throughput_cases_at_least"] == 1
+    assert sm["throughput_ratio_mean"] == pytest.approx(2.0)  # the exact case alone, not (2 + 6) / 2
+
+
+def test_headline_on_tables_without_the_usual_baselines(tmp_path, capsys):
+    """results/ablation.csv (Cascadia and its ablations) and results/quality_shift.csv (Cascadia alone) ended in a
+    traceback: the first compares Cascadia with the planners it has, the second is one error line."""
+    from experiments.headline import main as headline_main
+
+    seeds = _seed_table({("conversation", 0.7): [2.0, 2.1, 1.9]}).assign(throughput_at_cap=False)
+    ablation = seeds.replace({"planner": {"single_model": "cascadia_no_allocation"}})
+    assert set(_headline(tmp_path, capsys, ablation)["baselines"]) == {"cascadia_no_allocation"}
+    alone = seeds[seeds.planner == "cascadia"]
+    with pytest.raises(SystemExit) as exc:
+        _headline(tmp_path, capsys, alone)
+    assert exc.value.code == 2 and "only cascadia rows" in capsys.readouterr().err
+
+
+def test_runs_mark_throughputs_at_the_cap_in_the_summary_table_and_comparisons(tmp_path):
+    """A bisection capped at 0.1x the rate: every plan meets the SLO there, so every throughput is the cap, a lower
+    bound: the summary says so per seed, the printed table reads >=, and the comparison with Cascadia is undecided."""
+    from experiments.aggregate import main as aggregate_main
+    from experiments.run import run_experiment
+
+    out = tmp_path / "run"
+    out.mkdir()
+    summary = run_experiment(_cfg([*SMALL, "seeds=2", "planner=[single_model,cascadia]", "throughput.lo=0.05",
+                                   "throughput.hi=0.1"]), out)
+    for s in summary["planners"].values():
+        assert s["throughput_at_cap_per_seed"] == [True, True] and s["throughput_lower_bound"]
+        assert s["throughput_rps"] == pytest.approx(s["throughput_cap_rps"])
+    vs = summary["versus_cascadia"]["single_model"]
+    assert vs["throughput_ratio_bound"] == "unknown" and vs["throughput_outcome"] == "undecided"
+    assert pd.read_csv(out / "table.csv").throughput_lower_bound.all()
+    aggregate_main([str(out), "--out", str(tmp_path / "t.csv")])
+    assert pd.read_csv(tmp_path / "t.csv").throughput_lower_bound.all()
+    assert pd.read_csv(tmp_path / "t_seeds.csv").throughput_at_cap.all()

@@ -113,7 +113,8 @@ def test_planner_time_sweep_and_figure(tmp_path):
     from experiments.figures import planner_time as figure
     from experiments.planner_time import main as planner_time_main
 
-    planner_time_main(["--gpus", "8", "16", "--out", str(tmp_path / "planner_time.csv")])
+    planner_time_main(["--gpus", "8", "16", "--out", str(tmp_path / "planner_time.csv"), "--raw-dir", str(tmp_path)])
+    assert (tmp_path / "planner_time.json").exists()  # not in the repository's outputs/ (make test leaves none)
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "planner_time.csv")

@@ -226,3 +226,17 @@ def test_a_tier_without_replicas_is_skipped_in_the_deployment_estimate():
     est = deployment_estimate(prob, (100.0,), (0, 32))
     assert np.isfinite(est["mean_latency_s"]) and est["reach_share"][0] == 0.0
     assert est["quality"] == pytest.approx(float(w.scores[:, 1].mean()))
+
+
+def test_a_repair_that_leaves_a_gpu_failed_by_another_fault_keeps_replans_off_it():
+    """Node N is down from 20 s to 35 s and its GPU 0 from 25 s for good: the node's repair at 35 s must not hand
+    GPU 0 back, so a re-plan on the repair still sees 3 healthy nodes (24 GPUs), not 32 (once it took all 32)."""
+    w, q, p = scenario()
+    node = max({n for t in p.tiers for r in t.replicas for n, _ in r.gpus})
+    faults = [{"kind": "node_down", "at_s": 20.0, "node": node, "repair_s": 15.0},
+              {"kind": "gpu_down", "at_s": 25.0, "node": node, "gpu": 0}]
+    # a fixed planning time: the planner's wall time on a busy machine would move the decisions
+    r = run_online(w, q, p, faults, ReplanConfig(enabled=True, drift_detection=False, planner_time_s=1.0))
+    assert (r.requests.status == "completed").all()
+    applied = [e for e in r.meta["controller_events"] if e["event"] == "replan" and e["applied"]]
+    assert applied and all(sum(e["gpus_per_tier"]) <= 24 for e in applied)

@@ -14,4 +14,5 @@ def test_bench_json_line(capsys):
     assert set(data["plan_s"]) == {"32", "80", "1024"}
     # Planning time is the benchmark's printed figure, never asserted: a loaded machine would fail a limit here.
     assert all(v > 0 for v in data["plan_s"].values())
+    assert set(data["plan_cpu_s"]) == set(data["plan_s"]) and all(v > 0 for v in data["plan_cpu_s"].values())
     assert data["bruteforce_gap_pct"] <= 5

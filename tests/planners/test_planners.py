@@ -47,6 +47,23 @@ def test_backends_agree(problem3, backend):
     assert plan.estimates["J"] == pytest.approx(ref.estimates["J"])
 
 
+def test_solver_backend_is_a_config_choice():
+    """HiGHS by default; CBC by one override, through the same path the main job takes (config -> get_planner)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from experiments.config import register_configs
+    from sim.common.paths import CONF_DIR
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        default = compose(config_name="config")
+        chosen = compose(config_name="config", overrides=["planner.cascadia.backend=cbc"])
+    for cfg, backend in ((default, "highs"), (chosen, "cbc")):
+        settings = OmegaConf.to_container(cfg.planner, resolve=True)["cascadia"]
+        assert get_planner("cascadia", **settings).backend == backend
+
+
 @pytest.mark.parametrize("objective", ["end_to_end", "max_tier"])
 @pytest.mark.parametrize("num_tiers, nodes_gpus, rate", [(2, (1, 8), 6.0), ("small3", (1, 8), 3.0),
                                                           ("small3", (1, 8), 8.0), (2, (1, 4), 3.0)])
@@ -255,3 +272,25 @@ def test_a_solve_that_did_not_prove_optimality_is_replaced_by_the_exact_scan(pro
     assert fallen_back.solver_stats["status"].startswith("EXACT_SCAN")
     assert fallen_back.estimates["J"] == pytest.approx(honest.estimates["J"], rel=1e-9)
     assert fallen_back.gpus_per_tier() == honest.gpus_per_tier()
+
+
+@pytest.mark.parametrize("name", ["single_model", "sarathi"])
+def test_single_model_baseline_deploys_every_gpu_at_a_light_planning_load(name):
+    """One model on all GPUs: the shared latency table keeps the fewest GPUs that reach its best estimate, and at the
+    light planning load of a 120 s horizon (quick mode) the baseline once left 8 of 32 H100s idle."""
+    from hydra import compose, initialize_config_dir
+
+    from experiments.config import register_configs
+    from experiments.online import planning_scenario
+    from experiments.protocol import seed_split
+    from experiments.scenario import make_plan
+    from sim.common.paths import CONF_DIR
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["horizon_s=120", "plan_sample_size=300", f"planner=[{name}]"])
+    seen = planning_scenario(cfg, seed_split(cfg, 0).plan)
+    plan, _ = make_plan(name, dict(cfg.planner[name]), seen, 300)
+    used = {g for t in plan.tiers for r in t.replicas for g in r.gpus}
+    assert plan.gpus_per_tier() == (0, 0, 32) and len(used) == 32
+    assert check_plan(plan, seen.cascade, seen.cluster) == []

@@ -21,3 +21,19 @@ def test_bench_reports_each_stage_then_prints_json_last():
     assert "reference vs fast, rounds" in err  # the rounds' bar
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["identical"] is True and result["requests"] > 0
+
+
+def test_named_case_reports_requests_per_second_and_matches_reference_mode():
+    """The side-by-side scenario (2,000 Azure requests on one Llama-2-70B TP8 node): every request ends completed
+    or dropped, the rate is requests over the median wall time, and fast mode equals reference mode."""
+    from sim.bench import llama2_70b_tp8_azure2k, run_case
+    from sim.simulator import simulate
+
+    result = run_case("llama2_70b_tp8_azure2k", runs=1)
+    assert result["identical"] is True and result["requests"] == 2000
+    assert abs(result["requests_per_s"] - 2000 / result["wall_s"]) <= 0.01 * result["requests_per_s"]
+    plan, cascade, cluster, workload, cfg = llama2_70b_tp8_azure2k()
+    assert plan.gpus_per_tier() == (0, 8) and cluster.num_gpus == 8
+    req = simulate(plan, cascade, cluster, workload, cfg).requests
+    assert len(req) == 2000 and set(req["status"]) <= {"completed", "dropped"}
+    assert (req.loc[req["status"] == "completed", "final_tier"] == 1).all()

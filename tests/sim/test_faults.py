@@ -133,3 +133,15 @@ def test_every_request_ends_completed_or_dropped_with_a_reason(faults, seed):
     if not dead_forever:
         assert (r.requests.status == "completed").all()
     assert r.meta["end_s"] >= float(np.nanmax(r.requests.completion_s.to_numpy(), initial=0.0))
+
+
+def test_overlapping_faults_bring_a_gpu_back_only_at_the_last_repair():
+    """GPU (0, 2) fails at 5 s (back at 9 s) inside a failure of its node from 6 s to 106 s: the first repair must not
+    bring the tier-1 replica on it back while the node is still down (it once came back at 9 s)."""
+    r = run([{"kind": "gpu_down", "at_s": 5.0, "node": 0, "gpu": 2, "repair_s": 4.0},
+             {"kind": "node_down", "at_s": 6.0, "node": 0, "repair_s": 100.0}])
+    assert_accounted(r, 800)
+    events = r.meta["controller_events"]
+    assert [e["time_s"] for e in events if e["event"] == "restore"] == [106.0] * 3
+    first_repair = next(e for e in events if e["event"] == "repair")
+    assert first_repair["time_s"] == 9.0 and first_repair["gpus_still_down"] == 1

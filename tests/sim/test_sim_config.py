@@ -115,3 +115,18 @@ def test_reference_length_choice_changes_ref_only_for_requests_answered_with_ano
     assert returned[1] == largest[1] and returned[2] == largest[2]  # answered by the reference tier; dropped
     with pytest.raises(ConfigError, match="reference_length"):
         SimConfig(reference_length="shortest")
+
+
+@pytest.mark.parametrize("tier", [2, 5, -3])
+def test_reference_tier_out_of_range_is_an_error_not_a_wrapped_tier(tier):
+    """A 2-tier cascade has tiers -2..1: tier 2 once meant tier 0 (index modulo tiers), the smallest model."""
+    cas, cl = llama_cascade(), cluster()
+    from sim.metrics import reference_deployment
+
+    with pytest.raises(ConfigError, match=r"reference_tier = .* out of range .* give -2\.\.1"):
+        reference_deployment(cas, cl, tier)
+    with pytest.raises(ConfigError, match="out of range"):
+        simulate(plan((1, 1)), cas, cl, poisson_workload(20, 5.0, 2), SimConfig(reference_tier=tier),
+                 cost_factory=fake_factory(), judge=OracleJudge())
+    assert reference_deployment(cas, cl, -1)[0] == reference_deployment(cas, cl, 1)[0] == 1
+    assert reference_deployment(cas, cl, -2)[0] == 0

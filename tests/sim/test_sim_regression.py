@@ -39,15 +39,17 @@ def test_default_scenario_first_minute_regression(first_minute):
     # Values recorded from this code with the calibrated cost model and the shipped trace; a change means the
     # simulator, the cost model or the workload binding changed behaviour. Re-recorded for issue 11 (real GPU
     # memory, no GEMM padding floor on AWQ/MoE): more KV and cheaper AWQ DeepSeek-V3 experts, so lower latency.
+    # Re-recorded for issue 18: the default vllm profile (0.5-0.6) is fitted on Argonne's static batches and runs
+    # the custom all-reduce over NVLink: TP8 steps cheaper, so latency -13 %, TTFT -10 %, SLO scale +5 %.
     assert len(df) == 191
     assert (df.status == "completed").all()
     assert df.final_tier.value_counts().sort_index().to_dict() == {0: 76, 1: 53, 2: 62}
-    assert r.meta["iterations"] == 72781
-    assert df.latency_s.sum() == pytest.approx(2344.620318410853, rel=1e-9)
-    assert df.ttft_s.mean() == pytest.approx(4.608316233131433, rel=1e-9)
+    assert r.meta["iterations"] == 75024
+    assert df.latency_s.sum() == pytest.approx(2043.4965160456072, rel=1e-9)
+    assert df.ttft_s.mean() == pytest.approx(4.161316609430968, rel=1e-9)
     assert df.final_score.mean() == pytest.approx(78.27225130890052, rel=1e-12)
     s = summarize(r, cascade, plan, cluster=cluster)
-    assert s["slo_scale"] == pytest.approx(3.076792870154124, rel=1e-9)
+    assert s["slo_scale"] == pytest.approx(3.2441865319376184, rel=1e-9)
     assert s["reference"] == {"model": "deepseek_v3", "weights": "awq_int4", "tp": 8, "tier": 2,
                               "length": "largest_tier"}
     assert s["tier_share"] == pytest.approx(entered) and entered == pytest.approx([1.0, 115 / 191, 62 / 191])

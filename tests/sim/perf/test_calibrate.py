@@ -48,10 +48,14 @@ def test_shipped_parameters_are_this_fit(fit):
 
 
 def test_vllm_profile_cpu_costs_are_the_fitted_ones(fit):
-    cpu, eng = fit[0].fit_report["cpu_overheads_a100"], load_engine("vllm")
-    assert eng.cpu_base_ms == pytest.approx(cpu["cpu_base_ms"], abs=0.01)
-    assert eng.cpu_per_seq_ms == pytest.approx(cpu["cpu_per_seq_ms"], abs=0.001)
-    assert eng.cpu_per_log2_tp_ms == pytest.approx(cpu["cpu_per_log2_tp_ms"], abs=0.01)
+    # vllm_0_2 keeps Vidur's measured CPU costs; vllm (0.5-0.6) fits its own end to end on Argonne's static batches
+    # (issue 18), and that fit must agree with Vidur's direct measurement of vLLM-style CPU time within 1.5x.
+    cpu, old, new = fit[0].fit_report["cpu_overheads_a100"], load_engine("vllm_0_2"), load_engine("vllm")
+    assert old.cpu_base_ms == pytest.approx(cpu["cpu_base_ms"], abs=0.01)
+    assert old.cpu_per_seq_ms == pytest.approx(cpu["cpu_per_seq_ms"], abs=0.001)
+    assert old.cpu_per_log2_tp_ms == pytest.approx(cpu["cpu_per_log2_tp_ms"], abs=0.01)
+    for key in ("cpu_base_ms", "cpu_per_seq_ms"):
+        assert cpu[key] / 1.5 < getattr(new, key) < cpu[key] * 1.5, key
 
 
 def test_cli_prints_table_and_ends_with_json():

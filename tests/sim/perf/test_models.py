@@ -17,6 +17,7 @@ def test_total_params_within_2pct_of_published(name):
 KV_BF16 = {
     "llama2_7b": 32 * 2 * 32 * 128 * 2,  # 524288 (MHA)
     "llama2_70b": 80 * 2 * 8 * 128 * 2,  # 327680
+    "llama2_13b": 40 * 2 * 40 * 128 * 2,  # 819200 (MHA)
     "codellama_34b": 48 * 2 * 8 * 128 * 2,  # 196608
     "llama3_8b": 32 * 2 * 8 * 128 * 2,  # 131072
     "llama3_70b": 80 * 2 * 8 * 128 * 2,

@@ -69,3 +69,21 @@ def test_missing_file_and_unknown_model_exit_2(tmp_path, capsys):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2
+
+
+def test_prompts_longer_than_the_context_are_an_error_not_nan_metrics(tmp_path, capsys):
+    """llama3_8b takes 8192 tokens: a benchmark of 9000-token prompts has nothing to predict (once: NaN JSON, exit 0)."""
+    from sim.fidelity import serving
+
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps(dict(BASE, num_prompts=4, completed=4, total_input_tokens=4 * 9000,
+                                    total_output_tokens=4 * 16)))
+    for module, argv in ((main, [str(path), "--model", "llama3_8b"]),
+                         (serving.main, ["--model", "llama3_8b", "--input-tokens", "9000", "--output-tokens", "16",
+                                         "--num-prompts", "4"])):
+        with pytest.raises(SystemExit) as exc:
+            module(argv)
+        captured = capsys.readouterr()
+        assert exc.value.code == 2 and "NaN" not in captured.out
+        err = captured.err.strip()
+        assert err.startswith("error: ") and "4 of 4 requests" in err and "9000" in err and "\n" not in err

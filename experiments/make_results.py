@@ -1,0 +1,124 @@
+"""`make results` as one timed driver: every sweep, its aggregation, the planner timing and the figures, with the
+seconds of each step written to results/timings.json (with the machine's core count).
+
+python -m experiments.make_results --sweeps slo_throughput ablation ... [--stamp STAMP] [--timings PATH]
+
+Each sweep runs in its own process (Hydra's multirun owns its process: launcher, working dirs, logging); the
+aggregation, the planner timing and the figures run in this one, which saves an interpreter start and the
+imports of pandas, matplotlib and the simulator for each of them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sim.common.cli import exit_on_user_error
+from sim.common.errors import ConfigError
+from sim.common.io import write_json
+from sim.common.paths import PROJECT_ROOT
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask where the OS has one), not the machine's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def cpu_s() -> float:
+    """CPU seconds (user + system) of this process and of its finished children (a sweep and its workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class StepTimer:
+    """Wall and CPU seconds per named step, in the order run. On a shared machine the wall time carries the
+    neighbours' load; the CPU time much less of it (it still counts the sweep's two workers together)."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.t0, self.c0 = time.perf_counter(), cpu_s()
+
+    def run(self, name: str, fn, *args) -> None:
+        t0, c0 = time.perf_counter(), cpu_s()
+        print(f"[make results] {name} ...", file=sys.stderr, flush=True)
+        fn(*args)
+        self.steps[name] = round(time.perf_counter() - t0, 3)
+        self.cpu[name] = round(cpu_s() - c0, 3)
+        print(f"[make results] {name}: {self.steps[name]:.1f} s ({self.cpu[name]:.1f} CPU s)", file=sys.stderr,
+              flush=True)
+
+    def report(self, **extra) -> dict:
+        return {"total_s": round(time.perf_counter() - self.t0, 3), "total_cpu_s": round(cpu_s() - self.c0, 3),
+                "steps_s": self.steps, "steps_cpu_s": self.cpu,
+                "cpu_count": os.cpu_count(), "usable_cores": usable_cores(), "python": platform.python_version(),
+                **extra}
+
+
+def run_sweep(name: str, sweep_dir: Path) -> None:
+    cmd = [sys.executable, "-m", "experiments.run", f"experiment={name}", "progress=false",
+           f"hydra.sweep.dir={sweep_dir}"]
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT)
+    if proc.returncode:
+        raise SystemExit(proc.returncode)
+
+
+def aggregate_sweep(sweep_dir: Path, out: Path) -> None:
+    from experiments.aggregate import main as aggregate_main
+
+    aggregate_main([str(sweep_dir), "--out", str(out), "--force"])
+
+
+def planner_time() -> None:
+    from experiments.planner_time import main as planner_time_main
+
+    planner_time_main([])
+
+
+def figures() -> None:
+    from experiments.figures.__main__ import main as figures_main
+
+    figures_main([])
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m experiments.make_results", description=__doc__.splitlines()[0])
+    ap.add_argument("--sweeps", nargs="+", required=True, help="experiment names (conf/experiment/NAME.yaml)")
+    ap.add_argument("--stamp", default=datetime.now().strftime("%Y-%m-%d_%H-%M-%S"),
+                    help="raw runs go to multirun/NAME/STAMP")
+    ap.add_argument("--timings", type=Path, default=PROJECT_ROOT / "results" / "timings.json")
+    ap.add_argument("--no-planner-time", action="store_true", help="skip python -m experiments.planner_time")
+    ap.add_argument("--no-figures", action="store_true", help="skip python -m experiments.figures")
+    args = ap.parse_args(argv)
+    conf = PROJECT_ROOT / "conf" / "experiment"
+    unknown = [s for s in args.sweeps if not (conf / f"{s}.yaml").is_file()]
+    if unknown:
+        raise ConfigError(f"--sweeps: unknown experiment(s) {unknown}; valid: {sorted(p.stem for p in conf.glob('*.yaml'))}")
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    timer = StepTimer()
+    for name in args.sweeps:
+        sweep_dir = PROJECT_ROOT / "multirun" / name / args.stamp
+        timer.run(f"sweep {name}", run_sweep, name, sweep_dir)
+        timer.run(f"aggregate {name}", aggregate_sweep, sweep_dir, PROJECT_ROOT / "results" / f"{name}.csv")
+    if not args.no_planner_time:
+        timer.run("planner_time", planner_time)
+    if not args.no_figures:
+        timer.run("figures", figures)
+    report = timer.report(started_utc=started, stamp=args.stamp, sweeps=list(args.sweeps))
+    write_json(report, args.timings, indent=2)
+    print(f"[make results] total {report['total_s']:.1f} s on {report['usable_cores']} cores; timings in {args.timings}",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Throughput bisections shared by equal inputs: a plan's bisection is reused wherever plan, test workload, simulator
+settings, seed and bisection settings are all equal (a content hash of every input, and of this code).
+
+Most jobs of a sweep repeat earlier ones' work: the single-model and Sarathi baselines deploy the same plan at every
+quality requirement, and other planners often arrive at one another's plan, on the same seeds and test splits (in
+the sweeps of December 2026, 52% of slo_throughput's and 60% of llama31's planner-seed runs repeated an earlier
+run's outcome exactly). The simulator is deterministic, so equal inputs give the same bisection. Within a process
+the cache is a dict; in a Hydra multirun it is also a folder of small JSON files in the sweep's own folder
+(`<sweep dir>/.cache/throughput/`), shared by the sweep's jobs and never by another sweep.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+
+from sim.common.io import write_json
+from sim.common.paths import PROJECT_ROOT
+
+CACHE_SUBDIR = Path(".cache") / "throughput"
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A hash of the project's Python sources and configs: a cached value from other code is never used."""
+    h = hashlib.sha256()
+    for folder in ("sim", "planners", "online", "experiments", "conf"):
+        for p in sorted((PROJECT_ROOT / folder).rglob("*")):
+            if p.suffix in (".py", ".yaml") and p.is_file():
+                h.update(str(p.relative_to(PROJECT_ROOT)).encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def throughput_key(plan, scenario, tcfg: dict) -> str:
+    """Every input of experiments.run.throughput_rps: the plan's deployment, routing and the estimates the run reads
+    (simulator overrides, CascadeServe's gears), the scenario (cluster, cascade, workload arrays, simulator settings,
+    seed), the bisection settings, and the code."""
+    est = plan.estimates
+    w = scenario.workload
+    material = (
+        "throughput/1", code_fingerprint(),
+        (plan.tiers, plan.thresholds, plan.routing, plan.router_error_rate, plan.routes,
+         est.get("sim_overrides"), est.get("gear_switching"), est.get("gears")),
+        (scenario.cluster, scenario.cascade, asdict(scenario.sim_cfg), scenario.seed),
+        (w.name, w.arrival_s, w.input_tokens, w.output_tokens, w.scores, w.question_ids, w.tier_models, w.prefix),
+        sorted(tcfg.items()),
+    )
+    return hashlib.sha256(pickle.dumps(material, protocol=4)).hexdigest()
+
+
+class ThroughputCache:
+    """factor (the bisection's answer, a multiple of the base rate) by throughput_key."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        self.memo: dict[str, float] = {}
+        self.hits = 0
+
+    def get(self, key: str) -> float | None:
+        if key in self.memo:
+            self.hits += 1
+            return self.memo[key]
+        if self.folder is not None:
+            path = self.folder / f"{key}.json"
+            if path.is_file():
+                try:
+                    factor = float(json.loads(path.read_text())["factor"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    return None  # unreadable: compute it again
+                self.memo[key] = factor
+                self.hits += 1
+                return factor
+        return None
+
+    def put(self, key: str, factor: float) -> None:
+        self.memo[key] = factor
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            write_json({"factor": factor}, self.folder / f"{key}.json")
+
+
+def sweep_cache() -> ThroughputCache:
+    """The cache for this job: shared through the sweep's folder in a Hydra multirun, this process's alone otherwise."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            return ThroughputCache(Path(hc.sweep.dir) / CACHE_SUBDIR)
+    return ThroughputCache()

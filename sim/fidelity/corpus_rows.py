@@ -1,0 +1,40 @@
+"""One measured corpus row as the cost model sees it (CorpusRow), and the reason a row cannot be predicted."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sim.common.errors import UserError
+
+
+class NotPredictable(UserError):
+    """A corpus row the model cannot predict as measured (it names why)."""
+
+
+@dataclass(frozen=True)
+class CorpusRow:
+    source: str
+    line: int  # line in the source CSV (header = 1)
+    engine: str  # conf/engine name
+    engine_version: str
+    gpu: str
+    model: str
+    weights: str
+    kv: str
+    tp: int
+    pp: int
+    kind: str  # iteration | static_throughput | inflight_throughput | serving
+    batch_size: int
+    input_tokens: int
+    output_tokens: int
+    request_rate: float | None  # serving: requests per second; None = all at once
+    num_prompts: int
+    measured: tuple[tuple[str, float], ...]  # (metric, value): ttft_ms | output_tokens_per_s | serving_*_ms
+    statistic: str = "mean"  # serving latencies: mean or median, as the source reports them
+    cuda_graphs: bool = True  # False where the source ran with --disable-cuda-graph
+    # Issue 18: how the source deployed and measured the row.
+    allreduce: str = ""  # "nccl" | "custom": the all-reduce the source ran, where it differs by era; "": the profile's
+    ep: int = 1
+    dp_attention: bool = False
+    mtp_draft_tokens: int = 0
+    length_ratio: float = 1.0  # < 1: each request's lengths drawn uniformly in [ratio x L, L] (random datasets)
+    tp_spans_nodes: bool = False  # the TP group spans two nodes over InfiniBand

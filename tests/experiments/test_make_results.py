@@ -1,0 +1,41 @@
+"""`make results`' driver (experiments.make_results): every step timed into results/timings.json with the core count."""
+import json
+import time
+
+import pytest
+
+import experiments.make_results as mr
+
+
+def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(mr, "run_sweep", lambda name, d: (calls.append(("sweep", name, d.name)), time.sleep(0.05)))
+    monkeypatch.setattr(mr, "aggregate_sweep", lambda d, out: calls.append(("aggregate", out.name)))
+    monkeypatch.setattr(mr, "planner_time", lambda: calls.append(("planner_time",)))
+    monkeypatch.setattr(mr, "figures", lambda: calls.append(("figures",)))
+    out = tmp_path / "timings.json"
+    mr.main(["--sweeps", "ablation", "drift", "--stamp", "S", "--timings", str(out)])
+    assert calls == [("sweep", "ablation", "S"), ("aggregate", "ablation.csv"), ("sweep", "drift", "S"),
+                     ("aggregate", "drift.csv"), ("planner_time",), ("figures",)]
+    t = json.loads(out.read_text())
+    assert list(t["steps_s"]) == ["sweep ablation", "aggregate ablation", "sweep drift", "aggregate drift",
+                                  "planner_time", "figures"]
+    # every value is rounded to the millisecond
+    assert t["steps_s"]["sweep ablation"] >= 0.049
+    assert t["total_s"] >= sum(t["steps_s"].values()) - 0.001 * len(t["steps_s"])
+    assert t["usable_cores"] >= 1 and t["cpu_count"] >= t["usable_cores"]
+    assert set(t["steps_cpu_s"]) == set(t["steps_s"]) and t["sweeps"] == ["ablation", "drift"]
+
+
+def test_unknown_sweep_is_one_error(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        mr.main(["--sweeps", "no_such_experiment", "--timings", str(tmp_path / "t.json")])
+    assert exc.value.code != 0 and not (tmp_path / "t.json").exists()
+
+
+def test_makefile_results_target_uses_the_driver():
+    from sim.common.paths import PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "Makefile").read_text()
+    block = text[text.index("\nresults:"):text.index("\nclean:")]
+    assert "experiments.make_results --sweeps $(SWEEPS)" in block

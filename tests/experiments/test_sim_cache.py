@@ -1,0 +1,88 @@
+"""Throughput bisections reused on equal inputs (experiments.sim_cache): the key changes with every input the
+bisection reads and not with the planner's name; a reused value equals a fresh bisection; a sweep shares its
+bisections through its own folder."""
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from experiments.config import register_configs
+from experiments.protocol import seed_split
+from experiments.run import throughput_rps
+from experiments.scenario import make_plan
+from experiments.sim_cache import ThroughputCache, throughput_key
+from sim.common.paths import CONF_DIR, PROJECT_ROOT
+
+register_configs()
+SMALL = ["horizon_s=60", "seeds=1", "throughput.iters=2", "throughput.horizon_s=30", "plan_sample_size=100"]
+
+
+@pytest.fixture(scope="module")
+def case():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=SMALL)
+    split = seed_split(cfg, 0)
+    plan, _ = make_plan("single_model", {}, split.plan, 100)
+    return cfg, split.test, plan
+
+
+def test_key_follows_every_input_but_the_planner_name(case):
+    cfg, sc, plan = case
+    t = {"slo_scale": 10.0, "lo": 0.05, "hi": 10.0, "iters": 2, "horizon_s": 30.0, "enabled": True}
+    k = throughput_key(plan, sc, t)
+    assert throughput_key(plan, sc, dict(t)) == k
+    assert throughput_key(replace(plan, planner="someone_else"), sc, t) == k
+    w = sc.workload
+    changed = [
+        throughput_key(replace(plan, thresholds=(1.0, 2.0)), sc, t),
+        throughput_key(replace(plan, tiers=plan.tiers[::-1]), sc, t),
+        throughput_key(replace(plan, estimates={**plan.estimates, "sim_overrides": {"batching": "sarathi"}}), sc, t),
+        throughput_key(plan, replace(sc, seed=sc.seed + 1), t),
+        throughput_key(plan, replace(sc, workload=w.with_arrivals(w.arrival_s + 1e-9)), t),
+        throughput_key(plan, replace(sc, sim_cfg=replace(sc.sim_cfg, max_num_seqs=sc.sim_cfg.max_num_seqs + 1)), t),
+        throughput_key(plan, sc, {**t, "slo_scale": 9.0}),
+        throughput_key(plan, sc, {**t, "horizon_s": 31.0}),
+    ]
+    assert k not in changed and len(set(changed)) == len(changed)
+
+
+def test_reused_value_equals_a_fresh_bisection(case, tmp_path):
+    cfg, sc, plan = case
+    fresh = throughput_rps(plan, sc, cfg.throughput)
+    cache = ThroughputCache(tmp_path)
+    assert throughput_rps(plan, sc, cfg.throughput, cache) == fresh and cache.hits == 0
+    assert len(list(tmp_path.glob("*.json"))) == 1
+    other = ThroughputCache(tmp_path)  # another job of the sweep: reads the folder
+    assert throughput_rps(plan, sc, cfg.throughput, other) == fresh and other.hits == 1
+
+
+def test_unreadable_entry_is_computed_again(case, tmp_path):
+    cfg, sc, plan = case
+    cache = ThroughputCache(tmp_path)
+    fresh = throughput_rps(plan, sc, cfg.throughput, cache)
+    next(tmp_path.glob("*.json")).write_text("{not json")
+    again = ThroughputCache(tmp_path)
+    assert throughput_rps(plan, sc, cfg.throughput, again) == fresh and again.hits == 0
+
+
+@pytest.mark.slow
+def test_a_sweep_shares_bisections_between_its_jobs(tmp_path):
+    """single_model deploys the same plan at both quality requirements: one bisection, the same throughput in both
+    jobs, and the same as a run outside any sweep."""
+    sweep = tmp_path / "sweep"
+    run = [sys.executable, "-m", "experiments.run"]
+    base = ["planner=[single_model]", "progress=false", "figure=false", *SMALL]
+    proc = subprocess.run(run + ["--multirun", *base, f"hydra.sweep.dir={sweep}", "q_min_level=0.5,0.95"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    single = tmp_path / "single"
+    proc = subprocess.run(run + [*base, f"output_dir={single}", "q_min_level=0.95"], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    thr = [json.loads(p.read_text())["planners"]["single_model"]["throughput_rps"]
+           for p in sorted(sweep.rglob("summary.json"))]
+    assert len(thr) == 2 and len(list((sweep / ".cache" / "throughput").glob("*.json"))) == 1
+    assert thr[0] == thr[1] == json.loads((single / "summary.json").read_text())["planners"]["single_model"]["throughput_rps"]

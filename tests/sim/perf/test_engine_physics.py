@@ -1,0 +1,164 @@
+"""Issue 18 physics terms, each against a case worked by hand from the formula's inputs (model dims, link numbers,
+engine fields): EP all-to-all, DP attention, CUDA graphs on/off, PCIe against NVLink all-reduce, MTP."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from sim.common.errors import ConfigError
+from sim.perf.cost_model import build_replica_cost, expected_tokens_per_step
+from sim.perf.engine import load_engine
+from sim.perf.params import load_params
+from sim.spec.hardware import GPUSpec, load_gpu
+from sim.spec.models import load_model
+
+H200 = load_gpu("h200_sxm")
+DSV3 = load_model("deepseek_v3")
+LLAMA8 = load_model("llama31_8b")
+
+
+def test_pcie_ring_pays_the_pcie_hop_latency_on_every_ring_step():
+    # Same bandwidth, only the per-hop latency differs: TP2 has 2(n-1) = 2 ring steps per all-reduce, 2L + 1
+    # all-reduces (two per layer, one after the vocab-parallel embedding), and one all-gather of the logits
+    # (n - 1 = 1 step). Difference = (2 * (2L + 1) + 1) * (pcie_hop - fitted_nvlink_hop).
+    nvlink = GPUSpec("x_nvlink", 80.0, 312.0, 624.0, 2000.0, 25.0, 2.5)
+    pcie = replace(nvlink, name="x_pcie", nvlink_latency_us=12.5, interconnect="pcie")
+    eng = load_engine("vllm_0_2")
+    t_nv = build_replica_cost(LLAMA8, nvlink, 2, 1, engine=eng).decode_time_s(1, 100)
+    t_pc = build_replica_cost(LLAMA8, pcie, 2, 1, engine=eng).decode_time_s(1, 100)
+    hop_fit = load_params("x_nvlink").allreduce.step_latency_s  # the H100 fit every GPU borrows
+    steps = 2 * (2 * 32 + 1) + 1
+    assert t_pc - t_nv == pytest.approx(steps * (12.5e-6 - hop_fit), rel=1e-6)
+
+
+def test_custom_allreduce_replaces_nccl_latency_and_ring_steps_over_nvlink_only():
+    # NCCL: base + 2(n-1) hops per all-reduce, base + (n-1) hops per all-gather; custom: one kernel latency each.
+    eng = replace(load_engine("vllm_0_2"), allreduce_nvlink_base_us=24.0, allreduce_custom_base_us=6.0)
+    custom = replace(eng, allreduce_algorithm="custom")
+    gpu = load_gpu("a100_80gb")
+    n, layers = 4, 32
+    hop = load_params(gpu.name).allreduce.step_latency_s
+    t_nccl = build_replica_cost(LLAMA8, gpu, n, 1, engine=eng).decode_time_s(1, 100)
+    t_custom = build_replica_cost(LLAMA8, gpu, n, 1, engine=custom).decode_time_s(1, 100)
+    by_hand = (2 * layers + 1) * (24e-6 + 2 * (n - 1) * hop - 6e-6) + (24e-6 + (n - 1) * hop - 6e-6)
+    assert t_nccl - t_custom == pytest.approx(by_hand, rel=1e-6)
+    # On a PCIe-only GPU the custom kernel is not used: both profiles give the same time.
+    pcie = replace(gpu, name="a100_pcie_test", interconnect="pcie")
+    assert (build_replica_cost(LLAMA8, pcie, n, 1, engine=eng).decode_time_s(1, 100)
+            == build_replica_cost(LLAMA8, pcie, n, 1, engine=custom).decode_time_s(1, 100))
+
+
+def test_graphs_off_step_is_the_host_launch_time_when_it_exceeds_the_gpu_work():
+    # Eager per-layer host time far above the GPU work: a decode step costs CPU + sum over layers of the eager
+    # overhead (dense layers and MoE/MLA layers at their own rates) + the context-linear decode attention.
+    eng = replace(load_engine("sglang"), layer_overhead_eager_us=400.0, layer_overhead_eager_moe_us=1500.0,
+                  layer_overhead_tp_exponent=0.5)
+    on = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
+    off = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, cuda_graph_max_seqs=0))
+    batch, ctx = 8, 1000
+    # DeepSeek-V3: first 3 layers dense (their eager gap grows with TP^0.5), 58 MoE layers (host launch time per
+    # layer, the same at any TP: ranks launch in parallel).
+    host = 3 * 400e-6 * 8 ** 0.5 + 58 * 1500e-6
+    expected = eng.cpu_time_s(batch, 8) + host + off.ctx_rate_s * batch * ctx
+    assert off.decode_time_s(batch, ctx) == pytest.approx(expected, rel=1e-9)
+    # With graphs the gaps are the graph per-layer gaps: 61 layers x 18 us, far below.
+    assert on.decode_time_s(batch, ctx) < 0.5 * off.decode_time_s(batch, ctx)
+
+
+def test_ep_all_to_all_costs_two_calls_and_the_fp8_out_bf16_back_bytes_per_layer():
+    # 58 MoE layers; per layer dispatch + combine: 2 x base latency, and each of a rank's T/dp tokens sends
+    # k (EP-1)/EP copies of its hidden state out in FP8 (+ a 4-byte scale per 128) and back in BF16.
+    eng = load_engine("sglang")
+    a = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, a2a_nvlink_base_us=30.0,
+                                                                    a2a_nvlink_bw_eff=0.5), ep=8, dp_attention=True)
+    b = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, a2a_nvlink_base_us=50.0,
+                                                                    a2a_nvlink_bw_eff=0.25), ep=8, dp_attention=True)
+    tokens = 64
+    h, k, ep, dp, layers, link = 7168, 8, 8, 8, 58, 400e9
+    bytes_per_rank = tokens / dp * k * (ep - 1) / ep * h * (1 + 4 / 128 + 2)
+    by_hand = layers * (2 * (50e-6 - 30e-6) + bytes_per_rank * (1 / (link * 0.25) - 1 / (link * 0.5)))
+    assert b.decode_time_s(tokens, 500) - a.decode_time_s(tokens, 500) == pytest.approx(by_hand, rel=1e-6)
+    # Without DP attention the tokens are already on every rank: no all-to-all, so the link numbers do not matter.
+    a_tp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, a2a_nvlink_base_us=30.0), ep=8)
+    b_tp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, a2a_nvlink_base_us=50.0), ep=8)
+    assert a_tp.decode_time_s(tokens, 500) == b_tp.decode_time_s(tokens, 500)
+
+
+def test_dp_attention_reads_each_rank_own_sequences_latent_and_multiplies_kv_room():
+    # MLA latent per token per layer: (kv_lora_rank + rope dim) x 2 bytes, replicated on every TP rank. Decode
+    # attention per context token and layer: TP8 reads the whole latent for 16 heads; DP8 reads it for 128 heads on
+    # 1/8 of the sequences. Each is max(bytes / (HBM x eff), flops / (BF16 peak x eff)).
+    eng = load_engine("sglang")
+    tp = build_replica_cost(DSV3, H200, 8, 1, "fp8", "bf16", engine=eng)
+    dp = build_replica_cost(DSV3, H200, 8, 1, "fp8", "bf16", engine=eng, dp_attention=True)
+    latent = (512 + 64) * 2.0
+    hbm, peak = 4800e9 * eng.attn_decode_mem_eff, 989.4e12 * eng.attn_prefill_eff
+
+    def per_ctx(heads: int) -> float:
+        return max(latent / hbm, 2.0 * heads * (2 * 512 + 64) / peak)
+
+    assert tp.ctx_rate_s == pytest.approx(61 * per_ctx(16), rel=1e-9)
+    assert dp.ctx_rate_s == pytest.approx(61 * per_ctx(128) / 8, rel=1e-9)
+    # Attention weights are replicated on the 8 ranks instead of split: +7/8 of them per GPU (FP8: 1 byte each).
+    assert dp.weight_bytes_per_gpu - tp.weight_bytes_per_gpu == pytest.approx(61 * DSV3.attn_params * 7 / 8, rel=1e-9)
+    # Each rank stores only its own sequences' latent, so the replica holds ~8x the tokens (less the extra weights).
+    assert 6 * tp.kv_capacity_tokens < dp.kv_capacity_tokens < 8 * tp.kv_capacity_tokens
+
+
+def test_mtp_time_per_token_is_verify_plus_draft_over_expected_accepted_tokens():
+    # k = 2 drafts, acceptance 0.8: 1 + 0.8 + 0.64 = 2.44 tokens per step. A step verifies 3 tokens per sequence
+    # (each reading its context) and runs 2 draft passes of one extra layer (2/61 of a 1-token step).
+    eng = replace(load_engine("sglang"), mtp_acceptance=0.8)
+    assert expected_tokens_per_step(2, 0.8) == pytest.approx(2.44)
+    base = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
+    mtp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng, mtp_draft_tokens=2)
+    batch, ctx = 16, 2000
+    a3, b = base.decode_affine(batch * 3)
+    a1, _ = base.decode_affine(batch)
+    by_hand = (a3 + b * batch * ctx * 3 + 2 / 61 * (a1 + b * batch * ctx)) / 2.44
+    assert mtp.decode_time_s(batch, ctx) == pytest.approx(by_hand, rel=1e-9)
+    assert mtp.decode_time_s(batch, ctx) < base.decode_time_s(batch, ctx)
+
+
+def test_deployment_options_are_checked():
+    with pytest.raises(ConfigError, match="divisor of TP"):
+        build_replica_cost(DSV3, H200, 8, 1, "fp8", ep=3)
+    with pytest.raises(ConfigError, match="no experts"):
+        build_replica_cost(LLAMA8, H200, 2, 1, ep=2)
+    with pytest.raises(ConfigError, match="mtp_draft_tokens"):
+        build_replica_cost(DSV3, H200, 8, 1, "fp8", mtp_draft_tokens=-1)
+
+
+def test_tier_options_reach_the_simulator_and_the_planner_estimator_alike():
+    from sim.perf.cost_model import replica_cost_for
+    from sim.spec.cascade import cascade_from_dict
+    from sim.spec.hardware import load_cluster
+    from sim.spec.plan import ReplicaPlan
+
+    spec = cascade_from_dict({"name": "t", "tiers": [
+        {"model": "llama31_8b"}, {"model": "deepseek_v3", "weights": "fp8", "ep": "tp", "dp_attention": True,
+                                  "mtp_draft_tokens": 1}]})
+    tier = spec.tiers[1]
+    cluster = replace(load_cluster(), gpu=H200)  # DeepSeek-V3 in FP8 needs 141 GB GPUs on one node
+    replica = ReplicaPlan(tp=8, pp=1, gpus=tuple((0, g) for g in range(8)))
+    sim_cost = replica_cost_for(tier, replica, cluster, engine="sglang")
+    direct = build_replica_cost(DSV3, cluster.gpu, 8, 1, "fp8", engine="sglang", ep=8, dp_attention=True,
+                                mtp_draft_tokens=1)
+    assert (sim_cost.ep, sim_cost.dp_attention, sim_cost.mtp_draft_tokens) == (8, True, 1)
+    assert sim_cost.decode_time_s(32, 1000) == direct.decode_time_s(32, 1000)
+    assert spec.tiers[0].deployment(2) == {}  # dense tiers keep plain TP
+    with pytest.raises(ConfigError, match="ep must be"):
+        cascade_from_dict({"name": "t", "tiers": [{"model": "llama31_8b"}, {"model": "deepseek_v3", "ep": 0}]})
+
+
+def test_new_profile_and_hardware_fields_are_checked():
+    with pytest.raises(ConfigError, match="allreduce_algorithm"):
+        replace(load_engine("vllm"), allreduce_algorithm="ring")
+    with pytest.raises(ConfigError, match="expert_imbalance"):
+        replace(load_engine("sglang"), expert_imbalance=0.5)
+    with pytest.raises(ConfigError, match="mtp_acceptance"):
+        replace(load_engine("sglang"), mtp_acceptance=1.5)
+    with pytest.raises(ConfigError, match="interconnect"):
+        replace(H200, interconnect="infiniband")
+    assert load_gpu("a100_pcie").interconnect == "pcie" and H200.interconnect == "nvlink"
