@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: run test test-slow mutation bench setup setup-test setup-notebooks figures notebooks results clean
+.PHONY: run test test-slow mutation bench setup setup-test setup-notebooks figures notebooks results results-reasoning clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -57,10 +57,21 @@ notebooks: setup-notebooks
 # Raw runs are never deleted: each `make results` sweeps into a new timestamped folder and aggregates only that one;
 # it overwrites the tidy tables results/<name>.csv (--force), which the sweep regenerates. The seconds of each step
 # (wall and CPU) and the core count go to results/timings.json (experiments/make_results.py).
-SWEEPS := slo_throughput ablation llama3 llama31 quality_shift node_failure drift
+SWEEPS := slo_throughput ablation llama3 llama31 quality_shift node_failure drift disaggregation
 STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 results: setup
 	$(BIN)/python -m experiments.make_results --sweeps $(SWEEPS) --stamp $(STAMP)
+
+# Issue 19's tables (real reasoning tiers, load sweep, drift under load), apart from `make results` because the load
+# sweep is two sweeps into one folder (real tiers at two quality levels, the stand-in at one).
+results-reasoning: setup
+	$(BIN)/python -m experiments.run experiment=load_sweep progress=false hydra.sweep.dir=multirun/load_sweep/$(STAMP)/real
+	$(BIN)/python -m experiments.run experiment=load_sweep progress=false workload=conversation q_min_level=0.85 hydra.sweep.dir=multirun/load_sweep/$(STAMP)/stand_in
+	$(BIN)/python -m experiments.aggregate multirun/load_sweep/$(STAMP) --out results/load_sweep.csv --force
+	$(BIN)/python -m experiments.run experiment=deepseek_reasoning progress=false hydra.sweep.dir=multirun/deepseek_reasoning/$(STAMP)
+	$(BIN)/python -m experiments.aggregate multirun/deepseek_reasoning/$(STAMP) --out results/deepseek_reasoning.csv --force
+	$(BIN)/python -m experiments.run experiment=drift_loaded progress=false hydra.sweep.dir=multirun/drift_loaded/$(STAMP)
+	$(BIN)/python -m experiments.figures load_attainment load_rate load_map
 
 clean:
 	rm -rf $(VENV) outputs multirun

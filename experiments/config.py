@@ -41,6 +41,9 @@ class ThroughputConf:
     hi: float = 10.0
     iters: int = 7  # geometric bisection: (hi/lo)**(2**-7) ~ 3.5% resolution
     horizon_s: float = 300.0  # seconds of the trace used per bisection step
+    # false: the plan made at the run's rate is fixed while the rate is bisected; true: every planner plans anew
+    # for each rate it is bisected at (from its planning split re-timed to that rate), as the paper likely measured
+    replan_per_rate: bool = False
 
 
 @dataclass
@@ -51,6 +54,14 @@ class SplitConf:
     plan_fraction: float = 0.5
     question_fraction: float = 0.5
     seed: int = 0
+
+
+@dataclass
+class TraceWindowConf:
+    """Which part of the trace is simulated, in trace time (seconds from its first request, before any rate
+    change). duration_s null: the legacy cut (horizon_s of the rate-scaled trace, so the part depends on the rate)."""
+    start_s: float = 0.0
+    duration_s: Optional[float] = None
 
 
 @dataclass
@@ -68,6 +79,14 @@ class ExperimentConf:
     q_min: Optional[float] = None
     q_min_level: float = 0.7
     rate_scale: float = 1.0  # multiplies the trace's arrival rate
+    # The rate knob in requests/s: with trace_window.duration_s set, the window's requests are re-timed so that they
+    # arrive at this mean rate (same requests, same arrival pattern, compressed or stretched); it replaces rate_scale
+    # (summary.json records the factor used as scenario.rate_scale); null = rate_scale.
+    rate_rps: Optional[float] = None
+    trace_window: TraceWindowConf = field(default_factory=TraceWindowConf)  # the part-of-the-trace knob
+    # The load sweep's rule (experiments.load): rate_rps = load_fraction x the single model's capacity (the largest
+    # model alone on every GPU, by the planners' queueing model); needs trace_window; replaces rate_rps/rate_scale.
+    load_fraction: Optional[float] = None
     horizon_s: Optional[float] = None  # simulate only the first horizon_s seconds of the workload (None: all)
     plan_sample_size: int = 2000  # requests of the workload the planners see
     seed: int = 0
@@ -75,6 +94,9 @@ class ExperimentConf:
     split: SplitConf = field(default_factory=SplitConf)
     faults: List[Dict[str, Any]] = field(default_factory=list)  # fault injections (see sim.control.controller)
     replan: Dict[str, Any] = field(default_factory=dict)  # online re-planning settings (see sim.control.controller)
+    # Also simulate each plan on its own planning split (slo_scale_in_sample, quality_in_sample); the load sweep turns
+    # it off to halve its simulations (the columns are then NaN).
+    in_sample: bool = True
     output_dir: Optional[str] = None  # where summary.json and figures go (default: Hydra's run dir)
     figure: bool = True
     progress: bool = True

@@ -33,7 +33,8 @@ from sim.common.paths import PROJECT_ROOT
 # Cascadia (Jiang et al., ICLR 2026), abstract: "up to 4x (2.3x on average) tighter latency SLOs and up to 5x
 # (2.4x on average) higher throughput" against single-model deployments and CascadeServe together.
 PAPER = {"slo_mean": 2.3, "slo_max": 4.0, "thr_mean": 2.4, "thr_max": 5.0}
-BASELINES = ("single_model", "sarathi", "routellm", "cascadeserve")
+# routellm_oracle_noisy stands in for the learned router on data without prompt text (the real DeepSeek tiers)
+BASELINES = ("single_model", "sarathi", "routellm", "routellm_oracle_noisy", "cascadeserve")
 SETTINGS = ("experiment", "workload", "num_gpus", "q_min_level", "rate_scale")
 NEEDED = ("planner", "seed", "slo_scale", "throughput_rps")
 
@@ -58,10 +59,15 @@ def case_ratios(seeds: pd.DataFrame, baseline: str) -> pd.DataFrame:
         slo = paired_ratio_ci95(g.slo_scale_b, g.slo_scale_c)
         thr = paired_ratio_ci95(g.throughput_rps_c, g.throughput_rps_b.replace(0, np.nan))
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(case, key)), "slo_ratio": slo["mean"], "slo_ci95": slo["ci95"],
-                     "thr_ratio": thr["mean"], "thr_ci95": thr["ci95"],
-                     "thr_bound": ratio_bound(g.throughput_at_cap_c, g.throughput_at_cap_b),
-                     "outcome": decide(slo), "seeds": slo["n"]})
+        row = {**dict(zip(case, key)), "slo_ratio": slo["mean"], "slo_ci95": slo["ci95"],
+               "thr_ratio": thr["mean"], "thr_ci95": thr["ci95"],
+               "thr_bound": ratio_bound(g.throughput_at_cap_c, g.throughput_at_cap_b),
+               "outcome": decide(slo), "seeds": slo["n"]}
+        if "throughput_replan_rps_c" in g and g.throughput_replan_rps_c.notna().any():
+            # every system re-planning at each bisected rate (throughput.replan_per_rate)
+            re = paired_ratio_ci95(g.throughput_replan_rps_c, g.throughput_replan_rps_b.replace(0, np.nan))
+            row.update({"thr_replan_ratio": re["mean"], "thr_replan_ci95": re["ci95"]})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -93,6 +99,9 @@ def summarize(seeds: pd.DataFrame) -> dict:
                      "throughput_cases_unknown": int(bounds.get("unknown", 0)),
                      "wins": int(counts.get("win", 0)), "ties": int(counts.get("tie", 0)),
                      "losses": int(counts.get("loss", 0)), "cases": int(len(r))}
+        if "thr_replan_ratio" in r and r.thr_replan_ratio.notna().any():
+            out[base].update({"throughput_replan_ratio_mean": float(r.thr_replan_ratio.mean()),
+                              "throughput_replan_ratio_ci95": list(bootstrap_ci95(r.thr_replan_ratio.dropna()))})
     return out
 
 

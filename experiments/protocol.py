@@ -15,13 +15,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.scenario import Scenario, build_scenario, resolve_q_min
+from experiments.scenario import Scenario, build_scenario, resolve_q_min, trace_window
 from experiments.stats import bounded_outcome, mean_ci95, outcome, paired_ratio_ci95, ratio_bound
 from sim.common.errors import ConfigError
 
 # Per-planner metrics reported as mean, ci95 and per-seed values (summary.json, the printed table, aggregate).
-SEED_METRICS = ("slo_scale", "slo_scale_in_sample", "throughput_rps", "quality", "quality_in_sample",
-                "gpu_s_per_request", "p95_latency_s", "completed_rps", "dropped")
+SEED_METRICS = ("slo_scale", "slo_scale_in_sample", "throughput_rps", "throughput_replan_rps", "quality",
+                "quality_in_sample", "gpu_s_per_request", "p95_latency_s", "completed_rps", "dropped")
+# SLO attainment curve (the paper's end-to-end figure): the share of test requests finishing within s x ref(r), at
+# these SLO scales s; a dropped request never attains. Reported per seed as attain_at_<s>, combined like the others.
+ATTAINMENT_SCALES = (1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0)
+ATTAINMENT_METRICS = tuple(f"attain_at_{s:g}" for s in ATTAINMENT_SCALES)
 # Metrics only some planners report (the learned router's accuracy, CascadeServe's gear switches): combined over
 # seeds like the others where the planner has them.
 PLANNER_SEED_METRICS = ("router_accuracy", "router_brier", "gear_switches")
@@ -115,14 +119,18 @@ def seed_split(cfg: DictConfig, seed: int) -> SeedSplit:
         raise ConfigError(f"split.enabled is not supported for the phased workload {cfg.workload.name!r} (its "
                           "phases are the drift under test); set split.enabled=false and plan on a first window "
                           "with replan.plan_window_s")
-    rate_scale = float(cfg.rate_scale)
-    window = None if cfg.horizon_s is None else float(cfg.horizon_s) * rate_scale
+    part = trace_window(cfg)
+    # the scenario's window in the unscaled workload's time (the binder sees arrival times before the rate change)
+    if part is not None:
+        window = part[1] - part[0]
+    else:
+        window = None if cfg.horizon_s is None else float(cfg.horizon_s) * float(cfg.rate_scale)
     binder = QuestionSplitBinder(float(spec.plan_fraction), float(spec.question_fraction), (spec.seed, seed), window)
     full = build_scenario(cfg, seed=seed, bind_questions=binder)
     w = full.workload
     n_plan = min(int(w.meta["binding"]["plan_requests"]), w.num_requests)
     start = float(w.arrival_s[0])
-    span = float(cfg.horizon_s) if cfg.horizon_s is not None else w.duration_s
+    span = full.extras["window_s"] if full.extras.get("window_s") is not None else w.duration_s
     boundary = start + spec.plan_fraction * span
     plan_w = w.take(np.arange(n_plan))
     test_w = w.take(np.arange(n_plan, w.num_requests))
@@ -178,12 +186,15 @@ def combine_seeds(runs: list[dict]) -> dict:
     """One planner's record over seeds: every SEED_METRICS key becomes the mean over seeds, with `<key>_ci95`
     (95% bootstrap CI of the mean) and `<key>_per_seed`; other keys (plan, tier shares) are the first seed's."""
     out = dict(runs[0])
-    for key in SEED_METRICS + tuple(k for k in PLANNER_SEED_METRICS if k in runs[0]):
+    for key in SEED_METRICS + tuple(k for k in PLANNER_SEED_METRICS + ATTAINMENT_METRICS if k in runs[0]):
         values = [float(r.get(key, float("nan"))) for r in runs]
         stats = mean_ci95(values)
         out[key], out[f"{key}_ci95"], out[f"{key}_per_seed"] = stats["mean"], stats["ci95"], values
     out["seeds"] = [r["seed"] for r in runs]
     out["details_seed"] = runs[0]["seed"]
+    if "tier_deployment" in runs[0]:  # each seed plans anew: a tier's deployment per seed, e.g. "P2:D6|P2:D6|colocated"
+        out["tier_deployment"] = ["|".join(r["tier_deployment"][t] for r in runs)
+                                  for t in range(len(runs[0]["tier_deployment"]))]
     # A seed's throughput at the bisection's cap is a lower bound, and so is any mean that includes it.
     out["throughput_at_cap_per_seed"] = [bool(r.get("throughput_at_cap", False)) for r in runs]
     out["throughput_lower_bound"] = any(out["throughput_at_cap_per_seed"])

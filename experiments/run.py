@@ -20,10 +20,12 @@ from sim.common.errors import ConfigError, UserError
 from experiments.config import register_configs
 from experiments.progress import in_sweep, report_done
 from experiments.online import (build_controller, check_online_config, gear_controller, online_entries, online_summary,
-                                planner_of, planning_scenario, write_timeseries)
+                                planner_of, planning_scenario, replans, write_timeseries)
+from planners.base import colocated_settings
 from planners.routellm import router_report
-from experiments.protocol import (SEED_METRICS, SeedSplit, combine_seeds, format_mean_ci, run_seeds, seed_split,
-                                  split_meta, throughput_cap_rps, versus_reference)
+from experiments.protocol import (ATTAINMENT_METRICS, ATTAINMENT_SCALES, SEED_METRICS, SeedSplit, combine_seeds,
+                                  format_mean_ci, run_seeds, seed_split, split_meta, throughput_cap_rps,
+                                  versus_reference)
 from experiments.scenario import Scenario, make_plan
 from experiments.stats import at_cap
 from sim.common.paths import CONF_DIR
@@ -52,10 +54,14 @@ def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = No
                     seed=scenario.seed if seed is None else seed, controller=controller, slo_stop=stop)
 
 
-def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None) -> float:
+def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None, replan: tuple | None = None) -> float:
     """Highest arrival rate (requests/s) at which the plan keeps the attainment target within tcfg.slo_scale,
     by bisection on a rate factor applied to the first tcfg.horizon_s seconds of the scenario's workload.
-    cache (experiments.sim_cache.ThroughputCache): a bisection already made on equal inputs is reused."""
+    cache (experiments.sim_cache.ThroughputCache): a bisection already made on equal inputs is reused.
+
+    replan = (planner, settings, planning scenario, sample size): at every rate factor the planner plans anew on its
+    planning split re-timed by the same factor (throughput.replan_per_rate), instead of keeping `plan` fixed (never
+    cached: the plans differ per factor)."""
     from sim.metrics import throughput_at_slo
 
     base = scenario.workload.window(float(scenario.workload.arrival_s[0]),
@@ -63,11 +69,15 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None) -> fl
 
     def run(rate_factor: float):
         w = base.scale_rate(rate_factor)  # CascadeServe's gears follow the measured rate of each factor
-        return simulate_plan(plan, scenario, workload=w, controller=gear_controller(plan, w),
+        p = plan
+        if replan is not None:
+            planner, settings, seen, sample = replan
+            p, _ = make_plan(planner, settings, replace(seen, workload=seen.workload.scale_rate(rate_factor)), sample)
+        return simulate_plan(p, scenario, workload=w, controller=gear_controller(p, w),
                              slo_target=float(tcfg.slo_scale))
 
     key = None
-    if cache is not None:
+    if cache is not None and replan is None:
         from experiments.sim_cache import throughput_key
 
         settings = OmegaConf.to_container(tcfg, resolve=True) if isinstance(tcfg, DictConfig) else dict(tcfg)
@@ -78,7 +88,7 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None) -> fl
     factor = throughput_at_slo(run, float(tcfg.slo_scale), lo=float(tcfg.lo), hi=float(tcfg.hi),
                                iters=int(tcfg.iters), cascade=scenario.cascade, cluster=scenario.cluster,
                                engine=scenario.sim_cfg.engine)
-    if cache is not None:
+    if key is not None:
         cache.put(key, factor)
     return float(factor * base.rate_rps)
 
@@ -187,6 +197,8 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     seen = planning_scenario(cfg, split.plan)
     chosen = {name: settings} if chosen is None else chosen
     planner = planner_of(name, chosen)  # <name>_online entries re-plan with <name>
+    if replans(cfg, name, chosen):  # online re-planning reconfigures colocated tiers only (planners.base)
+        settings = colocated_settings(planner, settings)
     plan, plan_s = make_plan(planner, settings, seen, int(cfg.plan_sample_size))
     t0 = time.perf_counter()
     # faults, re-planning and CascadeServe's gears; None without
@@ -194,7 +206,9 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     result = simulate_plan(plan, scenario, controller=controller)
     s = summarize(result, scenario.cascade, plan, cluster=scenario.cluster, engine=scenario.sim_cfg.engine)
     sim_s = time.perf_counter() - t0
-    if seen.workload is scenario.workload and controller is None:
+    if not cfg.get("in_sample", True):
+        s_in = {"slo_scale": float("nan"), "quality": float("nan")}
+    elif seen.workload is scenario.workload and controller is None:
         s_in = s  # no split and nothing online: the plan's own workload is the test workload
     else:
         s_in = summarize(simulate_plan(plan, seen, controller=gear_controller(plan, seen.workload)), seen.cascade,
@@ -202,17 +216,23 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
                          engine=seen.sim_cfg.engine)
     thr = (throughput_rps(plan, scenario, cfg.throughput, throughput_cache) if cfg.throughput.enabled
            else float("nan"))
+    thr_replan = float("nan")
+    if cfg.throughput.enabled and cfg.throughput.get("replan_per_rate"):
+        thr_replan = throughput_rps(plan, scenario, cfg.throughput,
+                                    replan=(planner, settings, seen, int(cfg.plan_sample_size)))
     cap = throughput_cap_rps(scenario, cfg.throughput) if cfg.throughput.enabled else float("nan")
     record = {
         "planner": name, "seed": split.seed, "slo_scale": s["slo_scale"], "slo_scale_in_sample": s_in["slo_scale"],
-        "throughput_rps": thr, "throughput_cap_rps": cap, "throughput_at_cap": at_cap(thr, cap),
-        "quality": s["quality"], "quality_in_sample": s_in["quality"],
+        "throughput_rps": thr, "throughput_replan_rps": thr_replan, "throughput_cap_rps": cap,
+        "throughput_at_cap": at_cap(thr, cap), "quality": s["quality"], "quality_in_sample": s_in["quality"],
         "gpu_s_per_request": s["gpu_s_per_request"], "p95_latency_s": s["p95_latency_s"],
         "tier_share": s["tier_share"], "tier_gpus": list(plan.gpus_per_tier()), "plan_s": plan_s,
         "sim_s": sim_s, "dropped": s["dropped"], "completed_rps": s["completed_rps"],
         "saturated": saturation(result.requests, plan),
         "thresholds": list(plan.thresholds), "plan": plan.describe(),
+        "tier_deployment": [t.deployment() for t in plan.tiers],  # colocated | P<n>:D<m> | none
     }
+    record.update(attainment_curve(result, scenario))
     if write_files:
         if cfg.faults or cfg.replan:  # not for gears alone: their switches are counted in the summary
             write_timeseries(result, out_dir, name)
@@ -220,15 +240,28 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     return {**s, **record, **online_summary(result, scenario), **router_report(plan, scenario.workload)}
 
 
+def attainment_curve(result, scenario: Scenario) -> dict:
+    """attain_at_<s>: the share of the run's requests finishing within s x ref(r), for each s of ATTAINMENT_SCALES."""
+    import numpy as np
+
+    from sim.metrics import request_slo_ratios
+
+    ref, _ = request_slo_ratios(result, scenario.cascade, scenario.cluster, scenario.sim_cfg.engine)
+    lat = result.requests["latency_s"].to_numpy()
+    ratio = np.where(np.isfinite(lat), lat / ref, np.inf)
+    return {key: float(np.mean(ratio <= s)) for key, s in zip(ATTAINMENT_METRICS, ATTAINMENT_SCALES)}
+
+
 def _title(cfg: DictConfig, sc: Scenario) -> str:
     return (f"{sc.cascade.name} on {sc.cluster.num_gpus} x {sc.cluster.gpu.name}, {cfg.workload.name} x"
-            f"{cfg.rate_scale:g} rate, q_min {sc.q_min:.1f}")
+            f"{sc.extras.get('rate_factor', cfg.rate_scale):.3g} rate, q_min {sc.q_min:.1f}")
 
 
 def _scenario_meta(cfg: DictConfig, sc: Scenario) -> dict:
     return {"name": cfg.name, "cascade": sc.cascade.model_names, "cluster": sc.cluster.name,
             "num_gpus": sc.cluster.num_gpus, "workload": cfg.workload.name, "requests": sc.workload.num_requests,
-            "rate_rps": sc.workload.rate_rps, "rate_scale": cfg.rate_scale, "q_min": sc.q_min,
+            "rate_rps": sc.workload.rate_rps, "rate_scale": sc.extras.get("rate_factor", cfg.rate_scale),
+            "rate_rps_target": cfg.get("rate_rps"), "load_fraction": cfg.get("load_fraction"), "trace_window": sc.extras.get("trace_window"), "q_min": sc.q_min,
             "q_min_level": cfg.q_min_level if cfg.q_min is None else None, "seed": sc.seed,
             "throughput_slo_scale": cfg.throughput.slo_scale, "reference_length": sc.sim_cfg.reference_length,
             "config": OmegaConf.to_container(cfg, resolve=True)}

@@ -11,7 +11,7 @@ import pandas as pd
 from sim.common.errors import DataError
 from sim.common.io import RUNNING_MARKER, is_incomplete
 
-from experiments.protocol import SEED_METRICS
+from experiments.protocol import ATTAINMENT_METRICS, SEED_METRICS
 
 ONLINE_SUFFIX = "_online"
 SCALAR_KEYS = ["slo_scale", "throughput_rps", "quality", "gpu_s_per_request", "p95_latency_s", "p50_latency_s",
@@ -25,7 +25,8 @@ def tidy_rows(summary: dict, source: Path) -> list[dict]:
     for planner, s in summary["planners"].items():
         row = {"experiment": sc["name"], "workload": sc["workload"], "cascade": "->".join(sc["cascade"]),
                "num_gpus": sc["num_gpus"], "q_min": sc["q_min"], "q_min_level": sc.get("q_min_level"), "rate_scale": sc["rate_scale"],
-               "rate_rps": sc["rate_rps"], "seed": sc["seed"], "planner": planner, "source": str(source)}
+               "rate_rps": sc["rate_rps"], "load_fraction": sc.get("load_fraction"), "seed": sc["seed"],
+               "planner": planner, "source": str(source)}
         row.update({k: s.get(k) for k in SCALAR_KEYS if k in s})
         row.update(ci_columns(s))
         row.update(cap_columns(s))
@@ -36,6 +37,8 @@ def tidy_rows(summary: dict, source: Path) -> list[dict]:
         for i, gpus in enumerate(s.get("tier_gpus", [])):
             row[f"gpus_t{i}"] = gpus
         row["thresholds"] = "/".join(f"{h:g}" for h in s.get("thresholds", []))
+        for i, dep in enumerate(s.get("tier_deployment", [])):
+            row[f"deployment_t{i}"] = dep  # per seed, "|"-joined (experiments.protocol.combine_seeds)
         row.update(online_columns(summary, s, planner))
         rows.append(row)
     return rows
@@ -45,7 +48,7 @@ def ci_columns(s: dict) -> dict:
     """Per metric over seeds (experiments.protocol): the mean is the metric's own column; its 95% bootstrap CI
     as <metric>_ci95_lo / _hi and the number of seeds as <metric>_n."""
     out = {}
-    for k in SEED_METRICS:
+    for k in SEED_METRICS + ATTAINMENT_METRICS:
         if f"{k}_ci95" in s:
             out[k] = s[k]
             out[f"{k}_ci95_lo"], out[f"{k}_ci95_hi"] = s[f"{k}_ci95"]
@@ -60,9 +63,10 @@ def seed_rows(summary: dict, source: Path) -> list[dict]:
     for planner, s in summary["planners"].items():
         for i, seed in enumerate(s.get("seeds", [])):
             row = {"experiment": sc["name"], "workload": sc["workload"], "num_gpus": sc["num_gpus"],
-                   "q_min_level": sc.get("q_min_level"), "rate_scale": sc["rate_scale"], "planner": planner,
+                   "q_min_level": sc.get("q_min_level"), "rate_scale": sc["rate_scale"],
+                   "load_fraction": sc.get("load_fraction"), "planner": planner,
                    "seed": seed, "source": str(source)}
-            row.update({k: s[f"{k}_per_seed"][i] for k in SEED_METRICS if f"{k}_per_seed" in s})
+            row.update({k: s[f"{k}_per_seed"][i] for k in SEED_METRICS + ATTAINMENT_METRICS if f"{k}_per_seed" in s})
             if "throughput_at_cap_per_seed" in s:
                 row["throughput_at_cap"] = bool(s["throughput_at_cap_per_seed"][i])
                 row["throughput_cap_rps"] = s.get("throughput_cap_rps")

@@ -7,8 +7,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.load import capacity_rps
 from planners.plan import CascadePlan
 from sim.common.config_checks import check_experiment_numbers
+from sim.common.quick import quick_mode
 from sim.spec.cascade import CascadeSpec, cascade_from_dict
 from sim.common.errors import ConfigError
 from sim.spec.hardware import ClusterSpec, cluster_from_dict, load_gpu
@@ -39,12 +41,67 @@ def check_top_level(cfg: DictConfig) -> None:
                           f"got {cfg.q_min_level}")
     if float(cfg.rate_scale) <= 0:
         raise ConfigError(f"rate_scale must be positive, got {cfg.rate_scale}")
+    window = trace_window(cfg)
+    # Both would cut the run; a smoke run (sim.common.quick) may keep its short horizon on top of the window.
+    if window is not None and cfg.horizon_s is not None and not quick_mode():
+        raise ConfigError(f"trace_window.duration_s={window[1] - window[0]:g} picks the part of the trace to simulate, "
+                          f"horizon_s={cfg.horizon_s:g} would cut it again after the rate change; set horizon_s=null")
+    if window is not None and cfg.workload.get("phases"):
+        raise ConfigError(f"trace_window does not apply to the phased workload {cfg.workload.name!r}: its phases "
+                          "name their own trace parts")
+    if cfg.get("rate_rps") is not None or cfg.get("load_fraction") is not None:
+        if window is None:
+            raise ConfigError("rate_rps and load_fraction need trace_window.duration_s: the part of the trace whose requests it re-times "
+                              "(e.g. trace_window.duration_s=600 horizon_s=null)")
     if cfg.horizon_s is not None and float(cfg.horizon_s) <= 0:
         raise ConfigError(f"horizon_s must be positive (or null for the whole trace), got {cfg.horizon_s}")
     if int(cfg.seed) < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {cfg.seed}")
     if int(cfg.plan_sample_size) <= 0:
         raise ConfigError(f"plan_sample_size must be positive, got {cfg.plan_sample_size}")
+
+
+def trace_window(cfg: DictConfig) -> tuple[float, float] | None:
+    """The trace part [start_s, end_s) in trace time chosen by trace_window, or None for the legacy cut."""
+    tw = cfg.get("trace_window")
+    if tw is None or tw.get("duration_s") is None:
+        return None
+    start = float(tw.get("start_s") or 0.0)
+    return start, start + float(tw.duration_s)
+
+
+def rate_factor(cfg: DictConfig, workload: Workload, window: tuple[float, float] | None) -> float:
+    """What the arrival times are divided by: rate_rps over the window's own mean rate (requests per second of the
+    trace window), or rate_scale. rate_rps, when set, replaces rate_scale (summary.json records the factor used)."""
+    if window is not None and cfg.get("load_fraction") is not None:
+        own_rps = workload.num_requests / (window[1] - window[0])
+        return float(cfg.load_fraction) * single_model_capacity(cfg)["capacity_rps"] / own_rps
+    if window is not None and cfg.get("rate_rps") is not None:
+        own_rps = workload.num_requests / (window[1] - window[0])
+        return float(cfg.rate_rps) / own_rps
+    return float(cfg.rate_scale)
+
+
+_CAPACITY: dict[str, dict] = {}  # per (cluster, cascade, workload, window, seed, engine): capacity_rps's answer
+
+
+def single_model_capacity(cfg: DictConfig) -> dict:
+    """experiments.load.capacity_rps for cfg's cluster, cascade and workload over its trace_window, at the run's base
+    seed (cfg.seed), so every seed, planner and quality level of a case gets the same rates."""
+    from sim.simulator import sim_config_from_dict
+    from sim.workload import build_workload
+
+    window = trace_window(cfg)
+    parts = {k: _container(cfg.get(k)) for k in ("cluster", "cascade", "workload", "sim")}
+    key = repr((parts, window, int(cfg.seed)))
+    if key not in _CAPACITY:
+        cluster = cluster_from_dict(parts["cluster"], load_gpu(parts["cluster"]["hardware"]),
+                                    f"cluster {parts['cluster'].get('name')}")
+        cascade = cascade_from_dict(parts["cascade"])
+        extra = {} if window is None else {"window": {"start_s": window[0], "end_s": window[1]}}
+        workload = build_workload(parts["workload"], cascade=cascade, seed=int(cfg.seed), **extra)
+        _CAPACITY[key] = capacity_rps(cascade, cluster, workload, sim_config_from_dict(parts["sim"]).engine)
+    return _CAPACITY[key]
 
 
 def build_scenario(cfg: DictConfig, seed: int | None = None, bind_questions=None) -> Scenario:
@@ -57,15 +114,25 @@ def build_scenario(cfg: DictConfig, seed: int | None = None, bind_questions=None
     cluster = cluster_from_dict(cluster_d, load_gpu(cluster_d["hardware"]), f"cluster {cluster_d.get('name')}")
     cascade = cascade_from_dict(_container(cfg.cascade))
     seed = int(cfg.seed) if seed is None else int(seed)
-    workload = build_workload(_container(cfg.workload), cascade=cascade, seed=seed, bind_questions=bind_questions)
-    if float(cfg.rate_scale) != 1.0:
-        workload = workload.scale_rate(float(cfg.rate_scale))
-    if cfg.horizon_s is not None:
+    # Two separate knobs: trace_window picks the part of the trace (in trace time), the rate knob (rate_rps or
+    # rate_scale) re-times exactly those requests. Without trace_window, the legacy cut: the first horizon_s seconds
+    # of the rate-scaled trace, so a higher rate_scale also takes in more of the trace.
+    window = trace_window(cfg)
+    extra = {} if window is None else {"window": {"start_s": window[0], "end_s": window[1]}}
+    workload = build_workload(_container(cfg.workload), cascade=cascade, seed=seed, bind_questions=bind_questions,
+                              **extra)
+    factor = rate_factor(cfg, workload, window)
+    if factor != 1.0:
+        workload = workload.scale_rate(factor)
+    if cfg.horizon_s is not None:  # with a trace_window only in a smoke run (check_top_level)
         workload = workload.window(float(workload.arrival_s[0]), float(workload.arrival_s[0]) + float(cfg.horizon_s))
     if workload.num_requests == 0:
         raise ConfigError("the workload has no requests inside the horizon; raise horizon_s or rate_scale")
     sim_cfg = sim_config_from_dict(_container(cfg.sim))
-    return Scenario(cluster, cascade, workload, sim_cfg, resolve_q_min(cfg, workload), seed)
+    span_s = (window[1] - window[0]) / factor if window is not None else (
+        None if cfg.horizon_s is None else float(cfg.horizon_s))
+    return Scenario(cluster, cascade, workload, sim_cfg, resolve_q_min(cfg, workload), seed,
+                    extras={"rate_factor": factor, "window_s": span_s, "trace_window": window})
 
 
 def resolve_q_min(cfg: DictConfig, workload: Workload) -> float:

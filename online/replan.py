@@ -326,7 +326,7 @@ class DriftReplanPolicy:
     def replan(self, view: LiveView, reason: str, sample, weigh: bool) -> PlanChange | None:
         """Plan for sample (default: the current reference) on the healthy nodes; returns the change to apply,
         or None (recorded with why) when nothing fits or it is not worth its transition."""
-        from planners.base import get_planner
+        from planners.base import colocated_settings, get_planner
         from planners.checker import check_plan
         from planners.problem import PlanningProblem
 
@@ -338,6 +338,10 @@ class DriftReplanPolicy:
         if not nodes:
             view.record({**event, "applied": False, "why": "no node without a failed GPU is left"})
             return None
+        if any(r.role != "colocated" for reps in view.current_replicas() for r in reps):
+            view.record({**event, "applied": False, "why": "a disaggregated tier is running: rolling reconfiguration "
+                         "moves colocated replicas only (plan the initial deployment colocated to re-plan online)"})
+            return None
         q_min, capped = self.q_min_for(workload)
         survivors = replace(spec, num_nodes=len(nodes), name=f"{spec.name}-surviving")
         try:
@@ -346,7 +350,9 @@ class DriftReplanPolicy:
                                       cost_fn=self.cost_fn,
                                       context_policy=getattr(getattr(cluster, "cfg", None), "context_policy", "skip"))
             t0 = time.perf_counter()
-            planned = get_planner(self.cfg.planner or "cascadia", **self.cfg.planner_settings).plan(problem)
+            name = self.cfg.planner or "cascadia"
+            # Rolling reconfiguration moves colocated replicas only: re-plans keep every tier colocated.
+            planned = get_planner(name, **colocated_settings(name, self.cfg.planner_settings)).plan(problem)
             wall_s = time.perf_counter() - t0
         except UserError as exc:  # nothing fits the survivors, or q_min is out of reach: keep what runs
             view.record({**event, "applied": False, "why": str(exc)})

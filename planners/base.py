@@ -26,6 +26,7 @@ _REGISTRY = {
     "cascadia": (CascadiaPlanner, {}),
     "cascadia_no_parallelism": (CascadiaPlanner, {"parallelism_search": False}),
     "cascadia_no_allocation": (CascadiaPlanner, {"allocation": "proportional"}),
+    "cascadia_colocated": (CascadiaPlanner, {"disaggregation": "colocated"}),
     "single_model": (SingleModelPlanner, {"batching": "vllm"}),
     "sarathi": (SingleModelPlanner, {"batching": "sarathi"}),
     "cascadeserve": (CascadeServePlanner, {}),
@@ -40,6 +41,20 @@ def planner_defaults(name: str) -> dict:
     if not path.exists():
         return {}
     return dict(OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {})
+
+
+def colocated_settings(name: str, settings: dict | None = None) -> dict:
+    """settings with the planner's deployment search held to colocated tiers, where the planner has that choice.
+    Online re-planning uses it: a rolling reconfiguration (sim.control.transition) moves colocated replicas only."""
+    settings = dict(settings or {})
+    if name not in _REGISTRY:
+        return settings
+    cls, fixed = _REGISTRY[name]
+    names = {f.name for f in dataclasses.fields(cls)} - set(fixed)
+    for key in ("disaggregation", "deployment"):
+        if key in names:
+            settings[key] = "colocated"
+    return settings
 
 
 def get_planner(name: str, **cfg) -> Planner:

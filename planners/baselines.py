@@ -30,15 +30,21 @@ def _single_thresholds(num_tiers: int, tier: int) -> tuple[float, ...]:
 @dataclass(frozen=True)
 class SingleModelPlanner:
     """One model on all GPUs with its best parallel configuration. model: "largest", or "smallest_meeting"
-    (the smallest model whose answers alone meet q_min)."""
+    (the smallest model whose answers alone meet q_min). deployment: best (the better of colocated and
+    disaggregated prefill/decode with its P:D split, as DistServe or Splitwise would deploy it), colocated, or
+    disaggregated (forced, for the estimator's check in planners.bench)."""
 
     name: str = "single_model"
     model: str = "largest"
     batching: str = "vllm"
+    deployment: str = "best"
 
     def __post_init__(self) -> None:
         if self.model not in ("largest", "smallest_meeting"):
             raise ConfigError(f"planner {self.name}: model {self.model!r} is unknown; valid: largest, smallest_meeting")
+        if self.deployment not in ("best", "colocated", "disaggregated"):
+            raise ConfigError(f"planner {self.name}: deployment {self.deployment!r} is unknown; valid: best, "
+                              "colocated, disaggregated")
 
     def choose_tier(self, problem) -> int:
         c = problem.cascade.num_tiers
@@ -49,7 +55,7 @@ class SingleModelPlanner:
 
     def plan(self, problem) -> CascadePlan:
         t0 = time.perf_counter()
-        ctx = SearchContext(problem)
+        ctx = SearchContext(problem, disaggregation=self.deployment)
         tier = self.choose_tier(problem)
         mask = np.zeros((ctx.sample.num_requests, ctx.num_tiers), dtype=bool)
         mask[:, tier] = True

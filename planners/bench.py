@@ -86,8 +86,15 @@ def brute_force_gaps(level: float, cases=BRUTE_FORCE_CASES) -> list[float]:
     return gaps
 
 
-def estimator_errors(level: float, duration_s: float) -> list[float]:
-    """|estimated - simulated| / simulated per-tier p95 latency, for loaded tiers of several plans."""
+# Plans whose tiers the estimator is checked on: the planners, plus the single model forced onto a disaggregated
+# deployment, so that disaggregated tiers are checked whether or not a planner chooses one at these loads.
+ESTIMATOR_PLANS = (("cascadia", {}), ("cascadia_colocated", {}), ("cascadia_no_parallelism", {}),
+                   ("single_model", {"deployment": "colocated"}), ("single_model", {"deployment": "disaggregated"}))
+
+
+def estimator_errors(level: float, duration_s: float, disaggregated: list | None = None) -> list[float]:
+    """|estimated - simulated| / simulated per-tier p95 latency, for loaded tiers of several plans; the errors of
+    disaggregated tiers are also appended to `disaggregated`."""
     from sim.simulator import SimConfig, simulate
 
     cascade = deepseek_cascade()
@@ -96,8 +103,10 @@ def estimator_errors(level: float, duration_s: float) -> list[float]:
     for rate_scale in (1.0, 2.0, 4.0):
         wl = conversation(cascade, rate_scale, duration_s)
         problem = PlanningProblem(cascade, cluster, wl, wl.quality_at_level(level))
-        for name in ("cascadia", "cascadia_no_parallelism", "single_model"):
-            plan = get_planner(name).plan(problem)
+        for name, kw in ESTIMATOR_PLANS:
+            plan = get_planner(name, **kw).plan(problem)
+            if kw:
+                name = f"{name}[{kw['deployment']}]"
             cfg = SimConfig(batching=plan.estimates.get("sim_overrides", {}).get("batching", "vllm"))
             res = simulate(plan, cascade, cluster, wl, cfg, seed=0).requests
             done = res[res["status"] == "completed"]
@@ -112,7 +121,11 @@ def estimator_errors(level: float, duration_s: float) -> list[float]:
                     continue
                 sim_p95 = float(np.quantile(tier_lat, 0.95))
                 errors.append(abs(est - sim_p95) / sim_p95 * 100)
-                row.append(f"t{t} est {est:6.1f} sim {sim_p95:6.1f} ({errors[-1]:.0f}%)")
+                dis = plan.tiers[t].disaggregated
+                if dis and disaggregated is not None:
+                    disaggregated.append(errors[-1])
+                row.append(f"t{t}{'[' + plan.tiers[t].deployment() + ']' if dis else ''} est {est:6.1f} "
+                           f"sim {sim_p95:6.1f} ({errors[-1]:.0f}%)")
             e2e = float(np.quantile(done["latency_s"], 0.95))
             print(f"  x{rate_scale:.0f} {name:24s} " + "; ".join(row) +
                   f"; end-to-end est {plan.estimates['p95_end_to_end_s']:.1f} sim {e2e:.1f}")
@@ -137,15 +150,18 @@ def main(argv=None) -> int:
     plan_s = plan_times(args.level, sizes, plan_cpu_s)
     print("Brute force on small instances (same estimator, every threshold x every allocation):")
     gaps = brute_force_gaps(args.level, cases)
-    err = None
+    err = err_dis = None
     if not args.skip_sim:
         print("Estimator vs simulator, per-tier p95 latency (32 H100s):")
-        errs = estimator_errors(args.level, args.sim_duration_s)
+        dis: list[float] = []
+        errs = estimator_errors(args.level, args.sim_duration_s, dis)
         err = float(np.median(errs)) if errs else None
+        err_dis = float(np.median(dis)) if dis else None
     print(json.dumps({"plan_s": {k: round(v, 3) for k, v in plan_s.items()},
                       "plan_cpu_s": {k: round(v, 3) for k, v in plan_cpu_s.items()},
                       "bruteforce_gap_pct": round(max(gaps), 3),
-                      "estimator_p95_error_pct": None if err is None else round(err, 1)}))
+                      "estimator_p95_error_pct": None if err is None else round(err, 1),
+                      "estimator_p95_error_disaggregated_pct": None if err_dis is None else round(err_dis, 1)}))
     return 0
 
 

@@ -14,7 +14,8 @@ def brute_force_objective(problem, planner) -> tuple[float, tuple[float, ...], t
     """min over thresholds and allocations of Cascadia's J (same estimator, latency objective and penalty as
     planner), by enumeration; returns (J, thresholds, GPUs per tier). For the end-to-end objectives every
     allocation of table breakpoints is tried (a deployment changes only at a breakpoint)."""
-    ctx = SearchContext(problem, planner.parallelism_search)
+    ctx = planner.search_context(problem) if hasattr(planner, "search_context") else SearchContext(
+        problem, planner.parallelism_search)
     scores = problem.workload.scores
     cands = [search_thresholds(scores[:, i], planner.max_candidates) for i in range(ctx.num_tiers - 1)]
     kind = getattr(planner, "latency_objective", "max_tier")

@@ -79,6 +79,9 @@ class CascadiaPlanner:
     max_rounds: int = 8
     max_candidates: int = 24
     parallelism_search: bool = True
+    # Per-tier deployment the parallelism search may choose: best (colocated or disaggregated prefill/decode with
+    # its P:D split, planners.disagg) | colocated (the search before disaggregation: cascadia_colocated)
+    disaggregation: str = "best"
     allocation: str = "milp"  # "proportional": GPUs split by request share (ablation)
     latency_objective: str = "end_to_end"  # "max_tier": the paper's L = max over tiers of l_i(f_i)
 
@@ -89,6 +92,9 @@ class CascadiaPlanner:
         if self.latency_objective not in LATENCY_OBJECTIVES:
             raise ConfigError(f"planner {self.name}: latency_objective {self.latency_objective!r} is unknown; "
                               f"valid: {list(LATENCY_OBJECTIVES)}")
+        if self.disaggregation not in ("best", "colocated"):
+            raise ConfigError(f"planner {self.name}: disaggregation {self.disaggregation!r} is unknown; valid: "
+                              "['best', 'colocated']")
         if self.allocation not in ALLOCATIONS:
             raise ConfigError(f"planner {self.name}: allocation {self.allocation!r} is unknown; valid: {list(ALLOCATIONS)}")
         if self.mu < 0 or self.tol < 0 or self.rounds_stable < 1 or self.max_rounds < 1:
@@ -193,9 +199,14 @@ class CascadiaPlanner:
         return tuple(th), best_j
 
     # ---- the planner -----------------------------------------------------------------------------
+    def search_context(self, problem) -> SearchContext:
+        # Without parallelism search (the paper's ablation) the deployment is fixed too: colocated.
+        deployment = self.disaggregation if self.parallelism_search else "colocated"
+        return SearchContext(problem, self.parallelism_search, deployment)
+
     def plan(self, problem) -> CascadePlan:
         t0 = time.perf_counter()
-        ctx = SearchContext(problem, self.parallelism_search)
+        ctx = self.search_context(problem)
         scores = problem.workload.scores
         cands = [search_thresholds(scores[:, i], self.max_candidates) for i in range(ctx.num_tiers - 1)]
         theta = self.initial_thresholds(ctx, cands)

@@ -7,6 +7,7 @@ from sim.spec.hardware import ClusterSpec
 from planners.plan import CascadePlan
 
 ROUTINGS = ("cascade", "direct")
+REPLICA_ROLES = ("colocated", "prefill", "decode")
 
 
 def check_plan(plan: CascadePlan, cascade: CascadeSpec, cluster: ClusterSpec,
@@ -23,6 +24,18 @@ def check_plan(plan: CascadePlan, cascade: CascadeSpec, cluster: ClusterSpec,
     seen: dict[tuple[int, int], str] = {}
     for i, tier_plan in enumerate(plan.tiers):
         tier = cascade.tiers[i] if i < cascade.num_tiers else None
+        roles = [getattr(rep, "role", "colocated") for rep in tier_plan.replicas]
+        for j, role in enumerate(roles):
+            if role not in REPLICA_ROLES:
+                problems.append(f"tier {i} replica {j}: role {role!r} is not one of {list(REPLICA_ROLES)}")
+        split = [r for r in roles if r in ("prefill", "decode")]
+        if split:
+            # A disaggregated tier needs both pools, and a visit must never land on a colocated replica beside them.
+            if "colocated" in roles:
+                problems.append(f"tier {i} mixes colocated replicas with prefill/decode instances")
+            if "prefill" not in split or "decode" not in split:
+                missing = "prefill" if "prefill" not in split else "decode"
+                problems.append(f"tier {i} is disaggregated but has no {missing} instance")
         for j, rep in enumerate(tier_plan.replicas):
             where = f"tier {i} replica {j} (TP{rep.tp}xPP{rep.pp})"
             if rep.tp < 1 or rep.pp < 1:

@@ -11,20 +11,21 @@ class PlacementError(UserError):
     """The replicas cannot be packed onto the cluster's nodes."""
 
 
-def place(models: tuple[str, ...], configs: list[list[tuple[int, int, int]]], cluster: ClusterSpec) -> tuple[TierPlan, ...]:
-    """configs[i] = [(tp, pp, count)] for tier i. First-fit decreasing: the largest replicas first; a replica
+def place(models: tuple[str, ...], configs: list[list[tuple]], cluster: ClusterSpec) -> tuple[TierPlan, ...]:
+    """configs[i] = [(tp, pp, count)] or [(tp, pp, count, role)] for tier i (role: colocated by default; prefill and
+    decode for a disaggregated tier). First-fit decreasing: the largest replicas first; a replica
     that fits a node stays inside one node (TP and PP on NVLink); a larger one places each PP stage (a TP
     group) in its own node's free GPUs. Sizes are powers of two no larger than a node, so FFD never strands
     GPUs when the total fits."""
     nodes = _FirstFit(cluster)
     order = []
     for i, tier_cfgs in enumerate(configs):
-        for tp, pp, count in tier_cfgs:
-            order.extend((i, tp, pp) for _ in range(count))
-    # Largest replica first, then largest TP group; the tier index keeps the order deterministic.
-    order.sort(key=lambda r: (-r[1] * r[2], -r[1], r[0]))
+        for tp, pp, count, *role in tier_cfgs:
+            order.extend((i, tp, pp, role[0] if role else "colocated") for _ in range(count))
+    # Largest replica first, then largest TP group; the tier index (then the role) keeps the order deterministic.
+    order.sort(key=lambda r: (-r[1] * r[2], -r[1], r[0], r[3] != "prefill"))
     placed: list[list[ReplicaPlan]] = [[] for _ in configs]
-    for tier, tp, pp in order:
+    for tier, tp, pp, role in order:
         size = tp * pp
         groups = [size] if size <= cluster.gpus_per_node else [tp] * pp  # one node, or one node per PP stage
         gpus: list[tuple[int, int]] = []
@@ -33,7 +34,7 @@ def place(models: tuple[str, ...], configs: list[list[tuple[int, int, int]]], cl
             if node is None:
                 raise PlacementError(_full(models[tier], tp, pp, cluster))
             gpus.extend(nodes.take(node, group))
-        placed[tier].append(ReplicaPlan(tp, pp, tuple(gpus)))
+        placed[tier].append(ReplicaPlan(tp, pp, tuple(gpus), role))
     return tuple(TierPlan(models[i], tuple(reps)) for i, reps in enumerate(placed))
 
 

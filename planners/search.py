@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from sim.common.errors import ConfigError
+
 from planners.estimator import SATURATED_S, TierLoad, alone_latency_s, arrival_ca2, rate_profile
 from planners.milp import spread_spare
 from planners.placement import place
 from planners.plan import CascadePlan
 from planners.routing import final_tiers, plan_thresholds, quality, reach_mask
-from planners.strategy import TierTable, latency_table, parallel_configs, replica_models
+from planners.strategy import TierTable, disaggregated_models, latency_table, parallel_configs, replica_models
+
+
+DEPLOYMENTS = ("colocated", "best", "disaggregated")
 
 
 def quantile_linear(x: np.ndarray, q: float) -> float:
@@ -30,7 +35,12 @@ class SearchContext:
     """Caches for one planning call (tables keyed on the exact set of requests reaching a tier); created per
     plan() so planners stay pure functions of the problem."""
 
-    def __init__(self, problem, parallelism_search: bool = True):
+    def __init__(self, problem, parallelism_search: bool = True, disaggregation: str = "colocated"):
+        """disaggregation: colocated (every tier colocated), best (the search may also disaggregate a tier: P prefill
+        and D decode instances, planners.disagg) or disaggregated (only disaggregated units, for checks)."""
+        if disaggregation not in DEPLOYMENTS:
+            raise ConfigError(f"deployment {disaggregation!r} is not valid; choose one of {list(DEPLOYMENTS)}")
+        self.disaggregation = disaggregation
         self.problem = problem
         self.sample = problem.sample
         # context_policy skip: which tiers can take each request (None: all can, or the drop policy)
@@ -74,7 +84,12 @@ class SearchContext:
     def replica_models(self, load: TierLoad):
         i = load.key[0]
         if load.key not in self._models:
-            self._models[load.key] = replica_models(self.problem, i, load, self.configs[i], self._cost_memo) if load.num_requests else []
+            models = []
+            if load.num_requests and self.disaggregation != "disaggregated":
+                models = replica_models(self.problem, i, load, self.configs[i], self._cost_memo)
+            if load.num_requests and self.disaggregation != "colocated":
+                models = models + disaggregated_models(self.problem, i, load, self.configs[i], self._cost_memo)
+            self._models[load.key] = models
         return self._models[load.key]
 
     def table(self, load: TierLoad) -> TierTable:
@@ -95,7 +110,10 @@ class SearchContext:
         """Place the deployments the tables chose for gpus, and fill the estimates every plan carries."""
         cfgs = []
         for t, f in zip(tables, gpus):
-            cfgs.append([(m.tp, m.pp, d) for m, d in t.deployment(f)])
+            tier_cfgs = []
+            for m, d in t.deployment(f):
+                tier_cfgs.extend(m.replica_configs(d) if getattr(m, "disaggregated", False) else [(m.tp, m.pp, d)])
+            cfgs.append(tier_cfgs)
         cascade = self.problem.cascade
         tiers = place(cascade.model_names, cfgs, self.problem.cluster)
         if routing == "cascade":
@@ -114,6 +132,7 @@ class SearchContext:
             "tier_share": shares,
             "utilisation": [t.utilisation(f) if ld.num_requests else 0.0 for t, f, ld in zip(tables, gpus, loads)],
             "gpus_per_tier": list(int(f) for f in gpus),
+            "deployment_per_tier": [t.deployment() for t in tiers],
             "p95_end_to_end_s": self.end_to_end_p95(tables, gpus, loads, routing),
             "slo_scale": self.slo_scale(tables, gpus, loads, routing),
         }

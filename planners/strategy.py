@@ -5,7 +5,9 @@ configuration, as many as fit, plus d2 replicas of one smaller configuration fil
 two distinct configurations per model. Replicas share load in proportion to their saturation throughput
 (what a least-work balancer converges to), so all run at the same utilisation rho = rate / capacity. The
 deployment's p95 is taken as the worst p95 among configurations carrying more than 1 - q of the load (a
-component with less cannot move the mixture's q-quantile much). The table is made non-increasing in f
+component with less cannot move the mixture's q-quantile much). With disaggregation on, the candidates also include
+units of P prefill and D decode instances (planners.disagg), each deployed alone (d1 units, never mixed with a
+colocated configuration, as a simulated tier is one or the other). The table is made non-increasing in f
 (a deployment may leave GPUs idle), which also makes the MILP's "sum f = N" and "sum f <= N" equivalent.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from sim.common.errors import ConfigError, DeploymentDoesNotFit
 
+from planners.disagg import decode_side, disagg_models, prefill_side
 from planners.estimator import ReplicaModel, TierLoad, build_replica_model
 
 TP_DEGREES = (1, 2, 4, 8)
@@ -60,6 +63,31 @@ def replica_models(problem, tier_index: int, load: TierLoad, configs, memo: dict
     return models
 
 
+def disaggregated_models(problem, tier_index: int, load: TierLoad, configs, memo: dict | None = None) -> list:
+    """Disaggregated units (planners.disagg) for a tier's load, every pairing and split of: prefill instances from the
+    configurations with the fewest PP stages that fit (PP 1 whenever the model fits a node: PP only pipelines a
+    prompt's layers, it does not shorten its prefill), decode instances from those up to twice the smallest
+    fitting size (PP gives a decode instance pp batches of max_num_seqs and more KV room)."""
+    if not configs:
+        return []
+    pp_min = min(pp for _, pp in configs)
+    smallest = min(tp * pp for tp, pp in configs)
+    sides_p, sides_d = [], []
+    for tp, pp in configs:
+        if pp != pp_min and tp * pp > 2 * smallest:
+            continue
+        cost = problem.replica_cost(tier_index, tp, pp)
+        cfg_memo = None if memo is None else memo.setdefault((tier_index, tp, pp), {})
+        if pp == pp_min:
+            sides_p.append(prefill_side(cost, load, cfg_memo))
+        dec = decode_side(cost, load, problem.max_num_seqs, cfg_memo) if tp * pp <= 2 * smallest else None
+        if dec is not None:
+            sides_d.append(dec)
+    tier = problem.cascade.tiers[tier_index]
+    return disagg_models(sides_p, sides_d, load, tier.model.kv_bytes_per_token(tier.kv), problem.cluster,
+                         problem.slo_attainment)
+
+
 @dataclass(frozen=True)
 class TierTable:
     """l(f) for f = 0..N and the deployment achieving it: d1 x models[c1] + d2 x models[c2] (c2 = -1: none)."""
@@ -102,7 +130,9 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
         g1 = m1.num_gpus
         d1 = f // g1
         rest = f - d1 * g1
-        for j in [-1] + [j for j, m in enumerate(models) if m.num_gpus < g1]:
+        # A tier is either colocated or disaggregated (the simulator's rule): disaggregated units never mix.
+        mixes = [] if _disaggregated(m1) else [j for j, m in enumerate(models) if m.num_gpus < g1 and not _disaggregated(m)]
+        for j in [-1] + mixes:
             if j >= 0:
                 d2 = rest // models[j].num_gpus
                 cap2 = d2 * models[j].max_rps
@@ -130,3 +160,7 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
     improves = best < np.r_[np.inf, np.minimum.accumulate(best)[:-1]]
     keep = np.maximum.accumulate(np.where(improves, idx, 0))
     return TierTable(best[keep], c1b[keep], d1b[keep], c2b[keep], d2b[keep], tuple(models), rate_rps)
+
+
+def _disaggregated(model) -> bool:
+    return getattr(model, "disaggregated", False)

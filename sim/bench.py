@@ -24,8 +24,8 @@ from sim.common.cli import exit_on_user_error
 from sim.common.paths import CONF_DIR
 
 
-def default_scenario(seed: int = 0):
-    """(plan, cascade, cluster, workload, cfg) of the default scenario."""
+def default_scenario(seed: int = 0, plan: str = "deepseek_default"):
+    """(plan, cascade, cluster, workload, cfg) of the default scenario (another plan of conf/plan by name)."""
     from sim.spec.cascade import cascade_from_dict
     from sim.spec.hardware import load_cluster
     from sim.spec.plan_io import load_plan
@@ -35,7 +35,7 @@ def default_scenario(seed: int = 0):
     cascade = cascade_from_dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "cascade" / "deepseek3.yaml")))
     cfg = sim_config_from_dict(OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sim" / "default.yaml")))
     workload = build_workload("conversation", cascade, seed=seed)
-    return load_plan("deepseek_default"), cascade, load_cluster("paper_4x8_h100"), workload, cfg
+    return load_plan(plan), cascade, load_cluster("paper_4x8_h100"), workload, cfg
 
 
 # The scenario measured side by side with other simulators: the first 2,000 requests of the Azure conversation
@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scaling", action="store_true", help="also time 10k, 100k and 1M synthetic requests")
     ap.add_argument("--sizes", type=str, default="10000,100000,1000000")
+    ap.add_argument("--plan", default="deepseek_default",
+                    help="plan of conf/plan (deepseek_disaggregated: the same GPUs with prefill/decode pools)")
     ap.add_argument("--case", choices=CASES, help="time one named case instead of the default scenario")
     args = ap.parse_args(argv)
     from sim.common.errors import ConfigError
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         args.window_s, repeats, sizes = min(args.window_s, 30.0), 1, tuple(dict.fromkeys(min(n, 2000) for n in sizes))
         announce("30 s window, one round, at most 2,000 requests per scaling size")
     print("loading the default scenario (plan, cascade, the whole conversation trace) ...", file=sys.stderr)
-    plan, cascade, cluster, workload, cfg = default_scenario(args.seed)
+    plan, cascade, cluster, workload, cfg = default_scenario(args.seed, args.plan)
     window = workload.window(0.0, args.window_s)
     print(f"timing reference and fast mode on the first {args.window_s:g} s, {repeats} interleaved rounds ...",
           file=sys.stderr)

@@ -53,6 +53,9 @@ class SimConfig:
     # A request whose prompt plus answer exceeds a tier model's max_context: skip (served by the next tier that
     # can take it) | drop (dropped with reason context_exceeded). Either way none that no tier takes is served.
     context_policy: str = "skip"
+    # Disaggregated tiers (replica roles prefill/decode, sim.runtime.disagg): when the prompt's KV moves to the
+    # decode instance: after_prefill (vLLM, SGLang, Dynamo) | layerwise (overlapping the prefill, Splitwise)
+    kv_transfer: str = "after_prefill"
 
     def __post_init__(self) -> None:
         def bad(key, value, valid):
@@ -68,6 +71,8 @@ class SimConfig:
             bad("cost_table", self.cost_table, "cost_model 'table' needs the path of a measured table CSV")
         if self.mode not in MODES:
             bad("mode", self.mode, f"choose one of {list(MODES)}")
+        if self.kv_transfer not in ("after_prefill", "layerwise"):
+            bad("kv_transfer", self.kv_transfer, "choose one of ['after_prefill', 'layerwise']")
         if self.context_policy not in CONTEXT_POLICIES:
             bad("context_policy", self.context_policy, f"choose one of {list(CONTEXT_POLICIES)}")
         for key in ("chunk_tokens", "max_num_seqs", "max_batched_tokens", "kv_block_size"):
@@ -222,6 +227,7 @@ def _meta(cfg, plan, seed, cl: Cluster, flow: CascadeFlow, end_s: float, wall_s:
     for r in cl.replicas:
         replicas.append({
             "replica_id": r.replica_id, "tier": r.tier, "tp": r.plan.tp, "pp": r.plan.pp, "num_gpus": r.num_gpus,
+            "role": r.plan.role,
             "busy_s": r.busy_s, "start_s": r.start_s,
             "iterations": sum(e.iterations for e in r.engines), "jumps": sum(e.jumps for e in r.engines),
             "kv_capacity_blocks": sum(e.kv.capacity_blocks for e in r.engines),

@@ -23,6 +23,10 @@ FIGURES = {
     "drift": "drift",
     "node_failure": "node_failure",
     "planner_time": "planner_time",
+    "load_attainment": "load_sweep",
+    "load_rate": "load_sweep",
+    "load_map": "load_sweep",
+    "disaggregation": "disaggregation",
 }
 
 

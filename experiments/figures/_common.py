@@ -20,10 +20,11 @@ from sim.common.paths import CONF_DIR, PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "results"
 FIGURES_DIR = PROJECT_ROOT / "results" / "figures"
-PLANNER_ORDER = ["single_model", "sarathi", "routellm", "cascadeserve", "cascadia_no_parallelism",
-                 "cascadia_no_allocation", "cascadia"]
-COLORS = {"single_model": "#7f7f7f", "sarathi": "#bcbd22", "routellm": "#17becf", "cascadeserve": "#1f77b4",
-          "cascadia_no_parallelism": "#ff9896", "cascadia_no_allocation": "#ffbb78", "cascadia": "#d62728"}
+PLANNER_ORDER = ["single_model", "sarathi", "routellm", "routellm_oracle_noisy", "cascadeserve", "cascadia_no_parallelism",
+                 "cascadia_no_allocation", "cascadia_colocated", "cascadia"]
+COLORS = {"single_model": "#7f7f7f", "sarathi": "#bcbd22", "routellm": "#17becf", "routellm_oracle_noisy": "#9467bd",
+          "cascadeserve": "#1f77b4", "cascadia_no_parallelism": "#ff9896", "cascadia_no_allocation": "#ffbb78",
+          "cascadia_colocated": "#8c564b", "cascadia": "#d62728"}
 QUALITY_LEVEL_LABEL = "quality level q_min_level (0 = smallest model's quality, 1 = largest's)"
 SLO_SCALE_LABEL = "SLO scale: p95 of latency / ref latency\n(lower is better)"
 THROUGHPUT_LABEL = "throughput at SLO scale 10 (req/s)\n(higher is better)"
@@ -44,6 +45,7 @@ TABLES = {
     "node_failure_timeseries": (["planner", "replan_enabled", "window_start_s", "p95_latency_s"],
                                 ["planner", "replan_enabled", "seed", "window_start_s"], False),
     "planner_time": (["num_gpus", "cold_s", "warm_s"], ["num_gpus"], False),
+    "disaggregation": (_SWEEP + ["q_min_level", "rate_rps"], ["rate_scale", "q_min_level", "planner"], False),
     "drift_timeseries": (["system", "mode", "window_start_s", "p95_latency_s"],
                          ["system", "mode", "planner", "replan_enabled", "seed", "window_start_s"], False),
     "drift_phases": (["phase", "start_s", "end_s"], [], False),

@@ -63,6 +63,10 @@ EXPERIMENT_RULES: dict[str, Range] = {
     "q_min_level": SHARE,
     "rate_scale": POSITIVE,
     "horizon_s": POSITIVE,
+    "rate_rps": POSITIVE,
+    "load_fraction": POSITIVE,
+    "trace_window.start_s": NON_NEGATIVE,
+    "trace_window.duration_s": POSITIVE,
     "plan_sample_size": Range(2.0, integer=True),
     "cluster.num_nodes": Range(1.0, MAX_CLUSTER_GPUS, integer=True),  # and nodes x GPUs: check_cluster_size
     "cluster.gpus_per_node": Range(1.0, 64.0, integer=True),

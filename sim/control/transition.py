@@ -64,7 +64,8 @@ def healthy_nodes(spec, dead_gpus) -> list[int]:
 
 def remap_nodes(plan, nodes: list[int]):
     """A plan made on a cluster of len(nodes) nodes, moved onto those real nodes."""
-    tiers = tuple(TierPlan(t.model, tuple(ReplicaPlan(r.tp, r.pp, tuple((nodes[n], g) for n, g in r.gpus))
+    # replace() keeps every other field of a replica (its role, its MoE options)
+    tiers = tuple(TierPlan(t.model, tuple(replace(r, gpus=tuple((nodes[n], g) for n, g in r.gpus))
                                           for r in t.replicas)) for t in plan.tiers)
     return replace(plan, tiers=tiers)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from sim.common.errors import ConfigError
+from sim.runtime.disagg import DisaggTierRouter
 from sim.runtime.replica import Replica
 from sim.runtime.router import TierRouter
 
@@ -26,6 +27,13 @@ def validate_plan(plan, cascade, cluster) -> None:
         raise ConfigError(f"plan router_error_rate must be within 0-1, got {plan.router_error_rate}")
     seen: dict = {}
     for i, tier in enumerate(plan.tiers):
+        roles = {getattr(r, "role", "colocated") for r in tier.replicas}
+        if roles - {"colocated", "prefill", "decode"}:
+            raise ConfigError(f"plan tier {i} ({tier.model}): replica role(s) {sorted(roles - {'colocated', 'prefill', 'decode'})} "
+                              "are not valid; choose colocated, prefill or decode")
+        if roles & {"prefill", "decode"} and roles != {"prefill", "decode"}:
+            raise ConfigError(f"plan tier {i} ({tier.model}) is disaggregated: it needs at least one prefill and one "
+                              f"decode instance and no colocated replica, got roles {sorted(roles)}")
         for j, rep in enumerate(tier.replicas):
             where = f"plan tier {i} ({tier.model}) replica {j}"
             if rep.tp < 1 or rep.pp < 1:
@@ -77,7 +85,13 @@ class Cluster:
         self.routers = []
         for t, tier in enumerate(plan.tiers):
             reps = [self._build(t, rp) for rp in tier.replicas]
-            self.routers.append(TierRouter(t, reps, cfg.load_balancer))
+            if tier.disaggregated:  # prefill and decode pools with KV transfer (sim.runtime.disagg)
+                spec = cascade.tiers[t]
+                self.routers.append(DisaggTierRouter(env, t, reps, cfg.load_balancer, cfg,
+                                                     spec.model.kv_bytes_per_token(spec.kv), cluster_spec,
+                                                     spec.model.num_layers))
+            else:
+                self.routers.append(TierRouter(t, reps, cfg.load_balancer))
 
     def _build(self, tier: int, replica_plan) -> Replica:
         cost = self._cost(tier, replica_plan)
@@ -110,6 +124,11 @@ class Cluster:
         self.flow = flow
         for r in self.replicas:
             r.flow = flow
+        if any(isinstance(r, DisaggTierRouter) for r in self.routers):
+            flow.book.track_disaggregation()
+            for router in self.routers:
+                if isinstance(router, DisaggTierRouter):
+                    router.attach(flow)  # its instances report to it; it reports to the flow
 
     # ---- controller hooks -----------------------------------------------------------------------
     def take_down(self, replica: Replica) -> int:
@@ -131,6 +150,10 @@ class Cluster:
     def add_replica(self, tier: int, replica_plan, load_s: float = 0.0):
         """Start a replica after a load downtime of load_s seconds; returns the SimPy process. Its GPUs count as
         provisioned from now (they hold the loading weights); it never starts if cancelled or a GPU fails first."""
+        if (replica_plan.role != "colocated") != isinstance(self.routers[tier], DisaggTierRouter):
+            kind = "disaggregated" if isinstance(self.routers[tier], DisaggTierRouter) else "colocated"
+            raise ConfigError(f"tier {tier} is {kind}: a {replica_plan.role} replica cannot join it (a run cannot "
+                              "switch a tier between colocated and disaggregated)")
         pend = PendingReplica(tier, replica_plan, self.env.now, self.env.now + load_s)
         self.pending.append(pend)
 

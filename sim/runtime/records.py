@@ -58,6 +58,8 @@ class RecordBook:
         self.first_token_s = [[nan] * n for _ in range(c)]
         self.replica = [[-1] * n for _ in range(c)]
         self.cached_tokens = None  # per tier, prompt tokens found in the prefix cache (track_cached_tokens)
+        self.kv_transfer_s = None  # per tier, disaggregated tiers: KV transfer incl. link wait (track_disaggregation)
+        self.prefill_replica = None  # per tier, disaggregated tiers: the prefill instance (replica_t{t}: the decode one)
         # What each tier would generate (from the workload), so metrics can compute ref(r) from the records alone.
         self.output_tokens = (np.zeros((n, c), dtype=np.int64) if output_tokens is None
                               else np.asarray(output_tokens, dtype=np.int64))
@@ -66,6 +68,13 @@ class RecordBook:
         """Runs with prefix caching record, per tier, the prompt tokens the serving replica had cached at the
         visit's first admission (column cached_tokens_t{t}; NaN where the tier did not serve the request)."""
         self.cached_tokens = [[float("nan")] * self.n for _ in range(self.num_tiers)]
+
+    def track_disaggregation(self) -> None:
+        """Runs with a disaggregated tier record, per tier, kv_transfer_s_t{t} (prefill end to the KV's arrival at
+        the decode instance, link queueing included; 0 for a one-token answer) and prefill_replica_t{t}; NaN / -1
+        where a colocated tier served the visit or none did."""
+        self.kv_transfer_s = [[float("nan")] * self.n for _ in range(self.num_tiers)]
+        self.prefill_replica = [[-1] * self.n for _ in range(self.num_tiers)]
 
     def to_frame(self) -> pd.DataFrame:
         f64, i64 = np.float64, np.int64
@@ -92,4 +101,8 @@ class RecordBook:
         if self.cached_tokens is not None:
             for t in range(self.num_tiers):
                 cols[f"cached_tokens_t{t}"] = np.array(self.cached_tokens[t], dtype=f64)
+        if self.kv_transfer_s is not None:
+            for t in range(self.num_tiers):
+                cols[f"kv_transfer_s_t{t}"] = np.array(self.kv_transfer_s[t], dtype=f64)
+                cols[f"prefill_replica_t{t}"] = np.array(self.prefill_replica[t], dtype=i64)
         return pd.DataFrame(cols)

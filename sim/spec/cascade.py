@@ -39,7 +39,10 @@ class CascadeSpec:
         if len(self.tiers) < 2:
             raise ConfigError(f"cascade {self.name!r} needs at least 2 models, got {len(self.tiers)}")
         sizes = [t.model.total_params for t in self.tiers]
-        if any(b <= a for a, b in zip(sizes, sizes[1:])):
+        names = [t.model.name for t in self.tiers]
+        # Equal sizes are allowed for different models (V3 -> R1: one architecture, R1 trained to reason), never
+        # for the same model twice.
+        if any(b < a or (b == a and nb == na) for a, b, na, nb in zip(sizes, sizes[1:], names, names[1:])):
             order = ", ".join(f"{t.model.name} ({t.model.total_params / 1e9:.1f}B)" for t in self.tiers)
             raise ConfigError(f"cascade {self.name!r} must list models from smallest to largest; got {order}")
 

@@ -1,10 +1,15 @@
-"""The cascade plan the simulator runs: replicas with TP/PP on concrete GPUs, routing policy, planner statistics."""
+"""The cascade plan the simulator runs: replicas with TP/PP (and a prefill/decode role) on concrete GPUs, routing
+policy, planner statistics."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
 GPU = tuple[int, int]  # (node index, GPU index inside the node)
+# A replica either serves whole visits (colocated prefill and decode, the default) or is one instance of a
+# disaggregated tier: a prefill instance (computes the prompt's KV and the first token) or a decode instance
+# (receives that KV and generates the rest). A tier is disaggregated when its replicas have these roles.
+ROLES = ("colocated", "prefill", "decode")
 
 
 @dataclass(frozen=True)
@@ -14,6 +19,7 @@ class ReplicaPlan:
     tp: int
     pp: int
     gpus: tuple[GPU, ...]
+    role: str = "colocated"  # colocated | prefill | decode (ROLES)
     # MoE deployment options (issue 18); None: the tier's (sim.spec.cascade.TierSpec), which defaults to plain TP.
     ep: int | None = None
     dp_attention: bool | None = None
@@ -22,6 +28,10 @@ class ReplicaPlan:
     @property
     def num_gpus(self) -> int:
         return self.tp * self.pp
+
+    def describe(self) -> str:
+        cfg = f"TP{self.tp}xPP{self.pp}"
+        return cfg if self.role == "colocated" else f"{self.role[0].upper()}:{cfg}"
 
     def stage_gpus(self, stage: int) -> tuple[GPU, ...]:
         return self.gpus[stage * self.tp:(stage + 1) * self.tp]
@@ -35,6 +45,18 @@ class TierPlan:
     @property
     def num_gpus(self) -> int:
         return sum(r.num_gpus for r in self.replicas)
+
+    @property
+    def disaggregated(self) -> bool:
+        """Prefill and decode run on separate instances (sim.runtime.disagg)."""
+        return any(r.role != "colocated" for r in self.replicas)
+
+    def deployment(self) -> str:
+        """colocated, or disaggregated with its split: 'P2:D3' (two prefill instances, three decode)."""
+        if not self.disaggregated:
+            return "colocated" if self.replicas else "none"
+        p = sum(r.role == "prefill" for r in self.replicas)
+        return f"P{p}:D{len(self.replicas) - p}"
 
 
 @dataclass(frozen=True)
@@ -65,7 +87,7 @@ class CascadePlan:
     def describe(self) -> str:
         parts = []
         for t in self.tiers:
-            cfgs = ", ".join(f"TP{r.tp}xPP{r.pp}" for r in t.replicas) or "none"
+            cfgs = ", ".join(r.describe() for r in t.replicas) or "none"
             parts.append(f"{t.model}: {t.num_gpus} GPUs [{cfgs}]")
         th = ", ".join(f"{h:.1f}" for h in self.thresholds)
         return f"{self.planner}: " + "; ".join(parts) + f"; thresholds [{th}] ({self.routing})"

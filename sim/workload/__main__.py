@@ -24,6 +24,10 @@ def summary(w: Workload) -> dict:
         "mean_output_tokens": round(float(w.output_tokens.mean()), 2),
         "tier_models": list(w.tier_models),
         "tier_mean_score": [round(float(s), 2) for s in w.scores.mean(axis=0)],
+        # per tier, the mean answer length of the bound requests (reasoning tokens included where the data has them)
+        "tier_mean_output_tokens": [round(float(o), 1) for o in w.output_tokens.mean(axis=0)],
+        # real questions in the pool the requests are bound to (a drifting workload: distinct questions bound)
+        "questions": int(w.meta.get("pool_questions", len(set(w.question_ids.tolist())))),
         "prefix_reuse_pct": round(prefix_reuse_pct(w), 2),
     }
 

@@ -45,9 +45,9 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(DATA_DIR.parent)) if path.is_relative_to(DATA_DIR.parent) else str(path)
 
 
-def _write(df: pd.DataFrame, path: Path) -> None:
+def _write(df: pd.DataFrame, path: Path, columns: list[str] = COLUMNS) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    df = df[COLUMNS].sort_values(["question_id", "model"], kind="stable")
+    df = df[columns].sort_values(["question_id", "model"], kind="stable")
     # mtime=0 keeps the gzip bytes reproducible, so re-running does not churn git.
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
         gz.write(df.to_csv(index=False, float_format="%.6g").encode())
@@ -192,6 +192,48 @@ def prepare_zeroeval(src: Path, out: Path) -> None:
         shutil.copyfile(src / name, out / name)
 
 
+# DeepSeek's API documentation (api-docs.deepseek.com/quick_start/token_usage): "1 English character ~ 0.3 token"
+# for its tokenizer, and deepseek-reasoner's output tokens include every chain-of-thought token. The reasoning tables
+# use that ratio (3.33 characters per token), not the generic 4, and count the whole answer, <think> block included.
+DEEPSEEK_TOKENS_PER_CHAR = 0.3
+# The tiers' dataset model names, smallest first (the paper's cascade, then R1 for the 4-tier option).
+DEEPSEEK_MODELS = {
+    "pm_llm_benchmark": ["deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-llama-70b", "deepseek-v3", "deepseek-r1"],
+    "korgym": ["deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-llama-70b", "deepseek-v3-inferred",
+               "deepseek-r1-inferred"],
+}
+
+
+def prepare_deepseek_reasoning(src: Path, out: Path) -> None:
+    """Real DeepSeek answers: per-question grades and answer lengths of the cascade's own models (SOURCE.md in src).
+
+    pm_llm_benchmark: 51 questions, grade 1-10 by two LLM judges; score_raw is the mean of the two judges' grades.
+    korgym: reasoning-game prompts with a 0/1 game score; only prompts answered once by each of the four tier models
+    are kept.
+    Only the tier models are kept (the table's other distills are not in any cascade here)."""
+    df = pd.read_csv(src / "deepseek_reasoning.csv.gz")
+    for source, models in DEEPSEEK_MODELS.items():
+        d = df[(df.source == source) & df.model.isin(models)]
+        if source == "pm_llm_benchmark":
+            g = d.groupby(["question_id", "model"], as_index=False).agg(score_raw=("score", "mean"),
+                                                                       answer_chars=("answer_chars", "first"))
+            g["subset"] = g.question_id.str.split("_").str[0]  # cat01 ... : the benchmark's question category
+        else:
+            g = d.rename(columns={"score": "score_raw", "task": "subset"})[
+                ["question_id", "model", "score_raw", "answer_chars", "subset"]]
+            # Three prompts occur more than once in a game (same prompt text, separate attempts): which attempt of
+            # one model goes with which of another is unknown, so they leave the table.
+            repeated = g[g.duplicated(["question_id", "model"])].question_id.unique()
+            g = g[~g.question_id.isin(repeated)]
+            full = g.groupby("question_id").model.nunique() == len(models)
+            g = g[g.question_id.isin(full.index[full])]
+        g["answer_tokens"] = (g.answer_chars * DEEPSEEK_TOKENS_PER_CHAR).round().clip(lower=1)
+        g["prompt_tokens"] = float("nan")  # the source ships no prompt text: prompt lengths come from the trace
+        g["contaminated"] = False
+        _write(g, out / f"{source}.csv.gz", columns=[*COLUMNS, "answer_chars"])
+    shutil.copyfile(src / "SOURCE.md", out / "SOURCE.md")
+
+
 def prepare_azure(src: Path, out: Path) -> None:
     """Azure LLM inference 2023 traces: kept whole (they are the product's arrivals), only gzip-compressed."""
     out.mkdir(parents=True, exist_ok=True)
@@ -213,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     prepare_routellm(args.source / "routellm_evals", DATA_DIR / "routellm_evals")
     prepare_routerbench(args.source / "routerbench_subset", DATA_DIR / "routerbench_subset")
     prepare_zeroeval(args.source / "zeroeval_llama", DATA_DIR / "zeroeval_llama")
+    prepare_deepseek_reasoning(args.source / "deepseek_reasoning", DATA_DIR / "deepseek_reasoning")
 
 
 if __name__ == "__main__":

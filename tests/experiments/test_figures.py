@@ -12,7 +12,8 @@ from experiments.figures import _common
 from sim.common.paths import PROJECT_ROOT
 
 # Every figure except drift (its online experiment is being rebuilt): they read committed tables only.
-NAMES = ["slo_scale", "throughput", "cost", "ablation", "quality_shift", "llama3", "llama31", "node_failure", "planner_time"]
+NAMES = ["slo_scale", "throughput", "cost", "ablation", "quality_shift", "llama3", "llama31", "node_failure", "planner_time",
+         "load_attainment", "load_rate", "load_map", "disaggregation"]
 
 
 def test_cap_bars_are_hatched_lower_bounds_and_zero_is_drawn():
@@ -113,6 +114,20 @@ def test_main_job_marks_the_cap_and_draws_zero(tmp_path, monkeypatch):
     ax = drawn[0].axes[1]
     assert [bool(b.get_hatch()) for b in ax.patches] == [False, True]
     assert ax.patches[0].get_height() > 0 and {"0", "≥"} <= {t.get_text() for t in ax.texts}
+
+
+def test_load_map_ratios_are_the_paired_ratios_of_the_seed_table():
+    # oracle: the ratio of one case recomputed by hand from the per-seed rows (single / cascadia: ratio of the means
+    # over the paired seeds, as experiments.stats.paired_ratio_ci95 defines it)
+    from experiments.figures.load_map import ratios
+
+    seeds = pd.read_csv(_common.RESULTS_DIR / "load_sweep_seeds.csv")
+    r = ratios(seeds).set_index(["workload", "q_min_level", "load_fraction"])
+    case = seeds[(seeds.workload == "deepseek_reasoning") & (seeds.q_min_level == 0.5) & (seeds.load_fraction == 0.7)]
+    single = case[case.planner == "single_model"].set_index("seed").slo_scale
+    cascadia = case[case.planner == "cascadia"].set_index("seed").slo_scale
+    assert r.loc[("deepseek_reasoning", 0.5, 0.7), "ratio"] == pytest.approx(single.sum() / cascadia.loc[single.index].sum())
+    assert len(single) == 5 and r.seeds.min() >= 5
 
 
 def _corrupt(path, how, column):

@@ -159,7 +159,7 @@ def test_end_to_end_objectives_score_the_returned_plan(problem3, objective):
 
     planner = get_planner("cascadia", latency_objective=objective)
     plan = planner.plan(problem3)
-    ctx = SearchContext(problem3)
+    ctx = planner.search_context(problem3)  # the same tables (colocated and disaggregated candidates)
     gpus = plan.gpus_per_tier()
     loads = ctx.cascade_loads(replay_thresholds(plan.thresholds, gpus))
     tables = ctx.tables(loads)
@@ -183,7 +183,7 @@ def test_end_to_end_objective_no_worse_than_max_tier_on_its_own_measure(problem3
     from planners.search import SearchContext
 
     paper = get_planner("cascadia", latency_objective="max_tier").plan(problem3)
-    ctx = SearchContext(problem3)
+    ctx = get_planner("cascadia").search_context(problem3)
     loads = ctx.cascade_loads(paper.thresholds)
     tables = ctx.tables(loads)
     gpus, e2e = ctx.refine_allocation(tables, loads, paper.gpus_per_tier())
@@ -196,7 +196,7 @@ def test_refinement_never_overcommits_the_pool(gpus_per_node):
     problem = make_problem(num_tiers="small3", num_nodes=1, gpus_per_node=gpus_per_node, rate_rps=2.0, n=300)
     from planners.search import SearchContext
 
-    ctx = SearchContext(problem)
+    ctx = get_planner("cascadia").search_context(problem)
     for th in [(0.0, 0.0), (100.0, 0.0), (50.0, 30.0), (100.0, 100.0)]:
         loads = ctx.cascade_loads(th)
         tables = ctx.tables(loads)
@@ -228,7 +228,7 @@ def test_binary_scores_can_skip_tiers():
     binary = np.where(wl.scores >= 60.0, 100.0, 0.0)
     z1, z2 = float(binary[:, -1].mean()), float(binary[:, 0].mean())
     problem = dc_replace(problem, workload=dc_replace(wl, scores=binary), q_min=z2 + 0.85 * (z1 - z2))
-    ctx = SearchContext(problem)
+    ctx = get_planner("cascadia").search_context(problem)
     to_last = single_tier_thresholds(3)[-1]
     loads = ctx.cascade_loads(to_last)
     assert [ld.num_requests for ld in loads] == [0, 0, ctx.sample.num_requests]

@@ -25,3 +25,13 @@ def test_out_of_order_cascade_rejected():
 def test_unknown_model_lists_catalog():
     with pytest.raises(ConfigError, match="llama3_8b"):
         cascade_from_dict({"name": "bad", "tiers": [{"model": "llama4_8b"}, {"model": "llama3_70b"}]})
+
+
+def test_same_size_successor_allowed_only_for_a_different_model():
+    # V3 -> R1: one architecture (671B), two models (the 4-tier option ending at R1); the same model twice is not
+    c = cascade_from_dict({"name": "ds4", "tiers": [{"model": "deepseek_r1_distill_qwen_7b"},
+                                                    {"model": "deepseek_v3", "weights": "awq_int4"},
+                                                    {"model": "deepseek_r1", "weights": "awq_int4"}]})
+    assert c.tiers[1].model.total_params == c.tiers[2].model.total_params
+    with pytest.raises(ConfigError, match="smallest to largest"):
+        cascade_from_dict({"name": "bad", "tiers": [{"model": "deepseek_v3"}, {"model": "deepseek_v3"}]})

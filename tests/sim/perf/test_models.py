@@ -24,6 +24,7 @@ KV_BF16 = {
     "deepseek_r1_distill_llama_70b": 80 * 2 * 8 * 128 * 2,
     "deepseek_r1_distill_qwen_7b": 28 * 2 * 4 * 128 * 2,  # 57344
     "deepseek_v3": 61 * (512 + 64) * 2,  # 70272
+    "deepseek_r1": 61 * (512 + 64) * 2,  # V3's architecture: the same MLA latent per layer
     "mistral_7b": 32 * 2 * 8 * 128 * 2,
     "mixtral_8x7b": 32 * 2 * 8 * 128 * 2,
     "mixtral_8x22b": 56 * 2 * 8 * 128 * 2,  # 229376

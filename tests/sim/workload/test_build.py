@@ -140,12 +140,13 @@ def test_describe_cli_ends_with_the_json_summary():
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(summary) == {"name", "requests", "duration_s", "rate_rps", "mean_input_tokens", "mean_output_tokens",
-                            "tier_models", "tier_mean_score", "prefix_reuse_pct"}
+                            "tier_models", "tier_mean_score", "tier_mean_output_tokens", "questions", "prefix_reuse_pct"}
     assert summary["requests"] == 500 and len(summary["tier_mean_score"]) == 3
     assert summary["prefix_reuse_pct"] == 0  # the Azure trace carries no block hash ids
 
 
-@pytest.mark.parametrize("name", ["conversation", "coding", "math", "math_gsm8k", "drift"])
+@pytest.mark.parametrize("name", ["conversation", "coding", "math", "math_gsm8k", "drift", "deepseek_reasoning",
+                                  "deepseek_reasoning_r1", "deepseek_reasoning_korgym"])
 def test_every_workload_yaml_merges_onto_the_structured_schema(name):
     from omegaconf import OmegaConf
 

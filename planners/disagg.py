@@ -1,0 +1,195 @@
+"""Estimator for a disaggregated tier (the simulator's sim.runtime.disagg): a prefill pool, the KV transfer and a
+decode pool, as one search unit of P prefill and D decode instances whose p95 is a function of utilisation.
+
+- Prefill instance (TP_p x PP_p): serves prompts only; capacity cap_p = pp_p / mean(P(L)) requests/s. Its queue is
+  Lindley's recursion on the sample's real arrival times (the pool's instances pooled as one server, as in the
+  colocated estimator's prefill-burst term), so bursts and the rate's drift are seen; a request's prefill latency
+  is its wait plus its own prefill P(L).
+- KV transfer of L tokens: one InfiniBand latency plus L x KV bytes per token over min(GPUs of either side) NICs
+  of ib_bw / gpus_per_node each. Placement may put both sides in one node (NVLink, ~16x faster); the planner
+  assumes the slower link, so a plan never relies on a placement it does not control.
+- Decode instance (TP_d x PP_d): no prefill interrupts its batch, so the colocated estimator's decode model with
+  rho_p = 0: the batch B solves Little's law B = lam * (out - 1) * T(B), capacity when B reaches
+  b_max = min(pp * max_num_seqs, KV tokens / mean context), Sakasegawa's M/G/c wait for a batch slot, the local
+  rate profile and fluid backlog as in planners.estimator; latency = wait + T/2 + (out - 1) T.
+- A unit of P prefill and D decode instances carries min(P cap_p, D cap_d) requests/s; at unit utilisation rho
+  the prefill instances run at rho * unit / (P cap_p) and the decode instances at rho * unit / (D cap_d). Its p95
+  is taken (nearest rank) over at most P95_SAMPLE requests of the tier's sample (evenly spaced), on a 15-point rho grid: the
+  search evaluates thousands of units, and the colocated tables' 61 points over every request would triple the
+  planning time.
+Search space (per tier): prefill and decode configurations with PP 1 (PP adds pipeline bubbles and no KV room a
+decode pool cannot get from another instance) among the tier's fitting TPs, and P:D splits SPLITS.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planners.estimator import SATURATED_S, TierLoad, _decode_times, _latencies, _prefill_times
+
+SPLITS = ((1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 3), (3, 1))  # (prefill instances, decode instances) per unit
+U_GRID = np.r_[np.linspace(0.0, 0.9, 10), 1.0 - np.geomspace(0.1, 1e-3, 6)[1:]]  # 15 points in [0, 0.999]
+P95_SAMPLE = 384
+
+
+@dataclass(frozen=True)
+class PrefillSide:
+    tp: int
+    pp: int
+    cap_rps: float  # one instance's prefill throughput
+    prefill_s: np.ndarray  # (m,)
+    wait_s: np.ndarray  # (U, m) queue before the prefill at instance utilisation U_GRID
+
+
+@dataclass(frozen=True)
+class DecodeSide:
+    tp: int
+    pp: int
+    cap_rps: float  # one instance's decode throughput (requests/s)
+    latency_s: np.ndarray  # (U, m) wait + T/2 + (out - 1) T at instance utilisation U_GRID
+
+
+def lindley_wait_s(u: np.ndarray, arrival_s: np.ndarray, work_s: np.ndarray) -> np.ndarray:
+    """(len(u), m) wait of each request in a FCFS queue with the given arrivals and work work_s * u (Lindley)."""
+    s = u[:, None] * work_s[None, :]
+    x = np.zeros_like(s)
+    x[:, 1:] = np.cumsum(s[:, :-1] - np.diff(arrival_s)[None, :], axis=1)
+    return x - np.minimum.accumulate(x, axis=1)
+
+
+def prefill_side(cost, load: TierLoad, memo: dict | None = None) -> PrefillSide:
+    pp = int(cost.pp)
+    prefill = _prefill_times(cost, load.input_tokens, memo)
+    occupancy = prefill / pp
+    cap = 1.0 / max(float(occupancy.mean()), 1e-12)
+    m = prefill.shape[0]
+    if load.arrival_s is not None and m > 1 and load.arrival_s[-1] > load.arrival_s[0]:
+        # One sampled request stands for gap_s * rate real ones (the colocated estimator's prefill-burst scaling).
+        gap_s = float(load.arrival_s[-1] - load.arrival_s[0]) / (m - 1)
+        wait = lindley_wait_s(U_GRID, np.asarray(load.arrival_s, dtype=np.float64), occupancy * cap * gap_s)
+    else:  # Kingman's M/G/1 wait with the sample's service variability
+        cs2 = float(occupancy.var() / max(occupancy.mean(), 1e-12) ** 2)
+        w = U_GRID / np.maximum(1.0 - U_GRID, 1e-9) * (load.arrival_ca2 + cs2) / 2 * float(occupancy.mean())
+        wait = np.repeat(w[:, None], m, axis=1)
+    return PrefillSide(int(cost.tp), pp, float(cap), prefill, wait)
+
+
+def decode_side(cost, load: TierLoad, max_num_seqs: int, memo: dict | None = None) -> DecodeSide | None:
+    """None when not even one request's context fits the instance's KV."""
+    pp = int(cost.pp)
+    inp = load.input_tokens.astype(np.float64)
+    out = load.output_tokens.astype(np.float64)
+    steps = np.maximum(out - 1, 0)
+    ctx_mean = float((steps * (inp + out / 2)).sum() / max(steps.sum(), 1.0))
+    b_max = min(float(max_num_seqs * pp), np.floor(cost.kv_capacity_blocks * cost.kv_block_size / max(ctx_mean, 1.0)))
+    if b_max < 1:
+        return None
+    b_grid = np.linspace(0.0, b_max, 129)
+    t_b = _decode_times(cost, pp, np.maximum(b_grid, 1.0), ctx_mean, memo)
+    mean_steps = max(float(steps.mean()), 1e-9)
+    cap = b_max / (mean_steps * t_b[-1])
+    lam = U_GRID * cap
+    below = (lam * mean_steps)[:, None] * t_b[None, :] <= b_grid[None, :] + 1e-12
+    below[:, -1] = True
+    token_s = t_b[below.argmax(axis=1)]
+    service = steps[None, :] * token_s[:, None]
+    s_mean = service.mean(axis=1)
+    cs2 = service.var(axis=1) / np.maximum(s_mean, 1e-12) ** 2
+    c = b_max
+    wait = (s_mean / c) * U_GRID ** (np.sqrt(2 * (c + 1)) - 1) / np.maximum(1.0 - U_GRID, 1e-9) \
+        * (load.arrival_ca2 + cs2) / 2
+    window = load.window if load.window is not None else np.zeros(out.shape[0], dtype=np.int64)
+    local = load.local_factor if load.local_factor is not None else np.ones((1, out.shape[0]))
+    lat = _latencies(U_GRID, U_GRID, token_s, wait, np.zeros(out.shape[0]), steps, window, load.profile, local)
+    return DecodeSide(int(cost.tp), pp, float(cap), lat)
+
+
+def _rows(table: np.ndarray, u: np.ndarray, cols=None) -> np.ndarray:
+    """table (U, m) at utilisations u (linear in U_GRID), for the columns cols (all when None)."""
+    sub = table if cols is None else table[:, cols]
+    pos = np.interp(np.minimum(u, U_GRID[-1]), U_GRID, np.arange(U_GRID.size, dtype=np.float64))
+    j = np.minimum(pos.astype(np.int64), U_GRID.size - 2)
+    frac = (pos - j)[:, None]
+    return sub[j] * (1 - frac) + sub[j + 1] * frac
+
+
+@dataclass(frozen=True)
+class DisaggModel:
+    """A search unit: num_prefill prefill instances and num_decode decode instances; the interface of
+    planners.estimator.ReplicaModel (num_gpus, max_rps, p95_at, request_latencies_s) so tables can hold it."""
+
+    prefill: PrefillSide
+    decode: DecodeSide
+    num_prefill: int
+    num_decode: int
+    transfer_s: np.ndarray  # (m,)
+    max_rps: float
+    rho_grid: np.ndarray
+    p95_s: np.ndarray
+    disaggregated: bool = True
+
+    @property
+    def num_gpus(self) -> int:
+        return self.num_prefill * self.prefill.tp * self.prefill.pp + self.num_decode * self.decode.tp * self.decode.pp
+
+    @property
+    def tp(self) -> int:  # for descriptions only; placement reads the sides
+        return self.decode.tp
+
+    @property
+    def pp(self) -> int:
+        return self.decode.pp
+
+    def replica_configs(self, units: int) -> list[tuple[int, int, int, str]]:
+        """[(tp, pp, count, role)] of `units` copies of this unit, for placement."""
+        return [(self.prefill.tp, self.prefill.pp, units * self.num_prefill, "prefill"),
+                (self.decode.tp, self.decode.pp, units * self.num_decode, "decode")]
+
+    def _utilisations(self, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (rho * self.max_rps / (self.num_prefill * self.prefill.cap_rps),
+                rho * self.max_rps / (self.num_decode * self.decode.cap_rps))
+
+    def p95_at(self, rho: np.ndarray) -> np.ndarray:
+        rho = np.asarray(rho, dtype=np.float64)
+        inside = np.interp(np.minimum(rho, self.rho_grid[-1]), self.rho_grid, self.p95_s)
+        return np.where(rho < 1.0, inside, SATURATED_S * np.maximum(rho, 1.0))
+
+    def request_latencies_s(self, rho: float, output_tokens: np.ndarray | None = None) -> np.ndarray:
+        if rho >= 1.0:
+            return np.full(self.transfer_s.shape, SATURATED_S * rho)
+        u_p, u_d = self._utilisations(np.array([rho]))
+        return (_rows(self.prefill.wait_s, u_p)[0] + self.prefill.prefill_s + self.transfer_s
+                + _rows(self.decode.latency_s, u_d)[0])
+
+
+def transfer_s(load: TierLoad, kv_bytes_per_token: float, prefill_gpus: int, decode_gpus: int, cluster) -> np.ndarray:
+    """(m,) KV transfer of each request's prompt over InfiniBand (see the module docstring)."""
+    bw = cluster.ib_bw_gbps * 1e9 / cluster.gpus_per_node * min(prefill_gpus, decode_gpus)
+    return cluster.ib_latency_us * 1e-6 + load.input_tokens.astype(np.float64) * kv_bytes_per_token / bw
+
+
+def disagg_models(prefills: list[PrefillSide], decodes: list[DecodeSide], load: TierLoad, kv_bytes_per_token: float,
+                  cluster, quantile: float = 0.95) -> list[DisaggModel]:
+    """Every (prefill config, decode config, split) unit for one load."""
+    m = load.num_requests
+    cols = None if m <= P95_SAMPLE else np.unique(np.linspace(0, m - 1, P95_SAMPLE).round().astype(np.int64))
+    rho = U_GRID
+    out = []
+    k = int(round(quantile * ((m if cols is None else cols.size) - 1)))
+    # The subsampled columns of each side's table, taken once (not once per pairing and split).
+    waits = [ps.wait_s if cols is None else ps.wait_s[:, cols] for ps in prefills]
+    decs = [ds.latency_s if cols is None else ds.latency_s[:, cols] for ds in decodes]
+    for ps, wait_sub in zip(prefills, waits):
+        for ds, dec_sub in zip(decodes, decs):
+            xfer = transfer_s(load, kv_bytes_per_token, ps.tp * ps.pp, ds.tp * ds.pp, cluster)
+            base = ps.prefill_s + xfer
+            base_sub = base if cols is None else base[cols]
+            for n_p, n_d in SPLITS:
+                unit = min(n_p * ps.cap_rps, n_d * ds.cap_rps)
+                u_p = rho * unit / (n_p * ps.cap_rps)
+                u_d = rho * unit / (n_d * ds.cap_rps)
+                lat = _rows(wait_sub, u_p) + _rows(dec_sub, u_d) + base_sub[None, :]
+                p95 = np.partition(lat, k, axis=1)[:, k]  # nearest-rank quantile: np.quantile's overhead x 2,600
+                out.append(DisaggModel(ps, ds, n_p, n_d, xfer, float(unit), rho, p95))
+    return out

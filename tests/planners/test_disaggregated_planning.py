@@ -1,0 +1,92 @@
+"""Disaggregated deployments in the planners (planners.disagg): the unit model's capacity and monotonicity, the
+search's tables with and without disaggregation, placement of the pools, and the planners' choices."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planners.base import get_planner
+from planners.checker import check_plan
+from planners.disagg import SPLITS, lindley_wait_s
+from planners.search import SearchContext
+
+from conftest import make_problem
+
+
+def _tier_load(ctx, tier):
+    mask = np.zeros((ctx.sample.num_requests, ctx.num_tiers), dtype=bool)
+    mask[:, tier] = True
+    return ctx.loads_from_mask(mask)[tier]
+
+
+def test_lindley_wait_against_a_hand_worked_queue():
+    # Arrivals at 0, 1, 1.5, 5 with work 2, 2, 1, 1: waits 0, 1, 2.5, 0 (the third waits for both before it).
+    w = lindley_wait_s(np.array([1.0, 0.5]), np.array([0.0, 1.0, 1.5, 5.0]), np.array([2.0, 2.0, 1.0, 1.0]))
+    assert np.allclose(w[0], [0.0, 1.0, 2.5, 0.0])
+    assert np.allclose(w[1], [0.0, 0.0, 0.5, 0.0])  # half the work: only the third waits, for the second (done at 2)
+
+
+def test_a_unit_carries_its_bottleneck_pool_and_its_p95_grows_with_load():
+    problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
+    ctx = SearchContext(problem, disaggregation="disaggregated")
+    models = ctx.replica_models(_tier_load(ctx, 1))
+    assert models and all(m.disaggregated for m in models)
+    assert {(m.num_prefill, m.num_decode) for m in models} == set(SPLITS)
+    for m in models:
+        assert m.max_rps == pytest.approx(min(m.num_prefill * m.prefill.cap_rps, m.num_decode * m.decode.cap_rps))
+        assert m.num_gpus == m.num_prefill * m.prefill.tp * m.prefill.pp + m.num_decode * m.decode.tp * m.decode.pp
+        p95 = m.p95_at(np.linspace(0.0, 0.99, 30))
+        assert np.all(np.diff(p95) >= -1e-9)
+        assert m.p95_at(np.array([1.2]))[0] > p95[-1]  # saturated: a finite penalty that grows with overload
+        # The p95 is over (a subsample of) the per-request latencies the end-to-end estimate sums.
+        lat = m.request_latencies_s(0.5)
+        assert abs(np.quantile(lat, 0.95) - m.p95_at(np.array([0.5]))[0]) <= 0.1 * m.p95_at(np.array([0.5]))[0]
+
+
+def test_the_best_table_is_the_pointwise_minimum_of_colocated_and_disaggregated():
+    problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
+    tables = {}
+    for dep in ("colocated", "disaggregated", "best"):
+        ctx = SearchContext(problem, disaggregation=dep)
+        tables[dep] = ctx.table(_tier_load(ctx, 1)).latency_s
+    assert np.array_equal(tables["best"], np.minimum(tables["colocated"], tables["disaggregated"]))
+
+
+def test_single_model_takes_the_better_deployment_and_places_both_pools():
+    problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
+    plans = {dep: get_planner("single_model", deployment=dep).plan(problem)
+             for dep in ("colocated", "disaggregated", "best")}
+    est = {dep: p.estimates["p95_tier_s"][-1] for dep, p in plans.items()}
+    assert est["best"] == pytest.approx(min(est["colocated"], est["disaggregated"]))
+    dis = plans["disaggregated"]
+    assert check_plan(dis, problem.cascade, problem.cluster) == []
+    tier = dis.tiers[-1]
+    roles = [r.role for r in tier.replicas]
+    assert tier.disaggregated and "prefill" in roles and "decode" in roles
+    assert tier.deployment() == f"P{roles.count('prefill')}:D{roles.count('decode')}"
+    assert dis.estimates["deployment_per_tier"] == ["none", tier.deployment()]
+    assert plans["colocated"].estimates["deployment_per_tier"][-1] == "colocated"
+
+
+def test_cascadia_with_disaggregation_is_no_worse_than_colocated_and_the_ablation_never_disaggregates():
+    problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
+    best = get_planner("cascadia").plan(problem)
+    colo = get_planner("cascadia_colocated").plan(problem)
+    assert check_plan(best, problem.cascade, problem.cluster) == []
+    assert best.estimates["J"] <= colo.estimates["J"] * (1 + 1e-9)
+    assert not any(t.disaggregated for t in colo.tiers)
+    assert not any(t.disaggregated for t in get_planner("cascadia_no_parallelism").plan(problem).tiers)
+    with pytest.raises(Exception, match="disaggregation"):
+        get_planner("cascadia", disaggregation="sometimes")
+
+
+def test_online_replanning_settings_hold_every_tier_colocated():
+    from planners.base import colocated_settings
+
+    assert colocated_settings("cascadia", {"mu": 1.0}) == {"mu": 1.0, "disaggregation": "colocated"}
+    assert colocated_settings("single_model") == {"deployment": "colocated"}
+    assert colocated_settings("cascadia_colocated") == {}  # fixed by its name already
+    assert colocated_settings("cascadeserve") == {}  # never disaggregates
+    problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
+    plan = get_planner("cascadia", **colocated_settings("cascadia")).plan(problem)
+    assert not any(t.disaggregated for t in plan.tiers)
