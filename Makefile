@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: run test test-unit test-integration test-slow bench setup setup-test setup-notebooks figures notebooks results results-reasoning clean
+.PHONY: run test test-unit test-integration test-slow mutation bench setup setup-test setup-notebooks figures notebooks results results-reasoning clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -43,6 +43,12 @@ test-integration: setup-test
 
 test-slow: setup-test
 	$(BIN)/python -m pytest -m "slow or benchmark"
+
+# Mutation testing of the core modules (mutmut; slow, not in CI): results/mutation.json. tools/mutation.py says why
+# mutmut, how the score is counted and lists the equivalent mutants.
+mutation: setup-test
+	$(BIN)/pip install -q --disable-pip-version-check "mutmut==3.8.1"
+	$(BIN)/python -m tools.mutation
 
 bench: setup
 	$(BIN)/python -m sim.bench

@@ -221,6 +221,8 @@ def _meta(cfg, plan, seed, cl: Cluster, flow: CascadeFlow, end_s: float, wall_s:
             "iterations": sum(e.iterations for e in r.engines), "jumps": sum(e.jumps for e in r.engines),
             "kv_capacity_blocks": sum(e.kv.capacity_blocks for e in r.engines),
             "kv_peak_used_blocks": max(e.kv.peak_used_blocks for e in r.engines),
+            # Blocks still held when the run ends (prefix-cached ones count as free): 0 unless a block leaked.
+            "kv_used_blocks_end": sum(e.kv.used_blocks for e in r.engines),
         })
     busy_gpu_s = sum(r["busy_s"] * r["num_gpus"] for r in replicas)
     first = float(workload.arrival_s[0]) if workload.num_requests else 0.0

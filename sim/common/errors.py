@@ -16,3 +16,7 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A data file (trace, quality data, calibration CSV) is missing or malformed."""
+
+
+class SimulationStuck(RuntimeError):
+    """The simulator stopped making progress (a bug, not a user mistake): raised instead of looping forever."""

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import simpy
 
+from sim.common.errors import SimulationStuck
 from sim.perf.batch import BatchShape
 from sim.runtime.batching import SCHEDULERS, DecodeStep, Seq, Step
 from sim.runtime.clock import delay_to
@@ -31,6 +32,9 @@ from sim.runtime.kv_cache import KVCache
 
 STEP_TIMES_MAX = 1 << 16  # prefill-batch shapes memoized per cost model (Replica.step_times)
 _new = tuple.__new__  # builds a NamedTuple from a tuple at half the cost of its constructor (once per event)
+# An engine schedules nothing at most twice in a row (a preemption empties the batch, then the queue is admitted or
+# dropped); far more means no iteration will ever run again, e.g. a KV block leaked so the head never fits.
+IDLE_SCHEDULES_MAX = 1000
 
 
 class PrefillIteration(NamedTuple):
@@ -152,6 +156,7 @@ class Engine:
 
     def _next(self) -> None:
         """At an iteration boundary (self.clock): schedule the next iteration(s), or go idle."""
+        idle_schedules = 0
         while True:
             if not self.running and not self.waiting:
                 self._idle = True
@@ -160,6 +165,13 @@ class Engine:
             step = self.schedule(self, now)
             if step is None:
                 # Preemption emptied the batch (or every waiting prompt was dropped): schedule again now.
+                idle_schedules += 1
+                if idle_schedules > IDLE_SCHEDULES_MAX:
+                    raise SimulationStuck(
+                        f"simulation stuck: engine {self.index} of replica {self.replica.replica_id} at t={now:.6g} s "
+                        f"scheduled nothing {idle_schedules} times in a row with {len(self.waiting)} waiting, "
+                        f"{len(self.running)} running and {self.kv.free_blocks} of {self.kv.capacity_blocks} KV "
+                        f"blocks free (were KV blocks leaked?)")
                 continue
             if type(step) is not DecodeStep:
                 # A batch with prefill work: its cost-model time, memoized by shape for the run (a prompt

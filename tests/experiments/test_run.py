@@ -1,5 +1,6 @@
 """Every experiment runs end to end on a tiny horizon; its summary is aggregated and every figure regenerates."""
 import json
+import math
 import subprocess
 import sys
 
@@ -37,10 +38,23 @@ def test_main_job_writes_summary_with_every_planner(default_run):
     for name, s in on_disk["planners"].items():
         for key in ("slo_scale", "throughput_rps", "quality", "gpu_s_per_request"):
             assert isinstance(s[key], (int, float)), (name, key)
-        assert abs(sum(s["tier_gpus"]) - 32) <= 32 and sum(s["tier_gpus"]) > 0
+        _assert_sane_planner_summary(name, s, num_gpus=32)
         assert s["dropped"] == 0
     assert (out / "main_job.png").stat().st_size > 10_000
     assert on_disk["scenario"]["requests"] > 0
+
+
+def _assert_sane_planner_summary(name, s, num_gpus):
+    """What any finished run must hold, whatever the experiment: whole GPUs within the cluster (not 1 to 64 on a
+    32-GPU one, not NaN), a finite positive cost, a quality on the 0-100 scale, an SLO scale that is a number,
+    every request completed or dropped (means over seeds)."""
+    gpus = s["tier_gpus"]
+    assert all(isinstance(g, int) and g >= 0 for g in gpus), (name, gpus)
+    assert 0 < sum(gpus) <= num_gpus, (name, gpus)
+    assert math.isfinite(s["gpu_s_per_request"]) and s["gpu_s_per_request"] > 0, name
+    assert 0.0 <= s["quality"] <= 100.0, name
+    assert s["slo_scale"] > 0, name  # NaN fails too
+    assert s["requests"] > 0 and s["completed"] + s["dropped"] == pytest.approx(s["requests"]), name
 
 
 @pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e not in ("slo_throughput",)])
@@ -48,8 +62,11 @@ def test_experiment_runs_on_tiny_horizon(name, tmp_path):
     tiny = TINY
     if _cfg([f"experiment={name}"]).trace_window.duration_s is not None:  # a fixed trace part instead of a horizon
         tiny = ["trace_window.duration_s=40", "horizon_s=null", *TINY[1:]]
-    summary = run_experiment(_cfg([f"experiment={name}", *tiny, "figure=false"]), tmp_path)
+    cfg = _cfg([f"experiment={name}", *tiny, "figure=false"])
+    summary = run_experiment(cfg, tmp_path)
     assert summary["planners"] and summary["scenario"]["name"] == name
+    for planner, s in summary["planners"].items():
+        _assert_sane_planner_summary(f"{name}/{planner}", s, num_gpus=cfg.cluster.num_nodes * cfg.cluster.gpus_per_node)
 
 
 def test_aggregate_and_every_main_figure_regenerate(default_run, tmp_path):

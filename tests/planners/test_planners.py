@@ -243,7 +243,7 @@ def test_binary_scores_can_skip_tiers():
     assert [ld.num_requests for ld in loads] == [0, 0, ctx.sample.num_requests]
     planner = get_planner("cascadia")
     plan = planner.plan(problem)
-    check_plan(plan, problem.cascade, problem.cluster)
+    assert check_plan(plan, problem.cascade, problem.cluster) == []
     assert all(0.0 <= h <= 100.0 for h in plan.thresholds)
     replayed = replay_thresholds(plan.thresholds, plan.gpus_per_tier())
     assert planner.objective(ctx, replayed) == pytest.approx(plan.solver_stats["J"])

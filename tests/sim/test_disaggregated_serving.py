@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sim_fakes import OracleJudge, cluster, fake_factory, llama_cascade, poisson_workload
 
-from planners.plan import CascadePlan, ReplicaPlan, TierPlan
+from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.common.errors import ConfigError
 from sim.runtime.disagg import kv_transfer_s
 from sim.simulator import SimConfig, simulate

@@ -65,11 +65,20 @@ def test_invariants_and_identity(inst):
     done = df[~dropped]
     assert (done.final_tier >= 0).all() and (done.latency_s >= 0).all()
     assert (done.ttft_s <= done.latency_s + 1e-12).all()
-    # KV blocks never exceed capacity.
+    # KV blocks never exceed an engine's capacity (pp engines share a replica's blocks), and all come back.
     for rep in fast.meta["replicas"]:
-        assert rep["kv_peak_used_blocks"] <= rep["kv_capacity_blocks"]
+        assert rep["kv_peak_used_blocks"] <= rep["kv_capacity_blocks"] // rep["pp"]
+        assert rep["kv_used_blocks_end"] == 0
     it = fast.iterations
     assert (it.kv_used_blocks >= 0).all()
+    # Token budgets of the batching policy (a prompt longer than the budget runs alone).
+    if cfg.batching == "sarathi":
+        mixed = it[it.prefill_tokens > 0]
+        assert (mixed.prefill_tokens + mixed.decode_seqs <= cfg.chunk_tokens).all()
+    else:
+        multi = it[it.prefill_seqs > 1]
+        assert (multi.prefill_tokens <= cfg.max_batched_tokens).all()
+    assert (it.prefill_seqs + it.decode_seqs <= cfg.max_num_seqs).all()
     # Time never goes back, and an engine runs one iteration (or jump) at a time.
     for _, g in it.groupby(["replica_id", "engine"]):
         s = g.start_s.to_numpy()

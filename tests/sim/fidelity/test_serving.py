@@ -45,6 +45,14 @@ def test_per_request_lengths_and_sim_overrides():
     bench = ServingBench("llama3_8b", input_tokens=1, output_tokens=1, concurrency=4, num_prompts=3)
     m = simulate_serving(bench, input_lens=[100, 2000, 50], output_lens=[10, 20, 5], sim={"batching": "sarathi"})
     assert m["requests"] == 3
+    # The lengths given are the lengths served: 35 output tokens, TPOT over the 32 decode gaps.
+    assert m["itl_ms_mean"] > 0 and m["e2e_ms_mean"] > m["ttft_ms_mean"] > 0
+    longer = simulate_serving(bench, input_lens=[100, 2000, 50], output_lens=[40, 80, 20], sim={"batching": "sarathi"})
+    assert longer["e2e_ms_mean"] > m["e2e_ms_mean"] + 20 * m["itl_ms_mean"]
+    # The override is applied: vLLM's prefill-first batching admits the three prompts in one prefill, Sarathi
+    # chunks them over several iterations, so the first tokens come at other times.
+    vllm = simulate_serving(bench, input_lens=[100, 2000, 50], output_lens=[10, 20, 5])
+    assert vllm["ttft_ms_mean"] != m["ttft_ms_mean"]
 
 
 def test_sampled_lengths_stay_in_range_and_follow_the_seed():

@@ -163,3 +163,18 @@ def test_rate_scaling_a_drift_keeps_its_phase_boundaries_on_its_requests():
         assert (q["start_s"], q["end_s"]) == (p["start_s"] / 2, p["end_s"] / 2)
         inside = (fast.arrival_s >= q["start_s"]) & (fast.arrival_s < q["end_s"])
         assert inside.sum() == p["requests"]
+
+
+def test_window_edges_are_start_inclusive_end_exclusive_with_requests_on_both():
+    """The window is [start_s, end_s) (docs/INTERFACES.md): a request arriving exactly at start_s is kept (and
+    re-timed to 0), one exactly at end_s is left out. The edges are real arrival times of the trace, so flipped
+    edges lose the first request and gain the last (a window whose edges no request falls on cannot tell)."""
+    full = build_workload("conversation")
+    a = full.arrival_s
+    k, m = 100, 400
+    assert a[k - 1] < a[k] and a[m - 1] < a[m]  # no tie at either edge
+    w = build_workload("conversation", window=(float(a[k]), float(a[m])))
+    assert w.num_requests == m - k
+    assert w.arrival_s[0] == 0.0
+    np.testing.assert_array_equal(w.arrival_s, a[k:m] - a[k])
+    np.testing.assert_array_equal(w.input_tokens, full.input_tokens[k:m])

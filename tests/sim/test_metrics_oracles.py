@@ -1,0 +1,203 @@
+"""sim.metrics against brute force and exact contracts: the SLO scale as the smallest passing scale found by
+enumeration, the reference deployment as the first TP that fits found by trying each, the summary's documented
+keys (a renamed key breaks every table that reads it), the empty case, and the throughput bisection's bracket."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sim_fakes import OracleJudge, cluster, fake_factory, llama_cascade, plan, poisson_workload
+
+from sim.common.errors import ConfigError, DeploymentDoesNotFit
+from sim.metrics import (reference_deployment, request_slo_ratios, slo_scale, summarize, throughput_at_slo)
+from sim.runtime.records import SimResult
+from sim.simulator import SimConfig, simulate
+from sim.spec.cascade import cascade_from_dict
+
+SUMMARY_KEYS = {"requests", "completed", "dropped", "attainment", "dropped_by_reason", "context_skipped", "slo_scale",
+                "reference", "completed_rps", "quality", "gpu_s", "gpu_s_per_request", "gpu_s_per_1k_requests",
+                "busy_gpu_s_per_request", "tier_share", "final_tier_share", "per_tier", "sim_wall_s", "plan",
+                *(f"{s}_{m}" for s in ("p50", "p95", "p99", "mean") for m in ("latency_s", "ttft_s", "tpot_s"))}
+PCT_KEYS = {"p50", "p95", "p99", "mean"}
+
+
+def _brute_force_slo_scale(lat, ref, attainment):
+    """Smallest s among the candidate ratios such that at least `attainment` of all requests (dropped = never)
+    finish within s x ref."""
+    ratios = np.where(np.isfinite(lat), lat / ref, np.inf)
+    for s in np.sort(ratios):
+        if np.mean(ratios <= s) >= attainment - 1e-12:
+            return float(s)
+    return float("inf")
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("attainment", [0.5, 0.9, 0.95, 0.99])
+def test_slo_scale_equals_brute_force(seed, attainment):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    lat = rng.exponential(2.0, n)
+    lat[rng.random(n) < 0.05] = np.nan
+    ref = rng.uniform(0.5, 2.0, n)
+    assert slo_scale(lat, ref, attainment) == _brute_force_slo_scale(lat, ref, attainment)
+
+
+def test_slo_scale_of_nothing_is_nan_and_of_one_request_its_ratio():
+    assert math.isnan(slo_scale(np.array([]), np.array([]), 0.95))
+    assert slo_scale(np.array([3.0]), np.array([2.0]), 0.95) == 1.5
+
+
+@pytest.mark.parametrize("model", ["codellama_34b", "llama3_70b"])
+def test_reference_deployment_is_the_smallest_tp_that_fits_one_node(model):
+    from sim.perf.cost_model import build_replica_cost
+
+    cas = cascade_from_dict({"name": "c", "tiers": [{"model": "llama3_8b"}, {"model": model}]})
+    cl = cluster()
+    tier = cas.tiers[-1]
+    fits = []
+    for tp in (1, 2, 4, 8):
+        try:
+            fits.append((tp, build_replica_cost(tier.model, cl.gpu, tp, 1, tier.weights, tier.kv)))
+        except (DeploymentDoesNotFit, ConfigError):
+            continue
+    t, tp, cost = reference_deployment(cas, cl)
+    assert (t, tp) == (1, fits[0][0])
+    assert cost.kv_capacity_blocks == fits[0][1].kv_capacity_blocks
+    assert (cost.tp, cost.pp) == (tp, 1)
+    sg = reference_deployment(cas, cl, engine="sglang")[2]
+    assert sg.iteration_time_s != cost.iteration_time_s or sg is not cost  # the engine reaches the cost model
+
+
+def test_reference_deployment_that_fits_no_node_names_the_model():
+    cas = cascade_from_dict({"name": "c", "tiers": [{"model": "llama3_8b"}, {"model": "deepseek_v3"}]})
+    with pytest.raises(ConfigError, match=r"reference model .*deepseek.* does not fit one node of 8 x"):
+        reference_deployment(cas, cluster())
+
+
+def _result():
+    w = poisson_workload(200, 20.0, 1)
+    return simulate(plan((1, 1)), llama_cascade(), cluster(), w, SimConfig(), seed=1, cost_factory=fake_factory(),
+                    judge=OracleJudge(0.1))
+
+
+def test_summary_has_exactly_the_documented_keys():
+    r = _result()
+    s = summarize(r, llama_cascade(), plan((1, 1)), cluster=cluster())
+    assert set(s) == SUMMARY_KEYS
+    assert s["requests"] == 200 == s["completed"] + s["dropped"] and s["attainment"] == 0.95
+    assert s["reference"]["tier"] == 1 and s["reference"]["length"] == "largest_tier"
+    for p in s["per_tier"]:
+        assert set(p) == {"tier", "model", "share_reaching", "share_answered", "ttft_s", "tpot_s", "service_s"}
+        for k in ("ttft_s", "tpot_s", "service_s"):
+            assert set(p[k]) == PCT_KEYS
+    assert [p["model"] for p in s["per_tier"]] == ["llama3_8b", "llama3_70b"]
+    assert sum(s["final_tier_share"]) == pytest.approx(1.0)
+    df = r.requests
+    assert s["quality"] == pytest.approx(df.final_score.mean())
+    assert s["completed_rps"] == pytest.approx(200 / r.meta["makespan_s"])
+    assert s["busy_gpu_s_per_request"] == pytest.approx(r.meta["busy_gpu_s"] / 200)
+    # The attainment argument wins over the run's; the SLO scale moves with it.
+    s50 = summarize(r, llama_cascade(), cluster=cluster(), attainment=0.5)
+    assert s50["attainment"] == 0.5 and s50["slo_scale"] < s["slo_scale"]
+
+
+def test_summary_of_a_run_where_nothing_completed_is_nan_under_the_same_keys():
+    df = pd.DataFrame({"status": ["dropped"] * 2, "drop_reason": ["x", "x"], "latency_s": [np.nan] * 2,
+                       "ttft_s": [np.nan] * 2, "final_score": [np.nan] * 2, "final_tier": [-1, -1],
+                       "output_tokens_final": [0, 0], "input_tokens": [10, 10],
+                       **{f"{c}_t{t}": [np.nan] * 2 for c in ("enter_s", "queue_s", "prefill_s", "decode_s")
+                          for t in (0, 1)},
+                       **{f"output_tokens_t{t}": [5, 5] for t in (0, 1)}})
+    s = summarize(SimResult(df, None, {"makespan_s": 1.0, "gpu_s": 8.0}), llama_cascade())
+    assert s["completed"] == 0 and s["dropped"] == 2 and s["dropped_by_reason"] == {"x": 2}
+    for m in ("latency_s", "ttft_s", "tpot_s"):
+        for p in PCT_KEYS:
+            assert math.isnan(s[f"{p}_{m}"])
+    assert math.isnan(s["quality"]) and s["gpu_s_per_request"] == 8.0  # no completed request: divided by 1
+    assert all(set(p["ttft_s"]) == PCT_KEYS for p in s["per_tier"])
+
+
+def test_slo_ratios_use_the_runs_reference_tier_and_engine():
+    r = _result()
+    ref_last, info = request_slo_ratios(r, llama_cascade(), cluster())
+    assert info["tier"] == 1 and info["model"] == "llama3_70b"
+    r.meta["sim_config"]["reference_tier"] = 0
+    ref_first, info0 = request_slo_ratios(r, llama_cascade(), cluster())
+    assert info0["tier"] == 0 and info0["model"] == "llama3_8b"
+    from sim.metrics import reference_latency_s
+
+    df = r.requests
+    t0, tp0, cost0 = reference_deployment(llama_cascade(), cluster(), 0)
+    np.testing.assert_array_equal(ref_first, reference_latency_s(df.input_tokens, df.output_tokens_t0, cost0))
+    assert not np.array_equal(ref_first, ref_last)
+    r.meta["sim_config"]["engine"] = "sglang"
+    ref_sg, _ = request_slo_ratios(r, llama_cascade(), cluster())
+    assert not np.array_equal(ref_sg, ref_first)
+
+
+def test_throughput_bisection_brackets_the_highest_passing_rate():
+    """A fake run whose SLO holds exactly up to factor 3.3: the answer is the highest bisection point at or below
+    it, within the documented resolution (hi/lo)**(2**-iters)."""
+    cas, cl = llama_cascade(), cluster()
+    base = _result()
+    ref, _ = request_slo_ratios(base, cas, cl)
+
+    def run(f):
+        df = base.requests.copy()
+        df["latency_s"] = ref * (1.0 if f <= 3.3 else 10.0)  # SLO scale 1 below the knee, 10 above
+        return SimResult(df, None, base.meta)
+
+    lo, hi, iters = 0.25, 16.0, 8
+    f = throughput_at_slo(run, 2.0, lo=lo, hi=hi, iters=iters, cascade=cas, cluster=cl)
+    assert f <= 3.3 < f * (hi / lo) ** (2.0 ** -iters) * (1 + 1e-12)
+    assert throughput_at_slo(run, 2.0, lo=0.25, hi=3.0, cascade=cas, cluster=cl) == 3.0  # hi passes
+    assert throughput_at_slo(run, 0.5, lo=0.25, hi=3.0, cascade=cas, cluster=cl) == 0.0  # even lo fails
+    with pytest.raises(ConfigError, match="0 < lo < hi"):
+        throughput_at_slo(run, 2.0, lo=2.0, hi=1.0, cascade=cas, cluster=cl)
+    with pytest.raises(ConfigError, match="needs the cascade"):
+        throughput_at_slo(run, 2.0)
+
+
+def test_defaults_when_a_result_lacks_run_metadata():
+    """A hand-made SimResult (no attainment, GPU-seconds or sim_config in its meta) gets the documented defaults:
+    attainment 0.95, NaN GPU-seconds, the largest tier and vLLM as the reference."""
+    r = _result()
+    bare = SimResult(r.requests, None, {"makespan_s": r.meta["makespan_s"]})
+    s = summarize(bare, llama_cascade(), cluster=cluster())
+    assert s["attainment"] == 0.95
+    assert math.isnan(s["gpu_s"]) and math.isnan(s["gpu_s_per_request"]) and math.isnan(s["busy_gpu_s_per_request"])
+    ref, info = request_slo_ratios(bare, llama_cascade(), cluster())
+    assert info["tier"] == 1 and info["length"] == "largest_tier"
+    np.testing.assert_array_equal(ref, request_slo_ratios(r, llama_cascade(), cluster())[0])
+    full = summarize(r, llama_cascade(), cluster=cluster())
+    assert s["slo_scale"] == full["slo_scale"]
+
+
+def test_meets_slo_is_slo_scale_at_most_the_target_at_the_runs_attainment():
+    from sim.metrics import meets_slo
+
+    r = _result()
+    cas, cl = llama_cascade(), cluster()
+    s95 = summarize(r, cas, cluster=cl)["slo_scale"]
+    assert meets_slo(r, s95, cas, cl) and not meets_slo(r, s95 * (1 - 1e-9), cas, cl)  # the boundary passes
+    half = SimResult(r.requests, None, {**r.meta, "attainment": 0.5})
+    s50 = summarize(half, cas, cluster=cl)["slo_scale"]
+    assert s50 < s95 and meets_slo(half, s50, cas, cl) and not meets_slo(r, s50, cas, cl)
+    bare = SimResult(r.requests, None, {})
+    assert meets_slo(bare, s95, cas, cl) and not meets_slo(bare, s95 * (1 - 1e-9), cas, cl)  # 0.95 by default
+    # The engine argument reaches the reference: SGLang's reference times differ, so does the verdict at the edge.
+    s_sg = summarize(r, cas, cluster=cl, engine="sglang")["slo_scale"]
+    assert s_sg != s95
+    assert meets_slo(r, s_sg, cas, cl, engine="sglang") and meets_slo(r, s_sg, cas, cl) == (s95 <= s_sg)
+
+
+def test_returned_length_uses_a_one_token_answer():
+    df = pd.DataFrame({"input_tokens": [200, 200], "output_tokens_t0": [1, 1], "output_tokens_t1": [400, 400],
+                       "output_tokens_final": [1, 400], "final_tier": [0, 1], "status": ["completed"] * 2,
+                       "latency_s": [1.0, 2.0]})
+    returned, _ = request_slo_ratios(SimResult(df, None, {"sim_config": {"reference_length": "returned"}}),
+                                     llama_cascade(), cluster())
+    largest, _ = request_slo_ratios(SimResult(df, None, {"sim_config": {}}), llama_cascade(), cluster())
+    assert returned[0] < largest[0] and returned[1] == largest[1]
