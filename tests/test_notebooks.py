@@ -27,7 +27,7 @@ def _problems(nb) -> list[str]:
 
 
 def test_every_notebook_is_listed():
-    assert {"figures.ipynb", "results.ipynb", "workloads.ipynb"} <= set(IDS)
+    assert {"figures.ipynb", "figures_beyond.ipynb", "results.ipynb", "workloads.ipynb"} <= set(IDS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -43,9 +43,12 @@ def test_committed_notebook_has_its_figures_inline(path: Path):
 def test_figures_notebook_shows_every_figure():
     from experiments.figures.__main__ import FIGURES
 
-    nb = nbformat.read(PROJECT_ROOT / "notebooks" / "figures.ipynb", as_version=4)
-    shown = {m.group(1) for c in nb.cells for m in re.finditer(r'show\("(\w+)"\)', c.source)}
-    assert shown == set(FIGURES)
+    # The paper's figures in figures.ipynb, the load sweeps and disaggregation in figures_beyond.ipynb (one notebook
+    # would pass the 1 MB limit with every figure embedded).
+    shown = [m.group(1) for name in ("figures", "figures_beyond")
+             for c in nbformat.read(PROJECT_ROOT / "notebooks" / f"{name}.ipynb", as_version=4).cells
+             for m in re.finditer(r'show\("(\w+)"\)', c.source)]
+    assert sorted(shown) == sorted(FIGURES)
 
 
 @pytest.mark.slow
