@@ -37,7 +37,7 @@ class SingleModelPlanner:
     name: str = "single_model"
     model: str = "largest"
     batching: str = "vllm"
-    deployment: str = "best"
+    deployment: str = "colocated"  # best | colocated | disaggregated; colocated by default (CascadiaPlanner says why)
 
     def __post_init__(self) -> None:
         if self.model not in ("largest", "smallest_meeting"):

@@ -65,7 +65,7 @@ def test_replan_per_rate_plans_once_per_bisected_rate(monkeypatch):
     factor. The simulation is replaced by the probe's rate and the SLO check by "rate <= 5x the base rate", so the
     bisection's path is known in advance (hi fails, lo passes, then geometric mid-points)."""
     import sim.metrics
-    import experiments.run as run
+    import experiments.main_job as run
 
     cfg = _cfg([*SMALL, "workload=deepseek_reasoning", "load_fraction=0.5", "throughput.iters=3",
                 "throughput.horizon_s=30", "throughput.lo=0.5", "throughput.hi=40.0"])
