@@ -7,12 +7,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.inputs import check_top_level, parse_cascade, parse_cluster, trace_window  # noqa: F401 (re-exported)
+from experiments.inputs import check_top_level, parse_cascade, parse_cluster, trace_window
 from experiments.load import capacity_rps
-from sim.spec.cascade import CascadeSpec, cascade_from_dict
+from sim.spec.cascade import CascadeSpec
 from sim.spec.plan import CascadePlan
 from sim.common.errors import ConfigError
-from sim.spec.hardware import ClusterSpec, cluster_from_dict, load_gpu
+from sim.spec.hardware import ClusterSpec
 from sim.workload.types import Workload
 
 
@@ -57,9 +57,7 @@ def single_model_capacity(cfg: DictConfig) -> dict:
     parts = {k: _container(cfg.get(k)) for k in ("cluster", "cascade", "workload", "sim")}
     key = repr((parts, window, int(cfg.seed)))
     if key not in _CAPACITY:
-        cluster = cluster_from_dict(parts["cluster"], load_gpu(parts["cluster"]["hardware"]),
-                                    f"cluster {parts['cluster'].get('name')}")
-        cascade = cascade_from_dict(parts["cascade"])
+        cluster, cascade = parse_cluster(cfg), parse_cascade(cfg)  # the one parse step (user config dirs too)
         extra = {} if window is None else {"window": {"start_s": window[0], "end_s": window[1]}}
         workload = build_workload(parts["workload"], cascade=cascade, seed=int(cfg.seed), **extra)
         _CAPACITY[key] = capacity_rps(cascade, cluster, workload, sim_config_from_dict(parts["sim"]).engine)

@@ -1,11 +1,11 @@
 """Invariants (Hypothesis) and fast-vs-reference identity of the simulator on small random instances."""
 from __future__ import annotations
 
+from dataclasses import replace as dc_replace
+
 import numpy as np
 import pandas as pd
 import pytest
-from dataclasses import replace as dc_replace
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sim_fakes import (CONTEXT_MODELS, OracleJudge, cluster, context_cascade, fake_factory, llama_cascade, plan,
