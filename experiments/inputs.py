@@ -4,24 +4,42 @@ Every user input of a run passes here before any output folder is made or any pl
 tree (sim.common.config_checks: finiteness and ranges, with the key path and the valid range), the cluster and its
 hardware file, the cascade and its model files (sim.spec: unknown keys, precisions, sizes), the workload schema
 (sim.workload.config), the simulator settings (sim.simulator.SimConfig), the evaluation protocol and every selected
-planner's settings (planners.base). Files named by config (model, hardware, cluster, planner) are looked up in the
-user's config folders first (`config_dirs`, filled from --config-dir / hydra.searchpath), then in conf/. Traces and
-quality tables are read, checked and cached when the workload is built (sim.workload), which names the file and line.
+planner's settings (planners.base), the faults (sim.spec.faults) and the re-planning settings (online.replan), and
+the data files the workload names: its trace and quality table are read and checked here (sim.workload.
+check_workload_data names the file and line), for every trace part the run will use. Each typed schema states its
+defaults and bounds once, on its fields (sim.common.config_checks.setting). Files named by config (model, hardware,
+cluster, planner) are looked up in the user's config folders first (`config_dirs`, filled from --config-dir /
+hydra.searchpath), then in conf/.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from sim.common.config_checks import EXPERIMENT_RULES, check_experiment_numbers, check_keys, check_numbers
+from online.replan import ReplanConfig, replan_config_from_dict
+from sim.common.config_checks import (EXPERIMENT_RULES, NON_NEGATIVE_INT, Range, check_experiment_numbers, check_numbers,
+                                     from_mapping, setting)
 from sim.common.errors import ConfigError
 from sim.common.quick import quick_mode
 from sim.spec.cascade import CascadeSpec, cascade_from_dict
+from sim.spec.faults import Fault, faults_from_config
 from sim.spec.hardware import ClusterSpec, available, cluster_from_dict, load_gpu
 from sim.simulator import SimConfig, sim_config_from_dict
+from sim.workload.build import check_workload_data
 from sim.workload.config import WorkloadConfig, workload_config_from_dict
+
+
+@dataclass(frozen=True)
+class OnlineRuns:
+    """The run-level keys of cfg.replan (experiments.online reads them; the policy's own keys are ReplanConfig's)."""
+
+    planners: Optional[tuple[str, ...]] = None  # the planners that re-plan (null: all)
+    keep_static: bool = False  # also run each re-planning planner without re-planning, as <name>_online's baseline
+
+
+ONLINE_RUN_KEYS = tuple(OnlineRuns.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -35,14 +53,24 @@ class ExperimentInputs:
     planners: tuple[tuple[str, Any], ...]  # (name, planner object with its settings), in the configured order
     seeds: tuple[int, ...]
     config_dirs: tuple[str, ...]
+    faults: tuple[Fault, ...] = ()
+    replan: ReplanConfig = ReplanConfig()
+    online: OnlineRuns = OnlineRuns()
 
 
 def container(node) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def config_dirs(cfg) -> tuple[str, ...]:
     return tuple(str(d) for d in (cfg.get("config_dirs") or ()))
+
+
+def parse_replan(cfg) -> tuple[ReplanConfig, OnlineRuns]:
+    """cfg.replan split into the policy's settings and the run-level keys, both checked."""
+    data = dict(container(cfg.get("replan")) or {})
+    runs = {k: data.pop(k) for k in ONLINE_RUN_KEYS if k in data}
+    return replan_config_from_dict(data), from_mapping(OnlineRuns, runs, "replan")
 
 
 def parse_cluster(cfg) -> ClusterSpec:
@@ -60,19 +88,15 @@ def parse_cascade(cfg) -> CascadeSpec:
 @dataclass(frozen=True)
 class SplitSpec:
     enabled: bool = True
-    plan_fraction: float = 0.5  # share of the scenario's window (its earlier part) the planners see
-    question_fraction: float = 0.5  # share of the dataset's questions bound to planning requests
-    seed: int = 0  # with the run's seed, picks which questions are planning questions
+    # share of the scenario's window (its earlier part) the planners see
+    plan_fraction: float = setting(0.5, valid=Range(0.0, 1.0, lo_open=True, hi_open=True))
+    # share of the dataset's questions bound to planning requests
+    question_fraction: float = setting(0.5, valid=Range(0.0, 1.0, lo_open=True, hi_open=True))
+    seed: int = setting(0, valid=NON_NEGATIVE_INT)  # with the run's seed, picks which questions are planning questions
 
 
 def split_spec(cfg: DictConfig) -> SplitSpec:
-    raw = OmegaConf.to_container(cfg.split, resolve=True) if cfg.get("split") is not None else {}
-    check_keys(raw, SplitSpec.__dataclass_fields__, "split")
-    for key in ("plan_fraction", "question_fraction"):
-        if isinstance(raw.get(key), bool) or not isinstance(raw.get(key, 0.5), (int, float)):
-            raise ConfigError(f"split.{key} must be a number strictly between 0 and 1, got {raw.get(key)!r}")
-    check_numbers(raw, EXPERIMENT_RULES, prefix="split")  # the ranges: sim.common.config_checks
-    return SplitSpec(**raw)
+    return from_mapping(SplitSpec, container(cfg.get("split")) or {}, "split")
 
 
 def run_seeds(cfg: DictConfig) -> list[int]:
@@ -111,13 +135,19 @@ def check_top_level(cfg: DictConfig) -> None:
 
 
 def parse_experiment(cfg: DictConfig, planners: bool = True) -> ExperimentInputs:
-    """Every input of cfg in one pass; the first problem is one ConfigError naming the key and what is valid."""
+    """Every input of cfg in one pass; the first problem is one ConfigError (or a DataError for a data file) naming
+    the key or file and what is valid."""
     check_top_level(cfg)
     cluster, cascade = parse_cluster(cfg), parse_cascade(cfg)
     workload = workload_config_from_dict(container(cfg.workload))
     sim = sim_config_from_dict(container(cfg.sim))
     split_spec(cfg)
     seeds = tuple(run_seeds(cfg))
+    faults = faults_from_config(container(cfg.get("faults")), cluster)
+    replan, online = parse_replan(cfg)
+    window = trace_window(cfg)
+    check_workload_data(workload, cascade=cascade,
+                        **({} if window is None else {"window": {"start_s": window[0], "end_s": window[1]}}))
     chosen: tuple = ()
     if planners:
         from planners.base import get_planner
@@ -125,4 +155,6 @@ def parse_experiment(cfg: DictConfig, planners: bool = True) -> ExperimentInputs
         settings = dict(container(cfg.planner) or {})
         chosen = tuple((name, get_planner(name, config_dirs=config_dirs(cfg), **(s or {})))
                        for name, s in settings.items())
-    return ExperimentInputs(cluster, cascade, workload, sim, chosen, seeds, config_dirs(cfg))
+        if replan.planner is not None:
+            get_planner(replan.planner, config_dirs=config_dirs(cfg), **replan.planner_settings)
+    return ExperimentInputs(cluster, cascade, workload, sim, chosen, seeds, config_dirs(cfg), faults, replan, online)

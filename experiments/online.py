@@ -16,7 +16,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from online.gears import GearPolicy
-from online.replan import DriftReplanPolicy, ReplanConfig, replan_config_from_dict
+from experiments.inputs import parse_replan
+from online.replan import DriftReplanPolicy, ReplanConfig
 from sim.common.errors import ConfigError
 from sim.common.io import write_table
 from sim.spec.faults import faults_from_config
@@ -30,26 +31,18 @@ def _container(node):
 
 
 def replan_config(cfg: DictConfig) -> ReplanConfig:
-    data = dict(_container(cfg.get("replan")) or {})
-    for key in ("planners", "keep_static"):  # run-level keys read by online_entries
-        data.pop(key, None)
-    return replan_config_from_dict(data)
+    return parse_replan(cfg)[0]
 
 
 def check_online_config(cfg: DictConfig, scenario) -> None:
-    """Validate cfg.faults and cfg.replan before any planning (one clear error each)."""
+    """Validate cfg.faults and cfg.replan before any planning (one clear error each; the parse step's own checks,
+    experiments.inputs, for callers that start from a scenario)."""
     faults_from_config(_container(cfg.get("faults")), scenario.cluster)
-    rc = replan_config(cfg)
+    rc, _ = parse_replan(cfg)
     if rc.planner is not None:
         from planners.base import get_planner
 
         get_planner(rc.planner, **rc.planner_settings)
-    raw = _container(cfg.get("replan")) or {}
-    planners = raw.get("planners")
-    if planners is not None and not isinstance(planners, list):
-        raise ConfigError(f"replan.planners = {planners!r} is not valid; list planner names, or null for all")
-    if not isinstance(raw.get("keep_static", False), bool):
-        raise ConfigError(f"replan.keep_static = {raw['keep_static']!r} is not valid; it must be true or false")
 
 
 def online_entries(cfg: DictConfig, planners: dict) -> dict:

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, replace
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from experiments.inputs import SplitSpec, run_seeds, split_spec, trace_window  # noqa: F401 (the protocol's settings, parsed there)
 from experiments.scenario import Scenario, build_scenario, resolve_q_min

@@ -26,14 +26,14 @@ cost of the transition (re-planning that costs more than it gains would make dri
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 
 from sim.control.policy import LiveView, PlanChange
-from sim.common.config_checks import check_keys
-from sim.common.errors import ConfigError, UserError
+from sim.common.config_checks import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Range, check_fields, from_mapping, setting
+from sim.common.errors import UserError
 from sim.control.transition import TRANSITION_KEYS, TransitionConfig, estimate, healthy_nodes, reconcile, remap_nodes
 
 
@@ -49,64 +49,30 @@ class ReplanConfig:
     planner_settings: dict = field(default_factory=dict)
     on_failure: bool = True  # re-plan when GPUs fail and when they are repaired
     drift_detection: bool = True
-    sample_requests: int = 50  # the live sample compared with the planned workload
-    interval_s: float = 120.0  # between drift checks
-    rate_threshold: float = 0.5  # relative change of the arrival rate
-    scale_down_checks: int = 2  # consecutive checks a rate drop must persist (a rise counts at once)
-    length_threshold: float = 0.5  # relative change of the median prompt or tier-0 answer length
-    ks_threshold: float = 0.3  # two-sample KS statistic on tier-0 scores
-    hysteresis: float = 0.5  # an alarm clears when every statistic is below hysteresis x its threshold
-    min_dwell_s: float = 300.0  # least simulated time between two applied re-plans
-    lookahead_s: float = 600.0  # the horizon over which a re-plan must pay for its transition
-    gain_margin: float = 1.0  # apply when estimated gain > gain_margin x estimated cost
+    sample_requests: int = setting(50, valid=Range(2.0, integer=True))  # the live sample compared with the planned workload
+    # a rate measured over less than MIN_INTERVAL_S of a 5-10 req/s trace is noise
+    interval_s: float = setting(120.0, valid=Range(MIN_INTERVAL_S))  # between drift checks
+    rate_threshold: float = setting(0.5, valid=POSITIVE)  # relative change of the arrival rate
+    scale_down_checks: int = setting(2, valid=POSITIVE_INT)  # consecutive checks a rate drop must persist (a rise counts at once)
+    length_threshold: float = setting(0.5, valid=POSITIVE)  # relative change of the median prompt or tier-0 answer length
+    ks_threshold: float = setting(0.3, valid=POSITIVE)  # two-sample KS statistic on tier-0 scores
+    hysteresis: float = setting(0.5, valid=Range(0.0, 1.0, lo_open=True))  # an alarm clears when every statistic is below hysteresis x its threshold
+    min_dwell_s: float = setting(300.0, valid=NON_NEGATIVE)  # least simulated time between two applied re-plans
+    lookahead_s: float = setting(600.0, valid=POSITIVE)  # the horizon over which a re-plan must pay for its transition
+    gain_margin: float = setting(1.0, valid=POSITIVE)  # apply when estimated gain > gain_margin x estimated cost
     # Charged before a plan applies. 5 s is above Cascadia's measured 1.3-2.3 s for 32 GPUs (python -m
     # planners.bench) to cover a busy controller host; null = the measured wall time (not repeatable).
-    planner_time_s: float | None = 5.0
-    q_min_rule: str = "fixed"  # fixed | per_phase
-    plan_requests: int = 500  # at most this many arrivals of the last interval_s for a drift re-plan
-    reload_bandwidth_gbps: float = 5.0  # sim.control.transition.TransitionConfig (source there)
-    startup_s: float = 20.0
-    inflight_policy: str = "requeue"
-    plan_window_s: float | None = None  # the initial plan sees only the first plan_window_s s (None: whole run)
+    planner_time_s: float | None = setting(5.0, valid=NON_NEGATIVE)
+    q_min_rule: str = setting("fixed", valid=("fixed", "per_phase"))  # fixed | per_phase
+    plan_requests: int = setting(500, valid=Range(2.0, integer=True))  # at most this many arrivals of the last interval_s for a drift re-plan
+    # sim.control.transition.TransitionConfig states these defaults and bounds (and their sources)
+    reload_bandwidth_gbps: float = TransitionConfig.reload_bandwidth_gbps
+    startup_s: float = TransitionConfig.startup_s
+    inflight_policy: str = TransitionConfig.inflight_policy
+    plan_window_s: float | None = setting(None, valid=POSITIVE)  # the initial plan sees only the first plan_window_s s (None: whole run)
 
     def __post_init__(self) -> None:
-        def bad(key, valid):
-            raise ConfigError(f"replan.{key} = {getattr(self, key)!r} is not valid; {valid}")
-
-        def number(v):
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-
-        for key in ("enabled", "on_failure", "drift_detection"):
-            if not isinstance(getattr(self, key), bool):
-                bad(key, "it must be true or false")
-        for key in ("sample_requests", "plan_requests"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 2:
-                bad(key, "it must be an integer >= 2")
-        v = self.scale_down_checks
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            bad("scale_down_checks", "it must be an integer >= 1")
-        for key in ("interval_s", "rate_threshold", "length_threshold", "ks_threshold", "lookahead_s",
-                    "gain_margin"):
-            v = getattr(self, key)
-            if not number(v) or not v > 0:
-                bad(key, "it must be a positive finite number")
-        if self.interval_s < MIN_INTERVAL_S:
-            bad("interval_s", f"drift checks need at least {MIN_INTERVAL_S:g} s of arrivals to measure a rate")
-        if not number(self.hysteresis) or not 0 < self.hysteresis <= 1:
-            bad("hysteresis", "it must be within (0, 1]")
-        if not number(self.min_dwell_s) or self.min_dwell_s < 0:
-            bad("min_dwell_s", "it must be seconds >= 0")
-        if self.planner_time_s is not None and (not number(self.planner_time_s) or self.planner_time_s < 0):
-            bad("planner_time_s", "it must be seconds >= 0, or null for the measured wall time")
-        if self.q_min_rule not in ("fixed", "per_phase"):
-            bad("q_min_rule", "use 'fixed' (the user's q_min for the whole run) or 'per_phase'")
-        if self.plan_window_s is not None and (not number(self.plan_window_s) or self.plan_window_s <= 0):
-            bad("plan_window_s", "it must be positive seconds or null")
-        if self.planner is not None and not isinstance(self.planner, str):
-            bad("planner", "it must be a planner name or null")
-        if not isinstance(self.planner_settings, dict):
-            bad("planner_settings", "it must be a mapping of planner settings")
+        check_fields(self, "replan")  # each field's type and bound are stated on the field
         self.transition  # validates the transition keys
 
     @property
@@ -115,13 +81,7 @@ class ReplanConfig:
 
 
 def replan_config_from_dict(data) -> ReplanConfig:
-    data = dict(data or {})
-    check_keys(data, [f.name for f in fields(ReplanConfig)], "replan")
-    if data.get("planner_settings") is not None:
-        data["planner_settings"] = dict(data["planner_settings"])
-    else:
-        data.pop("planner_settings", None)
-    return ReplanConfig(**data)
+    return from_mapping(ReplanConfig, dict(data or {}), "replan")
 
 
 # ---- drift statistics ----------------------------------------------------------------------------

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -12,12 +12,14 @@ import simpy
 
 from sim.runtime.batching import POLICIES
 from sim.runtime.cluster import Cluster, validate_plan
-from sim.common.config_checks import SIM_RULES, check_numbers, dataclass_from_mapping
+from sim.common.config_checks import (NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, Range, check_fields,
+                                     dataclass_from_mapping, setting)
 from sim.common.errors import ConfigError, DataError
 from sim.runtime.flow import CascadeFlow
 from sim.runtime.records import SimResult
 from sim.runtime.replica import ITERATION_COLUMNS
 from sim.runtime.router import LOAD_BALANCERS, question_routes
+from sim.workload.config import judge_config_from_dict
 
 MODES = ("fast", "reference")
 CONTEXT_POLICIES = ("skip", "drop")
@@ -27,67 +29,45 @@ CONTEXT_POLICIES = ("skip", "drop")
 class SimConfig:
     """Simulator settings (conf/sim/*.yaml). Engine defaults follow vLLM V0."""
 
-    batching: str = "vllm"  # vllm (prefill first) | sarathi (chunked prefill) | static
-    chunk_tokens: int = 512  # Sarathi-Serve token budget per iteration
-    max_num_seqs: int = 256
-    max_batched_tokens: int = 8192  # vllm/static: prompt tokens per prefill iteration
-    kv_block_size: int = 16
-    kv_watermark: float = 0.01  # share of KV blocks admission keeps free (at least one block)
+    batching: str = setting("vllm", valid=tuple(POLICIES))  # vllm (prefill first) | sarathi (chunked prefill) | static
+    chunk_tokens: int = setting(512, valid=POSITIVE_INT)  # Sarathi-Serve token budget per iteration
+    max_num_seqs: int = setting(256, valid=POSITIVE_INT)
+    max_batched_tokens: int = setting(8192, valid=POSITIVE_INT)  # vllm/static: prompt tokens per prefill iteration
+    kv_block_size: int = setting(16, valid=POSITIVE_INT)
+    kv_watermark: float = setting(0.01, valid=Range(0.0, 1.0, hi_open=True))  # share of KV blocks admission keeps free (at least one block)
     prefix_caching: bool = True  # reuse cached prompt-prefix KV blocks when the workload has block hash ids
-    gpu_memory_utilization: float = 0.9
-    load_balancer: str = "least_work"  # least_work | round_robin | jsq | prefix_aware
-    lb_output_tokens_estimate: int = 256  # least_work's guess of a visit's output tokens
-    lb_prefill_weight: float = 0.05  # least_work: a prompt token counts this much of a decode token
+    gpu_memory_utilization: float = setting(0.9, valid=Range(0.0, 1.0, lo_open=True))
+    load_balancer: str = setting("least_work", valid=tuple(LOAD_BALANCERS))  # least_work | round_robin | jsq | prefix_aware
+    lb_output_tokens_estimate: int = setting(256, valid=NON_NEGATIVE_INT)  # least_work's guess of a visit's output tokens
+    lb_prefill_weight: float = setting(0.05, valid=NON_NEGATIVE)  # least_work: a prompt token counts this much of a decode token
     judge: dict = field(default_factory=dict)  # sim.workload.Judge config {kind, noise_std, latency}
     forward_with_draft: bool = False  # a forwarded request prefills prompt + the previous tier's answer
-    mode: str = "fast"  # fast (jump over decode iterations) | reference (one event per iteration)
+    mode: str = setting("fast", valid=MODES)  # fast (jump over decode iterations) | reference (one event per iteration)
     record_iterations: bool = False
     engine: str = "vllm"  # engine overhead profile for the cost model (conf/engine)
-    cost_model: str = "analytical"  # analytical | table (a measured table: sim.perf.measured_table)
+    cost_model: str = setting("analytical", valid=("analytical", "table"))  # analytical | table (a measured table: sim.perf.measured_table)
     cost_table: str = ""  # cost_model table: the CSV of measured iteration times
     cost_table_extrapolate: bool = False  # cost_model table: extend the table's lines beyond its measured range
-    reference_tier: int = -1  # metrics: the tier whose model defines ref(r) (-1 = largest)
-    attainment: float = 0.95  # metrics: the SLO attainment percentile
+    reference_tier: int = setting(-1, valid=Range(-64.0, 63.0, integer=True))  # metrics: the tier whose model defines ref(r) (-1 = largest)
+    attainment: float = setting(0.95, valid=Range(0.0, 1.0, lo_open=True, hi_open=True))  # metrics: the SLO attainment percentile
     # metrics: ref(r)'s answer length, the reference tier's answer (largest_tier) or the answer returned
     # (returned); see sim.metrics.REFERENCE_LENGTHS for the default's reason
-    reference_length: str = "largest_tier"
+    reference_length: str = setting("largest_tier", valid=("largest_tier", "returned"))
     # A request whose prompt plus answer exceeds a tier model's max_context: skip (served by the next tier that
     # can take it) | drop (dropped with reason context_exceeded). Either way none that no tier takes is served.
-    context_policy: str = "skip"
+    context_policy: str = setting("skip", valid=CONTEXT_POLICIES)
     # Disaggregated tiers (replica roles prefill/decode, sim.runtime.disagg): when the prompt's KV moves to the
     # decode instance: after_prefill (vLLM, SGLang, Dynamo) | layerwise (overlapping the prefill, Splitwise)
-    kv_transfer: str = "after_prefill"
+    kv_transfer: str = setting("after_prefill", valid=("after_prefill", "layerwise"))
 
     def __post_init__(self) -> None:
-        def bad(key, value, valid):
-            raise ConfigError(f"sim.{key} = {value!r} is not valid; {valid}")
-
-        if self.batching not in POLICIES:
-            bad("batching", self.batching, f"choose one of {list(POLICIES)}")
-        if self.load_balancer not in LOAD_BALANCERS:
-            bad("load_balancer", self.load_balancer, f"choose one of {list(LOAD_BALANCERS)}")
-        if self.cost_model not in ("analytical", "table"):
-            bad("cost_model", self.cost_model, "choose 'analytical' or 'table'")
+        # Each field's type and bound are stated on the field (sim.common.config_checks.setting); here only what
+        # needs two fields, and the judge's own schema.
+        check_fields(self, "sim")
         if self.cost_model == "table" and not self.cost_table:
-            bad("cost_table", self.cost_table, "cost_model 'table' needs the path of a measured table CSV")
-        if self.mode not in MODES:
-            bad("mode", self.mode, f"choose one of {list(MODES)}")
-        if self.kv_transfer not in ("after_prefill", "layerwise"):
-            bad("kv_transfer", self.kv_transfer, "choose one of ['after_prefill', 'layerwise']")
-        if self.context_policy not in CONTEXT_POLICIES:
-            bad("context_policy", self.context_policy, f"choose one of {list(CONTEXT_POLICIES)}")
-        for key in ("chunk_tokens", "max_num_seqs", "max_batched_tokens", "kv_block_size", "reference_tier",
-                    "lb_output_tokens_estimate"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool):
-                bad(key, v, "it must be an integer")
-        if not isinstance(self.prefix_caching, bool):
-            bad("prefix_caching", self.prefix_caching, "it must be true or false")
-        if self.reference_length not in ("largest_tier", "returned"):
-            bad("reference_length", self.reference_length, "choose one of ['largest_tier', 'returned']")
-        # Ranges: the one table of sim.common.config_checks (the same rules judge a composed config's sim.* keys).
-        numbers = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "judge"}
-        check_numbers(numbers, SIM_RULES, "simulator settings", prefix="sim")
+            raise ConfigError(f"sim.cost_table = {self.cost_table!r} is not valid; cost_model 'table' needs the path "
+                              "of a measured table CSV")
+        judge_config_from_dict(self.judge, "sim.judge")
 
 
 def sim_config_from_dict(data: dict | None, where: str = "sim") -> SimConfig:

@@ -4,12 +4,17 @@ The rules are data: a table from a dotted key pattern to the valid interval, plu
 (a `_s`, `_gbps`, `_rps`, `_tokens`... value is never negative). Every numeric leaf of the config tree is walked,
 so a NaN or an infinity is refused wherever it appears, even under a key no rule names. Rules that need more than
 one key (the size of a cluster) are listed in CROSS_CHECKS. check_keys is the one unknown-key check of every config
-mapping; choices stay with their schemas.
+mapping. A typed schema (a dataclass) states each field's default and its bound once, in the field itself
+(`setting(default, valid=Range | choices)`); from_mapping builds it from a mapping (unknown keys, types, bounds, with
+the key path) and check_fields checks an instance made in code the same way.
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -56,13 +61,13 @@ SCORE = Range(0.0, 100.0)
 # finish planning in 400 s: a larger cluster is refused up front rather than left to look like a hang.
 MAX_CLUSTER_GPUS = 1024
 
-# Dotted key patterns (fnmatch; list items appear as their index) -> valid range. First match wins.
+# Dotted key patterns (fnmatch; list items appear as their index) -> valid range. First match wins. The groups with a
+# typed schema state their bounds on its fields instead (sim: sim.simulator.SimConfig, workload and sim.judge:
+# sim.workload.config, replan: online.replan.ReplanConfig, split: experiments.inputs.SplitSpec); every number of the
+# tree is still checked here for finiteness.
 EXPERIMENT_RULES: dict[str, Range] = {
     "seed": NON_NEGATIVE_INT,
     "seeds": POSITIVE_INT,
-    "split.plan_fraction": Range(0.0, 1.0, lo_open=True, hi_open=True),
-    "split.question_fraction": Range(0.0, 1.0, lo_open=True, hi_open=True),
-    "split.seed": NON_NEGATIVE_INT,
     "q_min": SCORE,
     "q_min_level": SHARE,
     "rate_scale": POSITIVE,
@@ -81,27 +86,6 @@ EXPERIMENT_RULES: dict[str, Range] = {
     "throughput.hi": POSITIVE,
     "throughput.iters": Range(1.0, 64.0, integer=True),
     "throughput.horizon_s": POSITIVE,
-    "sim.chunk_tokens": POSITIVE_INT,
-    "sim.max_num_seqs": POSITIVE_INT,
-    "sim.max_batched_tokens": POSITIVE_INT,
-    "sim.kv_block_size": POSITIVE_INT,
-    "sim.kv_watermark": Range(0.0, 1.0, hi_open=True),
-    "sim.gpu_memory_utilization": Range(0.0, 1.0, lo_open=True),
-    "sim.attainment": Range(0.0, 1.0, lo_open=True, hi_open=True),
-    "sim.reference_tier": Range(-64.0, 63.0, integer=True),
-    "sim.lb_prefill_weight": NON_NEGATIVE,
-    "sim.lb_output_tokens_estimate": NON_NEGATIVE_INT,
-    "sim.judge.noise_std": Range(0.0, 100.0),
-    "sim.judge.latency.mean_s": NON_NEGATIVE,
-    "sim.judge.latency.cv": NON_NEGATIVE,
-    "workload.seed": NON_NEGATIVE_INT,
-    "workload.arrivals.rate_scale": POSITIVE,
-    "workload.arrivals.rate_rps": POSITIVE,
-    "workload.arrivals.cv": POSITIVE,
-    "workload.num_requests": POSITIVE_INT,
-    "workload.max_output_tokens": POSITIVE_INT,
-    "workload.phases.*.rate_scale": POSITIVE,
-    "workload.phases.*.duration_s": POSITIVE,
     "planner.*.threads": POSITIVE_INT,
     "planner.*.seed": NON_NEGATIVE_INT,
     "planner.*.mu": NON_NEGATIVE,
@@ -146,8 +130,6 @@ MODEL_RULES: dict[str, Range] = {
     "moe_intermediate_size": NON_NEGATIVE_INT,
     "first_k_dense_layers": NON_NEGATIVE_INT,
 }
-
-SIM_RULES: dict[str, Range] = {k: r for k, r in EXPERIMENT_RULES.items() if k.startswith("sim.")}
 
 CLUSTER_RULES: dict[str, Range] = {k.split(".", 1)[1]: r for k, r in EXPERIMENT_RULES.items()
                                    if k.startswith("cluster.")}
@@ -232,3 +214,129 @@ def check_experiment_numbers(cfg: Any) -> None:
     cluster = tree.get("cluster") or {}
     if isinstance(cluster.get("num_nodes"), int) and isinstance(cluster.get("gpus_per_node"), int):
         check_cluster_size(cluster["num_nodes"], cluster["gpus_per_node"])
+
+
+# ---- typed schemas: a field states its default and its bound once ---------------------------------------------
+def setting(default: Any = dataclasses.MISSING, *, valid: Range | tuple | None = None,
+            default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field with its valid range (a Range) or its valid names (a tuple), checked by from_mapping and
+    check_fields. None passes wherever the field's type allows it."""
+    meta = {} if valid is None else {"valid": valid}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _key(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def _describe_type(tp: Any) -> str:
+    if typing.get_origin(tp) in (list, tuple, typing.List):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        plural = {float: "numbers", int: "integers", bool: "booleans", str: "strings"}
+        return f"a list of {plural.get(args[0], _describe_type(args[0])) if args else 'values'}"
+    names = {float: "a number", int: "an integer", bool: "true or false", str: "a string", dict: "a mapping"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _optional(tp: Any) -> tuple[Any, bool]:
+    """(X, True) for Optional[X] / X | None, else (tp, False)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        rest = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(rest) < len(typing.get_args(tp)):
+            return (rest[0] if len(rest) == 1 else Any), True
+    return tp, False
+
+
+def convert(tp: Any, value: Any, key: str) -> Any:
+    """value as type tp (a dataclass from a mapping, a list, a number...), or ConfigError naming key and the type."""
+    tp, nullable = _optional(tp)
+    if value is None:
+        if nullable or tp is Any:
+            return None
+        raise ConfigError(f"{key} must not be null; it must be {_describe_type(tp)}")
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, key)
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be {_describe_type(tp)}, got {value!r}")
+        item = ([a for a in typing.get_args(tp) if a is not Ellipsis] or [Any])[0]
+        out = [convert(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    try:
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if tp is int:
+            if isinstance(value, bool) or float(value) != int(value):
+                raise ValueError
+            return int(value)
+        if tp is bool:
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if tp is str:
+            if isinstance(value, (dict, list, tuple)):
+                raise ValueError
+            return str(value)
+        if tp is dict or origin is dict:
+            if not isinstance(value, dict):
+                raise ValueError
+            return dict(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{key} must be {_describe_type(tp)}, got {value!r}") from None
+    return value
+
+
+def check_value(value: Any, valid: Range | tuple | None, key: str) -> None:
+    """One value against its stated bound: a Range (finite, inside) or a tuple of valid names."""
+    if valid is None or value is None:
+        return
+    if isinstance(valid, Range):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} = {value!r} is not a number; it must be {valid.describe()}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} = {value} is not a finite number; it must be {valid.describe()}")
+        if not valid.holds(value):
+            raise ConfigError(f"{key} = {value:g} is out of range; it must be {valid.describe()}")
+    elif value not in valid:
+        raise ConfigError(f"{key} is {value!r}; valid: {', '.join(map(str, valid))}")
+
+
+def check_fields(obj: Any, where: str) -> None:
+    """Every field of dataclass instance obj: its type (as from_mapping would convert it) and its stated bound.
+    Nested dataclasses are checked where they were built (from_mapping) or by their own __post_init__."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = _key(where, f.name)
+        if not dataclasses.is_dataclass(value):
+            tp, _ = _optional(hints[f.name])
+            if not dataclasses.is_dataclass(tp) and typing.get_origin(tp) not in (list, tuple):
+                convert(hints[f.name], value, key)
+                if tp in (int, bool) and value is not None and type(value) is not tp:  # 512.0 is not a count
+                    raise ConfigError(f"{key} must be {_describe_type(tp)}, got {value!r}")
+        check_value(value, f.metadata.get("valid"), key)
+
+
+def from_mapping(cls: type, data: Any, where: str = "") -> Any:
+    """Dataclass cls from a (nested) mapping: unknown keys, wrong types and values outside a field's stated bound are
+    one ConfigError naming the key path and what is valid. None: every default. An instance of cls passes as is."""
+    if data is None:
+        data = {}
+    if isinstance(data, cls):
+        return data
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    check_keys(data, fields, where or cls.__name__)
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: convert(hints[name], value, _key(where, name)) for name, value in data.items()}
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+    for f in fields.values():  # defaults too: a default that must be given (a phase's duration_s) is refused
+        check_value(getattr(obj, f.name), f.metadata.get("valid"), _key(where, f.name))
+    return obj

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from sim.common.errors import ConfigError
+from sim.common.config_checks import NON_NEGATIVE, POSITIVE, check_fields, setting
 from sim.spec.plan import ReplicaPlan, TierPlan
 
 
@@ -31,20 +31,13 @@ class TransitionConfig:
     checkpoints from local disk (~140 GB in ~30 s over 8 GPUs, vLLM model-loader logs). startup_s: engine start
     and CUDA-graph capture, ~20 s in vLLM 0.6 start-up logs."""
 
-    reload_bandwidth_gbps: float = 5.0
-    startup_s: float = 20.0
-    inflight_policy: str = "requeue"  # the only policy: visits of a removed replica are re-queued (KV lost)
+    reload_bandwidth_gbps: float = setting(5.0, valid=POSITIVE)
+    startup_s: float = setting(20.0, valid=NON_NEGATIVE)
+    # the only policy: visits of a removed replica are re-queued (KV lost)
+    inflight_policy: str = setting("requeue", valid=("requeue",))
 
     def __post_init__(self) -> None:
-        for key in ("reload_bandwidth_gbps",):
-            v = getattr(self, key)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < float("inf"):
-                raise ConfigError(f"replan.{key} = {v!r} is not valid; it must be a positive finite number")
-        v = self.startup_s
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < float("inf"):
-            raise ConfigError(f"replan.startup_s = {v!r} is not valid; it must be a finite number >= 0")
-        if self.inflight_policy != "requeue":
-            raise ConfigError(f"replan.inflight_policy = {self.inflight_policy!r} is not valid; use 'requeue'")
+        check_fields(self, "replan")  # the keys are set under replan (online.replan.ReplanConfig)
 
 
 TRANSITION_KEYS = tuple(f.name for f in fields(TransitionConfig))

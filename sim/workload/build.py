@@ -4,6 +4,7 @@ Randomness: SeedSequence(seed).spawn(3) -> [arrivals, lengths, binding]; drift p
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +239,31 @@ def _build_drift(cfg: WorkloadConfig, cascade: Any, seed: int) -> Workload:
     return w
 
 
+def _config(name_or_cfg: Any, overrides: dict) -> WorkloadConfig:
+    if isinstance(name_or_cfg, WorkloadConfig):
+        data = dataclasses.asdict(name_or_cfg)
+    elif isinstance(name_or_cfg, (str, Path)):
+        data = load_workload_dict(str(name_or_cfg))
+    else:
+        data = _to_plain(name_or_cfg)
+    return workload_config_from_dict(_apply_overrides(data, overrides))
+
+
+def check_workload_data(name_or_cfg: Any, cascade: Any = None, **overrides: Any) -> None:
+    """Read and check every data file the workload names (its trace, its quality table and the tier models it binds;
+    each phase's for a drifting workload), so that a bad file is refused in the parse step, naming file and line,
+    before any run starts. Same arguments as build_workload."""
+    cfg = _config(name_or_cfg, overrides)
+    if cfg.phases:
+        for p in cfg.phases:
+            check_workload_data(p.workload, cascade=cascade)
+        return
+    read_trace(cfg.trace)
+    q = cfg.quality
+    tier_table(q.dataset, _tier_models(cfg, cascade), q.score_rule, q.subsets, q.exclude_contaminated,
+               q.columns, q.score_scale, q.format)
+
+
 def build_workload(name_or_cfg: Any, cascade: Any = None, seed: int | None = None, bind_questions: Any = None,
                    **overrides: Any) -> Workload:
     """A Workload for a named default (conf/workload/<name>.yaml), a YAML path, or a dict/DictConfig.
@@ -250,15 +276,7 @@ def build_workload(name_or_cfg: Any, cascade: Any = None, seed: int | None = Non
     bind_questions(arrival_s, pool_question_ids, rng) -> (question indices, info dict kept in meta["binding"]):
     replaces the uniform binding (single-trace workloads only; experiments.protocol uses it for its split).
     """
-    if isinstance(name_or_cfg, WorkloadConfig):
-        import dataclasses
-
-        data = dataclasses.asdict(name_or_cfg)
-    elif isinstance(name_or_cfg, (str, Path)):
-        data = load_workload_dict(str(name_or_cfg))
-    else:
-        data = _to_plain(name_or_cfg)
-    cfg = workload_config_from_dict(_apply_overrides(data, overrides))
+    cfg = _config(name_or_cfg, overrides)
     seed = cfg.seed if seed is None else int(seed)
     if seed < 0:
         raise ConfigError(f"seed must be a non-negative integer (numpy SeedSequence), got {seed}")
@@ -267,4 +285,4 @@ def build_workload(name_or_cfg: Any, cascade: Any = None, seed: int | None = Non
     return _build_drift(cfg, cascade, seed) if cfg.phases else _build_single(cfg, cascade, seed, bind_questions)
 
 
-__all__ = ["build_workload", "load_workload_dict", "workload_names"]
+__all__ = ["build_workload", "check_workload_data", "load_workload_dict", "workload_names"]

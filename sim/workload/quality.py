@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.common.config_checks import check_keys
+from sim.common.config_checks import check_keys, from_mapping
 from sim.common.errors import ConfigError, DataError
 from sim.common.io import read_yaml
 from sim.common.paths import CONF_DIR, PROJECT_ROOT
@@ -109,9 +109,7 @@ def dataset_names() -> list[str]:
 
 
 def _columns(data: Any, where: str) -> tuple[tuple[str, str | None], ...]:
-    from sim.workload.config import _from_dict
-
-    cols = data if isinstance(data, QualityColumns) else _from_dict(QualityColumns, data, where)
+    cols = from_mapping(QualityColumns, data, where)
     return tuple((f.name, getattr(cols, f.name)) for f in dataclasses.fields(QualityColumns))
 
 

@@ -97,7 +97,7 @@ def test_bad_hash_cells_name_the_line(tmp_path, case):
 def test_bad_hash_block_size_is_a_config_error(tmp_path):
     cfg = mooncake_config(tmp_path)
     cfg["trace"]["hash_block_tokens"] = 0
-    with pytest.raises(ConfigError, match="trace.hash_block_tokens must be a positive"):
+    with pytest.raises(ConfigError, match=r"trace\.hash_block_tokens = 0 is out of range; it must be an integer >= 1"):
         build_workload(cfg)
 
 
