@@ -46,19 +46,44 @@ def shared_data() -> Path:
 _CLI_CALLS = ("subprocess.run(", "subprocess.Popen(", "sys.executable")
 
 
+_CLI_HELPERS: dict[str, frozenset[str]] = {}
+
+
+def _cli_helpers(module) -> frozenset[str]:
+    """Names of the test module's own functions that start a command line (a `run_cli(...)` helper)."""
+    import inspect
+
+    name = getattr(module, "__name__", "")
+    if name not in _CLI_HELPERS:
+        found = set()
+        for fname, fn in vars(module).items():
+            if inspect.isfunction(fn) and fn.__module__ == name and not fname.startswith("test_"):
+                try:
+                    if any(call in inspect.getsource(fn) for call in _CLI_CALLS):
+                        found.add(fname)
+                except (OSError, TypeError):
+                    pass
+        _CLI_HELPERS[name] = frozenset(found)
+    return _CLI_HELPERS[name]
+
+
 def _runs_a_command_line(item) -> bool:
     import inspect
+    import re
 
     try:
         source = inspect.getsource(item.function)
     except (OSError, TypeError, AttributeError):
         return False
-    return any(call in source for call in _CLI_CALLS)
+    if any(call in source for call in _CLI_CALLS):
+        return True
+    return any(re.search(rf"\b{helper}\(", source) for helper in _cli_helpers(item.module))
 
 
 def pytest_collection_modifyitems(items):
     """Test tiers. integration: an end-to-end run (a command line, the main job or an experiment, a planner or the
-    simulator on the shipped scenarios), marked in its file or found by _runs_a_command_line; unit: every other test
+    simulator on the shipped scenarios), marked in its file or found by _runs_a_command_line (directly or through a
+    helper of its module); unit: every other test
     of the default suite (one module's logic, on fakes or small inputs). `make test-unit` runs the unit tier alone."""
     for item in items:
         if item.get_closest_marker("integration") is None and _runs_a_command_line(item):

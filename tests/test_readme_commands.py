@@ -62,6 +62,7 @@ def repo_copy(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1600)  # pytest-timeout's default 300 s would cut `make test` and `make results` short
 @pytest.mark.parametrize("page,index,script", BLOCKS, ids=[f"{p}#{i}" for p, i, _ in BLOCKS])
 def test_documented_commands_run_as_written(page, index, script, repo_copy):
     env = {**os.environ, ENV_VAR: "1", "PATH": f"{repo_copy / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}"}

@@ -11,8 +11,6 @@ from sim.common.paths import CONF_DIR, PROJECT_ROOT
 from sim.spec.cascade import cascade_from_dict
 from sim.spec.models import KV_BYTES, WEIGHT_BYTES, model_from_dict
 
-pytestmark = pytest.mark.unit
-
 
 def _tiers(**second):
     return {"name": "c", "tiers": [{"model": "llama3_8b"}, {"model": "llama3_70b", **second}]}
