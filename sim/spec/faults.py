@@ -13,9 +13,9 @@ so only the communication part (all-reduces, PP sends) slows, by as much as the 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from sim.common.config_checks import NON_NEGATIVE, POSITIVE, Range, check_value, convert, setting
 from sim.common.errors import ConfigError
 
 KINDS = {
@@ -32,15 +32,22 @@ REQUIRED = {
 }
 
 
+# The factor's meaning depends on the kind: how many times slower a straggler runs, the share of bandwidth a degraded
+# link keeps.
+FACTOR_RANGE = {"straggler": Range(1.0), "link_degraded": Range(0.0, 1.0, lo_open=True)}
+
+
 @dataclass(frozen=True)
 class Fault:
-    kind: str
-    at_s: float
-    node: int
-    gpu: int | None = None
-    factor: float = 1.0
-    repair_s: float | None = None  # gpu_down / node_down: seconds until the GPUs are back (None: never)
-    duration_s: float | None = None  # straggler / link_degraded: seconds until healthy again (None: never)
+    kind: str = setting(valid=tuple(KINDS))
+    at_s: float = setting(valid=NON_NEGATIVE)  # seconds from the start of the run
+    node: int = setting(valid=Range(0.0, integer=True))  # and below the cluster's node count (fault_from_dict)
+    gpu: int | None = setting(None, valid=Range(0.0, integer=True))  # and below its GPUs per node
+    factor: float = 1.0  # its range depends on the kind: FACTOR_RANGE
+    # gpu_down / node_down: seconds until the GPUs are back (None: never)
+    repair_s: float | None = setting(None, valid=POSITIVE)
+    # straggler / link_degraded: seconds until healthy again (None: never)
+    duration_s: float | None = setting(None, valid=POSITIVE)
 
     def gpus(self, gpus_per_node: int) -> tuple[tuple[int, int], ...]:
         if self.kind == "node_down" or self.kind == "link_degraded":
@@ -58,18 +65,9 @@ class Fault:
         return f"{self.kind} {where}{extra} at {self.at_s:g} s" + (f", back after {back:g} s" if back else "")
 
 
-def _number(where: str, key: str, value, *, integer: bool = False) -> float | int:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if integer:
-        ok = ok and float(value).is_integer()
-    if not ok:
-        kind = "an integer" if integer else "a finite number"
-        raise ConfigError(f"{where}.{key} must be {kind}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
 def fault_from_dict(data, cluster, where: str = "faults[0]") -> Fault:
-    """One validated Fault; every mistake names the fault's index and key and says what is valid."""
+    """One validated Fault; every mistake names the fault's index and key and says what is valid. Each key's bound
+    is stated once: on Fault's fields, in FACTOR_RANGE for the factor, and the cluster's size for node and gpu."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping like {{kind: node_down, at_s: 300, node: 1}}, got {data!r}")
     kind = data.get("kind")
@@ -82,35 +80,22 @@ def fault_from_dict(data, cluster, where: str = "faults[0]") -> Fault:
     missing = sorted(REQUIRED[kind] - {k for k in keys if data[k] is not None})
     if missing:
         raise ConfigError(f"{where}: kind {kind} needs key(s) {missing}")
-    at_s = _number(where, "at_s", data["at_s"])
-    if at_s < 0:
-        raise ConfigError(f"{where}.at_s must be >= 0 (seconds from the start of the run), got {at_s}")
-    node = _number(where, "node", data["node"], integer=True)
-    if not 0 <= node < cluster.num_nodes:
-        raise ConfigError(f"{where}.node {node} is outside cluster {cluster.name!r}; valid nodes are 0-"
+    fields = Fault.__dataclass_fields__
+    types = {"at_s": float, "node": int, "gpu": int, "factor": float, "repair_s": float, "duration_s": float}
+    values = {}
+    for key in sorted(keys & set(types)):
+        if data[key] is None:
+            continue
+        values[key] = value = convert(types[key], data[key], f"{where}.{key}")
+        check_value(value, FACTOR_RANGE[kind] if key == "factor" else fields[key].metadata.get("valid"),
+                    f"{where}.{key}")
+    if values["node"] >= cluster.num_nodes:
+        raise ConfigError(f"{where}.node {values['node']} is outside cluster {cluster.name!r}; valid nodes are 0-"
                           f"{cluster.num_nodes - 1}")
-    gpu = None
-    if "gpu" in KINDS[kind]:
-        gpu = _number(where, "gpu", data["gpu"], integer=True)
-        if not 0 <= gpu < cluster.gpus_per_node:
-            raise ConfigError(f"{where}.gpu {gpu} is outside a node of cluster {cluster.name!r}; valid GPUs are 0-"
-                              f"{cluster.gpus_per_node - 1}")
-    factor = 1.0
-    if kind == "straggler":
-        factor = _number(where, "factor", data["factor"])
-        if factor < 1.0:
-            raise ConfigError(f"{where}.factor must be >= 1 (how many times slower the GPU runs), got {factor}")
-    if kind == "link_degraded":
-        factor = _number(where, "factor", data["factor"])
-        if not 0.0 < factor <= 1.0:
-            raise ConfigError(f"{where}.factor must be in (0, 1] (the share of link bandwidth left), got {factor}")
-    later = {}
-    for key in ("repair_s", "duration_s"):
-        if key in KINDS[kind] and data.get(key) is not None:
-            later[key] = _number(where, key, data[key])
-            if later[key] <= 0:
-                raise ConfigError(f"{where}.{key} must be positive seconds (or null for never), got {later[key]}")
-    return Fault(kind, at_s, node, gpu, factor, later.get("repair_s"), later.get("duration_s"))
+    if values.get("gpu") is not None and values["gpu"] >= cluster.gpus_per_node:
+        raise ConfigError(f"{where}.gpu {values['gpu']} is outside a node of cluster {cluster.name!r}; valid GPUs are "
+                          f"0-{cluster.gpus_per_node - 1}")
+    return Fault(kind, **values)
 
 
 def faults_from_config(items, cluster) -> tuple[Fault, ...]:
