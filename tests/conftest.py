@@ -42,21 +42,24 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# A test that starts a command line (a subprocess of an entry point) is an integration test wherever it lives.
-_CLI_CALLS = ("subprocess.run(", "subprocess.Popen(", "sys.executable")
+# A test that starts a command line (a subprocess of an entry point) or runs the main job is an integration test
+# wherever it lives.
+_CLI_CALLS = ("subprocess.run(", "subprocess.Popen(", "sys.executable", "run_experiment(")
 
 
 _CLI_HELPERS: dict[str, frozenset[str]] = {}
 
 
 def _cli_helpers(module) -> frozenset[str]:
-    """Names of the test module's own functions that start a command line (a `run_cli(...)` helper)."""
+    """Names of the test module's own functions and fixtures that start a command line or run the main job (a
+    `run_cli(...)` helper, a module-scoped run)."""
     import inspect
 
     name = getattr(module, "__name__", "")
     if name not in _CLI_HELPERS:
         found = set()
         for fname, fn in vars(module).items():
+            fn = getattr(fn, "__wrapped__", fn)  # a fixture's own function
             if inspect.isfunction(fn) and fn.__module__ == name and not fname.startswith("test_"):
                 try:
                     if any(call in inspect.getsource(fn) for call in _CLI_CALLS):
@@ -77,7 +80,8 @@ def _runs_a_command_line(item) -> bool:
         return False
     if any(call in source for call in _CLI_CALLS):
         return True
-    return any(re.search(rf"\b{helper}\(", source) for helper in _cli_helpers(item.module))
+    helpers = _cli_helpers(item.module)  # a helper it calls, or a fixture of its module it uses
+    return any(re.search(rf"\b{h}\(", source) or h in getattr(item, "fixturenames", ()) for h in helpers)
 
 
 def pytest_collection_modifyitems(items):

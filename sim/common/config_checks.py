@@ -261,7 +261,7 @@ def convert(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (list, tuple):
         if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be {_describe_type(tp)}, got {value!r}")
+            raise ConfigError(f"{key} = {value!r} is not valid; it must be {_describe_type(tp)}")
         item = ([a for a in typing.get_args(tp) if a is not Ellipsis] or [Any])[0]
         out = [convert(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
@@ -287,7 +287,7 @@ def convert(tp: Any, value: Any, key: str) -> Any:
                 raise ValueError
             return dict(value)
     except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{key} must be {_describe_type(tp)}, got {value!r}") from None
+        raise ConfigError(f"{key} = {value!r} is not valid; it must be {_describe_type(tp)}") from None
     return value
 
 
@@ -318,7 +318,7 @@ def check_fields(obj: Any, where: str) -> None:
             if not dataclasses.is_dataclass(tp) and typing.get_origin(tp) not in (list, tuple):
                 convert(hints[f.name], value, key)
                 if tp in (int, bool) and value is not None and type(value) is not tp:  # 512.0 is not a count
-                    raise ConfigError(f"{key} must be {_describe_type(tp)}, got {value!r}")
+                    raise ConfigError(f"{key} = {value!r} is not valid; it must be {_describe_type(tp)}")
         check_value(value, f.metadata.get("valid"), key)
 
 

@@ -2,11 +2,14 @@
 before any run starts, with the key path (or file and line) and what is valid; valid configs parse to typed objects."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gzip
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf, open_dict
 
 from experiments.config import register_configs
 from experiments.inputs import OnlineRuns, SplitSpec, parse_experiment, parse_replan
@@ -24,8 +27,23 @@ def _compose(overrides=()):
         return compose(config_name="config", overrides=list(overrides))
 
 
+_DEFAULT = []
+
+
+def _with(*overrides):
+    """The default config with Hydra-syntax key=value overrides set on a copy (composing once keeps the tier cheap;
+    a group choice such as experiment=drift still needs _compose)."""
+    if not _DEFAULT:
+        _DEFAULT.append(_compose())
+    cfg = copy.deepcopy(_DEFAULT[0])
+    with open_dict(cfg):
+        for o in OverridesParser.create().parse_overrides(list(overrides)):
+            OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=True)
+    return cfg
+
+
 def _parse(*overrides):
-    return parse_experiment(_compose(overrides), planners=False)
+    return parse_experiment(_with(*overrides), planners=False)
 
 
 # One bad value per input family, each refused by the parse step with its key path and the valid range or names.
@@ -40,10 +58,10 @@ BAD = {
     "judge choice": (["sim.judge.kind=gpt"], r"sim\.judge\.kind is 'gpt'; valid: oracle, noisy"),
     "workload": (["workload.arrivals.cv=0"], r"workload\.arrivals\.cv = 0 is out of range; it must be a number > 0"),
     "workload choice": (["workload.trace.time_unit=hours"], r"workload\.trace\.time_unit is 'hours'; valid: timestamp"),
-    "workload type": (["workload.num_requests=many"], r"workload\.num_requests must be an integer, got 'many'"),
+    "workload type": (["workload.num_requests=many"], r"workload\.num_requests = 'many' is not valid; it must be an integer"),
     "replan": (["+replan.hysteresis=2"], r"replan\.hysteresis = 2 is out of range; it must be a number in \(0, 1\]"),
     "replan transition": (["+replan.startup_s=-1"], r"replan\.startup_s = -1 is out of range; it must be a number >= 0"),
-    "replan run keys": (["+replan.planners=cascadia"], r"replan\.planners must be a list of strings"),
+    "replan run keys": (["+replan.planners=cascadia"], r"replan\.planners = 'cascadia' is not valid; it must be a list of strings"),
     "replan unknown": (["+replan.intervall_s=60"], r"replan: unknown key\(s\) \['intervall_s'\]"),
     "faults": (["faults=[{kind:node_down,at_s:10,node:7}]"], r"faults\[0\]\.node 7 is outside cluster"),
     "fault kind": (["faults=[{kind:meteor,at_s:10,node:0}]"], r"faults\[0\]\.kind 'meteor' is not valid"),
@@ -85,7 +103,7 @@ def test_every_phase_of_a_drifting_workload_is_checked(monkeypatch):
     read = []
     real = build.read_trace
     monkeypatch.setattr(build, "read_trace", lambda cfg: read.append(cfg.path) or real(cfg))
-    _parse("experiment=drift")
+    parse_experiment(_compose(["experiment=drift"]), planners=False)
     phases = _compose(["experiment=drift"]).workload.phases
     assert len(read) == len(phases) >= 2  # one trace read per phase, in the parse step
 
@@ -96,8 +114,8 @@ def test_the_default_config_parses_to_typed_objects_with_the_classes_defaults():
     assert inputs.online == OnlineRuns()
     faults = _parse("faults=[{kind:node_down,at_s:20,node:1,repair_s:5},{kind:gpu_down,at_s:10,node:0,gpu:3}]").faults
     assert [f.at_s for f in faults] == [10.0, 20.0] and all(isinstance(f, Fault) for f in faults)
-    replan, runs = parse_replan(_compose(["+replan.enabled=true", "+replan.keep_static=true",
-                                          "+replan.planners=[cascadia]", "+replan.interval_s=30"]))
+    replan, runs = parse_replan(_with("+replan.enabled=true", "+replan.keep_static=true", "+replan.planners=[cascadia]",
+                                      "+replan.interval_s=30"))
     assert replan.enabled and replan.interval_s == 30.0 and runs == OnlineRuns(("cascadia",), True)
 
 

@@ -31,6 +31,7 @@ def test_gear_pick_is_the_ceiling_of_the_measured_rate():
     assert [pol.pick(x) for x in (1.0, 5.0, 5.1, 19.0, 50.0)] == [0, 0, 1, 2, 2]
 
 
+@pytest.mark.integration  # CascadeServe's planner and a simulated run through its gears
 def test_cascadeserve_switches_gears_when_the_rate_quadruples():
     from experiments.online import gear_controller
 

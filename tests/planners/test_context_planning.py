@@ -24,6 +24,7 @@ def _with_outlier(problem: PlanningProblem, prompt_tokens: int) -> PlanningProbl
     return replace(problem, workload=replace(w2, input_tokens=inp))
 
 
+@pytest.mark.integration  # two full plans per planner on the real cost model
 @pytest.mark.parametrize("planner", ["cascadia", "cascadeserve", "single_model"])
 def test_a_billion_token_prompt_does_not_change_the_plan(planner):
     base = make_problem(num_tiers=3, num_nodes=2, rate_rps=8.0)

@@ -68,6 +68,7 @@ def test_single_model_takes_the_better_deployment_and_places_both_pools():
     assert plans["colocated"].estimates["deployment_per_tier"][-1] == "colocated"
 
 
+@pytest.mark.integration  # three full Cascadia plans on the real cost model
 def test_cascadia_with_disaggregation_is_no_worse_than_colocated_and_the_ablation_never_disaggregates():
     problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
     best = get_planner("cascadia").plan(problem)

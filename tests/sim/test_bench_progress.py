@@ -23,6 +23,7 @@ def test_bench_reports_each_stage_then_prints_json_last():
     assert result["identical"] is True and result["requests"] > 0
 
 
+@pytest.mark.integration  # a named case of sim.bench: the simulator on a shipped scenario, in both modes
 def test_named_case_reports_requests_per_second_and_matches_reference_mode():
     """The side-by-side scenario (2,000 Azure requests on one Llama-2-70B TP8 node): every request ends completed
     or dropped, the rate is requests over the median wall time, and fast mode equals reference mode."""

@@ -122,7 +122,7 @@ def test_tier_count_mismatch_is_a_config_error():
     ({"arrivals": {"process": "hawkes"}}, "arrivals.process is 'hawkes'; valid: trace, poisson, gamma"),
     ({"quality": {"datset": "gsm8k"}}, r"unknown key\(s\) \['datset'\]"),
     ({"window": {"start_s": 10.0, "end_s": 5.0}}, "must be after"),
-    ({"num_requests": "many"}, "workload.num_requests must be an integer"),
+    ({"num_requests": "many"}, "workload.num_requests = 'many' is not valid; it must be an integer"),
 ])
 def test_bad_config_values_are_named(bad, match):
     from sim.workload import load_workload_dict
