@@ -3,6 +3,7 @@ fresh switcher per simulated rate, and the count of switches in the run's metada
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from online.gears import GearPolicy
 from planners.base import get_planner

@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from sim.common.paths import PROJECT_ROOT
 from sim.common.quick import ENV_VAR
 
