@@ -26,8 +26,8 @@ from sim.spec.hardware import ClusterSpec, GPUSpec
 from sim.spec.models import KV_BYTES, WEIGHT_BYTES, ModelSpec
 from sim.perf.batch import BatchShape
 from sim.perf.engine import EngineProfile, resolve_engine
-from sim.perf.kernels import (ACT_BYTES, AllReduceParams, expected_distinct_experts, gemm_coefficients, p2p_time_s,
-                              ring_allgather_time_s, smooth_max)
+from sim.perf.kernels import (ACT_BYTES, AllReduceParams, allreduce_coefficients, expected_distinct_experts,
+                              gemm_coefficients, p2p_time_s, ring_allgather_time_s, smooth_max)
 from sim.perf.layers import (Gemm, attention_elementwise, attention_gemms, dense_mlp_gemms, embedding_op,
                              kv_heads_per_gpu, mlp_act)
 from sim.perf.params import CalibratedParams, load_params
@@ -432,14 +432,6 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
     ew = p.elementwise
     h = model.hidden_size
 
-    def allreduce_coef(count: int) -> tuple[float, float]:
-        """(fixed, per-token) of `count` all-reduces of a (tokens x hidden) BF16 activation."""
-        if tp == 1 or count == 0:
-            return 0.0, 0.0
-        steps = 2 * (tp - 1)
-        fixed = count * (tp_ar.base_latency_s + steps * tp_ar.step_latency_s)
-        return fixed, count * steps / tp * h * ACT_BYTES / (tp_bw * tp_ar.bw_eff)
-
     attn_tp = tp // dp  # attention shards: TP ranks, or 1 (whole heads) on each DP-attention rank
     attn_g = attention_gemms(model, attn_tp)
     attn_ew = attention_elementwise(model, attn_tp)
@@ -498,7 +490,7 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
             ew_ops.append((attention_elementwise(model, tp)[0], 1, 1))  # final norm
         fixed = sum(ew[e.kind].launch_s * n for e, n, _ in ew_ops)
         per_token = sum(e.bytes_per_token * n / (hbm * ew[e.kind].mem_eff) / d for e, n, d in ew_ops)
-        ar_fixed, ar_per_token = allreduce_coef(ar_count)
+        ar_fixed, ar_per_token = allreduce_coefficients(tp, h, tp_bw, tp_ar, ar_count)
         lm_head = gather_fixed = gather_per_seq = None
         if last:
             lm_head = _gemm_term(Gemm("lm_head", h, model.vocab_size // tp, quantised=False), 1, bf16, hbm, p, 2.0, 1.0)

@@ -9,6 +9,7 @@ import pytest
 from sim.common.errors import ConfigError
 from sim.perf.cost_model import build_replica_cost, expected_tokens_per_step
 from sim.perf.engine import load_engine
+from sim.perf.kernels import AllReduceParams, allreduce_coefficients, ring_allreduce_time_s
 from sim.perf.params import load_params
 from sim.spec.hardware import GPUSpec, load_gpu
 from sim.spec.models import load_model
@@ -162,3 +163,24 @@ def test_new_profile_and_hardware_fields_are_checked():
     with pytest.raises(ConfigError, match="interconnect"):
         replace(H200, interconnect="infiniband")
     assert load_gpu("a100_pcie").interconnect == "pcie" and H200.interconnect == "nvlink"
+
+
+def test_allreduce_formula_is_the_kernels_one_and_the_cost_model_uses_it():
+    # Issue 17/18: the all-reduce is written once, in sim.perf.kernels. By hand, 65 ring all-reduces (two per layer of
+    # Llama-3.1-8B's 32, one after the embedding) on 4 ranks: 2(n-1) = 6 steps, each moving 1/4 of the message.
+    p = AllReduceParams(bw_eff=0.8, step_latency_s=2e-6, base_latency_s=20e-6)
+    fixed, per_token = allreduce_coefficients(4, 4096, 300e9, p, count=65)
+    assert fixed == pytest.approx(65 * (20e-6 + 6 * 2e-6))  # 2.08 ms
+    assert per_token == pytest.approx(65 * 6 / 4 * 4096 * 2 / (300e9 * 0.8))  # 8.32 us per token
+    assert fixed + 100 * per_token == pytest.approx(65 * ring_allreduce_time_s(100 * 4096 * 2, 4, 300e9, p))
+    assert allreduce_coefficients(1, 4096, 300e9, p, count=65) == (0.0, 0.0)
+    # The cost model's coefficients move by exactly that formula when the engine's NCCL latency and efficiency move.
+    gpu = load_gpu("h100_sxm")
+    eng = replace(load_engine("vllm_0_2"), allreduce_algorithm="nccl", allreduce_nvlink_base_us=20.0,
+                  allreduce_nvlink_bw_eff=0.8)
+    slow = replace(eng, allreduce_nvlink_base_us=50.0, allreduce_nvlink_bw_eff=0.5)
+    a = build_replica_cost(LLAMA8, gpu, 4, 1, engine=eng).stages[0]
+    b = build_replica_cost(LLAMA8, gpu, 4, 1, engine=slow).stages[0]
+    bw = gpu.nvlink_bw_gbps * 1e9
+    assert b.fixed_s - a.fixed_s == pytest.approx(65 * 30e-6, rel=1e-9)
+    assert b.per_token_s - a.per_token_s == pytest.approx(65 * 6 / 4 * 4096 * 2 / bw * (1 / 0.5 - 1 / 0.8), rel=1e-9)
