@@ -297,8 +297,23 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
     out = _simulate(bench, eng, *drawn_lengths(row))
     stat = row.statistic
     if closed:  # a closed-loop benchmark's per-token latency is its TPOT (InferenceX: ITL is per streamed chunk)
-        return {"closed_ttft_ms": float(out[f"ttft_ms_{stat}"]), "tpot_ms": float(out[f"tpot_ms_{stat}"])}
+        ttft_ms, tpot_ms = float(out[f"ttft_ms_{stat}"]), float(out[f"tpot_ms_{stat}"])
+        return {"closed_ttft_ms": ttft_ms + adp_hold_ms(row, tpot_ms, cost.mtp_tokens_per_step),
+                "tpot_ms": tpot_ms}
     return {"serving_ttft_ms": float(out[f"ttft_ms_{stat}"]), "serving_itl_ms": float(out[f"itl_ms_{stat}"])}
+
+
+def adp_hold_ms(row: CorpusRow, tpot_ms: float, tokens_per_step: float) -> float:
+    """TensorRT-LLM's attention-DP balance hold (PyExecutor._balance_adp_requests, attention_dp_config enable_balance):
+    while the DP ranks have generation work, new context requests wait until every rank has one or until the
+    engine's wait counter reaches timeout_iters; the counter counts every iteration since the last release, so a
+    request arriving at a random phase waits timeout_iters / 2 iterations on average and at the median. At a
+    closed-loop benchmark's arrival rates (a few requests per hundred iterations) the eight ranks never all fill
+    first. Iteration time = TPOT x tokens per step (MTP emits more than one). Not simulated: added to the predicted
+    TTFT (mean and median alike)."""
+    if not row.adp_hold_iters:
+        return 0.0
+    return row.adp_hold_iters / 2.0 * tpot_ms * tokens_per_step
 
 
 @lru_cache(maxsize=4096)

@@ -178,12 +178,18 @@ class ReplicaCostModel:
         # only cost time where the CPU is the slower side. The comparison leaves out decode attention (linear in
         # context) so decode batches stay affine in it; never cheaper than graphs, so time stays monotone.
         t += st.overhead_graph_s
-        if not graph and st.overhead_eager_s > t:
-            t = st.overhead_eager_s
+        if not graph:
+            if not self.engine.eager_host_overlaps_gpu:
+                t += st.overhead_eager_s
+            elif st.overhead_eager_s > t:
+                t = st.overhead_eager_s
         return t
 
     def _graph(self, batch: BatchShape) -> bool:
-        return batch.prefill_tokens == 0 and batch.decode_seqs <= self.cuda_graph_max_seqs
+        # With DP attention each of the TP ranks replays its own graph on its 1 / TP of the sequences (SGLang's
+        # cuda-graph-max-bs and TensorRT-LLM's cuda_graph_config.max_batch_size are per rank).
+        seqs = batch.decode_seqs if not self.dp_attention else -(-batch.decode_seqs // self.tp)
+        return batch.prefill_tokens == 0 and seqs <= self.cuda_graph_max_seqs
 
     def stage_time_s(self, batch: BatchShape) -> float:
         """The slowest stage's time for this micro-batch, with its share (1/PP) of the CPU time."""

@@ -54,7 +54,7 @@ def test_graphs_off_step_is_the_host_launch_time_when_it_exceeds_the_gpu_work():
     # Eager per-layer host time far above the GPU work: a decode step costs CPU + sum over layers of the eager
     # overhead (dense layers and MoE/MLA layers at their own rates) + the context-linear decode attention.
     eng = replace(load_engine("sglang"), layer_overhead_eager_us=400.0, layer_overhead_eager_moe_us=1500.0,
-                  layer_overhead_tp_exponent=0.5)
+                  layer_overhead_tp_exponent=0.5, eager_host_overlaps_gpu=True)
     on = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
     off = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, cuda_graph_max_seqs=0))
     batch, ctx = 8, 1000
@@ -65,6 +65,33 @@ def test_graphs_off_step_is_the_host_launch_time_when_it_exceeds_the_gpu_work():
     assert off.decode_time_s(batch, ctx) == pytest.approx(expected, rel=1e-9)
     # With graphs the gaps are the graph per-layer gaps: 61 layers x 18 us, far below.
     assert on.decode_time_s(batch, ctx) < 0.5 * off.decode_time_s(batch, ctx)
+
+
+def test_graphs_off_host_time_adds_to_the_gpu_work_where_the_host_does_not_run_ahead():
+    # eager_host_overlaps_gpu false (SGLang, TensorRT-LLM's PyTorch backend): an eager step costs its GPU work (the
+    # graph step's kernels and per-layer gaps, less the graph-only CPU share, which is the same) plus the eager host
+    # time of every layer, by hand 3 dense x 400 us x 8^0.5 + 58 MoE x 1,500 us, however long the GPU work is.
+    eng = replace(load_engine("sglang"), layer_overhead_eager_us=400.0, layer_overhead_eager_moe_us=1500.0,
+                  layer_overhead_tp_exponent=0.5, eager_host_overlaps_gpu=False)
+    on = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
+    off = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, cuda_graph_max_seqs=0))
+    host = 3 * 400e-6 * 8 ** 0.5 + 58 * 1500e-6
+    for batch, ctx in ((8, 1000), (128, 4000)):
+        assert off.decode_time_s(batch, ctx) - on.decode_time_s(batch, ctx) == pytest.approx(host, rel=1e-9)
+    # A prefill (never graph-replayed) pays it too: 8k tokens cost GPU + host, not the larger of the two.
+    overlapped = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, eager_host_overlaps_gpu=True))
+    assert off.prefill_time_s(8192) - overlapped.prefill_time_s(8192) == pytest.approx(host, rel=1e-9)
+
+
+def test_dp_attention_replays_cuda_graphs_per_rank_batch():
+    # SGLang's cuda-graph-max-bs and TensorRT-LLM's cuda_graph_config.max_batch_size bound each DP rank's batch:
+    # with DP attention on TP8 and a 128 limit, 1,024 sequences (128 per rank) replay graphs, 1,025 do not.
+    eng = replace(load_engine("sglang"), cuda_graph_max_seqs=128)
+    dp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng, dp_attention=True)
+    tp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
+    from sim.perf.batch import BatchShape
+    assert dp._graph(BatchShape(decode_seqs=1024)) and not dp._graph(BatchShape(decode_seqs=1025))
+    assert tp._graph(BatchShape(decode_seqs=128)) and not tp._graph(BatchShape(decode_seqs=129))
 
 
 def test_ep_all_to_all_costs_two_calls_and_the_fp8_out_bf16_back_bytes_per_layer():
