@@ -100,7 +100,9 @@ class StageCoefficients:
     send_fixed_s: float  # PP send of activations to the next stage (0 on the last stage)
     send_s_per_token: float
     overhead_graph_s: float  # per-layer gaps of the whole stage
-    overhead_eager_s: float
+    overhead_eager_s: float  # eager host launches that run ahead of the GPU (the step costs the larger of the two)
+    # Eager MoE/MLA host time paid on top of the GPU work (engines with eager_host_overlaps_gpu false).
+    overhead_eager_serial_s: float = 0.0
     # The part of the stage time that depends on the batch's token count alone (elementwise, GEMMs, routed experts),
     # by token count, for this cost model's life: prefill batches rarely repeat a shape, but their token counts do.
     token_memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # a copy starts empty
@@ -179,9 +181,8 @@ class ReplicaCostModel:
         # context) so decode batches stay affine in it; never cheaper than graphs, so time stays monotone.
         t += st.overhead_graph_s
         if not graph:
-            if not self.engine.eager_host_overlaps_gpu:
-                t += st.overhead_eager_s
-            elif st.overhead_eager_s > t:
+            t += st.overhead_eager_serial_s
+            if st.overhead_eager_s > t:
                 t = st.overhead_eager_s
         return t
 
@@ -448,6 +449,9 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
     mlp_dp = dp if ep > 1 else 1  # with EP and DP attention, dense MLPs and shared experts run data-parallel too
     mlp_tp = tp // mlp_dp
     moe_tp = tp // ep  # each expert's width is split over TP / EP ranks
+    # Python engines pay their eager MoE/MLA layers' host time on top of the GPU work (EngineProfile field doc);
+    # dense layers' eager launches still run ahead of the GPU.
+    serial_moe_host = bool(eng.layer_overhead_eager_moe_us) and not eng.eager_host_overlaps_gpu
     stages = []
     for s, (first, count) in enumerate(split):
         dense = sum(1 for i in range(first, first + count) if i < model.num_dense_layers)
@@ -516,8 +520,11 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
             send_fixed_s=send_fixed, send_s_per_token=send_per_token,
             overhead_graph_s=count * eng.layer_overhead_s(tp, graph=True),
             overhead_eager_s=(count * eng.layer_overhead_s(tp, graph=False) if not eng.layer_overhead_eager_moe_us
+                              else dense * eng.layer_overhead_s(tp, graph=False) if serial_moe_host
                               else dense * eng.layer_overhead_s(tp, graph=False)
-                              + moe_layers * eng.layer_overhead_s(tp, graph=False, moe=True))))
+                              + moe_layers * eng.layer_overhead_s(tp, graph=False, moe=True)),
+            overhead_eager_serial_s=(moe_layers * eng.layer_overhead_s(tp, graph=False, moe=True)
+                                     if serial_moe_host else 0.0)))
     return ReplicaCostModel(
         model=model, gpu_name=gpu.name, weights=weights, kv=kv, tp=tp, pp=pp, kv_block_size=kv_block_size,
         kv_capacity_blocks=capacity_blocks, weight_bytes_per_gpu=weight_per_gpu, reserve_bytes_per_gpu=reserve,

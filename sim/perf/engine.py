@@ -75,10 +75,10 @@ class EngineProfile:
     # small kernels and Python ops than a dense layer (routing, top-k, token sort, per-expert GEMM groups, MLA's
     # absorbed projections). 0: as a dense layer.
     layer_overhead_eager_moe_us: float = 0.0
-    # Whether an eager (no CUDA graph) iteration's host launches overlap its GPU work. True: the host runs ahead of
-    # the GPU and the step costs the larger of the two (a C++ runtime, or Python launches with no sync). False: the
-    # eager MoE/MLA layers' host time is paid on top of the GPU work (Python engines whose eager forward waits on the
-    # host inside each layer), so a long prefill still pays it (see conf/engine/sglang.yaml for the evidence).
+    # Whether an eager (no CUDA graph) iteration's MoE/MLA host launches overlap its GPU work. True: the host runs
+    # ahead of the GPU and the step costs the larger of the two (a C++ runtime). False: the eager MoE/MLA layers' host
+    # time (layer_overhead_eager_moe_us) is paid on top of the GPU work, so a long prefill still pays it (Python
+    # engines; the evidence is in conf/engine/sglang.yaml). Dense layers' eager launches run ahead either way.
     eager_host_overlaps_gpu: bool = True
     # Expert-parallel all-to-all (dispatch FP8 + combine BF16): fixed latency per call and fraction of the link
     # rate, over NVLink and over RDMA. Priors from DeepEP's published kernel figures (data/measurements).

@@ -69,18 +69,24 @@ def test_graphs_off_step_is_the_host_launch_time_when_it_exceeds_the_gpu_work():
 
 def test_graphs_off_host_time_adds_to_the_gpu_work_where_the_host_does_not_run_ahead():
     # eager_host_overlaps_gpu false (SGLang, TensorRT-LLM's PyTorch backend): an eager step costs its GPU work (the
-    # graph step's kernels and per-layer gaps, less the graph-only CPU share, which is the same) plus the eager host
-    # time of every layer, by hand 3 dense x 400 us x 8^0.5 + 58 MoE x 1,500 us, however long the GPU work is.
-    eng = replace(load_engine("sglang"), layer_overhead_eager_us=400.0, layer_overhead_eager_moe_us=1500.0,
+    # graph step's kernels and per-layer gaps, the CPU share being the same) plus the eager host time of the MoE/MLA
+    # layers, by hand 58 x 1,500 us, however long the GPU work is; the 3 dense layers' eager launches (3 x 40 us x
+    # 8^0.5 = 0.34 ms) still run ahead of the GPU work (~30 ms here) and add nothing.
+    eng = replace(load_engine("sglang"), layer_overhead_eager_us=40.0, layer_overhead_eager_moe_us=1500.0,
                   layer_overhead_tp_exponent=0.5, eager_host_overlaps_gpu=False)
     on = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
     off = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, cuda_graph_max_seqs=0))
-    host = 3 * 400e-6 * 8 ** 0.5 + 58 * 1500e-6
+    host = 58 * 1500e-6
     for batch, ctx in ((8, 1000), (128, 4000)):
         assert off.decode_time_s(batch, ctx) - on.decode_time_s(batch, ctx) == pytest.approx(host, rel=1e-9)
-    # A prefill (never graph-replayed) pays it too: 8k tokens cost GPU + host, not the larger of the two.
+    # A prefill (never graph-replayed) pays it too: 8k tokens cost GPU + host, not the larger of the two. A dense
+    # model has no MoE/MLA layers: its eager launches stay hidden under the GPU work whatever the field says.
     overlapped = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, eager_host_overlaps_gpu=True))
     assert off.prefill_time_s(8192) - overlapped.prefill_time_s(8192) == pytest.approx(host, rel=1e-9)
+    dense_off = build_replica_cost(LLAMA8, H200, 1, 1, engine=replace(eng, cuda_graph_max_seqs=0))
+    dense_max = build_replica_cost(LLAMA8, H200, 1, 1, engine=replace(eng, cuda_graph_max_seqs=0,
+                                                                        eager_host_overlaps_gpu=True))
+    assert dense_off.prefill_time_s(4096) == dense_max.prefill_time_s(4096)
 
 
 def test_dp_attention_replays_cuda_graphs_per_rank_batch():
