@@ -193,6 +193,8 @@ def test_new_profile_and_hardware_fields_are_checked():
         replace(load_engine("sglang"), expert_imbalance=0.5)
     with pytest.raises(ConfigError, match="mtp_acceptance"):
         replace(load_engine("sglang"), mtp_acceptance=1.5)
+    with pytest.raises(ConfigError, match="eager_host_overlaps_gpu"):
+        replace(load_engine("sglang"), eager_host_overlaps_gpu="no")
     with pytest.raises(ConfigError, match="interconnect"):
         replace(H200, interconnect="infiniband")
     assert load_gpu("a100_pcie").interconnect == "pcie" and H200.interconnect == "nvlink"
