@@ -81,7 +81,10 @@ class ReplanConfig:
 
 
 def replan_config_from_dict(data) -> ReplanConfig:
-    return from_mapping(ReplanConfig, dict(data or {}), "replan")
+    data = dict(data or {})
+    if "planner_settings" in data and data["planner_settings"] is None:  # null: the planner's own defaults
+        del data["planner_settings"]
+    return from_mapping(ReplanConfig, data, "replan")
 
 
 # ---- drift statistics ----------------------------------------------------------------------------

@@ -117,6 +117,7 @@ def test_the_default_config_parses_to_typed_objects_with_the_classes_defaults():
     replan, runs = parse_replan(_with("+replan.enabled=true", "+replan.keep_static=true", "+replan.planners=[cascadia]",
                                       "+replan.interval_s=30"))
     assert replan.enabled and replan.interval_s == 30.0 and runs == OnlineRuns(("cascadia",), True)
+    assert parse_replan(_with("+replan.planner_settings=null"))[0] == ReplanConfig()  # null: the planner's defaults
 
 
 def test_each_bound_is_stated_once():
