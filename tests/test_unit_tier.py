@@ -27,7 +27,6 @@ HOME: dict[str, tuple[str, str]] = {
     "sim.workload.__main__": ("tests/sim/workload/test_build.py", '"-m", "sim.workload"'),
     "sim.workload.prepare_data": ("tests/sim/workload/test_quality.py", "sim.workload.prepare_data"),
     "sim.workload.prefix": ("tests/sim/workload/test_prefix_trace.py", "sim.workload.prefix"),
-    "sim.workload.types": ("tests/sim/test_sim_invariants.py", "sim.workload.types"),
     "sim.common.config_checks": ("tests/test_bad_input.py", "sim.common.config_checks"),
     "sim.common.cli": ("tests/test_bad_input.py", "sim.common.cli"),
     "sim.simulator": ("tests/sim/test_sim_config.py", "sim.simulator"),
