@@ -34,7 +34,6 @@ HOME: dict[str, tuple[str, str]] = {
     "sim.spec.plan": ("tests/planners/test_checker.py", "sim.spec.plan"),
     "sim.spec.plan_io": ("tests/sim/test_sim_config.py", "sim.spec.plan_io"),
     "sim.control.controller": ("tests/sim/control/test_faults.py", "sim.control.controller"),
-    "sim.control.transition": ("tests/online/test_replan.py", "sim.control.transition"),
     "sim.runtime.replica": ("tests/sim/runtime/test_fast_path_shortcuts.py", "sim.runtime.replica"),
     "sim.runtime.kv_cache": ("tests/sim/runtime/test_prefix_cache.py", "sim.runtime.kv_cache"),
     "sim.runtime.batching": ("tests/sim/runtime/test_decode_batch.py", "sim.runtime.batching"),
