@@ -66,8 +66,9 @@ HOME: dict[str, tuple[str, str]] = {
     "experiments.load": ("tests/experiments/test_load_sweep.py", "capacity_rps"),
     "experiments.progress": ("tests/experiments/test_run_folders.py", "[2 done]"),
     "sim.fidelity.kernel_floor": ("tests/sim/fidelity/test_corpus.py", "kernel_layer"),
-    # the request lifecycle (arrive, visit, judge, forward, finish or drop): conservation and identity invariants
-    "sim.runtime.flow": ("tests/sim/test_sim_invariants.py", "test_invariants_and_identity"),
+    # the request lifecycle (arrive, visit, judge, forward, finish or drop): a score at the threshold accepted, latency
+    # as the sum of tier times and judge latency, requests conserved through faults and escalations
+    "sim.runtime.flow": ("tests/sim/test_recorded_invariants.py", "test_requests_are_conserved_through_faults"),
     "planners.baselines": ("tests/planners/test_planners.py", 'get_planner("sarathi")'),
     "experiments.planner_time": ("tests/experiments/test_run.py", "experiments.planner_time"),
 }
