@@ -70,7 +70,6 @@ HOME: dict[str, tuple[str, str]] = {
     # as the sum of tier times and judge latency, requests conserved through faults and escalations
     "sim.runtime.flow": ("tests/sim/test_recorded_invariants.py", "test_requests_are_conserved_through_faults"),
     "planners.baselines": ("tests/planners/test_planners.py", 'get_planner("sarathi")'),
-    "experiments.planner_time": ("tests/experiments/test_run.py", "experiments.planner_time"),
 }
 
 # module -> why it needs no unit test file of its own (kept short: each entry is a debt or a reason, said plainly)
