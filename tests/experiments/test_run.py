@@ -86,7 +86,9 @@ def test_aggregate_and_every_main_figure_regenerate(default_run, tmp_path):
         assert path.stat().st_size > 5_000
 
 
-@pytest.mark.parametrize("override,word", [("q_min=150", "q_min"), ("seed=-1", "seed")])
+@pytest.mark.parametrize("override,word", [("q_min=150", "q_min"), ("seed=-1", "seed"),
+                                           ("+replan.hysteresis=2", "replan.hysteresis"),
+                                           ("faults=[{kind:node_down,at_s:10,node:7}]", "faults[0].node")])
 def test_bad_override_is_one_line_exit_2(override, word):
     proc = subprocess.run([sys.executable, "-m", "experiments.run", override], capture_output=True, text=True,
                           cwd=PROJECT_ROOT, timeout=120)
