@@ -89,12 +89,15 @@ def test_aggregate_and_every_main_figure_regenerate(default_run, tmp_path):
 @pytest.mark.parametrize("override,word", [("q_min=150", "q_min"), ("seed=-1", "seed"),
                                            ("+replan.hysteresis=2", "replan.hysteresis"),
                                            ("faults=[{kind:node_down,at_s:10,node:7}]", "faults[0].node")])
-def test_bad_override_is_one_line_exit_2(override, word):
-    proc = subprocess.run([sys.executable, "-m", "experiments.run", override], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=120)
+def test_bad_override_is_one_line_exit_2(override, word, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", override, f"output_dir={out}"],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and word in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # Refused in the parse step, before any folder: a bad replan or fault value used to leave .hydra/ and run.log.
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("name", ["node_failure", "drift"])
