@@ -69,4 +69,6 @@ def test_documented_commands_run_as_written(page, index, script, repo_copy):
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(["bash", "-e", "-c", script], cwd=repo_copy, env=env, capture_output=True, text=True,
                           timeout=1500)
-    assert proc.returncode == 0, f"{page} block {index} failed:\n{script}\n--- stderr:\n{proc.stderr[-3000:]}"
+    # stdout too: `make test` reports its failing tests there, while stderr holds only progress bars
+    assert proc.returncode == 0, (f"{page} block {index} failed:\n{script}\n--- stdout:\n{proc.stdout[-3000:]}\n"
+                                  f"--- stderr:\n{proc.stderr[-3000:]}")
