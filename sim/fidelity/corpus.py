@@ -255,10 +255,26 @@ def serving_sim_overrides(engine: EngineProfile) -> dict:
     return {"max_batched_tokens": engine.max_num_batched_tokens, "max_num_seqs": engine.max_num_seqs}
 
 
+# SGLang versions whose server_args.py rewrite the settings when --enable-dp-attention is on (0.4.0-0.4.1: the
+# "DP attention is enabled ... Overlap scheduler is disabled." block of ServerArgs.__post_init__).
+SGLANG_DP_ATTENTION_RULE = re.compile(r"^0\.4\.[01]\b")
+
+
+def sglang_dp_attention_041(row: CorpusRow, eng: EngineProfile) -> EngineProfile:
+    """The engine as SGLang 0.4.0-0.4.1 runs it with --enable-dp-attention. Its ServerArgs.__post_init__ then sets
+    dp_size = tp_size, halves chunked_prefill_size ("to avoid MoE kernel issues"), caps cuda_graph_max_bs at 96 and
+    sets disable_overlap_schedule = True, so the scheduler's CPU work runs serialised with the GPU
+    (EngineProfile.without_overlap_scheduler). Other rows: the engine unchanged."""
+    if not (row.engine == "sglang" and row.dp_attention and SGLANG_DP_ATTENTION_RULE.match(row.engine_version)):
+        return eng
+    return replace(eng.without_overlap_scheduler(), max_num_batched_tokens=eng.max_num_batched_tokens // 2,
+                   cuda_graph_max_seqs=min(eng.cuda_graph_max_seqs, 96))
+
+
 def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bool = True) -> dict[str, float]:
     """Predicted value of each measured metric of the row. Raises NotPredictable (KV does not fit, deployment does
     not fit, serving simulation unavailable or skipped)."""
-    eng = resolve_engine(engine)
+    eng = sglang_dp_attention_041(row, resolve_engine(engine))
     if not row.cuda_graphs:
         eng = replace(eng, cuda_graph_max_seqs=0)
     if row.allreduce and row.allreduce != eng.allreduce_algorithm:

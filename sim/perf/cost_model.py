@@ -192,12 +192,17 @@ class ReplicaCostModel:
         seqs = batch.decode_seqs if not self.dp_attention else -(-batch.decode_seqs // self.tp)
         return batch.prefill_tokens == 0 and seqs <= self.cuda_graph_max_seqs
 
+    def _cpu_seqs(self, batch: BatchShape) -> int:
+        # With DP attention every rank runs its own scheduler process on its own 1 / TP of the sequences (SGLang's
+        # per-DP-rank Scheduler, TensorRT-LLM's per-rank PyExecutor), in parallel: the step waits for the busiest.
+        return batch.num_seqs if not self.dp_attention else -(-batch.num_seqs // self.tp)
+
     def stage_time_s(self, batch: BatchShape) -> float:
         """The slowest stage's time for this micro-batch, with its share (1/PP) of the CPU time."""
         if batch.num_tokens <= 0:
             return 0.0
         graph = self._graph(batch)
-        cpu = self.engine.cpu_time_s(batch.num_seqs, self.tp) / self.pp
+        cpu = self.engine.cpu_time_s(self._cpu_seqs(batch), self.tp) / self.pp
         return cpu + max(self._stage_fixed_s(st, batch, graph)
                          + st.attn_decode_s_per_ctx_token * batch.decode_ctx_tokens for st in self.stages)
 
@@ -206,7 +211,7 @@ class ReplicaCostModel:
             return 0.0
         graph = self._graph(batch)
         tokens = batch.num_tokens
-        t = self.engine.cpu_time_s(batch.num_seqs, self.tp)
+        t = self.engine.cpu_time_s(self._cpu_seqs(batch), self.tp)
         for st in self.stages:
             t += self._stage_fixed_s(st, batch, graph) + st.send_fixed_s + st.send_s_per_token * tokens
         return t

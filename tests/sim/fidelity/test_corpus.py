@@ -198,3 +198,22 @@ def test_serving_rows_keep_the_sources_statistic_and_cuda_graph_setting(corpus):
     assert any(not r.cuda_graphs for r in dsv3) and any(r.cuda_graphs for r in dsv3)
     docs = [r for r in corpus[0] if r.source == "trtllm_docs" and r.kind == "serving"]
     assert {r.statistic for r in docs} == {"mean"} and {r.num_prompts for r in docs} == {500}
+
+
+def test_sglang_041_dp_attention_rows_run_with_that_version_server_args(corpus):
+    # SGLang 0.4.0-0.4.1's ServerArgs, with --enable-dp-attention: chunked prefill 8,192 -> 4,096, CUDA graphs at
+    # most 96 per rank (160 -> 96), overlap scheduler off (CPU 4x the overlapped tail: 0.25 -> 1.0 ms base,
+    # 0.010 -> 0.040 ms per sequence, 0.11 -> 0.44 ms per log2 TP). Rows of later versions, without DP attention,
+    # or of another engine keep the profile.
+    from sim.fidelity.corpus import sglang_dp_attention_041
+    rows = corpus[0]
+    dsv3_dp = next(r for r in rows if r.source == "sglang_benchmark_dsv3" and r.dp_attention)
+    dsv3_tp16 = next(r for r in rows if r.source == "sglang_benchmark_dsv3" and not r.dp_attention)
+    eng = load_engine("sglang")
+    got = sglang_dp_attention_041(dsv3_dp, eng)
+    assert (got.max_num_batched_tokens, got.cuda_graph_max_seqs) == (4096, 96)
+    assert (got.cpu_base_ms, got.cpu_per_seq_ms, got.cpu_per_log2_tp_ms) == pytest.approx((1.0, 0.040, 0.44))
+    assert sglang_dp_attention_041(dsv3_tp16, eng) == eng
+    assert sglang_dp_attention_041(replace(dsv3_dp, engine_version="0.5.12"), eng) == eng
+    trt = load_engine("trtllm_pytorch")
+    assert sglang_dp_attention_041(replace(dsv3_dp, engine="trtllm_pytorch"), trt) == trt
