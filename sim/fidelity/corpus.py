@@ -284,6 +284,11 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
     """Predicted value of each measured metric of the row. Raises NotPredictable (KV does not fit, deployment does
     not fit, serving simulation unavailable or skipped)."""
     eng = sglang_dp_attention_041(row, resolve_engine(engine))
+    if row.adp_hold_iters:
+        # TensorRT-LLM's attention_dp_config enable_balance: context requests are balanced over the DP ranks, not run
+        # on one rank alone. Chosen after seeing InferenceX's 8k/1k attention-DP TPOT (conc 64 / 256: measured within
+        # 5 / 6 % of balanced prefills, 31 / 69 % below a busiest rank prefilling alone); docs/fidelity.md, issue 18.
+        eng = replace(eng, dp_prefill_balanced=True)
     if not row.cuda_graphs:
         eng = replace(eng, cuda_graph_max_seqs=0)
     if row.allreduce and row.allreduce != eng.allreduce_algorithm:

@@ -93,6 +93,10 @@ class EngineProfile:
     # CPU time per iteration when the engine's overlap scheduler is off, as a multiple of cpu_* above (which are the
     # part left exposed with it on); 1: the profile has no overlap scheduler. See without_overlap_scheduler.
     cpu_scale_without_overlap: float = 1.0
+    # DP attention: whether the engine balances context (prefill) requests over the DP ranks before running them
+    # (TensorRT-LLM's attention_dp_config enable_balance holds them until every rank has one). False: requests are
+    # dispatched as they come (SGLang's round robin), so the busiest rank prefills whole sequences alone.
+    dp_prefill_balanced: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -104,7 +108,8 @@ class EngineProfile:
                 if value not in ("nccl", "custom"):
                     raise ConfigError(f"engine {self.name!r}: allreduce_algorithm must be 'nccl' or 'custom', "
                                       f"got {value!r}")
-            elif f.name in ("chunked_prefill", "kv_fraction_of_free_memory", "eager_host_overlaps_gpu"):
+            elif f.name in ("chunked_prefill", "kv_fraction_of_free_memory", "eager_host_overlaps_gpu",
+                            "dp_prefill_balanced"):
                 if not isinstance(value, bool):
                     raise ConfigError(f"engine {self.name!r}: {f.name} must be true or false, got {value!r}")
             elif (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)

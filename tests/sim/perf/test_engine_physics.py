@@ -223,6 +223,42 @@ def test_dp_attention_ranks_schedule_their_own_sequences_in_parallel():
     assert tp._cpu_seqs(one) == 100
 
 
+def test_dp_attention_prefill_of_one_sequence_runs_on_one_rank():
+    # DP attention on TP8 (DeepSeek-V3, FP8, H200): a prompt is whole on one rank, so one 1,024-token prefill costs
+    # the busiest rank 7/8 of a single rank's attention work more than the even 1/8 split. By hand, per query-key
+    # pair on one rank: 61 layers x 2 x 128 heads x (128 + 64 + 128) FLOPs / (989.4 TFLOPS x attn_prefill_eff 0.5);
+    # per prompt token: the attention projections' 2 x 187.1 M FLOPs per layer at the FP8 GEMM rate
+    # (1,978.9 TFLOPS x 0.75), plus attention elementwise traffic (less than a third more).
+    from sim.perf.batch import BatchShape
+    eng = load_engine("sglang")
+    dp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng, dp_attention=True)
+    balanced = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, dp_prefill_balanced=True),
+                                  dp_attention=True)
+    pair_s = 61 * 2 * 128 * (128 + 64 + 128) / (989.4e12 * 0.5)
+    gemm_token_s = 61 * 2 * 187_107_328 / (1978.9e12 * 0.75)
+    pairs = 1024 * 1025 / 2
+
+    def prefill(n_seqs, tokens, pair_count):
+        return BatchShape(prefill_tokens=tokens, prefill_attn_pairs=pair_count, num_prefill_seqs=n_seqs)
+
+    # One more pair costs a whole rank's pair time (1/8 split + 7/8 excess), not 1/8 of it.
+    one = prefill(1, 1024, pairs)
+    assert (dp.iteration_time_s(prefill(1, 1024, pairs + 1e6)) - dp.iteration_time_s(one)) == pytest.approx(
+        1e6 * pair_s, rel=1e-3)
+    excess = dp.iteration_time_s(one) - balanced.iteration_time_s(one)
+    token_part = excess - 7 / 8 * pairs * pair_s
+    assert gemm_token_s <= token_part / (7 / 8 * 1024) <= 1.3 * gemm_token_s
+    # Eight equal prompts fill the eight ranks: no excess. Nine: the busiest rank holds two, 2/9 - 1/8 of the work.
+    eight = prefill(8, 8 * 1024, 8 * pairs)
+    assert dp.iteration_time_s(eight) == balanced.iteration_time_s(eight)
+    nine = prefill(9, 9 * 1024, 9 * pairs)
+    assert dp.iteration_time_s(nine) - balanced.iteration_time_s(nine) == pytest.approx(
+        (2 / 9 - 1 / 8) * 8 / 7 * 9 * excess, rel=1e-9)
+    # Plain TP splits every prompt over the ranks' heads: the term does not apply.
+    tp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
+    assert tp.stages[0].dp_ranks == 1
+
+
 def test_new_profile_and_hardware_fields_are_checked():
     with pytest.raises(ConfigError, match="allreduce_algorithm"):
         replace(load_engine("vllm"), allreduce_algorithm="ring")
@@ -232,6 +268,8 @@ def test_new_profile_and_hardware_fields_are_checked():
         replace(load_engine("sglang"), mtp_acceptance=1.5)
     with pytest.raises(ConfigError, match="eager_host_overlaps_gpu"):
         replace(load_engine("sglang"), eager_host_overlaps_gpu="no")
+    with pytest.raises(ConfigError, match="dp_prefill_balanced"):
+        replace(load_engine("sglang"), dp_prefill_balanced=1)
     with pytest.raises(ConfigError, match="interconnect"):
         replace(H200, interconnect="infiniband")
     assert load_gpu("a100_pcie").interconnect == "pcie" and H200.interconnect == "nvlink"
