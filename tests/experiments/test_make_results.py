@@ -9,7 +9,9 @@ import experiments.make_results as mr
 
 def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(mr, "run_sweep", lambda name, d: (calls.append(("sweep", name, d.name)), time.sleep(0.05)))
+    caches = set()
+    monkeypatch.setattr(mr, "run_sweep", lambda name, d, overrides, cache: (calls.append(("sweep", name, d.name)),
+                                                                           caches.add(cache), time.sleep(0.05)))
     monkeypatch.setattr(mr, "aggregate_sweep", lambda d, out: calls.append(("aggregate", out.name)))
     monkeypatch.setattr(mr, "planner_time", lambda: calls.append(("planner_time",)))
     monkeypatch.setattr(mr, "figures", lambda: calls.append(("figures",)))
@@ -25,6 +27,7 @@ def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
     assert t["total_s"] >= sum(t["steps_s"].values()) - 0.001 * len(t["steps_s"])
     assert t["usable_cores"] >= 1 and t["cpu_count"] >= t["usable_cores"]
     assert set(t["steps_cpu_s"]) == set(t["steps_s"]) and t["sweeps"] == ["ablation", "drift"]
+    assert len(caches) == 1 and "S" in next(iter(caches)).parts  # one bisection cache for every sweep of the run
 
 
 def test_unknown_sweep_is_one_error(tmp_path):
