@@ -141,7 +141,7 @@ class ReplicaModel:
     prefill_work_s: np.ndarray | None = None  # (m,) replica prefill work per sampled request at rho = 1
     steps: np.ndarray | None = None  # (m,) decode steps of each sampled request (output tokens - 1)
     quantile: float = 0.95
-    burst_s: np.ndarray | None = None  # (S, m) prefill-burst delay at the grid points burst_sub; NaN: not yet
+    burst_s: np.ndarray | None = None  # (S, m) prefill-burst delay at _burst_grid's S grid points; NaN: not yet
 
     @property
     def num_gpus(self) -> int:

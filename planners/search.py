@@ -86,15 +86,19 @@ class SearchContext:
 
     # ---- tables ----------------------------------------------------------------------------------
     def replica_models(self, load: TierLoad):
+        """The tier's candidate replica models for this load, kept by (tier, requests): a model reads the load's
+        requests (lengths, arrival times, rate windows) and not its rate, which only the table divides by capacity,
+        so loads that differ in rate alone (CascadeServe's gears) share their models."""
         i = load.key[0]
-        if load.key not in self._models:
+        key = load.key[:2]
+        if key not in self._models:
             models = []
             if load.num_requests and self.disaggregation != "disaggregated":
                 models = replica_models(self.problem, i, load, self.configs[i], self._cost_memo)
             if load.num_requests and self.disaggregation != "colocated":
                 models = models + disaggregated_models(self.problem, i, load, self.configs[i], self._cost_memo)
-            self._models[load.key] = models
-        return self._models[load.key]
+            self._models[key] = models
+        return self._models[key]
 
     def table(self, load: TierLoad) -> TierTable:
         if load.key not in self._tables:

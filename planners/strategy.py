@@ -126,7 +126,7 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
     if empty:  # no request reaches this tier: it needs no GPU
         return TierTable(np.zeros(n), c1b, d1b, c2b, d2b, tuple(models), rate_rps)
     minor = 1.0 - quantile
-    combos = []  # (i, j, d1, d2, rho, cap > 0, share of the second configuration)
+    combos = []  # (i, j, d1, d2, rho, share of the capacity in configuration j or None)
     for i, m1 in enumerate(models):
         g1 = m1.num_gpus
         d1 = f // g1

@@ -328,3 +328,20 @@ def test_objective_remembered_per_loads_not_per_thresholds(problem3, monkeypatch
     assert len(calls) == 2
     fresh = planner.search_context(problem3)
     assert planner.objective(fresh, c) == planner.objective(ctx, c)
+
+
+def test_cascadeserve_gears_share_replica_models(problem3, monkeypatch):
+    """A replica model reads a load's requests, not its rate: CascadeServe's gears (the same routings at other rates)
+    build no model the one-gear plan did not, and the gear at the planned rate is the same plan."""
+    import planners.search as search
+    from planners.baselines import CascadeServePlanner
+
+    built = []
+    real = search.replica_models
+    monkeypatch.setattr(search, "replica_models", lambda *a, **k: built.append(1) or real(*a, **k))
+    one = CascadeServePlanner(load_levels=(1.0,)).plan(problem3)
+    n_one, built[:] = len(built), []
+    four = CascadeServePlanner().plan(problem3)
+    assert n_one > 0 and len(built) == n_one
+    assert four.describe() == one.describe() and four.thresholds == one.thresholds
+    assert four.estimates["p95_tier_s"] == one.estimates["p95_tier_s"]
