@@ -183,7 +183,9 @@ class ReplicaCostModel:
         return t
 
     def _graph(self, batch: BatchShape) -> bool:
-        return batch.prefill_tokens == 0 and batch.decode_seqs <= self.cuda_graph_max_seqs
+        # With DP attention each of the tp ranks schedules and replays its own share of the batch.
+        ranks = self.tp if self.dp_attention else 1
+        return batch.prefill_tokens == 0 and batch.decode_seqs <= self.cuda_graph_max_seqs * ranks
 
     def stage_time_s(self, batch: BatchShape) -> float:
         """The slowest stage's time for this micro-batch, with its share (1/PP) of the CPU time."""

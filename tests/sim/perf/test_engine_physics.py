@@ -162,3 +162,22 @@ def test_new_profile_and_hardware_fields_are_checked():
     with pytest.raises(ConfigError, match="interconnect"):
         replace(H200, interconnect="infiniband")
     assert load_gpu("a100_pcie").interconnect == "pcie" and H200.interconnect == "nvlink"
+
+
+def test_cuda_graphs_with_dp_attention_cover_each_ranks_share_of_the_batch():
+    # SGLang (cuda_graph_max_seqs 160) replays a graph per DP-attention rank for that rank's own sequences: a TP8 DP8
+    # replica replays graphs up to 8 x 160 decode sequences; plain TP up to 160. Eager = graph time raised to the
+    # eager per-layer host floor, so the graph batch is never slower than eager.
+    from sim.perf.batch import BatchShape
+
+    eng = load_engine("sglang")
+    tp = build_replica_cost(DSV3, H200, 8, 1, "fp8", "bf16", engine=eng, ep=8)
+    dp = build_replica_cost(DSV3, H200, 8, 1, "fp8", "bf16", engine=eng, ep=8, dp_attention=True)
+    graph = lambda cost, n: cost._graph(BatchShape(decode_seqs=n, decode_ctx_tokens=n * 1000))  # noqa: E731
+    assert graph(tp, 160) and not graph(tp, 161)
+    assert graph(dp, 8 * 160) and not graph(dp, 8 * 160 + 1)
+    assert not dp._graph(BatchShape(prefill_tokens=16, prefill_attn_pairs=136.0, num_prefill_seqs=1, decode_seqs=4,
+                                    decode_ctx_tokens=4000))  # a mixed batch runs eagerly
+    # No step up at TP's graph limit for the DP replica (its ranks hold 20 and 21 sequences there).
+    step = lambda cost, n: cost.iteration_time_s(BatchShape(decode_seqs=n, decode_ctx_tokens=n * 1000))  # noqa: E731
+    assert step(dp, 161) / step(dp, 160) < 1.01
