@@ -76,9 +76,10 @@ class PrefillSeq(Seq):
         self.unit_tokens = visit.unit_tokens
 
 
-def schedule_decode_instance(eng, now: float, base, ready: set):
+def schedule_decode_instance(eng, now: float, base, ready: set, on_admit=None):
     """A decode instance's scheduler: first admit, FCFS, the visits whose KV has arrived (`ready`, by id) into the
-    decode batch, then the engine's own policy (which decodes, and prefills any visit preempted here)."""
+    decode batch, then the engine's own policy (which decodes, and prefills any visit preempted here).
+    on_admit(visit, now), if given, hears of each admission."""
     waiting = eng.waiting
     if waiting and id(waiting[0]) in ready:
         kv, running = eng.kv, eng.running
@@ -110,6 +111,8 @@ def schedule_decode_instance(eng, now: float, base, ready: set):
             running.insert(at, seq)
             if eng.batch is not None:
                 eng.batch.join(seq)
+            if on_admit is not None:
+                on_admit(seq, now)
     return base(eng, now)
 
 
@@ -163,7 +166,8 @@ class DisaggTierRouter:
         role = rep.plan.role
         if role == "decode":
             for eng in rep.engines:
-                eng.schedule = partial(schedule_decode_instance, base=eng.schedule, ready=self.ready)
+                eng.schedule = partial(schedule_decode_instance, base=eng.schedule, ready=self.ready,
+                                       on_admit=self._on_decode_admit)
             self.decode.replicas.append(rep)
         elif role == "prefill":
             self.prefill.replicas.append(rep)
@@ -231,6 +235,13 @@ class DisaggTierRouter:
         # let its policy admit the visit as a prefill); route() gives the keys back if the visit is re-queued.
         visit.unit_keys = None
         self._send(visit, src, end, end - seq.first_sched_s)
+
+    def _on_decode_admit(self, visit, now: float) -> None:
+        book = self.book
+        if book is not None and book.decode_admit_s is not None:
+            row = book.decode_admit_s[visit.tier]
+            if row[visit.req] != row[visit.req]:  # NaN: the first admission (a re-queued visit keeps its first)
+                row[visit.req] = now
 
     def on_drop(self, seq, reason: str, now: float) -> None:
         if isinstance(seq, PrefillSeq):
