@@ -45,6 +45,11 @@ def kv_transfer_s(tokens: int, kv_bytes_per_token: float, src, dst, cluster, mod
     max(transfer / num_layers, transfer - prefill_s)."""
     if tokens <= 0:
         return 0.0
+    return transfer_time_s(tokens, kv_bytes_per_token, *link_of(src, dst, cluster), mode, prefill_s, num_layers)
+
+
+def link_of(src, dst, cluster) -> tuple[float, float]:
+    """(latency_s, streams x bytes/s) of the link between two instances (kv_transfer_s says which link)."""
     nodes = {n for n, _ in src.gpus} | {n for n, _ in dst.gpus}
     streams = min(len(src.gpus), len(dst.gpus))
     if len(nodes) == 1:
@@ -53,10 +58,16 @@ def kv_transfer_s(tokens: int, kv_bytes_per_token: float, src, dst, cluster, mod
     else:
         bw = cluster.ib_bw_gbps * 1e9 / cluster.gpus_per_node
         latency = cluster.ib_latency_us * 1e-6
-    wire = tokens * kv_bytes_per_token / (streams * bw)
+    return latency, streams * bw
+
+
+def transfer_time_s(tokens: int, kv_bytes_per_token: float, latency_s: float, bytes_per_s: float,
+                    mode: str = "after_prefill", prefill_s: float = 0.0, num_layers: int = 1) -> float:
+    """kv_transfer_s on a known link (link_of), for tokens > 0."""
+    wire = tokens * kv_bytes_per_token / bytes_per_s
     if mode == "layerwise":
         wire = max(wire / max(num_layers, 1), wire - prefill_s)
-    return latency + wire
+    return latency_s + wire
 
 
 class PrefillSeq(Seq):
@@ -139,6 +150,7 @@ class DisaggTierRouter:
         self.decode = TierRouter(tier, [], policy)
         self.ready: set[int] = set()  # ids of visits whose KV has arrived at their decode instance
         self.link_free_s: dict[int, float] = {}  # prefill replica id -> when its last transfer ends
+        self.links: dict[tuple[int, int], tuple[float, float]] = {}  # (prefill id, decode id) -> link_of(...)
         self.flow = None
         self.book = None
         self.parked: list = []  # visits waiting for a prefill instance
@@ -279,8 +291,13 @@ class DisaggTierRouter:
         wire = 0.0
         if src is not None:
             start = max(ready_s, self.link_free_s.get(src.replica_id, ready_s))
-            wire = kv_transfer_s(tokens, self.kv_bytes_per_token, src.plan, dst.plan, self.cluster,
-                                 self.cfg.kv_transfer, prefill_s, self.num_layers)
+            if tokens > 0:
+                key = (src.replica_id, dst.replica_id)
+                link = self.links.get(key)
+                if link is None:  # the replicas' GPUs never change: the link is worked out once per pair
+                    link = self.links[key] = link_of(src.plan, dst.plan, self.cluster)
+                wire = transfer_time_s(tokens, self.kv_bytes_per_token, link[0], link[1], self.cfg.kv_transfer,
+                                       prefill_s, self.num_layers)
             self.link_free_s[src.replica_id] = start + wire
         arrive = start + wire
         if self.book is not None and self.book.kv_transfer_s is not None:
