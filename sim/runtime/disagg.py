@@ -124,6 +124,17 @@ def schedule_decode_instance(eng, now: float, base, ready: set, on_admit=None):
                 eng.batch.join(seq)
             if on_admit is not None:
                 on_admit(seq, now)
+    elif waiting and ready and id(waiting[-1]) in ready:
+        # Sequences preempted here head the queue (the policy recomputes them, as vLLM does); the visits behind them
+        # hold their arrived KV and must not be prefilled again by the policy: they wait, hidden from it, until the
+        # loop above admits them.
+        held = []
+        while waiting and id(waiting[-1]) in ready:
+            held.append(waiting.pop())
+        try:
+            return base(eng, now)
+        finally:
+            waiting.extend(reversed(held))
     return base(eng, now)
 
 

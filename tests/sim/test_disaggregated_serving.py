@@ -163,6 +163,10 @@ def test_disaggregated_invariants_and_fast_equals_reference(inst):
             # A decode instance admits a visit only once its KV has arrived, and before its last token.
             adm = served[f"decode_admit_s_t{t}"]
             seen = adm.notna()
+            # Every visit that decoded was admitted with its arrived KV (never prefilled again behind a sequence
+            # preempted on its decode instance).
+            decoded = done & served[f"output_tokens_t{t}"].gt(1) & served[f"replica_t{t}"].map(roles).eq("decode")
+            assert seen[decoded].all()
             arrived = first_token + served[f"kv_transfer_s_t{t}"]
             assert (adm[seen] >= arrived[seen] - 1e-9).all()
             assert (adm[seen] <= df.loc[served.index, "completion_s"][seen].fillna(np.inf) + 1e-9).all()
