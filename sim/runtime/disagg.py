@@ -24,6 +24,7 @@ own prefill pool. Fast and reference mode share every step here; only the replic
 from __future__ import annotations
 
 import math
+from collections import deque
 from functools import partial
 
 from sim.common.errors import ConfigError
@@ -124,17 +125,20 @@ def schedule_decode_instance(eng, now: float, base, ready: set, on_admit=None):
                 eng.batch.join(seq)
             if on_admit is not None:
                 on_admit(seq, now)
-    elif waiting and ready and id(waiting[-1]) in ready:
-        # Sequences preempted here head the queue (the policy recomputes them, as vLLM does); the visits behind them
-        # hold their arrived KV and must not be prefilled again by the policy: they wait, hidden from it, until the
-        # loop above admits them.
-        held = []
-        while waiting and id(waiting[-1]) in ready:
-            held.append(waiting.pop())
+    if waiting and ready and id(waiting[-1]) in ready:
+        # Visits whose KV has arrived wait at the tail (arrivals append; sequences preempted here go to the front, and
+        # the policy recomputes them, as vLLM does). The policy must never prefill such a visit again, also when it
+        # preempts in this very call (Sarathi decodes, and so preempts, before it admits): it sees a queue holding
+        # only the preempted sequences, and the arrived visits go back behind them afterwards, in order.
+        preempted = deque()
+        while id(waiting[0]) not in ready:
+            preempted.append(waiting.popleft())
+        eng.waiting = preempted
         try:
             return base(eng, now)
         finally:
-            waiting.extend(reversed(held))
+            preempted.extend(waiting)
+            eng.waiting = preempted
     return base(eng, now)
 
 
