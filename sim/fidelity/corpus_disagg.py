@@ -4,8 +4,8 @@ per measured run, never fitted on these rows (they are the check).
 
 Each measured run states its P prefill and D decode workers and, per side, TP, EP and DP attention (columns tp, ep,
 dp_attention as "P:x/D:y"; the worker counts in its notes). The run is rebuilt as one disaggregated tier: P prefill
-and D decode replicas of DeepSeek-R1 (FP8 weights, BF16 KV, MTP with one draft token where the run used it, as the
-colocated InferenceX rows), on node-major GPUs of 8-GPU nodes linked by InfiniBand (a TP16 worker spans two nodes;
+and D decode replicas of DeepSeek-R1 (FP8 weights; KV precision, memory fraction, engine profile and MTP with one
+draft token where the run used it, as the colocated InferenceX rows), on node-major GPUs of 8-GPU nodes linked by InfiniBand (a TP16 worker spans two nodes;
 each worker on its own nodes, so every KV transfer crosses InfiniBand as between Dynamo's workers), with the cost
 model of the run's engine profile (conf/engine sglang / trtllm, its max_num_seqs and token budget on both sides).
 The closed-loop client of sim.fidelity.clients keeps `concurrency` requests in flight, lengths drawn as InferenceX's
@@ -39,7 +39,13 @@ from sim.spec.models import load_model
 from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 
 SOURCE = "inferencex_dsr1_h100_h200"
-ENGINES = {"Dynamo + SGLang (PD-disaggregated)": "sglang", "Dynamo + TensorRT-LLM (PD-disaggregated)": "trtllm"}
+# TensorRT-LLM as InferenceX runs it: its PyTorch backend (sim.fidelity.corpus_long's InferenceX reader).
+ENGINES = {"Dynamo + SGLang (PD-disaggregated)": "sglang",
+           "Dynamo + TensorRT-LLM (PD-disaggregated)": "trtllm_pytorch"}
+# Memory fraction and KV precision per engine: those of the source's launch scripts for its colocated runs
+# (SGLang --mem-fraction-static 0.82 with the model's BF16 KV; TensorRT-LLM free_gpu_memory_fraction 0.75 with FP8
+# KV; sim.fidelity.corpus_long), assumed for its Dynamo workers too (their settings are not in the fixture).
+MEMORY_KV = {"sglang": (0.82, "bf16"), "trtllm_pytorch": (0.75, "fp8")}
 METRICS = {"tpot_median": ("tpot", "median"), "tpot_mean": ("tpot", "mean"), "ttft_median": ("ttft", "median"),
            "ttft_mean": ("ttft", "mean")}
 MIN_PROMPTS = 600
@@ -127,7 +133,7 @@ def run_deployment(run: DisaggRun) -> tuple[CascadeSpec, CascadePlan, object]:
     """The run as a one-tier disaggregated cascade and plan on enough 8-GPU nodes (each worker on whole nodes)."""
     from sim.fidelity.serving import bench_cluster
 
-    tier = TierSpec(load_model("deepseek_v3"), "fp8", "bf16", mtp_draft_tokens=run.mtp_draft_tokens)
+    tier = TierSpec(load_model("deepseek_v3"), "fp8", MEMORY_KV[run.engine][1], mtp_draft_tokens=run.mtp_draft_tokens)
     replicas, node = [], 0
     for role, n, tp, ep, dp in (("prefill", run.num_prefill, run.tp_prefill, run.ep_prefill, run.dp_prefill),
                                 ("decode", run.num_decode, run.tp_decode, run.ep_decode, run.dp_decode)):
@@ -151,13 +157,13 @@ def simulate_run(run: DisaggRun, engine: EngineProfile | None = None, seed: int 
 
     eng = engine if engine is not None else resolve_engine(run.engine)
     row = CorpusRow(source=SOURCE, line=0, engine=run.engine, engine_version="", gpu=run.gpu, model="deepseek_v3",
-                    weights="fp8", kv="bf16", tp=run.tp_decode, pp=1, kind="closed_loop",
+                    weights="fp8", kv=MEMORY_KV[run.engine][1], tp=run.tp_decode, pp=1, kind="closed_loop",
                     batch_size=run.concurrency, input_tokens=run.input_tokens, output_tokens=run.output_tokens,
                     request_rate=None, num_prompts=run.num_prompts, measured=(), length_ratio=0.8)
     isl, osl = drawn_lengths(row)
     spec = ClientSpec(isl, osl, run.concurrency, None)
     cascade, plan, cluster = run_deployment(run)
-    cfg = sim_config_from_dict(serving_sim_overrides(eng))
+    cfg = sim_config_from_dict({**serving_sim_overrides(eng), "gpu_memory_utilization": MEMORY_KV[run.engine][0]})
     release = release_times_s(spec.num_prompts, None, np.random.default_rng(seed))
     client = BenchmarkClient(release, spec.concurrency)
     workload = client_workload(spec, release, "deepseek_v3")

@@ -50,7 +50,7 @@ def test_the_shipped_corpus_has_a_tpot_and_a_ttft_median_for_each_of_its_65_disa
     med = rows[rows.statistic == "median"]
     assert (med.metric == "tpot").sum() == 65 and (med.metric == "ttft").sum() == 65
     runs = set(med.run)
-    assert {r.gpu for r in runs} == {"h100_sxm", "h200_sxm"} and {r.engine for r in runs} == {"sglang", "trtllm"}
+    assert {r.gpu for r in runs} == {"h100_sxm", "h200_sxm"} and {r.engine for r in runs} == {"sglang", "trtllm_pytorch"}
     assert all(r.num_prefill >= 1 and r.num_decode >= 1 for r in runs)
 
 
@@ -66,7 +66,7 @@ def test_lone_requests_pay_prefill_then_transfer_then_one_decode_step_per_token(
     cascade, plan, cluster = run_deployment(run)
     src, dst = plan.tiers[0].replicas
     assert {n for n, _ in src.gpus} == {0} and {n for n, _ in dst.gpus} == {1}
-    factory = _cost_factory(eng, sim_config_from_dict(serving_sim_overrides(eng)))
+    factory = _cost_factory(eng, sim_config_from_dict({**serving_sim_overrides(eng), "gpu_memory_utilization": 0.82}))
     c_p, c_d = factory(cascade.tiers[0], src, cluster), factory(cascade.tiers[0], dst, cluster)
     row = CorpusRow(source="x", line=0, engine="sglang", engine_version="", gpu="h200_sxm", model="deepseek_v3",
                     weights="fp8", kv="bf16", tp=8, pp=1, kind="closed_loop", batch_size=1, input_tokens=1024,
