@@ -7,7 +7,8 @@ two distinct configurations per model. Replicas share load in proportion to thei
 deployment's p95 is taken as the worst p95 among configurations carrying more than 1 - q of the load (a
 component with less cannot move the mixture's q-quantile much). With disaggregation on, the candidates also include
 units of P prefill and D decode instances (planners.disagg), each deployed alone (d1 units, never mixed with a
-colocated configuration, as a simulated tier is one or the other). The table is made non-increasing in f
+colocated configuration, as a simulated tier is one or the other), taken only where they are robustly better than
+the colocated deployment (latency_table's gate). The table is made non-increasing in f
 (a deployment may leave GPUs idle), which also makes the MILP's "sum f = N" and "sum f <= N" equivalent.
 """
 from __future__ import annotations
