@@ -244,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
         ap = argparse.ArgumentParser(prog="python -m sim.fidelity.corpus_disagg", description=main.__doc__)
         ap.add_argument("corpus", type=Path, nargs="?", default=CORPUS_DIR)
         args = ap.parse_args(args_list)
+        if not args.corpus.is_dir():
+            raise DataError(f"{args.corpus}: not a directory; give a measurement corpus folder (default {CORPUS_DIR})")
         points = evaluate_disaggregated(args.corpus)
+        if points.empty:
+            raise DataError(f"{args.corpus}: no {SOURCE}.csv[.gz] with disaggregated (PD) rows to predict")
         print_table(points)
         print(json.dumps(disaggregated_summary(points)))
         return 0

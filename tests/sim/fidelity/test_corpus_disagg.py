@@ -95,3 +95,14 @@ def test_the_summary_counts_median_tpot_rows_and_averages_absolute_errors():
     assert s["disaggregated_rows"] == 2 and s["disaggregated_tpot_mape_pct"] == 20.0
     assert s["disaggregated_ttft_mape_pct"] == 60.0 and s["disaggregated_tpot_mean_mape_pct"] == 5.0
     assert s["disaggregated_excluded_runs"] == 1
+
+
+def test_the_command_refuses_a_folder_without_disaggregated_rows(tmp_path, capsys):
+    from sim.fidelity.corpus_disagg import main
+
+    for folder, says in ((tmp_path / "missing", "not a directory"), (tmp_path, "no inferencex_dsr1_h100_h200")):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(folder)])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and says in err
