@@ -122,6 +122,7 @@ def _best_deployments(models, idx: list[int], rate_rps: float, n: int, quantile:
     best = np.full(n, np.inf)
     c1b, d1b, c2b, d2b = (np.full(n, -1), np.zeros(n, int), np.full(n, -1), np.zeros(n, int))
     minor = 1.0 - quantile
+    combos = []  # (i, j, d1, d2, rho, share of the capacity in configuration j or None)
     for i in idx:
         m1 = models[i]
         g1 = m1.num_gpus
@@ -137,18 +138,32 @@ def _best_deployments(models, idx: list[int], rate_rps: float, n: int, quantile:
             cap = d1 * m1.max_rps + cap2
             with np.errstate(divide="ignore", invalid="ignore"):
                 rho = np.where(cap > 0, rate_rps / cap, np.inf)
-                lat = np.where(d1 > 0, m1.p95_at(np.where(np.isfinite(rho), rho, 0.0)), np.inf)
-                lat = np.where(np.isfinite(rho), lat, np.inf)
-                if j >= 0:
-                    share2 = np.where(cap > 0, cap2 / cap, 0.0)
-                    lat2 = models[j].p95_at(np.where(np.isfinite(rho), rho, 0.0))
-                    lat = np.where(share2 > minor, np.maximum(lat, lat2), lat)
-            better = lat < best
-            best = np.where(better, lat, best)
-            c1b = np.where(better, i, c1b)
-            d1b = np.where(better, d1, d1b)
-            c2b = np.where(better, j, c2b)
-            d2b = np.where(better, d2, d2b)
+                share2 = np.where(cap > 0, cap2 / cap, 0.0) if j >= 0 else None
+            combos.append((i, j, d1, d2, rho, share2))
+    # The p95 rows each colocated model is read at, computed in one pass per model (ReplicaModel fills them lazily).
+    wanted: dict[int, list] = {}
+    for i, j, d1, _, rho, share2 in combos:
+        finite = np.isfinite(rho)
+        wanted.setdefault(i, []).append(rho[finite & (d1 > 0)])
+        if j >= 0:
+            wanted.setdefault(j, []).append(rho[finite & (share2 > minor)])
+    for k, parts in wanted.items():
+        if isinstance(models[k], ReplicaModel):
+            models[k].prepare(np.concatenate(parts))
+    for i, j, d1, d2, rho, share2 in combos:
+        finite = np.isfinite(rho)
+        at = np.where(finite, rho, 0.0)
+        lat = np.where(d1 > 0, _p95_at(models[i], at, finite & (d1 > 0)), np.inf)
+        lat = np.where(finite, lat, np.inf)
+        if j >= 0:
+            lat2 = _p95_at(models[j], at, finite & (share2 > minor))
+            lat = np.where(share2 > minor, np.maximum(lat, lat2), lat)
+        better = lat < best
+        best = np.where(better, lat, best)
+        c1b = np.where(better, i, c1b)
+        d1b = np.where(better, d1, d1b)
+        c2b = np.where(better, j, c2b)
+        d2b = np.where(better, d2, d2b)
     return best, c1b, d1b, c2b, d2b
 
 
@@ -168,8 +183,8 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
     at most f often leaves some idle, its estimate no better with them).
 
     Disaggregated units enter the table at f only where they are robustly better than the best colocated
-    deployment on those f GPUs (the defaults 1.0 and 0.0: wherever lower, the plain pointwise minimum): their p95 at
-    the planned rate at most (1 - disagg_margin) x the colocated one's (a gain beyond the estimator's error), and
+    deployment on those f GPUs (the defaults 1.0, 0.0 and 1.0: wherever lower, the plain pointwise minimum): their p95
+    at the planned rate at most (1 - disagg_margin) x the colocated one's (a gain beyond the estimator's error), and
     their p95 at disagg_load_factor x the rate no higher than the colocated one's at that rate (a fixed P:D split
     saturates its bottleneck pool sooner than a colocated replica, which moves its time between prefill and decode
     as the mix requires, so a split that wins only at the planned rate loses when the load runs hotter), with its
@@ -207,6 +222,11 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
     improves = best < np.r_[np.inf, np.minimum.accumulate(best)[:-1]]
     keep = np.maximum.accumulate(np.where(improves, idx, 0))
     return TierTable(best[keep], c1b[keep], d1b[keep], c2b[keep], d2b[keep], tuple(models), rate_rps)
+
+
+def _p95_at(model, rho: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """model.p95_at(rho), of which only the entries `used` are read (a colocated model computes no other rows)."""
+    return model.p95_at(rho, used) if isinstance(model, ReplicaModel) else model.p95_at(rho)
 
 
 def _disaggregated(model) -> bool:
