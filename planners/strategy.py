@@ -184,7 +184,8 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
 
     Disaggregated units enter the table at f only where they are robustly better than the best colocated
     deployment on those f GPUs (the defaults 1.0, 0.0 and 1.0: wherever lower, the plain pointwise minimum): their p95
-    at the planned rate at most (1 - disagg_margin) x the colocated one's (a gain beyond the estimator's error), and
+    at the planned rate at most (1 - disagg_margin) x the incumbent's at f (the colocated deployment, or a unit taken
+    before it in the models' order; a gain beyond the estimator's error), and
     their p95 at disagg_load_factor x the rate no higher than the colocated one's at that rate (a fixed P:D split
     saturates its bottleneck pool sooner than a colocated replica, which moves its time between prefill and decode
     as the mix requires, so a split that wins only at the planned rate loses when the load runs hotter), with its

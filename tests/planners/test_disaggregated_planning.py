@@ -96,8 +96,8 @@ def test_online_replanning_settings_hold_every_tier_colocated():
 def test_a_disaggregated_unit_enters_the_table_only_where_its_gate_holds(factor, margin, max_util):
     """Brute force over f and the disaggregated units with their own p95_at, against the plain colocated table at
     the planned and the hotter rate: the gated table is the colocated one, except where an admissible unit
-    (p95 <= (1 - margin) x colocated, no worse than colocated at factor x rate, bottleneck <= max_util busy there)
-    is lower. (1.0, 0.0, 1.0) is the ungated pointwise minimum."""
+    (p95 <= (1 - margin) x the incumbent at f, no worse than colocated at factor x rate, bottleneck <= max_util busy
+    there) is lower. (1.0, 0.0, 1.0) is the ungated pointwise minimum."""
     from planners.strategy import latency_table
 
     problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
@@ -117,7 +117,8 @@ def test_a_disaggregated_unit_enters_the_table_only_where_its_gate_holds(factor,
                 continue
             lat = float(m.p95_at(np.array([rate / (d * m.max_rps)]))[0])
             lat_hot = float(m.p95_at(np.array([factor * rate / (d * m.max_rps)]))[0])
-            if (lat <= (1 - margin) * plain[f] and lat_hot <= hot[f] and factor * rate <= max_util * d * m.max_rps
+            # The margin is over the incumbent at f: the colocated deployment or a unit admitted before this one.
+            if (lat <= (1 - margin) * expected[f] and lat_hot <= hot[f] and factor * rate <= max_util * d * m.max_rps
                     and lat < expected[f]):
                 expected[f] = lat
     got = latency_table(models, rate, n, idle_ok=False, disagg_load_factor=factor, disagg_margin=margin,
