@@ -12,7 +12,7 @@ the reason it cannot be killed) left out of both sides. A mutant not yet checked
 is counted in `not_checked`, never as killed; a module is `complete` only when none is left.
 
 Usage: python -m tools.mutation [--modules sim/metrics.py ...] [--budget-s 2700] [--module-budget-s S]
-                                [--out results/mutation.json]
+                                [--max-children 1] [--out results/mutation.json]
        python -m tools.mutation --resume ...     (per module: only mutants not checked yet, and survivors)
        python -m tools.mutation --collect-only   (summarise what mutants/ holds, run nothing)
 """
@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import signal
 import subprocess
 import sys
 import time
@@ -51,22 +54,37 @@ def dotted(path: str) -> str:
     return path[:-3].replace("/", ".")
 
 
-def run_module(path: str, budget_s: float, resume: bool = False) -> float:
+def _children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_module(path: str, budget_s: float, resume: bool = False, max_children: int = 1) -> tuple[float, float]:
     """mutmut over one module's mutants, stopped after budget_s (what it checked by then is kept in mutants/).
-    resume: only the mutants not checked yet and the survivors (tests added since may kill them)."""
-    t0 = time.monotonic()
+    resume: only the mutants not checked yet and the survivors (tests added since may kill them).
+    max_children: mutants tested at once (1 by default: the 2 cores here are shared).
+    Returns (wall seconds, CPU seconds of mutmut and all its children)."""
+    t0, cpu0 = time.monotonic(), _children_cpu_s()
     names = [f"{dotted(path)}.*"]
     meta = ROOT / "mutants" / f"{path}.meta"
     if resume and meta.exists():
         names = [k for k, v in _read_meta(meta)["exit_code_by_key"].items() if v is None or v == 0]
         if not names:
-            return 0.0
-    cmd = [sys.executable, "-m", "mutmut", "run", *names]
+            return 0.0, 0.0
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names]
+    # Its own session, so that a spent budget stops mutmut's forked workers too, not only mutmut.
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
     try:
-        subprocess.run(cmd, cwd=ROOT, timeout=budget_s, stdout=subprocess.DEVNULL, check=False)
+        proc.wait(timeout=budget_s)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         print(f"{path}: time budget of {budget_s:.0f} s spent; the rest stays not_checked", file=sys.stderr)
-    return time.monotonic() - t0
+    return time.monotonic() - t0, _children_cpu_s() - cpu0
 
 
 def module_counts(path: str) -> dict:
@@ -103,8 +121,18 @@ def _score(c: Counter) -> float | None:
     return round(100.0 * (c[KILLED] + c[TIMEOUT]) / checked, 1) if checked else None
 
 
-def summarise(modules, wall_s: dict) -> dict:
-    per = {m: {**module_counts(m), "wall_s": round(wall_s.get(m, 0.0), 1)} for m in modules}
+def summarise(modules, spent: dict, earlier: dict | None = None, resumed: bool = False) -> dict:
+    """spent: module -> (wall s, CPU s) of this invocation. A module not run now keeps the times an earlier
+    summary recorded for it; a resumed module adds its new times to them (its whole cost over the runs)."""
+    earlier = (earlier or {}).get("modules", {})
+    per = {}
+    for m in modules:
+        before = earlier.get(m, {})
+        wall_s, cpu_s = before.get("wall_s", 0.0), before.get("cpu_s", 0.0)
+        if m in spent:
+            keep = 1.0 if resumed else 0.0
+            wall_s, cpu_s = keep * wall_s + spent[m][0], keep * cpu_s + spent[m][1]
+        per[m] = {**module_counts(m), "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1)}
     total = Counter()
     for m in per.values():
         for k in (KILLED, SURVIVED, TIMEOUT, NO_TESTS, "suspicious", "not_checked"):
@@ -115,6 +143,8 @@ def summarise(modules, wall_s: dict) -> dict:
     return {"tool": "mutmut " + _mutmut_version(), "commit": commit, "dirty_worktree": dirty,
             "command": "make mutation", "overall": {"mutants": sum(m["mutants"] for m in per.values()),
                                                     **{k: total[k] for k in total}, "score_pct": _score(total),
+                                                    "wall_s": round(sum(m["wall_s"] for m in per.values()), 1),
+                                                    "cpu_s": round(sum(m["cpu_s"] for m in per.values()), 1),
                                                     "complete": all(m["complete"] for m in per.values())},
             "modules": per}
 
@@ -133,17 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "mutation.json")
     ap.add_argument("--collect-only", action="store_true")
     ap.add_argument("--resume", action="store_true", help="per module, only unchecked mutants and survivors")
+    ap.add_argument("--max-children", type=int, default=1,
+                    help="mutants tested at once (mutmut's default is one per core; the cores here are shared)")
     args = ap.parse_args(argv)
-    wall: dict = {}
+    spent: dict = {}
     if not args.collect_only:
         deadline = time.monotonic() + args.budget_s
         for m in args.modules:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            wall[m] = run_module(m, min(left, args.module_budget_s or left), args.resume)
-            print(f"{m}: {json.dumps({k: v for k, v in module_counts(m).items() if k not in ('survivors', 'equivalent_mutants')})}")
-    summary = summarise(args.modules, wall)
+            spent[m] = run_module(m, min(left, args.module_budget_s or left), args.resume, args.max_children)
+            counts = {k: v for k, v in module_counts(m).items() if k not in ("survivors", "equivalent_mutants")}
+            print(f"{m}: wall {spent[m][0]:.0f} s, CPU {spent[m][1]:.0f} s, {json.dumps(counts)}", flush=True)
+    earlier = json.loads(args.out.read_text()) if args.out.exists() else None
+    # Every core module is summarised, run now or not: the file is the state of the whole run.
+    summary = summarise(CORE, spent, earlier, args.resume)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"overall {summary['overall']} -> {args.out}")
