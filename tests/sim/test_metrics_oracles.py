@@ -385,3 +385,51 @@ def test_throughput_bisection_defaults_and_bounds():
     for kw in ({"cascade": cas}, {"cluster": cl}):
         with pytest.raises(ConfigError, match=r"^throughput_at_slo needs the cascade and the cluster"):
             throughput_at_slo(run, 2.0, **kw)
+
+
+def test_slo_stop_of_one_request_and_its_engine():
+    """A one-request workload still gets an early stop (fail at its one miss); ref(r) comes from the engine
+    argument, else the run's configured engine (oracle: reference_latency_s on that engine's reference)."""
+    from dataclasses import replace
+
+    from sim.metrics import reference_latency_s, slo_stop
+
+    cas, cl = llama_cascade(), cluster()
+    one = poisson_workload(1, 1.0, 2)
+    stop = slo_stop(one, 3.0, cas, cl, SimConfig())
+    assert stop is not None and stop.fail_at_misses == 1 and stop.target_scale == 3.0
+    assert slo_stop(poisson_workload(0, 1.0, 2), 3.0, cas, cl, SimConfig()) is None
+    w = poisson_workload(30, 5.0, 2)
+    sg_cost = reference_deployment(cas, cl, -1, "sglang")[2]
+    want_sg = reference_latency_s(w.input_tokens, np.maximum(w.output_tokens[:, 1], 1), sg_cost)
+    vl_cost = reference_deployment(cas, cl, -1, "vllm")[2]
+    want_vl = reference_latency_s(w.input_tokens, np.maximum(w.output_tokens[:, 1], 1), vl_cost)
+    assert not np.array_equal(want_sg, want_vl)
+    sg_cfg = replace(SimConfig(), engine="sglang")
+    np.testing.assert_array_equal(slo_stop(w, 3.0, cas, cl, sg_cfg).ref_s, want_sg)
+    np.testing.assert_array_equal(slo_stop(w, 3.0, cas, cl, SimConfig(), "sglang").ref_s, want_sg)
+    np.testing.assert_array_equal(slo_stop(w, 3.0, cas, cl, sg_cfg, "vllm").ref_s, want_vl)
+
+
+def test_throughput_bisection_judges_with_the_given_engine():
+    """Latencies exactly at SGLang's reference (SLO scale 1 under SGLang) against a target between that and their
+    SLO scale under vLLM's reference (oracle: slo_scale on them): one engine passes at every rate, the other at
+    none, and the bisection follows the engine it was given (vLLM by default)."""
+    cas, cl = llama_cascade(), cluster()
+    base = _result()
+    ref_sg, _ = request_slo_ratios(base, cas, cl, "sglang")
+    ref_vl, _ = request_slo_ratios(base, cas, cl, "vllm")
+    lat = ref_sg  # SLO scale exactly 1 under SGLang
+    s_vl = slo_scale(lat, ref_vl)
+    assert s_vl != 1.0
+    target = 1.0 if s_vl > 1.0 else s_vl  # one engine passes it, the other does not
+    passes_sg, passes_vl = 1.0 <= target, s_vl <= target
+    assert passes_sg != passes_vl
+
+    def run(f):
+        df = base.requests.copy()
+        df["latency_s"] = lat
+        return SimResult(df, None, base.meta)
+
+    assert throughput_at_slo(run, target, cascade=cas, cluster=cl, engine="sglang") == (4.0 if passes_sg else 0.0)
+    assert throughput_at_slo(run, target, cascade=cas, cluster=cl) == (4.0 if passes_vl else 0.0)
