@@ -45,7 +45,7 @@ _DIVIDE = ("np.errstate(divide='ignore') removed: the only zero denominator is a
            "0 (checked on simulator records), so 0/0 raises 'invalid' (kept ignored, and tested), never 'divide'")
 EQUIVALENT: dict[str, str] = {
     **{f"sim.metrics.x_{name}": _NAN for name in (
-        "_pct__mutmut_9", "_pct__mutmut_19", "_pct__mutmut_24", "slo_scale__mutmut_15", "summarize__mutmut_102",
+        "_pct__mutmut_9", "_pct__mutmut_14", "_pct__mutmut_19", "_pct__mutmut_24", "slo_scale__mutmut_15", "summarize__mutmut_102",
         "summarize__mutmut_115", "summarize__mutmut_148")},
     "sim.metrics.x_request_slo_ratios__mutmut_64": "final > 0 -> final >= 0 on completed requests: a completed "
                                                    "answer has at least one token (flow sets output_tokens_final "

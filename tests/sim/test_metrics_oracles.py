@@ -217,12 +217,16 @@ def _records_with(df_extra: dict, n: int = 4, tiers: int = 2) -> pd.DataFrame:
 
 def test_per_tier_metrics_equal_numpy_on_the_records():
     """Each tier's TTFT, TPOT, service time and answered share recomputed from the record columns with numpy
-    (TPOT over answers of 2 tokens or more: a one-token answer has no inter-token gap)."""
+    (TPOT over answers of 2 tokens or more: a one-token answer has no inter-token gap; a visit counts where it was
+    served, i.e. decoded)."""
     r = _result()
     df = r.requests.copy()
     # Make the per-tier columns carry distinct values, with one- and two-token answers among them.
     df.loc[df.index[:5], "output_tokens_t0"] = 1
     df.loc[df.index[5:12], "output_tokens_t0"] = 2
+    # A visit prefilled but never decoded (dropped during decode) has a queue and prefill time and no service.
+    prefilled = df.index[np.isfinite(df.decode_s_t0.to_numpy())][20]
+    df.loc[prefilled, "decode_s_t0"] = np.nan
     s = summarize(SimResult(df, None, r.meta), llama_cascade())
     done = (df.status == "completed").to_numpy()
     for t, p in enumerate(s["per_tier"]):
@@ -433,3 +437,26 @@ def test_throughput_bisection_judges_with_the_given_engine():
 
     assert throughput_at_slo(run, target, cascade=cas, cluster=cl, engine="sglang") == (4.0 if passes_sg else 0.0)
     assert throughput_at_slo(run, target, cascade=cas, cluster=cl) == (4.0 if passes_vl else 0.0)
+
+
+def test_slo_stop_fails_at_the_miss_count_where_the_quantile_exceeds_the_target():
+    """Oracle: brute force over the miss count with slo_scale itself, for sizes where inverted-CDF and linear
+    quantiles pick different order statistics; one-token outputs keep their one-token reference."""
+    from dataclasses import replace
+
+    from sim.metrics import reference_latency_s, slo_stop
+
+    cas, cl = llama_cascade(), cluster()
+    for n in (1, 2, 3, 7, 10, 20, 33):
+        for att in (0.5, 0.9, 0.95):
+            stop = slo_stop(poisson_workload(n, 5.0, n), 1.0, cas, cl, replace(SimConfig(), attainment=att))
+            brute = next(m for m in range(n + 1)
+                         if slo_scale(np.r_[np.full(n - m, 0.5), np.full(m, 2.0)], np.ones(n), att) > 1.0)
+            assert stop.fail_at_misses == brute, (n, att)
+    w0 = poisson_workload(6, 5.0, 4)
+    out = w0.output_tokens.copy()
+    out[:3, 1] = 1
+    w = replace(w0, output_tokens=out)
+    cost = reference_deployment(cas, cl)[2]
+    np.testing.assert_array_equal(slo_stop(w, 2.0, cas, cl, SimConfig()).ref_s,
+                                  reference_latency_s(w.input_tokens, w.output_tokens[:, 1], cost))
