@@ -62,6 +62,15 @@ EQUIVALENT: dict[str, str] = {
     **{f"sim.metrics.x_slo_stop__mutmut_{k}": "np.arange(n, dtype=np.float64) -> integer arange: the inverted-CDF "
                                              "quantile returns one of the values themselves, and int() of k and "
                                              "of k.0 is the same index" for k in (40, 42)},
+    "sim.runtime.prefix_cache.x__remember__mutmut_14": "capacity // unit -> / (a float): it is only compared with "
+                                                       "len(index), an integer, and n > x / u holds exactly when "
+                                                       "n > x // u for positive x, u",
+    "sim.runtime.prefix_cache.x__remember__mutmut_16": "index[k] = None -> '': the routed index is an ordered set, its "
+                                                       "values are never read (membership and order only)",
+    "sim.runtime.prefix_cache.x_prefix_hit_rates__mutmut_5": "input_tokens.to_numpy(dtype=np.float64) -> no dtype: "
+                                                             "the int64 token counts sum exactly either way (far "
+                                                             "below 2**53), and the quotient is the same float",
+    "sim.runtime.prefix_cache.x_prefix_hit_rates__mutmut_23": _NAN,
     "sim.runtime.kv_cache.xǁKVCacheǁtake__mutmut_5": "used > peak -> used >= peak: on equality the peak is set to "
                                                      "the value it already has",
 }
@@ -89,7 +98,9 @@ def run_module(path: str, budget_s: float, resume: bool = False, max_children: i
     names = [f"{dotted(path)}.*"]
     meta = ROOT / "mutants" / f"{path}.meta"
     if resume and meta.exists():
-        names = [k for k, v in _read_meta(meta)["exit_code_by_key"].items() if v is None or v == 0]
+        # By name, leaving out the equivalent mutants: no test can kill them, and a survivor costs all its tests.
+        names = [k for k, v in _read_meta(meta)["exit_code_by_key"].items()
+                 if (v is None or v == 0) and k not in EQUIVALENT]
         if not names:
             return 0.0, 0.0
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names]

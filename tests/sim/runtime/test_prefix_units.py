@@ -5,6 +5,7 @@ run of leading units (more than half the prompt), else least work, and its index
 from __future__ import annotations
 
 import math
+import warnings
 from collections import OrderedDict
 from types import SimpleNamespace
 
@@ -62,7 +63,10 @@ def test_hit_rates_are_cached_over_prompt_tokens_of_served_visits():
     assert rates[0] == pytest.approx(450.0 / 700.0) and math.isnan(rates[1])
     assert prefix_hit_rates(pd.DataFrame({"input_tokens": [1]}), 2) is None
     df0 = pd.DataFrame({"input_tokens": [0, 0], "cached_tokens_t0": [0.0, 0.0]})
-    assert math.isnan(prefix_hit_rates(df0, 1)[0])  # no prompt tokens served: undefined, not 0/0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no prompt tokens served: undefined, NaN without a 0/0 warning
+        assert math.isnan(prefix_hit_rates(df0, 1)[0])
+    assert prefix_hit_rates(pd.DataFrame({"input_tokens": [1], "cached_tokens_t0": [0.0]}), 1) == [0.0]
 
 
 class FakeReplica:
