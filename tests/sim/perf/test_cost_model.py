@@ -176,3 +176,54 @@ def test_stage_time_is_the_slowest_stage_and_iteration_sums_them():
     c = cost("llama3_70b", 2, 2)
     b = BatchShape(decode_seqs=32, decode_ctx_tokens=32 * 700)
     assert c.stage_time_s(b) < c.iteration_time_s(b) < 2 * c.stage_time_s(b) + 1e-3
+
+
+STAGE_BATCHES = [BatchShape(decode_seqs=1, decode_ctx_tokens=700), BatchShape(decode_seqs=8, decode_ctx_tokens=9000),
+                 prefill(1), prefill(2048), BatchShape(prefill_tokens=300, prefill_attn_pairs=300 * 500.0,
+                                                        num_prefill_seqs=2, decode_seqs=16, decode_ctx_tokens=20000)]
+
+
+@pytest.mark.parametrize("batch", STAGE_BATCHES)
+def test_stage_time_is_the_iteration_time_without_pipeline_and_the_slowest_stage_with_it(batch):
+    """PP 1: one stage, so a micro-batch's stage time is the whole iteration. PP 2 over layers split evenly: the
+    iteration is the CPU time, both stages and the one send between them, so the stage time is half of what is
+    left after the send plus the stage's 1/PP share of the CPU time."""
+    one = cost("llama3_8b")
+    assert one.stage_time_s(batch) == pytest.approx(one.iteration_time_s(batch), rel=1e-12)
+    two = cost("llama3_8b", 1, 2)
+    assert [st.layers for st in two.stages] == [16, 16]
+    cpu = two.engine.cpu_time_s(batch.num_seqs, two.tp)
+    send = sum(st.send_fixed_s + st.send_s_per_token * batch.num_tokens for st in two.stages)
+    lm_head_stage = max(range(2), key=lambda i: two.stages[i].lm_head is not None)
+    # The stages differ only by the LM head on the last: the slowest is that one, bounded by the even split.
+    even = cpu / 2 + (two.iteration_time_s(batch) - cpu - send) / 2
+    assert lm_head_stage == 1 and even <= two.stage_time_s(batch) < two.iteration_time_s(batch) - send - cpu / 2
+    assert two.stage_time_s(batch) == pytest.approx(even, rel=0.25)
+
+
+def test_stage_time_of_an_empty_batch_is_zero():
+    for c in (cost("llama3_8b"), cost("llama3_8b", 1, 2)):
+        assert c.stage_time_s(BatchShape()) == 0.0 and c.iteration_time_s(BatchShape()) == 0.0
+
+
+def test_moe_time_of_no_expert_is_zero():
+    moe = cost("deepseek_v3", 8, 2, "fp8", pp_spans_nodes=True).stages[0].moe
+    assert moe_time_s(moe, 0, 0.0) == 0.0 and moe_time_s(moe, 64, 0.0) == 0.0
+    assert moe_time_s(moe, 1, 1.0) > 0.0
+
+
+def test_moe_time_worked_by_hand():
+    """2 layers, 8 tokens, top-2 routing over 4 distinct experts, hottest rank at 1.5x the mean, half the experts
+    on this rank, overlap exponent 1 (compute + memory): rows per expert = 8 * 2 / 4 * 1.5 = 6; per expert
+    0.5 * 6 + (3 + 0.25 * 6) = 7.5 s; per layer 1 + 4 * 0.5 * 7.5 = 16 s; 32 s in all, plus the all-to-all of
+    2 * (0.75 + 0.125 * 8) = 3.5 s when there is one."""
+    from dataclasses import replace
+
+    from sim.perf.cost_model import MoeTerm
+
+    moe = MoeTerm(layers=2, launch_s=1.0, num_experts=8, experts_per_token=2, compute_s_per_token_expert=0.5,
+                  overlap_exponent=1.0, memory_s_per_expert=3.0, memory_s_per_token_expert=0.25, rank_share=0.5,
+                  imbalance=1.5)
+    assert moe_time_s(moe, 8, 4.0) == pytest.approx(32.0, rel=1e-12)
+    a2a = replace(moe, a2a_fixed_s=0.75, a2a_s_per_token=0.125)
+    assert moe_time_s(a2a, 8, 4.0) == pytest.approx(35.5, rel=1e-12)
