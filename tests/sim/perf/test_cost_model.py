@@ -227,3 +227,25 @@ def test_moe_time_worked_by_hand():
     assert moe_time_s(moe, 8, 4.0) == pytest.approx(32.0, rel=1e-12)
     a2a = replace(moe, a2a_fixed_s=0.75, a2a_s_per_token=0.125)
     assert moe_time_s(a2a, 8, 4.0) == pytest.approx(35.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("layers,pp", [(32, 1), (32, 2), (32, 3), (80, 3), (61, 4), (7, 7), (10, 4)])
+def test_layers_split_contiguously_and_as_evenly_as_possible(layers, pp):
+    """Oracle: stages cover 0..layers-1 back to back, sizes differ by at most one, the larger ones first."""
+    from sim.perf.cost_model import _split_layers
+
+    split = _split_layers(layers, pp)
+    assert len(split) == pp and sum(c for _, c in split) == layers
+    assert [f for f, _ in split] == [sum(c for _, c in split[:s]) for s in range(pp)]
+    counts = [c for _, c in split]
+    assert max(counts) - min(counts) <= (0 if layers % pp == 0 else 1) and counts == sorted(counts, reverse=True)
+
+
+def test_awq_slows_the_gemms_compute_side_by_its_dequantisation_factor():
+    """The compute coefficient of a GEMM (2 k n FLOPs per token at BF16 peak) does not depend on the weight bytes,
+    so AWQ's is BF16's times the dequantisation factor, GEMM by GEMM."""
+    factor = load_params("h100_sxm").awq_compute_factor
+    assert factor != 1.0
+    awq, bf16 = cost("deepseek_r1_distill_qwen_7b", 2, 1, "awq_int4"), cost("deepseek_r1_distill_qwen_7b", 2, 1)
+    for g_awq, g_bf16 in zip(awq.stages[0].gemms, bf16.stages[0].gemms, strict=True):
+        assert g_awq[2] == pytest.approx(g_bf16[2] * factor, rel=1e-12)
