@@ -71,6 +71,9 @@ EQUIVALENT: dict[str, str] = {
                                                              "the int64 token counts sum exactly either way (far "
                                                              "below 2**53), and the quotient is the same float",
     "sim.runtime.prefix_cache.x_prefix_hit_rates__mutmut_23": _NAN,
+    "sim.perf.cost_model.x__attention_flops_per_pair_gpu__mutmut_2": "num_heads // tp -> / tp: _check_shape refuses "
+                                                                     "a TP that does not divide num_heads, so the "
+                                                                     "quotient is exact either way",
     "sim.runtime.kv_cache.xǁKVCacheǁtake__mutmut_5": "used > peak -> used >= peak: on equality the peak is set to "
                                                      "the value it already has",
 }

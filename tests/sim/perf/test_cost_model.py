@@ -249,3 +249,17 @@ def test_awq_slows_the_gemms_compute_side_by_its_dequantisation_factor():
     awq, bf16 = cost("deepseek_r1_distill_qwen_7b", 2, 1, "awq_int4"), cost("deepseek_r1_distill_qwen_7b", 2, 1)
     for g_awq, g_bf16 in zip(awq.stages[0].gemms, bf16.stages[0].gemms, strict=True):
         assert g_awq[2] == pytest.approx(g_bf16[2] * factor, rel=1e-12)
+
+
+def test_attention_flops_per_gpu_worked_by_hand():
+    """Per query-key pair (prefill) and per context token (decode): QK^T and PV, 2 FLOPs per multiply-add, the
+    heads split over TP. Llama 3 8B (32 heads of 128): 4 * 32 * 128 = 16384 at TP 1. DeepSeek V3 (MLA, 128 heads):
+    prefill un-absorbed, 2 * 128 * (128 + 64 + 128) = 81920; decode on the latent, 2 * 128 * (2 * 512 + 64)."""
+    from sim.perf.cost_model import _attention_flops_per_pair_gpu, _decode_attention_flops_per_ctx_gpu
+
+    llama, v3 = load_model("llama3_8b"), load_model("deepseek_v3")
+    for tp in (1, 2, 8):
+        assert _attention_flops_per_pair_gpu(llama, tp) == 16384 / tp
+        assert _decode_attention_flops_per_ctx_gpu(llama, tp) == 16384 / tp
+        assert _attention_flops_per_pair_gpu(v3, tp) == 81920 / tp
+        assert _decode_attention_flops_per_ctx_gpu(v3, tp) == 2 * 128 * (2 * 512 + 64) / tp
