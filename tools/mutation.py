@@ -74,6 +74,10 @@ EQUIVALENT: dict[str, str] = {
     "sim.perf.cost_model.x__attention_flops_per_pair_gpu__mutmut_2": "num_heads // tp -> / tp: _check_shape refuses "
                                                                      "a TP that does not divide num_heads, so the "
                                                                      "quotient is exact either way",
+    "sim.metrics.x_reference_deployment__mutmut_31": "after a ConfigError (a TP that does not divide the heads or "
+                                                     "widths) tp *= 2 -> tp *= 3: a width that 2^j does not divide "
+                                                     "is divided by neither 2^(j+1) nor 3 * 2^j, so both searches "
+                                                     "end in the same 'does not fit one node' error",
     "sim.runtime.kv_cache.xǁKVCacheǁtake__mutmut_5": "used > peak -> used >= peak: on equality the peak is set to "
                                                      "the value it already has",
 }

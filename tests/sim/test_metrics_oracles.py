@@ -460,3 +460,35 @@ def test_slo_stop_fails_at_the_miss_count_where_the_quantile_exceeds_the_target(
     cost = reference_deployment(cas, cl)[2]
     np.testing.assert_array_equal(slo_stop(w, 2.0, cas, cl, SimConfig()).ref_s,
                                   reference_latency_s(w.input_tokens, w.output_tokens[:, 1], cost))
+
+
+def test_reference_that_fits_only_at_a_tp_its_heads_do_not_divide_is_refused():
+    """28 heads (Qwen2 7B's) on a model made too large for 4 GPUs: TP 8 does not divide the heads, so no TP of
+    one node serves it and the reference is refused by name (the search ends, it does not loop)."""
+    from dataclasses import replace
+
+    from sim.spec.cascade import CascadeSpec, TierSpec
+    from sim.spec.models import load_model
+
+    wide = replace(load_model("deepseek_r1_distill_qwen_7b"), name="qwen_wide", num_layers=28 * 30)
+    cas = CascadeSpec("c", (TierSpec(load_model("llama3_8b")), TierSpec(wide)))
+    with pytest.raises(ConfigError, match=r"reference model qwen_wide \(bf16\) does not fit one node of 8 x"):
+        reference_deployment(cas, cluster())
+    fits4 = CascadeSpec("c", (TierSpec(load_model("llama3_8b")), TierSpec(replace(wide, num_layers=28 * 12))))
+    assert reference_deployment(fits4, cluster())[1] == 4
+
+
+def test_reference_of_a_moe_tier_keeps_its_expert_parallelism():
+    """Mixtral 8x22B with ep: tp fits one node at TP 4: the reference replica has EP 4 (whole experts per GPU), not
+    the TP-sharded experts of EP 1, so its decode step costs what the tier's own replicas cost."""
+    from sim.perf.batch import BatchShape
+    from sim.perf.cost_model import build_replica_cost
+
+    cl = cluster()
+    cas = cascade_from_dict({"name": "c", "tiers": [{"model": "llama3_8b"}, {"model": "mixtral_8x22b", "ep": "tp"}]})
+    t, tp, ref = reference_deployment(cas, cl)
+    tier = cas.tiers[t]
+    ep4 = build_replica_cost(tier.model, cl.gpu, tp, 1, tier.weights, tier.kv, ep=4)
+    ep1 = build_replica_cost(tier.model, cl.gpu, tp, 1, tier.weights, tier.kv)
+    step = BatchShape(decode_seqs=32, decode_ctx_tokens=32 * 1000)
+    assert tp == 4 and ref.iteration_time_s(step) == ep4.iteration_time_s(step) != ep1.iteration_time_s(step)
