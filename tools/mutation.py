@@ -78,6 +78,9 @@ EQUIVALENT: dict[str, str] = {
                                                      "widths) tp *= 2 -> tp *= 3: a width that 2^j does not divide "
                                                      "is divided by neither 2^(j+1) nor 3 * 2^j, so both searches "
                                                      "end in the same 'does not fit one node' error",
+    "sim.perf.cost_model.x__decode_attention_flops_per_ctx_gpu__mutmut_2": "num_heads // tp -> / tp: as in "
+                                                                           "_attention_flops_per_pair_gpu, TP "
+                                                                           "divides the heads",
     "sim.runtime.kv_cache.xǁKVCacheǁtake__mutmut_5": "used > peak -> used >= peak: on equality the peak is set to "
                                                      "the value it already has",
 }

@@ -188,8 +188,9 @@ def test_stage_time_is_the_iteration_time_without_pipeline_and_the_slowest_stage
     """PP 1: one stage, so a micro-batch's stage time is the whole iteration. PP 2 over layers split evenly: the
     iteration is the CPU time, both stages and the one send between them, so the stage time is half of what is
     left after the send plus the stage's 1/PP share of the CPU time."""
-    one = cost("llama3_8b")
-    assert one.stage_time_s(batch) == pytest.approx(one.iteration_time_s(batch), rel=1e-12)
+    # TP 8: a decode step shorter than the eager launch floor, so CUDA graphs (decode) and eager (prefill) differ.
+    for one in (cost("llama3_8b"), cost("llama3_8b", 8), cost("mixtral_8x7b", 2), cost("llama3_8b", 8, engine="sglang")):
+        assert one.stage_time_s(batch) == pytest.approx(one.iteration_time_s(batch), rel=1e-12)
     two = cost("llama3_8b", 1, 2)
     assert [st.layers for st in two.stages] == [16, 16]
     cpu = two.engine.cpu_time_s(batch.num_seqs, two.tp)
@@ -263,3 +264,23 @@ def test_attention_flops_per_gpu_worked_by_hand():
         assert _decode_attention_flops_per_ctx_gpu(llama, tp) == 16384 / tp
         assert _attention_flops_per_pair_gpu(v3, tp) == 81920 / tp
         assert _decode_attention_flops_per_ctx_gpu(v3, tp) == 2 * 128 * (2 * 512 + 64) / tp
+
+
+def test_data_parallel_gemm_is_the_gemm_of_its_share_of_the_tokens():
+    """A GEMM on dp ranks, each with 1 / dp of the tokens, takes the time of that share on one rank."""
+    from sim.perf.cost_model import _dp_term, _gemm_time
+
+    term = cost("llama3_70b", 8, 1, "fp8").stages[0].gemms[0]
+    assert _dp_term(term, 1) is term
+    for dp in (2, 4, 8):
+        for tokens in (1, 64, 4096):
+            assert _gemm_time(_dp_term(term, dp), tokens) == pytest.approx(_gemm_time(term, tokens / dp), rel=1e-12)
+
+
+def test_replica_spans_from_the_gpus_stage_by_stage():
+    from sim.perf.cost_model import replica_spans
+
+    assert replica_spans((), 2, 2) == (False, False)
+    assert replica_spans(((0, 0), (0, 1), (0, 2), (0, 3)), 2, 2) == (False, False)
+    assert replica_spans(((0, 6), (0, 7), (1, 0), (1, 1)), 2, 2) == (False, True)  # stages on two nodes
+    assert replica_spans(((0, 7), (1, 0)), 2, 1) == (True, False)  # one stage over two nodes
