@@ -284,3 +284,20 @@ def test_replica_spans_from_the_gpus_stage_by_stage():
     assert replica_spans(((0, 0), (0, 1), (0, 2), (0, 3)), 2, 2) == (False, False)
     assert replica_spans(((0, 6), (0, 7), (1, 0), (1, 1)), 2, 2) == (False, True)  # stages on two nodes
     assert replica_spans(((0, 7), (1, 0)), 2, 1) == (True, False)  # one stage over two nodes
+
+
+def test_replica_moe_options_override_the_tiers():
+    """A replica plan's own EP (or DP attention) replaces the tier's default; None keeps the tier's."""
+    tier = TierSpec(load_model("mixtral_8x7b"))
+    gpus = tuple((0, g) for g in range(2))
+    step = BatchShape(decode_seqs=64, decode_ctx_tokens=64 * 800)
+    own = replica_cost_for(tier, ReplicaPlan(2, 1, gpus, ep=2), CLUSTER)
+    default = replica_cost_for(tier, ReplicaPlan(2, 1, gpus), CLUSTER)
+    want_ep2 = build_replica_cost(tier.model, H100, 2, 1, cluster=CLUSTER, ep=2)
+    want_ep1 = build_replica_cost(tier.model, H100, 2, 1, cluster=CLUSTER)
+    assert own.iteration_time_s(step) == want_ep2.iteration_time_s(step) != want_ep1.iteration_time_s(step)
+    assert default.iteration_time_s(step) == want_ep1.iteration_time_s(step)
+    dp = replica_cost_for(tier, ReplicaPlan(2, 1, gpus, dp_attention=True), CLUSTER)
+    assert dp.iteration_time_s(step) == build_replica_cost(tier.model, H100, 2, 1, cluster=CLUSTER,
+                                                           dp_attention=True).iteration_time_s(step)
+    assert dp.dp_attention and not default.dp_attention
