@@ -301,3 +301,20 @@ def test_replica_moe_options_override_the_tiers():
     assert dp.iteration_time_s(step) == build_replica_cost(tier.model, H100, 2, 1, cluster=CLUSTER,
                                                            dp_attention=True).iteration_time_s(step)
     assert dp.dp_attention and not default.dp_attention
+
+
+def test_replica_cost_passes_its_memory_block_engine_and_mtp_settings():
+    tier = TierSpec(load_model("llama3_8b"))
+    rep = ReplicaPlan(1, 1, ((0, 0),))
+    base = replica_cost_for(tier, rep, CLUSTER)
+    half = replica_cost_for(tier, rep, CLUSTER, gpu_memory_utilization=0.5)
+    want = build_replica_cost(tier.model, H100, 1, 1, cluster=CLUSTER, gpu_memory_utilization=0.5)
+    assert half.kv_capacity_blocks == want.kv_capacity_blocks < base.kv_capacity_blocks
+    big = replica_cost_for(tier, rep, CLUSTER, kv_block_size=32)
+    assert big.kv_block_size == 32 and base.kv_block_size == 16
+    sg = replica_cost_for(tier, rep, CLUSTER, engine="sglang")
+    assert sg.engine.name == "sglang" and base.engine.name == "vllm"
+    v3 = TierSpec(load_model("deepseek_v3"), "fp8")
+    gpus = tuple((n, g) for n in (0, 1) for g in range(8))
+    mtp = replica_cost_for(v3, ReplicaPlan(8, 2, gpus, mtp_draft_tokens=1), CLUSTER)
+    assert mtp.mtp_draft_tokens == 1 and replica_cost_for(v3, ReplicaPlan(8, 2, gpus), CLUSTER).mtp_draft_tokens == 0
