@@ -318,3 +318,18 @@ def test_replica_cost_passes_its_memory_block_engine_and_mtp_settings():
     gpus = tuple((n, g) for n in (0, 1) for g in range(8))
     mtp = replica_cost_for(v3, ReplicaPlan(8, 2, gpus, mtp_draft_tokens=1), CLUSTER)
     assert mtp.mtp_draft_tokens == 1 and replica_cost_for(v3, ReplicaPlan(8, 2, gpus), CLUSTER).mtp_draft_tokens == 0
+
+
+def test_cuda_graphs_cover_decode_batches_up_to_the_engines_limit_per_rank():
+    """A decode-only batch of at most cuda_graph_max_seqs sequences replays a graph; one more, or any prefill
+    token, runs eager. With DP attention the limit is per rank: each of the TP ranks holds ceil(seqs / TP)."""
+    c = cost("llama3_8b")
+    m = c.cuda_graph_max_seqs
+    assert c._graph(BatchShape(decode_seqs=m)) and not c._graph(BatchShape(decode_seqs=m + 1))
+    assert c._graph(BatchShape(decode_seqs=1)) and not c._graph(prefill(1))
+    assert not c._graph(BatchShape(prefill_tokens=5, prefill_attn_pairs=15.0, num_prefill_seqs=1, decode_seqs=1))
+    dp = cost("deepseek_v3", 8, 2, "fp8", pp_spans_nodes=True, dp_attention=True)
+    assert dp.dp_attention and dp.tp == 8
+    md = dp.cuda_graph_max_seqs
+    assert dp._graph(BatchShape(decode_seqs=8 * md)) and not dp._graph(BatchShape(decode_seqs=8 * md + 1))
+    assert dp._graph(BatchShape(decode_seqs=8 * (md - 1) + 1))
