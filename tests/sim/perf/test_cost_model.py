@@ -333,3 +333,27 @@ def test_cuda_graphs_cover_decode_batches_up_to_the_engines_limit_per_rank():
     md = dp.cuda_graph_max_seqs
     assert dp._graph(BatchShape(decode_seqs=8 * md)) and not dp._graph(BatchShape(decode_seqs=8 * md + 1))
     assert dp._graph(BatchShape(decode_seqs=8 * (md - 1) + 1))
+
+
+@pytest.mark.parametrize("name,tp,pp,kw,message", [
+    ("llama3_8b", 0, 1, {}, r"^TP and PP must be at least 1, got TP0 x PP1$"),
+    ("llama3_8b", 1, 0, {}, r"^TP and PP must be at least 1, got TP1 x PP0$"),
+    ("llama3_8b", 3, 1, {}, r"^model 'llama3_8b': TP3 must divide num_heads=32; valid TP degrees divide 32$"),
+    ("deepseek_r1_distill_qwen_7b", 8, 1, {}, r"TP8 must divide num_heads=28; valid TP degrees divide 4$"),
+    ("llama3_8b", 1, 33, {}, r"^model 'llama3_8b': PP33 exceeds its 32 layers$"),
+    ("llama3_8b", 2, 1, {"ep": 2}, r"^model 'llama3_8b' has no experts; expert parallelism \(EP2\) needs an MoE"),
+    ("mixtral_8x7b", 4, 1, {"ep": 3}, r"^EP3 must be a positive divisor of TP4 \(EP ranks"),
+    ("mixtral_8x7b", 4, 1, {"ep": 0}, r"^EP0 must be a positive divisor of TP4"),
+    ("mixtral_8x7b", 1, 1, {"mtp_draft_tokens": -1}, r"^mtp_draft_tokens must be 0 \(off\) or a positive number of "
+                                                     r"draft tokens, got -1$"),
+])
+def test_impossible_shapes_and_options_are_refused_by_name(name, tp, pp, kw, message):
+    with pytest.raises(ConfigError, match=message):
+        cost(name, tp, pp, **kw)
+
+
+def test_the_largest_valid_shapes_are_accepted():
+    """The boundaries themselves: PP equal to the layer count, TP equal to the heads' divisor, EP equal to TP."""
+    assert cost("llama2_7b", 1, 32).pp == 32
+    assert cost("deepseek_r1_distill_qwen_7b", 4).tp == 4
+    assert cost("mixtral_8x7b", 8, 1, ep=8).tp == 8
