@@ -357,3 +357,19 @@ def test_the_largest_valid_shapes_are_accepted():
     assert cost("llama2_7b", 1, 32).pp == 32
     assert cost("deepseek_r1_distill_qwen_7b", 4).tp == 4
     assert cost("mixtral_8x7b", 8, 1, ep=8).tp == 8
+
+
+def test_activation_width_is_the_widest_mlp_a_token_passes_through():
+    """Dense: the MLP's intermediate size. MoE: its routed experts' widths side by side plus the shared experts',
+    when wider than a dense layer: Mixtral 2 x 14336 = 28672; DeepSeek V3 (8 + 1) x 2048 = 18432 = its dense 18432;
+    a V3 with 12 routed experts per token: 13 x 2048 = 26624."""
+    from dataclasses import replace
+
+    from sim.perf.cost_model import _activation_width
+
+    assert _activation_width(load_model("llama3_8b")) == 14336
+    assert _activation_width(load_model("mixtral_8x7b")) == 28672
+    v3 = load_model("deepseek_v3")
+    assert _activation_width(v3) == 18432
+    assert _activation_width(replace(v3, experts_per_token=12)) == 26624
+    assert _activation_width(replace(v3, num_shared_experts=5)) == 13 * 2048
