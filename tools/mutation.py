@@ -81,6 +81,10 @@ EQUIVALENT: dict[str, str] = {
     "sim.perf.cost_model.x__decode_attention_flops_per_ctx_gpu__mutmut_2": "num_heads // tp -> / tp: as in "
                                                                            "_attention_flops_per_pair_gpu, TP "
                                                                            "divides the heads",
+    "sim.perf.cost_model.x_replica_cost_for__mutmut_25": "getattr(replica, key, None) -> no default: every replica "
+                                                          "the callers pass (the simulator's and serving's cost "
+                                                          "factories, the measured table) is a ReplicaPlan, which "
+                                                          "always has ep, dp_attention and mtp_draft_tokens",
     "sim.runtime.kv_cache.xǁKVCacheǁtake__mutmut_5": "used > peak -> used >= peak: on equality the peak is set to "
                                                      "the value it already has",
 }

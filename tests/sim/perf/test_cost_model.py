@@ -373,3 +373,17 @@ def test_activation_width_is_the_widest_mlp_a_token_passes_through():
     assert _activation_width(v3) == 18432
     assert _activation_width(replace(v3, experts_per_token=12)) == 26624
     assert _activation_width(replace(v3, num_shared_experts=5)) == 13 * 2048
+
+
+def test_replica_cost_reads_the_placement_and_the_tiers_kv_precision():
+    """A PP replica whose stages sit on two nodes pays the inter-node send; a tier's FP8 KV doubles its blocks
+    (oracle: build_replica_cost told the same)."""
+    tier = TierSpec(load_model("llama3_70b"), kv="fp8")
+    piped = ReplicaPlan(4, 2, tuple((0, g) for g in range(4)) + tuple((1, g) for g in range(4)))
+    got = replica_cost_for(tier, piped, CLUSTER)
+    across = build_replica_cost(tier.model, H100, 4, 2, "bf16", "fp8", cluster=CLUSTER, pp_spans_nodes=True)
+    inside = build_replica_cost(tier.model, H100, 4, 2, "bf16", "fp8", cluster=CLUSTER, pp_spans_nodes=False)
+    b = prefill(4096)
+    assert got.iteration_time_s(b) == across.iteration_time_s(b) > inside.iteration_time_s(b)
+    bf16 = build_replica_cost(tier.model, H100, 4, 2, cluster=CLUSTER, pp_spans_nodes=True)
+    assert got.kv_capacity_blocks == across.kv_capacity_blocks == pytest.approx(2 * bf16.kv_capacity_blocks, rel=0.01)
