@@ -36,6 +36,11 @@ CORE = ("sim/metrics.py", "sim/runtime/batching.py", "sim/runtime/kv_cache.py", 
         "sim/runtime/prefix_cache.py", "planners/estimator.py", "sim/runtime/replica.py", "sim/perf/cost_model.py")
 # mutant name -> why no test can tell it from the original (left out of the score).
 _NAN = 'float("nan") -> float("NAN"): Python parses "nan" case-insensitively, the same NaN'
+_MEMO = ("the per-stage token memo only saves time: with this change an entry is missed, never kept or kept one past "
+         "its bound, and a miss recomputes the same float by the same additions (the function says so), so every time "
+         "is unchanged")
+_GUARDED = ("_stage_fixed_s's `tokens <= 0` return is unreachable: both callers (stage_time_s, _iteration_fixed_s) "
+            "return 0.0 for a batch of no tokens before calling it, and tokens is that batch's num_tokens")
 _INT_TOKENS = ("np.asarray(tokens, dtype=np.int64) -> no dtype: every caller passes integer token counts (the "
                "workload's int64 columns), on which the cast changes nothing; it differs only on fractional tokens, "
                "which no record holds")
@@ -85,6 +90,19 @@ EQUIVALENT: dict[str, str] = {
                                                           "the callers pass (the simulator's and serving's cost "
                                                           "factories, the measured table) is a ReplicaPlan, which "
                                                           "always has ep, dp_attention and mtp_draft_tokens",
+    **{f"sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_{k}": _MEMO for k in (6, 7, 34, 35)},
+    **{f"sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_{k}": _GUARDED for k in (3, 5)},
+    "sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_63": "eager floor `> t` -> `>= t`: on equality t "
+                                                                        "is set to the value it already has",
+    "sim.perf.cost_model.xǁReplicaCostModelǁiteration_time_s__mutmut_1": "(mtp and decode and not prefill) -> ((mtp "
+                                                                         "and decode) or not prefill): the extra "
+                                                                         "batches it sends to decode_affine have no "
+                                                                         "MTP and no prompt tokens, where decode_affine "
+                                                                         "reproduces the general path bit for bit "
+                                                                         "(tested by test_decode_affine_is_exact; an "
+                                                                         "empty batch is 0 both ways)",
+    "sim.perf.cost_model.x__check_options__mutmut_12": "ep > 1 -> ep >= 1 before `num_routed_experts % ep`: every "
+                                                       "count is divisible by 1, so EP 1 never raises either way",
     "sim.runtime.kv_cache.xǁKVCacheǁtake__mutmut_5": "used > peak -> used >= peak: on equality the peak is set to "
                                                      "the value it already has",
 }

@@ -387,3 +387,37 @@ def test_replica_cost_reads_the_placement_and_the_tiers_kv_precision():
     assert got.iteration_time_s(b) == across.iteration_time_s(b) > inside.iteration_time_s(b)
     bf16 = build_replica_cost(tier.model, H100, 4, 2, cluster=CLUSTER, pp_spans_nodes=True)
     assert got.kv_capacity_blocks == across.kv_capacity_blocks == pytest.approx(2 * bf16.kv_capacity_blocks, rel=0.01)
+
+
+def test_mtp_changes_decode_only_steps():
+    """Multi-token prediction drafts tokens in decode steps; an iteration with prompt tokens (prefill alone or mixed
+    with decodes) costs what the same deployment without MTP costs."""
+    mtp = cost("deepseek_v3", 8, 2, "fp8", pp_spans_nodes=True, mtp_draft_tokens=1)
+    plain = cost("deepseek_v3", 8, 2, "fp8", pp_spans_nodes=True)
+    mixed = BatchShape(prefill_tokens=100, prefill_attn_pairs=5050.0, num_prefill_seqs=1, decode_seqs=4,
+                       decode_ctx_tokens=4000)
+    for b in (prefill(512), mixed):
+        assert mtp.iteration_time_s(b) == plain.iteration_time_s(b)
+    decode = BatchShape(decode_seqs=4, decode_ctx_tokens=4000)
+    assert mtp.iteration_time_s(decode) != plain.iteration_time_s(decode)
+
+
+def test_a_one_token_prefill_chunk_pays_attention_over_its_cached_context():
+    """Chunked prefill: the last chunk of one token after 8000 cached tokens attends to all of them."""
+    c = cost("llama3_8b")
+    assert c.iteration_time_s(prefill(1, ctx_before=8000)) > c.iteration_time_s(prefill(1))
+
+
+def test_check_messages_name_the_width_and_the_experts():
+    from dataclasses import replace
+
+    from sim.perf.cost_model import build_replica_cost
+
+    odd_mlp = replace(load_model("llama3_8b"), intermediate_size=14335)
+    with pytest.raises(ConfigError, match=r"TP2 must divide intermediate_size=14335; valid TP degrees divide 1$"):
+        build_replica_cost(odd_mlp, H100, 2, 1)
+    mix = load_model("mixtral_8x7b")
+    with pytest.raises(ConfigError, match=r"TP2 must divide moe_intermediate_size=14337"):
+        build_replica_cost(replace(mix, moe_intermediate_size=14337), H100, 2, 1)
+    with pytest.raises(ConfigError, match=r"^model 'mixtral_8x7b': EP2 must divide its 7 routed experts$"):
+        build_replica_cost(replace(mix, num_routed_experts=7), H100, 2, 1, cluster=CLUSTER, ep=2)
