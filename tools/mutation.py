@@ -103,6 +103,9 @@ EQUIVALENT: dict[str, str] = {
                                                                          "empty batch is 0 both ways)",
     "sim.perf.cost_model.x__check_options__mutmut_12": "ep > 1 -> ep >= 1 before `num_routed_experts % ep`: every "
                                                        "count is divisible by 1, so EP 1 never raises either way",
+    "sim.perf.cost_model.xǁReplicaCostModelǁ_graph__mutmut_6": "ceil by -(-n // tp) -> -(-n / tp) (n / tp itself): "
+                                                               "it is only compared with an integer limit m, and "
+                                                               "ceil(x) <= m exactly when x <= m",
     "sim.runtime.kv_cache.xǁKVCacheǁtake__mutmut_5": "used > peak -> used >= peak: on equality the peak is set to "
                                                      "the value it already has",
 }
