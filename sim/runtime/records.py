@@ -60,6 +60,7 @@ class RecordBook:
         self.cached_tokens = None  # per tier, prompt tokens found in the prefix cache (track_cached_tokens)
         self.kv_transfer_s = None  # per tier, disaggregated tiers: KV transfer incl. link wait (track_disaggregation)
         self.prefill_replica = None  # per tier, disaggregated tiers: the prefill instance (replica_t{t}: the decode one)
+        self.decode_admit_s = None  # per tier, disaggregated tiers: first admission into a decode instance's batch
         # What each tier would generate (from the workload), so metrics can compute ref(r) from the records alone.
         self.output_tokens = (np.zeros((n, c), dtype=np.int64) if output_tokens is None
                               else np.asarray(output_tokens, dtype=np.int64))
@@ -72,9 +73,12 @@ class RecordBook:
     def track_disaggregation(self) -> None:
         """Runs with a disaggregated tier record, per tier, kv_transfer_s_t{t} (prefill end to the KV's arrival at
         the decode instance, link queueing included; 0 for a one-token answer) and prefill_replica_t{t}; NaN / -1
-        where a colocated tier served the visit or none did."""
+        where a colocated tier served the visit or none did. decode_admit_s_t{t}: when a decode instance first admitted
+        the visit into its batch (its KV arrived and room freed): a disaggregated engine streams the first token to
+        the client from there (sim.fidelity.corpus_disagg's client-side TTFT); NaN for a one-token answer."""
         self.kv_transfer_s = [[float("nan")] * self.n for _ in range(self.num_tiers)]
         self.prefill_replica = [[-1] * self.n for _ in range(self.num_tiers)]
+        self.decode_admit_s = [[float("nan")] * self.n for _ in range(self.num_tiers)]
 
     def to_frame(self) -> pd.DataFrame:
         f64, i64 = np.float64, np.int64
@@ -105,4 +109,5 @@ class RecordBook:
             for t in range(self.num_tiers):
                 cols[f"kv_transfer_s_t{t}"] = np.array(self.kv_transfer_s[t], dtype=f64)
                 cols[f"prefill_replica_t{t}"] = np.array(self.prefill_replica[t], dtype=i64)
+                cols[f"decode_admit_s_t{t}"] = np.array(self.decode_admit_s[t], dtype=f64)
         return pd.DataFrame(cols)
