@@ -92,7 +92,7 @@ EQUIVALENT: dict[str, str] = {
                                                           "always has ep, dp_attention and mtp_draft_tokens",
     **{f"sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_{k}": _MEMO for k in (6, 7, 34, 35)},
     **{f"sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_{k}": _GUARDED for k in (3, 5)},
-    "sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_63": "eager floor `> t` -> `>= t`: on equality t "
+    "sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_72": "eager floor `> t` -> `>= t`: on equality t "
                                                                         "is set to the value it already has",
     "sim.perf.cost_model.xǁReplicaCostModelǁiteration_time_s__mutmut_1": "(mtp and decode and not prefill) -> ((mtp "
                                                                          "and decode) or not prefill): the extra "
