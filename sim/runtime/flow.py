@@ -26,7 +26,6 @@ from __future__ import annotations
 import numpy as np
 
 from sim.runtime.batching import Seq
-from sim.runtime.clock import delay_to
 from sim.runtime.prefix_cache import request_units
 from sim.runtime.records import STATUS_COMPLETED, STATUS_DROPPED, RecordBook
 from sim.runtime.slo_stop import SloStop, SloWatch
@@ -81,7 +80,12 @@ class CascadeFlow:
         self.arrivals = arrivals
         if arrivals is not None:
             self.book.arrival_s = self.book.arrival_s.copy()  # the workload's array is read-only
-        self.process = env.process(self._arrivals()) if arrivals is None else arrivals.start(env, self)
+        # Arrivals and the judge's verdicts are bare callbacks of the event loop (env: sim.runtime.loop.EventLoop).
+        self._call_at = env.call_at
+        if arrivals is None:  # the arrivals start where a SimPy process would: urgently, now
+            env.call_urgent(self._arrivals_from, 0)
+        else:
+            arrivals.start(env, self)
         self.slo_watch = None
         if slo_stop is not None:
             if arrivals is not None:
@@ -95,12 +99,19 @@ class CascadeFlow:
         self.in_system += delta
 
     # ---- arrivals -------------------------------------------------------------------------------
-    def _arrivals(self):
-        env = self.env
-        for i, t in enumerate(self.arrival_s):
+    def _arrivals_from(self, i: int) -> None:
+        """Admit the workload's requests from i on while they are due; then wait for the next one."""
+        env, arrival_s = self.env, self.arrival_s
+        for i in range(i, len(arrival_s)):
+            t = arrival_s[i]
             if t > env.now:
-                yield env.timeout(delay_to(env.now, t))
+                self._call_at(t, self._arrival_due, i)
+                return
             self._arrive(i, t)
+
+    def _arrival_due(self, i: int) -> None:
+        self._arrive(i, self.arrival_s[i])
+        self._arrivals_from(i + 1)
 
     def admit(self, i: int, now: float) -> None:
         """Request i arrives now (an arrivals object decides when instead of the workload's arrival times)."""
@@ -203,11 +214,12 @@ class CascadeFlow:
             return
         lat = self.judge_latency_s[t][i]
         if lat > 0:
-            when = end + lat
-            self.env.timeout(delay_to(self.env.now, when)).callbacks.append(
-                lambda _ev, i=i, t=t, when=when: self._judged(i, t, when))
+            self._call_at(end + lat, self._verdict_due, (i, t, end + lat))
         else:
             self._judged(i, t, end)
+
+    def _verdict_due(self, args) -> None:
+        self._judged(*args)
 
     def _judged(self, i: int, t: int, now: float) -> None:
         book = self.book

@@ -20,15 +20,14 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
-import simpy
 
 from sim.common.errors import SimulationStuck
 from sim.perf.batch import BatchShape
 from sim.runtime.batching import SCHEDULERS, DecodeStep, Seq, Step
-from sim.runtime.clock import delay_to
 from sim.runtime.decode_batch import DecodeBatch
 from sim.runtime.jump import DecodeRun, JumpClock, count_le, cut_point, jump_length
 from sim.runtime.kv_cache import KVCache
+from sim.runtime.loop import EventLoop
 
 STEP_TIMES_MAX = 1 << 16  # prefill-batch shapes memoized per cost model (Replica.step_times)
 _new = tuple.__new__  # builds a NamedTuple from a tuple at half the cost of its constructor (once per event)
@@ -48,7 +47,7 @@ class PrefillIteration(NamedTuple):
 class Engine:
     """One scheduler with its own queues and KV blocks; runs iterations on SimPy timeout events."""
 
-    def __init__(self, env: simpy.Environment, replica: "Replica", index: int, kv_blocks: int) -> None:
+    def __init__(self, env: EventLoop, replica: "Replica", index: int, kv_blocks: int) -> None:
         self.env = env
         self.replica = replica
         self.index = index
@@ -70,8 +69,11 @@ class Engine:
         self._pending: PrefillIteration | DecodeRun | None = None  # in flight until the next boundary
         self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size (fast mode)
         self._jump_clock = JumpClock()
-        self._event = None  # the live boundary event; any other that fires is stale
-        self._on_boundary = self._boundary  # one bound method for every event's callback list
+        # The live boundary's number: a boundary entry that fires with another number is stale (a jump cut short,
+        # or the engine stopped). Boundaries are bare callbacks of the event loop (sim.runtime.loop), not Events.
+        self._gen = 0
+        self._call_at = env.call_at
+        self._on_boundary = self._boundary  # one bound method for every boundary
         # Fast mode keeps the decode batch as aggregates (sim.runtime.decode_batch), so a jump or a finish costs
         # O(log n) rather than passes over the batch.
         self.batch = DecodeBatch(self.kv.block_size) if self.fast else None
@@ -122,7 +124,7 @@ class Engine:
             s.cached_tokens = -1  # the record's hit is the one at the replica that serves the visit in the end
         self.running, self.waiting = [], deque()
         self.outstanding = 0
-        self._event = None  # the boundary event in flight, if any, is stale from now on
+        self._gen += 1  # the boundary in flight, if any, is stale from now on
         self._pending = None
         self._jumping = False
         self._idle = False  # never wakes again
@@ -146,13 +148,12 @@ class Engine:
             self.batch.materialize()  # the engine's sequences go back to a queue with exact token counts
 
     # ---- the iteration loop ---------------------------------------------------------------------
-    # The engine is driven by SimPy timeout events with callbacks rather than a generator process: a jump cut
-    # short by an arrival then costs one new timeout (the old one fires stale and is ignored) instead of an
-    # Interruption, a process resumption and a new timeout, and every boundary skips a generator resumption.
+    # The engine is driven by bare callbacks of the event loop (sim.runtime.loop) rather than a generator
+    # process: a jump cut short by an arrival then costs one new entry (the old one fires stale and is ignored)
+    # instead of an Interruption, a process resumption and a new timeout, and a boundary makes no Event.
     def _at(self, t: float) -> None:
-        ev = self.env.timeout(delay_to(self.env.now, t))
-        ev.callbacks.append(self._on_boundary)
-        self._event = ev
+        self._gen = gen = self._gen + 1
+        self._call_at(t, self._on_boundary, gen)
 
     def _next(self) -> None:
         """At an iteration boundary (self.clock): schedule the next iteration(s), or go idle."""
@@ -202,11 +203,10 @@ class Engine:
         cut = cut_point(run, arrival_s)
         if cut < run.iterations:
             self._pending = DecodeRun(run.seqs, run.start_s, run.n, run.ctx_tokens, cut, run.ends)
-            self._event.callbacks.clear()  # the jump's old end fires as an empty event (SimPy cannot cancel)
             self._at(float(run.ends[cut - 1]))
 
-    def _boundary(self, event) -> None:
-        if event is not self._event:
+    def _boundary(self, gen: int) -> None:
+        if gen != self._gen:
             return  # stale: the jump was cut short, or the engine was stopped
         run, self._pending = self._pending, None  # consumed: a later stop() must not settle it again
         if type(run) is PrefillIteration:
