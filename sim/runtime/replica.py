@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from sim.common.errors import SimulationStuck
 from sim.perf.batch import BatchShape
-from sim.runtime.batching import SCHEDULERS, DecodeStep, Seq, Step
+from sim.runtime.batching import SCHEDULERS, DecodeStep, Seq, Step, schedule_vllm
 from sim.runtime.decode_batch import DecodeBatch
 from sim.runtime.jump import DecodeRun, JumpClock, count_le, cut_point, jump_length
 from sim.runtime.kv_cache import KVCache
@@ -225,10 +225,57 @@ class Engine:
             self._jumping = False
             self.busy_s += end - now
             self.iterations += k
-            self._record(now, end - now, k, None, run.n, run.ctx_tokens)
+            if self.replica.iteration_log is not None:
+                self._record(now, end - now, k, None, run.n, run.ctx_tokens)
             self.clock = end
-            self._advance(run.seqs, k, end)
-        self._next()
+            batch = self.batch
+            if batch is None:
+                self._advance(run.seqs, k, end)
+            else:  # _advance's fast-mode half, inline (the hot path)
+                if k > 1:
+                    self.kv.take(batch.blocks_between(batch.step + 1, batch.step + k))
+                batch.step += k
+                heap = batch.heap
+                if heap and heap[0][0] == batch.step:
+                    self._complete(batch.finish_due(), end)
+        if self.waiting or not self.fast or self.schedule is not schedule_vllm:
+            self._next()
+        else:
+            self._next_decode()
+
+    def _next_decode(self) -> None:
+        """_next in the commonest case, inline: fast mode, vLLM's scheduler, nothing waiting, so the step is the
+        decode batch's (schedule_vllm, allocate_decode_step and _plan_decode's same arithmetic); anything else
+        (an empty engine, a preemption, a batch that is not the whole running list) takes _next."""
+        batch, kv = self.batch, self.kv
+        n = batch.n
+        step = batch.step + 1
+        new = batch.counts[-step % batch.block_size]
+        if n == 0 or n != len(self.running) or new > kv.free_blocks:
+            self._next()
+            return
+        if new:
+            kv.take(new)
+        step -= 1
+        ctx = batch.ctx_base + n * step
+        k_fin = batch.heap[0][0] - step
+        now = self.clock
+        f = self.replica.slowdown
+        ab = self._affine.get(n)
+        if ab is None:
+            ab = self._affine[n] = self.cost.decode_affine(n)
+        a, b = ab
+        k = jump_length(batch, kv.free_blocks, k_fin)
+        if k == 1:
+            end = now + (a + b * ctx) * f
+            self._pending = _new(DecodeRun, (None, now, n, ctx, 1, end))
+        else:
+            ends = self._jump_clock.ends(now, a, b, f, n, ctx, k)
+            self._pending = _new(DecodeRun, (None, now, n, ctx, k, ends))
+            self._jumping = True
+            end = float(ends[k - 1])
+        self._gen = gen = self._gen + 1
+        self._call_at(end, self._on_boundary, gen)
 
     def _finish_step(self, step, end: float) -> None:
         if step.decodes is None:  # the decode batch, as aggregates (fast mode)
