@@ -178,12 +178,16 @@ class Engine:
                 # A batch with prefill work: its cost-model time, memoized by shape for the run (a prompt
                 # length recurs across the replicas of a tier; decode-only batches never come here). The memo
                 # stops growing at STEP_TIMES_MAX shapes, so a run of millions of requests stays in bounded memory.
+                # Keyed by the shape's fields as a plain tuple: hashing one is C, a dataclass's __hash__ is Python.
                 times = self.replica.step_times
-                t = times.get(step.shape)
+                sh = step.shape
+                key = (sh.prefill_tokens, sh.prefill_attn_pairs, sh.num_prefill_seqs, sh.decode_seqs,
+                       sh.decode_ctx_tokens)
+                t = times.get(key)
                 if t is None:
-                    t = self.cost.iteration_time_s(step.shape)
+                    t = self.cost.iteration_time_s(sh)
                     if len(times) < STEP_TIMES_MAX:
-                        times[step.shape] = t
+                        times[key] = t
                 t *= self.replica.slowdown
                 self._record(now, t, 1, step.shape)
                 self._pending = _new(PrefillIteration, (step, now, t))
@@ -202,7 +206,7 @@ class Engine:
         run = self._pending
         cut = cut_point(run, arrival_s)
         if cut < run.iterations:
-            self._pending = DecodeRun(run.seqs, run.start_s, run.n, run.ctx_tokens, cut, run.ends)
+            self._pending = _new(DecodeRun, (run.seqs, run.start_s, run.n, run.ctx_tokens, cut, run.ends))
             self._at(float(run.ends[cut - 1]))
 
     def _boundary(self, gen: int) -> None:
@@ -388,8 +392,8 @@ class Replica:
         self.cfg = cfg
         self.flow = flow
         self.iteration_log = iteration_log
-        # cost.iteration_time_s of batches with prefill work by BatchShape, for this run; shared by the replicas
-        # of one cost model (Cluster), as the cost is a pure function of the shape.
+        # cost.iteration_time_s of batches with prefill work by the BatchShape's fields (a tuple), for this run;
+        # shared by the replicas of one cost model (Cluster), as the cost is a pure function of the shape.
         self.step_times = {} if step_times is None else step_times
         self.slowdown = 1.0  # a controller may slow a straggler down by a factor
         self.num_gpus = plan.tp * plan.pp
