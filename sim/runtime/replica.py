@@ -269,7 +269,12 @@ class Engine:
         if ab is None:
             ab = self._affine[n] = self.cost.decode_affine(n)
         a, b = ab
-        k = jump_length(batch, kv.free_blocks, k_fin)
+        if k_fin <= 1:
+            k = 1
+        elif batch.blocks_between(step + 1, step + k_fin) <= kv.free_blocks:
+            k = k_fin  # jump_length's common case: the blocks until the first finish are free
+        else:
+            k = jump_length(batch, kv.free_blocks, k_fin)
         if k == 1:
             end = now + (a + b * ctx) * f
             self._pending = _new(DecodeRun, (None, now, n, ctx, 1, end))
