@@ -201,7 +201,9 @@ def replica_cost(row: CorpusRow, engine: EngineProfile) -> ReplicaCostModel:
     return build_replica_cost(model, gpu, row.tp, row.pp, row.weights, row.kv, engine=engine, ep=row.ep,
                               dp_attention=row.dp_attention, mtp_draft_tokens=row.mtp_draft_tokens,
                               tp_spans_nodes=row.tp_spans_nodes,
-                              cluster=_ib_cluster() if row.tp_spans_nodes else None)
+                              cluster=_ib_cluster() if row.tp_spans_nodes else None,
+                              **({"gpu_memory_utilization": row.gpu_memory_utilization}
+                                 if row.gpu_memory_utilization is not None else {}))
 
 
 def static_batch_time_s(cost: ReplicaCostModel, batch: int, input_tokens: int, output_tokens: int) -> float:
@@ -294,19 +296,39 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
                          concurrency=row.batch_size if closed else None,
                          request_rate=row.request_rate, num_prompts=row.num_prompts, ep=row.ep,
                          dp_attention=row.dp_attention, mtp_draft_tokens=row.mtp_draft_tokens)
-    out = _simulate(bench, eng, *drawn_lengths(row))
+    out = _simulate(bench, eng, *drawn_lengths(row), memory=row.gpu_memory_utilization)
     stat = row.statistic
     if closed:  # a closed-loop benchmark's per-token latency is its TPOT (InferenceX: ITL is per streamed chunk)
-        return {"closed_ttft_ms": float(out[f"ttft_ms_{stat}"]), "tpot_ms": float(out[f"tpot_ms_{stat}"])}
+        ttft_ms, tpot_ms = float(out[f"ttft_ms_{stat}"]), float(out[f"tpot_ms_{stat}"])
+        return {"closed_ttft_ms": ttft_ms + adp_hold_ms(row, tpot_ms, cost.mtp_tokens_per_step),
+                "tpot_ms": tpot_ms}
     return {"serving_ttft_ms": float(out[f"ttft_ms_{stat}"]), "serving_itl_ms": float(out[f"itl_ms_{stat}"])}
 
 
+def adp_hold_ms(row: CorpusRow, tpot_ms: float, tokens_per_step: float) -> float:
+    """TensorRT-LLM's attention-DP balance hold (PyExecutor._balance_adp_requests, attention_dp_config enable_balance):
+    while the DP ranks have generation work, new context requests wait until every rank has one or until the
+    engine's wait counter reaches timeout_iters; the counter counts every iteration since the last release, so a
+    request arriving at a random phase waits timeout_iters / 2 iterations on average and at the median. At a
+    closed-loop benchmark's arrival rates (a few requests per hundred iterations) the eight ranks never all fill
+    first. Iteration time = TPOT x tokens per step (MTP emits more than one). Not simulated: added to the predicted
+    TTFT (mean and median alike)."""
+    if not row.adp_hold_iters:
+        return 0.0
+    return row.adp_hold_iters / 2.0 * tpot_ms * tokens_per_step
+
+
 @lru_cache(maxsize=4096)
-def _simulate(bench, eng: EngineProfile, input_lens: tuple[int, ...], output_lens: tuple[int, ...]) -> dict:
-    """One simulated benchmark run, shared by the rows that report its metrics (TTFT and TPOT rows of one run)."""
+def _simulate(bench, eng: EngineProfile, input_lens: tuple[int, ...], output_lens: tuple[int, ...],
+              memory: float | None = None) -> dict:
+    """One simulated benchmark run, shared by the rows that report its metrics (TTFT and TPOT rows of one run);
+    memory: the server's memory fraction where the source states it."""
     from sim.fidelity.serving import simulate_serving
 
-    return simulate_serving(bench, engine=eng, seed=0, sim=serving_sim_overrides(eng), input_lens=input_lens,
+    sim = serving_sim_overrides(eng)
+    if memory is not None:
+        sim = {**sim, "gpu_memory_utilization": memory}
+    return simulate_serving(bench, engine=eng, seed=0, sim=sim, input_lens=input_lens,
                             output_lens=output_lens)
 
 

@@ -207,14 +207,22 @@ def _inferencex(stem: str, line: int, r: pd.Series) -> CorpusRow:
                              "p99 tails and per-chunk ITL are not modelled)")
     if str(r["tp"]) != "8":
         raise NotPredictable("prefill/decode-disaggregated multi-node run (P/D workers): not modelled by this corpus")
-    engine = {"SGLang": "sglang", "TensorRT-LLM": "trtllm"}[str(r["engine"])]
+    # InferenceX serves TensorRT-LLM with its PyTorch backend (dsr1_fp8_h200_trt.sh: trtllm-serve --backend=pytorch).
+    engine = {"SGLang": "sglang", "TensorRT-LLM": "trtllm_pytorch"}[str(r["engine"])]
     notes = str(r["notes"])
+    dp_attention = str(r["dp_attention"]) == "yes"
+    # Its attention-DP runs set attention_dp_config {enable_balance: true, timeout_iters: 60, batching_wait_iters: 0}.
+    adp_hold = 60 if engine == "trtllm_pytorch" and dp_attention else 0
+    # Memory and KV settings of its launch scripts (dsr1_fp8_h200.sh: --mem-fraction-static 0.82, KV in the model's
+    # BF16; dsr1_fp8_h200_trt.sh: kv_cache_config {dtype: fp8, free_gpu_memory_fraction: 0.75}).
+    memory, kv = (0.82, "bf16") if engine == "sglang" else (0.75, "fp8")
     # InferenceX's benchmark-tmpl.yml: RANDOM_RANGE_RATIO 0.8, num prompts = 10 x concurrency; its bench_serving
     # draws each request's lengths uniformly in [0.8 L, L].
     conc = _int(r["batch_size_or_concurrency"], "concurrency")
-    return _base(stem, line, r, engine, kind="closed_loop", weights="fp8", kv="bf16", batch_size=conc,
+    return _base(stem, line, r, engine, kind="closed_loop", weights="fp8", kv=kv, batch_size=conc,
+                 gpu_memory_utilization=memory,
                  num_prompts=10 * conc, length_ratio=0.8, ep=_int(r["ep"], "ep"),
-                 dp_attention=str(r["dp_attention"]) == "yes",
+                 dp_attention=dp_attention, adp_hold_iters=adp_hold,
                  mtp_draft_tokens=1 if "spec_decode=mtp" in notes else 0,
                  statistic="median" if metric.endswith("median") else "mean",
                  measured=((INFERENCEX_METRICS[metric], float(r["value"])),))

@@ -38,3 +38,9 @@ class CorpusRow:
     mtp_draft_tokens: int = 0
     length_ratio: float = 1.0  # < 1: each request's lengths drawn uniformly in [ratio x L, L] (random datasets)
     tp_spans_nodes: bool = False  # the TP group spans two nodes over InfiniBand
+    # TensorRT-LLM attention-DP balance (attention_dp_config enable_balance, timeout_iters): context requests are held
+    # until every DP rank has one or this many iterations have passed; 0: no hold.
+    adp_hold_iters: int = 0
+    # The memory fraction the source's server was launched with (SGLang --mem-fraction-static, TensorRT-LLM
+    # kv_cache_config.free_gpu_memory_fraction); None: the simulator's default.
+    gpu_memory_utilization: float | None = None

@@ -26,8 +26,8 @@ from sim.spec.hardware import ClusterSpec, GPUSpec
 from sim.spec.models import KV_BYTES, WEIGHT_BYTES, ModelSpec
 from sim.perf.batch import BatchShape
 from sim.perf.engine import EngineProfile, resolve_engine
-from sim.perf.kernels import (ACT_BYTES, AllReduceParams, expected_distinct_experts, gemm_coefficients, p2p_time_s,
-                              ring_allgather_time_s, smooth_max)
+from sim.perf.kernels import (ACT_BYTES, AllReduceParams, allreduce_coefficients, expected_distinct_experts,
+                              gemm_coefficients, p2p_time_s, ring_allgather_time_s, smooth_max)
 from sim.perf.layers import (Gemm, attention_elementwise, attention_gemms, dense_mlp_gemms, embedding_op,
                              kv_heads_per_gpu, mlp_act)
 from sim.perf.params import CalibratedParams, load_params
@@ -100,7 +100,9 @@ class StageCoefficients:
     send_fixed_s: float  # PP send of activations to the next stage (0 on the last stage)
     send_s_per_token: float
     overhead_graph_s: float  # per-layer gaps of the whole stage
-    overhead_eager_s: float
+    overhead_eager_s: float  # eager host launches that run ahead of the GPU (the step costs the larger of the two)
+    # Eager MoE/MLA host time paid on top of the GPU work (engines with eager_host_overlaps_gpu false).
+    overhead_eager_serial_s: float = 0.0
     # The part of the stage time that depends on the batch's token count alone (elementwise, GEMMs, routed experts),
     # by token count, for this cost model's life: prefill batches rarely repeat a shape, but their token counts do.
     token_memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # a copy starts empty
@@ -178,12 +180,17 @@ class ReplicaCostModel:
         # only cost time where the CPU is the slower side. The comparison leaves out decode attention (linear in
         # context) so decode batches stay affine in it; never cheaper than graphs, so time stays monotone.
         t += st.overhead_graph_s
-        if not graph and st.overhead_eager_s > t:
-            t = st.overhead_eager_s
+        if not graph:
+            t += st.overhead_eager_serial_s
+            if st.overhead_eager_s > t:
+                t = st.overhead_eager_s
         return t
 
     def _graph(self, batch: BatchShape) -> bool:
-        return batch.prefill_tokens == 0 and batch.decode_seqs <= self.cuda_graph_max_seqs
+        # With DP attention each of the TP ranks replays its own graph on its 1 / TP of the sequences (SGLang's
+        # cuda-graph-max-bs and TensorRT-LLM's cuda_graph_config.max_batch_size are per rank).
+        seqs = batch.decode_seqs if not self.dp_attention else -(-batch.decode_seqs // self.tp)
+        return batch.prefill_tokens == 0 and seqs <= self.cuda_graph_max_seqs
 
     def stage_time_s(self, batch: BatchShape) -> float:
         """The slowest stage's time for this micro-batch, with its share (1/PP) of the CPU time."""
@@ -432,14 +439,6 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
     ew = p.elementwise
     h = model.hidden_size
 
-    def allreduce_coef(count: int) -> tuple[float, float]:
-        """(fixed, per-token) of `count` all-reduces of a (tokens x hidden) BF16 activation."""
-        if tp == 1 or count == 0:
-            return 0.0, 0.0
-        steps = 2 * (tp - 1)
-        fixed = count * (tp_ar.base_latency_s + steps * tp_ar.step_latency_s)
-        return fixed, count * steps / tp * h * ACT_BYTES / (tp_bw * tp_ar.bw_eff)
-
     attn_tp = tp // dp  # attention shards: TP ranks, or 1 (whole heads) on each DP-attention rank
     attn_g = attention_gemms(model, attn_tp)
     attn_ew = attention_elementwise(model, attn_tp)
@@ -450,6 +449,9 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
     mlp_dp = dp if ep > 1 else 1  # with EP and DP attention, dense MLPs and shared experts run data-parallel too
     mlp_tp = tp // mlp_dp
     moe_tp = tp // ep  # each expert's width is split over TP / EP ranks
+    # Python engines pay their eager MoE/MLA layers' host time on top of the GPU work (EngineProfile field doc);
+    # dense layers' eager launches still run ahead of the GPU.
+    serial_moe_host = bool(eng.layer_overhead_eager_moe_us) and not eng.eager_host_overlaps_gpu
     stages = []
     for s, (first, count) in enumerate(split):
         dense = sum(1 for i in range(first, first + count) if i < model.num_dense_layers)
@@ -498,7 +500,7 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
             ew_ops.append((attention_elementwise(model, tp)[0], 1, 1))  # final norm
         fixed = sum(ew[e.kind].launch_s * n for e, n, _ in ew_ops)
         per_token = sum(e.bytes_per_token * n / (hbm * ew[e.kind].mem_eff) / d for e, n, d in ew_ops)
-        ar_fixed, ar_per_token = allreduce_coef(ar_count)
+        ar_fixed, ar_per_token = allreduce_coefficients(tp, h, tp_bw, tp_ar, ar_count)
         lm_head = gather_fixed = gather_per_seq = None
         if last:
             lm_head = _gemm_term(Gemm("lm_head", h, model.vocab_size // tp, quantised=False), 1, bf16, hbm, p, 2.0, 1.0)
@@ -518,8 +520,11 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
             send_fixed_s=send_fixed, send_s_per_token=send_per_token,
             overhead_graph_s=count * eng.layer_overhead_s(tp, graph=True),
             overhead_eager_s=(count * eng.layer_overhead_s(tp, graph=False) if not eng.layer_overhead_eager_moe_us
+                              else dense * eng.layer_overhead_s(tp, graph=False) if serial_moe_host
                               else dense * eng.layer_overhead_s(tp, graph=False)
-                              + moe_layers * eng.layer_overhead_s(tp, graph=False, moe=True))))
+                              + moe_layers * eng.layer_overhead_s(tp, graph=False, moe=True)),
+            overhead_eager_serial_s=(moe_layers * eng.layer_overhead_s(tp, graph=False, moe=True)
+                                     if serial_moe_host else 0.0)))
     return ReplicaCostModel(
         model=model, gpu_name=gpu.name, weights=weights, kv=kv, tp=tp, pp=pp, kv_block_size=kv_block_size,
         kv_capacity_blocks=capacity_blocks, weight_bytes_per_gpu=weight_per_gpu, reserve_bytes_per_gpu=reserve,

@@ -75,6 +75,11 @@ class EngineProfile:
     # small kernels and Python ops than a dense layer (routing, top-k, token sort, per-expert GEMM groups, MLA's
     # absorbed projections). 0: as a dense layer.
     layer_overhead_eager_moe_us: float = 0.0
+    # Whether an eager (no CUDA graph) iteration's MoE/MLA host launches overlap its GPU work. True: the host runs
+    # ahead of the GPU and the step costs the larger of the two (a C++ runtime). False: the eager MoE/MLA layers' host
+    # time (layer_overhead_eager_moe_us) is paid on top of the GPU work, so a long prefill still pays it (Python
+    # engines; the evidence is in conf/engine/sglang.yaml). Dense layers' eager launches run ahead either way.
+    eager_host_overlaps_gpu: bool = True
     # Expert-parallel all-to-all (dispatch FP8 + combine BF16): fixed latency per call and fraction of the link
     # rate, over NVLink and over RDMA. Priors from DeepEP's published kernel figures (data/measurements).
     a2a_nvlink_base_us: float = 40.0
@@ -96,7 +101,7 @@ class EngineProfile:
                 if value not in ("nccl", "custom"):
                     raise ConfigError(f"engine {self.name!r}: allreduce_algorithm must be 'nccl' or 'custom', "
                                       f"got {value!r}")
-            elif f.name in ("chunked_prefill", "kv_fraction_of_free_memory"):
+            elif f.name in ("chunked_prefill", "kv_fraction_of_free_memory", "eager_host_overlaps_gpu"):
                 if not isinstance(value, bool):
                     raise ConfigError(f"engine {self.name!r}: {f.name} must be true or false, got {value!r}")
             elif (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)

@@ -94,6 +94,18 @@ def ring_allreduce_time_s(message_bytes, num_ranks, link_bw_bytes_s: float, p: A
             + steps / num_ranks * message_bytes / (link_bw_bytes_s * p.bw_eff))
 
 
+def allreduce_coefficients(num_ranks: int, hidden: int, link_bw_bytes_s: float, p: AllReduceParams,
+                           count: int = 1) -> tuple[float, float]:
+    """(fixed_s, s_per_token) of `count` ring all-reduces of a (tokens x hidden) BF16 activation: ring_allreduce_time_s
+    of tokens x hidden x ACT_BYTES bytes written as an affine function of the token count (the cost model's form: its
+    per-iteration coefficients). One rank or no call costs nothing."""
+    if num_ranks <= 1 or count == 0:
+        return 0.0, 0.0
+    steps = 2 * (num_ranks - 1)
+    fixed = count * (p.base_latency_s + steps * p.step_latency_s)
+    return fixed, count * steps / num_ranks * hidden * ACT_BYTES / (link_bw_bytes_s * p.bw_eff)
+
+
 def ring_allgather_time_s(total_bytes: float, num_ranks: int, link_bw_bytes_s: float,
                           p: AllReduceParams) -> float:
     """n-1 steps, each moving total/n bytes (half the traffic of an all-reduce)."""

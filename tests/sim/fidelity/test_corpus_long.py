@@ -21,6 +21,10 @@ def test_rows_carry_the_deployment_the_source_ran(corpus):
     assert {(r.tp, r.weights) for r in ix} == {(8, "fp8")} and {r.ep for r in ix} == {1, 8}
     assert any(r.dp_attention for r in ix) and any(r.mtp_draft_tokens for r in ix)
     assert all(r.kind == "closed_loop" and r.num_prompts == 10 * r.batch_size and r.length_ratio == 0.8 for r in ix)
+    # InferenceX runs TensorRT-LLM's PyTorch backend, with the attention-DP balance hold of 60 iterations on ADP runs.
+    assert {r.engine for r in ix} == {"sglang", "trtllm_pytorch"}
+    assert {r.adp_hold_iters for r in ix if r.engine == "trtllm_pytorch" and r.dp_attention} == {60}
+    assert {r.adp_hold_iters for r in ix if not (r.engine == "trtllm_pytorch" and r.dp_attention)} == {0}
     assert {r.gpu for r in rows if r.source == "mlc_llm_perf_bench_2023"} == {"a100_pcie"}
     graphs_off = [r for r in rows if r.source == "community_issues_and_vllm_blog"]
     assert graphs_off and not any(r.cuda_graphs for r in graphs_off) and all(r.tp_spans_nodes for r in graphs_off)
@@ -58,3 +62,16 @@ def test_kernel_floor_all_reduce_matches_the_ring_formula_by_hand(corpus):
     by_hand = (eng.allreduce_nvlink_base_us * 1e-6 + 2 * (n - 1) * hop
                + 2 * (n - 1) / n * size / (load_gpu("h100_sxm").nvlink_bw_gbps * 1e9 * eng.allreduce_nvlink_bw_eff))
     assert predict_row(row, "none")["kernel_ms"] == pytest.approx(by_hand * 1e3, rel=1e-9)
+
+
+def test_attention_dp_balance_hold_is_half_the_timeout_in_iterations(corpus):
+    # TensorRT-LLM holds context requests up to timeout_iters iterations (counter cycling from the last release): a
+    # request waits timeout / 2 iterations at the median. By hand: 60 / 2 x (30 ms TPOT x 1.85 tokens per MTP step)
+    # = 1,665 ms; no hold without ADP balance.
+    from dataclasses import replace
+
+    from sim.fidelity.corpus import adp_hold_ms
+
+    row = next(r for r in corpus[0] if r.source == "inferencex_dsr1_h100_h200" and r.adp_hold_iters)
+    assert adp_hold_ms(row, 30.0, 1.85) == pytest.approx(1665.0)
+    assert adp_hold_ms(replace(row, adp_hold_iters=0), 30.0, 1.85) == 0.0

@@ -9,6 +9,7 @@ import pytest
 from sim.common.errors import ConfigError
 from sim.perf.cost_model import build_replica_cost, expected_tokens_per_step
 from sim.perf.engine import load_engine
+from sim.perf.kernels import AllReduceParams, allreduce_coefficients, ring_allreduce_time_s
 from sim.perf.params import load_params
 from sim.spec.hardware import GPUSpec, load_gpu
 from sim.spec.models import load_model
@@ -53,7 +54,7 @@ def test_graphs_off_step_is_the_host_launch_time_when_it_exceeds_the_gpu_work():
     # Eager per-layer host time far above the GPU work: a decode step costs CPU + sum over layers of the eager
     # overhead (dense layers and MoE/MLA layers at their own rates) + the context-linear decode attention.
     eng = replace(load_engine("sglang"), layer_overhead_eager_us=400.0, layer_overhead_eager_moe_us=1500.0,
-                  layer_overhead_tp_exponent=0.5)
+                  layer_overhead_tp_exponent=0.5, eager_host_overlaps_gpu=True)
     on = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
     off = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, cuda_graph_max_seqs=0))
     batch, ctx = 8, 1000
@@ -64,6 +65,39 @@ def test_graphs_off_step_is_the_host_launch_time_when_it_exceeds_the_gpu_work():
     assert off.decode_time_s(batch, ctx) == pytest.approx(expected, rel=1e-9)
     # With graphs the gaps are the graph per-layer gaps: 61 layers x 18 us, far below.
     assert on.decode_time_s(batch, ctx) < 0.5 * off.decode_time_s(batch, ctx)
+
+
+def test_graphs_off_host_time_adds_to_the_gpu_work_where_the_host_does_not_run_ahead():
+    # eager_host_overlaps_gpu false (SGLang, TensorRT-LLM's PyTorch backend): an eager step costs its GPU work (the
+    # graph step's kernels and per-layer gaps, the CPU share being the same) plus the eager host time of the MoE/MLA
+    # layers, by hand 58 x 1,500 us, however long the GPU work is; the 3 dense layers' eager launches (3 x 40 us x
+    # 8^0.5 = 0.34 ms) still run ahead of the GPU work (~30 ms here) and add nothing.
+    eng = replace(load_engine("sglang"), layer_overhead_eager_us=40.0, layer_overhead_eager_moe_us=1500.0,
+                  layer_overhead_tp_exponent=0.5, eager_host_overlaps_gpu=False)
+    on = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
+    off = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, cuda_graph_max_seqs=0))
+    host = 58 * 1500e-6
+    for batch, ctx in ((8, 1000), (128, 4000)):
+        assert off.decode_time_s(batch, ctx) - on.decode_time_s(batch, ctx) == pytest.approx(host, rel=1e-9)
+    # A prefill (never graph-replayed) pays it too: 8k tokens cost GPU + host, not the larger of the two. A dense
+    # model has no MoE/MLA layers: its eager launches stay hidden under the GPU work whatever the field says.
+    overlapped = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, eager_host_overlaps_gpu=True))
+    assert off.prefill_time_s(8192) - overlapped.prefill_time_s(8192) == pytest.approx(host, rel=1e-9)
+    dense_off = build_replica_cost(LLAMA8, H200, 1, 1, engine=replace(eng, cuda_graph_max_seqs=0))
+    dense_max = build_replica_cost(LLAMA8, H200, 1, 1, engine=replace(eng, cuda_graph_max_seqs=0,
+                                                                        eager_host_overlaps_gpu=True))
+    assert dense_off.prefill_time_s(4096) == dense_max.prefill_time_s(4096)
+
+
+def test_dp_attention_replays_cuda_graphs_per_rank_batch():
+    # SGLang's cuda-graph-max-bs and TensorRT-LLM's cuda_graph_config.max_batch_size bound each DP rank's batch:
+    # with DP attention on TP8 and a 128 limit, 1,024 sequences (128 per rank) replay graphs, 1,025 do not.
+    eng = replace(load_engine("sglang"), cuda_graph_max_seqs=128)
+    dp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng, dp_attention=True)
+    tp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
+    from sim.perf.batch import BatchShape
+    assert dp._graph(BatchShape(decode_seqs=1024)) and not dp._graph(BatchShape(decode_seqs=1025))
+    assert tp._graph(BatchShape(decode_seqs=128)) and not tp._graph(BatchShape(decode_seqs=129))
 
 
 def test_ep_all_to_all_costs_two_calls_and_the_fp8_out_bf16_back_bytes_per_layer():
@@ -159,6 +193,29 @@ def test_new_profile_and_hardware_fields_are_checked():
         replace(load_engine("sglang"), expert_imbalance=0.5)
     with pytest.raises(ConfigError, match="mtp_acceptance"):
         replace(load_engine("sglang"), mtp_acceptance=1.5)
+    with pytest.raises(ConfigError, match="eager_host_overlaps_gpu"):
+        replace(load_engine("sglang"), eager_host_overlaps_gpu="no")
     with pytest.raises(ConfigError, match="interconnect"):
         replace(H200, interconnect="infiniband")
     assert load_gpu("a100_pcie").interconnect == "pcie" and H200.interconnect == "nvlink"
+
+
+def test_allreduce_formula_is_the_kernels_one_and_the_cost_model_uses_it():
+    # Issue 17/18: the all-reduce is written once, in sim.perf.kernels. By hand, 65 ring all-reduces (two per layer of
+    # Llama-3.1-8B's 32, one after the embedding) on 4 ranks: 2(n-1) = 6 steps, each moving 1/4 of the message.
+    p = AllReduceParams(bw_eff=0.8, step_latency_s=2e-6, base_latency_s=20e-6)
+    fixed, per_token = allreduce_coefficients(4, 4096, 300e9, p, count=65)
+    assert fixed == pytest.approx(65 * (20e-6 + 6 * 2e-6))  # 2.08 ms
+    assert per_token == pytest.approx(65 * 6 / 4 * 4096 * 2 / (300e9 * 0.8))  # 8.32 us per token
+    assert fixed + 100 * per_token == pytest.approx(65 * ring_allreduce_time_s(100 * 4096 * 2, 4, 300e9, p))
+    assert allreduce_coefficients(1, 4096, 300e9, p, count=65) == (0.0, 0.0)
+    # The cost model's coefficients move by exactly that formula when the engine's NCCL latency and efficiency move.
+    gpu = load_gpu("h100_sxm")
+    eng = replace(load_engine("vllm_0_2"), allreduce_algorithm="nccl", allreduce_nvlink_base_us=20.0,
+                  allreduce_nvlink_bw_eff=0.8)
+    slow = replace(eng, allreduce_nvlink_base_us=50.0, allreduce_nvlink_bw_eff=0.5)
+    a = build_replica_cost(LLAMA8, gpu, 4, 1, engine=eng).stages[0]
+    b = build_replica_cost(LLAMA8, gpu, 4, 1, engine=slow).stages[0]
+    bw = gpu.nvlink_bw_gbps * 1e9
+    assert b.fixed_s - a.fixed_s == pytest.approx(65 * 30e-6, rel=1e-9)
+    assert b.per_token_s - a.per_token_s == pytest.approx(65 * 6 / 4 * 4096 * 2 / bw * (1 / 0.5 - 1 / 0.8), rel=1e-9)
