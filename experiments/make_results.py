@@ -64,10 +64,14 @@ class StepTimer:
                 **extra}
 
 
-def run_sweep(name: str, sweep_dir: Path) -> None:
+def run_sweep(name: str, sweep_dir: Path, overrides: tuple[str, ...] = (), cache_dir: Path | None = None) -> None:
+    """One sweep in its own process; cache_dir: the throughput cache shared with the other sweeps of this run."""
+    from experiments.sim_cache import CACHE_ENV
+
     cmd = [sys.executable, "-m", "experiments.run", f"experiment={name}", "progress=false",
-           f"hydra.sweep.dir={sweep_dir}"]
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT)
+           f"hydra.sweep.dir={sweep_dir}", *overrides]
+    env = {**os.environ, CACHE_ENV: str(cache_dir)} if cache_dir is not None else None
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env)
     if proc.returncode:
         raise SystemExit(proc.returncode)
 
@@ -99,6 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timings", type=Path, default=PROJECT_ROOT / "results" / "timings.json")
     ap.add_argument("--no-planner-time", action="store_true", help="skip python -m experiments.planner_time")
     ap.add_argument("--no-figures", action="store_true", help="skip python -m experiments.figures")
+    ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="a Hydra override given to every sweep (repeatable), for a reduced run that profiles the "
+                         "same steps: e.g. --override seeds=1 --override hydra.sweeper.params.workload=conversation")
     args = ap.parse_args(argv)
     conf = PROJECT_ROOT / "conf" / "experiment"
     unknown = [s for s in args.sweeps if not (conf / f"{s}.yaml").is_file()]
@@ -106,15 +113,17 @@ def main(argv: list[str] | None = None) -> None:
         raise ConfigError(f"--sweeps: unknown experiment(s) {unknown}; valid: {sorted(p.stem for p in conf.glob('*.yaml'))}")
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     timer = StepTimer()
+    # Bisections on equal inputs are shared by every sweep of this run (experiments.sim_cache says which repeat).
+    cache_dir = PROJECT_ROOT / "multirun" / ".cache" / args.stamp / "throughput"
     for name in args.sweeps:
         sweep_dir = PROJECT_ROOT / "multirun" / name / args.stamp
-        timer.run(f"sweep {name}", run_sweep, name, sweep_dir)
+        timer.run(f"sweep {name}", run_sweep, name, sweep_dir, tuple(args.override), cache_dir)
         timer.run(f"aggregate {name}", aggregate_sweep, sweep_dir, PROJECT_ROOT / "results" / f"{name}.csv")
     if not args.no_planner_time:
         timer.run("planner_time", planner_time)
     if not args.no_figures:
         timer.run("figures", figures)
-    report = timer.report(started_utc=started, stamp=args.stamp, sweeps=list(args.sweeps))
+    report = timer.report(started_utc=started, stamp=args.stamp, sweeps=list(args.sweeps), overrides=args.override)
     write_json(report, args.timings, indent=2)
     print(f"[make results] total {report['total_s']:.1f} s on {report['usable_cores']} cores; timings in {args.timings}",
           file=sys.stderr)

@@ -6,7 +6,10 @@ quality requirement, and other planners often arrive at one another's plan, on t
 the sweeps of December 2026, 52% of slo_throughput's and 60% of llama31's planner-seed runs repeated an earlier
 run's outcome exactly). The simulator is deterministic, so equal inputs give the same bisection. Within a process
 the cache is a dict; in a Hydra multirun it is also a folder of small JSON files in the sweep's own folder
-(`<sweep dir>/.cache/throughput/`), shared by the sweep's jobs and never by another sweep.
+(`<sweep dir>/.cache/throughput/`), shared by the sweep's jobs. `make results` (experiments.make_results) names one
+folder for all its sweeps in CACHE_ENV, so that a sweep also finds the bisections of the sweeps before it on equal
+inputs: the ablation sweep's runs are all runs of slo_throughput (same planners, workloads and level), and the
+disaggregation sweep's colocated Cascadia at the default rate plans what slo_throughput's Cascadia planned.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import hashlib
 import json
 import pickle
 from dataclasses import asdict
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from sim.common.io import write_json
 from sim.common.paths import PROJECT_ROOT
 
 CACHE_SUBDIR = Path(".cache") / "throughput"
+CACHE_ENV = "CASCADESIM_THROUGHPUT_CACHE"  # a folder shared by several sweeps (set by experiments.make_results)
 
 
 @lru_cache(maxsize=1)
@@ -84,10 +89,13 @@ class ThroughputCache:
 
 
 def sweep_cache() -> ThroughputCache:
-    """The cache for this job: shared through the sweep's folder in a Hydra multirun, this process's alone otherwise."""
+    """The cache for this job: the folder CACHE_ENV names if set (shared by every sweep of one `make results`), else
+    shared through the sweep's folder in a Hydra multirun, this process's alone otherwise."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    if os.environ.get(CACHE_ENV):
+        return ThroughputCache(Path(os.environ[CACHE_ENV]))
     if HydraConfig.initialized():
         hc = HydraConfig.get()
         if hc.mode == RunMode.MULTIRUN:

@@ -165,10 +165,14 @@ class CascadiaPlanner:
 
     def objective(self, ctx: SearchContext, thresholds) -> float:
         loads = ctx.cascade_loads(thresholds)
-        try:
-            _, L, _ = self.evaluate(ctx, ctx.tables(loads), loads, exact=True)
-        except AllocationInfeasible:
-            return np.inf  # these loads cannot all be deployed on the pool
+
+        def latency() -> float:  # a function of the loads alone: remembered for thresholds that give equal loads
+            try:
+                return self.evaluate(ctx, ctx.tables(loads), loads, exact=True)[1]
+            except AllocationInfeasible:
+                return np.inf  # these loads cannot all be deployed on the pool
+
+        L = ctx.remember(("objective",), loads, latency)
         return L + self.penalty(ctx.problem, ctx.quality(thresholds))
 
     def sweep(self, ctx: SearchContext, thresholds, cands, current_j: float):

@@ -126,6 +126,7 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
     if empty:  # no request reaches this tier: it needs no GPU
         return TierTable(np.zeros(n), c1b, d1b, c2b, d2b, tuple(models), rate_rps)
     minor = 1.0 - quantile
+    combos = []  # (i, j, d1, d2, rho, share of the capacity in configuration j or None)
     for i, m1 in enumerate(models):
         g1 = m1.num_gpus
         d1 = f // g1
@@ -141,18 +142,32 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
             cap = d1 * m1.max_rps + cap2
             with np.errstate(divide="ignore", invalid="ignore"):
                 rho = np.where(cap > 0, rate_rps / cap, np.inf)
-                lat = np.where(d1 > 0, m1.p95_at(np.where(np.isfinite(rho), rho, 0.0)), np.inf)
-                lat = np.where(np.isfinite(rho), lat, np.inf)
-                if j >= 0:
-                    share2 = np.where(cap > 0, cap2 / cap, 0.0)
-                    lat2 = models[j].p95_at(np.where(np.isfinite(rho), rho, 0.0))
-                    lat = np.where(share2 > minor, np.maximum(lat, lat2), lat)
-            better = lat < best
-            best = np.where(better, lat, best)
-            c1b = np.where(better, i, c1b)
-            d1b = np.where(better, d1, d1b)
-            c2b = np.where(better, j, c2b)
-            d2b = np.where(better, d2, d2b)
+                share2 = np.where(cap > 0, cap2 / cap, 0.0) if j >= 0 else None
+            combos.append((i, j, d1, d2, rho, share2))
+    # The p95 rows each colocated model is read at, computed in one pass per model (ReplicaModel fills them lazily).
+    wanted: dict[int, list] = {}
+    for i, j, d1, _, rho, share2 in combos:
+        finite = np.isfinite(rho)
+        wanted.setdefault(i, []).append(rho[finite & (d1 > 0)])
+        if j >= 0:
+            wanted.setdefault(j, []).append(rho[finite & (share2 > minor)])
+    for k, parts in wanted.items():
+        if isinstance(models[k], ReplicaModel):
+            models[k].prepare(np.concatenate(parts))
+    for i, j, d1, d2, rho, share2 in combos:
+        finite = np.isfinite(rho)
+        at = np.where(finite, rho, 0.0)
+        lat = np.where(d1 > 0, _p95_at(models[i], at, finite & (d1 > 0)), np.inf)
+        lat = np.where(finite, lat, np.inf)
+        if j >= 0:
+            lat2 = _p95_at(models[j], at, finite & (share2 > minor))
+            lat = np.where(share2 > minor, np.maximum(lat, lat2), lat)
+        better = lat < best
+        best = np.where(better, lat, best)
+        c1b = np.where(better, i, c1b)
+        d1b = np.where(better, d1, d1b)
+        c2b = np.where(better, j, c2b)
+        d2b = np.where(better, d2, d2b)
     if not idle_ok:
         return TierTable(best, c1b, d1b, c2b, d2b, tuple(models), rate_rps)
     # Non-increasing in f: the best deployment on at most f GPUs.
@@ -160,6 +175,11 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
     improves = best < np.r_[np.inf, np.minimum.accumulate(best)[:-1]]
     keep = np.maximum.accumulate(np.where(improves, idx, 0))
     return TierTable(best[keep], c1b[keep], d1b[keep], c2b[keep], d2b[keep], tuple(models), rate_rps)
+
+
+def _p95_at(model, rho: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """model.p95_at(rho), of which only the entries `used` are read (a colocated model computes no other rows)."""
+    return model.p95_at(rho, used) if isinstance(model, ReplicaModel) else model.p95_at(rho)
 
 
 def _disaggregated(model) -> bool:

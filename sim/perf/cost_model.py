@@ -75,6 +75,18 @@ def moe_time_s(moe: MoeTerm, tokens: float, distinct_experts: float) -> float:
     return t
 
 
+def _dp_prefill_excess_s(st: StageCoefficients, batch: BatchShape) -> float:
+    """The busiest DP-attention rank's prefill attention beyond the even 1 / DP split the stage terms charge: it
+    holds ceil(n / DP) of the n prefilling sequences (taken as equally long), so (ceil(n / DP) / n - 1 / DP) of the
+    prefill tokens and query-key pairs more, at one rank's rates."""
+    n, dp = batch.num_prefill_seqs, st.dp_ranks
+    excess = -(-n // dp) / n - 1.0 / dp
+    if excess <= 0.0:
+        return 0.0
+    return excess * (batch.prefill_tokens * st.attn_rank_prefill_s_per_token
+                     + batch.prefill_attn_pairs * st.attn_prefill_s_per_pair * dp)
+
+
 def expected_tokens_per_step(draft_tokens: int, acceptance: float) -> float:
     """Tokens a sequence emits per verification step with `draft_tokens` chained drafts, each accepted with
     probability `acceptance` given the previous one was: 1 + a + a^2 + ... + a^k (the verified token always counts)."""
@@ -103,6 +115,11 @@ class StageCoefficients:
     overhead_eager_s: float  # eager host launches that run ahead of the GPU (the step costs the larger of the two)
     # Eager MoE/MLA host time paid on top of the GPU work (engines with eager_host_overlaps_gpu false).
     overhead_eager_serial_s: float = 0.0
+    # DP attention (dp_ranks > 1): a prefill's sequences are whole on one rank each, so the busiest rank runs the
+    # attention of ceil(n / DP) of the n prefilling sequences, not 1 / DP of their tokens; the attention work per
+    # prefill token on one rank (projections at their compute rate, attention elementwise) for the excess.
+    dp_ranks: int = 1
+    attn_rank_prefill_s_per_token: float = 0.0
     # The part of the stage time that depends on the batch's token count alone (elementwise, GEMMs, routed experts),
     # by token count, for this cost model's life: prefill batches rarely repeat a shape, but their token counts do.
     token_memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # a copy starts empty
@@ -171,6 +188,8 @@ class ReplicaCostModel:
                 st.token_memo[tokens] = t
         if batch.prefill_tokens > 0:
             t += st.attn_prefill_fixed_s + st.attn_prefill_s_per_pair * batch.prefill_attn_pairs
+            if st.dp_ranks > 1 and batch.num_prefill_seqs:
+                t += _dp_prefill_excess_s(st, batch)
         if batch.decode_seqs > 0:
             t += st.attn_decode_fixed_s
         if st.lm_head is not None:
@@ -192,12 +211,17 @@ class ReplicaCostModel:
         seqs = batch.decode_seqs if not self.dp_attention else -(-batch.decode_seqs // self.tp)
         return batch.prefill_tokens == 0 and seqs <= self.cuda_graph_max_seqs
 
+    def _cpu_seqs(self, batch: BatchShape) -> int:
+        # With DP attention every rank runs its own scheduler process on its own 1 / TP of the sequences (SGLang's
+        # per-DP-rank Scheduler, TensorRT-LLM's per-rank PyExecutor), in parallel: the step waits for the busiest.
+        return batch.num_seqs if not self.dp_attention else -(-batch.num_seqs // self.tp)
+
     def stage_time_s(self, batch: BatchShape) -> float:
         """The slowest stage's time for this micro-batch, with its share (1/PP) of the CPU time."""
         if batch.num_tokens <= 0:
             return 0.0
         graph = self._graph(batch)
-        cpu = self.engine.cpu_time_s(batch.num_seqs, self.tp) / self.pp
+        cpu = self.engine.cpu_time_s(self._cpu_seqs(batch), self.tp) / self.pp
         return cpu + max(self._stage_fixed_s(st, batch, graph)
                          + st.attn_decode_s_per_ctx_token * batch.decode_ctx_tokens for st in self.stages)
 
@@ -206,7 +230,7 @@ class ReplicaCostModel:
             return 0.0
         graph = self._graph(batch)
         tokens = batch.num_tokens
-        t = self.engine.cpu_time_s(batch.num_seqs, self.tp)
+        t = self.engine.cpu_time_s(self._cpu_seqs(batch), self.tp)
         for st in self.stages:
             t += self._stage_fixed_s(st, batch, graph) + st.send_fixed_s + st.send_s_per_token * tokens
         return t
@@ -519,6 +543,12 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
             lm_head=lm_head, lm_head_gather_fixed_s=gather_fixed or 0.0, lm_head_gather_s_per_seq=gather_per_seq or 0.0,
             send_fixed_s=send_fixed, send_s_per_token=send_per_token,
             overhead_graph_s=count * eng.layer_overhead_s(tp, graph=True),
+            dp_ranks=1 if eng.dp_prefill_balanced else dp,
+            attn_rank_prefill_s_per_token=(sum(_gemm_term(g, count, peak, hbm, p, wb, dequant)[2] * count
+                                               for g in attn_g)
+                                           + sum(e.bytes_per_token * count / (hbm * ew[e.kind].mem_eff)
+                                                 for e in attn_ew)) if dp > 1 and not eng.dp_prefill_balanced
+                                           else 0.0,
             overhead_eager_s=(count * eng.layer_overhead_s(tp, graph=False) if not eng.layer_overhead_eager_moe_us
                               else dense * eng.layer_overhead_s(tp, graph=False) if serial_moe_host
                               else dense * eng.layer_overhead_s(tp, graph=False)

@@ -7,7 +7,7 @@ calibration can try candidate parameters without writing files (dataclasses.repl
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 
 
@@ -90,6 +90,13 @@ class EngineProfile:
     expert_imbalance: float = 1.0
     # Multi-token prediction: probability that each draft token is accepted (used where a replica drafts tokens).
     mtp_acceptance: float = 0.8
+    # CPU time per iteration when the engine's overlap scheduler is off, as a multiple of cpu_* above (which are the
+    # part left exposed with it on); 1: the profile has no overlap scheduler. See without_overlap_scheduler.
+    cpu_scale_without_overlap: float = 1.0
+    # DP attention: whether the engine balances context (prefill) requests over the DP ranks before running them
+    # (TensorRT-LLM's attention_dp_config enable_balance holds them until every rank has one). False: requests are
+    # dispatched as they come (SGLang's round robin), so the busiest rank prefills whole sequences alone.
+    dp_prefill_balanced: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -101,12 +108,16 @@ class EngineProfile:
                 if value not in ("nccl", "custom"):
                     raise ConfigError(f"engine {self.name!r}: allreduce_algorithm must be 'nccl' or 'custom', "
                                       f"got {value!r}")
-            elif f.name in ("chunked_prefill", "kv_fraction_of_free_memory", "eager_host_overlaps_gpu"):
+            elif f.name in ("chunked_prefill", "kv_fraction_of_free_memory", "eager_host_overlaps_gpu",
+                            "dp_prefill_balanced"):
                 if not isinstance(value, bool):
                     raise ConfigError(f"engine {self.name!r}: {f.name} must be true or false, got {value!r}")
             elif (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
                   or value < 0):
                 raise ConfigError(f"engine {self.name!r}: {f.name} must be a finite non-negative number, got {value!r}")
+        if self.cpu_scale_without_overlap < 1.0:
+            raise ConfigError(f"engine {self.name!r}: cpu_scale_without_overlap must be >= 1 (turning the overlap "
+                              f"scheduler off cannot hide CPU time), got {self.cpu_scale_without_overlap!r}")
         if self.expert_imbalance < 1.0:
             raise ConfigError(f"engine {self.name!r}: expert_imbalance is the hottest rank's load over the mean and "
                               f"must be >= 1, got {self.expert_imbalance!r}")
@@ -121,6 +132,14 @@ class EngineProfile:
 
     def cpu_time_s(self, num_seqs: int, tp: int) -> float:
         return 1e-3 * (self.cpu_base_ms + self.cpu_per_seq_ms * num_seqs + self.cpu_per_log2_tp_ms * math.log2(tp))
+
+    def without_overlap_scheduler(self) -> EngineProfile:
+        """This engine with its overlap scheduler off: the CPU work of an iteration (batch preparation, sampling
+        hand-off, result processing) runs serialised with the GPU instead of behind the previous iteration, so all
+        of it is exposed (cpu_scale_without_overlap times the overlapped profile's exposed tail)."""
+        k = self.cpu_scale_without_overlap
+        return replace(self, cpu_base_ms=self.cpu_base_ms * k, cpu_per_seq_ms=self.cpu_per_seq_ms * k,
+                       cpu_per_log2_tp_ms=self.cpu_per_log2_tp_ms * k, cpu_scale_without_overlap=1.0)
 
     def layer_overhead_s(self, tp: int, graph: bool, moe: bool = False) -> float:
         if moe and not graph and self.layer_overhead_eager_moe_us > 0:

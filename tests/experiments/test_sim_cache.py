@@ -86,3 +86,18 @@ def test_a_sweep_shares_bisections_between_its_jobs(tmp_path):
            for p in sorted(sweep.rglob("summary.json"))]
     assert len(thr) == 2 and len(list((sweep / ".cache" / "throughput").glob("*.json"))) == 1
     assert thr[0] == thr[1] == json.loads((single / "summary.json").read_text())["planners"]["single_model"]["throughput_rps"]
+
+
+def test_cache_env_names_a_folder_shared_across_sweeps(case, tmp_path, monkeypatch):
+    """make results sets CACHE_ENV for all its sweeps: a job finds what another sweep's job bisected."""
+    from experiments.sim_cache import CACHE_ENV, sweep_cache
+
+    cfg, sc, plan = case
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "shared"))
+    first = sweep_cache()
+    fresh = throughput_rps(plan, sc, cfg.throughput, first)
+    second = sweep_cache()  # another sweep's job, another process: only the folder is shared
+    assert second is not first and second.folder == tmp_path / "shared"
+    assert throughput_rps(plan, sc, cfg.throughput, second) == fresh and second.hits == 1
+    monkeypatch.delenv(CACHE_ENV)
+    assert sweep_cache().folder is None  # outside a sweep and without the variable: this process's alone

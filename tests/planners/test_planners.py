@@ -305,3 +305,43 @@ def test_single_model_baseline_deploys_every_gpu_at_a_light_planning_load(name):
     used = {g for t in plan.tiers for r in t.replicas for g in r.gpus}
     assert plan.gpus_per_tier() == (0, 0, 32) and len(used) == 32
     assert check_plan(plan, seen.cascade, seen.cluster) == []
+
+
+def test_objective_remembered_per_loads_not_per_thresholds(problem3, monkeypatch):
+    """Thresholds that send the same requests to every tier share one allocation step (SearchContext.remember);
+    thresholds that change a tier's load get their own, and the remembered answer is the one computed afresh."""
+    planner = CascadiaPlanner()
+    ctx = planner.search_context(problem3)
+    calls = []
+    real = CascadiaPlanner.evaluate
+    monkeypatch.setattr(CascadiaPlanner, "evaluate", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    scores = problem3.sample.scores
+    low = float(np.min(scores[:, 0]))  # no sampled request scores below this at tier 0: thresholds under it agree
+    a, b = (low - 1.0, 50.0), (low - 2.0, 50.0)
+    assert [ld.key for ld in ctx.cascade_loads(a)] == [ld.key for ld in ctx.cascade_loads(b)]
+    j_a = planner.objective(ctx, a)
+    j_b = planner.objective(ctx, b)
+    assert len(calls) == 1 and j_b - planner.penalty(problem3, ctx.quality(b)) == j_a - planner.penalty(
+        problem3, ctx.quality(a))
+    c = (float(np.median(scores[:, 0])), 50.0)
+    planner.objective(ctx, c)
+    assert len(calls) == 2
+    fresh = planner.search_context(problem3)
+    assert planner.objective(fresh, c) == planner.objective(ctx, c)
+
+
+def test_cascadeserve_gears_share_replica_models(problem3, monkeypatch):
+    """A replica model reads a load's requests, not its rate: CascadeServe's gears (the same routings at other rates)
+    build no model the one-gear plan did not, and the gear at the planned rate is the same plan."""
+    import planners.search as search
+    from planners.baselines import CascadeServePlanner
+
+    built = []
+    real = search.replica_models
+    monkeypatch.setattr(search, "replica_models", lambda *a, **k: built.append(1) or real(*a, **k))
+    one = CascadeServePlanner(load_levels=(1.0,)).plan(problem3)
+    n_one, built[:] = len(built), []
+    four = CascadeServePlanner().plan(problem3)
+    assert n_one > 0 and len(built) == n_one
+    assert four.describe() == one.describe() and four.thresholds == one.thresholds
+    assert four.estimates["p95_tier_s"] == one.estimates["p95_tier_s"]

@@ -198,3 +198,40 @@ def test_serving_rows_keep_the_sources_statistic_and_cuda_graph_setting(corpus):
     assert any(not r.cuda_graphs for r in dsv3) and any(r.cuda_graphs for r in dsv3)
     docs = [r for r in corpus[0] if r.source == "trtllm_docs" and r.kind == "serving"]
     assert {r.statistic for r in docs} == {"mean"} and {r.num_prompts for r in docs} == {500}
+
+
+def test_sglang_041_rows_run_with_that_version_server_args_and_layer_time(corpus):
+    # SGLang 0.4.0-0.4.1's ServerArgs, with --enable-dp-attention: chunked prefill 8,192 -> 4,096, CUDA graphs at
+    # most 96 per rank (160 -> 96), overlap scheduler off (CPU 4x the overlapped tail: 0.25 -> 1.0 ms base,
+    # 0.010 -> 0.040 ms per sequence, 0.11 -> 0.44 ms per log2 TP). Every 0.4.0-0.4.1 row gets that release's
+    # per-layer GPU time (202 us x TP^0.35); later versions or another engine keep the profile.
+    from sim.fidelity.corpus import SGLANG_041_LAYER_GAP_US, sglang_dp_attention_041
+    rows = corpus[0]
+    dsv3_dp = next(r for r in rows if r.source == "sglang_benchmark_dsv3" and r.dp_attention)
+    dsv3_tp16 = next(r for r in rows if r.source == "sglang_benchmark_dsv3" and not r.dp_attention)
+    eng = load_engine("sglang")
+    got = sglang_dp_attention_041(dsv3_dp, eng)
+    assert (got.max_num_batched_tokens, got.cuda_graph_max_seqs) == (4096, 96)
+    assert (got.cpu_base_ms, got.cpu_per_seq_ms, got.cpu_per_log2_tp_ms) == pytest.approx((1.0, 0.040, 0.44))
+    assert got.layer_overhead_graph_us == SGLANG_041_LAYER_GAP_US == 202.0
+    assert sglang_dp_attention_041(dsv3_tp16, eng) == replace(eng, layer_overhead_graph_us=202.0)
+    assert sglang_dp_attention_041(replace(dsv3_dp, engine_version="0.5.12"), eng) == eng
+    assert sglang_dp_attention_041(replace(dsv3_dp, engine_version="~v0.4.2 (Feb 2025)"), eng) == eng
+    trt = load_engine("trtllm_pytorch")
+    assert sglang_dp_attention_041(replace(dsv3_dp, engine="trtllm_pytorch"), trt) == trt
+
+
+def test_sglang_041_layer_time_reproduces_the_source_it_was_fitted_on():
+    # sglang PR #2643 (v0.4.1.post2, DeepSeek-V3 FP8, TP8, CUDA graphs, 128 in / 256 out): 33.0 / 38.8 / 42.1 ms per
+    # step at batch 1 / 8 / 32. With the 0.5 profile's 18 us per layer the model is 71 / 65 / 49 % fast; with the
+    # fitted 202 us (61 layers x 202 x 8^0.35 us = 25.5 ms more per step, at every batch) within 7 % of each.
+    from sim.fidelity.corpus import SGLANG_041_LAYER_GAP_US
+    dsv3, h200 = load_model("deepseek_v3"), load_gpu("h200_sxm")
+    eng = load_engine("sglang")
+    old = build_replica_cost(dsv3, h200, 8, 1, "fp8", engine=eng)
+    new = build_replica_cost(dsv3, h200, 8, 1, "fp8", engine=replace(eng, layer_overhead_graph_us=SGLANG_041_LAYER_GAP_US))
+    for batch, measured_ms in ((1, 33.0), (8, 38.8), (32, 42.1)):
+        assert new.decode_time_s(batch, 256) - old.decode_time_s(batch, 256) == pytest.approx(
+            61 * (202.0 - 18.0) * 8 ** 0.35 * 1e-6, rel=1e-9)
+        assert new.decode_time_s(batch, 256) * 1e3 == pytest.approx(measured_ms, rel=0.07)
+        assert old.decode_time_s(batch, 256) * 1e3 < 0.6 * measured_ms

@@ -186,6 +186,79 @@ def test_tier_options_reach_the_simulator_and_the_planner_estimator_alike():
         cascade_from_dict({"name": "t", "tiers": [{"model": "llama31_8b"}, {"model": "deepseek_v3", "ep": 0}]})
 
 
+def test_overlap_scheduler_off_exposes_the_whole_cpu_time():
+    # SGLang's profile carries the CPU tail left exposed by its overlap scheduler (0.25 ms + 0.010 ms per sequence +
+    # 0.11 ms x log2 TP), a quarter of the whole; with the overlap off the whole of it is serial with the GPU. By
+    # hand at 100 sequences on TP8: exposed 0.25 + 1.0 + 0.33 = 1.58 ms, whole 4 x 1.58 = 6.32 ms, so a decode step
+    # (plain TP, no DP attention) costs 4.74 ms more and nothing else changes.
+    eng = load_engine("sglang")
+    assert (eng.cpu_base_ms, eng.cpu_per_seq_ms, eng.cpu_per_log2_tp_ms, eng.cpu_scale_without_overlap) == \
+        (0.25, 0.010, 0.11, 4.0)
+    off = eng.without_overlap_scheduler()
+    assert off.cpu_time_s(100, 8) == pytest.approx(6.32e-3, rel=1e-9)
+    assert eng.cpu_time_s(100, 8) == pytest.approx(1.58e-3, rel=1e-9)
+    on_cost = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
+    off_cost = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=off)
+    assert off_cost.decode_time_s(100, 1500) - on_cost.decode_time_s(100, 1500) == pytest.approx(4.74e-3, rel=1e-9)
+    # An engine without an overlap scheduler (scale 1) is unchanged; a scale below 1 would hide CPU time.
+    vllm = load_engine("vllm")
+    assert vllm.without_overlap_scheduler().cpu_time_s(100, 8) == vllm.cpu_time_s(100, 8)
+    with pytest.raises(ConfigError, match="cpu_scale_without_overlap"):
+        replace(eng, cpu_scale_without_overlap=0.5)
+
+
+def test_dp_attention_ranks_schedule_their_own_sequences_in_parallel():
+    # With DP attention each of the 8 ranks runs its own scheduler on its own sequences: a 100-sequence step's
+    # per-sequence CPU work is the busiest rank's ceil(100 / 8) = 13 sequences. By hand with the exposed SGLang
+    # profile (0.010 ms per sequence): 0.010 x (100 - 13) = 0.87 ms less CPU than one scheduler for all 100; the
+    # base and per-log2-TP parts are paid once per step either way.
+    eng = load_engine("sglang")
+    dp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng, dp_attention=True)
+    from sim.perf.batch import BatchShape
+    one = BatchShape(decode_seqs=100, decode_ctx_tokens=150_000)
+    assert dp._cpu_seqs(one) == 13
+    whole = replace(dp, dp_attention=False)  # same stages, one scheduler for every sequence
+    assert whole.iteration_time_s(one) - dp.iteration_time_s(one) == pytest.approx(0.87e-3, rel=1e-9)
+    tp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
+    assert tp._cpu_seqs(one) == 100
+
+
+def test_dp_attention_prefill_of_one_sequence_runs_on_one_rank():
+    # DP attention on TP8 (DeepSeek-V3, FP8, H200): a prompt is whole on one rank, so one 1,024-token prefill costs
+    # the busiest rank 7/8 of a single rank's attention work more than the even 1/8 split. By hand, per query-key
+    # pair on one rank: 61 layers x 2 x 128 heads x (128 + 64 + 128) FLOPs / (989.4 TFLOPS x attn_prefill_eff 0.5);
+    # per prompt token: the attention projections' 2 x 187.1 M FLOPs per layer at the FP8 GEMM rate
+    # (1,978.9 TFLOPS x 0.75), plus attention elementwise traffic (less than a third more).
+    from sim.perf.batch import BatchShape
+    eng = load_engine("sglang")
+    dp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng, dp_attention=True)
+    balanced = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=replace(eng, dp_prefill_balanced=True),
+                                  dp_attention=True)
+    pair_s = 61 * 2 * 128 * (128 + 64 + 128) / (989.4e12 * 0.5)
+    gemm_token_s = 61 * 2 * 187_107_328 / (1978.9e12 * 0.75)
+    pairs = 1024 * 1025 / 2
+
+    def prefill(n_seqs, tokens, pair_count):
+        return BatchShape(prefill_tokens=tokens, prefill_attn_pairs=pair_count, num_prefill_seqs=n_seqs)
+
+    # One more pair costs a whole rank's pair time (1/8 split + 7/8 excess), not 1/8 of it.
+    one = prefill(1, 1024, pairs)
+    assert (dp.iteration_time_s(prefill(1, 1024, pairs + 1e6)) - dp.iteration_time_s(one)) == pytest.approx(
+        1e6 * pair_s, rel=1e-3)
+    excess = dp.iteration_time_s(one) - balanced.iteration_time_s(one)
+    token_part = excess - 7 / 8 * pairs * pair_s
+    assert gemm_token_s <= token_part / (7 / 8 * 1024) <= 1.3 * gemm_token_s
+    # Eight equal prompts fill the eight ranks: no excess. Nine: the busiest rank holds two, 2/9 - 1/8 of the work.
+    eight = prefill(8, 8 * 1024, 8 * pairs)
+    assert dp.iteration_time_s(eight) == balanced.iteration_time_s(eight)
+    nine = prefill(9, 9 * 1024, 9 * pairs)
+    assert dp.iteration_time_s(nine) - balanced.iteration_time_s(nine) == pytest.approx(
+        (2 / 9 - 1 / 8) * 8 / 7 * 9 * excess, rel=1e-9)
+    # Plain TP splits every prompt over the ranks' heads: the term does not apply.
+    tp = build_replica_cost(DSV3, H200, 8, 1, "fp8", engine=eng)
+    assert tp.stages[0].dp_ranks == 1
+
+
 def test_new_profile_and_hardware_fields_are_checked():
     with pytest.raises(ConfigError, match="allreduce_algorithm"):
         replace(load_engine("vllm"), allreduce_algorithm="ring")
@@ -195,6 +268,8 @@ def test_new_profile_and_hardware_fields_are_checked():
         replace(load_engine("sglang"), mtp_acceptance=1.5)
     with pytest.raises(ConfigError, match="eager_host_overlaps_gpu"):
         replace(load_engine("sglang"), eager_host_overlaps_gpu="no")
+    with pytest.raises(ConfigError, match="dp_prefill_balanced"):
+        replace(load_engine("sglang"), dp_prefill_balanced=1)
     with pytest.raises(ConfigError, match="interconnect"):
         replace(H200, interconnect="infiniband")
     assert load_gpu("a100_pcie").interconnect == "pcie" and H200.interconnect == "nvlink"
