@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
-
 from sim.common.errors import SimulationStuck
 from sim.perf.batch import BatchShape
 from sim.runtime.batching import SCHEDULERS, DecodeStep, Seq, Step, schedule_vllm
@@ -45,7 +44,7 @@ class PrefillIteration(NamedTuple):
 
 
 class Engine:
-    """One scheduler with its own queues and KV blocks; runs iterations on SimPy timeout events."""
+    """One scheduler with its own queues and KV blocks; runs iterations on the event loop's bare callbacks."""
 
     def __init__(self, env: EventLoop, replica: "Replica", index: int, kv_blocks: int) -> None:
         self.env = env
