@@ -274,6 +274,7 @@ def allocate_decode_step(eng) -> DecodeStep:
     if preempted:
         # Oldest victim first at the head of the queue, as vLLM's waiting.extendleft(preempted).
         eng.waiting.extendleft(preempted)
+        eng.preempted_now = True  # the victims were not offered admission at this boundary (the engine's jump)
     if batch is not None:
         for seq in dec:  # exact again, and allocated for the next step: back into the aggregates
             batch.join(seq)

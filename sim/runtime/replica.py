@@ -63,6 +63,7 @@ class Engine:
         self.iterations = 0
         self.jumps = 0
         self.outstanding = 0  # sequences assigned here and not finished
+        self.preempted_now = False  # allocate_decode_step preempted at this boundary (set there, read by _plan_decode)
         self._idle = True
         self._jumping = False
         self._pending: PrefillIteration | DecodeRun | None = None  # in flight until the next boundary
@@ -162,6 +163,7 @@ class Engine:
                 self._idle = True
                 return
             now = self.clock
+            self.preempted_now = False
             step = self.schedule(self, now)
             if step is None:
                 # Preemption emptied the batch (or every waiting prompt was dropped): schedule again now.
@@ -338,9 +340,11 @@ class Engine:
         a, b = ab
         k = jump_length(self.batch, self.kv.free_blocks, k_fin)
         waiting = self.waiting
-        if k > 1 and waiting and waiting[0].enqueue_s >= now and self._arrivals_interrupt:
+        if k > 1 and waiting and self._arrivals_interrupt and (waiting[0].enqueue_s >= now or self.preempted_now):
             # The head arrived exactly at this boundary: admission makes it wait for the next one only
-            # (batching.admit), so it may join there; a jump planned past that boundary would keep it out.
+            # (batching.admit), so it may join there; a jump planned past that boundary would keep it out. Likewise
+            # a sequence preempted by this very step was never offered admission: with prefix caching its blocks
+            # stay cached, so it may fit again at the next boundary, as reference mode finds.
             k = 1
         if k == 1:
             return _new(DecodeRun, (dec, now, n, ctx, 1, now + (a + b * ctx) * f))
