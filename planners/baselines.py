@@ -65,7 +65,7 @@ class SingleModelPlanner:
         # at a light planning load (a short horizon, quick mode) left 8 of 32 idle.
         served = tables[tier]
         tables[tier] = latency_table(list(served.models), served.rate_rps, ctx.num_gpus, problem.slo_attainment,
-                                     idle_ok=False)
+                                     idle_ok=False, **ctx.table_gate)
         gpus = tuple(ctx.num_gpus if i == tier else 0 for i in range(ctx.num_tiers))
         est = {"model": problem.cascade.tiers[tier].model.name}
         if self.batching != "vllm":

@@ -81,9 +81,11 @@ class CascadiaPlanner:
     parallelism_search: bool = True
     # Per-tier deployment the parallelism search may choose: best (colocated or disaggregated prefill/decode with
     # its P:D split, planners.disagg) | colocated (the search before disaggregation: cascadia_colocated). Colocated by
-    # default: the estimator's disaggregated choices lost throughput on held-out windows (36-77% of colocated in
-    # results/disaggregation.csv; the main job's single model fell from 39 to 20 req/s), and its disaggregated model
-    # is not yet validated on the corpus' disaggregated rows. experiment=disaggregation sets best.
+    # default: before the search's disaggregation gate (planners.strategy.latency_table) the estimator's disaggregated
+    # choices lost throughput on held-out windows (the main job's single model fell from 39 to 20 req/s). With the
+    # gate, best loses nowhere in results/disaggregation.csv and leaves the main job's baselines unchanged
+    # (docs/results.md, "Disaggregation"); the default waits for the planning-time check. experiment=disaggregation
+    # sets best.
     disaggregation: str = "colocated"
     allocation: str = "milp"  # "proportional": GPUs split by request share (ablation)
     latency_objective: str = "end_to_end"  # "max_tier": the paper's L = max over tiers of l_i(f_i)

@@ -31,6 +31,21 @@ from planners.estimator import SATURATED_S, TierLoad, _decode_times, _latencies,
 SPLITS = ((1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 3), (3, 1))  # (prefill instances, decode instances) per unit
 U_GRID = np.r_[np.linspace(0.0, 0.9, 10), 1.0 - np.geomspace(0.1, 1e-3, 6)[1:]]  # 15 points in [0, 0.999]
 P95_SAMPLE = 384
+# A disaggregated unit replaces the colocated deployment of a tier only where it is robustly better
+# (planners.strategy.latency_table): by more than the estimator's error on disaggregated tiers at the planned rate
+# (0.1-4.1% in planners.bench, docs/planners.md: 5% rounds the worst up), and still no worse at the load of the
+# planning sample's hotter windows: the 90th percentile of its per-window rates over their mean (1.18-1.19 on the
+# conversation trace at x2.5 and x5, where the held-out half then ran 16-20% hotter than the planning half).
+DISAGG_MARGIN = 0.05
+DISAGG_MAX_UTILISATION = 0.8
+DISAGG_LOAD_QUANTILE = 0.9
+
+
+def disagg_load_factor(window_factor: np.ndarray) -> float:
+    """The rate, over the mean, at which a disaggregated unit must still hold: the DISAGG_LOAD_QUANTILE of the
+    planning sample's window rates (1 for a stationary sample)."""
+    w = np.asarray(window_factor, dtype=np.float64)
+    return max(1.0, float(np.quantile(w, DISAGG_LOAD_QUANTILE))) if w.size > 1 else 1.0
 
 
 @dataclass(frozen=True)

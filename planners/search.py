@@ -5,6 +5,7 @@ import numpy as np
 
 from sim.common.errors import ConfigError
 
+from planners.disagg import DISAGG_MARGIN, DISAGG_MAX_UTILISATION, disagg_load_factor
 from planners.estimator import SATURATED_S, TierLoad, alone_latency_s, arrival_ca2, rate_profile
 from planners.milp import spread_spare
 from planners.placement import place
@@ -50,6 +51,9 @@ class SearchContext:
         self.num_gpus = problem.cluster.num_gpus
         self.ca2 = arrival_ca2(problem.workload.arrival_s)
         self.profile, self.window, self.local_factor = rate_profile(self.sample.arrival_s)
+        # How disaggregated units must beat colocated ones to enter a table (planners.disagg says why).
+        self.table_gate = {"disagg_load_factor": disagg_load_factor(self.profile.window_factor),
+                           "disagg_margin": DISAGG_MARGIN, "disagg_max_utilisation": DISAGG_MAX_UTILISATION}
         self.configs = [parallel_configs(problem, i, parallelism_search) for i in range(self.num_tiers)]
         self._ref_s: np.ndarray | None = None
         self._tier_lat: dict[tuple, np.ndarray] = {}
@@ -105,7 +109,8 @@ class SearchContext:
             self.tables_built += 1
             models = self.replica_models(load)
             self._tables[load.key] = latency_table(models, load.rate_rps, self.num_gpus,
-                                                   self.problem.slo_attainment, empty=load.num_requests == 0)
+                                                   self.problem.slo_attainment, empty=load.num_requests == 0,
+                                                   **self.table_gate)
         return self._tables[load.key]
 
     def tables(self, loads: list[TierLoad]) -> list[TierTable]:

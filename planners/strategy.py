@@ -7,7 +7,8 @@ two distinct configurations per model. Replicas share load in proportion to thei
 deployment's p95 is taken as the worst p95 among configurations carrying more than 1 - q of the load (a
 component with less cannot move the mixture's q-quantile much). With disaggregation on, the candidates also include
 units of P prefill and D decode instances (planners.disagg), each deployed alone (d1 units, never mixed with a
-colocated configuration, as a simulated tier is one or the other). The table is made non-increasing in f
+colocated configuration, as a simulated tier is one or the other), taken only where they are robustly better than
+the colocated deployment (latency_table's gate). The table is made non-increasing in f
 (a deployment may leave GPUs idle), which also makes the MILP's "sum f = N" and "sum f <= N" equivalent.
 """
 from __future__ import annotations
@@ -114,24 +115,19 @@ class TierTable:
         return self.rate_rps / cap if cap > 0 else float("inf")
 
 
-def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, quantile: float = 0.95,
-                  empty: bool = False, idle_ok: bool = True) -> TierTable:
-    """idle_ok (default): l(f) is the best deployment on at most f GPUs (non-increasing in f). False: on exactly f
-    GPUs, each configuration's replicas filling them (a deployment told to use every GPU; at light load the best on
-    at most f often leaves some idle, its estimate no better with them)."""
-    n = num_gpus + 1
+def _best_deployments(models, idx: list[int], rate_rps: float, n: int, quantile: float):
+    """Per f = 0..n-1 the best deployment on exactly f GPUs among models[idx] (d1 of one, plus d2 of one smaller
+    colocated configuration): (latency, c1, d1, c2, d2). Disaggregated units never mix (the simulator's rule)."""
     f = np.arange(n)
     best = np.full(n, np.inf)
     c1b, d1b, c2b, d2b = (np.full(n, -1), np.zeros(n, int), np.full(n, -1), np.zeros(n, int))
-    if empty:  # no request reaches this tier: it needs no GPU
-        return TierTable(np.zeros(n), c1b, d1b, c2b, d2b, tuple(models), rate_rps)
     minor = 1.0 - quantile
     combos = []  # (i, j, d1, d2, rho, share of the capacity in configuration j or None)
-    for i, m1 in enumerate(models):
+    for i in idx:
+        m1 = models[i]
         g1 = m1.num_gpus
         d1 = f // g1
         rest = f - d1 * g1
-        # A tier is either colocated or disaggregated (the simulator's rule): disaggregated units never mix.
         mixes = [] if _disaggregated(m1) else [j for j, m in enumerate(models) if m.num_gpus < g1 and not _disaggregated(m)]
         for j in [-1] + mixes:
             if j >= 0:
@@ -168,6 +164,58 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
         d1b = np.where(better, d1, d1b)
         c2b = np.where(better, j, c2b)
         d2b = np.where(better, d2, d2b)
+    return best, c1b, d1b, c2b, d2b
+
+
+def _disagg_latency(model, rate_rps: float, n: int) -> np.ndarray:
+    """(n,) p95 of f // g units of one disaggregated model on f GPUs (inf where none fits)."""
+    d = np.arange(n) // model.num_gpus
+    with np.errstate(divide="ignore"):
+        rho = np.where(d > 0, rate_rps / np.maximum(d * model.max_rps, 1e-300), 0.0)
+    return np.where(d > 0, model.p95_at(rho), np.inf)
+
+
+def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, quantile: float = 0.95,
+                  empty: bool = False, idle_ok: bool = True, disagg_load_factor: float = 1.0,
+                  disagg_margin: float = 0.0, disagg_max_utilisation: float = 1.0) -> TierTable:
+    """idle_ok (default): l(f) is the best deployment on at most f GPUs (non-increasing in f). False: on exactly f
+    GPUs, each configuration's replicas filling them (a deployment told to use every GPU; at light load the best on
+    at most f often leaves some idle, its estimate no better with them).
+
+    Disaggregated units enter the table at f only where they are robustly better than the best colocated
+    deployment on those f GPUs (the defaults 1.0, 0.0 and 1.0: wherever lower, the plain pointwise minimum): their p95
+    at the planned rate at most (1 - disagg_margin) x the incumbent's at f (the colocated deployment, or a unit taken
+    before it in the models' order; a gain beyond the estimator's error), and
+    their p95 at disagg_load_factor x the rate no higher than the colocated one's at that rate (a fixed P:D split
+    saturates its bottleneck pool sooner than a colocated replica, which moves its time between prefill and decode
+    as the mix requires, so a split that wins only at the planned rate loses when the load runs hotter), with its
+    bottleneck pool at most disagg_max_utilisation busy at that hotter rate (near saturation the estimator's
+    disaggregated queue is too optimistic: planners.disagg)."""
+    n = num_gpus + 1
+    if empty:  # no request reaches this tier: it needs no GPU
+        z = np.zeros(n, int)
+        return TierTable(np.zeros(n), np.full(n, -1), z, np.full(n, -1), z.copy(), tuple(models), rate_rps)
+    colocated = [i for i, m in enumerate(models) if not _disaggregated(m)]
+    disagg = [i for i, m in enumerate(models) if _disaggregated(m)]
+    gated = bool(colocated and disagg and (disagg_load_factor > 1.0 or disagg_margin > 0.0
+                                           or disagg_max_utilisation < 1.0))
+    if not gated:
+        best, c1b, d1b, c2b, d2b = _best_deployments(models, list(range(len(models))), rate_rps, n, quantile)
+    else:
+        best, c1b, d1b, c2b, d2b = _best_deployments(models, colocated, rate_rps, n, quantile)
+        hot_rps = rate_rps * max(disagg_load_factor, 1.0)
+        best_hot = _best_deployments(models, colocated, hot_rps, n, quantile)[0]
+        for i in disagg:
+            lat = _disagg_latency(models[i], rate_rps, n)
+            units = np.arange(n) // models[i].num_gpus
+            ok = (lat <= (1.0 - disagg_margin) * best) & (_disagg_latency(models[i], hot_rps, n) <= best_hot) \
+                & (hot_rps <= disagg_max_utilisation * units * models[i].max_rps)
+            better = ok & (lat < best)
+            best = np.where(better, lat, best)
+            c1b = np.where(better, i, c1b)
+            d1b = np.where(better, units, d1b)
+            c2b = np.where(better, -1, c2b)
+            d2b = np.where(better, 0, d2b)
     if not idle_ok:
         return TierTable(best, c1b, d1b, c2b, d2b, tuple(models), rate_rps)
     # Non-increasing in f: the best deployment on at most f GPUs.

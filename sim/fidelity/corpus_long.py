@@ -206,7 +206,8 @@ def _inferencex(stem: str, line: int, r: pd.Series) -> CorpusRow:
         raise NotPredictable("not a per-token or first-token latency (throughputs and E2E restate the same run; "
                              "p99 tails and per-chunk ITL are not modelled)")
     if str(r["tp"]) != "8":
-        raise NotPredictable("prefill/decode-disaggregated multi-node run (P/D workers): not modelled by this corpus")
+        raise NotPredictable("prefill/decode-disaggregated multi-node run (P/D workers): predicted by the disaggregated "
+                             "simulator instead (sim.fidelity.corpus_disagg; the disaggregated_* keys)")
     # InferenceX serves TensorRT-LLM with its PyTorch backend (dsr1_fp8_h200_trt.sh: trtllm-serve --backend=pytorch).
     engine = {"SGLang": "sglang", "TensorRT-LLM": "trtllm_pytorch"}[str(r["engine"])]
     notes = str(r["notes"])

@@ -107,5 +107,12 @@ def corpus_main(corpus_dir: Path) -> int:
             print(f"\nNot predictable ({len(ev.skipped)} rows):")
             counts = ev.skipped.groupby(["source", "reason"]).size().rename("rows").reset_index()
             print(counts.to_string(index=False))
-    print(json.dumps(summary_line(ev)))
+    # The disaggregated rows, simulated as disaggregated deployments (sim.fidelity.corpus_disagg), join the line.
+    from sim.fidelity.corpus_disagg import disaggregated_summary, evaluate_disaggregated, print_table
+
+    disagg = evaluate_disaggregated(corpus_dir)
+    if len(disagg):
+        print()
+        print_table(disagg)
+    print(json.dumps({**summary_line(ev), **disaggregated_summary(disagg)}))
     return 0

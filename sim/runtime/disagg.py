@@ -24,6 +24,7 @@ own prefill pool. Fast and reference mode share every step here; only the replic
 from __future__ import annotations
 
 import math
+from collections import deque
 from functools import partial
 
 from sim.common.errors import ConfigError
@@ -45,6 +46,11 @@ def kv_transfer_s(tokens: int, kv_bytes_per_token: float, src, dst, cluster, mod
     max(transfer / num_layers, transfer - prefill_s)."""
     if tokens <= 0:
         return 0.0
+    return transfer_time_s(tokens, kv_bytes_per_token, *link_of(src, dst, cluster), mode, prefill_s, num_layers)
+
+
+def link_of(src, dst, cluster) -> tuple[float, float]:
+    """(latency_s, streams x bytes/s) of the link between two instances (kv_transfer_s says which link)."""
     nodes = {n for n, _ in src.gpus} | {n for n, _ in dst.gpus}
     streams = min(len(src.gpus), len(dst.gpus))
     if len(nodes) == 1:
@@ -53,10 +59,16 @@ def kv_transfer_s(tokens: int, kv_bytes_per_token: float, src, dst, cluster, mod
     else:
         bw = cluster.ib_bw_gbps * 1e9 / cluster.gpus_per_node
         latency = cluster.ib_latency_us * 1e-6
-    wire = tokens * kv_bytes_per_token / (streams * bw)
+    return latency, streams * bw
+
+
+def transfer_time_s(tokens: int, kv_bytes_per_token: float, latency_s: float, bytes_per_s: float,
+                    mode: str = "after_prefill", prefill_s: float = 0.0, num_layers: int = 1) -> float:
+    """kv_transfer_s on a known link (link_of), for tokens > 0."""
+    wire = tokens * kv_bytes_per_token / bytes_per_s
     if mode == "layerwise":
         wire = max(wire / max(num_layers, 1), wire - prefill_s)
-    return latency + wire
+    return latency_s + wire
 
 
 class PrefillSeq(Seq):
@@ -76,9 +88,10 @@ class PrefillSeq(Seq):
         self.unit_tokens = visit.unit_tokens
 
 
-def schedule_decode_instance(eng, now: float, base, ready: set):
+def schedule_decode_instance(eng, now: float, base, ready: set, on_admit=None):
     """A decode instance's scheduler: first admit, FCFS, the visits whose KV has arrived (`ready`, by id) into the
-    decode batch, then the engine's own policy (which decodes, and prefills any visit preempted here)."""
+    decode batch, then the engine's own policy (which decodes, and prefills any visit preempted here).
+    on_admit(visit, now), if given, hears of each admission."""
     waiting = eng.waiting
     if waiting and id(waiting[0]) in ready:
         kv, running = eng.kv, eng.running
@@ -110,6 +123,22 @@ def schedule_decode_instance(eng, now: float, base, ready: set):
             running.insert(at, seq)
             if eng.batch is not None:
                 eng.batch.join(seq)
+            if on_admit is not None:
+                on_admit(seq, now)
+    if waiting and ready and id(waiting[-1]) in ready:
+        # Visits whose KV has arrived wait at the tail (arrivals append; sequences preempted here go to the front, and
+        # the policy recomputes them, as vLLM does). The policy must never prefill such a visit again, also when it
+        # preempts in this very call (Sarathi decodes, and so preempts, before it admits): it sees a queue holding
+        # only the preempted sequences, and the arrived visits go back behind them afterwards, in order.
+        preempted = deque()
+        while id(waiting[0]) not in ready:
+            preempted.append(waiting.popleft())
+        eng.waiting = preempted
+        try:
+            return base(eng, now)
+        finally:
+            preempted.extend(waiting)
+            eng.waiting = preempted
     return base(eng, now)
 
 
@@ -136,6 +165,7 @@ class DisaggTierRouter:
         self.decode = TierRouter(tier, [], policy)
         self.ready: set[int] = set()  # ids of visits whose KV has arrived at their decode instance
         self.link_free_s: dict[int, float] = {}  # prefill replica id -> when its last transfer ends
+        self.links: dict[tuple[int, int], tuple[float, float]] = {}  # (prefill id, decode id) -> link_of(...)
         self.flow = None
         self.book = None
         self.parked: list = []  # visits waiting for a prefill instance
@@ -163,7 +193,8 @@ class DisaggTierRouter:
         role = rep.plan.role
         if role == "decode":
             for eng in rep.engines:
-                eng.schedule = partial(schedule_decode_instance, base=eng.schedule, ready=self.ready)
+                eng.schedule = partial(schedule_decode_instance, base=eng.schedule, ready=self.ready,
+                                       on_admit=self._on_decode_admit)
             self.decode.replicas.append(rep)
         elif role == "prefill":
             self.prefill.replicas.append(rep)
@@ -232,6 +263,13 @@ class DisaggTierRouter:
         visit.unit_keys = None
         self._send(visit, src, end, end - seq.first_sched_s)
 
+    def _on_decode_admit(self, visit, now: float) -> None:
+        book = self.book
+        if book is not None and book.decode_admit_s is not None:
+            row = book.decode_admit_s[visit.tier]
+            if row[visit.req] != row[visit.req]:  # NaN: the first admission (a re-queued visit keeps its first)
+                row[visit.req] = now
+
     def on_drop(self, seq, reason: str, now: float) -> None:
         if isinstance(seq, PrefillSeq):
             seq.visit.preemptions += seq.preemptions
@@ -268,8 +306,13 @@ class DisaggTierRouter:
         wire = 0.0
         if src is not None:
             start = max(ready_s, self.link_free_s.get(src.replica_id, ready_s))
-            wire = kv_transfer_s(tokens, self.kv_bytes_per_token, src.plan, dst.plan, self.cluster,
-                                 self.cfg.kv_transfer, prefill_s, self.num_layers)
+            if tokens > 0:
+                key = (src.replica_id, dst.replica_id)
+                link = self.links.get(key)
+                if link is None:  # the replicas' GPUs never change: the link is worked out once per pair
+                    link = self.links[key] = link_of(src.plan, dst.plan, self.cluster)
+                wire = transfer_time_s(tokens, self.kv_bytes_per_token, link[0], link[1], self.cfg.kv_transfer,
+                                       prefill_s, self.num_layers)
             self.link_free_s[src.replica_id] = start + wire
         arrive = start + wire
         if self.book is not None and self.book.kv_transfer_s is not None:

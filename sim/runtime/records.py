@@ -61,6 +61,7 @@ class RecordBook:
         self.cached_tokens = None  # per tier, prompt tokens found in the prefix cache (track_cached_tokens)
         self.kv_transfer_s = None  # per tier, disaggregated tiers: KV transfer incl. link wait (track_disaggregation)
         self.prefill_replica = None  # per tier, disaggregated tiers: the prefill instance (replica_t{t}: the decode one)
+        self.decode_admit_s = None  # per tier, disaggregated tiers: first admission into a decode instance's batch
         # What each tier would generate (from the workload), so metrics can compute ref(r) from the records alone.
         self.output_tokens = (np.zeros((n, c), dtype=np.int64) if output_tokens is None
                               else np.asarray(output_tokens, dtype=np.int64))
@@ -73,9 +74,12 @@ class RecordBook:
     def track_disaggregation(self) -> None:
         """Runs with a disaggregated tier record, per tier, kv_transfer_s_t{t} (prefill end to the KV's arrival at
         the decode instance, link queueing included; 0 for a one-token answer) and prefill_replica_t{t}; NaN / -1
-        where a colocated tier served the visit or none did."""
+        where a colocated tier served the visit or none did. decode_admit_s_t{t}: when a decode instance first admitted
+        the visit into its batch (its KV arrived and room freed): a disaggregated engine streams the first token to
+        the client from there (sim.fidelity.corpus_disagg's client-side TTFT); NaN for a one-token answer."""
         self.kv_transfer_s = [_floats(self.n) for _ in range(self.num_tiers)]
         self.prefill_replica = [_ints(self.n, -1) for _ in range(self.num_tiers)]
+        self.decode_admit_s = [_floats(self.n) for _ in range(self.num_tiers)]
 
     def to_frame(self) -> pd.DataFrame:
         f, i = _as_f64, _as_i64
@@ -106,6 +110,7 @@ class RecordBook:
             for t in range(self.num_tiers):
                 cols[f"kv_transfer_s_t{t}"] = f(self.kv_transfer_s[t])
                 cols[f"prefill_replica_t{t}"] = i(self.prefill_replica[t])
+                cols[f"decode_admit_s_t{t}"] = f(self.decode_admit_s[t])
         return pd.DataFrame(cols)
 
 

@@ -90,3 +90,50 @@ def test_online_replanning_settings_hold_every_tier_colocated():
     problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
     plan = get_planner("cascadia", **colocated_settings("cascadia")).plan(problem)
     assert not any(t.disaggregated for t in plan.tiers)
+
+
+@pytest.mark.parametrize("factor, margin, max_util", [(1.0, 0.0, 1.0), (1.3, 0.05, 0.8), (1.6, 0.15, 0.6)])
+def test_a_disaggregated_unit_enters_the_table_only_where_its_gate_holds(factor, margin, max_util):
+    """Brute force over f and the disaggregated units with their own p95_at, against the plain colocated table at
+    the planned and the hotter rate: the gated table is the colocated one, except where an admissible unit
+    (p95 <= (1 - margin) x the incumbent at f, no worse than colocated at factor x rate, bottleneck <= max_util busy
+    there) is lower. (1.0, 0.0, 1.0) is the ungated pointwise minimum."""
+    from planners.strategy import latency_table
+
+    problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
+    ctx = SearchContext(problem, disaggregation="best")
+    load = _tier_load(ctx, 1)
+    models = ctx.replica_models(load)
+    colo = [m for m in models if not getattr(m, "disaggregated", False)]
+    n = ctx.num_gpus
+    rate = load.rate_rps
+    plain = latency_table(colo, rate, n, idle_ok=False).latency_s
+    hot = latency_table(colo, rate * factor, n, idle_ok=False).latency_s
+    expected = plain.copy()
+    for m in (m for m in models if getattr(m, "disaggregated", False)):
+        for f in range(n + 1):
+            d = f // m.num_gpus
+            if d == 0:
+                continue
+            lat = float(m.p95_at(np.array([rate / (d * m.max_rps)]))[0])
+            lat_hot = float(m.p95_at(np.array([factor * rate / (d * m.max_rps)]))[0])
+            # The margin is over the incumbent at f: the colocated deployment or a unit admitted before this one.
+            if (lat <= (1 - margin) * expected[f] and lat_hot <= hot[f] and factor * rate <= max_util * d * m.max_rps
+                    and lat < expected[f]):
+                expected[f] = lat
+    got = latency_table(models, rate, n, idle_ok=False, disagg_load_factor=factor, disagg_margin=margin,
+                        disagg_max_utilisation=max_util)
+    assert np.allclose(got.latency_s, expected, rtol=1e-12, atol=0.0)
+    chosen = [getattr(models[c], "disaggregated", False) for c in got.c1 if c >= 0]
+    if (factor, margin, max_util) == (1.0, 0.0, 1.0):
+        assert any(chosen) and not all(chosen)  # both kinds win somewhere: the check is not vacuous
+    if factor == 1.6:
+        assert not any(chosen)  # the strict gate turns this instance's disaggregated wins away
+
+
+def test_the_gates_load_factor_is_the_planning_samples_p90_window_rate():
+    from planners.disagg import disagg_load_factor
+
+    assert disagg_load_factor(np.ones(1)) == 1.0  # stationary
+    assert disagg_load_factor(np.array([0.5, 0.9, 1.0, 1.1, 1.5])) == pytest.approx(np.quantile([0.5, 0.9, 1.0, 1.1, 1.5], 0.9))
+    assert disagg_load_factor(np.array([1.0, 1.0])) == 1.0  # never below the mean

@@ -87,6 +87,9 @@ def test_one_request_through_prefill_transfer_decode_and_escalation(decode_node,
     assert row.enter_s_t1 == pytest.approx(t0_end + judge_s, rel=1e-12)
     assert row.latency_s == pytest.approx(t0_end + judge_s + prefill + x1 + decode(out1) - 1.0, rel=1e-9)
     assert row.ttft_s == pytest.approx(t0_end + judge_s + prefill - 1.0, rel=1e-9)
+    # Each decode instance admits the visit the moment its KV arrives (it is idle).
+    assert row.decode_admit_s_t0 == pytest.approx(1.0 + prefill + x0, rel=1e-12)
+    assert row.decode_admit_s_t1 == pytest.approx(t0_end + judge_s + prefill + x1, rel=1e-12)
     assert row.prefill_replica_t0 == 0 and row.replica_t0 in (1, 2)
     assert row.prefill_replica_t1 == 3 and row.replica_t1 == 4
     roles = [m["role"] for m in r.meta["replicas"]]
@@ -157,6 +160,16 @@ def test_disaggregated_invariants_and_fast_equals_reference(inst):
             assert (served[f"queue_s_t{t}"] >= 0).all() and (served[f"prefill_s_t{t}"] > 0).all()
             assert (served[f"decode_s_t{t}"] >= served[f"kv_transfer_s_t{t}"] - 1e-12).all()
             assert (first_token <= df.loc[served.index, "completion_s"].fillna(np.inf) + 1e-9).all()
+            # A decode instance admits a visit only once its KV has arrived, and before its last token.
+            adm = served[f"decode_admit_s_t{t}"]
+            seen = adm.notna()
+            # Every visit that decoded was admitted with its arrived KV (never prefilled again behind a sequence
+            # preempted on its decode instance).
+            decoded = done & served[f"output_tokens_t{t}"].gt(1) & served[f"replica_t{t}"].map(roles).eq("decode")
+            assert seen[decoded].all()
+            arrived = first_token + served[f"kv_transfer_s_t{t}"]
+            assert (adm[seen] >= arrived[seen] - 1e-9).all()
+            assert (adm[seen] <= df.loc[served.index, "completion_s"][seen].fillna(np.inf) + 1e-9).all()
     # KV never over capacity on any instance, in either pool.
     for m in fast.meta["replicas"]:
         assert m["kv_peak_used_blocks"] <= m["kv_capacity_blocks"]
