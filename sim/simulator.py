@@ -8,14 +8,13 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-import simpy
-
 from sim.runtime.batching import POLICIES
 from sim.runtime.cluster import Cluster, validate_plan
 from sim.common.config_checks import (NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE_INT, Range, check_fields,
                                      dataclass_from_mapping, setting)
 from sim.common.errors import ConfigError, DataError
 from sim.runtime.flow import CascadeFlow
+from sim.runtime.loop import EventLoop
 from sim.runtime.records import SimResult
 from sim.runtime.replica import ITERATION_COLUMNS
 from sim.runtime.router import LOAD_BALANCERS, question_routes
@@ -153,7 +152,7 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
         direct = (question_routes(plan.routes, workload.question_ids) if plan.routes else
                   _direct_tiers(workload.scores, plan.thresholds, plan.router_error_rate, np.random.default_rng(route_ss)))
 
-    env = simpy.Environment()
+    env = EventLoop()
     log = [] if cfg.record_iterations else None
     cost_factory = cost_factory or default_cost_factory(cfg)
     cl = Cluster(env, plan, cascade, cluster, cfg, cost_factory, log)

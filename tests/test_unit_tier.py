@@ -37,7 +37,6 @@ HOME: dict[str, tuple[str, str]] = {
     "sim.spec.plan_io": ("tests/sim/test_sim_config.py", "sim.spec.plan_io"),
     "sim.control.controller": ("tests/sim/control/test_faults.py", "sim.control.controller"),
     "sim.runtime.replica": ("tests/sim/runtime/test_fast_path_shortcuts.py", "sim.runtime.replica"),
-    "sim.runtime.kv_cache": ("tests/sim/runtime/test_prefix_cache.py", "sim.runtime.kv_cache"),
     "sim.runtime.batching": ("tests/sim/runtime/test_decode_batch.py", "sim.runtime.batching"),
     "sim.runtime.disagg": ("tests/sim/test_disaggregated_serving.py", "sim.runtime.disagg"),
     "sim.runtime.records": ("tests/sim/test_metrics_oracles.py", "sim.runtime.records"),

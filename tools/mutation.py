@@ -12,7 +12,7 @@ the reason it cannot be killed) left out of both sides. A mutant not yet checked
 is counted in `not_checked`, never as killed; a module is `complete` only when none is left.
 
 Usage: python -m tools.mutation [--modules sim/metrics.py ...] [--budget-s 2700] [--module-budget-s S]
-                                [--out results/mutation.json]
+                                [--max-children 1] [--out results/mutation.json]
        python -m tools.mutation --resume ...     (per module: only mutants not checked yet, and survivors)
        python -m tools.mutation --collect-only   (summarise what mutants/ holds, run nothing)
 """
@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import signal
 import subprocess
 import sys
 import time
@@ -33,13 +36,78 @@ CORE = ("sim/metrics.py", "sim/runtime/batching.py", "sim/runtime/kv_cache.py", 
         "sim/runtime/prefix_cache.py", "planners/estimator.py", "sim/runtime/replica.py", "sim/perf/cost_model.py")
 # mutant name -> why no test can tell it from the original (left out of the score).
 _NAN = 'float("nan") -> float("NAN"): Python parses "nan" case-insensitively, the same NaN'
+_MEMO = ("the per-stage token memo only saves time: with this change an entry is missed, never kept or kept one past "
+         "its bound, and a miss recomputes the same float by the same additions (the function says so), so every time "
+         "is unchanged")
+_GUARDED = ("_stage_fixed_s's `tokens <= 0` return is unreachable: both callers (stage_time_s, _iteration_fixed_s) "
+            "return 0.0 for a batch of no tokens before calling it, and tokens is that batch's num_tokens")
+_INT_TOKENS = ("np.asarray(tokens, dtype=np.int64) -> no dtype: every caller passes integer token counts (the "
+               "workload's int64 columns), on which the cast changes nothing; it differs only on fractional tokens, "
+               "which no record holds")
+_TPOT_ONE = ("tokens > 1 -> tokens >= 1 in the TPOT mask: a one-token answer then gives 0/0 = NaN (its decode time is "
+             "0), which _pct drops as non-finite, exactly as the NaN of the else branch")
+_DIVIDE = ("np.errstate(divide='ignore') removed: the only zero denominator is a one-token answer, whose decode time is "
+           "0 (checked on simulator records), so 0/0 raises 'invalid' (kept ignored, and tested), never 'divide'")
 EQUIVALENT: dict[str, str] = {
     **{f"sim.metrics.x_{name}": _NAN for name in (
-        "_pct__mutmut_9", "_pct__mutmut_19", "_pct__mutmut_24", "slo_scale__mutmut_15", "summarize__mutmut_102",
+        "_pct__mutmut_9", "_pct__mutmut_14", "_pct__mutmut_19", "_pct__mutmut_24", "slo_scale__mutmut_15", "summarize__mutmut_102",
         "summarize__mutmut_115", "summarize__mutmut_148")},
     "sim.metrics.x_request_slo_ratios__mutmut_64": "final > 0 -> final >= 0 on completed requests: a completed "
                                                    "answer has at least one token (flow sets output_tokens_final "
                                                    "only on completion, from outputs >= 1)",
+    **{f"sim.metrics.x_{name}": _NAN for name in ("summarize__mutmut_67", "summarize__mutmut_91",
+                                                  "summarize__mutmut_296")},
+    **{f"sim.metrics.x_reference_latency_s__mutmut_{k}": _INT_TOKENS for k in (3, 5, 12, 14)},
+    "sim.metrics.x_reference_latency_s__mutmut_42": ".astype(np.float64) -> .astype(None): numpy reads dtype None "
+                                                    "as float64, the same array",
+    **{f"sim.metrics.x_summarize__mutmut_{k}": _TPOT_ONE for k in (193, 225)},
+    **{f"sim.metrics.x_summarize__mutmut_{k}": _DIVIDE for k in (178, 180, 210, 212)},
+    "sim.metrics.x_summarize__mutmut_96": "quality's `if done.any()` -> always: the mean of an empty pandas Series "
+                                          "is NaN (no warning), the same value as the else branch",
+    **{f"sim.metrics.x_slo_stop__mutmut_{k}": "np.arange(n, dtype=np.float64) -> integer arange: the inverted-CDF "
+                                             "quantile returns one of the values themselves, and int() of k and "
+                                             "of k.0 is the same index" for k in (40, 42)},
+    "sim.runtime.prefix_cache.x__remember__mutmut_14": "capacity // unit -> / (a float): it is only compared with "
+                                                       "len(index), an integer, and n > x / u holds exactly when "
+                                                       "n > x // u for positive x, u",
+    "sim.runtime.prefix_cache.x__remember__mutmut_16": "index[k] = None -> '': the routed index is an ordered set, its "
+                                                       "values are never read (membership and order only)",
+    "sim.runtime.prefix_cache.x_prefix_hit_rates__mutmut_5": "input_tokens.to_numpy(dtype=np.float64) -> no dtype: "
+                                                             "the int64 token counts sum exactly either way (far "
+                                                             "below 2**53), and the quotient is the same float",
+    "sim.runtime.prefix_cache.x_prefix_hit_rates__mutmut_23": _NAN,
+    "sim.perf.cost_model.x__attention_flops_per_pair_gpu__mutmut_2": "num_heads // tp -> / tp: _check_shape refuses "
+                                                                     "a TP that does not divide num_heads, so the "
+                                                                     "quotient is exact either way",
+    "sim.metrics.x_reference_deployment__mutmut_31": "after a ConfigError (a TP that does not divide the heads or "
+                                                     "widths) tp *= 2 -> tp *= 3: a width that 2^j does not divide "
+                                                     "is divided by neither 2^(j+1) nor 3 * 2^j, so both searches "
+                                                     "end in the same 'does not fit one node' error",
+    "sim.perf.cost_model.x__decode_attention_flops_per_ctx_gpu__mutmut_2": "num_heads // tp -> / tp: as in "
+                                                                           "_attention_flops_per_pair_gpu, TP "
+                                                                           "divides the heads",
+    "sim.perf.cost_model.x_replica_cost_for__mutmut_25": "getattr(replica, key, None) -> no default: every replica "
+                                                          "the callers pass (the simulator's and serving's cost "
+                                                          "factories, the measured table) is a ReplicaPlan, which "
+                                                          "always has ep, dp_attention and mtp_draft_tokens",
+    **{f"sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_{k}": _MEMO for k in (6, 7, 34, 35)},
+    **{f"sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_{k}": _GUARDED for k in (3, 5)},
+    "sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_72": "eager floor `> t` -> `>= t`: on equality t "
+                                                                        "is set to the value it already has",
+    "sim.perf.cost_model.xǁReplicaCostModelǁiteration_time_s__mutmut_1": "(mtp and decode and not prefill) -> ((mtp "
+                                                                         "and decode) or not prefill): the extra "
+                                                                         "batches it sends to decode_affine have no "
+                                                                         "MTP and no prompt tokens, where decode_affine "
+                                                                         "reproduces the general path bit for bit "
+                                                                         "(tested by test_decode_affine_is_exact; an "
+                                                                         "empty batch is 0 both ways)",
+    "sim.perf.cost_model.x__check_options__mutmut_12": "ep > 1 -> ep >= 1 before `num_routed_experts % ep`: every "
+                                                       "count is divisible by 1, so EP 1 never raises either way",
+    "sim.perf.cost_model.xǁReplicaCostModelǁ_graph__mutmut_6": "ceil by -(-n // tp) -> -(-n / tp) (n / tp itself): "
+                                                               "it is only compared with an integer limit m, and "
+                                                               "ceil(x) <= m exactly when x <= m",
+    "sim.runtime.kv_cache.xǁKVCacheǁtake__mutmut_5": "used > peak -> used >= peak: on equality the peak is set to "
+                                                     "the value it already has",
 }
 
 KILLED, SURVIVED, TIMEOUT, NO_TESTS = "killed", "survived", "timeout", "no_tests"
@@ -51,22 +119,39 @@ def dotted(path: str) -> str:
     return path[:-3].replace("/", ".")
 
 
-def run_module(path: str, budget_s: float, resume: bool = False) -> float:
+def _children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_module(path: str, budget_s: float, resume: bool = False, max_children: int = 1) -> tuple[float, float]:
     """mutmut over one module's mutants, stopped after budget_s (what it checked by then is kept in mutants/).
-    resume: only the mutants not checked yet and the survivors (tests added since may kill them)."""
-    t0 = time.monotonic()
+    resume: only the mutants not checked yet and the survivors (tests added since may kill them).
+    max_children: mutants tested at once (1 by default: the 2 cores here are shared).
+    Returns (wall seconds, CPU seconds of mutmut and all its children)."""
+    t0, cpu0 = time.monotonic(), _children_cpu_s()
     names = [f"{dotted(path)}.*"]
     meta = ROOT / "mutants" / f"{path}.meta"
     if resume and meta.exists():
-        names = [k for k, v in _read_meta(meta)["exit_code_by_key"].items() if v is None or v == 0]
+        # By name, leaving out the equivalent mutants: no test can kill them, and a survivor costs all its tests.
+        names = [k for k, v in _read_meta(meta)["exit_code_by_key"].items()
+                 if (v is None or v == 0) and k not in EQUIVALENT]
         if not names:
-            return 0.0
-    cmd = [sys.executable, "-m", "mutmut", "run", *names]
+            return 0.0, 0.0
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names]
+    # Its own session, so that a spent budget stops mutmut's forked workers too, not only mutmut.
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True)
     try:
-        subprocess.run(cmd, cwd=ROOT, timeout=budget_s, stdout=subprocess.DEVNULL, check=False)
+        proc.wait(timeout=budget_s)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         print(f"{path}: time budget of {budget_s:.0f} s spent; the rest stays not_checked", file=sys.stderr)
-    return time.monotonic() - t0
+    return time.monotonic() - t0, _children_cpu_s() - cpu0
 
 
 def module_counts(path: str) -> dict:
@@ -103,8 +188,18 @@ def _score(c: Counter) -> float | None:
     return round(100.0 * (c[KILLED] + c[TIMEOUT]) / checked, 1) if checked else None
 
 
-def summarise(modules, wall_s: dict) -> dict:
-    per = {m: {**module_counts(m), "wall_s": round(wall_s.get(m, 0.0), 1)} for m in modules}
+def summarise(modules, spent: dict, earlier: dict | None = None, resumed: bool = False) -> dict:
+    """spent: module -> (wall s, CPU s) of this invocation. A module not run now keeps the times an earlier
+    summary recorded for it; a resumed module adds its new times to them (its whole cost over the runs)."""
+    earlier = (earlier or {}).get("modules", {})
+    per = {}
+    for m in modules:
+        before = earlier.get(m, {})
+        wall_s, cpu_s = before.get("wall_s", 0.0), before.get("cpu_s", 0.0)
+        if m in spent:
+            keep = 1.0 if resumed else 0.0
+            wall_s, cpu_s = keep * wall_s + spent[m][0], keep * cpu_s + spent[m][1]
+        per[m] = {**module_counts(m), "wall_s": round(wall_s, 1), "cpu_s": round(cpu_s, 1)}
     total = Counter()
     for m in per.values():
         for k in (KILLED, SURVIVED, TIMEOUT, NO_TESTS, "suspicious", "not_checked"):
@@ -115,6 +210,8 @@ def summarise(modules, wall_s: dict) -> dict:
     return {"tool": "mutmut " + _mutmut_version(), "commit": commit, "dirty_worktree": dirty,
             "command": "make mutation", "overall": {"mutants": sum(m["mutants"] for m in per.values()),
                                                     **{k: total[k] for k in total}, "score_pct": _score(total),
+                                                    "wall_s": round(sum(m["wall_s"] for m in per.values()), 1),
+                                                    "cpu_s": round(sum(m["cpu_s"] for m in per.values()), 1),
                                                     "complete": all(m["complete"] for m in per.values())},
             "modules": per}
 
@@ -133,17 +230,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "mutation.json")
     ap.add_argument("--collect-only", action="store_true")
     ap.add_argument("--resume", action="store_true", help="per module, only unchecked mutants and survivors")
+    ap.add_argument("--max-children", type=int, default=1,
+                    help="mutants tested at once (mutmut's default is one per core; the cores here are shared)")
     args = ap.parse_args(argv)
-    wall: dict = {}
+    spent: dict = {}
     if not args.collect_only:
         deadline = time.monotonic() + args.budget_s
         for m in args.modules:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            wall[m] = run_module(m, min(left, args.module_budget_s or left), args.resume)
-            print(f"{m}: {json.dumps({k: v for k, v in module_counts(m).items() if k not in ('survivors', 'equivalent_mutants')})}")
-    summary = summarise(args.modules, wall)
+            spent[m] = run_module(m, min(left, args.module_budget_s or left), args.resume, args.max_children)
+            counts = {k: v for k, v in module_counts(m).items() if k not in ("survivors", "equivalent_mutants")}
+            print(f"{m}: wall {spent[m][0]:.0f} s, CPU {spent[m][1]:.0f} s, {json.dumps(counts)}", flush=True)
+    earlier = json.loads(args.out.read_text()) if args.out.exists() else None
+    # Every core module is summarised, run now or not: the file is the state of the whole run.
+    summary = summarise(CORE, spent, earlier, args.resume)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"overall {summary['overall']} -> {args.out}")

@@ -77,17 +77,18 @@ class JumpClock:
         """A list for short jumps, a numpy array for long ones; k >= 2."""
         if k <= SHORT_JUMP_MAX:
             ends = []
+            append = ends.append
             e = now
             if f == 1.0:  # y * 1.0 == y exactly, so the product is left out
                 x = ctx
                 for _ in range(k):
                     e += a + b * x
-                    ends.append(e)
+                    append(e)
                     x += n
             else:
                 for j in range(k):
                     e = e + (a + b * (ctx + j * n)) * f
-                    ends.append(e)
+                    append(e)
             return ends
         # Integers below 2**53 are exact as floats, so b * x + a is the same float as a + b * x.
         steps = self._steps.get(n)

@@ -1,6 +1,7 @@
 """Per-request records (column arrays filled during a run, one immutable DataFrame at the end) and the SimResult."""
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,9 +30,10 @@ class RecordBook:
     first scheduling), prefill_s (first scheduling to that tier's first token), decode_s (first token to the
     tier's last token, preempted time included), judge_s (judge latency after that tier's answer).
 
-    During the run the slots are Python lists, per-tier ones indexed [tier][request]: the flow writes about a
-    dozen per visit, and setting a list item costs a fraction of setting a numpy scalar. to_frame() makes
-    the typed columns once (float64 values are kept exactly)."""
+    During the run the numeric slots are array.array columns, per-tier ones indexed [tier][request]: setting an
+    item costs what setting a list item does (a fraction of setting a numpy scalar), while a slot takes 8 bytes
+    instead of a pointer plus a float object (a million requests' records fit in a few hundred MB). to_frame()
+    views them as numpy columns (float64 values are kept exactly). status and drop_reason are lists of strings."""
 
     def __init__(self, arrival_s: np.ndarray, input_tokens: np.ndarray, num_tiers: int,
                  output_tokens: np.ndarray | None = None) -> None:
@@ -39,24 +41,23 @@ class RecordBook:
         self.n, self.num_tiers = n, c
         self.arrival_s = np.asarray(arrival_s, dtype=np.float64)
         self.input_tokens = np.asarray(input_tokens, dtype=np.int64)
-        nan = float("nan")
-        self.final_tier = [-1] * n
-        self.tiers_visited = [0] * n
-        self.final_score = [nan] * n
-        self.ttft_s = [nan] * n
-        self.completion_s = [nan] * n
-        self.output_tokens_final = [0] * n
-        self.preemptions = [0] * n
+        self.final_tier = _ints(n, -1)
+        self.tiers_visited = _ints(n, 0)
+        self.final_score = _floats(n)
+        self.ttft_s = _floats(n)
+        self.completion_s = _floats(n)
+        self.output_tokens_final = _ints(n, 0)
+        self.preemptions = _ints(n, 0)
         self.status = [""] * n
         self.drop_reason = [""] * n
-        self.gate_score = [[nan] * n for _ in range(c)]
-        self.enter_s = [[nan] * n for _ in range(c)]
-        self.queue_s = [[nan] * n for _ in range(c)]
-        self.prefill_s = [[nan] * n for _ in range(c)]
-        self.decode_s = [[nan] * n for _ in range(c)]
-        self.judge_s = [[nan] * n for _ in range(c)]
-        self.first_token_s = [[nan] * n for _ in range(c)]
-        self.replica = [[-1] * n for _ in range(c)]
+        self.gate_score = [_floats(n) for _ in range(c)]
+        self.enter_s = [_floats(n) for _ in range(c)]
+        self.queue_s = [_floats(n) for _ in range(c)]
+        self.prefill_s = [_floats(n) for _ in range(c)]
+        self.decode_s = [_floats(n) for _ in range(c)]
+        self.judge_s = [_floats(n) for _ in range(c)]
+        self.first_token_s = [_floats(n) for _ in range(c)]
+        self.replica = [_ints(n, -1) for _ in range(c)]
         self.cached_tokens = None  # per tier, prompt tokens found in the prefix cache (track_cached_tokens)
         self.kv_transfer_s = None  # per tier, disaggregated tiers: KV transfer incl. link wait (track_disaggregation)
         self.prefill_replica = None  # per tier, disaggregated tiers: the prefill instance (replica_t{t}: the decode one)
@@ -68,7 +69,7 @@ class RecordBook:
     def track_cached_tokens(self) -> None:
         """Runs with prefix caching record, per tier, the prompt tokens the serving replica had cached at the
         visit's first admission (column cached_tokens_t{t}; NaN where the tier did not serve the request)."""
-        self.cached_tokens = [[float("nan")] * self.n for _ in range(self.num_tiers)]
+        self.cached_tokens = [_floats(self.n) for _ in range(self.num_tiers)]
 
     def track_disaggregation(self) -> None:
         """Runs with a disaggregated tier record, per tier, kv_transfer_s_t{t} (prefill end to the KV's arrival at
@@ -76,38 +77,60 @@ class RecordBook:
         where a colocated tier served the visit or none did. decode_admit_s_t{t}: when a decode instance first admitted
         the visit into its batch (its KV arrived and room freed): a disaggregated engine streams the first token to
         the client from there (sim.fidelity.corpus_disagg's client-side TTFT); NaN for a one-token answer."""
-        self.kv_transfer_s = [[float("nan")] * self.n for _ in range(self.num_tiers)]
-        self.prefill_replica = [[-1] * self.n for _ in range(self.num_tiers)]
-        self.decode_admit_s = [[float("nan")] * self.n for _ in range(self.num_tiers)]
+        self.kv_transfer_s = [_floats(self.n) for _ in range(self.num_tiers)]
+        self.prefill_replica = [_ints(self.n, -1) for _ in range(self.num_tiers)]
+        self.decode_admit_s = [_floats(self.n) for _ in range(self.num_tiers)]
 
     def to_frame(self) -> pd.DataFrame:
-        f64, i64 = np.float64, np.int64
-        completion_s = np.array(self.completion_s, dtype=f64)
+        f, i = _as_f64, _as_i64
+        completion_s = f(self.completion_s)
         cols = {
             "request_id": np.arange(self.n), "arrival_s": self.arrival_s, "input_tokens": self.input_tokens,
-            "final_tier": np.array(self.final_tier, dtype=i64), "tiers_visited": np.array(self.tiers_visited, dtype=i64),
-            "final_score": np.array(self.final_score, dtype=f64), "ttft_s": np.array(self.ttft_s, dtype=f64),
+            "final_tier": i(self.final_tier), "tiers_visited": i(self.tiers_visited),
+            "final_score": f(self.final_score), "ttft_s": f(self.ttft_s),
             "completion_s": completion_s, "latency_s": completion_s - self.arrival_s,
-            "output_tokens_final": np.array(self.output_tokens_final, dtype=i64),
-            "preemptions": np.array(self.preemptions, dtype=i64), "status": np.array(self.status, dtype=object),
+            "output_tokens_final": i(self.output_tokens_final),
+            "preemptions": i(self.preemptions), "status": np.array(self.status, dtype=object),
             "drop_reason": np.array(self.drop_reason, dtype=object),
         }
         for t in range(self.num_tiers):
-            cols[f"gate_score_t{t}"] = np.array(self.gate_score[t], dtype=f64)
+            cols[f"gate_score_t{t}"] = f(self.gate_score[t])
         for name in ("enter_s", "queue_s", "prefill_s", "decode_s", "judge_s"):
             per_tier = getattr(self, name)
             for t in range(self.num_tiers):
-                cols[f"{name}_t{t}"] = np.array(per_tier[t], dtype=f64)
+                cols[f"{name}_t{t}"] = f(per_tier[t])
         for t in range(self.num_tiers):
-            cols[f"replica_t{t}"] = np.array(self.replica[t], dtype=i64)
+            cols[f"replica_t{t}"] = i(self.replica[t])
         for t in range(self.num_tiers):
             cols[f"output_tokens_t{t}"] = self.output_tokens[:, t]
         if self.cached_tokens is not None:
             for t in range(self.num_tiers):
-                cols[f"cached_tokens_t{t}"] = np.array(self.cached_tokens[t], dtype=f64)
+                cols[f"cached_tokens_t{t}"] = f(self.cached_tokens[t])
         if self.kv_transfer_s is not None:
             for t in range(self.num_tiers):
-                cols[f"kv_transfer_s_t{t}"] = np.array(self.kv_transfer_s[t], dtype=f64)
-                cols[f"prefill_replica_t{t}"] = np.array(self.prefill_replica[t], dtype=i64)
-                cols[f"decode_admit_s_t{t}"] = np.array(self.decode_admit_s[t], dtype=f64)
+                cols[f"kv_transfer_s_t{t}"] = f(self.kv_transfer_s[t])
+                cols[f"prefill_replica_t{t}"] = i(self.prefill_replica[t])
+                cols[f"decode_admit_s_t{t}"] = f(self.decode_admit_s[t])
         return pd.DataFrame(cols)
+
+
+_NAN = array("d", [float("nan")])
+
+
+def _floats(n: int) -> array:
+    """A float64 column of n NaN slots."""
+    return _NAN * n
+
+
+def _ints(n: int, fill: int) -> array:
+    """An int64 column of n slots holding fill."""
+    return array("q", [fill]) * n
+
+
+def _as_f64(column) -> np.ndarray:
+    """A float64 copy of a column (array.array or list)."""
+    return np.array(column, dtype=np.float64)
+
+
+def _as_i64(column) -> np.ndarray:
+    return np.array(column, dtype=np.int64)

@@ -20,15 +20,13 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
-import simpy
-
 from sim.common.errors import SimulationStuck
 from sim.perf.batch import BatchShape
-from sim.runtime.batching import SCHEDULERS, DecodeStep, Seq, Step
-from sim.runtime.clock import delay_to
+from sim.runtime.batching import SCHEDULERS, DecodeStep, Seq, Step, schedule_vllm
 from sim.runtime.decode_batch import DecodeBatch
 from sim.runtime.jump import DecodeRun, JumpClock, count_le, cut_point, jump_length
 from sim.runtime.kv_cache import KVCache
+from sim.runtime.loop import EventLoop
 
 STEP_TIMES_MAX = 1 << 16  # prefill-batch shapes memoized per cost model (Replica.step_times)
 _new = tuple.__new__  # builds a NamedTuple from a tuple at half the cost of its constructor (once per event)
@@ -46,9 +44,9 @@ class PrefillIteration(NamedTuple):
 
 
 class Engine:
-    """One scheduler with its own queues and KV blocks; runs iterations on SimPy timeout events."""
+    """One scheduler with its own queues and KV blocks; runs iterations on the event loop's bare callbacks."""
 
-    def __init__(self, env: simpy.Environment, replica: "Replica", index: int, kv_blocks: int) -> None:
+    def __init__(self, env: EventLoop, replica: "Replica", index: int, kv_blocks: int) -> None:
         self.env = env
         self.replica = replica
         self.index = index
@@ -65,13 +63,17 @@ class Engine:
         self.iterations = 0
         self.jumps = 0
         self.outstanding = 0  # sequences assigned here and not finished
+        self.preempted_now = False  # allocate_decode_step preempted at this boundary (set there, read by _plan_decode)
         self._idle = True
         self._jumping = False
         self._pending: PrefillIteration | DecodeRun | None = None  # in flight until the next boundary
         self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size (fast mode)
         self._jump_clock = JumpClock()
-        self._event = None  # the live boundary event; any other that fires is stale
-        self._on_boundary = self._boundary  # one bound method for every event's callback list
+        # The live boundary's number: a boundary entry that fires with another number is stale (a jump cut short,
+        # or the engine stopped). Boundaries are bare callbacks of the event loop (sim.runtime.loop), not Events.
+        self._gen = 0
+        self._call_at = env.call_at
+        self._on_boundary = self._boundary  # one bound method for every boundary
         # Fast mode keeps the decode batch as aggregates (sim.runtime.decode_batch), so a jump or a finish costs
         # O(log n) rather than passes over the batch.
         self.batch = DecodeBatch(self.kv.block_size) if self.fast else None
@@ -122,7 +124,7 @@ class Engine:
             s.cached_tokens = -1  # the record's hit is the one at the replica that serves the visit in the end
         self.running, self.waiting = [], deque()
         self.outstanding = 0
-        self._event = None  # the boundary event in flight, if any, is stale from now on
+        self._gen += 1  # the boundary in flight, if any, is stale from now on
         self._pending = None
         self._jumping = False
         self._idle = False  # never wakes again
@@ -146,13 +148,12 @@ class Engine:
             self.batch.materialize()  # the engine's sequences go back to a queue with exact token counts
 
     # ---- the iteration loop ---------------------------------------------------------------------
-    # The engine is driven by SimPy timeout events with callbacks rather than a generator process: a jump cut
-    # short by an arrival then costs one new timeout (the old one fires stale and is ignored) instead of an
-    # Interruption, a process resumption and a new timeout, and every boundary skips a generator resumption.
+    # The engine is driven by bare callbacks of the event loop (sim.runtime.loop) rather than a generator
+    # process: a jump cut short by an arrival then costs one new entry (the old one fires stale and is ignored)
+    # instead of an Interruption, a process resumption and a new timeout, and a boundary makes no Event.
     def _at(self, t: float) -> None:
-        ev = self.env.timeout(delay_to(self.env.now, t))
-        ev.callbacks.append(self._on_boundary)
-        self._event = ev
+        self._gen = gen = self._gen + 1
+        self._call_at(t, self._on_boundary, gen)
 
     def _next(self) -> None:
         """At an iteration boundary (self.clock): schedule the next iteration(s), or go idle."""
@@ -162,6 +163,7 @@ class Engine:
                 self._idle = True
                 return
             now = self.clock
+            self.preempted_now = False
             step = self.schedule(self, now)
             if step is None:
                 # Preemption emptied the batch (or every waiting prompt was dropped): schedule again now.
@@ -177,12 +179,16 @@ class Engine:
                 # A batch with prefill work: its cost-model time, memoized by shape for the run (a prompt
                 # length recurs across the replicas of a tier; decode-only batches never come here). The memo
                 # stops growing at STEP_TIMES_MAX shapes, so a run of millions of requests stays in bounded memory.
+                # Keyed by the shape's fields as a plain tuple: hashing one is C, a dataclass's __hash__ is Python.
                 times = self.replica.step_times
-                t = times.get(step.shape)
+                sh = step.shape
+                key = (sh.prefill_tokens, sh.prefill_attn_pairs, sh.num_prefill_seqs, sh.decode_seqs,
+                       sh.decode_ctx_tokens)
+                t = times.get(key)
                 if t is None:
-                    t = self.cost.iteration_time_s(step.shape)
+                    t = self.cost.iteration_time_s(sh)
                     if len(times) < STEP_TIMES_MAX:
-                        times[step.shape] = t
+                        times[key] = t
                 t *= self.replica.slowdown
                 self._record(now, t, 1, step.shape)
                 self._pending = _new(PrefillIteration, (step, now, t))
@@ -201,12 +207,11 @@ class Engine:
         run = self._pending
         cut = cut_point(run, arrival_s)
         if cut < run.iterations:
-            self._pending = DecodeRun(run.seqs, run.start_s, run.n, run.ctx_tokens, cut, run.ends)
-            self._event.callbacks.clear()  # the jump's old end fires as an empty event (SimPy cannot cancel)
+            self._pending = _new(DecodeRun, (run.seqs, run.start_s, run.n, run.ctx_tokens, cut, run.ends))
             self._at(float(run.ends[cut - 1]))
 
-    def _boundary(self, event) -> None:
-        if event is not self._event:
+    def _boundary(self, gen: int) -> None:
+        if gen != self._gen:
             return  # stale: the jump was cut short, or the engine was stopped
         run, self._pending = self._pending, None  # consumed: a later stop() must not settle it again
         if type(run) is PrefillIteration:
@@ -225,10 +230,62 @@ class Engine:
             self._jumping = False
             self.busy_s += end - now
             self.iterations += k
-            self._record(now, end - now, k, None, run.n, run.ctx_tokens)
+            if self.replica.iteration_log is not None:
+                self._record(now, end - now, k, None, run.n, run.ctx_tokens)
             self.clock = end
-            self._advance(run.seqs, k, end)
-        self._next()
+            batch = self.batch
+            if batch is None:
+                self._advance(run.seqs, k, end)
+            else:  # _advance's fast-mode half, inline (the hot path)
+                if k > 1:
+                    self.kv.take(batch.blocks_between(batch.step + 1, batch.step + k))
+                batch.step += k
+                heap = batch.heap
+                if heap and heap[0][0] == batch.step:
+                    self._complete(batch.finish_due(), end)
+        if self.waiting or not self.fast or self.schedule is not schedule_vllm:
+            self._next()
+        else:
+            self._next_decode()
+
+    def _next_decode(self) -> None:
+        """_next in the commonest case, inline: fast mode, vLLM's scheduler, nothing waiting, so the step is the
+        decode batch's (schedule_vllm, allocate_decode_step and _plan_decode's same arithmetic); anything else
+        (an empty engine, a preemption, a batch that is not the whole running list) takes _next."""
+        batch, kv = self.batch, self.kv
+        n = batch.n
+        step = batch.step + 1
+        new = batch.counts[-step % batch.block_size]
+        if n == 0 or n != len(self.running) or new > kv.free_blocks:
+            self._next()
+            return
+        if new:
+            kv.take(new)
+        step -= 1
+        ctx = batch.ctx_base + n * step
+        k_fin = batch.heap[0][0] - step
+        now = self.clock
+        f = self.replica.slowdown
+        ab = self._affine.get(n)
+        if ab is None:
+            ab = self._affine[n] = self.cost.decode_affine(n)
+        a, b = ab
+        if k_fin <= 1:
+            k = 1
+        elif batch.blocks_between(step + 1, step + k_fin) <= kv.free_blocks:
+            k = k_fin  # jump_length's common case: the blocks until the first finish are free
+        else:
+            k = jump_length(batch, kv.free_blocks, k_fin)
+        if k == 1:
+            end = now + (a + b * ctx) * f
+            self._pending = _new(DecodeRun, (None, now, n, ctx, 1, end))
+        else:
+            ends = self._jump_clock.ends(now, a, b, f, n, ctx, k)
+            self._pending = _new(DecodeRun, (None, now, n, ctx, k, ends))
+            self._jumping = True
+            end = float(ends[k - 1])
+        self._gen = gen = self._gen + 1
+        self._call_at(end, self._on_boundary, gen)
 
     def _finish_step(self, step, end: float) -> None:
         if step.decodes is None:  # the decode batch, as aggregates (fast mode)
@@ -283,9 +340,11 @@ class Engine:
         a, b = ab
         k = jump_length(self.batch, self.kv.free_blocks, k_fin)
         waiting = self.waiting
-        if k > 1 and waiting and waiting[0].enqueue_s >= now and self._arrivals_interrupt:
+        if k > 1 and waiting and self._arrivals_interrupt and (waiting[0].enqueue_s >= now or self.preempted_now):
             # The head arrived exactly at this boundary: admission makes it wait for the next one only
-            # (batching.admit), so it may join there; a jump planned past that boundary would keep it out.
+            # (batching.admit), so it may join there; a jump planned past that boundary would keep it out. Likewise
+            # a sequence preempted by this very step was never offered admission: with prefix caching its blocks
+            # stay cached, so it may fit again at the next boundary, as reference mode finds.
             k = 1
         if k == 1:
             return _new(DecodeRun, (dec, now, n, ctx, 1, now + (a + b * ctx) * f))
@@ -341,8 +400,8 @@ class Replica:
         self.cfg = cfg
         self.flow = flow
         self.iteration_log = iteration_log
-        # cost.iteration_time_s of batches with prefill work by BatchShape, for this run; shared by the replicas
-        # of one cost model (Cluster), as the cost is a pure function of the shape.
+        # cost.iteration_time_s of batches with prefill work by the BatchShape's fields (a tuple), for this run;
+        # shared by the replicas of one cost model (Cluster), as the cost is a pure function of the shape.
         self.step_times = {} if step_times is None else step_times
         self.slowdown = 1.0  # a controller may slow a straggler down by a factor
         self.num_gpus = plan.tp * plan.pp

@@ -201,3 +201,294 @@ def test_returned_length_uses_a_one_token_answer():
                                      llama_cascade(), cluster())
     largest, _ = request_slo_ratios(SimResult(df, None, {"sim_config": {}}), llama_cascade(), cluster())
     assert returned[0] < largest[0] and returned[1] == largest[1]
+
+
+def _records_with(df_extra: dict, n: int = 4, tiers: int = 2) -> pd.DataFrame:
+    """A hand-made record table of n completed requests answered by tier 0 (columns as sim.runtime.records)."""
+    base = {"status": ["completed"] * n, "drop_reason": [""] * n, "latency_s": np.linspace(1.0, 2.0, n),
+            "ttft_s": np.linspace(0.1, 0.2, n), "final_score": np.linspace(10, 40, n), "final_tier": [0] * n,
+            "output_tokens_final": [5] * n, "input_tokens": [100] * n,
+            **{f"{c}_t{t}": [np.nan] * n for c in ("enter_s", "queue_s", "prefill_s", "decode_s")
+               for t in range(tiers)},
+            **{f"output_tokens_t{t}": [5] * n for t in range(tiers)}}
+    base.update(df_extra)
+    return pd.DataFrame(base)
+
+
+def test_per_tier_metrics_equal_numpy_on_the_records():
+    """Each tier's TTFT, TPOT, service time and answered share recomputed from the record columns with numpy
+    (TPOT over answers of 2 tokens or more: a one-token answer has no inter-token gap; a visit counts where it was
+    served, i.e. decoded)."""
+    r = _result()
+    df = r.requests.copy()
+    # Make the per-tier columns carry distinct values, with one- and two-token answers among them.
+    df.loc[df.index[:5], "output_tokens_t0"] = 1
+    df.loc[df.index[5:12], "output_tokens_t0"] = 2
+    # A visit prefilled but never decoded (dropped during decode) has a queue and prefill time and no service.
+    prefilled = df.index[np.isfinite(df.decode_s_t0.to_numpy())][20]
+    df.loc[prefilled, "decode_s_t0"] = np.nan
+    s = summarize(SimResult(df, None, r.meta), llama_cascade())
+    done = (df.status == "completed").to_numpy()
+    for t, p in enumerate(s["per_tier"]):
+        served = np.isfinite(df[f"decode_s_t{t}"].to_numpy())
+        assert served.sum() >= 10
+        q, pf, d = (df[f"{c}_t{t}"].to_numpy()[served] for c in ("queue_s", "prefill_s", "decode_s"))
+        o = df[f"output_tokens_t{t}"].to_numpy()[served]
+        multi = o >= 2
+        want = {"ttft_s": q + pf, "tpot_s": d[multi] / (o[multi] - 1), "service_s": q + pf + d}
+        for key, x in want.items():
+            assert p[key]["p50"] == pytest.approx(np.percentile(x, 50), rel=1e-12), (t, key)
+            assert p[key]["p95"] == pytest.approx(np.percentile(x, 95), rel=1e-12), (t, key)
+            assert p[key]["p99"] == pytest.approx(np.percentile(x, 99), rel=1e-12), (t, key)
+            assert p[key]["mean"] == pytest.approx(np.mean(x), rel=1e-12), (t, key)
+        assert p["share_answered"] == pytest.approx(np.mean(done & (df.final_tier.to_numpy() == t)))
+        assert p["share_reaching"] == pytest.approx(np.mean(np.isfinite(df[f"enter_s_t{t}"].to_numpy())))
+    assert s["per_tier"][0]["share_answered"] + s["per_tier"][1]["share_answered"] == pytest.approx(done.mean())
+
+
+def test_one_token_answers_raise_no_numpy_warning():
+    """A one-token answer has no TPOT (0 / 0 decode time per gap): it is left out silently, not with a
+    RuntimeWarning in every run's log."""
+    import warnings
+
+    df = _records_with({"output_tokens_final": [1, 1, 5, 5], "output_tokens_t0": [1, 1, 5, 5],
+                        "decode_s_t0": [0.0, 0.0, 0.4, 0.8], "queue_s_t0": [0.0] * 4, "prefill_s_t0": [0.1] * 4,
+                        "enter_s_t0": [0.0] * 4})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = summarize(SimResult(df, None, {"makespan_s": 2.0}), llama_cascade())
+    assert s["p50_tpot_s"] == pytest.approx(0.15) and s["per_tier"][0]["tpot_s"]["mean"] == pytest.approx(0.15)
+
+
+def test_summary_without_a_cluster_has_no_slo_scale_and_no_reference():
+    r = _result()
+    s = summarize(r, llama_cascade(), plan((1, 1)))
+    assert math.isnan(s["slo_scale"]) and s["reference"] is None
+    assert s["plan"] == plan((1, 1)).describe() and "plan" not in summarize(r, llama_cascade())
+    assert s["sim_wall_s"] == r.meta["wall_s"] > 0
+
+
+def test_completed_rps_needs_a_positive_makespan():
+    """completed / makespan for any positive makespan (also below one second); NaN when the run recorded none
+    or a zero span (not a division by zero)."""
+    df = _records_with({})
+    assert summarize(SimResult(df, None, {"makespan_s": 0.5}), llama_cascade())["completed_rps"] == 8.0
+    assert summarize(SimResult(df, None, {"makespan_s": 2.0}), llama_cascade())["completed_rps"] == 2.0
+    for meta in ({"makespan_s": 0.0}, {}):
+        s = summarize(SimResult(df, None, meta), llama_cascade())
+        assert math.isnan(s["completed_rps"]) and math.isnan(s["sim_wall_s"])
+        assert s["context_skipped"] == 0 and s["dropped_by_reason"] == {}
+
+
+def test_busy_gpu_seconds_per_request_divides_by_completed_requests():
+    df = _records_with({"status": ["completed", "dropped", "dropped", "dropped"]})
+    s = summarize(SimResult(df, None, {"makespan_s": 1.0, "gpu_s": 6.0, "busy_gpu_s": 3.0}), llama_cascade())
+    assert s["busy_gpu_s_per_request"] == 3.0 and s["gpu_s_per_request"] == 6.0
+
+
+def test_slo_scale_attains_95_percent_by_default():
+    rng = np.random.default_rng(3)
+    lat, ref = rng.exponential(2.0, 41), rng.uniform(0.5, 2.0, 41)
+    assert slo_scale(lat, ref) == _brute_force_slo_scale(lat, ref, 0.95)
+
+
+def test_reference_latency_of_a_one_token_answer_is_its_prefill_alone():
+    """Output of 1 token (or 0, clamped to 1): the prefill iteration only, no decode step; each further token
+    adds one batch-1 decode step over a context one token longer (oracle: the cost model summed step by step)."""
+    from sim.metrics import reference_latency_s
+    from sim.perf.batch import BatchShape
+
+    cost = reference_deployment(llama_cascade(), cluster())[2]
+    p = 300
+    prefill = cost.iteration_time_s(BatchShape(prefill_tokens=p, prefill_attn_pairs=p * (p + 1) / 2.0,
+                                               num_prefill_seqs=1))
+    got = reference_latency_s(np.array([p, p, p]), np.array([0, 1, 4]), cost)
+    assert got[0] == got[1] == pytest.approx(prefill, rel=1e-12)
+    steps = sum(cost.iteration_time_s(BatchShape(decode_seqs=1, decode_ctx_tokens=p + g)) for g in (1, 2, 3))
+    assert got[2] == pytest.approx(prefill + steps, rel=1e-9)
+
+
+def test_reference_deployment_uses_the_tiers_kv_precision():
+    """An FP8 KV cache holds twice the tokens of BF16 in the same memory: the reference's capacity says so."""
+    bf16 = cascade_from_dict({"name": "c", "tiers": [{"model": "llama3_8b"}, {"model": "llama3_70b"}]})
+    fp8 = cascade_from_dict({"name": "c", "tiers": [{"model": "llama3_8b"}, {"model": "llama3_70b", "kv": "fp8"}]})
+    (_, tp16, c16), (_, tp8, c8) = reference_deployment(bf16, cluster()), reference_deployment(fp8, cluster())
+    assert tp16 == tp8
+    assert c8.kv_capacity_blocks == pytest.approx(2 * c16.kv_capacity_blocks, rel=0.01)
+
+
+def test_reference_deployment_doubles_tp_until_it_fits():
+    """A model too large for 1, 2 or 4 GPUs of the node is placed on 8 (1 -> 2 -> 4 -> 8, powers of two): the
+    first TP that fits, found here by trying each degree."""
+    from sim.perf.cost_model import build_replica_cost
+
+    cl = cluster()
+    wants = []
+    for model, weights in (("llama31_405b", "fp8"), ("mixtral_8x22b", "bf16"), ("llama3_70b", "bf16"),
+                           ("codellama_34b", "bf16"), ("llama2_13b", "bf16")):
+        cas = cascade_from_dict({"name": "c", "tiers": [{"model": "llama3_8b"},
+                                                        {"model": model, "weights": weights}]})
+        tier = cas.tiers[-1]
+        first = None
+        for tp in (1, 2, 3, 4, 5, 6, 7, 8):
+            try:
+                build_replica_cost(tier.model, cl.gpu, tp, 1, tier.weights, tier.kv, **tier.deployment(tp))
+            except (DeploymentDoesNotFit, ConfigError):
+                continue
+            first = tp
+            break
+        want = min(x for x in (1, 2, 4, 8) if x >= first)
+        assert reference_deployment(cas, cl)[1] == want, (model, weights)
+        wants.append(want)
+    assert max(wants) >= 4  # at least one model needs more than one doubling
+
+
+def test_returned_length_keeps_the_reference_length_for_a_dropped_request():
+    """A dropped request returned nothing, whatever partial count its record holds: its ref(r) keeps the
+    reference tier's length."""
+    df = pd.DataFrame({"input_tokens": [200, 200], "output_tokens_t0": [3, 3], "output_tokens_t1": [400, 400],
+                       "output_tokens_final": [7, 7], "final_tier": [-1, 0], "status": ["dropped", "completed"],
+                       "latency_s": [np.nan, 2.0]})
+    returned, _ = request_slo_ratios(SimResult(df, None, {"sim_config": {"reference_length": "returned"}}),
+                                     llama_cascade(), cluster())
+    largest, _ = request_slo_ratios(SimResult(df, None, {"sim_config": {}}), llama_cascade(), cluster())
+    assert returned[0] == largest[0] and returned[1] < largest[1]
+
+
+def test_reference_tier_defaults_to_the_last_of_three():
+    cas = cascade_from_dict({"name": "c", "tiers": [{"model": "llama3_8b"}, {"model": "codellama_34b"},
+                                                    {"model": "llama3_70b"}]})
+    df = pd.DataFrame({"input_tokens": [50], **{f"output_tokens_t{t}": [10 * (t + 1)] for t in range(3)}})
+    _, info = request_slo_ratios(SimResult(df, None, {}), cas, cluster())
+    assert info["tier"] == 2 and info["model"] == "llama3_70b"
+
+
+def test_throughput_bisection_defaults_and_bounds():
+    """Defaults lo 0.25, hi 4, 6 geometric steps: the answer is the largest point 0.25 * 16**(k / 64) at or below
+    the knee (the exact result of 6 halvings of the log-range). An early stop (SloMissed) is a failed rate; the
+    bounds must satisfy 0 < lo < hi strictly and both the cascade and the cluster are needed."""
+    from sim.runtime.slo_stop import SloMissed
+
+    cas, cl = llama_cascade(), cluster()
+    base = _result()
+    ref, _ = request_slo_ratios(base, cas, cl)
+    knee = 0.25 * 16 ** (10.7 / 64)
+
+    def run(f):
+        if f > knee:
+            raise SloMissed("stopped early")
+        df = base.requests.copy()
+        df["latency_s"] = ref
+        return SimResult(df, None, base.meta)
+
+    assert throughput_at_slo(run, 2.0, cascade=cas, cluster=cl) == pytest.approx(0.25 * 16 ** (10 / 64), rel=1e-12)
+    assert throughput_at_slo(lambda f: run(min(f, knee)), 2.0, cascade=cas, cluster=cl) == 4.0
+    for lo, hi in ((0.0, 1.0), (1.0, 1.0)):
+        with pytest.raises(ConfigError, match="0 < lo < hi"):
+            throughput_at_slo(run, 2.0, lo=lo, hi=hi, cascade=cas, cluster=cl)
+    for kw in ({"cascade": cas}, {"cluster": cl}):
+        with pytest.raises(ConfigError, match=r"^throughput_at_slo needs the cascade and the cluster"):
+            throughput_at_slo(run, 2.0, **kw)
+
+
+def test_slo_stop_of_one_request_and_its_engine():
+    """A one-request workload still gets an early stop (fail at its one miss); ref(r) comes from the engine
+    argument, else the run's configured engine (oracle: reference_latency_s on that engine's reference)."""
+    from dataclasses import replace
+
+    from sim.metrics import reference_latency_s, slo_stop
+
+    cas, cl = llama_cascade(), cluster()
+    one = poisson_workload(1, 1.0, 2)
+    stop = slo_stop(one, 3.0, cas, cl, SimConfig())
+    assert stop is not None and stop.fail_at_misses == 1 and stop.target_scale == 3.0
+    assert slo_stop(poisson_workload(0, 1.0, 2), 3.0, cas, cl, SimConfig()) is None
+    w = poisson_workload(30, 5.0, 2)
+    sg_cost = reference_deployment(cas, cl, -1, "sglang")[2]
+    want_sg = reference_latency_s(w.input_tokens, np.maximum(w.output_tokens[:, 1], 1), sg_cost)
+    vl_cost = reference_deployment(cas, cl, -1, "vllm")[2]
+    want_vl = reference_latency_s(w.input_tokens, np.maximum(w.output_tokens[:, 1], 1), vl_cost)
+    assert not np.array_equal(want_sg, want_vl)
+    sg_cfg = replace(SimConfig(), engine="sglang")
+    np.testing.assert_array_equal(slo_stop(w, 3.0, cas, cl, sg_cfg).ref_s, want_sg)
+    np.testing.assert_array_equal(slo_stop(w, 3.0, cas, cl, SimConfig(), "sglang").ref_s, want_sg)
+    np.testing.assert_array_equal(slo_stop(w, 3.0, cas, cl, sg_cfg, "vllm").ref_s, want_vl)
+
+
+def test_throughput_bisection_judges_with_the_given_engine():
+    """Latencies exactly at SGLang's reference (SLO scale 1 under SGLang) against a target between that and their
+    SLO scale under vLLM's reference (oracle: slo_scale on them): one engine passes at every rate, the other at
+    none, and the bisection follows the engine it was given (vLLM by default)."""
+    cas, cl = llama_cascade(), cluster()
+    base = _result()
+    ref_sg, _ = request_slo_ratios(base, cas, cl, "sglang")
+    ref_vl, _ = request_slo_ratios(base, cas, cl, "vllm")
+    lat = ref_sg  # SLO scale exactly 1 under SGLang
+    s_vl = slo_scale(lat, ref_vl)
+    assert s_vl != 1.0
+    target = 1.0 if s_vl > 1.0 else s_vl  # one engine passes it, the other does not
+    passes_sg, passes_vl = 1.0 <= target, s_vl <= target
+    assert passes_sg != passes_vl
+
+    def run(f):
+        df = base.requests.copy()
+        df["latency_s"] = lat
+        return SimResult(df, None, base.meta)
+
+    assert throughput_at_slo(run, target, cascade=cas, cluster=cl, engine="sglang") == (4.0 if passes_sg else 0.0)
+    assert throughput_at_slo(run, target, cascade=cas, cluster=cl) == (4.0 if passes_vl else 0.0)
+
+
+def test_slo_stop_fails_at_the_miss_count_where_the_quantile_exceeds_the_target():
+    """Oracle: brute force over the miss count with slo_scale itself, for sizes where inverted-CDF and linear
+    quantiles pick different order statistics; one-token outputs keep their one-token reference."""
+    from dataclasses import replace
+
+    from sim.metrics import reference_latency_s, slo_stop
+
+    cas, cl = llama_cascade(), cluster()
+    for n in (1, 2, 3, 7, 10, 20, 33):
+        for att in (0.5, 0.9, 0.95):
+            stop = slo_stop(poisson_workload(n, 5.0, n), 1.0, cas, cl, replace(SimConfig(), attainment=att))
+            brute = next(m for m in range(n + 1)
+                         if slo_scale(np.r_[np.full(n - m, 0.5), np.full(m, 2.0)], np.ones(n), att) > 1.0)
+            assert stop.fail_at_misses == brute, (n, att)
+    w0 = poisson_workload(6, 5.0, 4)
+    out = w0.output_tokens.copy()
+    out[:3, 1] = 1
+    w = replace(w0, output_tokens=out)
+    cost = reference_deployment(cas, cl)[2]
+    np.testing.assert_array_equal(slo_stop(w, 2.0, cas, cl, SimConfig()).ref_s,
+                                  reference_latency_s(w.input_tokens, w.output_tokens[:, 1], cost))
+
+
+def test_reference_that_fits_only_at_a_tp_its_heads_do_not_divide_is_refused():
+    """28 heads (Qwen2 7B's) on a model made too large for 4 GPUs: TP 8 does not divide the heads, so no TP of
+    one node serves it and the reference is refused by name (the search ends, it does not loop)."""
+    from dataclasses import replace
+
+    from sim.spec.cascade import CascadeSpec, TierSpec
+    from sim.spec.models import load_model
+
+    wide = replace(load_model("deepseek_r1_distill_qwen_7b"), name="qwen_wide", num_layers=28 * 30)
+    cas = CascadeSpec("c", (TierSpec(load_model("llama3_8b")), TierSpec(wide)))
+    with pytest.raises(ConfigError, match=r"reference model qwen_wide \(bf16\) does not fit one node of 8 x"):
+        reference_deployment(cas, cluster())
+    fits4 = CascadeSpec("c", (TierSpec(load_model("llama3_8b")), TierSpec(replace(wide, num_layers=28 * 12))))
+    assert reference_deployment(fits4, cluster())[1] == 4
+
+
+def test_reference_of_a_moe_tier_keeps_its_expert_parallelism():
+    """Mixtral 8x22B with ep: tp fits one node at TP 4: the reference replica has EP 4 (whole experts per GPU), not
+    the TP-sharded experts of EP 1, so its decode step costs what the tier's own replicas cost."""
+    from sim.perf.batch import BatchShape
+    from sim.perf.cost_model import build_replica_cost
+
+    cl = cluster()
+    cas = cascade_from_dict({"name": "c", "tiers": [{"model": "llama3_8b"}, {"model": "mixtral_8x22b", "ep": "tp"}]})
+    t, tp, ref = reference_deployment(cas, cl)
+    tier = cas.tiers[t]
+    ep4 = build_replica_cost(tier.model, cl.gpu, tp, 1, tier.weights, tier.kv, ep=4)
+    ep1 = build_replica_cost(tier.model, cl.gpu, tp, 1, tier.weights, tier.kv)
+    step = BatchShape(decode_seqs=32, decode_ctx_tokens=32 * 1000)
+    assert tp == 4 and ref.iteration_time_s(step) == ep4.iteration_time_s(step) != ep1.iteration_time_s(step)

@@ -1,85 +1,137 @@
-"""sim.runtime.router on fake replicas: each load balancer's choice against its definition (computed here by brute
-force), parking while a planned tier has no replica, oversized visits sent to a replica that can hold them, and a
-learned router's routes looked up by question id."""
+"""TierRouter's load balancers against brute force on fake replicas: least_work is the first replica of least
+outstanding work per nominal token rate, jsq the first of fewest visits, round_robin cyclic; a visit that the
+chosen replica can never hold goes to one that can; visits park while a planned tier has no replica and go out
+when one is added. question_routes looks each request's tier up and names a question it has no route for."""
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
 from sim.common.errors import ConfigError
-from sim.runtime.router import TierRouter, question_routes
+from sim.runtime.router import LOAD_BALANCERS, TierRouter, question_routes
+
+pytestmark = pytest.mark.unit
 
 
-@dataclass(eq=False)  # replicas are told apart by identity, as in the simulator
 class FakeReplica:
-    outstanding: int = 0
-    outstanding_work: float = 0.0
-    tokens_per_s: float = 1.0
-    max_tokens_held: int = 10_000
-    got: list = field(default_factory=list)
+    def __init__(self, name, work=0.0, rate=1.0, outstanding=0, max_tokens=10**9):
+        self.name, self.outstanding_work, self.tokens_per_s = name, work, rate
+        self.outstanding, self.max_tokens_held = outstanding, max_tokens
+        self.got: list = []
 
-    def can_ever_hold(self, tokens: int) -> bool:
+    def can_ever_hold(self, tokens):
         return tokens <= self.max_tokens_held
 
-    def submit(self, seq) -> None:
+    def submit(self, seq):
         self.got.append(seq)
 
 
-@dataclass
-class Seq:
-    prompt_tokens: int = 10
-    generated: int = 0
+class FakeSeq:
+    def __init__(self, prompt=100, generated=0):
+        self.prompt_tokens, self.generated, self.unit_keys = prompt, generated, ()
 
 
-def test_round_robin_cycles_through_the_replicas():
-    reps = [FakeReplica() for _ in range(3)]
-    router = TierRouter(0, reps, "round_robin")
-    assert [reps.index(router.pick()) for _ in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+def _first_min(reps, key):
+    best = None
+    for r in reps:
+        if best is None or key(r) < key(best):
+            best = r
+    return best
 
 
-def test_jsq_and_least_work_pick_the_brute_force_minimum_first_on_ties():
-    rng = np.random.default_rng(0)
-    for _ in range(50):
-        reps = [FakeReplica(int(rng.integers(0, 4)), float(rng.integers(0, 5)), float(rng.choice([1.0, 2.0])))
-                for _ in range(4)]
-        jsq = min(range(4), key=lambda i: (reps[i].outstanding, i))
-        lw = min(range(4), key=lambda i: (reps[i].outstanding_work / reps[i].tokens_per_s, i))
-        assert TierRouter(0, reps, "jsq").pick() is reps[jsq]
-        assert TierRouter(0, reps, "least_work").pick() is reps[lw]
+@pytest.mark.parametrize("seed", range(20))
+def test_least_work_and_jsq_pick_the_first_minimum(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 6))
+    # Few distinct values, so ties are common; work / rate ranks differently from work alone.
+    reps = [FakeReplica(i, work=float(rng.integers(0, 4)), rate=float(rng.choice([1.0, 2.0, 4.0])),
+                        outstanding=int(rng.integers(0, 3))) for i in range(n)]
+    lw = TierRouter(0, reps, "least_work")
+    assert lw.pick() is _first_min(reps, lambda r: r.outstanding_work / r.tokens_per_s)
+    assert TierRouter(0, reps, "jsq").pick() is _first_min(reps, lambda r: r.outstanding)
+    sub = reps[1:]
+    assert lw.pick(sub) is _first_min(sub, lambda r: r.outstanding_work / r.tokens_per_s)
 
 
-def test_a_planned_tier_without_replicas_parks_visits_until_one_is_added():
-    router = TierRouter(1, [], "least_work")
-    seqs = [Seq(), Seq()]
-    for s in seqs:
-        router.route(s)
-    assert router.parked == seqs and not router.live
-    rep = FakeReplica()
-    router.add(rep)
-    assert rep.got == seqs and router.parked == [] and router.live
-    router.route(Seq())
-    assert router.unpark() == [] and len(rep.got) == 3
+def test_least_work_divides_by_the_token_rate():
+    slow_idle, fast_busy = FakeReplica("a", work=10.0, rate=1.0), FakeReplica("b", work=30.0, rate=10.0)
+    assert TierRouter(0, [slow_idle, fast_busy]).pick() is fast_busy  # 3 s of work beats 10 s
+    assert TierRouter(0, [fast_busy, slow_idle], "jsq").pick() is fast_busy  # equal visits: the first
 
 
-def test_a_visit_too_long_for_the_chosen_replica_goes_to_one_that_can_hold_it():
-    small, big = FakeReplica(max_tokens_held=100), FakeReplica(outstanding_work=50.0, max_tokens_held=1000)
-    router = TierRouter(0, [small, big], "least_work")
-    router.route(Seq(prompt_tokens=90, generated=20))  # 110 tokens: only `big` can hold it
-    router.route(Seq(prompt_tokens=50))
-    assert len(big.got) == 1 and len(small.got) == 1
-    router.route(Seq(prompt_tokens=5000))  # nobody can: it goes to the pick, which drops it with a reason
-    assert len(small.got) == 2
+def test_round_robin_cycles_in_order():
+    reps = [FakeReplica(i) for i in range(3)]
+    rr = TierRouter(0, reps, "round_robin")
+    assert [rr.pick().name for _ in range(7)] == [0, 1, 2, 0, 1, 2, 0]
 
 
-def test_an_unknown_policy_is_a_config_error_naming_the_valid_ones():
-    with pytest.raises(ConfigError, match="least_work"):
-        TierRouter(0, [], "random")
+def test_single_replica_is_always_picked():
+    only = FakeReplica("x", work=99.0)
+    for policy in LOAD_BALANCERS:
+        assert TierRouter(0, [only], policy).pick() is only
 
 
-def test_question_routes_look_up_every_question_and_refuse_an_unseen_one():
-    routes = [("a", 0), ("b", 2)]
-    assert question_routes(routes, np.array(["b", "a", "b"])).tolist() == [2, 0, 2]
-    with pytest.raises(ConfigError, match="no route for question 'c'"):
-        question_routes(routes, np.array(["a", "c"]))
+def test_route_sends_a_visit_too_long_for_the_pick_to_a_replica_that_can_hold_it():
+    small, big1, big2 = (FakeReplica("s", 0.0, max_tokens=500), FakeReplica("b1", 5.0, max_tokens=4000),
+                         FakeReplica("b2", 1.0, max_tokens=4000))
+    r = TierRouter(1, [small, big1, big2])
+    r.route(FakeSeq(prompt=100))
+    assert small.got and not big1.got  # fits the least loaded
+    seq = FakeSeq(prompt=450, generated=60)  # 510 tokens (prompt + generated) > 500
+    r.route(seq)
+    assert big2.got == [seq]  # least work among those able to hold it
+    edge = FakeSeq(prompt=500)
+    r.route(edge)
+    assert small.got[-1] is edge  # exactly its capacity fits
+    huge = FakeSeq(prompt=5000)  # nobody can hold it: the least loaded takes it and drops it
+    r.route(huge)
+    assert small.got[-1] is huge
+
+
+def test_visits_park_while_a_planned_tier_has_no_replica():
+    a = FakeReplica("a")
+    r = TierRouter(0, [a], "round_robin")
+    assert r.planned and r.live and r.tier == 0 and r.policy == "round_robin"
+    r.remove(a)
+    assert not r.live and r.planned
+    s1, s2 = FakeSeq(), FakeSeq()
+    r.route(s1)
+    r.route(s2)
+    assert r.parked == [s1, s2] and not a.got
+    b = FakeReplica("b")
+    r.add(b)
+    assert b.got == [s1, s2] and r.parked == [] and r.replicas == [b]
+    r.remove(b)
+    s3 = FakeSeq()
+    r.route(s3)
+    assert r.unpark() == [s3] and r.parked == [] and r.unpark() == []
+    empty = TierRouter(2, [])
+    assert not empty.planned and not empty.live
+
+
+def test_router_copies_the_replica_list():
+    reps = [FakeReplica(0), FakeReplica(1)]
+    r = TierRouter(0, reps)
+    r.remove(reps[0])
+    assert len(reps) == 2 and len(r.replicas) == 1
+
+
+def test_unknown_policy_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match=r"sim.load_balancer 'fastest' is not valid; choose one of \['least_work'"):
+        TierRouter(0, [], "fastest")
+
+
+def test_question_routes_looks_up_every_request():
+    routes = [("q1", 0), ("q2", 1), ("q3", 1)]
+    got = question_routes(routes, np.array(["q2", "q1", "q3", "q2"]))
+    assert got.tolist() == [1, 0, 1, 1] and got.dtype == np.int64
+    with pytest.raises(ConfigError, match=r"no route for question 'q9' \(2 of 3 requests\)"):
+        question_routes(routes, np.array(["q9", "q1", "q8"]))
+
+
+def test_round_robin_over_a_subset_keeps_one_counter():
+    reps = [FakeReplica(i) for i in range(4)]
+    rr = TierRouter(0, reps, "round_robin")
+    picks = [rr.pick(reps[:2]).name for _ in range(3)] + [rr.pick().name]
+    assert picks == [0, 1, 0, 3]
+    assert [rr.pick().name for _ in range(2)] == [0, 1]

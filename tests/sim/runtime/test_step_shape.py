@@ -1,0 +1,32 @@
+"""The scheduler's batch shape (built without the dataclass constructor) equals BatchShape(...) from the chunks."""
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.perf.batch import BatchShape
+from sim.runtime.batching import Seq, _shape
+
+
+@settings(max_examples=60, deadline=None)
+@given(chunks=st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 600)), max_size=5),
+       decodes=st.lists(st.tuples(st.integers(1, 4000), st.integers(0, 300)), max_size=5))
+def test_shape_equals_the_constructor_field_for_field(chunks, decodes):
+    seqs = []
+    for prefilled, _ in chunks:
+        s = Seq(len(seqs), 0, prefilled + 1000, 10, 0.0)
+        s.prefilled = prefilled
+        seqs.append(s)
+    dec = []
+    for prompt, generated in decodes:
+        s = Seq(0, 0, prompt, generated + 1, 0.0)
+        s.generated = generated
+        dec.append(s)
+    pairs = [(s, c) for s, (_, c) in zip(seqs, chunks)]
+    want = BatchShape(prefill_tokens=sum(c for _, c in chunks),
+                      prefill_attn_pairs=sum(c * (p + (c + 1) / 2) for p, c in chunks),
+                      num_prefill_seqs=len(chunks), decode_seqs=len(decodes),
+                      decode_ctx_tokens=sum(p + g for p, g in decodes))
+    got = _shape(pairs, dec)
+    assert type(got) is BatchShape and got == want and hash(got) == hash(want)
+    assert got.num_tokens == want.num_tokens and vars(got) == vars(want)
