@@ -32,12 +32,15 @@ def test_cap_bars_are_hatched_lower_bounds_and_zero_is_drawn():
 
 
 def test_cap_is_recomputed_from_the_shipped_trace_when_the_table_lacks_it():
-    # The committed sweep's capped values all read 140.96 req/s: 10 x the first 300 s of the test split of
-    # conversation at x2.5 (once taken from the whole trace's first 300 s, 121.34, below values the sweep reached).
+    # The bisection's cap is 10 x the rate of the first 300 s of the test split of conversation at x2.5: 140.96
+    # req/s (once taken from the whole trace's first 300 s, 121.34, below values the sweep reached). A recomputed
+    # cap can never sit below a throughput the committed sweep measured (the tables made after the engine refit of
+    # 2026-12-07 reach 119.4 req/s at most, so no row is at the cap itself).
     row = pd.Series({"experiment": "slo_throughput", "workload": "conversation", "rate_scale": 2.5})
     assert _common.throughput_cap_rps(row) == pytest.approx(140.9555, rel=1e-4)
     sweep = pd.read_csv(PROJECT_ROOT / "results" / "slo_throughput_seeds.csv")
-    assert sweep[sweep.workload == "conversation"].throughput_rps.max() == pytest.approx(140.9555, rel=1e-4)
+    reached = sweep[sweep.workload == "conversation"].throughput_rps.max()
+    assert reached <= _common.throughput_cap_rps(row) * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("name", NAMES)
