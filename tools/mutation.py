@@ -48,7 +48,11 @@ _TPOT_ONE = ("tokens > 1 -> tokens >= 1 in the TPOT mask: a one-token answer the
              "0), which _pct drops as non-finite, exactly as the NaN of the else branch")
 _DIVIDE = ("np.errstate(divide='ignore') removed: the only zero denominator is a one-token answer, whose decode time is "
            "0 (checked on simulator records), so 0/0 raises 'invalid' (kept ignored, and tested), never 'divide'")
+_INT64 = ("dtype=np.int64 dropped: numpy >= 2 (2.4 here) makes Python ints int64 on every platform, so no test on "
+          "this machine can tell; the dtype is stated for numpy 1.x on Windows, where the default was int32")
 EQUIVALENT: dict[str, str] = {
+    "sim.runtime.router.x_question_routes__mutmut_8": _INT64,
+    "sim.runtime.router.x_question_routes__mutmut_10": _INT64,
     **{f"sim.metrics.x_{name}": _NAN for name in (
         "_pct__mutmut_9", "_pct__mutmut_14", "_pct__mutmut_19", "_pct__mutmut_24", "slo_scale__mutmut_15", "summarize__mutmut_102",
         "summarize__mutmut_115", "summarize__mutmut_148")},

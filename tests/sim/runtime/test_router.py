@@ -44,7 +44,9 @@ def test_least_work_and_jsq_pick_the_first_minimum(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 6))
     # Few distinct values, so ties are common; work / rate ranks differently from work alone.
-    reps = [FakeReplica(i, work=float(rng.integers(0, 4)), rate=float(rng.choice([1.0, 2.0, 4.0])),
+    # Rates below 1 token/s too: the ranking must not depend on the rate's unit (work * rate agrees with
+    # work / rate whenever every rate is 1).
+    reps = [FakeReplica(i, work=float(rng.integers(0, 4)), rate=float(rng.choice([0.25, 0.5, 1.0, 2.0, 4.0])),
                         outstanding=int(rng.integers(0, 3))) for i in range(n)]
     lw = TierRouter(0, reps, "least_work")
     assert lw.pick() is _first_min(reps, lambda r: r.outstanding_work / r.tokens_per_s)
@@ -57,6 +59,22 @@ def test_least_work_divides_by_the_token_rate():
     slow_idle, fast_busy = FakeReplica("a", work=10.0, rate=1.0), FakeReplica("b", work=30.0, rate=10.0)
     assert TierRouter(0, [slow_idle, fast_busy]).pick() is fast_busy  # 3 s of work beats 10 s
     assert TierRouter(0, [fast_busy, slow_idle], "jsq").pick() is fast_busy  # equal visits: the first
+
+
+def test_least_work_ranks_the_first_replica_by_the_same_ratio_as_the_others():
+    # The first replica's 20 s of work (10 tokens at 0.5 tokens/s) loses to the second's 15 s.
+    first, second = FakeReplica("a", work=10.0, rate=0.5), FakeReplica("b", work=15.0, rate=1.0)
+    assert TierRouter(0, [first, second]).pick() is second
+
+
+def test_round_robin_keeps_a_visit_of_exactly_the_capacity_on_its_turn():
+    # A visit that fits exactly (tokens == max_tokens_held) is not re-routed: re-picking would skip a turn.
+    reps = [FakeReplica(i, max_tokens=500) for i in range(3)]
+    rr = TierRouter(0, reps, "round_robin")
+    edge, nxt = FakeSeq(prompt=450, generated=50), FakeSeq(prompt=10)
+    rr.route(edge)
+    rr.route(nxt)
+    assert reps[0].got == [edge] and reps[1].got == [nxt] and not reps[2].got
 
 
 def test_round_robin_cycles_in_order():
