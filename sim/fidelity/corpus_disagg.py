@@ -30,10 +30,13 @@ import numpy as np
 import pandas as pd
 
 from sim.common.errors import DataError, UserError
+from sim.fidelity.clients import BenchmarkClient, ClientSpec, client_workload, release_times_s
 from sim.fidelity.corpus import CORPUS_DIR, drawn_lengths, serving_sim_overrides
-from sim.fidelity.corpus_long import _gpu
+from sim.fidelity.corpus_long import hardware_gpu
 from sim.fidelity.corpus_rows import CorpusRow
+from sim.fidelity.serving import engine_cost_factory
 from sim.perf.engine import EngineProfile, resolve_engine
+from sim.simulator import sim_config_from_dict, simulate
 from sim.spec.cascade import CascadeSpec, TierSpec
 from sim.spec.models import load_model
 from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
@@ -104,7 +107,7 @@ def parse_run(rec: pd.Series, line: int) -> DisaggRun:
     if g_p != n_p * tp_p or g_d != n_d * tp_d:
         raise DataError(f"{SOURCE} line {line}: workers x TP ({n_p} x {tp_p}, {n_d} x {tp_d}) do not match the GPUs "
                         f"stated ({g_p}, {g_d})")
-    return DisaggRun(gpu=_gpu(str(rec["gpu"])), engine=ENGINES[str(rec["engine"])], num_prefill=n_p, num_decode=n_d,
+    return DisaggRun(gpu=hardware_gpu(str(rec["gpu"])), engine=ENGINES[str(rec["engine"])], num_prefill=n_p, num_decode=n_d,
                      tp_prefill=tp_p, tp_decode=tp_d, ep_prefill=ep_p, ep_decode=ep_d, dp_prefill=dp_p,
                      dp_decode=dp_d, input_tokens=int(rec["input_tokens"]), output_tokens=int(rec["output_tokens"]),
                      concurrency=int(rec["batch_size_or_concurrency"]),
@@ -151,10 +154,6 @@ def run_deployment(run: DisaggRun) -> tuple[CascadeSpec, CascadePlan, object]:
 def simulate_run(run: DisaggRun, engine: EngineProfile | None = None, seed: int = 0) -> dict:
     """{tpot_median, tpot_mean, ttft_median, ttft_mean} in ms of the simulated benchmark, plus requests and the
     mean KV transfer in ms."""
-    from sim.fidelity.clients import BenchmarkClient, client_workload, ClientSpec, release_times_s
-    from sim.fidelity.serving import _cost_factory
-    from sim.simulator import sim_config_from_dict, simulate
-
     eng = engine if engine is not None else resolve_engine(run.engine)
     row = CorpusRow(source=SOURCE, line=0, engine=run.engine, engine_version="", gpu=run.gpu, model="deepseek_v3",
                     weights="fp8", kv=MEMORY_KV[run.engine][1], tp=run.tp_decode, pp=1, kind="closed_loop",
@@ -167,7 +166,7 @@ def simulate_run(run: DisaggRun, engine: EngineProfile | None = None, seed: int 
     release = release_times_s(spec.num_prompts, None, np.random.default_rng(seed))
     client = BenchmarkClient(release, spec.concurrency)
     workload = client_workload(spec, release, "deepseek_v3")
-    result = simulate(plan, cascade, cluster, workload, cfg, seed=seed, cost_factory=_cost_factory(eng, cfg),
+    result = simulate(plan, cascade, cluster, workload, cfg, seed=seed, cost_factory=engine_cost_factory(eng, cfg),
                       arrivals=client)
     req = result.requests
     done = req[req["status"] == "completed"]

@@ -53,7 +53,8 @@ UNMODELLED = {
 }
 
 
-def _gpu(text: str) -> str:
+def hardware_gpu(text: str) -> str:
+    """The conf/hardware GPU name of a corpus row's GPU text (NotPredictable where none is specified)."""
     for prefix, name in GPU_PREFIXES:
         if text.startswith(prefix):
             return name
@@ -90,7 +91,7 @@ def _value(r: pd.Series) -> float:
 def _base(stem: str, line: int, r: pd.Series, engine: str, **kw) -> CorpusRow:
     """A CorpusRow with the fields every long-format row shares; kw sets the rest."""
     fields = dict(source=stem, line=line, engine=engine, engine_version=str(r["engine_version"]),
-                  gpu=_gpu(str(r["gpu"])), model=_model(str(r["model"])), weights="bf16", kv="bf16",
+                  gpu=hardware_gpu(str(r["gpu"])), model=_model(str(r["model"])), weights="bf16", kv="bf16",
                   tp=_int(r["tp"], "tp"), pp=1, kind="", batch_size=1, input_tokens=_int(r["input_tokens"], "input"),
                   output_tokens=_int(r["output_tokens"], "output"), request_rate=None, num_prompts=0, measured=())
     fields.update(kw)
@@ -173,7 +174,7 @@ def _misc_web(stem: str, line: int, r: pd.Series) -> CorpusRow:
 
 def _vidur(stem: str, line: int, r: pd.Series) -> CorpusRow:
     metric = str(r["metric"])
-    gpu = _gpu(str(r["gpu"]))
+    gpu = hardware_gpu(str(r["gpu"]))
     tp = _int(r["tp"], "tp")
     if metric == "all_reduce_median":
         size = re.search(r"(\d+) bytes", str(r["notes"]))

@@ -54,7 +54,9 @@ def bench_cluster(gpu: str, num_gpus: int) -> ClusterSpec:
                        ib_latency_us=5.0)
 
 
-def _cost_factory(engine, cfg):
+def engine_cost_factory(engine, cfg):
+    """The simulator's cost_factory with `engine` (a profile) in place of the tier's engine name; a measured-table
+    cost model (cfg.cost_model) knows no engine profile and is returned as configured."""
     from sim.simulator import default_cost_factory
 
     if getattr(cfg, "cost_model", "analytical") != "analytical":
@@ -90,7 +92,7 @@ def simulate_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm
     tier = TierSpec(load_model(bench.model), bench.weights, bench.kv, ep=bench.ep, dp_attention=bench.dp_attention,
                     mtp_draft_tokens=bench.mtp_draft_tokens)
     cluster = bench_cluster(bench.gpu, bench.tp * bench.pp)
-    factory = _cost_factory(engine, cfg)
+    factory = engine_cost_factory(engine, cfg)
     result = run_client(spec, tier, bench.tp, bench.pp, cluster, cfg, seed=seed, cost_factory=factory)
     _check_all_served(result, bench)
     replica = single_replica_deployment(tier, bench.tp, bench.pp, cluster)[1].tiers[0].replicas[0]

@@ -14,7 +14,7 @@ from sim.fidelity.corpus import drawn_lengths, serving_sim_overrides
 from sim.fidelity.corpus_disagg import (DisaggRun, disaggregated_rows, disaggregated_summary, parse_run,
                                         run_deployment, simulate_run)
 from sim.fidelity.corpus_rows import CorpusRow
-from sim.fidelity.serving import _cost_factory
+from sim.fidelity.serving import engine_cost_factory
 from sim.fidelity.timing import batch_prefill_time_s, decode_step_time_s
 from sim.perf.engine import resolve_engine
 from sim.runtime.disagg import kv_transfer_s
@@ -66,7 +66,7 @@ def test_lone_requests_pay_prefill_then_transfer_then_one_decode_step_per_token(
     cascade, plan, cluster = run_deployment(run)
     src, dst = plan.tiers[0].replicas
     assert {n for n, _ in src.gpus} == {0} and {n for n, _ in dst.gpus} == {1}
-    factory = _cost_factory(eng, sim_config_from_dict({**serving_sim_overrides(eng), "gpu_memory_utilization": 0.82}))
+    factory = engine_cost_factory(eng, sim_config_from_dict({**serving_sim_overrides(eng), "gpu_memory_utilization": 0.82}))
     c_p, c_d = factory(cascade.tiers[0], src, cluster), factory(cascade.tiers[0], dst, cluster)
     row = CorpusRow(source="x", line=0, engine="sglang", engine_version="", gpu="h200_sxm", model="deepseek_v3",
                     weights="fp8", kv="bf16", tp=8, pp=1, kind="closed_loop", batch_size=1, input_tokens=1024,
