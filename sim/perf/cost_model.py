@@ -27,7 +27,8 @@ from sim.spec.models import KV_BYTES, WEIGHT_BYTES, ModelSpec
 from sim.perf.batch import BatchShape
 from sim.perf.engine import EngineProfile, resolve_engine
 from sim.perf.kernels import (ACT_BYTES, AllReduceParams, allreduce_coefficients, expected_distinct_experts,
-                              gemm_coefficients, p2p_time_s, ring_allgather_time_s, smooth_max)
+                              gemm_coefficients, nccl_internode_allreduce_latency_s, p2p_time_s, ring_allgather_time_s,
+                              smooth_max)
 from sim.perf.layers import (Gemm, attention_elementwise, attention_gemms, dense_mlp_gemms, embedding_op,
                              kv_heads_per_gpu, mlp_act)
 from sim.perf.params import CalibratedParams, load_params
@@ -456,6 +457,9 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
     tp_bw, tp_ar = link(tp_spans_nodes)
     if tp_spans_nodes:
         assert cluster is not None
+        # NCCL's hierarchical latency (its own tuning model), not a flat ring of IB hops; bandwidth as before.
+        tp_ar = AllReduceParams(eng.allreduce_ib_bw_eff, 0.0, nccl_internode_allreduce_latency_s(
+            tp, max(2, -(-tp // cluster.gpus_per_node))))
         tp_bw_a2a, tp_a2a_base_s, tp_a2a_eff = cluster.ib_bw_gbps * 1e9, eng.a2a_ib_base_us * 1e-6, eng.a2a_ib_bw_eff
     else:
         tp_bw_a2a, tp_a2a_base_s, tp_a2a_eff = gpu.nvlink_bw_gbps * 1e9, eng.a2a_nvlink_base_us * 1e-6, eng.a2a_nvlink_bw_eff
