@@ -7,7 +7,7 @@ import pytest
 from sim.perf.batch import BatchShape
 from sim.perf.cost_model import build_replica_cost
 from sim.perf.kernels import nccl_internode_allreduce_latency_s
-from sim.spec.hardware import load_cluster, load_gpu
+from sim.spec.hardware import ClusterSpec, load_cluster, load_gpu
 from sim.spec.models import load_model
 
 
@@ -39,3 +39,21 @@ def test_two_node_tp16_decode_pays_nccl_latency_per_all_reduce():
     assert delta == pytest.approx(n_allreduce * per_call, rel=0.05)
     # The flat ring it replaces charged 30 steps x 5 us + 30 us per call: about 6x this.
     assert delta < 0.3 * n_allreduce * (30 * 5e-6 + 30e-6)
+
+
+def test_cross_node_all_to_all_runs_at_each_gpus_own_nic_as_deepeps_figures():
+    """DeepEP's low-latency kernels at EP16 on H800 + one CX7 400 Gb/s NIC per GPU (data/measurements/
+    kernels_h800_deepep_flashmla_deepgemm.csv): 128 tokens per rank, dispatch 173 us + combine 314 us. The model's
+    dispatch + combine of one MoE layer for 16 ranks x 128 tokens on nodes of 8 GPUs with 8 x 50 GB/s each:
+    2 x 20 us + 2048 tokens x 7.5 remote copies x 7168 x (1.03 + 2) B / 16 ranks / (50 GB/s x 0.9) = 530 us, within
+    10 % of the measured 487 us. Charged at the whole node's 400 GB/s instead, it would be 8x faster (~100 us)."""
+    model, gpu = load_model("deepseek_v3"), load_gpu("h100_sxm")
+    cluster = ClusterSpec("dgx", gpu, 2, 8, ib_bw_gbps=400.0, ib_latency_us=5.0)
+    c = build_replica_cost(model, gpu, 16, 1, "fp8", cluster=cluster, engine="sglang", tp_spans_nodes=True,
+                           gpu_memory_utilization=0.9, ep=16, dp_attention=True)
+    moe = c.stages[0].moe
+    per_layer_s = moe.a2a_fixed_s + moe.a2a_s_per_token * 16 * 128
+    copies = 8 * 15 / 16
+    by_hand = 2 * 20e-6 + 2048 * copies * 7168 * (1 + 4 / 128 + 2) / 16 / (50e9 * 0.9)
+    assert per_layer_s == pytest.approx(by_hand, rel=1e-6)
+    assert per_layer_s == pytest.approx((173 + 314) * 1e-6, rel=0.10)
