@@ -267,9 +267,9 @@ def role_cost_factory(eng: EngineProfile, cfg, launch: LaunchSettings | None):
 
 
 @lru_cache(maxsize=256)
-def simulate_run(run: DisaggRun, engine: EngineProfile | None = None, seed: int = 0) -> dict:
+def simulate_run(run: DisaggRun, engine: EngineProfile | None = None, seed: int = 0, mode: str = "fast") -> dict:
     """{tpot_median, tpot_mean, ttft_median, ttft_mean} in ms of the simulated benchmark, plus requests and the
-    mean KV transfer in ms."""
+    mean KV transfer in ms; mode: the simulator's fast (default) or reference mode."""
     eng = engine if engine is not None else replace(resolve_engine(run.engine),
                                                     mtp_acceptance=INFERENCEX_MTP_ACCEPTANCE[run.engine])
     row = CorpusRow(source=SOURCE, line=0, engine=run.engine, engine_version="", gpu=run.gpu, model="deepseek_v3",
@@ -280,7 +280,7 @@ def simulate_run(run: DisaggRun, engine: EngineProfile | None = None, seed: int 
     spec = ClientSpec(isl, osl, run.concurrency, None)
     launch = launch_settings(run)
     cascade, plan, cluster = run_deployment(run, launch)
-    overrides = {**serving_sim_overrides(eng), "gpu_memory_utilization": MEMORY_KV[run.engine][0]}
+    overrides = {**serving_sim_overrides(eng), "gpu_memory_utilization": MEMORY_KV[run.engine][0], "mode": mode}
     if launch is not None:
         # One batching setting for the tier: the prefill workers' token budget per iteration (their chunk; a prompt
         # in one piece where the engine does not chunk, its budget holding one or two whole prompts) and the decode

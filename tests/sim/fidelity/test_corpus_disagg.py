@@ -138,3 +138,15 @@ def test_the_mtp_acceptance_constants_are_what_the_colocated_pairs_give():
     for name, value in INFERENCEX_MTP_ACCEPTANCE.items():
         assert got[name] == pytest.approx(value, abs=0.01)
         assert value < resolve_engine(name).mtp_acceptance - 0.15
+
+
+@pytest.mark.parametrize("concurrency, engine, mtp", [(11, "trtllm_pytorch", False), (16, "sglang", True)])
+def test_recipe_runs_are_the_same_in_fast_and_reference_mode(concurrency, engine, mtp):
+    """Two runs with their recipes: TensorRT-LLM with nine single-sequence decode workers at concurrency 11 (the cap
+    binds: two requests always wait for decode room) and SGLang with 2-draft MTP; the fast mode's jumps over decode
+    iterations give the reference mode's statistics to the bit."""
+    run = next(r for r in set(disaggregated_rows().run) if r.concurrency == concurrency and r.engine == engine
+               and (r.mtp_draft_tokens > 0) == mtp and r.input_tokens == 1024)
+    assert launch_settings(run) is not None
+    fast, ref = simulate_run(run, mode="fast"), simulate_run(run, mode="reference")
+    assert fast == ref and fast["requests"] == run.num_prompts
