@@ -4,10 +4,13 @@ per measured run, never fitted on these rows (they are the check).
 
 Each measured run states its P prefill and D decode workers and, per side, TP, EP and DP attention (columns tp, ep,
 dp_attention as "P:x/D:y"; the worker counts in its notes). The run is rebuilt as one disaggregated tier: P prefill
-and D decode replicas of DeepSeek-R1 (FP8 weights; KV precision, memory fraction, engine profile and MTP with one
-draft token where the run used it, as the colocated InferenceX rows), on node-major GPUs of 8-GPU nodes linked by InfiniBand (a TP16 worker spans two nodes;
-each worker on its own nodes, so every KV transfer crosses InfiniBand as between Dynamo's workers), with the cost
-model of the run's engine profile (conf/engine sglang / trtllm, its max_num_seqs and token budget on both sides).
+and D decode replicas of DeepSeek-R1 (FP8 weights; KV precision and engine profile as the colocated InferenceX rows),
+on node-major GPUs of 8-GPU DGX nodes linked by InfiniBand (a TP16 worker spans two nodes; each worker on its own
+nodes, so every KV transfer crosses InfiniBand as between Dynamo's workers), with the cost model of the run's engine
+profile (conf/engine sglang / trtllm_pytorch) and the settings of the run's own launch recipe (launch_settings:
+MTP draft tokens, the decode workers' sequence cap and CUDA-graph limit, the prefill workers' token budget, each
+side's memory fraction; data/measurements/launch), MTP acceptance as InferenceX's random prompts give it
+(INFERENCEX_MTP_ACCEPTANCE, from the colocated rows).
 The closed-loop client of sim.fidelity.clients keeps `concurrency` requests in flight, lengths drawn as InferenceX's
 benchmark draws them (uniform in [0.8 L, L], sim.fidelity.corpus.drawn_lengths). The client sees the first token when
 a decode instance admits the visit (its KV arrived and it had room: the decode worker streams every token), so TTFT
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
 
 from sim.common.errors import DataError, UserError
 from sim.fidelity.clients import BenchmarkClient, ClientSpec, client_workload, release_times_s
@@ -35,7 +39,7 @@ from sim.fidelity.corpus import CORPUS_DIR, drawn_lengths, serving_sim_overrides
 from sim.fidelity.corpus_long import hardware_gpu
 from sim.fidelity.corpus_rows import CorpusRow
 from sim.fidelity.serving import engine_cost_factory
-from sim.perf.cost_model import replica_cost_for
+from sim.perf.cost_model import build_replica_cost, replica_cost_for
 from sim.perf.engine import EngineProfile, resolve_engine
 from sim.simulator import sim_config_from_dict, simulate
 from sim.spec.cascade import CascadeSpec, TierSpec
@@ -221,10 +225,6 @@ def mtp_acceptance_from_colocated_pairs(corpus_dir: Path = CORPUS_DIR) -> dict[s
     disaggregated) InferenceX TPOT medians measured with and without MTP at the same concurrency B, where
     1 + a + ... + a^k = R / Q, R the cost model's decode step with k drafts over the plain step (batch B, context
     0.9 input + 0.45 output tokens: half-way through the drawn lengths) and Q the measured TPOT with MTP over without."""
-    from scipy.optimize import brentq
-
-    from sim.perf.cost_model import build_replica_cost
-
     frame = pd.read_csv(sorted(Path(corpus_dir).glob(f"{SOURCE}.csv*"))[0], comment="#", dtype=str)
     frame = frame[~frame.engine.str.contains("disaggregated") & (frame.metric == "tpot_median")
                   & frame.engine.isin(list(COLOCATED_MTP_DRAFTS))]
