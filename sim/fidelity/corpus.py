@@ -14,8 +14,9 @@ the source measured the row (read data/measurements/SOURCES.md):
 - serving (a benchmark client at a request rate, fixed lengths): the serving engineer's closed-loop simulation,
   sim.fidelity.serving, with the engine profile; TTFT and ITL are compared as the source reports them (mean or
   median). A source run with --disable-cuda-graph is predicted with the profile's CUDA graphs off.
-Rows with a length distribution instead of fixed lengths (ShareGPT, MLPerf datasets) or without a parallelism
-are listed as not predictable with that reason rather than guessed.
+Rows measured on ShareGPT (sglang.bench_serving / vLLM benchmark_serving) are simulated with lengths drawn from its
+published statistics (sim.fidelity.length_datasets; issue 18); rows with a length distribution that has no published
+parameters (MLPerf's datasets) or without a parallelism are listed as not predictable with that reason.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from sim.perf.engine import EngineProfile, resolve_engine
 from sim.fidelity.corpus_long import LONG_COLUMNS, long_rows
 from sim.fidelity.corpus_rows import CorpusRow, NotPredictable
 from sim.fidelity.kernel_floor import kernel_time_ms
+from sim.fidelity.length_datasets import SHAREGPT, dataset_named, draw_lengths
 from sim.fidelity.timing import batch_prefill_time_s, decode_step_time_s
 
 CORPUS_DIR = DATA_DIR / "measurements"
@@ -87,8 +89,15 @@ def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
     if engine_name not in ENGINES:
         raise NotPredictable(f"engine {r['engine']!r} has no profile")
     isl, osl = _num(r["input_tokens"]), _num(r["output_tokens"])
+    notes = str(r.get("notes", ""))
+    dataset = ""
+    if (isl is None or osl is None) and "sharegpt" in notes.lower() and str(r["kind"]) in ("serving",
+                                                                                           "offline_throughput"):
+        # Issue 18: lengths from a dataset with published statistics are drawn from it (sim.fidelity.length_datasets)
+        dataset = SHAREGPT.name
+        isl, osl = round(SHAREGPT.mean_input_tokens), round(SHAREGPT.mean_output_tokens)
     if isl is None or osl is None:
-        if "total_input_tokens" in str(r.get("notes", "")):
+        if "total_input_tokens" in notes:
             raise NotPredictable("a dataset's variable lengths: only the run's totals are shipped, and a burst's "
                                  "time depends on its longest requests")
         raise NotPredictable("no fixed input/output lengths (a dataset's length distribution)")
@@ -104,11 +113,11 @@ def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
     if gpu is None:
         raise NotPredictable(f"GPU {r['gpu']!r} has no conf/hardware spec")
     weights, kv = _precision(str(r["precision"]))
-    notes = str(r.get("notes", ""))
     kind = str(r["kind"])
     batch = _num(r["batch_size"])
     rate = _num(r["request_rate"])
     measured: list[tuple[str, float]] = []
+    scheduler_steps = 1
     if kind == "iteration":
         if _num(r["ttft_ms"]) is None:
             raise NotPredictable("iteration row without ttft_ms")
@@ -119,10 +128,17 @@ def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
             raise NotPredictable("offline row without output_tokens_per_s")
         measured.append(("output_tokens_per_s", float(r["output_tokens_per_s"])))
         row_kind = "static_throughput" if "static batching" in notes else "inflight_throughput"
+        if dataset:  # every prompt sent at once: the serving simulation, throughput = output tokens / makespan
+            row_kind = "serving"
         if row_kind == "static_throughput" and batch is None:
             raise NotPredictable("static-batching row without batch size")
     elif kind == "serving":
-        for col, metric in (("ttft_ms", "serving_ttft_ms"), ("itl_ms", "serving_itl_ms")):
+        # vLLM's multi-step scheduling (--num-scheduler-steps) streams tokens in chunks: its ITL is the gap between
+        # chunks, so its per-token latency is read from TPOT instead.
+        multi_step = re.search(r"--num-scheduler-steps (\d+)", notes) if engine_name == "vLLM" else None
+        scheduler_steps = int(multi_step.group(1)) if multi_step else 1
+        itl = ("tpot_ms", "tpot_ms") if multi_step else ("itl_ms", "serving_itl_ms")
+        for col, metric in (("ttft_ms", "serving_ttft_ms"), itl):
             if _num(r[col]) is not None:
                 measured.append((metric, float(r[col])))
         if not measured or not ("MEANS" in notes.upper() or "MEDIANS" in notes.upper()):
@@ -130,14 +146,16 @@ def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
         row_kind = "serving"
     else:
         raise NotPredictable(f"unknown kind {kind!r}")
-    found = re.search(r"(\d+) requests|--num-prompts? (\d+)", notes)
+    # "N prompts" is read only for dataset rows (sglang.bench_serving's notes), so no earlier row's count moves
+    found = re.search(r"(\d+) requests|--num-prompts? (\d+)" + (r"|(\d+) prompts" if dataset else ""), notes)
     prompts = int(next(g for g in found.groups() if g)) if found else 200
     return CorpusRow(source=source, line=line, engine=ENGINES[engine_name], engine_version=str(r["engine_version"]),
                      gpu=gpu, model=model, weights=weights, kv=kv, tp=int(tp), pp=int(pp), kind=row_kind,
                      batch_size=int(batch) if batch else 1, input_tokens=int(isl), output_tokens=int(osl),
                      request_rate=rate if rate and math.isfinite(rate) else None, num_prompts=prompts,
                      measured=tuple(measured), statistic="median" if "MEDIANS" in notes.upper() else "mean",
-                     cuda_graphs="--disable-cuda-graph" not in notes, dp_attention="--enable-dp-attention" in notes)
+                     cuda_graphs="--disable-cuda-graph" not in notes, dp_attention="--enable-dp-attention" in notes,
+                     length_dataset=dataset, scheduler_steps=scheduler_steps)
 
 
 def corpus_files(corpus_dir: Path) -> list[Path]:
@@ -332,7 +350,19 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
         ttft_ms, tpot_ms = float(out[f"ttft_ms_{stat}"]), float(out[f"tpot_ms_{stat}"])
         return {"closed_ttft_ms": ttft_ms + adp_hold_ms(row, tpot_ms, cost.mtp_tokens_per_step),
                 "tpot_ms": tpot_ms}
-    return {"serving_ttft_ms": float(out[f"ttft_ms_{stat}"]), "serving_itl_ms": float(out[f"itl_ms_{stat}"])}
+    tpot_ms = float(out[f"tpot_ms_{stat}"])
+    return {"serving_ttft_ms": float(out[f"ttft_ms_{stat}"]) + multi_step_wait_ms(row, tpot_ms),
+            "serving_itl_ms": float(out[f"itl_ms_{stat}"]), "tpot_ms": tpot_ms,
+            "output_tokens_per_s": float(out["output_tokens_per_s"])}
+
+
+def multi_step_wait_ms(row: CorpusRow, tpot_ms: float) -> float:
+    """vLLM 0.6's multi-step scheduling (--num-scheduler-steps n): the scheduler runs once per n decode steps, so a
+    request arriving during a run waits for its end before its prefill is scheduled (0.6.0 runs no prefill inside a
+    multi-step run: multi-step with chunked prefill came later). Arrivals are Poisson, so the arrival falls at a
+    uniform phase of the run: the wait is uniform on [0, n steps], mean and median n / 2 steps of one decode step
+    (the TPOT). Not simulated: added to the simulated single-step TTFT (mean and median alike); 0 for n = 1."""
+    return (row.scheduler_steps / 2.0) * tpot_ms if row.scheduler_steps > 1 else 0.0
 
 
 def adp_hold_ms(row: CorpusRow, tpot_ms: float, tokens_per_step: float) -> float:
@@ -371,6 +401,9 @@ def drawn_lengths(row: CorpusRow) -> tuple[tuple[int, ...], tuple[int, ...]]:
     import numpy as np
 
     n = max(1, row.num_prompts)
+    if row.length_dataset:
+        rng = np.random.default_rng(np.random.SeedSequence([LENGTH_SEED, n]))
+        return draw_lengths(dataset_named(row.length_dataset), n, rng)
     if row.length_ratio >= 1.0:
         return (row.input_tokens,) * n, (row.output_tokens,) * n
     rng = np.random.default_rng(np.random.SeedSequence([LENGTH_SEED, row.input_tokens, row.output_tokens,
