@@ -61,6 +61,19 @@ BUCKETS = {"ttft_ms": "prefill", "output_tokens_per_s": "decode", "serving_ttft_
            "decode_step_ms": "decode", "tpot_ms": "serving_itl", "closed_ttft_ms": "serving_ttft", "kernel_ms": "kernel"}
 
 
+# NCCL over TCP sockets between nodes (issue 18). sglang_benchmark_dsv3's README runs every server in
+# `docker run --gpus all --net host --ipc=host ...` with no /dev/infiniband device (nor --privileged): NCCL in the
+# container cannot open the InfiniBand verbs devices and falls back to its socket transport over the host's IP network
+# (the launch's --dist-init-addr 192.168.114.10), whatever the nodes' 400 Gbps InfiniBand. Its signature in the rows:
+# the two-node output throughput is flat at 250-290 tok/s from 1 to 8 req/s, BF16 and FP8 alike (the one-node runs
+# reach 640-2,864), and the step time grows with the batch (639 ms at ~176 sequences, 1,192 ms at ~305: ~3.7 ms per
+# sequence), as a bandwidth-bound all-reduce does. The effective bandwidth is FITTED on one stated row, line 10 (BF16,
+# 1 req/s, median ITL 638.7 ms; bisection of the simulated ITL): 2.78 GB/s per direction (22 Gb/s, a socket
+# transport's rate). Scored on the other seven two-node rows (docs/fidelity.md); line 10 itself is in sample.
+NCCL_SOCKET_GB_S = 2.78
+NCCL_SOCKET_SOURCES = frozenset({"sglang_benchmark_dsv3"})
+
+
 COLUMNS = ("source", "engine", "engine_version", "gpu", "tp", "pp", "model", "precision", "kind", "batch_size",
            "request_rate", "input_tokens", "output_tokens", "ttft_ms", "itl_ms", "output_tokens_per_s", "notes")
 
@@ -146,6 +159,8 @@ def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
         row_kind = "serving"
     else:
         raise NotPredictable(f"unknown kind {kind!r}")
+    # The source's two-node runs went over TCP sockets, not InfiniBand verbs (NCCL_SOCKET_GB_S)
+    inter_node = NCCL_SOCKET_GB_S if source in NCCL_SOCKET_SOURCES and "--nnodes" in notes else None
     # "N prompts" is read only for dataset rows (sglang.bench_serving's notes), so no earlier row's count moves
     found = re.search(r"(\d+) requests|--num-prompts? (\d+)" + (r"|(\d+) prompts" if dataset else ""), notes)
     prompts = int(next(g for g in found.groups() if g)) if found else 200
@@ -155,7 +170,7 @@ def _row(source: str, line: int, r: pd.Series) -> CorpusRow:
                      request_rate=rate if rate and math.isfinite(rate) else None, num_prompts=prompts,
                      measured=tuple(measured), statistic="median" if "MEDIANS" in notes.upper() else "mean",
                      cuda_graphs="--disable-cuda-graph" not in notes, dp_attention="--enable-dp-attention" in notes,
-                     length_dataset=dataset, scheduler_steps=scheduler_steps)
+                     length_dataset=dataset, scheduler_steps=scheduler_steps, inter_node_gb_s=inter_node)
 
 
 def corpus_files(corpus_dir: Path) -> list[Path]:
@@ -343,7 +358,8 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
                          gpu=row.gpu, tp=row.tp, pp=row.pp, weights=row.weights, kv=row.kv,
                          concurrency=row.batch_size if closed else None,
                          request_rate=row.request_rate, num_prompts=row.num_prompts, ep=row.ep,
-                         dp_attention=row.dp_attention, mtp_draft_tokens=row.mtp_draft_tokens)
+                         dp_attention=row.dp_attention, mtp_draft_tokens=row.mtp_draft_tokens,
+                         **({"inter_node_gb_s": row.inter_node_gb_s} if row.inter_node_gb_s is not None else {}))
     out = _simulate(bench, eng, *drawn_lengths(row), memory=row.gpu_memory_utilization)
     stat = row.statistic
     if closed:  # a closed-loop benchmark's per-token latency is its TPOT (InferenceX: ITL is per streamed chunk)

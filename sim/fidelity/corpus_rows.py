@@ -48,3 +48,6 @@ class CorpusRow:
     # The memory fraction the source's server was launched with (SGLang --mem-fraction-static, TensorRT-LLM
     # kv_cache_config.free_gpu_memory_fraction); None: the simulator's default.
     gpu_memory_utilization: float | None = None
+    # Issue 18: the bandwidth between the replica's nodes where the source's network differs from InfiniBand as the
+    # simulator's pods have it (GB/s per direction); None: bench_cluster's 200 GB/s.
+    inter_node_gb_s: float | None = None
