@@ -109,3 +109,23 @@ def test_inter_node_bandwidth_enters_the_tp_all_reduce_as_a_hand_worked_ring():
     assert per_seq_s == pytest.approx(1.573e-3, rel=1e-3)
     extra = (step_s(2.78, 200) - step_s(2.78, 100)) - (step_s(200.0, 200) - step_s(200.0, 100))
     assert extra == pytest.approx(100 * per_seq_s, rel=1e-6)
+
+
+# ---- Lambda's vLLM 0.5.4 ShareGPT bursts ---------------------------------------------------------------------------
+def test_lambda_bursts_predict_itl_with_the_runs_own_means_and_list_what_they_cannot():
+    from sim.fidelity.corpus import BURST_THROUGHPUT_MIN_PROMPTS
+    rows, skipped = load_corpus()
+    lam = {r.line: r for r in rows if r.source == "lambdalabs_vllm_benchmark"}
+    big = lam[28]  # Mistral-7B-Instruct-v0.3, H100 TP1, 320 prompts at once; its JSON: totals 73,671 / 71,810 tokens
+    assert (big.model, big.gpu, big.kind, big.request_rate, big.num_prompts) == ("mistral_7b", "h100_sxm", "serving",
+                                                                                 None, 320)
+    assert big.length_dataset == "sharegpt" and big.statistic == "median"  # "output tok/s / MEDIAN ITL"
+    assert (big.input_tokens, big.output_tokens) == (round(73671 / 320), round(71810 / 320))  # 230, 224
+    # 320 < BURST_THROUGHPUT_MIN_PROMPTS: the burst's throughput is not scored, its ITL is
+    assert 320 < BURST_THROUGHPUT_MIN_PROMPTS and dict(big.measured) == {"serving_itl_ms": 27.23}
+    small = lam[50]  # 10 prompts, totals 1,585 / 2,490 tokens: the run's own means; columns are MEANS
+    assert (small.input_tokens, small.output_tokens) == (round(1585 / 10), round(2490 / 10))
+    assert small.statistic == "mean" and dict(small.measured) == {"serving_itl_ms": pytest.approx(8.044675804977672)}
+    reasons = {s["reason"] for s in skipped if s["source"] == "lambdalabs_vllm_benchmark"}
+    assert any("Marlin W8A16" in r for r in reasons)  # FP8 checkpoints on A100 are weight-only FP8 in vLLM
+    assert not [r for r in lam.values() if r.gpu == "a100_80gb" and r.weights == "fp8"]
