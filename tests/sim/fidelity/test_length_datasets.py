@@ -70,6 +70,7 @@ def test_sglang_vllm_060_sharegpt_rows_are_predicted_not_skipped(rows):
     assert rows[2].scheduler_steps == 1 and dict(rows[2].measured)["serving_itl_ms"] == 11.93  # SGLang: plain ITL
     offline = rows[10]  # 5,000 prompts at rate inf: simulated, throughput = output tokens / makespan
     assert (offline.kind, offline.request_rate, offline.num_prompts) == ("serving", None, 5000)
+    assert dict(offline.measured) == {"output_tokens_per_s": 4281.51}  # 5,000 >= BURST_THROUGHPUT_MIN_PROMPTS
     inp, out = drawn_lengths(offline)
     assert len(inp) == 5000 and np.mean(out) == pytest.approx(200.8, rel=0.05)
 
