@@ -75,43 +75,6 @@ def test_sglang_vllm_060_sharegpt_rows_are_predicted_not_skipped(rows):
     assert len(inp) == 5000 and np.mean(out) == pytest.approx(200.8, rel=0.05)
 
 
-# ---- NCCL over TCP sockets between nodes (sglang_benchmark_dsv3's two-node runs) -------------------------------
-def test_socket_transport_rows_are_only_the_sources_two_node_runs():
-    from sim.fidelity.corpus import NCCL_SOCKET_GB_S
-    rows = [r for r in load_corpus()[0] if r.source in ("sglang_benchmark_dsv3", "community_issues_and_vllm_blog")]
-    socket = {(r.source, r.line) for r in rows if r.inter_node_gb_s is not None}
-    assert socket == {("sglang_benchmark_dsv3", line) for line in range(10, 18)}  # the TP16 x 2-node lines
-    assert all(r.inter_node_gb_s == NCCL_SOCKET_GB_S for r in rows if r.inter_node_gb_s is not None)
-    # sglang #3361's two-node TP16 (H800) ran over working InfiniBand: it keeps the pods' 200 GB/s
-    assert not [r for r in rows if r.source == "community_issues_and_vllm_blog" and r.inter_node_gb_s is not None]
-
-
-def test_inter_node_bandwidth_enters_the_tp_all_reduce_as_a_hand_worked_ring():
-    from sim.fidelity.serving import bench_cluster
-    from sim.perf.batch import BatchShape
-    from sim.perf.cost_model import build_replica_cost
-    from sim.perf.engine import load_engine
-    from sim.spec.hardware import load_gpu
-    from sim.spec.models import load_model
-
-    model, gpu, eng = load_model("deepseek_v3"), load_gpu("h200_sxm"), load_engine("sglang")
-
-    def step_s(bw: float, batch: int) -> float:
-        cost = build_replica_cost(model, gpu, 16, 1, "fp8", "bf16", engine=eng, tp_spans_nodes=True,
-                                  cluster=bench_cluster("h200_sxm", 16, bw))
-        return cost.iteration_time_s(BatchShape(decode_seqs=batch, decode_ctx_tokens=batch * 1500))
-
-    # Per extra sequence: 2 all-reduces per layer x 61 layers + the vocab-parallel embedding's = 123 ring
-    # all-reduces of one 7,168-wide BF16 row (a ring over 16 ranks moves 2 x 15 / 16 of it through the slowest link),
-    # and the LM head's all-gather of 129,280 BF16 logits (15 / 16 of them), at the engine's achieved fraction (0.8)
-    # of the link. Socket (2.78 GB/s) minus InfiniBand (200 GB/s), per sequence:
-    per_byte_s = 1 / (2.78e9 * 0.8) - 1 / (200e9 * 0.8)
-    per_seq_s = (123 * (30 / 16) * 7168 * 2 + (15 / 16) * 129280 * 2) * per_byte_s  # 1.466 + 0.107 ms
-    assert per_seq_s == pytest.approx(1.573e-3, rel=1e-3)
-    extra = (step_s(2.78, 200) - step_s(2.78, 100)) - (step_s(200.0, 200) - step_s(200.0, 100))
-    assert extra == pytest.approx(100 * per_seq_s, rel=1e-6)
-
-
 # ---- Lambda's vLLM 0.5.4 ShareGPT bursts ---------------------------------------------------------------------------
 def test_lambda_bursts_predict_itl_with_the_runs_own_means_and_list_what_they_cannot():
     from sim.fidelity.corpus import BURST_THROUGHPUT_MIN_PROMPTS
