@@ -65,3 +65,39 @@ def test_trtllm_pytorch_prefill_reproduces_the_batch1_ttft_it_was_fitted_on():
     cost = build_replica_cost(model, gpu, 8, 1, "fp8", "bf16", engine=eng, ep=8)
     slope = (batch_prefill_time_s(cost, 1, 8192) - batch_prefill_time_s(cost, 1, 1600)) / (8192 - 1600) * 1e6
     assert slope == pytest.approx((352.81 - 124.11) / (8192 - 1600) * 1e3, rel=0.1)
+
+
+# ---- InferenceX's TensorRT-LLM MTP launch: --max_num_tokens without the 8,192 floor (issue 18, branch ttft18) -------
+def test_trtllm_mtp_token_budget_is_the_launch_scripts_formula_worked_by_hand():
+    from sim.fidelity.corpus_long import trtllm_mtp_token_budget
+
+    # dsr1_fp8_h200_trt_mtp.sh without attention DP: MTP 3, max_batch_size = conc = 16, 1k prompts:
+    # (4 x 16 + 1024 + 64) = 1152, rounded up to 64: 1152; TensorRT-LLM charges each generation request 1 + 3 tokens,
+    # the simulator 1, so 3 x 16 = 48 fewer prompt tokens: 1104, room for one 1k prompt per iteration.
+    assert trtllm_mtp_token_budget(1024, 16, 8, False) == 1104
+    # With attention DP: MTP 1, max_batch_size = 256 / 8 = 32 per rank, 8k prompts: 2 x 32 + 8192 + 64 = 8320 (a
+    # multiple of 64), minus 32 = 8288 per rank, eight ranks scheduled as one replica: 66,304.
+    assert trtllm_mtp_token_budget(8192, 256, 8, True) == 66304
+
+
+def test_only_inferencex_trtllm_mtp_rows_carry_a_token_budget():
+    rows = [r for r in load_corpus()[0] if r.source == "inferencex_dsr1_h100_h200"]
+    budget = [r for r in rows if r.max_num_batched_tokens]
+    assert budget and all(r.engine == "trtllm_pytorch" and r.mtp_draft_tokens for r in budget)
+    assert not [r for r in rows if r.engine == "trtllm_pytorch" and r.mtp_draft_tokens and not r.max_num_batched_tokens]
+
+
+def test_a_one_prompt_budget_queues_simultaneous_prompts_behind_each_other():
+    # The bug this guards: the row's budget not reaching the simulated scheduler. With a budget of one 1k prompt
+    # per iteration, the 16 prompts a closed loop sends at once are prefilled across iterations, so the mean TTFT
+    # rises above the 8,192-token budget's, where eight prompts share an iteration.
+    from dataclasses import replace
+
+    from sim.fidelity.corpus import predict_row
+
+    row = next(r for r in load_corpus()[0] if r.source == "inferencex_dsr1_h100_h200" and r.max_num_batched_tokens
+               and r.batch_size == 16 and r.input_tokens == 1024 and r.statistic == "mean")
+    assert row.max_num_batched_tokens == 1104
+    tight = predict_row(row, row.engine)["closed_ttft_ms"]
+    loose = predict_row(replace(row, max_num_batched_tokens=8192), row.engine)["closed_ttft_ms"]
+    assert tight > loose * 1.05
