@@ -101,3 +101,33 @@ def test_a_one_prompt_budget_queues_simultaneous_prompts_behind_each_other():
     tight = predict_row(row, row.engine)["closed_ttft_ms"]
     loose = predict_row(replace(row, max_num_batched_tokens=8192), row.engine)["closed_ttft_ms"]
     assert tight > loose * 1.05
+
+
+# ---- MTP's pass over the prompt (SGLang _draft_extend_for_prefill; TensorRT-LLM's MTP layer over the context) ------
+def test_mtp_prefill_pays_one_more_layer_over_the_prompt_worked_by_hand():
+    from sim.perf.batch import BatchShape
+    from sim.perf.cost_model import build_replica_cost
+    from sim.perf.engine import load_engine
+    from sim.spec.hardware import load_gpu
+    from sim.spec.models import load_model
+
+    model, gpu = load_model("deepseek_r1"), load_gpu("h200_sxm")
+    assert model.num_layers == 61
+    for engine in ("sglang", "trtllm_pytorch"):
+        eng = load_engine(engine)
+        plain, mtp1, mtp3 = (build_replica_cost(model, gpu, 8, 1, "fp8", "fp8", engine=eng, mtp_draft_tokens=k)
+                             for k in (0, 1, 3))
+        prompt = BatchShape(prefill_tokens=1000, prefill_attn_pairs=1000 * 1001 / 2, num_prefill_seqs=1)
+        # A 1,000-token prefill: the target's 61 layers plus the MTP module's one, i.e. 62 / 61 of the plain time,
+        # the same for 1 or 3 draft tokens (the later draft steps run over the last token only).
+        assert mtp1.iteration_time_s(prompt) == pytest.approx(plain.iteration_time_s(prompt) * 62 / 61, rel=1e-12)
+        assert mtp3.iteration_time_s(prompt) == pytest.approx(plain.iteration_time_s(prompt) * 62 / 61, rel=1e-12)
+        # A mixed iteration: the 1 / 61 is charged on its prompt part only (decode tokens stay without MTP).
+        mixed = BatchShape(prefill_tokens=1000, prefill_attn_pairs=1000 * 1001 / 2, num_prefill_seqs=1,
+                           decode_seqs=16, decode_ctx_tokens=16 * 1500)
+        assert mtp1.iteration_time_s(mixed) - plain.iteration_time_s(mixed) == pytest.approx(
+            plain.iteration_time_s(prompt) / 61, rel=1e-12)
+        # Decode-only iterations are untouched by this term.
+        decode = BatchShape(decode_seqs=16, decode_ctx_tokens=16 * 1500)
+        a, b = mtp1.decode_affine(16)
+        assert mtp1.iteration_time_s(decode) == a + b * decode.decode_ctx_tokens
