@@ -149,6 +149,10 @@ EQUIVALENT: dict[str, str] = {
         "batch has prefill tokens but no prefill sequence, which no BatchShape builder makes (batching's _shape "
         "counts the chunks, the estimator, metrics, corpus and prefill_time_s pass num_prefill_seqs >= 1)")
        for k in (42, 43)},
+    **{f"sim.perf.cost_model.xǁReplicaCostModelǁ_mtp_decode_affine__mutmut_{k}": (
+        "the draft pass's graph flag -> None (or left out): _iteration_fixed_s then computes "
+        "self._graph(BatchShape(decode_seqs=decode_seqs)) itself, the very expression the flag was set from")
+       for k in (19, 21)},
 }
 
 KILLED, SURVIVED, TIMEOUT, NO_TESTS = "killed", "survived", "timeout", "no_tests"
