@@ -57,6 +57,10 @@ class Engine:
         self.running: list[Seq] = []  # admission order: the last is preempted first
         self.schedule = SCHEDULERS[self.cfg.batching]
         self.fast = self.cfg.mode == "fast"
+        # _next_decode's inline step is vLLM's policy with nothing waiting. A disaggregated decode instance wraps
+        # that policy (sim.runtime.disagg.schedule_decode_instance), and the wrapper is the policy itself while
+        # nothing waits, so the flag follows the configured policy, not the `schedule` attribute.
+        self._inline_decode = self.fast and self.schedule is schedule_vllm
         # Arrivals can change a running batch only under continuous batching.
         self._arrivals_interrupt = self.fast and self.cfg.batching != "static"
         self.busy_s = 0.0
@@ -243,7 +247,7 @@ class Engine:
                 heap = batch.heap
                 if heap and heap[0][0] == batch.step:
                     self._complete(batch.finish_due(), end)
-        if self.waiting or not self.fast or self.schedule is not schedule_vllm:
+        if self.waiting or not self._inline_decode:
             self._next()
         else:
             self._next_decode()
