@@ -82,20 +82,13 @@ class JumpClock:
     def ends(self, now: float, a: float, b: float, f: float, n: int, ctx: int, k: int):
         """A list for short jumps, a numpy array for long ones; k >= 2."""
         if k <= SHORT_JUMP_MAX:
-            ends = []
-            append = ends.append
+            # The running sum in a comprehension (its loop appends without a method call): the same additions in
+            # the same order as one event per iteration, e_j = e_{j-1} + (a + b * x_j) * f with x_j = ctx + j * n.
             e = now
+            xs = range(ctx, ctx + k * n, n) if n else (ctx,) * k  # range() refuses a step of 0
             if f == 1.0:  # y * 1.0 == y exactly, so the product is left out
-                x = ctx
-                for _ in range(k):
-                    e += a + b * x
-                    append(e)
-                    x += n
-            else:
-                for j in range(k):
-                    e = e + (a + b * (ctx + j * n)) * f
-                    append(e)
-            return ends
+                return [e := e + (a + b * x) for x in xs]
+            return [e := e + (a + b * x) * f for x in xs]
         # Integers below 2**53 are exact as floats, so b * x + a is the same float as a + b * x.
         steps = self._steps.get(n)
         if steps is None or steps.size < k:
