@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import pandas as pd
+import pytest
 
 from sim.bench import llama2_70b_tp8_azure2k
 from sim.simulator import simulate
-from tools.queue_entries import count
+from tools.queue_entries import count, main
 
 
 def test_counting_changes_nothing_and_counts_what_the_run_reports():
@@ -23,3 +24,11 @@ def test_counting_changes_nothing_and_counts_what_the_run_reports():
     assert counts["engine boundary: decode jump end"] == plain.meta["jumps"]
     assert counts["judge verdict"] == 0  # one serving tier: its answers are final
     assert counts["engine boundary, stale (its jump was cut short)"] > 0
+
+
+def test_a_request_count_below_one_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--requests", "0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --requests must be a positive request count, got 0"]

@@ -19,6 +19,8 @@ from heapq import heappop
 import pandas as pd
 
 import sim.simulator as simulator
+from sim.common.cli import exit_on_user_error
+from sim.common.errors import ConfigError
 from sim.runtime.jump import DecodeRun
 from sim.runtime.loop import EventLoop
 from sim.runtime.replica import PrefillIteration
@@ -80,12 +82,15 @@ def count(plan, cascade, cluster, workload, cfg, seed: int = 0):
     return loops[0].counts, digest, res
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.queue_entries", description=__doc__.splitlines()[0])
     ap.add_argument("--case", choices=("llama2_70b_tp8_azure2k",), help="the named case instead of Poisson requests")
     ap.add_argument("--requests", type=int, default=20000, help="Poisson requests at the trace's rate")
     ap.add_argument("--plan", default="deepseek_default", help="plan of conf/plan for the Poisson run")
     args = ap.parse_args(argv)
+    if args.requests < 1:
+        raise ConfigError(f"--requests must be a positive request count, got {args.requests}")
     from sim.bench import default_scenario, llama2_70b_tp8_azure2k
     from sim.workload import build_workload
 
