@@ -81,11 +81,14 @@ class ThroughputCache:
                 return factor
         return None
 
-    def put(self, key: str, factor: float) -> None:
+    def put(self, key: str, factor: float, runs: list | None = None) -> None:
+        """runs: the (rate factor, verdict) of each simulation the search made, kept beside the answer (how many
+        runs each bisection cost; read by no one else)."""
         self.memo[key] = factor
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_json({"factor": factor}, self.folder / f"{key}.json")
+            record = {"factor": factor} if runs is None else {"factor": factor, "runs": [list(r) for r in runs]}
+            write_json(record, self.folder / f"{key}.json")
 
 
 def sweep_cache() -> ThroughputCache:
