@@ -154,9 +154,10 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     warnings: list[str] = []
     rows, summary = [], {"scenario": {**_scenario_meta(cfg, scenario), "split": split_meta(splits[0]),
                                       "seeds": [sp.seed for sp in splits]}, "planners": {}}
-    from experiments.sim_cache import sweep_cache
+    from experiments.sim_cache import simulation_cache, sweep_cache
 
     cache = sweep_cache()  # bisections on equal inputs, shared by the planners, seeds and the sweep's jobs
+    runs_cache = simulation_cache(cache)  # whole test-split and in-sample runs on equal inputs, shared likewise
     bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
                disable=not cfg.progress or in_sweep(), file=sys.stderr)
     for name, settings in planners.items():
@@ -166,7 +167,7 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             # the previous seed's throughput starts this seed's search (the same answer in fewer runs)
             hint = runs[-1]["throughput_rps"] if runs else None
             runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen,
-                                throughput_cache=cache, throughput_hint_rps=hint))
+                                throughput_cache=cache, throughput_hint_rps=hint, simulation_cache=runs_cache))
             bar.update(1)
         summary["planners"][name] = combine_seeds(runs)
         saturated = {r["seed"]: r["saturated"] for r in runs if r["saturated"]}
@@ -197,10 +198,12 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 
 def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_dir: Path, write_files: bool,
-            chosen: dict | None = None, throughput_cache=None, throughput_hint_rps: float | None = None) -> dict:
+            chosen: dict | None = None, throughput_cache=None, throughput_hint_rps: float | None = None,
+            simulation_cache=None) -> dict:
     """One planner on one seed: plan on the planning split, simulate on the test split (and, for
     slo_scale_in_sample, on the planning split itself), throughput on the test split (its search started at
-    throughput_hint_rps where given)."""
+    throughput_hint_rps where given). simulation_cache (experiments.sim_cache.SimulationCache): runs without a
+    controller already made on equal inputs are reused."""
     from sim.metrics import summarize
 
     scenario = split.test
@@ -213,7 +216,7 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     t0 = time.perf_counter()
     # faults, re-planning and CascadeServe's gears; None without
     controller = build_controller(cfg, scenario, planner, settings, plan, name, chosen)
-    result = simulate_plan(plan, scenario, controller=controller)
+    result = _simulate_cached(simulation_cache, plan, scenario, controller)
     s = summarize(result, scenario.cascade, plan, cluster=scenario.cluster, engine=scenario.sim_cfg.engine)
     sim_s = time.perf_counter() - t0
     if not cfg.get("in_sample", True):
@@ -221,7 +224,8 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     elif seen.workload is scenario.workload and controller is None:
         s_in = s  # no split and nothing online: the plan's own workload is the test workload
     else:
-        s_in = summarize(simulate_plan(plan, seen, controller=gear_controller(plan, seen.workload)), seen.cascade,
+        s_in = summarize(_simulate_cached(simulation_cache, plan, seen, gear_controller(plan, seen.workload)),
+                         seen.cascade,
                          plan, cluster=seen.cluster,
                          engine=seen.sim_cfg.engine)
     thr = (throughput_rps(plan, scenario, cfg.throughput, throughput_cache, hint_rps=throughput_hint_rps)
@@ -248,6 +252,16 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
             write_timeseries(result, out_dir, name)
         write_table(result.requests, out_dir / f"requests_{name}.csv.gz")
     return {**s, **record, **online_summary(result, scenario), **router_report(plan, scenario.workload)}
+
+
+def _simulate_cached(cache, plan, scenario: Scenario, controller):
+    """simulate_plan, reused from cache on equal inputs when the run has no controller (a controller's faults,
+    re-planning or gears are not in the key)."""
+    if cache is None or controller is not None:
+        return simulate_plan(plan, scenario, controller=controller)
+    from experiments.sim_cache import simulation_key
+
+    return cache.run(simulation_key(plan, scenario), plan, lambda: simulate_plan(plan, scenario))
 
 
 def attainment_curve(result, scenario: Scenario) -> dict:
