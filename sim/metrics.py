@@ -217,7 +217,8 @@ def throughput_at_slo(run: Callable[[float], SimResult], slo_scale_target: float
     """Highest rate factor in [lo, hi] at which run(factor) keeps the attainment target within
     slo_scale_target x ref(r); 0.0 if even lo fails, hi if hi passes. Bisection is geometric (mid = sqrt(lo*hi))
     so that `iters` steps give the same relative resolution, (hi/lo)**(2**-iters), at any load. run(f) may end
-    a run early with SloMissed (given an SloStop from slo_stop): the same verdict, sooner.
+    a run early with SloMissed (given an SloStop from slo_stop): the same verdict, sooner. hi is run first (it
+    ends the search when it passes); lo last, and only when every mid failed.
 
     hint: a factor the answer is expected near (e.g. another seed's answer for the same plan). The bisection returns
     the highest passing point of a fixed grid (rate_grid_factor) when the verdict is monotone in the factor, which
@@ -242,15 +243,17 @@ def throughput_at_slo(run: Callable[[float], SimResult], slo_scale_target: float
         return _grid_gallop(ok, lo, hi, int(iters), max(rate_grid_index(hint, lo, hi, iters), 0))
     if ok(hi):
         return hi
-    if not ok(lo):
-        return 0.0
+    a, b, passed = lo, hi, False
     for _ in range(int(iters)):
-        mid = math.sqrt(lo * hi)
+        mid = math.sqrt(a * b)
         if ok(mid):
-            lo = mid
+            a, passed = mid, True
         else:
-            hi = mid
-    return lo
+            b = mid
+    # lo is run only when every mid failed: a passing mid above it says lo passes, under the same monotonicity
+    if not passed and not ok(lo):
+        return 0.0
+    return a
 
 
 def _grid_gallop(ok: Callable[[float], bool], lo: float, hi: float, iters: int, start: int) -> float:

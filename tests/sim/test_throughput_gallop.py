@@ -67,13 +67,16 @@ def test_every_hint_gives_the_bisections_answer(verdicts, knee):
             assert len(trace) <= 2  # right hint: it and the next point up (hi: one run)
         if plain not in (0.0, HI):
             assert len(trace) <= 2 * (ITERS + 1) + 1
+    # the plain bisection: hi first, lo only when every mid failed
+    assert len(plain_trace) == (1 if plain == HI else ITERS + 2 if plain in (0.0, LO) else ITERS + 1)
+    assert (LO in [f for f, _ in plain_trace]) == (plain in (0.0, LO))
 
 
 def test_close_hints_need_few_runs(verdicts):
     knee = rate_grid_factor(70, LO, HI, ITERS) * (1 + 1e-9)
     passes = lambda x: x <= knee  # noqa: E731
     plain, plain_trace = _search(verdicts, passes)
-    assert plain == rate_grid_factor(70, LO, HI, ITERS) and len(plain_trace) == ITERS + 2
+    assert plain == rate_grid_factor(70, LO, HI, ITERS) and len(plain_trace) == ITERS + 1  # hi, then the mids
     runs = {d: len(_search(verdicts, passes, hint=rate_grid_factor(70 + d, LO, HI, ITERS))[1]) for d in range(-3, 4)}
     # e.g. hint 69 (d=-1): 69 and 70 pass, 72 and 71 fail; hint 71 (d=1): 71 fails, 70 passes
     assert runs == {-3: 6, -2: 4, -1: 4, 0: 2, 1: 2, 2: 4, 3: 4}
