@@ -17,6 +17,7 @@ import os
 import threading
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -172,7 +173,10 @@ def main(argv: list[str] | None = None) -> None:
         with aggregating:
             timer.run(f"aggregate {name}", aggregate_sweep, sweep_dir, PROJECT_ROOT / "results" / f"{name}.csv")
 
-    run_sweeps(list(args.sweeps), args.lanes, sweep_and_aggregate)
+    try:
+        run_sweeps(list(args.sweeps), args.lanes, sweep_and_aggregate)
+    finally:  # whole runs are pickled request tables (about 1 MB each): this run's alone, not kept after it
+        shutil.rmtree(cache_dir.parent / "simulations", ignore_errors=True)
     if not args.no_planner_time:
         timer.run("planner_time", planner_time)
     if not args.no_figures:

@@ -14,13 +14,19 @@ def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
                                                                            caches.add(cache), given.add(overrides),
                                                                            time.sleep(0.05)) and 1.5)
     monkeypatch.setattr(mr, "aggregate_sweep", lambda d, out: calls.append(("aggregate", out.name)))
-    monkeypatch.setattr(mr, "planner_time", lambda: calls.append(("planner_time",)))
+    (tmp_path / "conf").symlink_to(mr.PROJECT_ROOT / "conf")  # the experiments, under a root of this test's own
+    monkeypatch.setattr(mr, "PROJECT_ROOT", tmp_path)
+    runs = tmp_path / "multirun" / ".cache" / "S" / "simulations"
+    runs.mkdir(parents=True)
+    (runs / "x.pkl").write_bytes(b"a whole run")
+    monkeypatch.setattr(mr, "planner_time", lambda: calls.append(("planner_time",)) or
+                        calls.append(("runs kept", runs.exists())))
     monkeypatch.setattr(mr, "figures", lambda: calls.append(("figures",)))
     out = tmp_path / "timings.json"
     mr.main(["--sweeps", "ablation", "drift", "--stamp", "S", "--timings", str(out), "--override", "seeds=1",
              "--override", "horizon_s=60", "--lanes", "1"])
     assert calls == [("sweep", "ablation", "S"), ("aggregate", "ablation.csv"), ("sweep", "drift", "S"),
-                     ("aggregate", "drift.csv"), ("planner_time",), ("figures",)]
+                     ("aggregate", "drift.csv"), ("planner_time",), ("runs kept", False), ("figures",)]
     t = json.loads(out.read_text())
     assert list(t["steps_s"]) == ["sweep ablation", "aggregate ablation", "sweep drift", "aggregate drift",
                                   "planner_time", "figures"]
