@@ -136,8 +136,10 @@ class SimulationCache:
 
 
 def simulation_cache(throughput: ThroughputCache) -> SimulationCache:
-    """The whole-run cache beside the bisections' folder (<...>/throughput -> <...>/simulations)."""
-    if throughput.folder is None:
+    """The whole-run cache: beside the bisections' folder (<...>/throughput -> <...>/simulations) under `make
+    results` (CACHE_ENV set; the driver deletes it when its sweeps end, a run's pickle being about 1 MB), this
+    process's dict otherwise (a plain sweep's folder keeps no pickles)."""
+    if throughput.folder is None or not os.environ.get(CACHE_ENV):
         return SimulationCache()
     return SimulationCache(throughput.folder.parent / "simulations")
 

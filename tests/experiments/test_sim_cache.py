@@ -159,3 +159,12 @@ def test_hinted_throughput_equals_the_plain_bisection(case):
         assert throughput_rps(plan, sc, tcfg, hint_rps=fresh * scale, trace=trace) == fresh
         if scale == 1.0:
             assert len(trace) <= 2 < len(plain_trace)
+
+
+def test_whole_runs_on_disk_only_under_make_results(tmp_path, monkeypatch):
+    from experiments.sim_cache import CACHE_ENV, simulation_cache
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    assert simulation_cache(ThroughputCache(tmp_path / "sweep" / "throughput")).folder is None
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "shared" / "throughput"))
+    assert simulation_cache(ThroughputCache(tmp_path / "shared" / "throughput")).folder == tmp_path / "shared" / "simulations"
