@@ -157,7 +157,7 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     from experiments.sim_cache import simulation_cache, sweep_cache
 
     cache = sweep_cache()  # bisections on equal inputs, shared by the planners, seeds and the sweep's jobs
-    runs_cache = simulation_cache(cache)  # whole test-split and in-sample runs on equal inputs, shared likewise
+    runs_cache = simulation_cache(cache)  # whole test-split and in-sample runs on equal inputs (make results only)
     bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
                disable=not cfg.progress or in_sweep(), file=sys.stderr)
     for name, settings in planners.items():

@@ -135,12 +135,13 @@ class SimulationCache:
         return result
 
 
-def simulation_cache(throughput: ThroughputCache) -> SimulationCache:
-    """The whole-run cache: beside the bisections' folder (<...>/throughput -> <...>/simulations) under `make
-    results` (CACHE_ENV set; the driver deletes it when its sweeps end, a run's pickle being about 1 MB), this
-    process's dict otherwise (a plain sweep's folder keeps no pickles)."""
+def simulation_cache(throughput: ThroughputCache) -> SimulationCache | None:
+    """The whole-run cache beside the bisections' folder (<...>/throughput -> <...>/simulations) under `make
+    results` (CACHE_ENV set; the driver deletes it when its sweeps end, a run's pickle being about 1 MB); None
+    otherwise: a plain run or sweep keeps no pickles and holds no request tables in memory for later planners
+    (within one job equal runs are rare: the repeats are across quality levels, i.e. across jobs)."""
     if throughput.folder is None or not os.environ.get(CACHE_ENV):
-        return SimulationCache()
+        return None
     return SimulationCache(throughput.folder.parent / "simulations")
 
 

@@ -224,7 +224,7 @@ def throughput_at_slo(run: Callable[[float], SimResult], slo_scale_target: float
     the highest passing point of a fixed grid (rate_grid_factor) when the verdict is monotone in the factor, which
     it assumes; with a hint the search gallops on that same grid from the hint's point (steps 1, 2, 4, ...) until
     it holds a passing point next to a failing one (or hi passing, or lo failing), then bisects the bracket: under
-    the same monotonicity the same answer, float for float, in 2 runs when the hint is right instead of iters + 2.
+    the same monotonicity the same answer, float for float, in 2 runs when the hint is right instead of iters + 1.
     trace: a list that receives (factor, verdict) for every run made, in order."""
     if cascade is None or cluster is None:
         raise ConfigError("throughput_at_slo needs the cascade and the cluster (for the reference latency)")

@@ -165,6 +165,6 @@ def test_whole_runs_on_disk_only_under_make_results(tmp_path, monkeypatch):
     from experiments.sim_cache import CACHE_ENV, simulation_cache
 
     monkeypatch.delenv(CACHE_ENV, raising=False)
-    assert simulation_cache(ThroughputCache(tmp_path / "sweep" / "throughput")).folder is None
+    assert simulation_cache(ThroughputCache(tmp_path / "sweep" / "throughput")) is None
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "shared" / "throughput"))
     assert simulation_cache(ThroughputCache(tmp_path / "shared" / "throughput")).folder == tmp_path / "shared" / "simulations"
