@@ -139,6 +139,14 @@ EQUIVALENT: dict[str, str] = {
                                                                "ceil(x) <= m exactly when x <= m",
     "sim.runtime.kv_cache.xǁKVCacheǁtake__mutmut_5": "used > peak -> used >= peak: on equality the peak is set to "
                                                      "the value it already has",
+    # Found by the sampled run (tools/mutation.py --sample-n 93).
+    "sim.runtime.batching.xǁSeqǁreset_for_requeue__mutmut_5": "prefill_target = 0 -> None on requeue: a waiting "
+                                                              "sequence's target is never read; every way back into "
+                                                              "a running list sets it first (admit: the prompt + "
+                                                              "generated length; disagg's KV transfer: held + 1)",
+    "sim.runtime.batching.x_schedule_vllm__mutmut_19": "_shape(chunks, ()) -> _shape(chunks, None) for a prefill-only "
+                                                       "step: None takes decode_seqs and decode_ctx_tokens from the "
+                                                       "defaults, 0 and 0, what an empty tuple of decodes counts",
 }
 
 # The sampling rule (module docstring): fixed before any run, not tuned on its results.

@@ -1,0 +1,100 @@
+"""The batching policies' contract on a hand-built engine (sim.runtime.batching): each returns the next iteration or
+None when there is nothing to run, Sarathi's chunks fill its token budget in admission order with no empty chunk,
+and a sequence that outgrows the whole KV cache is dropped, not decoded in an empty batch."""
+from __future__ import annotations
+
+from collections import deque
+from types import SimpleNamespace
+
+import pytest
+
+from sim.runtime.batching import DecodeStep, Seq, Step, schedule_sarathi, schedule_static, schedule_vllm
+from sim.runtime.kv_cache import KVCache
+
+pytestmark = pytest.mark.unit
+
+
+class Engine:
+    """The attributes the policies read: queues, KV cache, limits, no fast-mode decode batch; drops recorded."""
+
+    def __init__(self, kv: KVCache, chunk_tokens: int = 100, max_batched_tokens: int = 512, max_num_seqs: int = 8):
+        self.kv = kv
+        self.cfg = SimpleNamespace(chunk_tokens=chunk_tokens, max_batched_tokens=max_batched_tokens,
+                                   max_num_seqs=max_num_seqs)
+        self.waiting = deque()
+        self.running = []
+        self.batch = None
+        self.preempted_now = False
+        self.dropped = []
+
+    def drop(self, seq, reason: str) -> None:
+        self.dropped.append((seq.req, reason))
+
+
+def _prefilling(eng: Engine, req: int, prompt_tokens: int) -> Seq:
+    """A sequence admitted earlier whose prompt is not prefilled yet (its KV blocks held)."""
+    s = Seq(req, 0, prompt_tokens, 10, 0.0)
+    s.prefill_target = prompt_tokens
+    s.blocks = eng.kv.blocks_for(prompt_tokens)
+    eng.kv.take(s.blocks)
+    eng.running.append(s)
+    return s
+
+
+@pytest.mark.parametrize("policy", [schedule_vllm, schedule_sarathi, schedule_static])
+def test_an_idle_engine_with_nothing_waiting_gets_no_iteration(policy):
+    assert policy(Engine(KVCache(100, 16)), 0.0) is None
+
+
+def test_sarathi_fills_its_budget_in_admission_order_and_never_sends_an_empty_chunk():
+    """Budget 100: the first prompt (300 tokens left) takes all 100; the second gets nothing this iteration (not a
+    0-token chunk, and not an idle engine: the iteration still runs)."""
+    eng = Engine(KVCache(100, 16), chunk_tokens=100)
+    a = _prefilling(eng, 0, 300)
+    _prefilling(eng, 1, 50)
+    step = schedule_sarathi(eng, 1.0)
+    assert isinstance(step, Step)
+    assert [(s.req, c) for s, c in step.chunks] == [(a.req, 100)]
+    assert step.shape.prefill_tokens == 100 and step.shape.num_prefill_seqs == 1
+
+
+def test_sarathi_gives_the_budget_left_to_the_next_prompt():
+    """Budget 100: 30 tokens to the first prompt, the remaining 70 to the second; the waiting queue is not offered
+    what is not left."""
+    eng = Engine(KVCache(100, 16), chunk_tokens=100)
+    _prefilling(eng, 0, 30)
+    _prefilling(eng, 1, 500)
+    eng.waiting.append(Seq(2, 0, 40, 10, 0.0))
+    step = schedule_sarathi(eng, 1.0)
+    assert [(s.req, c) for s, c in step.chunks] == [(0, 30), (1, 70)]
+    assert len(eng.waiting) == 1  # budget spent: no admission
+
+
+def test_sarathi_drops_a_sequence_that_outgrows_the_whole_cache_instead_of_decoding_an_empty_batch():
+    """2 blocks of 16 (watermark 1): a lone decoding sequence at 33 context tokens needs a third block, none is
+    free, so it preempts itself; re-admitting 33 tokens (3 blocks) can never fit, so it is dropped and the engine
+    has nothing to run: None, not a decode step of no sequences."""
+    kv = KVCache(2, 16)
+    eng = Engine(kv, chunk_tokens=100)
+    s = Seq(7, 0, 30, 10, 0.0)
+    s.generated = 3
+    s.prefill_target = s.prefilled = 30
+    s.decoding = True
+    s.blocks = 2
+    kv.take(2)
+    eng.running.append(s)
+    assert schedule_sarathi(eng, 1.0) is None
+    assert eng.dropped == [(7, "kv_capacity_exceeded")] and not eng.running and not eng.waiting
+    assert kv.free_blocks == kv.capacity_blocks  # its blocks came back
+
+
+def test_sarathi_decodes_every_running_sequence_when_no_prompt_is_left():
+    eng = Engine(KVCache(100, 16), chunk_tokens=100)
+    s = Seq(3, 0, 20, 10, 0.0)
+    s.generated = 2
+    s.decoding = True
+    s.blocks = 2
+    eng.kv.take(2)
+    eng.running.append(s)
+    step = schedule_sarathi(eng, 1.0)
+    assert isinstance(step, DecodeStep) and step.n == 1 and step.ctx_tokens == 22 and step.steps_to_finish == 8
