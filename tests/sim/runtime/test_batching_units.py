@@ -70,10 +70,13 @@ def test_sarathi_gives_the_budget_left_to_the_next_prompt():
     assert len(eng.waiting) == 1  # budget spent: no admission
 
 
-def test_sarathi_drops_a_sequence_that_outgrows_the_whole_cache_instead_of_decoding_an_empty_batch():
+@pytest.mark.parametrize("policy", [schedule_vllm, schedule_sarathi, schedule_static])
+def test_a_sequence_that_outgrows_the_whole_cache_is_dropped_not_decoded_in_an_empty_batch(policy):
     """2 blocks of 16 (watermark 1): a lone decoding sequence at 33 context tokens needs a third block, none is
-    free, so it preempts itself; re-admitting 33 tokens (3 blocks) can never fit, so it is dropped and the engine
-    has nothing to run: None, not a decode step of no sequences."""
+    free, so it preempts itself (the engine then has nothing to run: None, not a decode step of no sequences);
+    re-admitting 33 tokens (3 blocks) can never fit, so it is dropped as kv_capacity_exceeded (it has generated
+    tokens: not a prompt that never fit) at the next admission, within the same call for Sarathi (admission after
+    the decode step) and at the next call for vLLM and static batching (admission first)."""
     kv = KVCache(2, 16)
     eng = Engine(kv, chunk_tokens=100)
     s = Seq(7, 0, 30, 10, 0.0)
@@ -83,7 +86,10 @@ def test_sarathi_drops_a_sequence_that_outgrows_the_whole_cache_instead_of_decod
     s.blocks = 2
     kv.take(2)
     eng.running.append(s)
-    assert schedule_sarathi(eng, 1.0) is None
+    assert policy(eng, 1.0) is None
+    assert s.preemptions == 1
+    if not eng.dropped:
+        assert list(eng.waiting) == [s] and policy(eng, 1.0) is None
     assert eng.dropped == [(7, "kv_capacity_exceeded")] and not eng.running and not eng.waiting
     assert kv.free_blocks == kv.capacity_blocks  # its blocks came back
 
