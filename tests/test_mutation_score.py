@@ -86,7 +86,13 @@ def test_sampled_module_counts_its_sample_only_and_never_an_unchecked_one_as_kil
     c = mutation.module_counts("m.py", sample_n=10)
     assert c["sampled"] and (c["mutants"], c["sample_n"]) == (40, 10)
     assert (c["killed"], c["survived"], c["not_checked"], c["score_pct"]) == (6, 2, 2, 75.0)
-    assert not c["complete"] and c["ci95_pct"] == mutation.wilson_pct(6, 8)
+    # A partly checked sample was checked in mutmut's order (cheapest functions first), not at random: no interval.
+    assert not c["complete"] and c["ci95_pct"] is None
+    codes.update({name: 0 for name in sample[8:]})
+    meta_root("m.py", codes)
+    c = mutation.module_counts("m.py", sample_n=10)
+    assert (c["killed"], c["survived"], c["not_checked"]) == (6, 4, 0) and c["ci95_pct"] == mutation.wilson_pct(6, 10)
+    assert not c["complete"]  # a sample, however finished, is not the exact score
     # Every mutant checked: exact, whatever the sample size asked for.
     meta_root("m.py", {name: 1 for name in codes})
     c = mutation.module_counts("m.py", sample_n=10)
@@ -98,9 +104,9 @@ def test_overall_weights_each_module_by_its_mutants_not_by_its_sample():
              "score_pct": 90.0, "sampled": False, "complete": True}
     sampled = {"mutants": 500, "killed": 60, "survived": 40, "timeout": 0, "no_tests": 0, "equivalent": 0,
                "score_pct": 60.0, "sampled": True, "complete": False}
-    score, ci, unmeasured = mutation.stratified_score({"a": exact, "b": sampled, "c": {**sampled, "score_pct": None,
+    score, ci, unmeasured, partial = mutation.stratified_score({"a": exact, "b": sampled, "c": {**sampled, "score_pct": None,
                                                                                          "killed": 0, "survived": 0}})
-    assert score == 80.0 and unmeasured == ["c"]  # (1000 x 90% + 500 x 60%) / 1500; pooled counts would say 87.3%
+    assert score == 80.0 and unmeasured == ["c"] and partial == []  # (1000 x 90% + 500 x 60%) / 1500; pooled counts would say 87.3%
     # Only the sampled third varies: se = (1/3) sqrt(0.6 0.4 / 100 (1 - 100/500)).
     se = (1 / 3) * (0.6 * 0.4 / 100 * 0.8) ** 0.5
     assert ci == [round(100 * (0.8 - mutation.Z95 * se), 1), round(100 * (0.8 + mutation.Z95 * se), 1)]

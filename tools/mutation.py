@@ -261,10 +261,12 @@ def module_counts(path: str, sample_n: int | None = None) -> dict:
     checked = c[KILLED] + c[SURVIVED] + c[TIMEOUT] + c[NO_TESTS] + c["suspicious"]
     if complete and not sampled:
         ci = [score, score] if score is not None else None  # every mutant checked: exact
-    elif sampled:
+    elif sampled and c["not_checked"] == 0:
         ci = wilson_pct(c[KILLED] + c[TIMEOUT], checked)
     else:
-        ci = None  # part of a full run, in mutmut's order (fastest first): not a random sample, no interval
+        # Part of a sample or of a full run, in mutmut's order (cheapest functions first): not a uniform sample of
+        # the module, so no interval; its score says only what was checked.
+        ci = None
     return {"mutants": total, "sampled": sampled, "sample_n": len(codes), KILLED: c[KILLED], SURVIVED: c[SURVIVED],
             TIMEOUT: c[TIMEOUT], NO_TESTS: c[NO_TESTS], "suspicious": c["suspicious"], "not_checked": c["not_checked"],
             "equivalent": len(equivalent), "score_pct": score, "ci95_pct": ci, "complete": complete,
@@ -323,14 +325,14 @@ def summarise(modules, spent: dict, earlier: dict | None = None, resumed: bool =
     for m in per.values():
         for k in (KILLED, SURVIVED, TIMEOUT, NO_TESTS, "suspicious", "not_checked"):
             total[k] += m[k]
-    score, ci, unmeasured = stratified_score(per)
+    score, ci, unmeasured, partial = stratified_score(per)
     return {"tool": "mutmut " + _mutmut_version(), "commit": commit, "dirty_worktree": dirty,
             "command": "make mutation", "sampling": {"seed": SEED, "sample_n": sample_n, "rule": SAMPLING_RULE},
             "overall": {"mutants": sum(m["mutants"] for m in per.values()),
                         "sample_n": sum(m.get("sample_n", m["mutants"]) for m in per.values()),
                         **{k: total[k] for k in total}, "score_pct": score, "ci95_pct": ci,
                         "score_method": "each module's score weighted by its non-equivalent mutants (stratified)",
-                        "not_measured": unmeasured,
+                        "not_measured": unmeasured, "partial": partial,
                         "wall_s": round(sum(m["wall_s"] for m in per.values()), 1),
                         "cpu_s": round(sum(m["cpu_s"] for m in per.values()), 1),
                         "sampled": any(m.get("sampled") for m in per.values()),
@@ -343,13 +345,14 @@ SAMPLING_RULE = ("per module n = min(mutants, N), the first N of a permutation o
                  "mutant)): 187 for 2700 s and 2 children, 93 for one child")
 
 
-def stratified_score(per: dict) -> tuple[float | None, list[float] | None, list[str]]:
+def stratified_score(per: dict) -> tuple[float | None, list[float] | None, list[str], list[str]]:
     """Overall score as a stratified estimate: each module's score weighted by its non-equivalent mutants (for a
     sampled module, its mutants times the non-equivalent share of its sample), so a sampled module weighs what
     it would in a full run. The 95% interval adds each sampled module's binomial variance p(1-p)/n with the
     finite-population correction (1 - n/N); an exact module adds none. Modules with no score are left out and
-    named (not_measured)."""
-    weights, scores, variances, unmeasured = [], [], [], []
+    named (not_measured); so are the modules whose sample (or full run) is only partly checked (partial): they
+    count with their checked mutants as if a sample, though mutmut checks the cheapest functions first."""
+    weights, scores, variances, unmeasured, partial = [], [], [], [], []
     for name, m in per.items():
         checked = m[KILLED] + m[SURVIVED] + m[TIMEOUT] + m[NO_TESTS] + m.get("suspicious", 0)
         if m.get("score_pct") is None or checked == 0:
@@ -361,18 +364,19 @@ def stratified_score(per: dict) -> tuple[float | None, list[float] | None, list[
         var = 0.0
         if m.get("sampled"):
             var = p * (1 - p) / checked * max(0.0, 1 - checked / max(w, checked))
-        elif not m.get("complete"):
-            var = p * (1 - p) / checked  # a partial full run: no design behind it, counted as if a sample
+        if not m.get("complete") and m.get("not_checked", 0):
+            partial.append(name)
+            var = p * (1 - p) / checked  # checked in mutmut's order, not at random: counted as if a sample
         weights.append(w)
         scores.append(p)
         variances.append(var)
     if not weights:
-        return None, None, unmeasured
+        return None, None, unmeasured, partial
     total_w = sum(weights)
     est = sum(w * p for w, p in zip(weights, scores)) / total_w
     se = math.sqrt(sum((w / total_w) ** 2 * v for w, v in zip(weights, variances)))
     ci = [round(100.0 * max(0.0, est - Z95 * se), 1), round(100.0 * min(1.0, est + Z95 * se), 1)]
-    return round(100.0 * est, 1), ci, unmeasured
+    return round(100.0 * est, 1), ci, unmeasured, partial
 
 
 def _mutmut_version() -> str:
