@@ -104,3 +104,16 @@ def test_sarathi_decodes_every_running_sequence_when_no_prompt_is_left():
     eng.running.append(s)
     step = schedule_sarathi(eng, 1.0)
     assert isinstance(step, DecodeStep) and step.n == 1 and step.ctx_tokens == 22 and step.steps_to_finish == 8
+
+
+@pytest.mark.parametrize("policy", [schedule_vllm, schedule_sarathi, schedule_static])
+def test_a_prompt_that_can_never_fit_is_dropped_and_the_next_one_still_admitted(policy):
+    """vLLM's prefill scheduler ignores a prompt larger than the whole cache and goes on to the next waiting one
+    in the same pass (its ignored_seq_groups): here 100 blocks of 16, a 2,000-token prompt (125 blocks) and a
+    40-token one behind it."""
+    eng = Engine(KVCache(100, 16), chunk_tokens=512)
+    eng.waiting.extend([Seq(0, 0, 2000, 5, 0.0), Seq(1, 0, 40, 5, 0.0)])
+    step = policy(eng, 1.0)
+    assert eng.dropped == [(0, "prompt_exceeds_kv_capacity")]
+    assert isinstance(step, Step) and [(s.req, c) for s, c in step.chunks] == [(1, 40)]
+    assert eng.kv.used_blocks == 3 and not eng.waiting
