@@ -117,3 +117,31 @@ def test_a_prompt_that_can_never_fit_is_dropped_and_the_next_one_still_admitted(
     assert eng.dropped == [(0, "prompt_exceeds_kv_capacity")]
     assert isinstance(step, Step) and [(s.req, c) for s, c in step.chunks] == [(1, 40)]
     assert eng.kv.used_blocks == 3 and not eng.waiting
+
+
+@pytest.mark.parametrize("policy", [schedule_vllm, schedule_static])
+def test_prompts_that_fill_the_token_budget_exactly_are_admitted_together(policy):
+    """max_batched_tokens 512: prompts of 300 and 212 tokens fill it exactly and go in one iteration; a third of 1
+    token would exceed it and waits. The budget is a bound (<=), as vLLM's num_batched_tokens check."""
+    eng = Engine(KVCache(1000, 16), max_batched_tokens=512)
+    eng.waiting.extend([Seq(0, 0, 300, 5, 0.0), Seq(1, 0, 212, 5, 0.0), Seq(2, 0, 1, 5, 0.0)])
+    step = policy(eng, 1.0)
+    assert [(s.req, c) for s, c in step.chunks] == [(0, 300), (1, 212)]
+    assert step.shape.prefill_tokens == 512 and [s.req for s in eng.waiting] == [2]
+    # Oracle for the attention work: each prompt attends causally to itself, sum over i of (i + 1) pairs.
+    assert step.shape.prefill_attn_pairs == 300 * 301 / 2 + 212 * 213 / 2
+
+
+def test_sarathi_chunks_a_long_prompt_across_iterations_with_the_attention_of_what_came_before():
+    """chunk_tokens 100, one 250-token prompt: chunks of 100, 100, 50; chunk k attends to the prefilled tokens
+    before it plus itself causally: c * (prefilled + (c + 1) / 2) pairs, summed it is the whole prompt's 250 * 251 / 2."""
+    eng = Engine(KVCache(1000, 16), chunk_tokens=100)
+    eng.waiting.append(Seq(0, 0, 250, 5, 0.0))
+    pairs, sizes = 0.0, []
+    for _ in range(3):
+        step = schedule_sarathi(eng, 1.0)
+        (seq, c), = step.chunks
+        sizes.append(c)
+        pairs += step.shape.prefill_attn_pairs
+        seq.prefilled += c  # what the engine does after the iteration
+    assert sizes == [100, 100, 50] and pairs == 250 * 251 / 2
