@@ -145,3 +145,25 @@ def test_sarathi_chunks_a_long_prompt_across_iterations_with_the_attention_of_wh
         pairs += step.shape.prefill_attn_pairs
         seq.prefilled += c  # what the engine does after the iteration
     assert sizes == [100, 100, 50] and pairs == 250 * 251 / 2
+
+
+@pytest.mark.parametrize("policy", [schedule_vllm, schedule_sarathi])
+def test_cached_tokens_are_those_found_at_the_first_admission_and_a_readmission_reuses_its_own_units(policy):
+    """Prefix caching, 16-token units: a 60-token prompt finds nothing at its first admission (cached_tokens 0,
+    prefill 60). Preempted, its 3 full units stay cached, so re-admitting prompt + 2 generated tokens prefills only
+    62 - 48 = 14 tokens; the recorded cached_tokens stays the first admission's 0 (records.py: the visit's first
+    admission), not the re-admission's 48."""
+    eng = Engine(KVCache(100, 16), max_batched_tokens=512, chunk_tokens=512)
+    s = Seq(0, 0, 60, 5, 0.0)
+    s.unit_keys, s.unit_tokens = ("a", "b", "c"), 16
+    eng.waiting.append(s)
+    step = policy(eng, 1.0)
+    assert [(q.req, c) for q, c in step.chunks] == [(0, 60)] and s.cached_tokens == 0
+    eng.running.remove(s)  # preempted by recompute after two tokens
+    eng.kv.release(s)
+    s.reset_for_requeue()
+    s.generated = 2
+    eng.waiting.append(s)
+    step = policy(eng, 2.0)
+    assert [(q.req, c) for q, c in step.chunks] == [(0, 14)] and s.prefilled == 48
+    assert s.cached_tokens == 0
