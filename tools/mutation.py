@@ -144,6 +144,10 @@ EQUIVALENT: dict[str, str] = {
                                                               "sequence's target is never read; every way back into "
                                                               "a running list sets it first (admit: the prompt + "
                                                               "generated length; disagg's KV transfer: held + 1)",
+    "sim.runtime.batching.xǁSeqǁ__init____mutmut_29": "Seq.unit_tokens = 0 -> None: read only where the visit has "
+                                                      "unit keys (admit's prefix branch, the prefix router), and "
+                                                      "everything that gives a visit keys sets unit_tokens with them "
+                                                      "(RequestUnits.attach, disagg's visit copy)",
     "sim.runtime.batching.x_schedule_vllm__mutmut_19": "_shape(chunks, ()) -> _shape(chunks, None) for a prefill-only "
                                                        "step: None takes decode_seqs and decode_ctx_tokens from the "
                                                        "defaults, 0 and 0, what an empty tuple of decodes counts",
