@@ -144,6 +144,13 @@ EQUIVALENT: dict[str, str] = {
                                                               "sequence's target is never read; every way back into "
                                                               "a running list sets it first (admit: the prompt + "
                                                               "generated length; disagg's KV transfer: held + 1)",
+    "sim.workload.build.x__apply_overrides__mutmut_61": "data.setdefault(section, {}) -> setdefault(section, None): "
+                                                        "the next line is data[section] = dict(data[section] or {}), "
+                                                        "which turns None into {} as well",
+    "sim.workload.build.x_load_workload_dict__mutmut_10": "a relative YAML path p -> p instead of cwd / p: every file "
+                                                          "operation resolves a relative path against the working "
+                                                          "directory, so both name the same file, and the messages "
+                                                          "show the path as given either way",
     "sim.runtime.batching.xǁSeqǁ__init____mutmut_29": "Seq.unit_tokens = 0 -> None: read only where the visit has "
                                                       "unit keys (admit's prefix branch, the prefix router), and "
                                                       "everything that gives a visit keys sets unit_tokens with them "
