@@ -77,6 +77,8 @@ _DIVIDE = ("np.errstate(divide='ignore') removed: the only zero denominator is a
            "0 (checked on simulator records), so 0/0 raises 'invalid' (kept ignored, and tested), never 'divide'")
 _INT64 = ("dtype=np.int64 dropped: numpy >= 2 (2.4 here) makes Python ints int64 on every platform, so no test on "
           "this machine can tell; the dtype is stated for numpy 1.x on Windows, where the default was int32")
+_MIP_NAMES = ("a python-mip variable's name (\"L\", \"x_i_f\") -> none or None: names only label variables in "
+              "LP files and messages, none is written or read here, and mip names an unnamed variable itself")
 EQUIVALENT: dict[str, str] = {
     "sim.runtime.router.x_question_routes__mutmut_8": _INT64,
     "sim.runtime.router.x_question_routes__mutmut_10": _INT64,
@@ -144,6 +146,15 @@ EQUIVALENT: dict[str, str] = {
                                                               "sequence's target is never read; every way back into "
                                                               "a running list sets it first (admit: the prompt + "
                                                               "generated length; disagg's KV transfer: held + 1)",
+    **{f"planners.milp.x__solve_cbc__mutmut_{k}": _MIP_NAMES for k in (23, 25, 39)},
+    "planners.milp.x__solve_cbc__mutmut_9": "mip.Model(solver_name=mip.CBC) -> no solver_name: python-mip picks "
+                                            "Gurobi only when it is installed, which it is not (nor a dependency); "
+                                            "here the default is CBC. Equivalent on this install only",
+    "planners.milp.x__solve_highs__mutmut_76": "Bounds(0, 1 for the x, inf for L) -> scipy's default bounds (0, "
+                                              "inf): each tier's x are integers >= 0 whose row sums to 1, so each "
+                                              "is 0 or 1 anyway, and L >= 0 is the default's lower bound too",
+    "planners.milp.x_exact_allocation__mutmut_24": "np.searchsorted(..., side='left') -> no side: 'left' is "
+                                                   "numpy's default",
     "sim.workload.build.x__apply_overrides__mutmut_61": "data.setdefault(section, {}) -> setdefault(section, None): "
                                                         "the next line is data[section] = dict(data[section] or {}), "
                                                         "which turns None into {} as well",
