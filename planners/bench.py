@@ -40,15 +40,17 @@ def conversation(cascade: CascadeSpec, rate_scale: float, duration_s: float, see
     return build_workload("conversation", cascade, seed=seed, rate_scale=rate_scale, window=(0.0, duration_s))
 
 
-def plan_times(level: float, sizes=(32, 80, 1024), cpu: dict | None = None) -> dict[str, float]:
+def plan_times(level: float, sizes=(32, 80, 1024), cpu: dict | None = None,
+               disaggregation: str = "colocated") -> dict[str, float]:
     """Wall seconds per cluster size; `cpu`, if given, receives the CPU seconds of the same plans (on a shared
-    machine the wall time carries the neighbours' load, the CPU time much less of it)."""
+    machine the wall time carries the neighbours' load, the CPU time much less of it). disaggregation="best": the
+    search that may also disaggregate a tier (planners.disagg), as experiment=disaggregation plans."""
     cascade = deepseek_cascade()
     out = {}
     for gpus in sizes:
         wl = conversation(cascade, BASE_RATE_SCALE_32 * gpus / 32, 600.0)
         problem = PlanningProblem(cascade, h100_cluster(gpus // 8), wl, wl.quality_at_level(level))
-        planner = get_planner("cascadia")
+        planner = get_planner("cascadia", disaggregation=disaggregation)
         planner.plan(problem) if gpus == 32 else None  # warm the cost model's cache once, as a live planner would
         t0, c0 = time.perf_counter(), time.process_time()
         plan = planner.plan(problem)
@@ -141,6 +143,9 @@ def main(argv=None) -> int:
     print("Cascadia plan time (3-tier DeepSeek cascade, conversation):")
     plan_cpu_s: dict[str, float] = {}
     plan_s = plan_times(args.level, sizes, plan_cpu_s)
+    print("Cascadia plan time with the disaggregation search (disaggregation=best):")
+    plan_best_cpu_s: dict[str, float] = {}
+    plan_best_s = plan_times(args.level, sizes, plan_best_cpu_s, disaggregation="best")
     print("Brute force on small instances (same estimator, every threshold x every allocation):")
     gaps = brute_force_gaps(args.level, cases)
     err = err_dis = None
@@ -152,6 +157,8 @@ def main(argv=None) -> int:
         err_dis = float(np.median(dis)) if dis else None
     print(json.dumps({"plan_s": {k: round(v, 3) for k, v in plan_s.items()},
                       "plan_cpu_s": {k: round(v, 3) for k, v in plan_cpu_s.items()},
+                      "plan_disaggregation_s": {k: round(v, 3) for k, v in plan_best_s.items()},
+                      "plan_disaggregation_cpu_s": {k: round(v, 3) for k, v in plan_best_cpu_s.items()},
                       "bruteforce_gap_pct": round(max(gaps), 3),
                       "estimator_p95_error_pct": None if err is None else round(err, 1),
                       "estimator_p95_error_disaggregated_pct": None if err_dis is None else round(err_dis, 1)}))

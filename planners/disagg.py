@@ -14,9 +14,9 @@ decode pool, as one search unit of P prefill and D decode instances whose p95 is
   rate profile and fluid backlog as in planners.estimator; latency = wait + T/2 + (out - 1) T.
 - A unit of P prefill and D decode instances carries min(P cap_p, D cap_d) requests/s; at unit utilisation rho
   the prefill instances run at rho * unit / (P cap_p) and the decode instances at rho * unit / (D cap_d). Its p95
-  is taken (nearest rank) over at most P95_SAMPLE requests of the tier's sample (evenly spaced), on a 15-point rho grid: the
-  search evaluates thousands of units, and the colocated tables' 61 points over every request would triple the
-  planning time.
+  is taken (nearest rank) over at most P95_SAMPLE requests of the tier's sample (evenly spaced), on a 15-point rho grid,
+  each row computed only when a table first reads it: the search evaluates thousands of units, and the colocated
+  tables' 61 points over every request would triple the planning time.
 Search space (per tier): prefill and decode configurations with PP 1 (PP adds pipeline bubbles and no KV room a
 decode pool cannot get from another instance) among the tier's fitting TPs, and P:D splits SPLITS.
 """
@@ -141,7 +141,15 @@ class DisaggModel:
     transfer_s: np.ndarray  # (m,)
     max_rps: float
     rho_grid: np.ndarray
-    p95_s: np.ndarray
+    p95_s: np.ndarray  # (U,) p95 at unit utilisation rho_grid; NaN: not computed yet (filled by prepare)
+    # What prepare reads to fill a p95 row r: request latency = wait_sub at u_p[r] + dec_sub at u_d[r] + base_sub,
+    # over the p95 sample's columns, and the nearest-rank index k of the quantile among them.
+    wait_sub: np.ndarray | None = None
+    dec_sub: np.ndarray | None = None
+    base_sub: np.ndarray | None = None
+    u_p: np.ndarray | None = None
+    u_d: np.ndarray | None = None
+    rank: int = 0
     disaggregated: bool = True
 
     @property
@@ -165,8 +173,27 @@ class DisaggModel:
         return (rho * self.max_rps / (self.num_prefill * self.prefill.cap_rps),
                 rho * self.max_rps / (self.num_decode * self.decode.cap_rps))
 
+    def prepare(self, rho: np.ndarray) -> None:
+        """Compute the p95 rows np.interp reads for the unit utilisations rho (the grid points on either side): a
+        table reads a unit at a few utilisations only, and each row depends on its own utilisation alone, so the
+        floats are those of filling every row (planners.estimator.ReplicaModel.prepare does the same)."""
+        x = np.asarray(rho, dtype=np.float64)
+        x = x[x < 1.0]
+        if not x.size:
+            return
+        g = self.rho_grid
+        j = np.searchsorted(g, np.minimum(x, g[-1]), side="right") - 1
+        rows = np.zeros(g.size + 1, dtype=bool)
+        rows[j] = True
+        rows[j + 1] = True
+        rows = np.flatnonzero(rows[:g.size] & np.isnan(self.p95_s))
+        if rows.size:
+            lat = _rows(self.wait_sub, self.u_p[rows]) + _rows(self.dec_sub, self.u_d[rows]) + self.base_sub[None, :]
+            self.p95_s[rows] = np.partition(lat, self.rank, axis=1)[:, self.rank]  # nearest rank (np.quantile x 2,600)
+
     def p95_at(self, rho: np.ndarray) -> np.ndarray:
         rho = np.asarray(rho, dtype=np.float64)
+        self.prepare(rho)
         inside = np.interp(np.minimum(rho, self.rho_grid[-1]), self.rho_grid, self.p95_s)
         return np.where(rho < 1.0, inside, SATURATED_S * np.maximum(rho, 1.0))
 
@@ -202,9 +229,8 @@ def disagg_models(prefills: list[PrefillSide], decodes: list[DecodeSide], load: 
             base_sub = base if cols is None else base[cols]
             for n_p, n_d in SPLITS:
                 unit = min(n_p * ps.cap_rps, n_d * ds.cap_rps)
-                u_p = rho * unit / (n_p * ps.cap_rps)
-                u_d = rho * unit / (n_d * ds.cap_rps)
-                lat = _rows(wait_sub, u_p) + _rows(dec_sub, u_d) + base_sub[None, :]
-                p95 = np.partition(lat, k, axis=1)[:, k]  # nearest-rank quantile: np.quantile's overhead x 2,600
-                out.append(DisaggModel(ps, ds, n_p, n_d, xfer, float(unit), rho, p95))
+                # p95 rows filled on demand (DisaggModel.prepare): the search reads a unit at a few utilisations.
+                out.append(DisaggModel(ps, ds, n_p, n_d, xfer, float(unit), rho, np.full(rho.size, np.nan),
+                                       wait_sub, dec_sub, base_sub, rho * unit / (n_p * ps.cap_rps),
+                                       rho * unit / (n_d * ds.cap_rps), k))
     return out

@@ -115,10 +115,13 @@ class TierTable:
         return self.rate_rps / cap if cap > 0 else float("inf")
 
 
-def _best_deployments(models, idx: list[int], rate_rps: float, n: int, quantile: float):
-    """Per f = 0..n-1 the best deployment on exactly f GPUs among models[idx] (d1 of one, plus d2 of one smaller
-    colocated configuration): (latency, c1, d1, c2, d2). Disaggregated units never mix (the simulator's rule)."""
-    f = np.arange(n)
+def _best_deployments(models, idx: list[int], rate_rps: float, n: int, quantile: float,
+                      f: np.ndarray | None = None):
+    """Per f = 0..n-1 (or per entry of the GPU counts f) the best deployment on exactly f GPUs among models[idx] (d1
+    of one, plus d2 of one smaller colocated configuration): (latency, c1, d1, c2, d2). Disaggregated units never mix
+    (the simulator's rule). Every entry depends on its own f alone, so a subset of f gives those entries' floats."""
+    f = np.arange(n) if f is None else np.asarray(f, dtype=np.int64)
+    n = f.size
     best = np.full(n, np.inf)
     c1b, d1b, c2b, d2b = (np.full(n, -1), np.zeros(n, int), np.full(n, -1), np.zeros(n, int))
     minor = 1.0 - quantile
@@ -167,12 +170,15 @@ def _best_deployments(models, idx: list[int], rate_rps: float, n: int, quantile:
     return best, c1b, d1b, c2b, d2b
 
 
-def _disagg_latency(model, rate_rps: float, n: int) -> np.ndarray:
-    """(n,) p95 of f // g units of one disaggregated model on f GPUs (inf where none fits)."""
+def _disagg_latency(model, rate_rps: float, n: int, where: np.ndarray | None = None) -> np.ndarray:
+    """(n,) p95 of f // g units of one disaggregated model on f GPUs (inf where none fits, and outside `where`)."""
     d = np.arange(n) // model.num_gpus
-    with np.errstate(divide="ignore"):
-        rho = np.where(d > 0, rate_rps / np.maximum(d * model.max_rps, 1e-300), 0.0)
-    return np.where(d > 0, model.p95_at(rho), np.inf)
+    out = np.full(n, np.inf)
+    fits = d > 0 if where is None else (d > 0) & where
+    if not fits.any():
+        return out
+    out[fits] = model.p95_at(rate_rps / np.maximum(d[fits] * model.max_rps, 1e-300))
+    return out
 
 
 def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, quantile: float = 0.95,
@@ -204,16 +210,29 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
     else:
         best, c1b, d1b, c2b, d2b = _best_deployments(models, colocated, rate_rps, n, quantile)
         hot_rps = rate_rps * max(disagg_load_factor, 1.0)
-        best_hot = _best_deployments(models, colocated, hot_rps, n, quantile)[0]
-        for i in disagg:
-            lat = _disagg_latency(models[i], rate_rps, n)
-            units = np.arange(n) // models[i].num_gpus
-            ok = (lat <= (1.0 - disagg_margin) * best) & (_disagg_latency(models[i], hot_rps, n) <= best_hot) \
-                & (hot_rps <= disagg_max_utilisation * units * models[i].max_rps)
+        # A unit can enter only at f where its bottleneck pool is at most disagg_max_utilisation busy at the hotter
+        # rate, and there only where it beats the colocated incumbent by the margin (the incumbent only falls as
+        # units are taken): its p95 is computed at those f alone, and the colocated p95 at the hotter rate only
+        # where some unit passes both (each f's entry depends on its own f, so the floats are those of computing
+        # every f; about half a gated table's time saved).
+        units = {i: np.arange(n) // models[i].num_gpus for i in disagg}
+        room = {i: hot_rps <= disagg_max_utilisation * units[i] * models[i].max_rps for i in disagg}
+        lats = {i: _disagg_latency(models[i], rate_rps, n, room[i]) for i in disagg if room[i].any()}
+        maybe = np.zeros(n, dtype=bool)
+        for i, lat in lats.items():
+            maybe |= room[i] & (lat <= (1.0 - disagg_margin) * best)
+        best_hot = np.full(n, np.inf)
+        if maybe.any():
+            at = np.flatnonzero(maybe)
+            best_hot[at] = _best_deployments(models, colocated, hot_rps, n, quantile, f=at)[0]
+        for i, lat in lats.items():
+            u = units[i]
+            first = room[i] & (lat <= (1.0 - disagg_margin) * best)
+            ok = first & (_disagg_latency(models[i], hot_rps, n, first) <= best_hot)
             better = ok & (lat < best)
             best = np.where(better, lat, best)
             c1b = np.where(better, i, c1b)
-            d1b = np.where(better, units, d1b)
+            d1b = np.where(better, u, d1b)
             c2b = np.where(better, -1, c2b)
             d2b = np.where(better, 0, d2b)
     if not idle_ok:

@@ -4,10 +4,13 @@ per measured run, never fitted on these rows (they are the check).
 
 Each measured run states its P prefill and D decode workers and, per side, TP, EP and DP attention (columns tp, ep,
 dp_attention as "P:x/D:y"; the worker counts in its notes). The run is rebuilt as one disaggregated tier: P prefill
-and D decode replicas of DeepSeek-R1 (FP8 weights; KV precision, memory fraction, engine profile and MTP with one
-draft token where the run used it, as the colocated InferenceX rows), on node-major GPUs of 8-GPU nodes linked by InfiniBand (a TP16 worker spans two nodes;
-each worker on its own nodes, so every KV transfer crosses InfiniBand as between Dynamo's workers), with the cost
-model of the run's engine profile (conf/engine sglang / trtllm, its max_num_seqs and token budget on both sides).
+and D decode replicas of DeepSeek-R1 (FP8 weights; KV precision and engine profile as the colocated InferenceX rows),
+on node-major GPUs of 8-GPU DGX nodes linked by InfiniBand (a TP16 worker spans two nodes; each worker on its own
+nodes, so every KV transfer crosses InfiniBand as between Dynamo's workers), with the cost model of the run's engine
+profile (conf/engine sglang / trtllm_pytorch) and the settings of the run's own launch recipe (launch_settings:
+MTP draft tokens, the decode workers' sequence cap and CUDA-graph limit, the prefill workers' token budget, each
+side's memory fraction; data/measurements/launch), MTP acceptance as InferenceX's random prompts give it
+(INFERENCEX_MTP_ACCEPTANCE, from the colocated rows).
 The closed-loop client of sim.fidelity.clients keeps `concurrency` requests in flight, lengths drawn as InferenceX's
 benchmark draws them (uniform in [0.8 L, L], sim.fidelity.corpus.drawn_lengths). The client sees the first token when
 a decode instance admits the visit (its KV arrived and it had room: the decode worker streams every token), so TTFT
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import brentq
 
 from sim.common.errors import DataError, UserError
 from sim.fidelity.clients import BenchmarkClient, ClientSpec, client_workload, release_times_s
@@ -35,9 +39,11 @@ from sim.fidelity.corpus import CORPUS_DIR, drawn_lengths, serving_sim_overrides
 from sim.fidelity.corpus_long import hardware_gpu
 from sim.fidelity.corpus_rows import CorpusRow
 from sim.fidelity.serving import engine_cost_factory
+from sim.perf.cost_model import build_replica_cost, replica_cost_for
 from sim.perf.engine import EngineProfile, resolve_engine
 from sim.simulator import sim_config_from_dict, simulate
 from sim.spec.cascade import CascadeSpec, TierSpec
+from sim.spec.hardware import ClusterSpec, load_gpu
 from sim.spec.models import load_model
 from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 
@@ -53,6 +59,12 @@ METRICS = {"tpot_median": ("tpot", "median"), "tpot_mean": ("tpot", "mean"), "tt
            "ttft_mean": ("ttft", "mean")}
 MIN_PROMPTS = 600
 GPUS_PER_NODE = 8
+# The runs' worker settings from InferenceX's launch recipes (data/measurements/launch/SOURCE.md).
+LAUNCH_FILE = CORPUS_DIR / "launch" / "inferencex_disagg_launch.csv"
+# DGX H100 / H200 compute fabric: eight ConnectX-7 400 Gb/s NICs per node, one per GPU (NVIDIA's DGX H100/H200 user
+# guide), so 8 x 50 GB/s per node; InfiniBand's per-hop latency as the paper's pods (conf/cluster/paper_4x8_h100.yaml).
+IB_NODE_GBPS = 400.0
+IB_LATENCY_US = 5.0
 _SIDES = re.compile(r"^P:(\w+)/D:(\w+)$")
 _WORKERS = re.compile(r"(\d+) prefill worker\(s\)=(\d+) GPUs, (\d+) decode worker\(s\)=(\d+) GPUs")
 
@@ -85,6 +97,53 @@ class DisaggRun:
         return (f"{self.gpu} {self.engine} P {side(self.num_prefill, self.tp_prefill, self.ep_prefill, self.dp_prefill)}"
                 f" / D {side(self.num_decode, self.tp_decode, self.ep_decode, self.dp_decode)}; "
                 f"{self.input_tokens}/{self.output_tokens} C={self.concurrency}{' MTP' if self.mtp_draft_tokens else ''}")
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """A run's worker settings from its InferenceX recipe (LAUNCH_FILE): per prefill worker the token budget of one
+    iteration and the memory fraction; per decode worker its sequence cap, the largest CUDA-graph batch (per rank)
+    and memory fraction; the MTP draft tokens per step."""
+
+    recipe: str
+    mtp_draft_tokens: int
+    prefill_chunk_tokens: int
+    prefill_mem_fraction: float
+    decode_max_seqs: int
+    decode_graph_max_seqs: int
+    decode_mem_fraction: float
+
+
+@lru_cache(maxsize=4)
+def _launch_table(path: Path) -> pd.DataFrame | None:
+    if not Path(path).exists():
+        return None
+    return pd.read_csv(path, comment="#", dtype={"concurrencies": str})
+
+
+def launch_settings(run: DisaggRun, path: Path = LAUNCH_FILE) -> LaunchSettings | None:
+    """The recipe InferenceX ran `run` with: same engine, GPU, input length (1024 / 8192; the 1024/8192 runs use the
+    1024-input recipe), prefill and decode worker counts, decode DP attention, MTP on or off, and the run's
+    concurrency in the recipe's list. None when the table is absent or no single recipe matches (the engine
+    profile's defaults then stand)."""
+    table = _launch_table(Path(path))
+    if table is None:
+        return None
+    engine = "sglang" if run.engine == "sglang" else "trtllm"
+    sel = table[(table.engine == engine) & (table.gpu == run.gpu.split("_")[0])
+                & (table.input_tokens == (1024 if run.input_tokens <= 1024 else 8192))
+                & (table.prefill_workers == run.num_prefill) & (table.decode_workers == run.num_decode)
+                & (table.decode_dp_attention == int(run.dp_decode))
+                & ((table.mtp_draft_tokens > 0) == (run.mtp_draft_tokens > 0))]
+    sel = sel[sel.concurrencies.fillna("").map(lambda c: str(run.concurrency) in c.split("x"))]
+    if len(sel) != 1:
+        return None
+    r = sel.iloc[0]
+    return LaunchSettings(recipe=str(r.recipe), mtp_draft_tokens=int(r.mtp_draft_tokens),
+                          prefill_chunk_tokens=int(r.prefill_chunk_tokens),
+                          prefill_mem_fraction=float(r.prefill_mem_fraction), decode_max_seqs=int(r.decode_max_seqs),
+                          decode_graph_max_seqs=int(r.decode_graph_max_seqs),
+                          decode_mem_fraction=float(r.decode_mem_fraction))
 
 
 def _sides(text: str, key: str, line: int) -> tuple[str, str]:
@@ -132,11 +191,11 @@ def disaggregated_rows(corpus_dir: Path = CORPUS_DIR) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
-def run_deployment(run: DisaggRun) -> tuple[CascadeSpec, CascadePlan, object]:
-    """The run as a one-tier disaggregated cascade and plan on enough 8-GPU nodes (each worker on whole nodes)."""
-    from sim.fidelity.serving import bench_cluster
-
-    tier = TierSpec(load_model("deepseek_v3"), "fp8", MEMORY_KV[run.engine][1], mtp_draft_tokens=run.mtp_draft_tokens)
+def run_deployment(run: DisaggRun, launch: LaunchSettings | None = None) -> tuple[CascadeSpec, CascadePlan, object]:
+    """The run as a one-tier disaggregated cascade and plan on enough 8-GPU DGX nodes (each worker on whole nodes);
+    MTP with the recipe's draft tokens where the run used it (one without a recipe)."""
+    mtp = launch.mtp_draft_tokens if launch is not None and run.mtp_draft_tokens else run.mtp_draft_tokens
+    tier = TierSpec(load_model("deepseek_v3"), "fp8", MEMORY_KV[run.engine][1], mtp_draft_tokens=mtp)
     replicas, node = [], 0
     for role, n, tp, ep, dp in (("prefill", run.num_prefill, run.tp_prefill, run.ep_prefill, run.dp_prefill),
                                 ("decode", run.num_decode, run.tp_decode, run.ep_decode, run.dp_decode)):
@@ -144,29 +203,95 @@ def run_deployment(run: DisaggRun) -> tuple[CascadeSpec, CascadePlan, object]:
             gpus = tuple((node + g // GPUS_PER_NODE, g % GPUS_PER_NODE) for g in range(tp))
             node += -(-tp // GPUS_PER_NODE)
             replicas.append(ReplicaPlan(tp, 1, gpus, role=role, ep=ep, dp_attention=dp))
-    cluster = bench_cluster(run.gpu, node * GPUS_PER_NODE)
+    cluster = ClusterSpec(f"dgx_{run.gpu}_{node}x{GPUS_PER_NODE}", load_gpu(run.gpu), node, GPUS_PER_NODE,
+                          ib_bw_gbps=IB_NODE_GBPS, ib_latency_us=IB_LATENCY_US)
     cascade = CascadeSpec("serve_deepseek_v3_disaggregated", (tier,), single_model=True)
     plan = CascadePlan("disaggregated_benchmark", (TierPlan(tier.model.name, tuple(replicas)),), ())
     return cascade, plan, cluster
 
 
+# MTP draft acceptance on InferenceX's random-token benchmark, per engine: the median over the source's colocated H200
+# TP8 pairs that differ only in MTP (same engine, lengths and concurrency; 6 SGLang pairs with its 2 EAGLE steps, 8
+# TensorRT-LLM pairs with its 3 MTP layers) of the acceptance that makes the cost model's MTP step over its plain step
+# equal the measured TPOT ratio (mtp_acceptance_from_colocated_pairs recomputes them). The engine profiles' 0.85
+# (DeepSeek-V3 report, natural text) would make MTP 1.6-2x faster than these runs show; none of the 65 disaggregated
+# rows enters this.
+INFERENCEX_MTP_ACCEPTANCE = {"sglang": 0.49, "trtllm_pytorch": 0.66}
+COLOCATED_MTP_DRAFTS = {"SGLang": ("sglang", 2, "bf16"), "TensorRT-LLM": ("trtllm_pytorch", 3, "fp8")}
+
+
+def mtp_acceptance_from_colocated_pairs(corpus_dir: Path = CORPUS_DIR) -> dict[str, float]:
+    """INFERENCEX_MTP_ACCEPTANCE's derivation: per engine, the median acceptance a over the colocated (not
+    disaggregated) InferenceX TPOT medians measured with and without MTP at the same concurrency B, where
+    1 + a + ... + a^k = R / Q, R the cost model's decode step with k drafts over the plain step (batch B, context
+    0.9 input + 0.45 output tokens: half-way through the drawn lengths) and Q the measured TPOT with MTP over without."""
+    frame = pd.read_csv(sorted(Path(corpus_dir).glob(f"{SOURCE}.csv*"))[0], comment="#", dtype=str)
+    frame = frame[~frame.engine.str.contains("disaggregated") & (frame.metric == "tpot_median")
+                  & frame.engine.isin(list(COLOCATED_MTP_DRAFTS))]
+    frame = frame.assign(mtp=frame.notes.str.contains("spec_decode=mtp"), v=frame.value.astype(float))
+    keys = ["engine", "gpu", "tp", "ep", "dp_attention", "input_tokens", "output_tokens", "batch_size_or_concurrency"]
+    pairs = frame.groupby(keys + ["mtp"]).v.median().unstack("mtp").dropna()
+    model = load_model("deepseek_v3")
+    found: dict[str, list[float]] = {}
+    for (engine, gpu, tp, ep, dp, isl, osl, conc), rec in pairs.iterrows():
+        name, k, kv = COLOCATED_MTP_DRAFTS[engine]
+        kw = dict(engine=resolve_engine(name), gpu_memory_utilization=0.8, ep=int(ep), dp_attention=dp == "yes")
+        g = load_gpu(hardware_gpu(gpu))
+        plain = build_replica_cost(model, g, int(tp), 1, "fp8", kv, **kw)
+        mtp = build_replica_cost(model, g, int(tp), 1, "fp8", kv, mtp_draft_tokens=k, **kw)
+        batch = int(conc)
+        ctx = int(batch * (0.9 * int(isl) + 0.45 * int(osl)))
+        a0, b0 = plain.decode_affine(batch)
+        a1, b1 = mtp.decode_affine(batch)
+        ratio_cost = (a1 + b1 * ctx) * mtp.mtp_tokens_per_step / (a0 + b0 * ctx)
+        tokens = ratio_cost / (rec[True] / rec[False])
+        if 1.0 < tokens < k + 1:
+            found.setdefault(name, []).append(brentq(lambda a: sum(a ** i for i in range(k + 1)) - tokens, 1e-9, 1.0))
+    return {name: float(np.median(v)) for name, v in found.items()}
+
+
+def role_cost_factory(eng: EngineProfile, cfg, launch: LaunchSettings | None):
+    """The simulator's cost_factory with each side's recipe settings: the decode workers' CUDA-graph batch limit and
+    memory fraction, the prefill workers' memory fraction (the engine profile's own where there is no recipe)."""
+    if launch is None:
+        return engine_cost_factory(eng, cfg)
+    decode_eng = replace(eng, cuda_graph_max_seqs=launch.decode_graph_max_seqs)
+
+    def factory(tier, replica, cluster, **_ignored):
+        decode = replica.role == "decode"
+        return replica_cost_for(tier, replica, cluster, engine=decode_eng if decode else eng,
+                                gpu_memory_utilization=launch.decode_mem_fraction if decode
+                                else launch.prefill_mem_fraction, kv_block_size=cfg.kv_block_size)
+
+    return factory
+
+
 @lru_cache(maxsize=256)
-def simulate_run(run: DisaggRun, engine: EngineProfile | None = None, seed: int = 0) -> dict:
+def simulate_run(run: DisaggRun, engine: EngineProfile | None = None, seed: int = 0, mode: str = "fast") -> dict:
     """{tpot_median, tpot_mean, ttft_median, ttft_mean} in ms of the simulated benchmark, plus requests and the
-    mean KV transfer in ms."""
-    eng = engine if engine is not None else resolve_engine(run.engine)
+    mean KV transfer in ms; mode: the simulator's fast (default) or reference mode."""
+    eng = engine if engine is not None else replace(resolve_engine(run.engine),
+                                                    mtp_acceptance=INFERENCEX_MTP_ACCEPTANCE[run.engine])
     row = CorpusRow(source=SOURCE, line=0, engine=run.engine, engine_version="", gpu=run.gpu, model="deepseek_v3",
                     weights="fp8", kv=MEMORY_KV[run.engine][1], tp=run.tp_decode, pp=1, kind="closed_loop",
                     batch_size=run.concurrency, input_tokens=run.input_tokens, output_tokens=run.output_tokens,
                     request_rate=None, num_prompts=run.num_prompts, measured=(), length_ratio=0.8)
     isl, osl = drawn_lengths(row)
     spec = ClientSpec(isl, osl, run.concurrency, None)
-    cascade, plan, cluster = run_deployment(run)
-    cfg = sim_config_from_dict({**serving_sim_overrides(eng), "gpu_memory_utilization": MEMORY_KV[run.engine][0]})
+    launch = launch_settings(run)
+    cascade, plan, cluster = run_deployment(run, launch)
+    overrides = {**serving_sim_overrides(eng), "gpu_memory_utilization": MEMORY_KV[run.engine][0], "mode": mode}
+    if launch is not None:
+        # One batching setting for the tier: the prefill workers' token budget per iteration (their chunk; a prompt
+        # in one piece where the engine does not chunk, its budget holding one or two whole prompts) and the decode
+        # workers' sequence cap (the prefill workers' own caps, 1-16, are implied by that budget for these prompts).
+        overrides.update(batching="sarathi", chunk_tokens=launch.prefill_chunk_tokens,
+                         max_num_seqs=launch.decode_max_seqs)
+    cfg = sim_config_from_dict(overrides)
     release = release_times_s(spec.num_prompts, None, np.random.default_rng(seed))
     client = BenchmarkClient(release, spec.concurrency)
     workload = client_workload(spec, release, "deepseek_v3")
-    result = simulate(plan, cascade, cluster, workload, cfg, seed=seed, cost_factory=engine_cost_factory(eng, cfg),
+    result = simulate(plan, cascade, cluster, workload, cfg, seed=seed, cost_factory=role_cost_factory(eng, cfg, launch),
                       arrivals=client)
     req = result.requests
     done = req[req["status"] == "completed"]

@@ -36,7 +36,11 @@ class CorpusRow:
     ep: int = 1
     dp_attention: bool = False
     mtp_draft_tokens: int = 0
-    length_ratio: float = 1.0  # < 1: each request's lengths drawn uniformly in [ratio x L, L] (random datasets)
+    # A dataset of sim.fidelity.length_datasets ("sharegpt"): each request's lengths drawn from it (input_tokens and
+    # output_tokens are then its means); "": fixed or length_ratio lengths.
+    length_dataset: str = ""
+    length_ratio: float = 1.0
+    scheduler_steps: int = 1  # vLLM --num-scheduler-steps (multi-step scheduling); 1: one step per schedule  # < 1: each request's lengths drawn uniformly in [ratio x L, L] (random datasets)
     tp_spans_nodes: bool = False  # the TP group spans two nodes over InfiniBand
     # TensorRT-LLM attention-DP balance (attention_dp_config enable_balance, timeout_iters): context requests are held
     # until every DP rank has one or this many iterations have passed; 0: no hold.
@@ -44,3 +48,6 @@ class CorpusRow:
     # The memory fraction the source's server was launched with (SGLang --mem-fraction-static, TensorRT-LLM
     # kv_cache_config.free_gpu_memory_fraction); None: the simulator's default.
     gpu_memory_utilization: float | None = None
+    # Issue 18: the bandwidth between the replica's nodes where the source's network differs from InfiniBand as the
+    # simulator's pods have it (GB/s per direction); None: bench_cluster's 200 GB/s.
+    inter_node_gb_s: float | None = None

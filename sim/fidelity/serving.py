@@ -37,6 +37,7 @@ class ServingBench:
     ep: int = 1  # MoE deployment options of the replica (sim.perf.cost_model.build_replica_cost)
     dp_attention: bool = False
     mtp_draft_tokens: int = 0
+    inter_node_gb_s: float = 200.0  # between the replica's nodes, per direction (bench_cluster)
 
     def __post_init__(self) -> None:
         for key in ("input_tokens", "output_tokens", "tp", "pp", "num_prompts"):
@@ -45,12 +46,12 @@ class ServingBench:
                 raise ConfigError(f"ServingBench.{key} must be a positive integer, got {v!r}")
 
 
-def bench_cluster(gpu: str, num_gpus: int) -> ClusterSpec:
+def bench_cluster(gpu: str, num_gpus: int, ib_bw_gbps: float = 200.0) -> ClusterSpec:
     """Enough 8-GPU NVLink nodes of one GPU type for one replica, linked by InfiniBand as the paper's pods
-    (conf/cluster/paper_4x8_h100.yaml: 200 GB/s, 5 us)."""
+    (conf/cluster/paper_4x8_h100.yaml: 200 GB/s, 5 us), or by the inter-node bandwidth a source's network had."""
     per_node = 8
     nodes = -(-num_gpus // per_node)
-    return ClusterSpec(f"bench_{gpu}_{nodes}x{per_node}", load_gpu(gpu), nodes, per_node, ib_bw_gbps=200.0,
+    return ClusterSpec(f"bench_{gpu}_{nodes}x{per_node}", load_gpu(gpu), nodes, per_node, ib_bw_gbps=ib_bw_gbps,
                        ib_latency_us=5.0)
 
 
@@ -91,7 +92,7 @@ def simulate_serving(bench: ServingBench, *, engine: str | EngineProfile = "vllm
     cfg = sim_config_from_dict({**({"engine": engine} if isinstance(engine, str) else {}), **(sim or {})})
     tier = TierSpec(load_model(bench.model), bench.weights, bench.kv, ep=bench.ep, dp_attention=bench.dp_attention,
                     mtp_draft_tokens=bench.mtp_draft_tokens)
-    cluster = bench_cluster(bench.gpu, bench.tp * bench.pp)
+    cluster = bench_cluster(bench.gpu, bench.tp * bench.pp, bench.inter_node_gb_s)
     factory = engine_cost_factory(engine, cfg)
     result = run_client(spec, tier, bench.tp, bench.pp, cluster, cfg, seed=seed, cost_factory=factory)
     _check_all_served(result, bench)

@@ -27,7 +27,8 @@ from sim.spec.models import KV_BYTES, WEIGHT_BYTES, ModelSpec
 from sim.perf.batch import BatchShape
 from sim.perf.engine import EngineProfile, resolve_engine
 from sim.perf.kernels import (ACT_BYTES, AllReduceParams, allreduce_coefficients, expected_distinct_experts,
-                              gemm_coefficients, p2p_time_s, ring_allgather_time_s, smooth_max)
+                              gemm_coefficients, nccl_internode_allreduce_latency_s, p2p_time_s, ring_allgather_time_s,
+                              smooth_max)
 from sim.perf.layers import (Gemm, attention_elementwise, attention_gemms, dense_mlp_gemms, embedding_op,
                              kv_heads_per_gpu, mlp_act)
 from sim.perf.params import CalibratedParams, load_params
@@ -225,10 +226,11 @@ class ReplicaCostModel:
         return cpu + max(self._stage_fixed_s(st, batch, graph)
                          + st.attn_decode_s_per_ctx_token * batch.decode_ctx_tokens for st in self.stages)
 
-    def _iteration_fixed_s(self, batch: BatchShape) -> float:
+    def _iteration_fixed_s(self, batch: BatchShape, graph: bool | None = None) -> float:
         if batch.num_tokens <= 0:
             return 0.0
-        graph = self._graph(batch)
+        if graph is None:
+            graph = self._graph(batch)
         tokens = batch.num_tokens
         t = self.engine.cpu_time_s(self._cpu_seqs(batch), self.tp)
         for st in self.stages:
@@ -255,8 +257,11 @@ class ReplicaCostModel:
         Mixed prefill + decode iterations are charged without MTP (one token per sequence): a conservative bound."""
         k = self.mtp_draft_tokens
         frac = k / self.model.num_layers
-        verify = self._iteration_fixed_s(BatchShape(decode_seqs=decode_seqs * (1 + k)))
-        draft = frac * self._iteration_fixed_s(BatchShape(decode_seqs=decode_seqs))
+        # The engines capture their CUDA graphs per sequence (SGLang's cuda-graph-max-bs and TensorRT-LLM's graph
+        # batch sizes count requests, each graph holding its 1 + k verified tokens), so the limit is on sequences.
+        graph = self._graph(BatchShape(decode_seqs=decode_seqs))
+        verify = self._iteration_fixed_s(BatchShape(decode_seqs=decode_seqs * (1 + k)), graph)
+        draft = frac * self._iteration_fixed_s(BatchShape(decode_seqs=decode_seqs), graph)
         e = self.mtp_tokens_per_step
         return (verify + draft) / e, self.ctx_rate_s * ((1 + k) + frac) / e
 
@@ -456,7 +461,13 @@ def _build_replica_cost(model: ModelSpec, gpu: GPUSpec, tp: int, pp: int, weight
     tp_bw, tp_ar = link(tp_spans_nodes)
     if tp_spans_nodes:
         assert cluster is not None
-        tp_bw_a2a, tp_a2a_base_s, tp_a2a_eff = cluster.ib_bw_gbps * 1e9, eng.a2a_ib_base_us * 1e-6, eng.a2a_ib_bw_eff
+        # NCCL's hierarchical latency (its own tuning model), not a flat ring of IB hops; bandwidth as before.
+        tp_ar = AllReduceParams(eng.allreduce_ib_bw_eff, 0.0, nccl_internode_allreduce_latency_s(
+            tp, max(2, -(-tp // cluster.gpus_per_node))))
+        # Each rank's tokens leave through its own NIC (one per GPU, as DeepEP's RDMA figures are per GPU): the
+        # node's InfiniBand rate over its GPUs, not the whole node's.
+        tp_bw_a2a = cluster.ib_bw_gbps * 1e9 / cluster.gpus_per_node
+        tp_a2a_base_s, tp_a2a_eff = eng.a2a_ib_base_us * 1e-6, eng.a2a_ib_bw_eff
     else:
         tp_bw_a2a, tp_a2a_base_s, tp_a2a_eff = gpu.nvlink_bw_gbps * 1e9, eng.a2a_nvlink_base_us * 1e-6, eng.a2a_nvlink_bw_eff
     pp_bw, pp_ar = link(pp_spans_nodes)

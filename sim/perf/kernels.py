@@ -94,6 +94,34 @@ def ring_allreduce_time_s(message_bytes, num_ranks, link_bw_bytes_s: float, p: A
             + steps / num_ranks * message_bytes / (link_bw_bytes_s * p.bw_eff))
 
 
+# NCCL's own latency model of an all-reduce whose ranks span nodes (NVIDIA/nccl src/graph/tuning.cc at 5067397c,
+# ncclTunerConstantsDefaults and ncclTopoTuneModel), LL protocol (the one NCCL picks for the few-KB messages of a
+# decode step): base latency per call, then per hop 0.6 us over NVLink and 5.0 (tree) / 2.7 (ring) us over the
+# network; a ring pays at least the 1 us network post overhead on every one of its intra-node hops too. NCCL runs the
+# cheaper of the two: a tree crosses the network 2 log2(nodes) times, a ring 2 (nodes - 1) times but has 2 (n - 1)
+# hops in all. Two 8-GPU nodes: tree 6.8 + 2 (7 x 0.6 + 1 x 5.0) = 25.2 us, ring 6.6 + 28 x 1.0 + 2 x 2.7 = 40.0 us.
+NCCL_LL_BASE_US = {"tree": 6.8, "ring": 6.6}
+NCCL_LL_NVLINK_HOP_US = {"tree": 0.6, "ring": 0.6}
+NCCL_LL_NET_HOP_US = {"tree": 5.0, "ring": 2.7}
+NCCL_NET_OVERHEAD_US = 1.0
+
+
+def nccl_internode_allreduce_latency_s(num_ranks: int, num_nodes: int) -> float:
+    """Latency (s) NCCL's tuning model gives an all-reduce of num_ranks GPUs on num_nodes nodes (>= 2), the
+    cheaper of its tree and ring algorithms (constants above). A flat ring charging every one of its 2 (n - 1)
+    steps the network latency overstates it several times: NCCL crosses the network only between nodes."""
+    per_node = max(num_ranks // num_nodes, 1)
+    log2_nodes = max(int(num_nodes).bit_length() - 1, 0)  # NCCL's log2i: floor(log2)
+    tree = NCCL_LL_BASE_US["tree"] + 2 * ((per_node - 1) * NCCL_LL_NVLINK_HOP_US["tree"]
+                                          + log2_nodes * NCCL_LL_NET_HOP_US["tree"])
+    # One GPU per node: NCCL charges the ring the tree's network latency ("latencies are fully exposed").
+    ring_net = NCCL_LL_NET_HOP_US["tree"] if per_node == 1 else NCCL_LL_NET_HOP_US["ring"]
+    steps, inter = 2 * (num_ranks - 1), 2 * (num_nodes - 1)
+    ring = (NCCL_LL_BASE_US["ring"] + (steps - inter) * max(NCCL_LL_NVLINK_HOP_US["ring"], NCCL_NET_OVERHEAD_US)
+            + inter * ring_net)
+    return 1e-6 * min(tree, ring)
+
+
 def allreduce_coefficients(num_ranks: int, hidden: int, link_bw_bytes_s: float, p: AllReduceParams,
                            count: int = 1) -> tuple[float, float]:
     """(fixed_s, s_per_token) of `count` ring all-reduces of a (tokens x hidden) BF16 activation: ring_allreduce_time_s

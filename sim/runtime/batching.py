@@ -160,6 +160,7 @@ def _shape(chunks, decodes, decode_seqs: int = 0, decode_ctx_tokens: int = 0) ->
 
 
 _object_new = object.__new__
+_new = tuple.__new__  # builds a NamedTuple from a tuple at half the cost of its constructor (once per iteration)
 
 
 def schedule_vllm(eng, now: float):
@@ -167,7 +168,7 @@ def schedule_vllm(eng, now: float):
     otherwise every running sequence decodes (preempting the most recently admitted when blocks run out)."""
     chunks = admit(eng, now, eng.cfg.max_batched_tokens, chunked=False)
     if chunks:
-        return Step(tuple(chunks), (), _shape(chunks, ()))
+        return _new(Step, (tuple(chunks), (), _shape(chunks, ())))
     if not eng.running:
         return None
     dec = allocate_decode_step(eng)
@@ -204,8 +205,8 @@ def schedule_sarathi(eng, now: float):
         chunks.extend(admit(eng, now, left, chunked=True))
     if chunks:
         if decodes is None:
-            return Step(tuple(chunks), None, _shape(chunks, None, n_dec, batch.context_tokens()))
-        return Step(tuple(chunks), tuple(decodes), _shape(chunks, decodes))
+            return _new(Step, (tuple(chunks), None, _shape(chunks, None, n_dec, batch.context_tokens())))
+        return _new(Step, (tuple(chunks), tuple(decodes), _shape(chunks, decodes)))
     return dec if eng.running else None
 
 
@@ -214,12 +215,11 @@ def schedule_static(eng, now: float):
     in one iteration, then decode until every member has finished; arrivals wait for the next batch."""
     if not eng.running:
         chunks = admit(eng, now, eng.cfg.max_batched_tokens, chunked=False)
-        return Step(tuple(chunks), (), _shape(chunks, ())) if chunks else None
+        return _new(Step, (tuple(chunks), (), _shape(chunks, ()))) if chunks else None
     dec = allocate_decode_step(eng)
     return dec if eng.running else None
 
 
-_new = tuple.__new__  # builds a NamedTuple from a tuple at half the cost of its constructor (once per decode step)
 
 
 def allocate_decode_step(eng) -> DecodeStep:

@@ -35,14 +35,16 @@ class DecodeBatch:
 
     def join(self, seq) -> None:
         """A sequence that is decoding at the current boundary with exact generated and blocks."""
-        seq.mark = self.step
-        r = self._residue(seq)
+        step, bs = self.step, self.block_size
+        seq.mark = step
+        held = seq.prompt_tokens + seq.generated
+        r = (held - 1 - step + bs - 1) % bs  # _residue, inline (once per admission)
         insort(self.residues, r)
         self.counts[r] += 1
-        self.ctx_base += seq.prompt_tokens + seq.generated - self.step
+        self.ctx_base += held - step
         self.n += 1
-        self._order += 1
-        heappush(self.heap, (self.step + seq.out_tokens - seq.generated, self._order, seq))
+        self._order = order = self._order + 1
+        heappush(self.heap, (step + seq.out_tokens - seq.generated, order, seq))
 
     def blocks_between(self, lo: int, hi: int) -> int:
         """Blocks that steps lo+1..hi allocate (the closed form of the module docstring)."""
@@ -72,10 +74,11 @@ class DecodeBatch:
         out = []
         while heap and heap[0][0] == step:
             seq = heappop(heap)[2]
-            r = self._residue(seq)
+            held = seq.prompt_tokens + seq.generated
+            r = (held - 1 - seq.mark + bs - 1) % bs  # _residue, inline (once per finish)
             self.residues.remove(r)
             self.counts[r] -= 1
-            self.ctx_base -= seq.prompt_tokens + seq.generated - seq.mark
+            self.ctx_base -= held - seq.mark
             self.n -= 1
             seq.generated = seq.out_tokens
             seq.blocks = -(-(seq.prompt_tokens + seq.generated - 1) // bs)

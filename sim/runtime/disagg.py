@@ -29,7 +29,6 @@ from functools import partial
 
 from sim.common.errors import ConfigError
 from sim.runtime.batching import SCHEDULERS, Seq
-from sim.runtime.clock import delay_to
 
 KV_TRANSFERS = ("after_prefill", "layerwise")
 
@@ -319,10 +318,14 @@ class DisaggTierRouter:
             self.book.kv_transfer_s[visit.tier][visit.req] = arrive - ready_s
         dst.outstanding_work += visit.work_tokens  # on its way: the balancer counts it from now
         if arrive > ready_s:
-            self.env.timeout(delay_to(self.env.now, arrive)).callbacks.append(
-                lambda _ev, visit=visit, dst=dst, arrive=arrive: self._arrive(visit, dst, arrive))
+            # A bare callback of the event loop (sim.runtime.loop.EventLoop.call_at): ordered and timed as
+            # env.timeout(delay_to(env.now, arrive)) made now would be, without an Event per transfer.
+            self.env.call_at(arrive, self._arrive_due, (visit, dst, arrive))
         else:
             self._arrive(visit, dst, arrive)
+
+    def _arrive_due(self, args) -> None:
+        self._arrive(*args)
 
     def _arrive(self, visit, dst, now: float) -> None:
         dst.outstanding_work -= visit.work_tokens

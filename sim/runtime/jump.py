@@ -14,7 +14,9 @@ from typing import NamedTuple
 import numpy as np
 
 _accumulate = np.add.accumulate  # sequential, so the running sums equal reference mode's
-SHORT_JUMP_MAX = 44  # up to this many steps a Python loop is cheaper than numpy's fixed cost per call
+# Up to this many steps a Python loop is cheaper than numpy's fixed cost per call (measured crossover: 25-35 steps
+# on numpy 2.x, whose scalar operands cost more than 0-d arrays; the loop's share grows with k, numpy's does not).
+SHORT_JUMP_MAX = 28
 
 
 class DecodeRun(NamedTuple):
@@ -68,35 +70,39 @@ class JumpClock:
     """The end times of k decode iterations from `now`: ends[j] = now + sum_{i<=j} (a + b * (ctx + i * n)) * f,
     summed left to right. Caches n * (0..k-1) per batch size n (one per engine: its batch sizes recur)."""
 
-    __slots__ = ("_steps",)
+    __slots__ = ("_steps", "_coef", "_ctx")
 
     def __init__(self) -> None:
         self._steps: dict[int, np.ndarray] = {}
+        # a and b as 0-d arrays by (a, b), and a 0-d array refilled with ctx: numpy 2 converts a Python float
+        # operand on every call (about as costly as the arithmetic itself at these sizes); the same float64 values.
+        self._coef: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
+        self._ctx = np.zeros(())
 
     def ends(self, now: float, a: float, b: float, f: float, n: int, ctx: int, k: int):
         """A list for short jumps, a numpy array for long ones; k >= 2."""
         if k <= SHORT_JUMP_MAX:
-            ends = []
-            append = ends.append
+            # The running sum in a comprehension (its loop appends without a method call): the same additions in
+            # the same order as one event per iteration, e_j = e_{j-1} + (a + b * x_j) * f with x_j = ctx + j * n.
             e = now
+            xs = range(ctx, ctx + k * n, n) if n else (ctx,) * k  # range() refuses a step of 0
             if f == 1.0:  # y * 1.0 == y exactly, so the product is left out
-                x = ctx
-                for _ in range(k):
-                    e += a + b * x
-                    append(e)
-                    x += n
-            else:
-                for j in range(k):
-                    e = e + (a + b * (ctx + j * n)) * f
-                    append(e)
-            return ends
+                return [e := e + (a + b * x) for x in xs]
+            return [e := e + (a + b * x) * f for x in xs]
         # Integers below 2**53 are exact as floats, so b * x + a is the same float as a + b * x.
         steps = self._steps.get(n)
         if steps is None or steps.size < k:
             steps = self._steps[n] = n * np.arange(max(k, 1024), dtype=np.float64)
-        ends = steps[:k] + float(ctx)  # a float operand: numpy resolves the addition's type faster
-        ends *= b
-        ends += a
+        coef = self._coef.get((a, b))
+        if coef is None:
+            if len(self._coef) > 4096:  # bounded: a run's batch sizes (hence (a, b) pairs) are few, faults add some
+                self._coef.clear()
+            coef = self._coef[(a, b)] = (np.array(a, dtype=np.float64), np.array(b, dtype=np.float64))
+        c = self._ctx
+        c[()] = ctx  # exact: ctx < 2**53
+        ends = steps[:k] + c
+        ends *= coef[1]
+        ends += coef[0]
         if f != 1.0:
             ends *= f
         ends[0] += now

@@ -17,16 +17,18 @@ bit-identical records. Batching and preemption are the scheduler's (sim.runtime.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
+from heapq import heappush
 from typing import NamedTuple
 
 from sim.common.errors import SimulationStuck
 from sim.perf.batch import BatchShape
 from sim.runtime.batching import SCHEDULERS, DecodeStep, Seq, Step, schedule_vllm
 from sim.runtime.decode_batch import DecodeBatch
-from sim.runtime.jump import DecodeRun, JumpClock, count_le, cut_point, jump_length
+from sim.runtime.jump import DecodeRun, JumpClock, count_le, jump_length
 from sim.runtime.kv_cache import KVCache
-from sim.runtime.loop import EventLoop
+from sim.runtime.loop import NORMAL, EventLoop
 
 STEP_TIMES_MAX = 1 << 16  # prefill-batch shapes memoized per cost model (Replica.step_times)
 _new = tuple.__new__  # builds a NamedTuple from a tuple at half the cost of its constructor (once per event)
@@ -57,6 +59,10 @@ class Engine:
         self.running: list[Seq] = []  # admission order: the last is preempted first
         self.schedule = SCHEDULERS[self.cfg.batching]
         self.fast = self.cfg.mode == "fast"
+        # _next_decode's inline step is vLLM's policy with nothing waiting. A disaggregated decode instance wraps
+        # that policy (sim.runtime.disagg.schedule_decode_instance), and the wrapper is the policy itself while
+        # nothing waits, so the flag follows the configured policy, not the `schedule` attribute.
+        self._inline_decode = self.fast and self.schedule is schedule_vllm
         # Arrivals can change a running batch only under continuous batching.
         self._arrivals_interrupt = self.fast and self.cfg.batching != "static"
         self.busy_s = 0.0
@@ -73,6 +79,10 @@ class Engine:
         # or the engine stopped). Boundaries are bare callbacks of the event loop (sim.runtime.loop), not Events.
         self._gen = 0
         self._call_at = env.call_at
+        # _at pushes EventLoop.call_at's entry itself (the same key: SimPy's now + (t - now), NORMAL, the loop's next
+        # event id): a boundary is the commonest entry, and a call frame less per entry is measurable.
+        self._queue = env._queue
+        self._eid = env._eid
         self._on_boundary = self._boundary  # one bound method for every boundary
         # Fast mode keeps the decode batch as aggregates (sim.runtime.decode_batch), so a jump or a finish costs
         # O(log n) rather than passes over the batch.
@@ -153,7 +163,9 @@ class Engine:
     # instead of an Interruption, a process resumption and a new timeout, and a boundary makes no Event.
     def _at(self, t: float) -> None:
         self._gen = gen = self._gen + 1
-        self._call_at(t, self._on_boundary, gen)
+        now = self.env._now
+        d = t - now
+        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
 
     def _next(self) -> None:
         """At an iteration boundary (self.clock): schedule the next iteration(s), or go idle."""
@@ -190,7 +202,8 @@ class Engine:
                     if len(times) < STEP_TIMES_MAX:
                         times[key] = t
                 t *= self.replica.slowdown
-                self._record(now, t, 1, step.shape)
+                if self.replica.iteration_log is not None:
+                    self._record(now, t, 1, step.shape)
                 self._pending = _new(PrefillIteration, (step, now, t))
                 self._at(now + t)
                 return
@@ -205,10 +218,13 @@ class Engine:
     def _cut_jump(self, arrival_s: float) -> None:
         """An arrival during a jump: stop at the first boundary strictly after it; it joins the batch there."""
         run = self._pending
-        cut = cut_point(run, arrival_s)
+        ends = run.ends
+        # cut_point, inline: the boundaries up to the first strictly after the arrival (bisect reads a numpy
+        # array of ends too, and costs less than searchsorted's call at a jump's size)
+        cut = bisect_right(ends, arrival_s) + 1 if type(ends) is not float else 1
         if cut < run.iterations:
-            self._pending = _new(DecodeRun, (run.seqs, run.start_s, run.n, run.ctx_tokens, cut, run.ends))
-            self._at(float(run.ends[cut - 1]))
+            self._pending = _new(DecodeRun, (run.seqs, run.start_s, run.n, run.ctx_tokens, cut, ends))
+            self._at(float(ends[cut - 1]))
 
     def _boundary(self, gen: int) -> None:
         if gen != self._gen:
@@ -222,7 +238,7 @@ class Engine:
             self._finish_step(run.step, end)
         else:
             now, k, ends = run.start_s, run.iterations, run.ends
-            if isinstance(ends, float):
+            if type(ends) is float:
                 end = ends
             else:
                 end = float(ends[k - 1])
@@ -243,7 +259,7 @@ class Engine:
                 heap = batch.heap
                 if heap and heap[0][0] == batch.step:
                     self._complete(batch.finish_due(), end)
-        if self.waiting or not self.fast or self.schedule is not schedule_vllm:
+        if self.waiting or not self._inline_decode:
             self._next()
         else:
             self._next_decode()
@@ -285,7 +301,9 @@ class Engine:
             self._jumping = True
             end = float(ends[k - 1])
         self._gen = gen = self._gen + 1
-        self._call_at(end, self._on_boundary, gen)
+        now = self.env._now  # _at's push, inline
+        d = end - now
+        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
 
     def _finish_step(self, step, end: float) -> None:
         if step.decodes is None:  # the decode batch, as aggregates (fast mode)

@@ -15,4 +15,6 @@ def test_bench_json_line(capsys):
     # Planning time is the benchmark's printed figure, never asserted: a loaded machine would fail a limit here.
     assert all(v > 0 for v in data["plan_s"].values())
     assert set(data["plan_cpu_s"]) == set(data["plan_s"]) and all(v > 0 for v in data["plan_cpu_s"].values())
+    assert set(data["plan_disaggregation_s"]) == set(data["plan_s"])  # the search that may disaggregate, timed too
+    assert all(v > 0 for v in data["plan_disaggregation_cpu_s"].values())
     assert data["bruteforce_gap_pct"] <= 5

@@ -132,6 +132,41 @@ def test_a_disaggregated_unit_enters_the_table_only_where_its_gate_holds(factor,
         assert not any(chosen)  # the strict gate turns this instance's disaggregated wins away
 
 
+def test_a_units_p95_rows_filled_on_demand_are_those_of_the_whole_grid():
+    """DisaggModel fills a p95 row when a table first reads it; the row is the nearest-rank quantile of the sampled
+    requests' wait + decode latency + prefill and transfer at that utilisation, whatever was read before."""
+    from planners.disagg import U_GRID, _rows
+
+    problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
+    ctx = SearchContext(problem, disaggregation="disaggregated")
+    m = ctx.replica_models(_tier_load(ctx, 1))[3]
+    assert np.isnan(m.p95_s).all()  # nothing computed before a table reads it
+    rho = np.array([0.05, 0.42, 0.97])
+    first = m.p95_at(rho)
+    assert 2 <= np.isfinite(m.p95_s).sum() <= 6  # only the rows either side of the three utilisations
+    # Oracle: every row written out from the sides' tables (numpy's sort, not the model's partition).
+    lat = _rows(m.wait_sub, m.u_p) + _rows(m.dec_sub, m.u_d) + m.base_sub[None, :]
+    full = np.sort(lat, axis=1)[:, m.rank]
+    assert np.array_equal(first, np.interp(rho, U_GRID, full))
+    assert np.array_equal(m.p95_at(U_GRID), full)  # the rest filled later: identical rows
+    assert np.array_equal(m.p95_at(rho), first)
+
+
+def test_the_best_deployments_on_a_subset_of_gpu_counts_are_those_entries_of_the_whole():
+    from planners.strategy import _best_deployments
+
+    problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
+    ctx = SearchContext(problem, disaggregation="colocated")
+    load = _tier_load(ctx, 1)
+    models = ctx.replica_models(load)
+    n = ctx.num_gpus + 1
+    whole = _best_deployments(models, list(range(len(models))), load.rate_rps * 1.3, n, 0.95)
+    at = np.array([1, 5, 9, n - 1])
+    part = _best_deployments(models, list(range(len(models))), load.rate_rps * 1.3, n, 0.95, f=at)
+    for w, p in zip(whole, part):
+        assert np.array_equal(w[at], p)
+
+
 def test_the_gates_load_factor_is_the_planning_samples_p90_window_rate():
     from planners.disagg import disagg_load_factor
 

@@ -11,8 +11,9 @@ import pytest
 
 from sim.common.errors import DataError
 from sim.fidelity.corpus import drawn_lengths, serving_sim_overrides
-from sim.fidelity.corpus_disagg import (DisaggRun, disaggregated_rows, disaggregated_summary, parse_run,
-                                        run_deployment, simulate_run)
+from sim.fidelity.corpus_disagg import (INFERENCEX_MTP_ACCEPTANCE, DisaggRun, disaggregated_rows,
+                                        disaggregated_summary, launch_settings, mtp_acceptance_from_colocated_pairs,
+                                        parse_run, run_deployment, simulate_run)
 from sim.fidelity.corpus_rows import CorpusRow
 from sim.fidelity.serving import engine_cost_factory
 from sim.fidelity.timing import batch_prefill_time_s, decode_step_time_s
@@ -75,7 +76,7 @@ def test_lone_requests_pay_prefill_then_transfer_then_one_decode_step_per_token(
     kv = cascade.tiers[0].model.kv_bytes_per_token("bf16")
     ttft, tpot = [], []
     for i, o in zip(isl, osl):
-        wire = 5e-6 + i * kv / (8 * 200e9 / 8)  # 8 streams, each 1/8 of the node's 200 GB/s InfiniBand
+        wire = 5e-6 + i * kv / (8 * 400e9 / 8)  # 8 streams, each one GPU's NIC: 1/8 of the DGX node's 400 GB/s
         assert kv_transfer_s(i, kv, src, dst, cluster) == pytest.approx(wire, rel=1e-12)
         ttft.append(batch_prefill_time_s(c_p, 1, i) + wire)
         tpot.append(sum(decode_step_time_s(c_d, 1, i + g) for g in range(1, o)) / (o - 1))
@@ -106,3 +107,46 @@ def test_the_command_refuses_a_folder_without_disaggregated_rows(tmp_path, capsy
         assert exit_.value.code == 2
         err = capsys.readouterr().err
         assert err.startswith("error:") and says in err
+
+
+def test_every_disaggregated_run_finds_its_one_launch_recipe_and_reads_its_settings():
+    """InferenceX's recipes (data/measurements/launch): each of the 60 distinct runs matches exactly one; a recipe
+    checked by hand (dsr1/sglang/h100-fp8/1k/1k/disagg/mtp/h100-fp8-1p1d-max-dep-mtp.yaml): EAGLE with 2 steps,
+    prefill chunk 2048 at mem-fraction 0.6, decode max-running-requests 64 = cuda-graph-max-bs at 0.85."""
+    runs = set(disaggregated_rows().run)
+    assert len(runs) == 60 and all(launch_settings(r) is not None for r in runs)
+    run = next(r for r in runs if r.gpu == "h100_sxm" and r.engine == "sglang" and r.dp_decode and r.concurrency == 4
+               and r.input_tokens == 1024)
+    got = launch_settings(run)
+    assert got.recipe.endswith("h100-fp8-1p1d-max-dep-mtp.yaml")
+    assert (got.mtp_draft_tokens, got.prefill_chunk_tokens, got.prefill_mem_fraction) == (2, 2048, 0.6)
+    assert (got.decode_max_seqs, got.decode_graph_max_seqs, got.decode_mem_fraction) == (64, 64, 0.85)
+    # TensorRT-LLM with attention DP: max_batch_size is per rank (ctx1_gen1_dep16_batch32_eplb0_mtp2: 32 x 16 ranks).
+    trt = next(r for r in runs if r.engine == "trtllm_pytorch" and r.concurrency == 615)
+    got = launch_settings(trt)
+    assert got.recipe.endswith("ctx1_gen1_dep16_batch32_eplb0_mtp2.yaml")
+    assert (got.mtp_draft_tokens, got.decode_max_seqs, got.decode_graph_max_seqs) == (2, 512, 32)
+    # A run no recipe names keeps the engine profile's defaults.
+    assert launch_settings(DisaggRun("h200_sxm", "sglang", 1, 1, 8, 8, 1, 1, False, False, 1024, 48, 1, 0)) is None
+
+
+def test_the_mtp_acceptance_constants_are_what_the_colocated_pairs_give():
+    """INFERENCEX_MTP_ACCEPTANCE is derived from colocated rows only (never the disaggregated ones): recomputing it
+    gives the stated constants, and both sit far below the 0.85 the engine profiles assume for natural text."""
+    got = mtp_acceptance_from_colocated_pairs()
+    assert set(got) == set(INFERENCEX_MTP_ACCEPTANCE)
+    for name, value in INFERENCEX_MTP_ACCEPTANCE.items():
+        assert got[name] == pytest.approx(value, abs=0.01)
+        assert value < resolve_engine(name).mtp_acceptance - 0.15
+
+
+@pytest.mark.parametrize("concurrency, engine, mtp", [(11, "trtllm_pytorch", False), (16, "sglang", True)])
+def test_recipe_runs_are_the_same_in_fast_and_reference_mode(concurrency, engine, mtp):
+    """Two runs with their recipes: TensorRT-LLM with nine single-sequence decode workers at concurrency 11 (the cap
+    binds: two requests always wait for decode room) and SGLang with 2-draft MTP; the fast mode's jumps over decode
+    iterations give the reference mode's statistics to the bit."""
+    run = next(r for r in set(disaggregated_rows().run) if r.concurrency == concurrency and r.engine == engine
+               and (r.mtp_draft_tokens > 0) == mtp and r.input_tokens == 1024)
+    assert launch_settings(run) is not None
+    fast, ref = simulate_run(run, mode="fast"), simulate_run(run, mode="reference")
+    assert fast == ref and fast["requests"] == run.num_prompts
