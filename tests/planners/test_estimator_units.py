@@ -1,0 +1,45 @@
+"""planners/estimator.py's small pieces against hand-worked values: the prefill-burst sub-grid (every
+BURST_GRID_STEP-th point and the last, each grid point interpolated from its two neighbours; computed fresh, not
+from the process-wide memo), the inter-arrival ca2 of a burst at one instant, and Lindley's busy period with a
+wait at float-noise level."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import planners.estimator as est
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("size", [61, 13, 12, 7, 2])
+def test_burst_sub_grid_holds_every_step_and_the_last_point_and_interpolates_each_point(size, monkeypatch):
+    monkeypatch.setattr(est, "_BURST_GRIDS", {})  # the memo is process-wide: compute this size afresh
+    sub, j, frac = est._burst_grid(size)
+    want = sorted(set(range(0, size, est.BURST_GRID_STEP)) | {size - 1})
+    assert sub.tolist() == want
+    assert j.shape == frac.shape == (size,) and np.all((0 <= j) & (j <= sub.size - 2))
+    assert np.all((0 <= frac) & (frac <= 1))
+    # Oracle: interpolating the sub-grid's positions at (j, frac) gives back every grid point.
+    np.testing.assert_allclose(sub[j] + frac * (sub[j + 1] - sub[j]), np.arange(size), atol=1e-12)
+    assert est._burst_grid(size) is est._BURST_GRIDS[size]  # memoised after the first call
+
+
+def test_arrivals_all_at_one_instant_have_ca2_one_not_nan():
+    """No positive mean gap to normalise by: the Poisson default, as for fewer than three arrivals."""
+    assert est.arrival_ca2(np.zeros(10)) == 1.0
+    assert est.arrival_ca2(np.array([0.0, 1.0])) == 1.0
+    gaps = np.array([1.0, 3.0, 2.0, 2.0])
+    assert est.arrival_ca2(np.r_[0.0, np.cumsum(gaps)]) == pytest.approx(gaps.var() / gaps.mean() ** 2)
+
+
+def test_prefill_burst_counts_a_float_noise_wait_as_an_empty_queue():
+    """Two prompts at t = 0: the first brings 1e-12 s of prefill work, the second 5 s. The second waits 1e-12 s,
+    float noise at the tolerance, so it starts a new busy period: the first's decode stalls for nothing (delay 0),
+    the second waits its 1e-12 s and then stalls until its own prefill ends, no later (delay 1e-12)."""
+    out = est.prefill_burst_s(np.array([1.0]), np.array([0.0, 0.0]), np.array([1e-12, 5.0]))
+    np.testing.assert_array_equal(out, [[0.0, 1e-12]])
+    # A real wait (0.5 s of work ahead) keeps both in one busy period: the first stalls until the second's
+    # prefill is through, 0.5 + 5 - 0.5 = 5 s later.
+    out = est.prefill_burst_s(np.array([1.0]), np.array([0.0, 0.0]), np.array([0.5, 5.0]))
+    np.testing.assert_allclose(out, [[5.0, 0.5]])
