@@ -155,6 +155,9 @@ EQUIVALENT: dict[str, str] = {
                                               "is 0 or 1 anyway, and L >= 0 is the default's lower bound too",
     "planners.milp.x_exact_allocation__mutmut_24": "np.searchsorted(..., side='left') -> no side: 'left' is "
                                                    "numpy's default",
+    "planners.estimator.x_rate_profile__mutmut_3": "np.asarray(arrival_s, dtype=np.float64) -> no dtype: every "
+                                                   "caller passes a workload's float64 arrival_s, which asarray "
+                                                   "keeps as it is",
     "sim.workload.build.x__apply_overrides__mutmut_61": "data.setdefault(section, {}) -> setdefault(section, None): "
                                                         "the next line is data[section] = dict(data[section] or {}), "
                                                         "which turns None into {} as well",

@@ -29,7 +29,7 @@ def test_arrivals_all_at_one_instant_have_ca2_one_not_nan():
     """No positive mean gap to normalise by: the Poisson default, as for fewer than three arrivals."""
     assert est.arrival_ca2(np.zeros(10)) == 1.0
     assert est.arrival_ca2(np.array([0.0, 1.0])) == 1.0
-    gaps = np.array([1.0, 3.0, 2.0, 2.0])
+    gaps = np.array([1.0, 5.0, 3.0, 3.0])  # mean 3: var / 9
     assert est.arrival_ca2(np.r_[0.0, np.cumsum(gaps)]) == pytest.approx(gaps.var() / gaps.mean() ** 2)
 
 
@@ -43,3 +43,12 @@ def test_prefill_burst_counts_a_float_noise_wait_as_an_empty_queue():
     # prefill is through, 0.5 + 5 - 0.5 = 5 s later.
     out = est.prefill_burst_s(np.array([1.0]), np.array([0.0, 0.0]), np.array([0.5, 5.0]))
     np.testing.assert_allclose(out, [[5.0, 0.5]])
+
+
+def test_rate_profile_with_one_request_per_window():
+    """min_per_window 1: ten arrivals make ten equal windows of one request each, every factor 1."""
+    t = np.arange(10.0)
+    profile, idx, _ = est.rate_profile(t, min_per_window=1, max_windows=16)
+    assert profile.num_windows == 10 and idx.tolist() == list(range(10))
+    np.testing.assert_allclose(profile.window_factor, np.ones(10))
+    assert profile.window_s == pytest.approx(0.9)
