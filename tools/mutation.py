@@ -417,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--module-budget-s", type=float, default=None, help="at most this long on any one module")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "mutation.json")
     ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--measured-commit", default=None,
+                    help="with --collect-only: the commit whose sources mutants/ was generated from, when HEAD has "
+                         "moved on since (recorded as the recounted modules' commit)")
     ap.add_argument("--resume", action="store_true", help="per module, only unchecked mutants and survivors")
     ap.add_argument("--max-children", type=int, default=1,
                     help="mutants tested at once (mutmut's default is one per core; the cores here are shared)")
@@ -448,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     # recounts the modules named with --modules from mutants/.
     recount = [m for m in args.modules if _any_checked(m)] if args.collect_only else ()
     summary = summarise(CORE, spent, earlier, args.resume, sample_n, recount)
+    if args.collect_only and args.measured_commit:
+        for m in recount:
+            summary["modules"][m]["commit"] = args.measured_commit
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1) + "\n")
     print(f"overall {summary['overall']} -> {args.out}")
