@@ -52,3 +52,7 @@ def test_rate_profile_with_one_request_per_window():
     assert profile.num_windows == 10 and idx.tolist() == list(range(10))
     np.testing.assert_allclose(profile.window_factor, np.ones(10))
     assert profile.window_s == pytest.approx(0.9)
+    # Time units do not matter: the same arrivals within half a second make the same ten windows.
+    short, idx, _ = est.rate_profile(t / 18.0, min_per_window=1, max_windows=16)
+    assert short.num_windows == 10 and idx.tolist() == list(range(10))
+    assert short.window_s == pytest.approx(0.05)
