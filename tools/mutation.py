@@ -155,6 +155,22 @@ EQUIVALENT: dict[str, str] = {
                                               "is 0 or 1 anyway, and L >= 0 is the default's lower bound too",
     "planners.milp.x_exact_allocation__mutmut_24": "np.searchsorted(..., side='left') -> no side: 'left' is "
                                                    "numpy's default",
+    "planners.estimator.x__decode_times__mutmut_26": "grid.astype(np.int64) -> astype(None) (float64): the lattice "
+                                                     "holds integers, a float batch size b == int b is the same memo "
+                                                     "key, and decode_affine and a_s + b_s * b * ctx give the same "
+                                                     "floats for it",
+    "planners.estimator.x__lattice__mutmut_23": "one more lattice point above hi (k_hi + 2): np.interp of values in "
+                                                "[lo, hi] reads only the points around them, never the extra one "
+                                                "beyond hi (it only costs one more cost-model call)",
+    "planners.estimator.x__prefill_times__mutmut_23": ("the prefill memo looked up under another key: every "
+                                                           "lookup misses and recomputes the same cost-model float, "
+                                                           "stored under the key read next; only time changes"),
+    "planners.estimator.x_quantile_rows__mutmut_11": "n < 2 -> n < 3 sends two-sample rows to np.quantile, which "
+                                                     "the fast path reproduces float for float (its docstring; "
+                                                     "tests/planners/test_lazy_p95.py)",
+    "planners.estimator.x_rate_profile__mutmut_61": "bincount(idx, minlength=k) -> no minlength: the last arrival "
+                                                    "always lands in window k - 1 (idx is capped there), so bincount "
+                                                    "has k bins either way",
     "planners.estimator.x_rate_profile__mutmut_3": "np.asarray(arrival_s, dtype=np.float64) -> no dtype: every "
                                                    "caller passes a workload's float64 arrival_s, which asarray "
                                                    "keeps as it is",

@@ -56,3 +56,39 @@ def test_rate_profile_with_one_request_per_window():
     short, idx, _ = est.rate_profile(t / 18.0, min_per_window=1, max_windows=16)
     assert short.num_windows == 10 and idx.tolist() == list(range(10))
     assert short.window_s == pytest.approx(0.05)
+
+
+class _FlatCost:
+    """Every prefill takes 0.1 s and every decode step 10 ms whatever the batch: the queueing terms by hand."""
+
+    tp = pp = 1
+    kv_capacity_blocks, kv_block_size = 10_000, 16
+
+    def iteration_time_s(self, shape):
+        return 0.1
+
+    def decode_affine(self, b):
+        return 0.01, 0.0
+
+
+def test_admission_wait_is_sakasegawas_mgc_formula_at_each_utilisation():
+    """The docstring's M/G/c wait, W = (S/c) rho^(sqrt(2(c+1)) - 1) / (1 - rho) (ca2 + cs2) / 2, written out from
+    its definitions: S and cs2 are the mean and squared CV of the service times at that utilisation (prefill +
+    (out - 1) tokens at T / (1 - rho_p)), c = b_max batch slots."""
+    out = np.array([2, 11, 21, 41, 81], dtype=np.int64)
+    load = est.TierLoad(rate_rps=1.0, input_tokens=np.full(5, 100, dtype=np.int64), output_tokens=out,
+                        arrival_ca2=1.0)
+    model = est.build_replica_model(_FlatCost(), load, max_num_seqs=8)
+    c = 8.0  # KV holds far more than 8 sequences
+    steps = out.mean() - 1
+    max_rps = 1.0 / (steps * 0.01 / c + 0.1)
+    assert model.b_max == c and model.max_rps == pytest.approx(max_rps, rel=1e-12)
+    rho = model.rho_grid
+    rho_p = np.minimum(rho * max_rps * 0.1, 0.999999)
+    token_s = 0.01 / (1 - rho_p)
+    service = 0.1 + (out[None, :] - 1) * token_s[:, None]
+    s, cs2 = service.mean(axis=1), service.var(axis=1) / service.mean(axis=1) ** 2
+    want = s / c * rho ** (np.sqrt(2 * (c + 1)) - 1) / np.maximum(1 - rho, 1e-9) * (1.0 + cs2) / 2
+    np.testing.assert_allclose(model.token_s, token_s, rtol=1e-12)
+    np.testing.assert_allclose(model.wait_s, want, rtol=1e-9)
+    assert np.all(np.diff(model.wait_s) >= 0) and model.wait_s[-1] > 1e3 * model.wait_s[30]  # grows with load
