@@ -171,6 +171,9 @@ EQUIVALENT: dict[str, str] = {
     "planners.estimator.x_rate_profile__mutmut_61": "bincount(idx, minlength=k) -> no minlength: the last arrival "
                                                     "always lands in window k - 1 (idx is capped there), so bincount "
                                                     "has k bins either way",
+    "planners.estimator.xǁReplicaModelǁprepare__mutmut_29": "the row mask one entry longer (g.size + 2): it is cut "
+                                                            "to rows[:g.size] before use, and j + 1 <= g.size, so "
+                                                            "the extra entry is never set nor read",
     "planners.estimator.x_rate_profile__mutmut_3": "np.asarray(arrival_s, dtype=np.float64) -> no dtype: every "
                                                    "caller passes a workload's float64 arrival_s, which asarray "
                                                    "keeps as it is",
