@@ -243,7 +243,8 @@ def run_module(path: str, budget_s: float, resume: bool = False, max_children: i
                sample_n: int | None = None) -> tuple[float, float]:
     """mutmut over one module's mutants (sample_n: only its sample of that size; None: all), stopped after budget_s
     (what it checked by then is kept in mutants/).
-    resume: only the mutants not checked yet and the survivors (tests added since may kill them).
+    resume: only the mutants not checked yet, the survivors and those no test reached (tests added since may
+    kill them).
     max_children: mutants tested at once (1 by default: the 2 cores here are shared).
     Returns (wall seconds, CPU seconds of mutmut and all its children)."""
     t0, cpu0 = time.monotonic(), _children_cpu_s()
@@ -255,7 +256,9 @@ def run_module(path: str, budget_s: float, resume: bool = False, max_children: i
         codes = _read_meta(meta)["exit_code_by_key"]
         frame = sample_names(codes, sample_n, path) if sample_n is not None else list(codes)
         # By name, leaving out the equivalent mutants: no test can kill them, and a survivor costs all its tests.
-        names = [k for k in frame if k not in EQUIVALENT and (not resume or codes[k] is None or codes[k] == 0)]
+        # A resume reruns survivors and mutants no test reached (tests added since may kill or reach them).
+        names = [k for k in frame if k not in EQUIVALENT
+                 and (not resume or codes[k] is None or STATUS.get(codes[k]) in (SURVIVED, NO_TESTS))]
         if not names:
             return 0.0, 0.0
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names]
