@@ -171,6 +171,11 @@ EQUIVALENT: dict[str, str] = {
     "planners.estimator.x_rate_profile__mutmut_61": "bincount(idx, minlength=k) -> no minlength: the last arrival "
                                                     "always lands in window k - 1 (idx is capped there), so bincount "
                                                     "has k bins either way",
+    "sim.runtime.flow.xǁCascadeFlowǁ_context_fallback__mutmut_3": "return -1 -> -2 under the drop policy: the only "
+                                                                  "caller (_enter) tests tier < 0, true for both",
+    "sim.runtime.flow.xǁCascadeFlowǁ_context_fallback__mutmut_14": "t < 0 -> t <= 0: t comes from _taker_from(i, "
+                                                                   "tier + 1, ...), a tier >= tier + 1 >= 1 or -1, "
+                                                                   "never 0",
     "planners.estimator.xǁReplicaModelǁprepare__mutmut_29": "the row mask one entry longer (g.size + 2): it is cut "
                                                             "to rows[:g.size] before use, and j + 1 <= g.size, so "
                                                             "the extra entry is never set nor read",

@@ -1,0 +1,41 @@
+"""CascadeFlow's context fallback under direct routing (sim.runtime.flow): a request routed to a tier whose
+context cannot hold it goes, under skip, to the next tier up that can, else to the highest tier below that can;
+under drop it is dropped with reason context_exceeded."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sim_fakes import OracleJudge, cluster, fake_factory, plan
+
+from sim.simulator import SimConfig, simulate
+from sim.spec.cascade import cascade_from_dict
+from sim.workload.types import Workload
+
+# deepseek_r1_distill_qwen_7b takes 32768 tokens, llama3_70b 8192: a 10000-token prompt fits tier 0 only.
+MODELS = ("deepseek_r1_distill_qwen_7b", "llama3_70b")
+
+
+def _run(policy: str, mode: str):
+    prompts = [10000, 100, 40000]
+    n = len(prompts)
+    w = Workload("ctx", np.arange(n, dtype=np.float64), np.array(prompts, dtype=np.int64),
+                 np.full((n, 2), 10, dtype=np.int64), np.zeros((n, 2)), np.array([str(i) for i in range(n)]), ("a", "b"))
+    cas = cascade_from_dict({"name": "c", "tiers": [{"model": m} for m in MODELS]})
+    p = plan((1, 1), thresholds=(50.0,), routing="direct", models=MODELS)  # scores 0 < 50: every request to tier 1
+    return simulate(p, cas, cluster(), w, SimConfig(mode=mode, context_policy=policy), cost_factory=fake_factory(),
+                    judge=OracleJudge(0.1))
+
+
+@pytest.mark.parametrize("mode", ["fast", "reference"])
+def test_direct_routing_falls_back_to_the_highest_lower_tier_that_fits(mode):
+    r = _run("skip", mode)
+    df = r.requests
+    assert df.final_tier.tolist()[:2] == [0, 1] and (df.status[:2] == "completed").all()
+    assert df.tiers_visited.tolist()[:2] == [1, 1] and np.isnan(df.enter_s_t1[0])
+    assert df.status[2] == "dropped" and df.drop_reason[2] == "context_exceeded"  # 40000 tokens fit no tier
+    assert r.meta["context_skipped"] == 1
+
+
+def test_direct_routing_under_drop_drops_what_its_tier_cannot_hold():
+    df = _run("drop", "fast").requests
+    assert df.drop_reason[0] == "context_exceeded" and df.status[1] == "completed" and df.final_tier[1] == 1
