@@ -39,3 +39,51 @@ def test_direct_routing_falls_back_to_the_highest_lower_tier_that_fits(mode):
 def test_direct_routing_under_drop_drops_what_its_tier_cannot_hold():
     df = _run("drop", "fast").requests
     assert df.drop_reason[0] == "context_exceeded" and df.status[1] == "completed" and df.final_tier[1] == 1
+
+
+def test_visits_of_a_tier_that_leaves_the_deployment_move_to_the_highest_planned_tier_below():
+    """At 5 s the top tier leaves the plan and its only replica is taken down: its visits (running and queued) go
+    to the next planned tier up (none) or else the highest below (tier 0, whose answer is then final), none lost."""
+    from sim.control.controller import Controller
+    from sim_fakes import llama_cascade, poisson_workload
+
+    class DropTopTier(Controller):
+        def run(self, env, cluster, flow):
+            yield env.timeout(5.0)
+            cluster.routers[1].planned = False
+            self.requeued = cluster.take_down(cluster.routers[1].replicas[0])
+
+    w = poisson_workload(400, 40.0, 3)
+    ctl = DropTopTier()
+    r = simulate(plan((2, 1)), llama_cascade(), cluster(), w, SimConfig(), cost_factory=fake_factory(),
+                 judge=OracleJudge(0.27), controller=ctl)
+    df = r.requests
+    assert ctl.requeued > 0 and len(df) == 400
+    assert set(df.status) <= {"completed", "dropped"} and df[df.status == "dropped"].drop_reason.notna().all()
+    moved = df[(df.enter_s_t1 < 5.0) & (df.final_tier == 0)]
+    assert len(moved) >= ctl.requeued and (moved.status == "completed").all()
+    assert (df[df.arrival_s > 5.0].final_tier == 0).all()  # nothing reaches the tier that left
+
+
+def test_reroute_unplanned_moves_only_the_visits_parked_at_tiers_that_left():
+    """Tier 1 loses its only replica at 5 s while still planned: its visits park there (waiting for a repair), and
+    rerouting moves none of them. Once tier 1 leaves the plan, rerouting moves every parked visit, counted."""
+    from sim.control.controller import Controller
+    from sim_fakes import llama_cascade, poisson_workload
+
+    class Leave(Controller):
+        def run(self, env, cluster, flow):
+            yield env.timeout(5.0)
+            cluster.take_down(cluster.routers[1].replicas[0])
+            yield env.timeout(1.0)
+            self.parked = len(cluster.routers[1].parked)
+            self.moved_while_planned = flow.reroute_unplanned()
+            cluster.routers[1].planned = False
+            self.moved = flow.reroute_unplanned()
+            self.left = len(cluster.routers[1].parked)
+
+    ctl = Leave()
+    r = simulate(plan((2, 1)), llama_cascade(), cluster(), poisson_workload(400, 40.0, 3), SimConfig(),
+                 cost_factory=fake_factory(), judge=OracleJudge(0.27), controller=ctl)
+    assert ctl.parked > 0 and ctl.moved_while_planned == 0 and ctl.moved == ctl.parked and ctl.left == 0
+    assert set(r.requests.status) <= {"completed", "dropped"}
