@@ -176,6 +176,9 @@ EQUIVALENT: dict[str, str] = {
     "sim.runtime.flow.xǁCascadeFlowǁ_context_fallback__mutmut_14": "t < 0 -> t <= 0: t comes from _taker_from(i, "
                                                                    "tier + 1, ...), a tier >= tier + 1 >= 1 or -1, "
                                                                    "never 0",
+    "sim.runtime.flow.xǁCascadeFlowǁdrop_parked__mutmut_12": "dropped += 1 -> dropped = 1: only the returned count "
+                                                             "changes, and its one caller (simulate) ignores it; "
+                                                             "every parked visit is still dropped with its reason",
     "planners.estimator.xǁReplicaModelǁprepare__mutmut_29": "the row mask one entry longer (g.size + 2): it is cut "
                                                             "to rows[:g.size] before use, and j + 1 <= g.size, so "
                                                             "the extra entry is never set nor read",
