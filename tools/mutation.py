@@ -179,6 +179,9 @@ EQUIVALENT: dict[str, str] = {
     "sim.runtime.flow.xǁCascadeFlowǁ_context_fallback__mutmut_14": "t < 0 -> t <= 0: t comes from _taker_from(i, "
                                                                    "tier + 1, ...), a tier >= tier + 1 >= 1 or -1, "
                                                                    "never 0",
+    "sim.runtime.flow.xǁCascadeFlowǁ__init____mutmut_3": "self.cfg = cfg -> None: CascadeFlow reads its config "
+                                                         "through the constructor's local cfg only; no code reads "
+                                                         "flow.cfg (grep of sim, online, experiments)",
     "sim.runtime.flow.xǁCascadeFlowǁdrop_parked__mutmut_12": "dropped += 1 -> dropped = 1: only the returned count "
                                                              "changes, and its one caller (simulate) ignores it; "
                                                              "every parked visit is still dropped with its reason",
