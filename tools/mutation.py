@@ -182,6 +182,10 @@ EQUIVALENT: dict[str, str] = {
     "sim.runtime.flow.xǁCascadeFlowǁ__init____mutmut_3": "self.cfg = cfg -> None: CascadeFlow reads its config "
                                                          "through the constructor's local cfg only; no code reads "
                                                          "flow.cfg (grep of sim, online, experiments)",
+    "sim.runtime.flow.xǁCascadeFlowǁ__init____mutmut_71": "float('inf') -> float('XXinfXX') in the max_context=None "
+                                                          "default: unreachable, CascadeFlow's one constructor "
+                                                          "(sim.simulator.simulate) always passes every tier's "
+                                                          "max_context",
     "sim.runtime.flow.xǁCascadeFlowǁdrop_parked__mutmut_12": "dropped += 1 -> dropped = 1: only the returned count "
                                                              "changes, and its one caller (simulate) ignores it; "
                                                              "every parked visit is still dropped with its reason",
