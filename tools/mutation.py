@@ -186,6 +186,11 @@ EQUIVALENT: dict[str, str] = {
                                                           "default: unreachable, CascadeFlow's one constructor "
                                                           "(sim.simulator.simulate) always passes every tier's "
                                                           "max_context",
+    "sim.runtime.flow.xǁCascadeFlowǁ__init____mutmut_96": "the longest draft per request -> over all requests in "
+                                                          "fits_everywhere: that flag only lets a request skip the "
+                                                          "exact per-visit context check; a larger bound turns the "
+                                                          "shortcut off for more requests (never on wrongly), and "
+                                                          "their exact check gives the same answers",
     "sim.runtime.flow.xǁCascadeFlowǁdrop_parked__mutmut_12": "dropped += 1 -> dropped = 1: only the returned count "
                                                              "changes, and its one caller (simulate) ignores it; "
                                                              "every parked visit is still dropped with its reason",
