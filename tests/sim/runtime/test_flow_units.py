@@ -87,3 +87,27 @@ def test_reroute_unplanned_moves_only_the_visits_parked_at_tiers_that_left():
                  cost_factory=fake_factory(), judge=OracleJudge(0.27), controller=ctl)
     assert ctl.parked > 0 and ctl.moved_while_planned == 0 and ctl.moved == ctl.parked and ctl.left == 0
     assert set(r.requests.status) <= {"completed", "dropped"}
+
+
+@pytest.mark.parametrize("mode", ["fast", "reference"])
+def test_a_replica_taken_down_inside_its_first_iteration_ignores_that_iterations_end(mode):
+    """The first prefill (1,000 prompt tokens: 24 ms) is in flight when the replica goes down at 10 ms: its end
+    event is stale. The visits go to the tier's other replica and complete there; the dead one served nothing."""
+    from sim.control.controller import Controller
+    from sim_fakes import llama_cascade
+
+    class Early(Controller):
+        def run(self, env, cluster, flow):
+            yield env.timeout(0.01)
+            self.dead = cluster.routers[0].replicas[0]
+            self.requeued = cluster.take_down(self.dead)
+
+    n = 4
+    w = Workload("w", np.zeros(n), np.full(n, 250, dtype=np.int64), np.full((n, 2), 5, dtype=np.int64),
+                 np.full((n, 2), 90.0), np.array([str(i) for i in range(n)]), ("a", "b"))
+    ctl = Early()
+    r = simulate(plan((2, 1)), llama_cascade(), cluster(), w, SimConfig(mode=mode), cost_factory=fake_factory(),
+                 judge=OracleJudge(0.0), controller=ctl)
+    df = r.requests
+    assert ctl.requeued > 0 and (df.status == "completed").all()
+    assert (df.replica_t0 != 0).all()  # replica ids: 0 is the one taken down
