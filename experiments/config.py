@@ -109,6 +109,7 @@ class ThroughputConf:
     lo: float = 0.05  # bisection bounds on the rate factor relative to the run's rate
     hi: float = 10.0
     iters: int = 7  # geometric bisection: (hi/lo)**(2**-7) ~ 3.5% resolution
+    # (seeds after the first search that grid from the previous seed's answer: sim.metrics.throughput_at_slo's hint)
     horizon_s: float = 300.0  # seconds of the trace used per bisection step
     # false: the plan made at the run's rate is fixed while the rate is bisected; true: every planner plans anew
     # for each rate it is bisected at (from its planning split re-timed to that rate), as the paper likely measured

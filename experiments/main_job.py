@@ -50,10 +50,14 @@ def simulate_plan(plan, scenario: Scenario, workload=None, seed: int | None = No
                     seed=scenario.seed if seed is None else seed, controller=controller, slo_stop=stop)
 
 
-def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None, replan: tuple | None = None) -> float:
+def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None, replan: tuple | None = None,
+                   hint_rps: float | None = None, trace: list | None = None) -> float:
     """Highest arrival rate (requests/s) at which the plan keeps the attainment target within tcfg.slo_scale,
     by bisection on a rate factor applied to the first tcfg.horizon_s seconds of the scenario's workload.
     cache (experiments.sim_cache.ThroughputCache): a bisection already made on equal inputs is reused.
+    hint_rps: a throughput the answer is expected near (the same planner's on an earlier seed): the search starts
+    there on the bisection's own grid (sim.metrics.throughput_at_slo's hint), the same answer when the verdict is
+    monotone in the rate, in fewer runs. trace: receives (rate factor, verdict) per run made.
 
     replan = (planner, settings, planning scenario, sample size): at every rate factor the planner plans anew on its
     planning split re-timed by the same factor (throughput.replan_per_rate), instead of keeping `plan` fixed (never
@@ -72,20 +76,27 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None, repla
         return simulate_plan(p, scenario, workload=w, controller=gear_controller(p, w),
                              slo_target=float(tcfg.slo_scale))
 
+    hint = None
+    if hint_rps is not None and replan is None and np.isfinite(hint_rps) and base.rate_rps > 0:
+        hint = float(hint_rps) / base.rate_rps
     key = None
     if cache is not None and replan is None:
         from experiments.sim_cache import throughput_key
+        from sim.metrics import rate_grid_index
 
         settings = OmegaConf.to_container(tcfg, resolve=True) if isinstance(tcfg, DictConfig) else dict(tcfg)
+        if hint is not None:  # the search's start is one of its inputs (its answer differs only if not monotone)
+            settings["hint_grid_index"] = rate_grid_index(hint, float(tcfg.lo), float(tcfg.hi), int(tcfg.iters))
         key = throughput_key(plan, scenario, settings)
         factor = cache.get(key)
         if factor is not None:
             return float(factor * base.rate_rps)
+    trace = [] if trace is None else trace
     factor = throughput_at_slo(run, float(tcfg.slo_scale), lo=float(tcfg.lo), hi=float(tcfg.hi),
                                iters=int(tcfg.iters), cascade=scenario.cascade, cluster=scenario.cluster,
-                               engine=scenario.sim_cfg.engine)
+                               engine=scenario.sim_cfg.engine, hint=hint, trace=trace)
     if key is not None:
-        cache.put(key, factor)
+        cache.put(key, factor, trace)
     return float(factor * base.rate_rps)
 
 
@@ -143,17 +154,20 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     warnings: list[str] = []
     rows, summary = [], {"scenario": {**_scenario_meta(cfg, scenario), "split": split_meta(splits[0]),
                                       "seeds": [sp.seed for sp in splits]}, "planners": {}}
-    from experiments.sim_cache import sweep_cache
+    from experiments.sim_cache import simulation_cache, sweep_cache
 
     cache = sweep_cache()  # bisections on equal inputs, shared by the planners, seeds and the sweep's jobs
+    runs_cache = simulation_cache(cache)  # whole test-split and in-sample runs on equal inputs (make results only)
     bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
                disable=not cfg.progress or in_sweep(), file=sys.stderr)
     for name, settings in planners.items():
         runs = []
         for k, split in enumerate(splits):
             bar.set_postfix_str(f"{name} seed {split.seed}")
+            # the previous seed's throughput starts this seed's search (the same answer in fewer runs)
+            hint = runs[-1]["throughput_rps"] if runs else None
             runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen,
-                                throughput_cache=cache))
+                                throughput_cache=cache, throughput_hint_rps=hint, simulation_cache=runs_cache))
             bar.update(1)
         summary["planners"][name] = combine_seeds(runs)
         saturated = {r["seed"]: r["saturated"] for r in runs if r["saturated"]}
@@ -184,9 +198,12 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 
 def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_dir: Path, write_files: bool,
-            chosen: dict | None = None, throughput_cache=None) -> dict:
+            chosen: dict | None = None, throughput_cache=None, throughput_hint_rps: float | None = None,
+            simulation_cache=None) -> dict:
     """One planner on one seed: plan on the planning split, simulate on the test split (and, for
-    slo_scale_in_sample, on the planning split itself), throughput on the test split."""
+    slo_scale_in_sample, on the planning split itself), throughput on the test split (its search started at
+    throughput_hint_rps where given). simulation_cache (experiments.sim_cache.SimulationCache): runs without a
+    controller already made on equal inputs are reused."""
     from sim.metrics import summarize
 
     scenario = split.test
@@ -199,7 +216,7 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     t0 = time.perf_counter()
     # faults, re-planning and CascadeServe's gears; None without
     controller = build_controller(cfg, scenario, planner, settings, plan, name, chosen)
-    result = simulate_plan(plan, scenario, controller=controller)
+    result = _simulate_cached(simulation_cache, plan, scenario, controller)
     s = summarize(result, scenario.cascade, plan, cluster=scenario.cluster, engine=scenario.sim_cfg.engine)
     sim_s = time.perf_counter() - t0
     if not cfg.get("in_sample", True):
@@ -207,11 +224,12 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     elif seen.workload is scenario.workload and controller is None:
         s_in = s  # no split and nothing online: the plan's own workload is the test workload
     else:
-        s_in = summarize(simulate_plan(plan, seen, controller=gear_controller(plan, seen.workload)), seen.cascade,
+        s_in = summarize(_simulate_cached(simulation_cache, plan, seen, gear_controller(plan, seen.workload)),
+                         seen.cascade,
                          plan, cluster=seen.cluster,
                          engine=seen.sim_cfg.engine)
-    thr = (throughput_rps(plan, scenario, cfg.throughput, throughput_cache) if cfg.throughput.enabled
-           else float("nan"))
+    thr = (throughput_rps(plan, scenario, cfg.throughput, throughput_cache, hint_rps=throughput_hint_rps)
+           if cfg.throughput.enabled else float("nan"))
     thr_replan = float("nan")
     if cfg.throughput.enabled and cfg.throughput.get("replan_per_rate"):
         thr_replan = throughput_rps(plan, scenario, cfg.throughput,
@@ -234,6 +252,16 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
             write_timeseries(result, out_dir, name)
         write_table(result.requests, out_dir / f"requests_{name}.csv.gz")
     return {**s, **record, **online_summary(result, scenario), **router_report(plan, scenario.workload)}
+
+
+def _simulate_cached(cache, plan, scenario: Scenario, controller):
+    """simulate_plan, reused from cache on equal inputs when the run has no controller (a controller's faults,
+    re-planning or gears are not in the key)."""
+    if cache is None or controller is not None:
+        return simulate_plan(plan, scenario, controller=controller)
+    from experiments.sim_cache import simulation_key
+
+    return cache.run(simulation_key(plan, scenario), plan, lambda: simulate_plan(plan, scenario))
 
 
 def attainment_curve(result, scenario: Scenario) -> dict:

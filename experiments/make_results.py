@@ -5,17 +5,23 @@ python -m experiments.make_results --sweeps slo_throughput ablation ... [--stamp
 
 Each sweep runs in its own process (Hydra's multirun owns its process: launcher, working dirs, logging); the
 aggregation, the planner timing and the figures run in this one, which saves an interpreter start and the
-imports of pandas, matplotlib and the simulator for each of them.
+imports of pandas, matplotlib and the simulator for each of them. --lanes N runs up to N sweeps side by side (each
+with its own workers), so that no core idles while a sweep's last job runs alone; a sweep that reuses another's
+bisections (REUSES) starts after it. The planner timing and the figures run after every sweep, alone (the planner
+timing is a result: its seconds must not carry a sweep's load).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import threading
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,6 +39,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# A sweep that finds most of its bisections in another's (the same plans on the same workloads: experiments.sim_cache)
+# starts once that one has finished, when both are asked for.
+REUSES = {"ablation": ("slo_throughput",), "disaggregation": ("slo_throughput",)}
+
+
 def cpu_s() -> float:
     """CPU seconds (user + system) of this process and of its finished children (a sweep and its workers)."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -40,22 +51,26 @@ def cpu_s() -> float:
 
 
 class StepTimer:
-    """Wall and CPU seconds per named step, in the order run. On a shared machine the wall time carries the
-    neighbours' load; the CPU time much less of it (it still counts the sweep's two workers together)."""
+    """Wall and CPU seconds per named step, in the order finished. On a shared machine the wall time carries the
+    neighbours' load; the CPU time much less of it (it still counts the sweep's two workers together). A step's CPU
+    time is its thread's plus what its function returns (a sweep: the CPU seconds of its process tree), so steps
+    running side by side in threads do not count each other's."""
 
     def __init__(self) -> None:
         self.steps: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self.t0, self.c0 = time.perf_counter(), cpu_s()
+        self.lock = threading.Lock()
 
     def run(self, name: str, fn, *args) -> None:
-        t0, c0 = time.perf_counter(), cpu_s()
+        t0, c0 = time.perf_counter(), time.thread_time()
         print(f"[make results] {name} ...", file=sys.stderr, flush=True)
-        fn(*args)
-        self.steps[name] = round(time.perf_counter() - t0, 3)
-        self.cpu[name] = round(cpu_s() - c0, 3)
-        print(f"[make results] {name}: {self.steps[name]:.1f} s ({self.cpu[name]:.1f} CPU s)", file=sys.stderr,
-              flush=True)
+        child_cpu_s = fn(*args)
+        with self.lock:
+            self.steps[name] = round(time.perf_counter() - t0, 3)
+            self.cpu[name] = round(time.thread_time() - c0 + float(child_cpu_s or 0.0), 3)
+            print(f"[make results] {name}: {self.steps[name]:.1f} s ({self.cpu[name]:.1f} CPU s)", file=sys.stderr,
+                  flush=True)
 
     def report(self, **extra) -> dict:
         return {"total_s": round(time.perf_counter() - self.t0, 3), "total_cpu_s": round(cpu_s() - self.c0, 3),
@@ -64,16 +79,47 @@ class StepTimer:
                 **extra}
 
 
-def run_sweep(name: str, sweep_dir: Path, overrides: tuple[str, ...] = (), cache_dir: Path | None = None) -> None:
-    """One sweep in its own process; cache_dir: the throughput cache shared with the other sweeps of this run."""
+def run_sweep(name: str, sweep_dir: Path, overrides: tuple[str, ...] = (), cache_dir: Path | None = None) -> float:
+    """One sweep in its own process; cache_dir: the throughput cache shared with the other sweeps of this run.
+    Returns the CPU seconds of the sweep's process and the workers it waited for (os.wait4's usage of that child
+    alone, which RUSAGE_CHILDREN cannot tell apart while another sweep runs beside it)."""
     from experiments.sim_cache import CACHE_ENV
 
     cmd = [sys.executable, "-m", "experiments.run", f"experiment={name}", "progress=false",
            f"hydra.sweep.dir={sweep_dir}", *overrides]
     env = {**os.environ, CACHE_ENV: str(cache_dir)} if cache_dir is not None else None
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env)
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
     if proc.returncode:
         raise SystemExit(proc.returncode)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_sweeps(names: list[str], lanes: int, step) -> None:
+    """step(name) for every sweep, up to `lanes` at a time, in the given order as far as REUSES allows (a sweep
+    whose source is still running waits, and the next ready one starts instead). The first failure stops new
+    starts; it is raised once the running ones end."""
+    pending, done, running = list(names), set(), {}
+    with ThreadPoolExecutor(max_workers=max(int(lanes), 1)) as pool:
+        failure = None
+        while (pending and failure is None) or running:
+            while failure is None and len(running) < max(int(lanes), 1):
+                ready = [n for n in pending if all(d in done or d not in names for d in REUSES.get(n, ()))]
+                if not ready:
+                    break
+                pending.remove(ready[0])
+                running[pool.submit(step, ready[0])] = ready[0]
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                name = running.pop(f)
+                try:
+                    f.result()
+                except BaseException as exc:  # SystemExit from a failed sweep included
+                    failure = failure or exc
+                done.add(name)
+    if failure is not None:
+        raise failure
 
 
 def aggregate_sweep(sweep_dir: Path, out: Path) -> None:
@@ -106,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                     help="a Hydra override given to every sweep (repeatable), for a reduced run that profiles the "
                          "same steps: e.g. --override seeds=1 --override hydra.sweeper.params.workload=conversation")
+    ap.add_argument("--lanes", type=int, default=2,
+                    help="sweeps run side by side (default 2; 1: one after another, in the order given)")
     args = ap.parse_args(argv)
     conf = PROJECT_ROOT / "conf" / "experiment"
     unknown = [s for s in args.sweeps if not (conf / f"{s}.yaml").is_file()]
@@ -115,15 +163,26 @@ def main(argv: list[str] | None = None) -> None:
     timer = StepTimer()
     # Bisections on equal inputs are shared by every sweep of this run (experiments.sim_cache says which repeat).
     cache_dir = PROJECT_ROOT / "multirun" / ".cache" / args.stamp / "throughput"
-    for name in args.sweeps:
+    if args.lanes < 1:
+        raise ConfigError(f"--lanes must be at least 1, got {args.lanes}")
+    aggregating = threading.Lock()  # one aggregation at a time (they are short; pandas in threads, kept simple)
+
+    def sweep_and_aggregate(name: str) -> None:
         sweep_dir = PROJECT_ROOT / "multirun" / name / args.stamp
         timer.run(f"sweep {name}", run_sweep, name, sweep_dir, tuple(args.override), cache_dir)
-        timer.run(f"aggregate {name}", aggregate_sweep, sweep_dir, PROJECT_ROOT / "results" / f"{name}.csv")
+        with aggregating:
+            timer.run(f"aggregate {name}", aggregate_sweep, sweep_dir, PROJECT_ROOT / "results" / f"{name}.csv")
+
+    try:
+        run_sweeps(list(args.sweeps), args.lanes, sweep_and_aggregate)
+    finally:  # whole runs are pickled request tables (about 1 MB each): this run's alone, not kept after it
+        shutil.rmtree(cache_dir.parent / "simulations", ignore_errors=True)
     if not args.no_planner_time:
         timer.run("planner_time", planner_time)
     if not args.no_figures:
         timer.run("figures", figures)
-    report = timer.report(started_utc=started, stamp=args.stamp, sweeps=list(args.sweeps), overrides=args.override)
+    report = timer.report(started_utc=started, stamp=args.stamp, sweeps=list(args.sweeps), overrides=args.override,
+                          lanes=args.lanes)
     write_json(report, args.timings, indent=2)
     print(f"[make results] total {report['total_s']:.1f} s on {report['usable_cores']} cores; timings in {args.timings}",
           file=sys.stderr)

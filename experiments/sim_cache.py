@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-from dataclasses import asdict
+from dataclasses import asdict, replace
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -40,21 +40,32 @@ def code_fingerprint() -> str:
     return h.hexdigest()
 
 
-def throughput_key(plan, scenario, tcfg: dict) -> str:
-    """Every input of experiments.run.throughput_rps: the plan's deployment, routing and the estimates the run reads
-    (simulator overrides, CascadeServe's gears), the scenario (cluster, cascade, workload arrays, simulator settings,
-    seed), the bisection settings, and the code."""
+def _run_material(plan, scenario) -> tuple:
+    """What a simulation of the plan on the scenario reads: the plan's deployment, routing and the estimates the
+    run reads (simulator overrides, CascadeServe's gears), the scenario (cluster, cascade, workload arrays,
+    simulator settings, seed), and the code."""
     est = plan.estimates
     w = scenario.workload
-    material = (
-        "throughput/1", code_fingerprint(),
+    return (
+        code_fingerprint(),
         (plan.tiers, plan.thresholds, plan.routing, plan.router_error_rate, plan.routes,
          est.get("sim_overrides"), est.get("gear_switching"), est.get("gears")),
         (scenario.cluster, scenario.cascade, asdict(scenario.sim_cfg), scenario.seed),
         (w.name, w.arrival_s, w.input_tokens, w.output_tokens, w.scores, w.question_ids, w.tier_models, w.prefix),
-        sorted(tcfg.items()),
     )
+
+
+def throughput_key(plan, scenario, tcfg: dict) -> str:
+    """Every input of experiments.run.throughput_rps: the plan and scenario (_run_material) and the bisection
+    settings."""
+    material = ("throughput/1", *_run_material(plan, scenario), sorted(tcfg.items()))
     return hashlib.sha256(pickle.dumps(material, protocol=4)).hexdigest()
+
+
+def simulation_key(plan, scenario) -> str:
+    """Every input of a whole run of the plan on the scenario without a controller (experiments.main_job's test
+    split and in-sample runs)."""
+    return hashlib.sha256(pickle.dumps(("simulation/1", *_run_material(plan, scenario)), protocol=4)).hexdigest()
 
 
 class ThroughputCache:
@@ -81,11 +92,57 @@ class ThroughputCache:
                 return factor
         return None
 
-    def put(self, key: str, factor: float) -> None:
+    def put(self, key: str, factor: float, runs: list | None = None) -> None:
+        """runs: the (rate factor, verdict) of each simulation the search made, kept beside the answer (how many
+        runs each bisection cost; read by no one else)."""
         self.memo[key] = factor
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            write_json({"factor": factor}, self.folder / f"{key}.json")
+            record = {"factor": factor} if runs is None else {"factor": factor, "runs": [list(r) for r in runs]}
+            write_json(record, self.folder / f"{key}.json")
+
+
+class SimulationCache:
+    """Whole runs (sim.runtime.records.SimResult) by simulation_key: pickles in a folder shared like the
+    bisections' (beside it), or this process's dict. A run of the plan on the same scenario is the same run
+    whichever planner made the plan, so the result's plan description is the asking plan's."""
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
+        self.memo: dict = {}
+        self.hits = 0
+
+    def run(self, key: str, plan, simulate):
+        """The cached result for key, else simulate() (stored)."""
+        result = self.memo.get(key)
+        path = self.folder / f"{key}.pkl" if self.folder is not None else None
+        if result is None and path is not None and path.is_file():
+            try:
+                result = pickle.loads(path.read_bytes())
+            except Exception:  # unreadable (a run interrupted while writing): simulate again
+                result = None
+        if result is not None:
+            self.hits += 1
+            return replace(result, meta={**result.meta, "plan": plan.describe()})
+        result = simulate()
+        if path is None:
+            self.memo[key] = result
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(tmp, path)  # atomic: a reader sees the whole pickle or none
+        return result
+
+
+def simulation_cache(throughput: ThroughputCache) -> SimulationCache | None:
+    """The whole-run cache beside the bisections' folder (<...>/throughput -> <...>/simulations) under `make
+    results` (CACHE_ENV set; the driver deletes it when its sweeps end, a run's pickle being about 1 MB); None
+    otherwise: a plain run or sweep keeps no pickles and holds no request tables in memory for later planners
+    (within one job equal runs are rare: the repeats are across quality levels, i.e. across jobs)."""
+    if throughput.folder is None or not os.environ.get(CACHE_ENV):
+        return None
+    return SimulationCache(throughput.folder.parent / "simulations")
 
 
 def sweep_cache() -> ThroughputCache:

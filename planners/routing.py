@@ -105,8 +105,9 @@ def replay_thresholds(thresholds, gpus_per_tier) -> tuple[float, ...]:
 
 
 def best_attainable_quality(scores: np.ndarray, max_candidates: int = 24) -> tuple[float, tuple[float, ...]]:
-    """Highest quality any thresholds on the candidate grid reach (coordinate ascent from 'all to largest',
-    then a full grid for <= 3 tiers), with the thresholds that reach it."""
+    """Highest quality any thresholds on the candidate grid reach, with the thresholds that reach it: the full grid
+    for <= 3 tiers, three sweeps of coordinate ascent beyond (the grid would cost prod(candidates) replays). Both
+    start from 'all to the largest' and move only for a gain above 1e-12 (a tie keeps the earlier thresholds)."""
     num_tiers = scores.shape[1]
     cands = [candidate_thresholds(scores[:, i], max_candidates) for i in range(num_tiers - 1)]
     best_th = tuple(THRESHOLD_MAX for _ in range(num_tiers - 1))

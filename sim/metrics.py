@@ -186,30 +186,108 @@ def slo_stop(workload, target_scale: float, cascade, cluster, cfg, engine: str |
     return SloStop(ref, float(target_scale), n - j)
 
 
+def rate_grid_factor(k: int, lo: float, hi: float, iters: int) -> float:
+    """The k-th point (0 <= k <= 2**iters) of the geometric bisection's grid, lo * (hi/lo)**(k / 2**iters), as the
+    bisection's own floats reach it: the mids sqrt(lo*hi) along the path whose verdicts are k's bits (k = 2**iters
+    is hi). A search that tests these points and the bisection test the very same rate factors."""
+    n = 1 << int(iters)
+    if k >= n:
+        return hi
+    a, b = lo, hi
+    for bit in range(int(iters) - 1, -1, -1):
+        mid = math.sqrt(a * b)
+        if (k >> bit) & 1:
+            a = mid
+        else:
+            b = mid
+    return a
+
+
+def rate_grid_index(factor: float, lo: float, hi: float, iters: int) -> int:
+    """The grid point nearest to factor (geometrically), clamped to the grid: -1 for factor <= 0 (even lo fails)."""
+    if not factor > 0:
+        return -1
+    n = 1 << int(iters)
+    return int(min(max(round(math.log(factor / lo) / math.log(hi / lo) * n), 0), n))
+
+
 def throughput_at_slo(run: Callable[[float], SimResult], slo_scale_target: float, lo: float = 0.25, hi: float = 4.0,
-                      iters: int = 6, cascade=None, cluster=None, engine: str | None = None) -> float:
+                      iters: int = 6, cascade=None, cluster=None, engine: str | None = None,
+                      hint: float | None = None, trace: list | None = None) -> float:
     """Highest rate factor in [lo, hi] at which run(factor) keeps the attainment target within
     slo_scale_target x ref(r); 0.0 if even lo fails, hi if hi passes. Bisection is geometric (mid = sqrt(lo*hi))
     so that `iters` steps give the same relative resolution, (hi/lo)**(2**-iters), at any load. run(f) may end
-    a run early with SloMissed (given an SloStop from slo_stop): the same verdict, sooner."""
+    a run early with SloMissed (given an SloStop from slo_stop): the same verdict, sooner. hi is run first (it
+    ends the search when it passes); lo last, and only when every mid failed.
+
+    hint: a factor the answer is expected near (e.g. another seed's answer for the same plan). The bisection returns
+    the highest passing point of a fixed grid (rate_grid_factor) when the verdict is monotone in the factor, which
+    it assumes; with a hint the search gallops on that same grid from the hint's point (steps 1, 2, 4, ...) until
+    it holds a passing point next to a failing one (or hi passing, or lo failing), then bisects the bracket: under
+    the same monotonicity the same answer, float for float, in 2 runs when the hint is right instead of iters + 1.
+    trace: a list that receives (factor, verdict) for every run made, in order."""
     if cascade is None or cluster is None:
         raise ConfigError("throughput_at_slo needs the cascade and the cluster (for the reference latency)")
     if not 0 < lo < hi:
         raise ConfigError(f"throughput bisection bounds must satisfy 0 < lo < hi, got lo={lo}, hi={hi}")
     def ok(f: float) -> bool:
         try:
-            return meets_slo(run(f), slo_scale_target, cascade, cluster, engine)
+            verdict = meets_slo(run(f), slo_scale_target, cascade, cluster, engine)
         except SloMissed:  # run(f) stopped as soon as its verdict was certain (sim.metrics.slo_stop)
-            return False
+            verdict = False
+        if trace is not None:
+            trace.append((f, verdict))
+        return verdict
 
+    if hint is not None:
+        return _grid_gallop(ok, lo, hi, int(iters), max(rate_grid_index(hint, lo, hi, iters), 0))
     if ok(hi):
         return hi
-    if not ok(lo):
-        return 0.0
+    a, b, passed = lo, hi, False
     for _ in range(int(iters)):
-        mid = math.sqrt(lo * hi)
+        mid = math.sqrt(a * b)
         if ok(mid):
-            lo = mid
+            a, passed = mid, True
         else:
-            hi = mid
-    return lo
+            b = mid
+    # lo is run only when every mid failed: a passing mid above it says lo passes, under the same monotonicity
+    if not passed and not ok(lo):
+        return 0.0
+    return a
+
+
+def _grid_gallop(ok: Callable[[float], bool], lo: float, hi: float, iters: int, start: int) -> float:
+    """The highest passing grid point found from grid index `start` (see throughput_at_slo's hint)."""
+    n = 1 << iters
+
+    def test(k: int) -> bool:
+        return ok(rate_grid_factor(k, lo, hi, iters))
+
+    step = 1
+    if test(start):  # gallop up: good holds a passing point, bad (once found) a failing one
+        good = start
+        while True:
+            if good == n:
+                return hi
+            k = min(good + step, n)
+            if not test(k):
+                bad = k
+                break
+            good, step = k, step * 2
+    else:  # gallop down
+        bad = start
+        while True:
+            if bad == 0:
+                return 0.0
+            k = max(bad - step, 0)
+            if test(k):
+                good = k
+                break
+            bad, step = k, step * 2
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if test(mid):
+            good = mid
+        else:
+            bad = mid
+    return rate_grid_factor(good, lo, hi, iters)

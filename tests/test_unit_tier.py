@@ -52,7 +52,6 @@ HOME: dict[str, tuple[str, str]] = {
     "planners.base": ("tests/planners/test_planners.py", "planners.base"),
     "planners.cascadia": ("tests/planners/test_planners.py", "planners.cascadia"),
     "planners.bruteforce": ("tests/planners/test_planners.py", "planners.bruteforce"),
-    "planners.routing": ("tests/planners/test_planners.py", "planners.routing"),
     "planners.search": ("tests/planners/test_quantile_linear.py", "planners.search"),
     "planners.problem": ("tests/planners/test_planners.py", "planners.problem"),
     "planners.disagg": ("tests/planners/test_disaggregated_planning.py", "planners.disagg"),

@@ -214,6 +214,47 @@ EQUIVALENT: dict[str, str] = {
     "sim.runtime.batching.x_schedule_vllm__mutmut_19": "_shape(chunks, ()) -> _shape(chunks, None) for a prefill-only "
                                                        "step: None takes decode_seqs and decode_ctx_tokens from the "
                                                        "defaults, 0 and 0, what an empty tuple of decodes counts",
+    **{f"planners.routing.x_context_ok__mutmut_{k}": (
+        "np.asarray(..., dtype=np.int64) -> no dtype in context_ok: its one caller (PlanningProblem.context_mask) "
+        "passes the Workload's int64 token columns and the catalog's int max_context values, on which the cast "
+        "changes nothing (whole-number floats compare the same); it differs only on fractional token counts, which "
+        "no workload or model holds") for k in (4, 6, 12, 14, 18, 20)},
+    **{f"planners.routing.x_final_tiers__mutmut_{k}": _INT64 for k in (5, 8)},
+    "planners.routing.x_reach_mask__mutmut_7": "mask[:, i] = False -> = None: a bool array stores bool(None), "
+                                               "False, the same mask",
+    "planners.routing.x_direct_final_tiers__mutmut_11": "u < error_rate -> u <= error_rate: rng.random() draws "
+                                                        "multiples of 2**-53, so the two differ only when a draw "
+                                                        "equals error_rate to the last bit (probability 2**-53 per "
+                                                        "request); the error share is error_rate either way",
+    "planners.routing.x_direct_final_tiers__mutmut_28": "(final + shift) % C -> (final - shift) % C: shift is uniform "
+                                                        "on 1..C-1, and so is -shift mod C, so a misrouted request "
+                                                        "still goes to each other tier with probability 1/(C-1) (the "
+                                                        "documented distribution, tested); only which draw maps to "
+                                                        "which tier changes",
+    "planners.routing.x_replay_thresholds__mutmut_10": "the no-GPU fallback last = C - 1 -> C + 1: i runs over the "
+                                                       "C - 1 thresholds only, so i < C - 1 and i < C + 1 hold alike",
+    "planners.routing.x_replay_thresholds__mutmut_16": "i < last -> i <= last: at i == last either tier `last` is "
+                                                       "deployed (gpus > 0, so the `== 0` test fails anyway) or none "
+                                                       "is and last = C - 1 lies past every threshold index",
+    "planners.routing.x_best_attainable_quality__mutmut_26": "meshgrid indexing 'ij' -> 'xy': both arrays swap their "
+                                                             "first two axes alike, so the same grid points are "
+                                                             "replayed in another order; the best quality is the same "
+                                                             "and the thresholds returned reach it (only which of "
+                                                             "tied optima comes first can change; no caller reads "
+                                                             "more than the quality and that they reach it)",
+    "sim.perf.cost_model.x__dp_prefill_excess_s__mutmut_10": "excess <= 0 -> excess < 0: at excess == 0 the "
+                                                             "function returns 0.0 x (a finite prefill time) = 0.0, "
+                                                             "the same value",
+    **{f"sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_{k}": (
+        "the DP-excess guard `dp_ranks > 1 and num_prefill_seqs` -> `or` / `>= 1`: with dp_ranks == 1, "
+        "_dp_prefill_excess_s computes n / n - 1 / 1 = 0.0 exactly and adds 0.0; `or` adds a call only where a "
+        "batch has prefill tokens but no prefill sequence, which no BatchShape builder makes (batching's _shape "
+        "counts the chunks, the estimator, metrics, corpus and prefill_time_s pass num_prefill_seqs >= 1)")
+       for k in (42, 43)},
+    **{f"sim.perf.cost_model.xǁReplicaCostModelǁ_mtp_decode_affine__mutmut_{k}": (
+        "the draft pass's graph flag -> None (or left out): _iteration_fixed_s then computes "
+        "self._graph(BatchShape(decode_seqs=decode_seqs)) itself, the very expression the flag was set from")
+       for k in (19, 21)},
 }
 
 # The sampling rule (module docstring): fixed before any run, not tuned on its results.

@@ -357,6 +357,8 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
         # on one rank alone. Chosen after seeing InferenceX's 8k/1k attention-DP TPOT (conc 64 / 256: measured within
         # 5 / 6 % of balanced prefills, 31 / 69 % below a busiest rank prefilling alone); docs/fidelity.md, issue 18.
         eng = replace(eng, dp_prefill_balanced=True)
+    if row.max_num_batched_tokens:
+        eng = replace(eng, max_num_batched_tokens=row.max_num_batched_tokens)
     if not row.cuda_graphs:
         eng = replace(eng, cuda_graph_max_seqs=0)
     if row.allreduce and row.allreduce != eng.allreduce_algorithm:

@@ -201,6 +201,21 @@ INFERENCEX_METRICS = {"tpot_median": "tpot_ms", "ttft_median": "closed_ttft_ms",
                       "ttft_mean": "closed_ttft_ms"}
 
 
+def trtllm_mtp_token_budget(isl: int, concurrency: int, tp: int, dp_attention: bool) -> int:
+    """The prompt-token budget per iteration of InferenceX's TensorRT-LLM MTP runs, in the simulator's units.
+    dsr1_fp8_h200_trt_mtp.sh sets MTP = 1 draft layer with attention DP, else 3; max_batch_size = conc / TP per DP
+    rank with attention DP (at least 1), else conc; and --max_num_tokens = ((MTP + 1) x max_batch_size + ISL + 64)
+    rounded up to 64, with no 8,192 floor (the non-MTP script, dsr1_fp8_h200_trt.sh, takes max(8192, ...)). So one
+    prompt fits per iteration. TensorRT-LLM's scheduler charges a generation request 1 + draft tokens of that budget,
+    the simulator one token per decoding sequence: the budget given is max_num_tokens - MTP x max_batch_size (exact
+    when the batch is full, as in a closed loop at that concurrency), per DP rank times TP with attention DP (the
+    simulator schedules the replica's ranks as one)."""
+    mtp = 1 if dp_attention else 3
+    batch = max(1, concurrency // tp) if dp_attention else concurrency
+    per_rank = ((mtp + 1) * batch + isl + 64 + 63) // 64 * 64
+    return (per_rank - mtp * batch) * (tp if dp_attention else 1)
+
+
 def _inferencex(stem: str, line: int, r: pd.Series) -> CorpusRow:
     metric = str(r["metric"])
     if metric not in INFERENCEX_METRICS:
@@ -221,11 +236,14 @@ def _inferencex(stem: str, line: int, r: pd.Series) -> CorpusRow:
     # InferenceX's benchmark-tmpl.yml: RANDOM_RANGE_RATIO 0.8, num prompts = 10 x concurrency; its bench_serving
     # draws each request's lengths uniformly in [0.8 L, L].
     conc = _int(r["batch_size_or_concurrency"], "concurrency")
+    mtp = "spec_decode=mtp" in notes
+    budget = (trtllm_mtp_token_budget(_int(r["input_tokens"], "input tokens"), conc, 8, dp_attention)
+              if mtp and engine == "trtllm_pytorch" else 0)
     return _base(stem, line, r, engine, kind="closed_loop", weights="fp8", kv=kv, batch_size=conc,
                  gpu_memory_utilization=memory,
                  num_prompts=10 * conc, length_ratio=0.8, ep=_int(r["ep"], "ep"),
                  dp_attention=dp_attention, adp_hold_iters=adp_hold,
-                 mtp_draft_tokens=1 if "spec_decode=mtp" in notes else 0,
+                 mtp_draft_tokens=1 if mtp else 0, max_num_batched_tokens=budget,
                  statistic="median" if metric.endswith("median") else "mean",
                  measured=((INFERENCEX_METRICS[metric], float(r["value"])),))
 

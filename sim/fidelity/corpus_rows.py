@@ -51,3 +51,6 @@ class CorpusRow:
     # Issue 18: the bandwidth between the replica's nodes where the source's network differs from InfiniBand as the
     # simulator's pods have it (GB/s per direction); None: bench_cluster's 200 GB/s.
     inter_node_gb_s: float | None = None
+    # The launch script's prompt-token budget per iteration where it is not the profile's (TensorRT-LLM
+    # --max_num_tokens, in the simulator's units: one token per decoding sequence); 0: the profile's.
+    max_num_batched_tokens: int = 0

@@ -242,7 +242,24 @@ class ReplicaCostModel:
         if self.mtp_draft_tokens and batch.decode_seqs and not batch.prefill_tokens:
             a, b = self.decode_affine(batch.decode_seqs)
             return a + b * batch.decode_ctx_tokens
-        return self._iteration_fixed_s(batch) + self.ctx_rate_s * batch.decode_ctx_tokens
+        t = self._iteration_fixed_s(batch) + self.ctx_rate_s * batch.decode_ctx_tokens
+        if self.mtp_draft_tokens and batch.prefill_tokens:
+            t += self._mtp_draft_extend_s(batch)
+        return t
+
+    def _mtp_draft_extend_s(self, batch: BatchShape) -> float:
+        """MTP's pass over the prompt: before a prefilled request's first token returns, the engines run the MTP
+        module over every prompt token of the iteration (its KV cache, and the first drafts from the last position).
+        SGLang: EAGLEWorkerV2.forward_batch_generation in extend mode runs the target, then
+        EagleDraftWorker._draft_extend_for_prefill, a draft-model forward over the batch's prompt tokens shifted by
+        one; TensorRT-LLM's one-model MTP runs its first MTP layer over the context tokens in the same forward (the
+        later draft steps only over each request's last token, negligible here). The module is one decoder layer
+        (DeepSeek-V3/R1: num_nextn_predict_layers 1), so the pass costs 1 / num_layers of a prefill-only iteration
+        of those prompt tokens, whatever the number of draft tokens. Decode tokens of a mixed iteration stay charged
+        without MTP, as before."""
+        prompt = BatchShape(prefill_tokens=batch.prefill_tokens, prefill_attn_pairs=batch.prefill_attn_pairs,
+                            num_prefill_seqs=batch.num_prefill_seqs)
+        return self._iteration_fixed_s(prompt) / self.model.num_layers
 
     def decode_affine(self, decode_seqs: int) -> tuple[float, float]:
         # Same float operations as iteration_time_s, so a + b * S reproduces it bit for bit.
@@ -254,7 +271,8 @@ class ReplicaCostModel:
         """Multi-token prediction, as time per emitted token of a decode-only iteration: one verification pass of
         (1 + k) tokens per sequence, each reading the sequence's context, plus k draft passes of the MTP module
         (one extra layer: 1 / num_layers of a B-sequence step each), divided by the tokens a step emits on average.
-        Mixed prefill + decode iterations are charged without MTP (one token per sequence): a conservative bound."""
+        Mixed prefill + decode iterations charge their decode tokens without MTP (one token per sequence), a
+        conservative bound, and their prompt tokens the MTP pass over them (_mtp_draft_extend_s)."""
         k = self.mtp_draft_tokens
         frac = k / self.model.num_layers
         # The engines capture their CUDA graphs per sequence (SGLang's cuda-graph-max-bs and TensorRT-LLM's graph

@@ -12,15 +12,21 @@ def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
     caches, given = set(), set()
     monkeypatch.setattr(mr, "run_sweep", lambda name, d, overrides, cache: (calls.append(("sweep", name, d.name)),
                                                                            caches.add(cache), given.add(overrides),
-                                                                           time.sleep(0.05)))
+                                                                           time.sleep(0.05)) and 1.5)
     monkeypatch.setattr(mr, "aggregate_sweep", lambda d, out: calls.append(("aggregate", out.name)))
-    monkeypatch.setattr(mr, "planner_time", lambda: calls.append(("planner_time",)))
+    (tmp_path / "conf").symlink_to(mr.PROJECT_ROOT / "conf")  # the experiments, under a root of this test's own
+    monkeypatch.setattr(mr, "PROJECT_ROOT", tmp_path)
+    runs = tmp_path / "multirun" / ".cache" / "S" / "simulations"
+    runs.mkdir(parents=True)
+    (runs / "x.pkl").write_bytes(b"a whole run")
+    monkeypatch.setattr(mr, "planner_time", lambda: calls.append(("planner_time",)) or
+                        calls.append(("runs kept", runs.exists())))
     monkeypatch.setattr(mr, "figures", lambda: calls.append(("figures",)))
     out = tmp_path / "timings.json"
     mr.main(["--sweeps", "ablation", "drift", "--stamp", "S", "--timings", str(out), "--override", "seeds=1",
-             "--override", "horizon_s=60"])
+             "--override", "horizon_s=60", "--lanes", "1"])
     assert calls == [("sweep", "ablation", "S"), ("aggregate", "ablation.csv"), ("sweep", "drift", "S"),
-                     ("aggregate", "drift.csv"), ("planner_time",), ("figures",)]
+                     ("aggregate", "drift.csv"), ("planner_time",), ("runs kept", False), ("figures",)]
     t = json.loads(out.read_text())
     assert list(t["steps_s"]) == ["sweep ablation", "aggregate ablation", "sweep drift", "aggregate drift",
                                   "planner_time", "figures"]
@@ -29,6 +35,8 @@ def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
     assert t["total_s"] >= sum(t["steps_s"].values()) - 0.001 * len(t["steps_s"])
     assert t["usable_cores"] >= 1 and t["cpu_count"] >= t["usable_cores"]
     assert set(t["steps_cpu_s"]) == set(t["steps_s"]) and t["sweeps"] == ["ablation", "drift"]
+    assert 1.5 <= t["steps_cpu_s"]["sweep ablation"] < 1.6  # the sweep's process tree (here 1.5) + this thread's
+    assert t["lanes"] == 1
     assert len(caches) == 1 and "S" in next(iter(caches)).parts  # one bisection cache for every sweep of the run
     assert given == {("seeds=1", "horizon_s=60")} and t["overrides"] == ["seeds=1", "horizon_s=60"]
 
@@ -36,6 +44,12 @@ def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
 def test_unknown_sweep_is_one_error(tmp_path):
     with pytest.raises(SystemExit) as exc:
         mr.main(["--sweeps", "no_such_experiment", "--timings", str(tmp_path / "t.json")])
+    assert exc.value.code != 0 and not (tmp_path / "t.json").exists()
+
+
+def test_lanes_below_one_is_one_error(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        mr.main(["--sweeps", "drift", "--lanes", "0", "--timings", str(tmp_path / "t.json")])
     assert exc.value.code != 0 and not (tmp_path / "t.json").exists()
 
 
@@ -53,8 +67,62 @@ def test_run_sweep_names_the_shared_cache_and_passes_overrides(tmp_path, monkeyp
     from experiments.sim_cache import CACHE_ENV
 
     seen = {}
-    monkeypatch.setattr(mr.subprocess, "run", lambda cmd, cwd, env: seen.update(cmd=cmd, env=env) or
-                        SimpleNamespace(returncode=0))
-    mr.run_sweep("ablation", tmp_path / "sweep", ("seeds=1",), tmp_path / "cache")
+    monkeypatch.setattr(mr.subprocess, "Popen", lambda cmd, cwd, env: seen.update(cmd=cmd, env=env) or
+                        SimpleNamespace(pid=12345, returncode=None))
+    monkeypatch.setattr(mr.os, "wait4", lambda pid, opts: (pid, 0, SimpleNamespace(ru_utime=2.0, ru_stime=0.5)))
+    assert mr.run_sweep("ablation", tmp_path / "sweep", ("seeds=1",), tmp_path / "cache") == 2.5
     assert seen["env"][CACHE_ENV] == str(tmp_path / "cache") and seen["cmd"][-1] == "seeds=1"
     assert "experiment=ablation" in seen["cmd"] and f"hydra.sweep.dir={tmp_path / 'sweep'}" in seen["cmd"]
+
+
+def test_run_sweep_reports_its_child_cpu_and_failure(tmp_path, monkeypatch):
+    """A real child process: its CPU seconds come back (a busy loop of about 0.3 s), a failing one exits non-zero."""
+    import subprocess
+    import sys
+
+    real = subprocess.Popen
+    monkeypatch.setattr(mr.subprocess, "Popen", lambda cmd, cwd, env: real(
+        [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
+         if "experiment=ok" in cmd else "raise SystemExit(3)"], cwd=cwd, env=env))
+    assert mr.run_sweep("ok", tmp_path / "s") >= 0.3
+    with pytest.raises(SystemExit) as exc:
+        mr.run_sweep("bad", tmp_path / "s")
+    assert exc.value.code == 3
+
+
+def test_lanes_run_sweeps_side_by_side_after_the_sweeps_they_reuse():
+    """Two lanes: at most two sweeps at once, the long ones overlap, and ablation and disaggregation (REUSES) start
+    only after slo_throughput has finished although a lane was free earlier."""
+    import threading
+
+    spans, lock = {}, threading.Lock()
+    length = {"slo_throughput": 0.4, "llama31": 0.1, "ablation": 0.05, "disaggregation": 0.05, "drift": 0.05}
+
+    def step(name):
+        t0 = time.perf_counter()
+        time.sleep(length[name])
+        with lock:
+            spans[name] = (t0, time.perf_counter())
+
+    mr.run_sweeps(list(length), 2, step)
+    assert set(spans) == set(length)
+    for dep in ("ablation", "disaggregation"):
+        assert spans[dep][0] >= spans["slo_throughput"][1]
+    assert spans["llama31"][0] < spans["slo_throughput"][1]  # side by side
+    assert spans["drift"][0] < spans["slo_throughput"][1]  # the free lane took the next ready sweep
+    for t in [s for s, _ in spans.values()]:
+        assert sum(a <= t < b for a, b in spans.values()) <= 2
+
+
+def test_a_failed_sweep_stops_new_starts_and_is_raised():
+    started = []
+
+    def step(name):
+        started.append(name)
+        if name == "a":
+            raise SystemExit(2)
+        time.sleep(0.1)
+
+    with pytest.raises(SystemExit):
+        mr.run_sweeps(["a", "b", "c", "d"], 1, step)
+    assert started == ["a"]

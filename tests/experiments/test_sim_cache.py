@@ -101,3 +101,70 @@ def test_cache_env_names_a_folder_shared_across_sweeps(case, tmp_path, monkeypat
     assert throughput_rps(plan, sc, cfg.throughput, second) == fresh and second.hits == 1
     monkeypatch.delenv(CACHE_ENV)
     assert sweep_cache().folder is None  # outside a sweep and without the variable: this process's alone
+
+
+def test_simulation_reused_on_equal_inputs_only(case, tmp_path):
+    """Whole runs (the main job's test-split and in-sample runs): the cached result's request table equals a fresh
+    run's; the key ignores the planner's name (whose plan description the result then carries) and follows the
+    plan, seed and workload; an unreadable pickle is simulated again."""
+    import pandas as pd
+
+    from experiments.main_job import simulate_plan
+    from experiments.sim_cache import SimulationCache, simulation_key
+
+    cfg, sc, plan = case
+    fresh = simulate_plan(plan, sc)
+    calls = []
+
+    def sim(p=plan, s=sc):
+        calls.append(1)
+        return simulate_plan(p, s)
+
+    cache = SimulationCache(tmp_path / "simulations")
+    first = cache.run(simulation_key(plan, sc), plan, sim)
+    other = SimulationCache(tmp_path / "simulations")  # another job: reads the folder
+    renamed = replace(plan, planner="someone_else")
+    again = other.run(simulation_key(renamed, sc), renamed, sim)
+    assert len(calls) == 1 and other.hits == 1
+    pd.testing.assert_frame_equal(first.requests, fresh.requests, check_exact=True)
+    pd.testing.assert_frame_equal(again.requests, fresh.requests, check_exact=True)
+    assert again.meta["plan"] == renamed.describe() != fresh.meta["plan"]
+    assert {k: v for k, v in again.meta.items() if k not in ("plan", "wall_s")} == \
+        {k: v for k, v in fresh.meta.items() if k not in ("plan", "wall_s")}
+    k = simulation_key(plan, sc)
+    assert simulation_key(plan, replace(sc, seed=sc.seed + 1)) != k
+    assert simulation_key(replace(plan, thresholds=(1.0, 2.0)), sc) != k
+    w = sc.workload
+    assert simulation_key(plan, replace(sc, workload=w.with_arrivals(w.arrival_s + 1e-9))) != k
+    next((tmp_path / "simulations").glob("*.pkl")).write_bytes(b"not a pickle")
+    third = SimulationCache(tmp_path / "simulations")
+    third.run(k, plan, sim)
+    assert third.hits == 0 and len(calls) == 2
+    mem = SimulationCache()  # no folder: this process's dict
+    mem.run(k, plan, sim), mem.run(k, plan, sim)
+    assert mem.hits == 1 and len(calls) == 3
+
+
+def test_hinted_throughput_equals_the_plain_bisection(case):
+    """experiments.main_job.throughput_rps with a hint (another seed's throughput) on a real plan: the same float as
+    the plain bisection from hints below, at and above the answer, with fewer runs at the answer."""
+    cfg, sc, plan = case
+    from omegaconf import OmegaConf
+
+    tcfg = OmegaConf.merge(cfg.throughput, {"iters": 5, "horizon_s": 30.0, "slo_scale": 2.0})  # an inner answer
+    plain_trace: list = []
+    fresh = throughput_rps(plan, sc, tcfg, trace=plain_trace)
+    for scale in (0.5, 1.0, 1.2, 3.0):
+        trace: list = []
+        assert throughput_rps(plan, sc, tcfg, hint_rps=fresh * scale, trace=trace) == fresh
+        if scale == 1.0:
+            assert len(trace) <= 2 < len(plain_trace)
+
+
+def test_whole_runs_on_disk_only_under_make_results(tmp_path, monkeypatch):
+    from experiments.sim_cache import CACHE_ENV, simulation_cache
+
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    assert simulation_cache(ThroughputCache(tmp_path / "sweep" / "throughput")) is None
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "shared" / "throughput"))
+    assert simulation_cache(ThroughputCache(tmp_path / "shared" / "throughput")).folder == tmp_path / "shared" / "simulations"

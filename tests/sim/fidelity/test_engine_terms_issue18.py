@@ -65,3 +65,69 @@ def test_trtllm_pytorch_prefill_reproduces_the_batch1_ttft_it_was_fitted_on():
     cost = build_replica_cost(model, gpu, 8, 1, "fp8", "bf16", engine=eng, ep=8)
     slope = (batch_prefill_time_s(cost, 1, 8192) - batch_prefill_time_s(cost, 1, 1600)) / (8192 - 1600) * 1e6
     assert slope == pytest.approx((352.81 - 124.11) / (8192 - 1600) * 1e3, rel=0.1)
+
+
+# ---- InferenceX's TensorRT-LLM MTP launch: --max_num_tokens without the 8,192 floor (issue 18, branch ttft18) -------
+def test_trtllm_mtp_token_budget_is_the_launch_scripts_formula_worked_by_hand():
+    from sim.fidelity.corpus_long import trtllm_mtp_token_budget
+
+    # dsr1_fp8_h200_trt_mtp.sh without attention DP: MTP 3, max_batch_size = conc = 16, 1k prompts:
+    # (4 x 16 + 1024 + 64) = 1152, rounded up to 64: 1152; TensorRT-LLM charges each generation request 1 + 3 tokens,
+    # the simulator 1, so 3 x 16 = 48 fewer prompt tokens: 1104, room for one 1k prompt per iteration.
+    assert trtllm_mtp_token_budget(1024, 16, 8, False) == 1104
+    # With attention DP: MTP 1, max_batch_size = 256 / 8 = 32 per rank, 8k prompts: 2 x 32 + 8192 + 64 = 8320 (a
+    # multiple of 64), minus 32 = 8288 per rank, eight ranks scheduled as one replica: 66,304.
+    assert trtllm_mtp_token_budget(8192, 256, 8, True) == 66304
+
+
+def test_only_inferencex_trtllm_mtp_rows_carry_a_token_budget():
+    rows = [r for r in load_corpus()[0] if r.source == "inferencex_dsr1_h100_h200"]
+    budget = [r for r in rows if r.max_num_batched_tokens]
+    assert budget and all(r.engine == "trtllm_pytorch" and r.mtp_draft_tokens for r in budget)
+    assert not [r for r in rows if r.engine == "trtllm_pytorch" and r.mtp_draft_tokens and not r.max_num_batched_tokens]
+
+
+def test_a_one_prompt_budget_queues_simultaneous_prompts_behind_each_other():
+    # The bug this guards: the row's budget not reaching the simulated scheduler. With a budget of one 1k prompt
+    # per iteration, the 16 prompts a closed loop sends at once are prefilled across iterations, so the mean TTFT
+    # rises above the 8,192-token budget's, where eight prompts share an iteration.
+    from dataclasses import replace
+
+    from sim.fidelity.corpus import predict_row
+
+    row = next(r for r in load_corpus()[0] if r.source == "inferencex_dsr1_h100_h200" and r.max_num_batched_tokens
+               and r.batch_size == 16 and r.input_tokens == 1024 and r.statistic == "mean")
+    assert row.max_num_batched_tokens == 1104
+    tight = predict_row(row, row.engine)["closed_ttft_ms"]
+    loose = predict_row(replace(row, max_num_batched_tokens=8192), row.engine)["closed_ttft_ms"]
+    assert tight > loose * 1.05
+
+
+# ---- MTP's pass over the prompt (SGLang _draft_extend_for_prefill; TensorRT-LLM's MTP layer over the context) ------
+def test_mtp_prefill_pays_one_more_layer_over_the_prompt_worked_by_hand():
+    from sim.perf.batch import BatchShape
+    from sim.perf.cost_model import build_replica_cost
+    from sim.perf.engine import load_engine
+    from sim.spec.hardware import load_gpu
+    from sim.spec.models import load_model
+
+    model, gpu = load_model("deepseek_r1"), load_gpu("h200_sxm")
+    assert model.num_layers == 61
+    for engine in ("sglang", "trtllm_pytorch"):
+        eng = load_engine(engine)
+        plain, mtp1, mtp3 = (build_replica_cost(model, gpu, 8, 1, "fp8", "fp8", engine=eng, mtp_draft_tokens=k)
+                             for k in (0, 1, 3))
+        prompt = BatchShape(prefill_tokens=1000, prefill_attn_pairs=1000 * 1001 / 2, num_prefill_seqs=1)
+        # A 1,000-token prefill: the target's 61 layers plus the MTP module's one, i.e. 62 / 61 of the plain time,
+        # the same for 1 or 3 draft tokens (the later draft steps run over the last token only).
+        assert mtp1.iteration_time_s(prompt) == pytest.approx(plain.iteration_time_s(prompt) * 62 / 61, rel=1e-12)
+        assert mtp3.iteration_time_s(prompt) == pytest.approx(plain.iteration_time_s(prompt) * 62 / 61, rel=1e-12)
+        # A mixed iteration: the 1 / 61 is charged on its prompt part only (decode tokens stay without MTP).
+        mixed = BatchShape(prefill_tokens=1000, prefill_attn_pairs=1000 * 1001 / 2, num_prefill_seqs=1,
+                           decode_seqs=16, decode_ctx_tokens=16 * 1500)
+        assert mtp1.iteration_time_s(mixed) - plain.iteration_time_s(mixed) == pytest.approx(
+            plain.iteration_time_s(prompt) / 61, rel=1e-12)
+        # Decode-only iterations are untouched by this term.
+        decode = BatchShape(decode_seqs=16, decode_ctx_tokens=16 * 1500)
+        a, b = mtp1.decode_affine(16)
+        assert mtp1.iteration_time_s(decode) == a + b * decode.decode_ctx_tokens

@@ -389,15 +389,20 @@ def test_replica_cost_reads_the_placement_and_the_tiers_kv_precision():
     assert got.kv_capacity_blocks == across.kv_capacity_blocks == pytest.approx(2 * bf16.kv_capacity_blocks, rel=0.01)
 
 
-def test_mtp_changes_decode_only_steps():
+def test_mtp_changes_decode_steps_and_adds_one_layer_over_prompt_tokens():
     """Multi-token prediction drafts tokens in decode steps; an iteration with prompt tokens (prefill alone or mixed
-    with decodes) costs what the same deployment without MTP costs."""
+    with decodes) costs what the same deployment without MTP costs plus the MTP module's pass over its prompt tokens,
+    one layer of DeepSeek-V3's 61: 1 / 61 of a prompt-only iteration (issue 18, branch ttft18; the engines' sources
+    in ReplicaCostModel._mtp_draft_extend_s)."""
     mtp = cost("deepseek_v3", 8, 2, "fp8", pp_spans_nodes=True, mtp_draft_tokens=1)
     plain = cost("deepseek_v3", 8, 2, "fp8", pp_spans_nodes=True)
     mixed = BatchShape(prefill_tokens=100, prefill_attn_pairs=5050.0, num_prefill_seqs=1, decode_seqs=4,
                        decode_ctx_tokens=4000)
     for b in (prefill(512), mixed):
-        assert mtp.iteration_time_s(b) == plain.iteration_time_s(b)
+        prompt = BatchShape(prefill_tokens=b.prefill_tokens, prefill_attn_pairs=b.prefill_attn_pairs,
+                            num_prefill_seqs=b.num_prefill_seqs)
+        assert mtp.iteration_time_s(b) == pytest.approx(
+            plain.iteration_time_s(b) + plain.iteration_time_s(prompt) / 61, rel=1e-12)
     decode = BatchShape(decode_seqs=4, decode_ctx_tokens=4000)
     assert mtp.iteration_time_s(decode) != plain.iteration_time_s(decode)
 

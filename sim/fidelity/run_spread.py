@@ -1,0 +1,119 @@
+"""Run-to-run spread of repeated measurements: the lowest MAPE that any model giving one value per configuration can
+reach on them. InferenceX (issue 18) measures the same deployment, lengths and concurrency on many days; their spread
+is a floor under the error of any deterministic simulator, whatever its physics.
+
+`python -m sim.fidelity.run_spread` prints the floor of InferenceX's colocated TTFT and TPOT rows per engine and, with
+--per-run, each run's mean signed TTFT error under the current model (the serving simulation, about a minute)."""
+from __future__ import annotations
+
+import argparse
+import re
+from collections import defaultdict
+from collections.abc import Hashable, Iterable, Sequence
+
+SOURCE = "inferencex_dsr1_h100_h200"
+
+
+def best_constant(measured: Sequence[float]) -> tuple[float, float]:
+    """(c, sum over i of |c / m_i - 1| x 100) for the one value c with the smallest summed APE. The sum
+    sum_i |c - m_i| / m_i is convex and piecewise linear in c with its kinks at the m_i, so a minimum lies at one of
+    them (a median weighted by 1 / m_i): checking every measured value is exact."""
+    if not measured:
+        raise ValueError("no measurements")
+    if min(measured) <= 0:
+        raise ValueError("measurements must be positive")
+
+    def ape_sum(c: float) -> float:
+        return 100.0 * sum(abs(c / m - 1.0) for m in measured)
+
+    c = min(measured, key=ape_sum)
+    return c, ape_sum(c)
+
+
+def floor_mape_pct(points: Iterable[tuple[Hashable, float]]) -> float:
+    """Mean APE (%) over all points when each configuration (the key) is predicted by its best single value: no model
+    that gives one prediction per configuration scores lower."""
+    groups: dict[Hashable, list[float]] = defaultdict(list)
+    for key, value in points:
+        groups[key].append(float(value))
+    n = sum(len(v) for v in groups.values())
+    if n == 0:
+        raise ValueError("no points")
+    return sum(best_constant(v)[1] for v in groups.values()) / n
+
+
+def configuration(row) -> tuple:
+    """What InferenceX's launch fixes for a run: engine, deployment, MTP, lengths, concurrency and the statistic."""
+    return (row.engine, row.ep, row.dp_attention, row.mtp_draft_tokens, row.input_tokens, row.output_tokens,
+            row.batch_size, row.statistic)
+
+
+def inferencex_points(metric: str) -> list[tuple[tuple, float, object]]:
+    """(configuration, measured, row) of the source's colocated rows of one metric (closed_ttft_ms or tpot_ms)."""
+    from sim.fidelity.corpus import load_corpus
+
+    out = []
+    for row in load_corpus()[0]:
+        if row.source != SOURCE:
+            continue
+        for name, value in row.measured:
+            if name == metric:
+                out.append((configuration(row), float(value), row))
+    return out
+
+
+def inferencex_runs() -> dict[int, str]:
+    """Corpus line -> the InferenceX run it came from ('date run-id' from the row's notes; the issue's bot sweep is
+    one run)."""
+    import pandas as pd
+
+    from sim.common.paths import DATA_DIR
+
+    raw = pd.read_csv(DATA_DIR / "measurements" / f"{SOURCE}.csv.gz")
+    runs = {}
+    for i, notes in enumerate(raw["notes"].astype(str)):
+        found = re.search(r"run (\d{4}-\d\d-\d\d) \(https://\S*/runs/(\d+)", notes)
+        runs[i + 2] = f"{found.group(1)} {found.group(2)}" if found else "issue sweep"
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--per-run", action="store_true", help="each run's mean signed TTFT error (simulates)")
+    args = parser.parse_args(argv)
+    for metric in ("closed_ttft_ms", "tpot_ms"):
+        pts = inferencex_points(metric)
+        for engine in sorted({p[0][0] for p in pts}) + ["all"]:
+            sel = [(k, v) for k, v, _ in pts if engine in ("all", k[0])]
+            repeated = defaultdict(int)
+            for k, _ in sel:
+                repeated[k] += 1
+            print(f"{metric:15s} {engine:15s} points {len(sel):4d} (in repeated configurations "
+                  f"{sum(c for c in repeated.values() if c > 1):4d})  floor MAPE {floor_mape_pct(sel):5.1f} %")
+    if args.per_run:
+        from sim.fidelity.engine_fit import predict_points
+
+        rows = [r for r in _corpus_rows()]
+        pred = predict_points(rows)
+        pred = pred[pred.metric == "closed_ttft_ms"]
+        runs = inferencex_runs()
+        by = {r.line: r for r in rows}
+        table = defaultdict(list)
+        for line, measured, predicted in zip(pred.line, pred.measured, pred.predicted):
+            r = by[line]
+            table[(r.engine, bool(r.mtp_draft_tokens), r.dp_attention, runs[line])].append(100 * (predicted / measured - 1))
+        for key in sorted(table):
+            e = table[key]
+            print(f"{key[0]:15s} mtp {key[1]!s:5s} adp {key[2]!s:5s} {key[3]:25s} points {len(e):3d}  "
+                  f"signed {sum(e) / len(e):+6.1f} %  MAPE {sum(abs(x) for x in e) / len(e):5.1f} %")
+    return 0
+
+
+def _corpus_rows():
+    from sim.fidelity.corpus import load_corpus
+
+    return [r for r in load_corpus()[0] if r.source == SOURCE]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
