@@ -179,6 +179,12 @@ EQUIVALENT: dict[str, str] = {
     "sim.runtime.flow.xǁCascadeFlowǁ_context_fallback__mutmut_14": "t < 0 -> t <= 0: t comes from _taker_from(i, "
                                                                    "tier + 1, ...), a tier >= tier + 1 >= 1 or -1, "
                                                                    "never 0",
+    "sim.runtime.replica.xǁEngineǁ_at__mutmut_14": "d > 0.0 -> d >= 0.0 in now + d if ... else now: at d == 0 both "
+                                                   "branches give now (now + 0.0 is now)",
+    "sim.runtime.replica.xǁEngineǁ__init____mutmut_24": "_arrivals_interrupt = fast and ... -> fast or ...: it is read "
+                                                        "only in fast mode's paths (a decode jump, _jumping, which "
+                                                        "reference mode never sets, and _plan_decode after its "
+                                                        "reference-mode return)",
     "sim.runtime.flow.xǁCascadeFlowǁ__init____mutmut_3": "self.cfg = cfg -> None: CascadeFlow reads its config "
                                                          "through the constructor's local cfg only; no code reads "
                                                          "flow.cfg (grep of sim, online, experiments)",
