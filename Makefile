@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q --disable-pip-version-check
 
-.PHONY: run test test-unit test-integration test-slow mutation bench setup setup-test setup-notebooks figures notebooks results results-reasoning clean
+.PHONY: run test test-unit test-integration test-slow mutation mutation-full bench setup setup-test setup-notebooks figures notebooks results results-reasoning clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -45,10 +45,16 @@ test-slow: setup-test
 	$(BIN)/python -m pytest -m "slow or benchmark"
 
 # Mutation testing of the core modules (mutmut; slow, not in CI): results/mutation.json. tools/mutation.py says why
-# mutmut, how the score is counted and lists the equivalent mutants.
+# mutmut, how the sample and the score are counted and lists the equivalent mutants. `make mutation` checks a seeded
+# random sample of each module's mutants sized to fit 45 minutes on 2 cores; mutation-full checks all (hours).
+MUTATION_CHILDREN ?= 2
 mutation: setup-test
 	$(BIN)/pip install -q --disable-pip-version-check "mutmut==3.8.1"
-	$(BIN)/python -m tools.mutation
+	$(BIN)/python -m tools.mutation --max-children $(MUTATION_CHILDREN)
+
+mutation-full: setup-test
+	$(BIN)/pip install -q --disable-pip-version-check "mutmut==3.8.1"
+	$(BIN)/python -m tools.mutation --full --budget-s 36000 --max-children $(MUTATION_CHILDREN)
 
 bench: setup
 	$(BIN)/python -m sim.bench

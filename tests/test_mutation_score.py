@@ -4,6 +4,7 @@ to the module's earlier ones."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -48,3 +49,72 @@ def test_resumed_times_add_up_and_modules_not_run_keep_theirs(meta_root, monkeyp
     assert s["overall"]["cpu_s"] == 48.0 and s["overall"]["complete"]
     fresh = mutation.summarise(("a.py", "b.py"), {"a.py": (10.0, 5.0)}, earlier, resumed=False)
     assert fresh["modules"]["a.py"]["wall_s"] == 10.0  # a full rerun replaces the module's times
+
+
+def test_sample_is_seeded_nested_and_uniform():
+    names = [f"m.x_f__mutmut_{k}" for k in range(200)]
+    a = mutation.sample_names(names, 30, "m.py")
+    assert a == mutation.sample_names(list(reversed(names)), 30, "m.py")  # the order mutmut lists them in is moot
+    assert len(set(a)) == 30 and set(a) <= set(names)
+    assert set(a) <= set(mutation.sample_names(names, 60, "m.py"))  # a larger N only adds mutants
+    assert a != mutation.sample_names(names, 30, "other.py")  # each module its own draw
+    assert mutation.sample_names(names, 500, "m.py") == sorted(names)  # n >= all: every mutant
+    # Uniform: over 400 seeds each mutant is drawn 400 x 30/200 = 60 times; a binomial(400, 0.15) lies within
+    # 60 +- 30 (4.2 sd) for all 200 mutants with probability > 0.99.
+    hits = Counter(k for seed in range(400) for k in mutation.sample_names(names, 30, "m.py", seed=seed))
+    assert len(hits) == 200 and all(30 <= v <= 90 for v in hits.values())
+
+
+def test_wilson_interval_is_the_set_of_proportions_the_score_test_accepts():
+    # Oracle: the Wilson interval is {p : |k/n - p| <= z sqrt(p (1-p) / n)}, found here by a fine grid.
+    for k, n in ((0, 10), (3, 10), (85, 100), (93, 93), (170, 187)):
+        grid = [i / 100000 for i in range(100001)]
+        inside = [p for p in grid if abs(k / n - p) <= mutation.Z95 * (p * (1 - p) / n) ** 0.5]
+        lo, hi = mutation.wilson_pct(k, n)
+        assert abs(lo - 100 * min(inside)) <= 0.06 and abs(hi - 100 * max(inside)) <= 0.06
+    assert mutation.wilson_pct(0, 0) is None
+
+
+def test_sampled_module_counts_its_sample_only_and_never_an_unchecked_one_as_killed(meta_root):
+    codes = {f"m.x_f__mutmut_{k}": None for k in range(10, 50)}  # not 9: the fixture lists it equivalent
+    sample = mutation.sample_names(codes, 10, "m.py")
+    for i, name in enumerate(sample[:8]):  # 6 killed, 2 survived, 2 of the sample not checked yet
+        codes[name] = 1 if i < 6 else 0
+    outside = next(k for k in codes if k not in sample)
+    codes[outside] = 1  # checked once outside the sample: not counted (the estimate stays unbiased)
+    meta_root("m.py", codes)
+    c = mutation.module_counts("m.py", sample_n=10)
+    assert c["sampled"] and (c["mutants"], c["sample_n"]) == (40, 10)
+    assert (c["killed"], c["survived"], c["not_checked"], c["score_pct"]) == (6, 2, 2, 75.0)
+    # A partly checked sample was checked in mutmut's order (cheapest functions first), not at random: no interval.
+    assert not c["complete"] and c["ci95_pct"] is None
+    codes.update({name: 0 for name in sample[8:]})
+    meta_root("m.py", codes)
+    c = mutation.module_counts("m.py", sample_n=10)
+    assert (c["killed"], c["survived"], c["not_checked"]) == (6, 4, 0) and c["ci95_pct"] == mutation.wilson_pct(6, 10)
+    assert not c["complete"]  # a sample, however finished, is not the exact score
+    # Every mutant checked: exact, whatever the sample size asked for.
+    meta_root("m.py", {name: 1 for name in codes})
+    c = mutation.module_counts("m.py", sample_n=10)
+    assert not c["sampled"] and c["complete"] and c["ci95_pct"] == [100.0, 100.0] and c["sample_n"] == 40
+
+
+def test_overall_weights_each_module_by_its_mutants_not_by_its_sample():
+    exact = {"mutants": 1010, "killed": 900, "survived": 100, "timeout": 0, "no_tests": 0, "equivalent": 10,
+             "score_pct": 90.0, "sampled": False, "complete": True}
+    sampled = {"mutants": 500, "killed": 60, "survived": 40, "timeout": 0, "no_tests": 0, "equivalent": 0,
+               "score_pct": 60.0, "sampled": True, "complete": False}
+    score, ci, unmeasured, partial = mutation.stratified_score({"a": exact, "b": sampled, "c": {**sampled, "score_pct": None,
+                                                                                         "killed": 0, "survived": 0}})
+    assert score == 80.0 and unmeasured == ["c"] and partial == []  # (1000 x 90% + 500 x 60%) / 1500; pooled counts would say 87.3%
+    # Only the sampled third varies: se = (1/3) sqrt(0.6 0.4 / 100 (1 - 100/500)).
+    se = (1 / 3) * (0.6 * 0.4 / 100 * 0.8) ** 0.5
+    assert ci == [round(100 * (0.8 - mutation.Z95 * se), 1), round(100 * (0.8 + mutation.Z95 * se), 1)]
+
+
+def test_sample_size_rule_fits_the_budget():
+    n = mutation.sample_size(2700, 2)
+    c = mutation.CPU_PER_MUTANT_S
+    assert 12 * n * c <= 2700 * 2 * 0.75 < 12 * (n + 1) * c
+    assert mutation.sample_size(2700, 1) == 2700 * 0.75 // (12 * c)
+    assert mutation.sample_size(2700, 2, cpu_per_mutant_s=1.8) == 187  # the first run's estimate
