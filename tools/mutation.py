@@ -130,13 +130,6 @@ EQUIVALENT: dict[str, str] = {
     **{f"sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_{k}": _GUARDED for k in (3, 5)},
     "sim.perf.cost_model.xǁReplicaCostModelǁ_stage_fixed_s__mutmut_72": "eager floor `> t` -> `>= t`: on equality t "
                                                                         "is set to the value it already has",
-    "sim.perf.cost_model.xǁReplicaCostModelǁiteration_time_s__mutmut_1": "(mtp and decode and not prefill) -> ((mtp "
-                                                                         "and decode) or not prefill): the extra "
-                                                                         "batches it sends to decode_affine have no "
-                                                                         "MTP and no prompt tokens, where decode_affine "
-                                                                         "reproduces the general path bit for bit "
-                                                                         "(tested by test_decode_affine_is_exact; an "
-                                                                         "empty batch is 0 both ways)",
     "sim.perf.cost_model.x__check_options__mutmut_12": "ep > 1 -> ep >= 1 before `num_routed_experts % ep`: every "
                                                        "count is divisible by 1, so EP 1 never raises either way",
     "sim.perf.cost_model.xǁReplicaCostModelǁ_graph__mutmut_6": "ceil by -(-n // tp) -> -(-n / tp) (n / tp itself): "
