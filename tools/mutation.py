@@ -312,7 +312,9 @@ def run_module(path: str, budget_s: float, resume: bool = False, max_children: i
     Returns (wall seconds, CPU seconds of mutmut and all its children)."""
     t0, cpu0 = time.monotonic(), _children_cpu_s()
     meta = ROOT / "mutants" / f"{path}.meta"
-    if sample_n is not None and not meta.exists():
+    # The sample is drawn from the module's current mutants: a .meta older than the source names an earlier version's
+    # mutants (mutmut renumbers them when it regenerates the file), so regenerate first.
+    if sample_n is not None and (not meta.exists() or meta.stat().st_mtime < (ROOT / path).stat().st_mtime):
         _generate_mutants()
     names = [f"{dotted(path)}.*"]
     if sample_n is not None or (resume and meta.exists()):
