@@ -83,6 +83,18 @@ _INT64 = ("dtype=np.int64 dropped: numpy >= 2 (2.4 here) makes Python ints int64
 _MIP_NAMES = ("a python-mip variable's name (\"L\", \"x_i_f\") -> none or None: names only label variables in "
               "LP files and messages, none is written or read here, and mip names an unnamed variable itself")
 EQUIVALENT: dict[str, str] = {
+    "sim.runtime.batching.x_schedule_static__mutmut_20": "_shape(chunks, ()) -> _shape(chunks, None): with no "
+        "decodes the sequence branch counts 0 sequences and 0 context tokens, the very defaults the None branch keeps",
+    "sim.runtime.batching.x\u01c1Seq\u01c1__init____mutmut_15": "Seq.blocks starts at 1 instead of 0: no reader "
+        "sees it, since every reader (kv_cache.free, the prefix cache's release and private count, the decode step's "
+        "growth check) runs on an admitted sequence, and each admission path (batching.admit, disagg's KV arrival, "
+        "decode_batch) assigns blocks first; prefix.admit takes its block count as an argument",
+    "sim.runtime.batching.x\u01c1Seq\u01c1reset_for_requeue__mutmut_3": "prefilled = None after a requeue: a requeued "
+        "sequence waits, and every read of prefilled (_shape's chunks, the chunk size of a running sequence, the "
+        "engine's progress) follows its re-admission, which assigns prefilled = cached (or disagg's held + 1) first",
+    "sim.runtime.batching.x\u01c1Seq\u01c1reset_for_requeue__mutmut_7": "decoding = None instead of False: decoding is "
+        "only ever read in truth tests (if seq.decoding / if not seq.decoding / [s for s in running if s.decoding]), "
+        "where None and False agree",
     "sim.runtime.router.x_question_routes__mutmut_8": _INT64,
     "sim.runtime.router.x_question_routes__mutmut_10": _INT64,
     **{f"sim.metrics.x_{name}": _NAN for name in (
