@@ -105,3 +105,15 @@ def test_randomised_knees_and_hints(verdicts):
         plain, _ = _search(verdicts, passes, lo=lo, hi=hi, iters=iters)
         hint = float(np.exp(rng.uniform(np.log(lo / 4), np.log(hi * 4))))
         assert _search(verdicts, passes, hint=hint, lo=lo, hi=hi, iters=iters)[0] == plain
+
+
+@pytest.mark.parametrize("hint", [0.0, LO / 2, LO])
+def test_a_hint_at_or_below_lo_runs_lo_first(verdicts, hint):
+    """A hint at or below lo is grid point 0 (the factor 0, 'even lo fails', clamps there too): the gallop starts at
+    lo itself. Worked by hand: when lo fails that one run is the whole search (answer 0.0); when lo passes and the
+    next grid point fails, lo and then that point, answer lo."""
+    g1 = rate_grid_factor(1, LO, HI, ITERS)
+    got, trace = _search(verdicts, lambda x: False, hint=hint)
+    assert (got, trace) == (0.0, [(LO, False)])
+    got, trace = _search(verdicts, lambda x: x <= LO, hint=hint)
+    assert (got, trace) == (LO, [(LO, True), (g1, False)])
