@@ -1,17 +1,21 @@
 """build_workload's edges and provenance: a window holding one request, an empty window's message, synthetic
 arrivals that span the rate-scaled window, a config read from a YAML path (relative or absolute, named by its
 stem), the meta every workload records, and a drift whose seed reaches its phases and whose phases of different
-traces never share prefix blocks."""
+traces never share prefix blocks; an infinite answer length left out of the scaled lengths' per-question mean."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
 from sim.common.errors import ConfigError
 from sim.workload import build_workload
+from sim.workload.build import _output_tokens
+from sim.workload.quality import _answer_tokens
 
 pytestmark = pytest.mark.unit
 
@@ -148,3 +152,16 @@ def test_workload_names_are_the_yaml_files_of_conf_workload():
 
     assert workload_names() == sorted(p.name[:-5] for p in (CONF_DIR / "workload").iterdir() if p.name.endswith(".yaml"))
     assert "conversation" in workload_names() and "drift" in workload_names()
+
+
+def test_scaled_lengths_ignore_an_infinite_answer_length():
+    """A quality table's answer length "inf" parses (pd.to_numeric) and passes the negative-length check, and counts
+    as missing (not finite): its cell falls back to the trace's length and it must not enter the question's mean, or
+    every other tier's ratio becomes x / inf = 0 tokens. Hand-worked: row 0 has mean 100, so ratios 0.5 and 1.5 of the
+    trace's 100; row 1's only finite answer is 40, so tier 1 keeps ratio 1 of the trace's 200."""
+    assert np.isposinf(_answer_tokens(pd.Series(["inf"]), None).iloc[0])
+    tt = SimpleNamespace(scores=np.zeros((2, 2)), answer_tokens=np.array([[50.0, 150.0], [np.inf, 40.0]]),
+                         dataset="t")
+    out, fell_back = _output_tokens("scaled", tt, np.array([0, 1]), np.array([100, 200], dtype=np.int64), "w")
+    np.testing.assert_array_equal(out, [[50.0, 150.0], [200.0, 200.0]])
+    assert fell_back == 1
