@@ -11,6 +11,13 @@ import re
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 
+import pandas as pd
+
+from sim.common.cli import exit_on_user_error
+from sim.common.paths import DATA_DIR
+from sim.fidelity.corpus import load_corpus
+from sim.fidelity.engine_fit import predict_points
+
 SOURCE = "inferencex_dsr1_h100_h200"
 
 
@@ -50,8 +57,6 @@ def configuration(row) -> tuple:
 
 def inferencex_points(metric: str) -> list[tuple[tuple, float, object]]:
     """(configuration, measured, row) of the source's colocated rows of one metric (closed_ttft_ms or tpot_ms)."""
-    from sim.fidelity.corpus import load_corpus
-
     out = []
     for row in load_corpus()[0]:
         if row.source != SOURCE:
@@ -65,10 +70,6 @@ def inferencex_points(metric: str) -> list[tuple[tuple, float, object]]:
 def inferencex_runs() -> dict[int, str]:
     """Corpus line -> the InferenceX run it came from ('date run-id' from the row's notes; the issue's bot sweep is
     one run)."""
-    import pandas as pd
-
-    from sim.common.paths import DATA_DIR
-
     raw = pd.read_csv(DATA_DIR / "measurements" / f"{SOURCE}.csv.gz")
     runs = {}
     for i, notes in enumerate(raw["notes"].astype(str)):
@@ -77,8 +78,9 @@ def inferencex_runs() -> dict[int, str]:
     return runs
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m sim.fidelity.run_spread", description=__doc__.splitlines()[0])
     parser.add_argument("--per-run", action="store_true", help="each run's mean signed TTFT error (simulates)")
     args = parser.parse_args(argv)
     for metric in ("closed_ttft_ms", "tpot_ms"):
@@ -91,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{metric:15s} {engine:15s} points {len(sel):4d} (in repeated configurations "
                   f"{sum(c for c in repeated.values() if c > 1):4d})  floor MAPE {floor_mape_pct(sel):5.1f} %")
     if args.per_run:
-        from sim.fidelity.engine_fit import predict_points
-
         rows = [r for r in _corpus_rows()]
         pred = predict_points(rows)
         pred = pred[pred.metric == "closed_ttft_ms"]
@@ -110,8 +110,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _corpus_rows():
-    from sim.fidelity.corpus import load_corpus
-
     return [r for r in load_corpus()[0] if r.source == SOURCE]
 
 
