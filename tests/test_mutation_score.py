@@ -107,9 +107,24 @@ def test_overall_weights_each_module_by_its_mutants_not_by_its_sample():
     score, ci, unmeasured, partial = mutation.stratified_score({"a": exact, "b": sampled, "c": {**sampled, "score_pct": None,
                                                                                          "killed": 0, "survived": 0}})
     assert score == 80.0 and unmeasured == ["c"] and partial == []  # (1000 x 90% + 500 x 60%) / 1500; pooled counts would say 87.3%
-    # Only the sampled third varies: se = (1/3) sqrt(0.6 0.4 / 100 (1 - 100/500)).
-    se = (1 / 3) * (0.6 * 0.4 / 100 * 0.8) ** 0.5
+    # Only the sampled third varies: se = (1/3) sqrt(p~ (1 - p~) / n~ (1 - 100/500)), Agresti-Coull's
+    # p~ = (60 + z^2/2) / n~ and n~ = 100 + z^2.
+    z2 = mutation.Z95 ** 2
+    p_adj = (60 + z2 / 2) / (100 + z2)
+    se = (1 / 3) * (p_adj * (1 - p_adj) / (100 + z2) * 0.8) ** 0.5
     assert ci == [round(100 * (0.8 - mutation.Z95 * se), 1), round(100 * (0.8 + mutation.Z95 * se), 1)]
+
+
+def test_a_sampled_module_with_no_survivor_still_widens_the_overall_interval():
+    exact = {"mutants": 1000, "killed": 1000, "survived": 0, "timeout": 0, "no_tests": 0, "equivalent": 0,
+             "score_pct": 100.0, "sampled": False, "complete": True}
+    sampled = {"mutants": 1000, "killed": 30, "survived": 0, "timeout": 0, "no_tests": 0, "equivalent": 0,
+               "score_pct": 100.0, "sampled": True, "complete": False}
+    score, ci, _, _ = mutation.stratified_score({"a": exact, "b": sampled})
+    # 30 of 30 killed says little: Wilson's interval for that module alone starts near 88.6 %, so the overall
+    # (half its weight) cannot be certain either.
+    assert score == 100.0 and ci[0] < 97.0 and ci[1] == 100.0
+    assert mutation.wilson_pct(30, 30)[0] < 90.0
 
 
 def test_sample_size_rule_fits_the_budget():

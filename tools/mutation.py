@@ -473,8 +473,9 @@ SAMPLING_RULE = ("per module n = min(mutants, N), the first N of a permutation o
 def stratified_score(per: dict) -> tuple[float | None, list[float] | None, list[str], list[str]]:
     """Overall score as a stratified estimate: each module's score weighted by its non-equivalent mutants (for a
     sampled module, its mutants times the non-equivalent share of its sample), so a sampled module weighs what
-    it would in a full run. The 95% interval adds each sampled module's binomial variance p(1-p)/n with the
-    finite-population correction (1 - n/N); an exact module adds none. Modules with no score are left out and
+    it would in a full run. The 95% interval adds each sampled module's binomial variance with the
+    finite-population correction (1 - n/N), at Agresti-Coull's adjusted proportion (k + z^2/2) / (n + z^2) over
+    n + z^2 so that a sample with no survivor is not taken as certain; an exact module adds none. Modules with no score are left out and
     named (not_measured); so are the modules whose sample (or full run) is only partly checked (partial): they
     count with their checked mutants as if a sample, though mutmut checks the cheapest functions first."""
     weights, scores, variances, unmeasured, partial = [], [], [], [], []
@@ -486,12 +487,16 @@ def stratified_score(per: dict) -> tuple[float | None, list[float] | None, list[
         p = m["score_pct"] / 100.0
         frame = checked + m["equivalent"]
         w = m["mutants"] * checked / frame if m.get("sampled") else m["mutants"] - m["equivalent"]
+        # Agresti-Coull's adjusted proportion: a sample that killed every mutant still carries its uncertainty
+        # (p(1-p) = 0 at p = 1 would give a sampled 100 % module no variance at all).
+        n_adj = checked + Z95 ** 2
+        p_adj = (p * checked + Z95 ** 2 / 2) / n_adj
         var = 0.0
         if m.get("sampled"):
-            var = p * (1 - p) / checked * max(0.0, 1 - checked / max(w, checked))
+            var = p_adj * (1 - p_adj) / n_adj * max(0.0, 1 - checked / max(w, checked))
         if not m.get("complete") and m.get("not_checked", 0):
             partial.append(name)
-            var = p * (1 - p) / checked  # checked in mutmut's order, not at random: counted as if a sample
+            var = p_adj * (1 - p_adj) / n_adj  # checked in mutmut's order, not at random: counted as if a sample
         weights.append(w)
         scores.append(p)
         variances.append(var)
