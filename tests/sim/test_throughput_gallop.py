@@ -47,7 +47,13 @@ def test_grid_points_are_the_bisections_floats_and_the_geometric_grid():
     assert rate_grid_index(0.0, LO, HI, ITERS) == -1 and rate_grid_index(1e9, LO, HI, ITERS) == N
 
 
-@pytest.mark.parametrize("knee", [0.01, LO, 0.3, 1.0, 2.718, 9.99, HI, 50.0])
+# Every hint at each knee costs about a second: the unit tier (make test-unit, 60 s budget) keeps the knees below,
+# at and above the range plus one inside it; the other three inside knees run with the integration tier (make test).
+_INSIDE = pytest.mark.integration
+
+
+@pytest.mark.parametrize("knee", [0.01, LO, pytest.param(0.3, marks=_INSIDE), 1.0, pytest.param(2.718, marks=_INSIDE),
+                                  pytest.param(9.99, marks=_INSIDE), HI, 50.0])
 def test_every_hint_gives_the_bisections_answer(verdicts, knee):
     """A verdict passing up to `knee` (exactly, so a grid point at the knee passes): the plain bisection's float,
     equal to the brute-force highest passing grid point, from every grid index as hint, and from the factor 0."""
