@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planners.estimator import SATURATED_S, TierLoad, _decode_times, _latencies, _prefill_times
+from planners.estimator import SATURATED_S, TierLoad, _decode_times, _latencies, _prefill_times, rows_to_fill
 
 SPLITS = ((1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 3), (3, 1))  # (prefill instances, decode instances) per unit
 U_GRID = np.r_[np.linspace(0.0, 0.9, 10), 1.0 - np.geomspace(0.1, 1e-3, 6)[1:]]  # 15 points in [0, 0.999]
@@ -177,16 +177,7 @@ class DisaggModel:
         """Compute the p95 rows np.interp reads for the unit utilisations rho (the grid points on either side): a
         table reads a unit at a few utilisations only, and each row depends on its own utilisation alone, so the
         floats are those of filling every row (planners.estimator.ReplicaModel.prepare does the same)."""
-        x = np.asarray(rho, dtype=np.float64)
-        x = x[x < 1.0]
-        if not x.size:
-            return
-        g = self.rho_grid
-        j = np.searchsorted(g, np.minimum(x, g[-1]), side="right") - 1
-        rows = np.zeros(g.size + 1, dtype=bool)
-        rows[j] = True
-        rows[j + 1] = True
-        rows = np.flatnonzero(rows[:g.size] & np.isnan(self.p95_s))
+        rows = rows_to_fill(self.rho_grid, self.p95_s, rho)
         if rows.size:
             lat = _rows(self.wait_sub, self.u_p[rows]) + _rows(self.dec_sub, self.u_d[rows]) + self.base_sub[None, :]
             self.p95_s[rows] = np.partition(lat, self.rank, axis=1)[:, self.rank]  # nearest rank (np.quantile x 2,600)

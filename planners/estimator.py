@@ -116,6 +116,20 @@ def arrival_ca2(arrival_s: np.ndarray) -> float:
     return float(gaps.var() / gaps.mean() ** 2)
 
 
+def rows_to_fill(grid: np.ndarray, filled: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """Indices of the rows of a table on `grid` that np.interp reads for the utilisations rho below 1 (the grid
+    points on either side of each) and that are not computed yet (NaN in `filled`): a table filled on demand."""
+    x = np.asarray(rho, dtype=np.float64)
+    x = x[x < 1.0]
+    if not x.size:
+        return np.zeros(0, dtype=np.int64)
+    j = np.searchsorted(grid, np.minimum(x, grid[-1]), side="right") - 1
+    rows = np.zeros(grid.size + 1, dtype=bool)
+    rows[j] = True
+    rows[j + 1] = True
+    return np.flatnonzero(rows[:grid.size] & np.isnan(filled))
+
+
 @dataclass(frozen=True)
 class ReplicaModel:
     """One replica configuration fitted to one tier load: p95 latency as a function of utilisation.
@@ -158,15 +172,7 @@ class ReplicaModel:
 
     def prepare(self, rho: np.ndarray) -> None:
         """Compute the p95 rows np.interp reads for the utilisations rho (the grid points on either side)."""
-        x = rho[rho < 1.0]
-        if not x.size:
-            return
-        g = self.rho_grid
-        j = np.searchsorted(g, np.minimum(x, g[-1]), side="right") - 1
-        rows = np.zeros(g.size + 1, dtype=bool)
-        rows[j] = True
-        rows[j + 1] = True
-        rows = np.flatnonzero(rows[:g.size] & np.isnan(self.p95_s))
+        rows = rows_to_fill(self.rho_grid, self.p95_s, rho)
         if rows.size:
             self.p95_s[rows] = quantile_rows(self._body(rows), self.quantile)
 
