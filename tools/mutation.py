@@ -205,9 +205,10 @@ EQUIVALENT: dict[str, str] = {
     "sim.runtime.flow.xǁCascadeFlowǁdrop_parked__mutmut_12": "dropped += 1 -> dropped = 1: only the returned count "
                                                              "changes, and its one caller (simulate) ignores it; "
                                                              "every parked visit is still dropped with its reason",
-    "planners.estimator.xǁReplicaModelǁprepare__mutmut_29": "the row mask one entry longer (g.size + 2): it is cut "
-                                                            "to rows[:g.size] before use, and j + 1 <= g.size, so "
-                                                            "the extra entry is never set nor read",
+    "planners.estimator.x_rows_to_fill__mutmut_38": "the row mask one entry longer (grid.size + 2): it is cut "
+                                                    "to rows[:grid.size] before use, and j + 1 <= grid.size, so the "
+                                                    "extra entry is never set nor read (was ReplicaModel.prepare's "
+                                                    "mutant 29 before rows_to_fill was factored out)",
     "planners.estimator.x_rate_profile__mutmut_3": "np.asarray(arrival_s, dtype=np.float64) -> no dtype: every "
                                                    "caller passes a workload's float64 arrival_s, which asarray "
                                                    "keeps as it is",
