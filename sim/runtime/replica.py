@@ -336,11 +336,13 @@ class Engine:
         else:
             done = set(map(id, finished))
             self.running = [s for s in self.running if id(s) not in done]
+        rep = self.replica
         for seq in finished:
             self.kv.release(seq)
             seq.blocks = 0
             self.outstanding -= 1
-            self.replica.on_done(seq, end)
+            rep.outstanding_work -= seq.work_tokens  # Replica.on_done, inline (once per visit)
+            rep.flow.on_tier_done(seq, end, rep.replica_id)
 
     def _plan_decode(self, step: DecodeStep, now: float) -> DecodeRun:
         """The next decode-only iterations of the allocated step: one, its time from the cost model (reference
