@@ -54,9 +54,10 @@ def segment_count_le(s0: float, a: float, b: float, f: float, n: int, c0: int, j
     else:
         j = j0 + k  # iterations of no cost (a degenerate cost model): stepped down below
     hi = j0 + k
-    while j < hi and segment_end(s0, a, b, f, n, c0, j + 1) <= t:
+    # segment_end, inline (a cut costs these two or three evaluations)
+    while j < hi and s0 + ((j + 1) * a + b * ((j + 1) * c0 + n * ((j + 1) * j >> 1))) * f <= t:
         j += 1
-    while j > j0 and segment_end(s0, a, b, f, n, c0, j) > t:
+    while j > j0 and s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f > t:
         j -= 1
     return j - j0
 

@@ -76,6 +76,9 @@ class Engine:
         # The current decode segment (sim.runtime.jump), as of the end of the last decode run planned:
         # (s0, a, b, f, n, C0, j, end of its j-th iteration); None before the first decode iteration.
         self._seg: tuple | None = None
+        # KV blocks that steps 1..k-1 of the planned jump take at its end, where _next_decode counted them already
+        # (the jump was planned to the first finish); -1 where they must be counted at the end (a cut, the general path).
+        self._jump_blocks = -1
         # The live boundary's number: a boundary entry that fires with another number is stale (a jump cut short,
         # or the engine stopped). Boundaries are bare callbacks of the event loop (sim.runtime.loop), not Events.
         self._gen = 0
@@ -210,6 +213,7 @@ class Engine:
                 self._pending = _new(PrefillIteration, (step, now, t))
                 self._at(now + t)
                 return
+            self._jump_blocks = -1
             run = self._pending = self._plan_decode(step, now)
             if run.iterations > 1:
                 self._jumping = True
@@ -227,6 +231,7 @@ class Engine:
         j0 = j - k
         cut = segment_count_le(s0, a, b, f, n, c0, j0, k, arrival_s) + 1
         if cut < k:
+            self._jump_blocks = -1
             end = segment_end(s0, a, b, f, n, c0, j0 + cut)
             self._seg = (s0, a, b, f, n, c0, j0 + cut, end)
             self._pending = _new(DecodeRun, (run.seqs, run.start_s, run.n, run.ctx_tokens, cut, end, True))
@@ -257,7 +262,15 @@ class Engine:
                 self._advance(run.seqs, k, end)
             else:  # _advance's fast-mode half, inline (the hot path)
                 if k > 1:
-                    self.kv.take(batch.blocks_between(batch.step + 1, batch.step + k))
+                    blocks = self._jump_blocks
+                    if blocks < 0:
+                        blocks = batch.blocks_between(batch.step + 1, batch.step + k)
+                    kv = self.kv  # KVCache.take, inline
+                    kv.free_blocks = free = kv.free_blocks - blocks
+                    if kv.capacity_blocks - free > kv.peak_used_blocks:
+                        kv.peak_used_blocks = kv.capacity_blocks - free
+                    if free < kv.evictable_blocks:
+                        kv.prefix.evict()
                 batch.step += k
                 heap = batch.heap
                 if heap and heap[0][0] == batch.step:
@@ -291,10 +304,14 @@ class Engine:
         a, b = ab
         if k_fin <= 1:
             k = 1
-        elif batch.blocks_between(step + 1, step + k_fin) <= kv.free_blocks:
-            k = k_fin  # jump_length's common case: the blocks until the first finish are free
         else:
-            k = jump_length(batch, kv.free_blocks, k_fin)
+            blocks = batch.blocks_between(step + 1, step + k_fin)
+            if blocks <= kv.free_blocks:
+                k = k_fin  # jump_length's common case: the blocks until the first finish are free
+                self._jump_blocks = blocks  # what the jump's end takes, unless it is cut
+            else:
+                k = jump_length(batch, kv.free_blocks, k_fin)
+                self._jump_blocks = -1
         # _segment, inline
         seg = self._seg
         if (seg is not None and seg[7] == now and seg[4] == n and seg[5] + n * seg[6] == ctx and seg[3] == f
