@@ -135,8 +135,15 @@ class CascadeFlow:
                 tier += 1
             if tier == self.num_tiers:
                 self.on_drop_request(i, "no_live_replica", now)
-            else:
-                self._visit(i, tier, self.input_tokens[i], now)
+            else:  # _visit, inline
+                book = self.book
+                book.enter_s[tier][i] = now
+                book.tiers_visited[i] += 1
+                prompt = self.input_tokens[i]
+                seq = Seq(i, tier, prompt, self.output_tokens[tier][i], now, self.lb_out + self.lb_prefill * prompt)
+                if self.units is not None:
+                    self.units.attach(seq, i)
+                routers[tier].route(seq)
         i += 1
         if i < len(arrival_s):
             t = arrival_s[i]

@@ -232,10 +232,14 @@ class Engine:
         cut = segment_count_le(s0, a, b, f, n, c0, j0, k, arrival_s) + 1
         if cut < k:
             self._jump_blocks = -1
-            end = segment_end(s0, a, b, f, n, c0, j0 + cut)
-            self._seg = (s0, a, b, f, n, c0, j0 + cut, end)
+            j = j0 + cut
+            end = s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f  # segment_end, inline
+            self._seg = (s0, a, b, f, n, c0, j, end)
             self._pending = _new(DecodeRun, (run.seqs, run.start_s, run.n, run.ctx_tokens, cut, end, True))
-            self._at(end)
+            self._gen = gen = self._gen + 1
+            now = self.env._now  # _at's push, inline
+            d = end - now
+            heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
 
     def _boundary(self, gen: int) -> None:
         if gen != self._gen:
