@@ -88,7 +88,8 @@ class CascadeFlow:
             self.book.arrival_s = self.book.arrival_s.copy()  # the workload's array is read-only
         # Arrivals and the judge's verdicts are bare callbacks of the event loop (env: sim.runtime.loop.EventLoop).
         self._call_at = env.call_at
-        self._on_arrival = self._arrival_due  # one bound method for every arrival entry
+        self._on_arrival = self._arrival_due  # one bound method for every arrival entry (and verdict's)
+        self._on_verdict = self._verdict_due
         if arrivals is None:  # the arrivals start where a SimPy process would: urgently, now
             env.call_urgent(self._arrivals_from, 0)
         else:
@@ -268,12 +269,36 @@ class CascadeFlow:
             return
         lat = self.judge_latency_s[t][i]
         if lat > 0:
-            self._call_at(end + lat, self._verdict_due, (i, t, end + lat))
+            self._call_at(end + lat, self._on_verdict, (i, t, end + lat))
         else:
             self._judged(i, t, end)
 
     def _verdict_due(self, args) -> None:
-        self._judged(*args)
+        """A judge's verdict entry: _judged(*args), its common case inline (a request that fits every tier's
+        context, forwarded to the next planned tier)."""
+        i, t, now = args
+        if self.skip_context and not self.fits_everywhere[i]:
+            self._judged(i, t, now)
+            return
+        book = self.book
+        book.judge_s[t][i] = self.judge_latency_s[t][i]
+        gate = self.gate_scores[t][i]
+        book.gate_score[t][i] = gate
+        if gate >= self.thresholds[t]:
+            self._complete(i, t, now)
+            return
+        nxt = t + 1  # _next_tier (== _live_tier_from(t + 1) here), inline
+        routers = self.routers
+        while nxt < self.num_tiers and not routers[nxt].planned:
+            nxt += 1
+        if nxt == self.num_tiers:
+            self._complete(i, t, now)
+            return
+        prompt = self.input_tokens[i] + (self.output_tokens[t][i] if self.forward_with_draft else 0)
+        if self.fits_everywhere[i]:
+            self._visit(i, nxt, prompt, now)  # _enter's checks pass: a live tier, a visit that fits
+        else:
+            self._enter(i, nxt, prompt, now)
 
     def _judged(self, i: int, t: int, now: float) -> None:
         book = self.book
