@@ -211,7 +211,11 @@ class Engine:
                 if self.replica.iteration_log is not None:
                     self._record(now, t, 1, step.shape)
                 self._pending = _new(PrefillIteration, (step, now, t))
-                self._at(now + t)
+                self._gen = gen = self._gen + 1
+                end = now + t
+                now = self.env._now  # _at's push, inline (once per prefill)
+                d = end - now
+                heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
                 return
             self._jump_blocks = -1
             run = self._pending = self._plan_decode(step, now)
