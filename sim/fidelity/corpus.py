@@ -401,8 +401,8 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
     stat = row.statistic
     if closed:  # a closed-loop benchmark's per-token latency is its TPOT (InferenceX: ITL is per streamed chunk)
         ttft_ms, tpot_ms = float(out[f"ttft_ms_{stat}"]), float(out[f"tpot_ms_{stat}"])
-        return {"closed_ttft_ms": ttft_ms + adp_hold_ms(row, tpot_ms, cost.mtp_tokens_per_step),
-                "tpot_ms": tpot_ms}
+        return {"closed_ttft_ms": ttft_ms + adp_hold_ms(row, tpot_ms, cost.mtp_tokens_per_step)
+                + mtp_step_wait_ms(row, tpot_ms, cost.mtp_tokens_per_step), "tpot_ms": tpot_ms}
     tpot_ms = float(out[f"tpot_ms_{stat}"])
     return {"serving_ttft_ms": float(out[f"ttft_ms_{stat}"]) + multi_step_wait_ms(row, tpot_ms),
             "serving_itl_ms": float(out[f"itl_ms_{stat}"]), "tpot_ms": tpot_ms,
@@ -429,6 +429,21 @@ def adp_hold_ms(row: CorpusRow, tpot_ms: float, tokens_per_step: float) -> float
     if not row.adp_hold_iters:
         return 0.0
     return row.adp_hold_iters / 2.0 * tpot_ms * tokens_per_step
+
+
+def mtp_step_wait_ms(row: CorpusRow, tpot_ms: float, tokens_per_step: float) -> float:
+    """Multi-token prediction's longer wait for the running step (issue 18, branch ttft18c). An engine with MTP runs
+    one verification step per forward (SGLang's EAGLE worker: draft, verify, accept; TensorRT-LLM's MTP: one
+    iteration per py_decoding_iter), which emits tokens_per_step tokens per sequence; a new request joins at the next
+    step boundary. The simulator charges an MTP decode as one iteration per emitted token (the step's time divided
+    by the tokens it emits, ReplicaCostModel._mtp_decode_affine), so the wait its closed loop charges, one iteration
+    (the client's next request arrives just after a boundary: sim.fidelity.clients.BenchmarkClient.on_finish), is
+    one TPOT, where the engine makes the request wait one whole step, tokens_per_step TPOTs. The difference is added
+    to the predicted TTFT of closed-loop rows: (tokens_per_step - 1) x TPOT; 0 without MTP. Not simulated (the
+    runtime's iterations stay per token, so decode timing is unchanged)."""
+    if not row.mtp_draft_tokens or row.kind != "closed_loop":
+        return 0.0
+    return (tokens_per_step - 1.0) * tpot_ms
 
 
 @lru_cache(maxsize=4096)

@@ -166,3 +166,52 @@ def test_mtp_prefill_pays_one_more_layer_over_the_prompt_worked_by_hand():
         decode = BatchShape(decode_seqs=16, decode_ctx_tokens=16 * 1500)
         a, b = mtp1.decode_affine(16)
         assert mtp1.iteration_time_s(decode) == a + b * decode.decode_ctx_tokens
+
+
+# ---- MTP's step wait (issue 18, branch ttft18c) ---------------------------------------------------------------------
+def test_mtp_step_wait_worked_by_hand():
+    from dataclasses import replace
+
+    from sim.fidelity.corpus import mtp_step_wait_ms
+
+    row = next(r for r in load_corpus()[0] if r.source == "inferencex_dsr1_h100_h200" and r.mtp_draft_tokens)
+    # TPOT 10 ms with 1.85 tokens per step (one draft at 0.85): a step is 18.5 ms, the simulator charged 10 of it.
+    assert mtp_step_wait_ms(row, 10.0, 1.85) == pytest.approx(8.5)
+    assert mtp_step_wait_ms(replace(row, mtp_draft_tokens=0), 10.0, 1.85) == 0.0
+    assert mtp_step_wait_ms(replace(row, kind="serving"), 10.0, 1.85) == 0.0  # open loop: not this term
+
+
+def test_simulated_closed_loop_waits_one_per_token_iteration_with_mtp():
+    """The premise of mtp_step_wait_ms: with MTP the simulator's decode iterations are per emitted token, so a closed
+    loop's newcomer waits about one TPOT, not one verification step (tokens_per_step TPOTs), before its prefill. The
+    bug this guards: the runtime starting to run whole MTP steps, which would double-count the wait."""
+    import numpy as np
+
+    from sim.fidelity.clients import ClientSpec, run_client
+    from sim.fidelity.serving import bench_cluster, engine_cost_factory
+    from sim.perf.batch import BatchShape
+    from sim.perf.cost_model import build_replica_cost
+    from sim.perf.engine import load_engine
+    from sim.simulator import sim_config_from_dict
+    from sim.spec.cascade import TierSpec
+    from sim.spec.hardware import load_gpu
+    from sim.spec.models import load_model
+
+    eng = load_engine("sglang")
+    model, gpu = load_model("deepseek_v3"), load_gpu("h200_sxm")
+    cfg = sim_config_from_dict({"batching": "sarathi", "chunk_tokens": 8192, "max_num_seqs": 64})
+    inp = (1000, 1010, 1020, 1030, 1040, 1050)
+    # Request 1's long answer is still decoding when each of requests 2-5 arrives (after 60-token answers).
+    out = (60, 200, 60, 60, 60, 60)
+    tier = TierSpec(model, "fp8", "bf16", mtp_draft_tokens=1)
+    res = run_client(ClientSpec(inp, out, 2, None), tier, 8, 1, bench_cluster("h200_sxm", 8), cfg,
+                     cost_factory=engine_cost_factory(eng, cfg))
+    cost = build_replica_cost(model, gpu, 8, 1, "fp8", "bf16", engine=eng, mtp_draft_tokens=1)
+    req = res.requests.sort_values("arrival_s")
+    later = req.iloc[2:]  # the first two arrive together on an idle engine
+    own = np.array([cost.iteration_time_s(BatchShape(prefill_tokens=n, prefill_attn_pairs=n * (n + 1) / 2,
+                                                     num_prefill_seqs=1)) for n in later.input_tokens])
+    excess = later.ttft_s.to_numpy() - own
+    token_step = cost.iteration_time_s(BatchShape(decode_seqs=1, decode_ctx_tokens=1100))
+    assert cost.mtp_tokens_per_step == pytest.approx(1.85)
+    assert np.all(excess > 0.5 * token_step) and np.all(excess < 1.5 * token_step)
