@@ -26,7 +26,10 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy.signal import fftconvolve
+from scipy.stats import poisson
 
 from sim.common.errors import DataError, UserError
 from sim.spec.hardware import load_gpu
@@ -465,9 +468,6 @@ def release_wait_slots(rho: float, statistic: str = "mean") -> float:
         raise ValueError(f"rho must be in [0, 1), got {rho!r}")
     if statistic == "mean":
         return 0.5 + rho / (2.0 * (1.0 - rho))
-    import numpy as np
-    from scipy.stats import poisson
-
     n = 200
     arrivals = poisson.pmf(np.arange(n), rho)
     q = np.zeros(n)
@@ -482,8 +482,6 @@ def release_wait_slots(rho: float, statistic: str = "mean") -> float:
             break
         q = nxt
     us = (np.arange(2000) + 0.5) / 2000.0
-    from scipy.signal import fftconvolve
-
     b = poisson.pmf(np.arange(n)[None, :], rho * us[:, None])  # B's law at each phase u
     cum = np.cumsum(np.clip(fftconvolve(q[None, :], b, axes=1)[:, :n], 0.0, None), axis=1)  # law of Q + B
 
