@@ -26,7 +26,10 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy.signal import fftconvolve
+from scipy.stats import poisson
 
 from sim.common.errors import DataError, UserError
 from sim.spec.hardware import load_gpu
@@ -401,8 +404,8 @@ def predict_row(row: CorpusRow, engine: str | EngineProfile, *, with_serving: bo
     stat = row.statistic
     if closed:  # a closed-loop benchmark's per-token latency is its TPOT (InferenceX: ITL is per streamed chunk)
         ttft_ms, tpot_ms = float(out[f"ttft_ms_{stat}"]), float(out[f"tpot_ms_{stat}"])
-        return {"closed_ttft_ms": ttft_ms + adp_hold_ms(row, tpot_ms, cost.mtp_tokens_per_step),
-                "tpot_ms": tpot_ms}
+        return {"closed_ttft_ms": ttft_ms + adp_hold_ms(row, tpot_ms, cost.mtp_tokens_per_step)
+                + mtp_step_wait_ms(row, tpot_ms, cost.mtp_tokens_per_step), "tpot_ms": tpot_ms}
     tpot_ms = float(out[f"tpot_ms_{stat}"])
     return {"serving_ttft_ms": float(out[f"ttft_ms_{stat}"]) + multi_step_wait_ms(row, tpot_ms),
             "serving_itl_ms": float(out[f"itl_ms_{stat}"]), "tpot_ms": tpot_ms,
@@ -425,10 +428,90 @@ def adp_hold_ms(row: CorpusRow, tpot_ms: float, tokens_per_step: float) -> float
     request arriving at a random phase waits timeout_iters / 2 iterations on average and at the median. At a
     closed-loop benchmark's arrival rates (a few requests per hundred iterations) the eight ranks never all fill
     first. Iteration time = TPOT x tokens per step (MTP emits more than one). Not simulated: added to the predicted
-    TTFT (mean and median alike)."""
+    TTFT.
+
+    Where a release lets each rank prefill only one prompt (row.adp_prompts_per_release == 1: the launch's per-rank
+    --max_num_tokens holds one prompt, not two), a second context request on the same rank is held again after the
+    release (the counter restarts at 0 and the rank is again the only one with a context), so it waits for the next
+    release, a whole timeout later (issue 18, branch ttft18c). Each rank is then a queue served once per release:
+    release_wait_slots, with rho = the rank's arrivals per timeout (its concurrency / DP ranks over a request's
+    lifetime in iterations). At rho >= 1 the ranks fill and the every-rank release takes over: not modelled, the
+    plain half-timeout is kept."""
     if not row.adp_hold_iters:
         return 0.0
-    return row.adp_hold_iters / 2.0 * tpot_ms * tokens_per_step
+    iteration_ms = tpot_ms * tokens_per_step
+    slots = 0.5
+    if row.adp_prompts_per_release == 1:
+        per_rank = row.batch_size / row.tp
+        decode_iters = (1.0 + row.length_ratio) / 2.0 * row.output_tokens / tokens_per_step
+        for _ in range(50):  # the lifetime includes the hold itself: a fixed point, reached in a few steps
+            rho = per_rank * row.adp_hold_iters / (decode_iters + slots * row.adp_hold_iters)
+            if rho >= 1.0:
+                slots = 0.5
+                break
+            new = release_wait_slots(rho, row.statistic)
+            if abs(new - slots) < 1e-9:
+                break
+            slots = new
+    return slots * row.adp_hold_iters * iteration_ms
+
+
+@lru_cache(maxsize=4096)
+def release_wait_slots(rho: float, statistic: str = "mean") -> float:
+    """Wait, in release periods, of a request arriving at a random time at a server that serves one waiting request
+    at each period's end, with Poisson arrivals of rho per period (rho < 1). It finds Q requests left at the last
+    release and B ~ Poisson(rho u) arrived earlier in this period (u: the elapsed fraction), and is served Q + B
+    releases after the next: wait = (1 - u) + Q + B. Q's stationary law solves Q' = max(Q + A - 1, 0), A ~ Poisson(rho).
+    The mean is 1/2 + rho / (2 (1 - rho)) (0.5 at rho -> 0: the plain uniform phase); the median is found on the
+    law. Tested against a simulation of the queue."""
+    if not 0.0 <= rho < 1.0:
+        raise ValueError(f"rho must be in [0, 1), got {rho!r}")
+    if statistic == "mean":
+        return 0.5 + rho / (2.0 * (1.0 - rho))
+    n = 200
+    arrivals = poisson.pmf(np.arange(n), rho)
+    q = np.zeros(n)
+    q[0] = 1.0
+    for _ in range(5000):
+        total = np.convolve(q, arrivals)[:n]  # Q + A
+        nxt = np.zeros(n)
+        nxt[0] = total[0] + total[1]
+        nxt[1:n - 1] = total[2:n]
+        if np.abs(nxt - q).max() < 1e-13:
+            q = nxt
+            break
+        q = nxt
+    us = (np.arange(2000) + 0.5) / 2000.0
+    b = poisson.pmf(np.arange(n)[None, :], rho * us[:, None])  # B's law at each phase u
+    cum = np.cumsum(np.clip(fftconvolve(q[None, :], b, axes=1)[:, :n], 0.0, None), axis=1)  # law of Q + B
+
+    def cdf(w: float) -> float:
+        j = np.floor(w - (1.0 - us)).astype(int)  # Q + B <= w - (1 - u)
+        ok = j >= 0
+        return float(cum[ok, np.minimum(j[ok], n - 1)].sum() / len(us))
+
+    lo, hi = 0.0, 1.0
+    while cdf(hi) < 0.5:
+        hi *= 2.0
+    for _ in range(40):
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if cdf(mid) < 0.5 else (lo, mid)
+    return (lo + hi) / 2.0
+
+
+def mtp_step_wait_ms(row: CorpusRow, tpot_ms: float, tokens_per_step: float) -> float:
+    """Multi-token prediction's longer wait for the running step (issue 18, branch ttft18c). An engine with MTP runs
+    one verification step per forward (SGLang's EAGLE worker: draft, verify, accept; TensorRT-LLM's MTP: one
+    iteration per py_decoding_iter), which emits tokens_per_step tokens per sequence; a new request joins at the next
+    step boundary. The simulator charges an MTP decode as one iteration per emitted token (the step's time divided
+    by the tokens it emits, ReplicaCostModel._mtp_decode_affine), so the wait its closed loop charges, one iteration
+    (the client's next request arrives just after a boundary: sim.fidelity.clients.BenchmarkClient.on_finish), is
+    one TPOT, where the engine makes the request wait one whole step, tokens_per_step TPOTs. The difference is added
+    to the predicted TTFT of closed-loop rows: (tokens_per_step - 1) x TPOT; 0 without MTP. Not simulated (the
+    runtime's iterations stay per token, so decode timing is unchanged)."""
+    if not row.mtp_draft_tokens or row.kind != "closed_loop":
+        return 0.0
+    return (tokens_per_step - 1.0) * tpot_ms
 
 
 @lru_cache(maxsize=4096)

@@ -216,6 +216,21 @@ def trtllm_mtp_token_budget(isl: int, concurrency: int, tp: int, dp_attention: b
     return (per_rank - mtp * batch) * (tp if dp_attention else 1)
 
 
+def trtllm_adp_prompts_per_release(isl: int, concurrency: int, tp: int, mtp: bool) -> int:
+    """Prompts of the nominal length one attention-DP rank of InferenceX's TensorRT-LLM runs can prefill in one
+    iteration: its --max_num_tokens (per rank with attention DP) less its generation requests' tokens, over the
+    prompt. dsr1_fp8_h200_trt.sh: max(8192, conc + ISL + 64 rounded up to 64); dsr1_fp8_h200_trt_mtp.sh: the MTP
+    formula (trtllm_mtp_token_budget, whose per-rank value already has the drafts taken off, MTP 1 with attention
+    DP). Each generation request takes one token more. Prompts are drawn in [0.8 ISL, ISL]: a count of nominal prompts
+    is the count that always fits."""
+    per_rank_seqs = max(1, concurrency // tp)
+    if mtp:
+        room = trtllm_mtp_token_budget(isl, concurrency, tp, True) // tp
+    else:
+        room = max(8192, (concurrency + isl + 64 + 63) // 64 * 64)
+    return max(1, (room - per_rank_seqs) // isl)
+
+
 def _inferencex(stem: str, line: int, r: pd.Series) -> CorpusRow:
     metric = str(r["metric"])
     if metric not in INFERENCEX_METRICS:
@@ -243,6 +258,8 @@ def _inferencex(stem: str, line: int, r: pd.Series) -> CorpusRow:
                  gpu_memory_utilization=memory,
                  num_prompts=10 * conc, length_ratio=0.8, ep=_int(r["ep"], "ep"),
                  dp_attention=dp_attention, adp_hold_iters=adp_hold,
+                 adp_prompts_per_release=(trtllm_adp_prompts_per_release(_int(r["input_tokens"], "input tokens"),
+                                                                         conc, 8, mtp) if adp_hold else 0),
                  mtp_draft_tokens=1 if mtp else 0, max_num_batched_tokens=budget,
                  statistic="median" if metric.endswith("median") else "mean",
                  measured=((INFERENCEX_METRICS[metric], float(r["value"])),))

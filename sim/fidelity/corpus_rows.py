@@ -45,6 +45,9 @@ class CorpusRow:
     # TensorRT-LLM attention-DP balance (attention_dp_config enable_balance, timeout_iters): context requests are held
     # until every DP rank has one or this many iterations have passed; 0: no hold.
     adp_hold_iters: int = 0
+    # Context prompts each DP rank can prefill in one release of that hold (its --max_num_tokens over the prompt
+    # length, less its generation requests); 0: not limited here.
+    adp_prompts_per_release: int = 0
     # The memory fraction the source's server was launched with (SGLang --mem-fraction-static, TensorRT-LLM
     # kv_cache_config.free_gpu_memory_fraction); None: the simulator's default.
     gpu_memory_utilization: float | None = None

@@ -2,8 +2,11 @@
 reach on them. InferenceX (issue 18) measures the same deployment, lengths and concurrency on many days; their spread
 is a floor under the error of any deterministic simulator, whatever its physics.
 
-`python -m sim.fidelity.run_spread` prints the floor of InferenceX's colocated TTFT and TPOT rows per engine and, with
---per-run, each run's mean signed TTFT error under the current model (the serving simulation, about a minute)."""
+`python -m sim.fidelity.run_spread` prints the floor of InferenceX's colocated TTFT and TPOT rows per engine; with
+--per-run, each run's mean signed TTFT error under the current model (the serving simulation, seconds); with
+--by-config, the signed TTFT error per configuration (engine, EP, attention DP, MTP, prompt and output length,
+concurrency, statistic) and per prompt length, which separates a bias of the model by configuration from day-to-day
+swings of the runs (issue 18, branch ttft18c)."""
 from __future__ import annotations
 
 import argparse
@@ -67,6 +70,18 @@ def inferencex_points(metric: str) -> list[tuple[tuple, float, object]]:
     return out
 
 
+def signed_error_table(keys: Iterable[Hashable], measured: Iterable[float],
+                       predicted: Iterable[float]) -> dict[Hashable, tuple[int, float, float]]:
+    """key -> (points, mean signed error %, MAPE %) of the points sharing that key; signed error = predicted /
+    measured - 1 (positive: the model is slow)."""
+    errors: dict[Hashable, list[float]] = defaultdict(list)
+    for key, m, p in zip(keys, measured, predicted):
+        if not m > 0:
+            raise ValueError(f"measured values must be positive, got {m!r}")
+        errors[key].append(100.0 * (float(p) / float(m) - 1.0))
+    return {k: (len(e), sum(e) / len(e), sum(abs(x) for x in e) / len(e)) for k, e in errors.items()}
+
+
 def inferencex_runs() -> dict[int, str]:
     """Corpus line -> the InferenceX run it came from ('date run-id' from the row's notes; the issue's bot sweep is
     one run)."""
@@ -82,6 +97,8 @@ def inferencex_runs() -> dict[int, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.fidelity.run_spread", description=__doc__.splitlines()[0])
     parser.add_argument("--per-run", action="store_true", help="each run's mean signed TTFT error (simulates)")
+    parser.add_argument("--by-config", action="store_true",
+                        help="signed TTFT error per configuration and per prompt length (simulates)")
     args = parser.parse_args(argv)
     for metric in ("closed_ttft_ms", "tpot_ms"):
         pts = inferencex_points(metric)
@@ -92,20 +109,36 @@ def main(argv: list[str] | None = None) -> int:
                 repeated[k] += 1
             print(f"{metric:15s} {engine:15s} points {len(sel):4d} (in repeated configurations "
                   f"{sum(c for c in repeated.values() if c > 1):4d})  floor MAPE {floor_mape_pct(sel):5.1f} %")
-    if args.per_run:
-        rows = [r for r in _corpus_rows()]
+    if args.per_run or args.by_config:
+        rows = _corpus_rows()
         pred = predict_points(rows)
         pred = pred[pred.metric == "closed_ttft_ms"]
-        runs = inferencex_runs()
         by = {r.line: r for r in rows}
-        table = defaultdict(list)
-        for line, measured, predicted in zip(pred.line, pred.measured, pred.predicted):
-            r = by[line]
-            table[(r.engine, bool(r.mtp_draft_tokens), r.dp_attention, runs[line])].append(100 * (predicted / measured - 1))
+        picked = [by[line] for line in pred.line]
+    if args.per_run:
+        runs = inferencex_runs()
+        table = signed_error_table([(r.engine, bool(r.mtp_draft_tokens), r.dp_attention, runs[r.line]) for r in picked],
+                                   pred.measured, pred.predicted)
         for key in sorted(table):
-            e = table[key]
-            print(f"{key[0]:15s} mtp {key[1]!s:5s} adp {key[2]!s:5s} {key[3]:25s} points {len(e):3d}  "
-                  f"signed {sum(e) / len(e):+6.1f} %  MAPE {sum(abs(x) for x in e) / len(e):5.1f} %")
+            n, signed, mape = table[key]
+            print(f"{key[0]:15s} mtp {key[1]!s:5s} adp {key[2]!s:5s} {key[3]:25s} points {n:3d}  "
+                  f"signed {signed:+6.1f} %  MAPE {mape:5.1f} %")
+    if args.by_config:
+        print("engine          EP  ADP   MTP    ISL   OSL  conc statistic  points  signed %   MAPE %")
+        table = signed_error_table([(r.engine, r.ep, r.dp_attention, bool(r.mtp_draft_tokens), r.input_tokens,
+                                     r.output_tokens, r.batch_size, r.statistic) for r in picked],
+                                   pred.measured, pred.predicted)
+        for key in sorted(table):
+            n, signed, mape = table[key]
+            print(f"{key[0]:15s} {key[1]:2d}  {key[2]!s:5s} {key[3]!s:5s} {key[4]:5d} {key[5]:5d} {key[6]:5d} "
+                  f"{key[7]:9s} {n:7d}  {signed:+7.1f}  {mape:7.1f}")
+        print("per prompt length (all concurrencies and statistics):")
+        table = signed_error_table([(r.engine, bool(r.mtp_draft_tokens), r.dp_attention, r.input_tokens)
+                                    for r in picked], pred.measured, pred.predicted)
+        for key in sorted(table):
+            n, signed, mape = table[key]
+            print(f"{key[0]:15s} mtp {key[1]!s:5s} adp {key[2]!s:5s} ISL {key[3]:5d}  points {n:3d}  "
+                  f"signed {signed:+6.1f} %  MAPE {mape:5.1f} %")
     return 0
 
 
