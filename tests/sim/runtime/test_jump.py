@@ -89,3 +89,11 @@ def test_jump_length_is_the_longest_run_that_fits_by_linear_search(seed):
 def test_decode_run_fields():
     run = DecodeRun(None, 0.0, 2, 10, 4, 4.0, True)
     assert (run.end_s, run.iterations, run.jump) == (4.0, 4, True)
+
+
+def test_count_le_deep_into_a_long_segment_late_in_a_long_run():
+    # j0 of 200,000 iterations at s0 = 1e6 s: the integer part stays exact and the root lands within a step or two
+    s0, a, b, f, n, c0, j0, k = 1.0e6, 0.013, 2.7e-7, 1.3, 211, 3_100_000, 200_000, 3000
+    ends = [segment_end(s0, a, b, f, n, c0, j) for j in range(j0 + 1, j0 + k + 1)]
+    for t in (ends[0], ends[1234], float(np.nextafter(ends[1234], 0.0)), ends[-1], (ends[10] + ends[11]) / 2):
+        assert segment_count_le(s0, a, b, f, n, c0, j0, k, t) == _count_by_scan(s0, a, b, f, n, c0, j0, k, t)
