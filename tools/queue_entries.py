@@ -54,7 +54,7 @@ class CountingLoop(EventLoop):
                     counts["engine boundary, stale (its jump was cut short)"] += 1
                 elif type(run) is PrefillIteration:
                     counts["engine boundary: prefill iteration end"] += 1
-                elif type(run) is DecodeRun and type(run.ends) is not float:  # a jump, as the engine counts them
+                elif type(run) is DecodeRun and run.jump:  # a jump, as the engine counts them
                     counts["engine boundary: decode jump end"] += 1
                 else:
                     counts["engine boundary: one decode iteration end"] += 1

@@ -96,8 +96,8 @@ def admit(eng, now: float, token_budget: int, chunked: bool) -> list:
         if seq.enqueue_s >= limit:
             break
         length = seq.prompt_tokens + seq.generated
-        need = kv.blocks_for(length)
-        if kv.never_fits(need):
+        need = -(-length // kv.block_size)  # KVCache.blocks_for, inline
+        if need + kv.watermark_blocks > kv.capacity_blocks:  # KVCache.never_fits, inline
             waiting.popleft()
             eng.drop(seq, "prompt_exceeds_kv_capacity" if seq.generated == 0 else "kv_capacity_exceeded")
             continue
@@ -118,7 +118,7 @@ def admit(eng, now: float, token_budget: int, chunked: bool) -> list:
             if out and used + length - cached > token_budget:
                 break
             chunk = length - cached
-        if not kv.can_admit(take):
+        if kv.free_blocks - take < kv.watermark_blocks:  # not KVCache.can_admit, inline
             break
         waiting.popleft()
         if keys is None:

@@ -2,12 +2,33 @@
 controller uses to change the deployment during a run (take a replica down, add one, slow one down, fail GPUs)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, is_dataclass, replace
 
 from sim.common.errors import ConfigError
 from sim.runtime.disagg import DisaggTierRouter
 from sim.runtime.replica import Replica
 from sim.runtime.router import TierRouter
+
+
+# Prefill-batch time memos that outlive a run, one per cost object. A frozen cost (the calibrated model, which
+# replica_cost_for caches across runs) is a pure function of the batch shape, so the runs of a sweep or a benchmark
+# share its memo. Each holds its cost, so an id is never reused while its entry lives; bounded in count (each memo
+# is bounded in size by replica.STEP_TIMES_MAX).
+SHARED_STEP_TIMES_MAX = 16
+_shared_step_times: dict[int, tuple[object, dict]] = {}
+
+
+def step_times_for(cost) -> dict:
+    """The memo of prefill-batch times shared by every run with this cost object, or a new one for this run
+    (a cost that is not a frozen dataclass may change between runs)."""
+    if not (is_dataclass(cost) and type(cost).__dataclass_params__.frozen):
+        return {}
+    entry = _shared_step_times.get(id(cost))
+    if entry is None:
+        if len(_shared_step_times) >= SHARED_STEP_TIMES_MAX:
+            _shared_step_times.clear()
+        entry = _shared_step_times[id(cost)] = (cost, {})
+    return entry[1]
 
 
 def validate_plan(plan, cascade, cluster) -> None:
@@ -96,7 +117,10 @@ class Cluster:
     def _build(self, tier: int, replica_plan) -> Replica:
         cost = self._cost(tier, replica_plan)
         # One memo of prefill-batch times per cost object (held here with it, so its id is never reused in the run).
-        _, step_times = self._step_times.setdefault(id(cost), (cost, {}))
+        entry = self._step_times.get(id(cost))
+        if entry is None:
+            entry = self._step_times[id(cost)] = (cost, step_times_for(cost))
+        step_times = entry[1]
         rep = Replica(self.env, len(self.replicas), tier, replica_plan, cost, self.cfg, self.flow, self.iteration_log,
                       step_times)
         rep.slowdown = self._slowdown(replica_plan)

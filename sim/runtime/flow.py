@@ -27,7 +27,10 @@ from array import array
 
 import numpy as np
 
+from heapq import heappush
+
 from sim.runtime.batching import Seq
+from sim.runtime.loop import NORMAL
 from sim.runtime.prefix_cache import request_units
 from sim.runtime.records import STATUS_COMPLETED, STATUS_DROPPED, RecordBook
 from sim.runtime.slo_stop import SloStop, SloWatch
@@ -85,6 +88,8 @@ class CascadeFlow:
             self.book.arrival_s = self.book.arrival_s.copy()  # the workload's array is read-only
         # Arrivals and the judge's verdicts are bare callbacks of the event loop (env: sim.runtime.loop.EventLoop).
         self._call_at = env.call_at
+        self._on_arrival = self._arrival_due  # one bound method for every arrival entry (and verdict's)
+        self._on_verdict = self._verdict_due
         if arrivals is None:  # the arrivals start where a SimPy process would: urgently, now
             env.call_urgent(self._arrivals_from, 0)
         else:
@@ -108,13 +113,47 @@ class CascadeFlow:
         for i in range(i, len(arrival_s)):
             t = arrival_s[i]
             if t > env.now:
-                self._call_at(t, self._arrival_due, i)
+                self._call_at(t, self._on_arrival, i)
                 return
             self._arrive(i, t)
 
     def _arrival_due(self, i: int) -> None:
-        self._arrive(i, self.arrival_s[i])
-        self._arrivals_from(i + 1)
+        """Request i's arrival entry: _arrive(i) then _arrivals_from(i + 1), the common case inline (one entry per
+        request: no SLO watch, no direct routing, a request that fits every tier's context)."""
+        arrival_s = self.arrival_s
+        now = arrival_s[i]
+        if self.slo_watch is not None or self.direct_tier is not None or not self.fits_everywhere[i]:
+            self._arrive(i, now)
+        else:
+            # _count(+1, now), _live_tier_from(0) and _enter's fitting path, inline: the same arithmetic in order
+            self.area += self.in_system * (now - self._last_change)
+            self._last_change = now
+            self.in_system += 1
+            self.arrived += 1
+            routers = self.routers
+            tier = 0
+            while tier < self.num_tiers and not routers[tier].planned:
+                tier += 1
+            if tier == self.num_tiers:
+                self.on_drop_request(i, "no_live_replica", now)
+            else:  # _visit, inline
+                book = self.book
+                book.enter_s[tier][i] = now
+                book.tiers_visited[i] += 1
+                prompt = self.input_tokens[i]
+                seq = Seq(i, tier, prompt, self.output_tokens[tier][i], now, self.lb_out + self.lb_prefill * prompt)
+                if self.units is not None:
+                    self.units.attach(seq, i)
+                routers[tier].route(seq)
+        i += 1
+        if i < len(arrival_s):
+            t = arrival_s[i]
+            env = self.env
+            if t > env._now:  # EventLoop.call_at's entry, pushed here (once per request)
+                d = t - env._now
+                heappush(env._queue, (env._now + d, NORMAL, next(env._eid), (self._on_arrival, i)))
+            else:
+                self._arrivals_from(i)
 
     def admit(self, i: int, now: float) -> None:
         """Request i arrives now (an arrivals object decides when instead of the workload's arrival times)."""
@@ -190,11 +229,14 @@ class CascadeFlow:
             if tier < 0:
                 self.on_drop_request(i, "context_exceeded", now)
                 return
+        self._visit(i, tier, prompt_tokens, now)
+
+    def _visit(self, i: int, tier: int, prompt_tokens: int, now: float) -> None:
+        """The visit of request i to a tier that can take it, handed to the tier's router."""
         book = self.book
         book.enter_s[tier][i] = now
         book.tiers_visited[i] += 1
-        out = self.output_tokens[tier][i]
-        seq = Seq(i, tier, prompt_tokens, out, now, self.lb_out + self.lb_prefill * prompt_tokens)
+        seq = Seq(i, tier, prompt_tokens, self.output_tokens[tier][i], now, self.lb_out + self.lb_prefill * prompt_tokens)
         if self.units is not None:
             self.units.attach(seq, i)
         self.routers[tier].route(seq)
@@ -211,18 +253,52 @@ class CascadeFlow:
         book.replica[t][i] = replica_id
         if book.cached_tokens is not None:
             book.cached_tokens[t][i] = seq.cached_tokens
-        nxt = self._next_tier(i, t) if self.direct_tier is None else -1
+        if self.direct_tier is not None:
+            nxt = -1
+        elif not self.skip_context or self.fits_everywhere[i]:  # _next_tier's common case, inline
+            nxt = t + 1
+            routers = self.routers
+            while nxt < self.num_tiers and not routers[nxt].planned:
+                nxt += 1
+            if nxt == self.num_tiers:
+                nxt = -1
+        else:
+            nxt = self._next_tier(i, t)
         if nxt < 0:
             self._complete(i, t, end)
             return
         lat = self.judge_latency_s[t][i]
         if lat > 0:
-            self._call_at(end + lat, self._verdict_due, (i, t, end + lat))
+            self._call_at(end + lat, self._on_verdict, (i, t, end + lat))
         else:
             self._judged(i, t, end)
 
     def _verdict_due(self, args) -> None:
-        self._judged(*args)
+        """A judge's verdict entry: _judged(*args), its common case inline (a request that fits every tier's
+        context, forwarded to the next planned tier)."""
+        i, t, now = args
+        if self.skip_context and not self.fits_everywhere[i]:
+            self._judged(i, t, now)
+            return
+        book = self.book
+        book.judge_s[t][i] = self.judge_latency_s[t][i]
+        gate = self.gate_scores[t][i]
+        book.gate_score[t][i] = gate
+        if gate >= self.thresholds[t]:
+            self._complete(i, t, now)
+            return
+        nxt = t + 1  # _next_tier (== _live_tier_from(t + 1) here), inline
+        routers = self.routers
+        while nxt < self.num_tiers and not routers[nxt].planned:
+            nxt += 1
+        if nxt == self.num_tiers:
+            self._complete(i, t, now)
+            return
+        prompt = self.input_tokens[i] + (self.output_tokens[t][i] if self.forward_with_draft else 0)
+        if self.fits_everywhere[i]:
+            self._visit(i, nxt, prompt, now)  # _enter's checks pass: a live tier, a visit that fits
+        else:
+            self._enter(i, nxt, prompt, now)
 
     def _judged(self, i: int, t: int, now: float) -> None:
         book = self.book
@@ -244,9 +320,18 @@ class CascadeFlow:
         book.ttft_s[i] = book.first_token_s[t][i] - self.arrival_s[i]
         book.output_tokens_final[i] = self.output_tokens[t][i]
         book.status[i] = STATUS_COMPLETED
-        if self.slo_watch is not None:  # the latency the records compute (completion_s - arrival_s), float for float
-            self.slo_watch.finished(i, now - book.arrival_s[i])
-        self._finish(i, now)
+        if self.slo_watch is not None or self.arrivals is not None:
+            if self.slo_watch is not None:  # the latency the records compute (completion_s - arrival_s), float for float
+                self.slo_watch.finished(i, now - book.arrival_s[i])
+            self._finish(i, now)
+            return
+        # _finish and its _count(-1, now), inline (no SLO watch, no arrivals object): once per request
+        self.finished += 1
+        self.area += self.in_system * (now - self._last_change)
+        self._last_change = now
+        self.in_system -= 1
+        if self.finished == len(self.arrival_s) and not self.done.triggered:
+            self.done.succeed()
 
     def on_drop(self, seq: Seq, reason: str, now: float) -> None:
         self.book.preemptions[seq.req] += seq.preemptions

@@ -1,50 +1,65 @@
 """Fast mode's decode jump arithmetic: how many decode iterations an engine may skip, and when each of them ends.
 
 A decode-only batch of n sequences with C context tokens costs a + b * (C + j * n) at iteration j, exactly, with
-(a, b) = cost.decode_affine(n) (the ReplicaCost contract). A jump lasts until the first sequence finishes or the
-free KV blocks run out, whichever comes first; its iteration ends are the same left-to-right float sums as the
-reference mode's one-event-per-iteration loop (np.add.accumulate is sequential), so both modes record identical
-times. The engine's event loop (sim.runtime.replica) holds a DecodeRun until its boundary event fires.
+(a, b) = cost.decode_affine(n) (the ReplicaCost contract). An engine's consecutive decode-only iterations with the
+same n, (a, b) and slowdown f form a *decode segment*; the j-th iteration (j = 1, 2, ...) of a segment that
+starts at s0 with C0 context tokens ends at
+
+    segment_end(j) = s0 + (j * a + b * (j * C0 + n * j * (j - 1) / 2)) * f
+
+one closed-form evaluation, not a running sum, in both modes (reference mode steps j by one per event; fast mode
+jumps to any j), so both record identical times and a jump's end, or its cut at an arrival, costs O(1) whatever
+its length. The integer inside is exact (far below 2**53), and every float operation rounds monotonically, so the
+ends never decrease in j. A jump lasts until the first sequence finishes or the free KV blocks run out, whichever
+comes first; the engine's event loop (sim.runtime.replica) holds a DecodeRun until its boundary event fires.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
+from math import sqrt
 from typing import NamedTuple
-
-import numpy as np
-
-_accumulate = np.add.accumulate  # sequential, so the running sums equal reference mode's
-# Up to this many steps a Python loop is cheaper than numpy's fixed cost per call (measured crossover: 25-35 steps
-# on numpy 2.x, whose scalar operands cost more than 0-d arrays; the loop's share grows with k, numpy's does not).
-SHORT_JUMP_MAX = 28
 
 
 class DecodeRun(NamedTuple):
     """Decode-only iterations in flight from start_s: `iterations` of them over `seqs` (reference mode: the
     decoding sequences; fast mode: None, the batch is kept as aggregates), n sequences with ctx_tokens context
-    at the first; `ends` is the end time of the one iteration (a float) or the list/array of each one's end."""
+    at the first, the last ending at end_s; `jump`: planned as more than one iteration (meta["jumps"] counts these).
+    Their ends are those of the engine's current decode segment (Engine._seg)."""
 
     seqs: list | None
     start_s: float
     n: int
     ctx_tokens: int
     iterations: int
-    ends: object
-
-    @property
-    def end_s(self) -> float:
-        ends = self.ends
-        return ends if isinstance(ends, float) else float(ends[self.iterations - 1])
+    end_s: float
+    jump: bool
 
 
-def count_le(ends, t: float) -> int:
-    """How many iteration ends are <= t (ends: a short list, or a numpy array for long jumps)."""
-    return bisect_right(ends, t) if isinstance(ends, list) else int(ends.searchsorted(t, "right"))
+def segment_end(s0: float, a: float, b: float, f: float, n: int, c0: int, j: int) -> float:
+    """The end of the j-th iteration (j >= 1) of a decode segment (the module docstring's formula)."""
+    return s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f
 
 
-def cut_point(run: DecodeRun, t: float) -> int:
-    """The iterations of `run` up to the first boundary strictly after t (at least one: the one in flight)."""
-    return max(1, min(run.iterations, count_le(run.ends, t) + 1))
+def segment_count_le(s0: float, a: float, b: float, f: float, n: int, c0: int, j0: int, k: int, t: float) -> int:
+    """How many of the segment's iterations j0+1..j0+k end at or before t: the quadratic's root, then stepped by
+    one to the exact boundary with segment_end itself (the ends never decrease in j, so the count is exact)."""
+    beta = 0.5 * b * n  # segment_end(j) - s0 = f * (alpha * j + beta * j**2), alpha = a + b * C0 - beta
+    alpha = a + b * c0 - beta
+    x = (t - s0) / f if f > 0.0 else 0.0
+    disc = alpha * alpha + 4.0 * beta * x
+    den = alpha + sqrt(disc) if disc > 0.0 else 0.0
+    if x <= 0.0:
+        j = j0
+    elif den > 0.0:
+        j = min(max(int(2.0 * x / den), j0), j0 + k)  # the stable form of the root
+    else:
+        j = j0 + k  # iterations of no cost (a degenerate cost model): stepped down below
+    hi = j0 + k
+    # segment_end, inline (a cut costs these two or three evaluations)
+    while j < hi and s0 + ((j + 1) * a + b * ((j + 1) * c0 + n * ((j + 1) * j >> 1))) * f <= t:
+        j += 1
+    while j > j0 and s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f > t:
+        j -= 1
+    return j - j0
 
 
 def jump_length(batch, free_blocks: int, k_fin: int) -> int:
@@ -64,46 +79,3 @@ def jump_length(batch, free_blocks: int, k_fin: int) -> int:
         else:
             hi = mid
     return lo + 1
-
-
-class JumpClock:
-    """The end times of k decode iterations from `now`: ends[j] = now + sum_{i<=j} (a + b * (ctx + i * n)) * f,
-    summed left to right. Caches n * (0..k-1) per batch size n (one per engine: its batch sizes recur)."""
-
-    __slots__ = ("_steps", "_coef", "_ctx")
-
-    def __init__(self) -> None:
-        self._steps: dict[int, np.ndarray] = {}
-        # a and b as 0-d arrays by (a, b), and a 0-d array refilled with ctx: numpy 2 converts a Python float
-        # operand on every call (about as costly as the arithmetic itself at these sizes); the same float64 values.
-        self._coef: dict[tuple[float, float], tuple[np.ndarray, np.ndarray]] = {}
-        self._ctx = np.zeros(())
-
-    def ends(self, now: float, a: float, b: float, f: float, n: int, ctx: int, k: int):
-        """A list for short jumps, a numpy array for long ones; k >= 2."""
-        if k <= SHORT_JUMP_MAX:
-            # The running sum in a comprehension (its loop appends without a method call): the same additions in
-            # the same order as one event per iteration, e_j = e_{j-1} + (a + b * x_j) * f with x_j = ctx + j * n.
-            e = now
-            xs = range(ctx, ctx + k * n, n) if n else (ctx,) * k  # range() refuses a step of 0
-            if f == 1.0:  # y * 1.0 == y exactly, so the product is left out
-                return [e := e + (a + b * x) for x in xs]
-            return [e := e + (a + b * x) * f for x in xs]
-        # Integers below 2**53 are exact as floats, so b * x + a is the same float as a + b * x.
-        steps = self._steps.get(n)
-        if steps is None or steps.size < k:
-            steps = self._steps[n] = n * np.arange(max(k, 1024), dtype=np.float64)
-        coef = self._coef.get((a, b))
-        if coef is None:
-            if len(self._coef) > 4096:  # bounded: a run's batch sizes (hence (a, b) pairs) are few, faults add some
-                self._coef.clear()
-            coef = self._coef[(a, b)] = (np.array(a, dtype=np.float64), np.array(b, dtype=np.float64))
-        c = self._ctx
-        c[()] = ctx  # exact: ctx < 2**53
-        ends = steps[:k] + c
-        ends *= coef[1]
-        ends += coef[0]
-        if f != 1.0:
-            ends *= f
-        ends[0] += now
-        return _accumulate(ends)  # a new array is cheaper than out=ends at these sizes

@@ -10,14 +10,13 @@ costs a + b * (S + j * B) with (a, b) = cost.decode_affine(B). The engine comput
 remain until the first sequence finishes or the free KV blocks run out, and waits once for all k. An arrival
 that could be admitted interrupts the wait; the engine stops at the first iteration boundary after the
 arrival. The batch itself is kept as aggregates (sim.runtime.decode_batch), so planning and ending a jump cost
-O(log n), not passes over its sequences; the jump's arithmetic (its length and iteration ends, the same running
-float sums as reference mode) is sim.runtime.jump's. Every time an engine records is its own logical clock
-(those exact sums), never env.now, which SimPy can only approach within an ulp; so both modes produce
-bit-identical records. Batching and preemption are the scheduler's (sim.runtime.batching).
+O(log n), not passes over its sequences; the jump's arithmetic (its length, and its iteration ends in the closed
+form of a decode segment, which reference mode evaluates too) is sim.runtime.jump's. Every time an engine records
+is its own logical clock (those closed forms), never env.now, which SimPy can only approach within an ulp; so both
+modes produce bit-identical records. Batching and preemption are the scheduler's (sim.runtime.batching).
 """
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import deque
 from heapq import heappush
 from typing import NamedTuple
@@ -26,7 +25,7 @@ from sim.common.errors import SimulationStuck
 from sim.perf.batch import BatchShape
 from sim.runtime.batching import SCHEDULERS, DecodeStep, Seq, Step, schedule_vllm
 from sim.runtime.decode_batch import DecodeBatch
-from sim.runtime.jump import DecodeRun, JumpClock, count_le, jump_length
+from sim.runtime.jump import DecodeRun, jump_length, segment_count_le, segment_end
 from sim.runtime.kv_cache import KVCache
 from sim.runtime.loop import NORMAL, EventLoop
 
@@ -73,8 +72,13 @@ class Engine:
         self._idle = True
         self._jumping = False
         self._pending: PrefillIteration | DecodeRun | None = None  # in flight until the next boundary
-        self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size (fast mode)
-        self._jump_clock = JumpClock()
+        self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size
+        # The current decode segment (sim.runtime.jump), as of the end of the last decode run planned:
+        # (s0, a, b, f, n, C0, j, end of its j-th iteration); None before the first decode iteration.
+        self._seg: tuple | None = None
+        # KV blocks that steps 1..k-1 of the planned jump take at its end, where _next_decode counted them already
+        # (the jump was planned to the first finish); -1 where they must be counted at the end (a cut, the general path).
+        self._jump_blocks = -1
         # The live boundary's number: a boundary entry that fires with another number is stale (a jump cut short,
         # or the engine stopped). Boundaries are bare callbacks of the event loop (sim.runtime.loop), not Events.
         self._gen = 0
@@ -144,11 +148,13 @@ class Engine:
         """Fast mode, stopped inside a decode jump: the iterations that ended by now count (their tokens were
         generated, as reference mode's events for them have fired); the one in flight is lost in both modes."""
         run = self._pending
-        if isinstance(run, DecodeRun) and not isinstance(run.ends, float):
+        if isinstance(run, DecodeRun) and run.iterations > 1:
             # the last iteration would end the jump (it is at most the first finish)
-            done = min(count_le(run.ends, self.env.now), run.iterations - 1)
+            s0, a, b, f, n, c0, j, _ = self._seg
+            j0 = j - run.iterations
+            done = min(segment_count_le(s0, a, b, f, n, c0, j0, run.iterations, self.env.now), run.iterations - 1)
             if done > 0:
-                end = float(run.ends[done - 1])
+                end = segment_end(s0, a, b, f, n, c0, j0 + done)
                 self.busy_s += end - run.start_s
                 self.iterations += done
                 self._record(run.start_s, end - run.start_s, done, None, run.n, run.ctx_tokens)
@@ -205,26 +211,39 @@ class Engine:
                 if self.replica.iteration_log is not None:
                     self._record(now, t, 1, step.shape)
                 self._pending = _new(PrefillIteration, (step, now, t))
-                self._at(now + t)
+                self._gen = gen = self._gen + 1
+                end = now + t
+                now = self.env._now  # _at's push, inline (once per prefill)
+                d = end - now
+                heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
                 return
+            self._jump_blocks = -1
             run = self._pending = self._plan_decode(step, now)
-            if run.iterations == 1:
-                self._at(run.ends)
-            else:
+            if run.iterations > 1:
                 self._jumping = True
-                self._at(float(run.ends[run.iterations - 1]))
+            self._at(run.end_s)
             return
 
     def _cut_jump(self, arrival_s: float) -> None:
         """An arrival during a jump: stop at the first boundary strictly after it; it joins the batch there."""
         run = self._pending
-        ends = run.ends
-        # cut_point, inline: the boundaries up to the first strictly after the arrival (bisect reads a numpy
-        # array of ends too, and costs less than searchsorted's call at a jump's size)
-        cut = bisect_right(ends, arrival_s) + 1 if type(ends) is not float else 1
-        if cut < run.iterations:
-            self._pending = _new(DecodeRun, (run.seqs, run.start_s, run.n, run.ctx_tokens, cut, ends))
-            self._at(float(ends[cut - 1]))
+        k = run.iterations
+        if k == 1:
+            return
+        # the boundaries up to the first strictly after the arrival, in the jump's decode segment
+        s0, a, b, f, n, c0, j, _ = self._seg
+        j0 = j - k
+        cut = segment_count_le(s0, a, b, f, n, c0, j0, k, arrival_s) + 1
+        if cut < k:
+            self._jump_blocks = -1
+            j = j0 + cut
+            end = s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f  # segment_end, inline
+            self._seg = (s0, a, b, f, n, c0, j, end)
+            self._pending = _new(DecodeRun, (run.seqs, run.start_s, run.n, run.ctx_tokens, cut, end, True))
+            self._gen = gen = self._gen + 1
+            now = self.env._now  # _at's push, inline
+            d = end - now
+            heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
 
     def _boundary(self, gen: int) -> None:
         if gen != self._gen:
@@ -237,11 +256,8 @@ class Engine:
             self.iterations += 1
             self._finish_step(run.step, end)
         else:
-            now, k, ends = run.start_s, run.iterations, run.ends
-            if type(ends) is float:
-                end = ends
-            else:
-                end = float(ends[k - 1])
+            now, k, end = run.start_s, run.iterations, run.end_s
+            if run.jump:
                 self.jumps += 1
             self._jumping = False
             self.busy_s += end - now
@@ -254,7 +270,15 @@ class Engine:
                 self._advance(run.seqs, k, end)
             else:  # _advance's fast-mode half, inline (the hot path)
                 if k > 1:
-                    self.kv.take(batch.blocks_between(batch.step + 1, batch.step + k))
+                    blocks = self._jump_blocks
+                    if blocks < 0:
+                        blocks = batch.blocks_between(batch.step + 1, batch.step + k)
+                    kv = self.kv  # KVCache.take, inline
+                    kv.free_blocks = free = kv.free_blocks - blocks
+                    if kv.capacity_blocks - free > kv.peak_used_blocks:
+                        kv.peak_used_blocks = kv.capacity_blocks - free
+                    if free < kv.evictable_blocks:
+                        kv.prefix.evict()
                 batch.step += k
                 heap = batch.heap
                 if heap and heap[0][0] == batch.step:
@@ -288,18 +312,29 @@ class Engine:
         a, b = ab
         if k_fin <= 1:
             k = 1
-        elif batch.blocks_between(step + 1, step + k_fin) <= kv.free_blocks:
-            k = k_fin  # jump_length's common case: the blocks until the first finish are free
         else:
-            k = jump_length(batch, kv.free_blocks, k_fin)
+            blocks = batch.blocks_between(step + 1, step + k_fin)
+            if blocks <= kv.free_blocks:
+                k = k_fin  # jump_length's common case: the blocks until the first finish are free
+                self._jump_blocks = blocks  # what the jump's end takes, unless it is cut
+            else:
+                k = jump_length(batch, kv.free_blocks, k_fin)
+                self._jump_blocks = -1
+        # _segment, inline
+        seg = self._seg
+        if (seg is not None and seg[7] == now and seg[4] == n and seg[5] + n * seg[6] == ctx and seg[3] == f
+                and seg[1] == a and seg[2] == b):
+            s0, c0 = seg[0], seg[5]
+            j = seg[6] + k
+        else:
+            s0, c0, j = now, ctx, k
+        end = s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f  # segment_end, inline
+        self._seg = (s0, a, b, f, n, c0, j, end)
         if k == 1:
-            end = now + (a + b * ctx) * f
-            self._pending = _new(DecodeRun, (None, now, n, ctx, 1, end))
+            self._pending = _new(DecodeRun, (None, now, n, ctx, 1, end, False))
         else:
-            ends = self._jump_clock.ends(now, a, b, f, n, ctx, k)
-            self._pending = _new(DecodeRun, (None, now, n, ctx, k, ends))
+            self._pending = _new(DecodeRun, (None, now, n, ctx, k, end, True))
             self._jumping = True
-            end = float(ends[k - 1])
         self._gen = gen = self._gen + 1
         now = self.env._now  # _at's push, inline
         d = end - now
@@ -336,26 +371,32 @@ class Engine:
         else:
             done = set(map(id, finished))
             self.running = [s for s in self.running if id(s) not in done]
+        rep = self.replica
         for seq in finished:
             self.kv.release(seq)
             seq.blocks = 0
             self.outstanding -= 1
-            self.replica.on_done(seq, end)
+            rep.outstanding_work -= seq.work_tokens  # Replica.on_done, inline (once per visit)
+            rep.flow.on_tier_done(seq, end, rep.replica_id)
 
     def _plan_decode(self, step: DecodeStep, now: float) -> DecodeRun:
         """The next decode-only iterations of the allocated step: one, its time from the cost model (reference
         mode), or as many as fast mode can jump over, with each one's end (sim.runtime.jump)."""
         dec, n, ctx, k_fin = step
         f = self.replica.slowdown
-        if not self.fast:
-            # The plain reference: one cost-model evaluation and one event per iteration. The fast path's
-            # a + b * S equals this bit for bit (the ReplicaCost contract), which the mode comparison checks.
-            t = self.cost.iteration_time_s(BatchShape(decode_seqs=n, decode_ctx_tokens=ctx)) * f
-            return _new(DecodeRun, (dec, now, n, ctx, 1, now + t))
         ab = self._affine.get(n)
         if ab is None:
             ab = self._affine[n] = self.cost.decode_affine(n)
         a, b = ab
+        if not self.fast:
+            # The reference: one event per iteration, its time the segment's closed form. The cost model's own
+            # time for the iteration must be a + b * S bit for bit (the ReplicaCost contract fast mode relies on).
+            t = self.cost.iteration_time_s(BatchShape(decode_seqs=n, decode_ctx_tokens=ctx))
+            if t != a + b * ctx:
+                raise RuntimeError(f"the cost model of replica {self.replica.replica_id} breaks the ReplicaCost "
+                                   f"contract: a decode batch of {n} sequences and {ctx} context tokens takes {t!r} s, "
+                                   f"but decode_affine gives {a + b * ctx!r} s (a simulator bug)")
+            return _new(DecodeRun, (dec, now, n, ctx, 1, self._segment(now, n, ctx, a, b, f, 1), False))
         k = jump_length(self.batch, self.kv.free_blocks, k_fin)
         waiting = self.waiting
         if k > 1 and waiting and self._arrivals_interrupt and (waiting[0].enqueue_s >= now or self.preempted_now):
@@ -364,9 +405,22 @@ class Engine:
             # a sequence preempted by this very step was never offered admission: with prefix caching its blocks
             # stay cached, so it may fit again at the next boundary, as reference mode finds.
             k = 1
-        if k == 1:
-            return _new(DecodeRun, (dec, now, n, ctx, 1, now + (a + b * ctx) * f))
-        return _new(DecodeRun, (dec, now, n, ctx, k, self._jump_clock.ends(now, a, b, f, n, ctx, k)))
+        return _new(DecodeRun, (dec, now, n, ctx, k, self._segment(now, n, ctx, a, b, f, k), k > 1))
+
+    def _segment(self, now: float, n: int, ctx: int, a: float, b: float, f: float, k: int) -> float:
+        """The end of the next k decode iterations from now, and the decode segment (sim.runtime.jump) updated to
+        them: the current one continues where its last iteration ended now with the same n, (a, b) and f and the
+        context it predicts; otherwise a new one starts now. Both modes decide this from the same state."""
+        seg = self._seg
+        if (seg is not None and seg[7] == now and seg[4] == n and seg[5] + n * seg[6] == ctx and seg[3] == f
+                and seg[1] == a and seg[2] == b):
+            s0, c0 = seg[0], seg[5]
+            j = seg[6] + k
+        else:
+            s0, c0, j = now, ctx, k
+        end = segment_end(s0, a, b, f, n, c0, j)
+        self._seg = (s0, a, b, f, n, c0, j, end)
+        return end
 
     def _advance(self, dec: list, k: int, end: float) -> None:
         """Apply k decode steps: in fast mode to the aggregate batch (steps 1..k-1 take their blocks at once, step

@@ -59,7 +59,11 @@ class TierRouter:
             self.parked.append(seq)
             return
         # prefix_aware (sim.runtime.prefix_cache): the replica likely to hold the prompt's prefix, else least_work
-        target = pick_prefix_aware(self.replicas, seq) if self.policy == "prefix_aware" else self.pick()
+        if self.policy == "prefix_aware":
+            target = pick_prefix_aware(self.replicas, seq)
+        else:
+            reps = self.replicas
+            target = reps[0] if len(reps) == 1 else self.pick()  # pick's first case, inline
         tokens = seq.prompt_tokens + seq.generated
         if tokens > target.max_tokens_held:
             # Replicas of one tier may differ in KV memory (TP degree): a visit goes to one that can hold it, and is
