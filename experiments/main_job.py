@@ -17,7 +17,7 @@ from tqdm import tqdm
 from experiments.online import (build_controller, check_online_config, gear_controller, online_entries, online_summary,
                                 planner_of, planning_scenario, replans, write_timeseries)
 from experiments.progress import in_sweep, report_done
-from experiments.protocol import (ATTAINMENT_METRICS, ATTAINMENT_SCALES, SEED_METRICS, SeedSplit, combine_seeds,
+from experiments.protocol import (SEED_METRICS, SeedSplit, attainment_shares, combine_seeds,
                                   format_mean_ci, run_seeds, seed_split, split_meta, throughput_cap_rps,
                                   versus_reference)
 from experiments.scenario import Scenario, make_plan
@@ -273,7 +273,7 @@ def attainment_curve(result, scenario: Scenario) -> dict:
     ref, _ = request_slo_ratios(result, scenario.cascade, scenario.cluster, scenario.sim_cfg.engine)
     lat = result.requests["latency_s"].to_numpy()
     ratio = np.where(np.isfinite(lat), lat / ref, np.inf)
-    return {key: float(np.mean(ratio <= s)) for key, s in zip(ATTAINMENT_METRICS, ATTAINMENT_SCALES)}
+    return attainment_shares(ratio)
 
 
 def _title(cfg: DictConfig, sc: Scenario) -> str:

@@ -96,3 +96,18 @@ def test_replan_per_rate_plans_once_per_bisected_rate(monkeypatch):
         lo, hi = (mid, hi) if mid <= 5.0 else (lo, mid)
     assert planned == pytest.approx(expect)
     assert fixed == again == pytest.approx(lo * base.rate_rps)  # same oracle, same answer: only the plans differ
+
+
+def test_attainment_counts_a_ratio_of_one_up_to_rounding_and_nothing_further():
+    """A request served alone finishes at its reference latency, rounded differently by the clock and by ref(r)'s
+    closed form: it attains scale 1 whichever way the last bit falls; a real excess (1e-6) does not, nor a drop."""
+    from experiments.protocol import attainment_shares
+
+    one = 1.0
+    ratio = np.array([np.nextafter(one, 2.0), np.nextafter(one, 0.0), one * (1 + 1e-6), np.inf])
+    shares = attainment_shares(ratio)
+    assert shares["attain_at_1"] == 0.5  # the two rounded ones, not the excess nor the drop
+    assert shares["attain_at_1.25"] == 0.75 and shares["attain_at_50"] == 0.75  # a dropped request never attains
+    # numpy's own count at the rounded scale, the oracle for every scale
+    for key, s in zip(ATTAINMENT_METRICS, ATTAINMENT_SCALES):
+        assert shares[key] == np.mean(ratio <= s * (1 + 1e-9)), key
