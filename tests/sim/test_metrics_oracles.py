@@ -492,3 +492,50 @@ def test_reference_of_a_moe_tier_keeps_its_expert_parallelism():
     ep1 = build_replica_cost(tier.model, cl.gpu, tp, 1, tier.weights, tier.kv)
     step = BatchShape(decode_seqs=32, decode_ctx_tokens=32 * 1000)
     assert tp == 4 and ref.iteration_time_s(step) == ep4.iteration_time_s(step) != ep1.iteration_time_s(step)
+
+
+def test_reference_latency_memo_returns_the_same_floats_and_never_serves_a_changed_cost():
+    """ref(r)'s lone-prompt prefill times are memoized per frozen cost object: the second call returns the very
+    floats of the first without evaluating the cost model again; a cost that is not frozen is evaluated every call
+    (it may have changed), and two equal-valued but distinct frozen costs keep separate memos."""
+    from dataclasses import dataclass
+
+    from sim.perf.batch import BatchShape
+    from sim.metrics import reference_latency_s
+
+    calls = []
+
+    @dataclass(frozen=True)
+    class Frozen:
+        base_s: float
+
+        def iteration_time_s(self, shape: BatchShape) -> float:
+            calls.append(shape.prefill_tokens)
+            return self.base_s + 1e-5 * shape.prefill_tokens + 1e-9 * shape.prefill_attn_pairs
+
+        def decode_affine(self, n: int):
+            return 0.01, 1e-6
+
+    prompts, outs = np.array([100, 7, 100, 4000]), np.array([5, 1, 9, 3])
+    cost = Frozen(0.002)
+    first = reference_latency_s(prompts, outs, cost)
+    # the oracle: the docstring's formula by hand
+    want = [0.002 + 1e-5 * p + 1e-9 * p * (p + 1) / 2 + (o - 1) * 0.01 + 1e-6 * ((o - 1) * p + (o - 1) * o / 2)
+            for p, o in zip(prompts, outs)]
+    np.testing.assert_allclose(first, want, rtol=1e-12)
+    assert sorted(calls) == [7, 100, 4000]
+    again = reference_latency_s(prompts, outs, cost)
+    assert np.array_equal(first, again) and len(calls) == 3  # memo hit: no new evaluation
+    other = Frozen(0.004)  # a different cost object: its own memo
+    assert np.all(reference_latency_s(prompts, outs, other) > first) and len(calls) == 6
+
+    class Mutable:
+        base_s = 0.002
+        iteration_time_s = Frozen.iteration_time_s
+        decode_affine = Frozen.decode_affine
+
+    m = Mutable()
+    before = reference_latency_s(prompts, outs, m)
+    m.base_s = 0.003
+    after = reference_latency_s(prompts, outs, m)
+    np.testing.assert_allclose(after - before, 0.001, rtol=1e-9)
