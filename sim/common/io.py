@@ -48,10 +48,12 @@ def write_atomic(path: Path | str, data: bytes | str) -> Path:
     return path
 
 
-def gzip_bytes(raw: bytes) -> bytes:
-    """gzip with a fixed header (mtime 0, no file name): same input, same bytes."""
+def gzip_bytes(raw: bytes, level: int = 1) -> bytes:
+    """gzip with a fixed header (mtime 0, no file name): same input, same bytes. Level 1 by default: the run outputs
+    (a request table per planner per job) are written often and read rarely; on a 0.9 MB request table level 1 is
+    11x faster than gzip's default 9 for a file 15 % larger (measured 2026-12-07: 7.8 against 87 ms)."""
     buf = io.BytesIO()
-    with gzip.GzipFile(filename="", fileobj=buf, mode="wb", mtime=0) as gz:
+    with gzip.GzipFile(filename="", fileobj=buf, mode="wb", mtime=0, compresslevel=level) as gz:
         gz.write(raw)
     return buf.getvalue()
 
