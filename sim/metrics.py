@@ -3,13 +3,13 @@ cost (GPU-seconds per request), TTFT/TPOT/end-to-end percentiles overall and per
 from __future__ import annotations
 
 import math
-from dataclasses import is_dataclass
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from sim.common.errors import ConfigError, DeploymentDoesNotFit
+from sim.common.memo import frozen_object_memo
 from sim.perf.batch import BatchShape
 from sim.runtime.slo_stop import SloMissed, SloStop
 from sim.runtime.prefix_cache import prefix_hit_rates
@@ -38,8 +38,7 @@ def reference_deployment(cascade, cluster, reference_tier: int = -1, engine: str
 
 # Prefill times of lone prompts by prompt length, one memo per frozen cost object (the calibrated model, cached across
 # runs by build_replica_cost): ref(r) is computed for every run of a bisection and every metric of a sweep, and each
-# prompt length costs a full cost-model evaluation (10 % of a sweep job's time before this memo). Each entry holds its
-# cost, so an id is never reused while the entry lives; bounded in count.
+# prompt length costs a full cost-model evaluation (10 % of a sweep job's time before this memo; sim.common.memo).
 _REFERENCE_PREFILL_MAX = 16
 _reference_prefill: dict[int, tuple[object, dict[int, float]]] = {}
 
@@ -49,24 +48,13 @@ def _lone_prefill_s(cost, x) -> float:
                                             num_prefill_seqs=1))
 
 
-def _prefill_memo(cost) -> dict | None:
-    if not (is_dataclass(cost) and type(cost).__dataclass_params__.frozen):
-        return None  # a cost that is not frozen may change between calls
-    entry = _reference_prefill.get(id(cost))
-    if entry is None:
-        if len(_reference_prefill) >= _REFERENCE_PREFILL_MAX:
-            _reference_prefill.clear()
-        entry = _reference_prefill[id(cost)] = (cost, {})
-    return entry[1]
-
-
 def reference_latency_s(input_tokens: np.ndarray, output_tokens: np.ndarray, cost) -> np.ndarray:
     """Latency of each request served alone: one prefill of its prompt, then output_tokens - 1 decode
     iterations of batch 1 whose context grows by one token each (closed form of the affine decode cost)."""
     p = np.asarray(input_tokens, dtype=np.int64)
     out = np.maximum(np.asarray(output_tokens, dtype=np.int64), 1)
     uniq, inv = np.unique(p, return_inverse=True)
-    memo = _prefill_memo(cost)
+    memo = frozen_object_memo(_reference_prefill, cost, _REFERENCE_PREFILL_MAX)
     if memo is None:
         prefill = np.array([_lone_prefill_s(cost, x) for x in uniq])[inv]
     else:

@@ -2,9 +2,10 @@
 controller uses to change the deployment during a run (take a replica down, add one, slow one down, fail GPUs)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, is_dataclass, replace
+from dataclasses import dataclass, replace
 
 from sim.common.errors import ConfigError
+from sim.common.memo import frozen_object_memo
 from sim.runtime.disagg import DisaggTierRouter
 from sim.runtime.replica import Replica
 from sim.runtime.router import TierRouter
@@ -21,14 +22,8 @@ _shared_step_times: dict[int, tuple[object, dict]] = {}
 def step_times_for(cost) -> dict:
     """The memo of prefill-batch times shared by every run with this cost object, or a new one for this run
     (a cost that is not a frozen dataclass may change between runs)."""
-    if not (is_dataclass(cost) and type(cost).__dataclass_params__.frozen):
-        return {}
-    entry = _shared_step_times.get(id(cost))
-    if entry is None:
-        if len(_shared_step_times) >= SHARED_STEP_TIMES_MAX:
-            _shared_step_times.clear()
-        entry = _shared_step_times[id(cost)] = (cost, {})
-    return entry[1]
+    memo = frozen_object_memo(_shared_step_times, cost, SHARED_STEP_TIMES_MAX)
+    return {} if memo is None else memo
 
 
 def validate_plan(plan, cascade, cluster) -> None:
