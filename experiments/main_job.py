@@ -225,9 +225,7 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
         s_in = s  # no split and nothing online: the plan's own workload is the test workload
     else:
         s_in = summarize(_simulate_cached(simulation_cache, plan, seen, gear_controller(plan, seen.workload)),
-                         seen.cascade,
-                         plan, cluster=seen.cluster,
-                         engine=seen.sim_cfg.engine)
+                         seen.cascade, plan, cluster=seen.cluster, engine=seen.sim_cfg.engine)
     thr = (throughput_rps(plan, scenario, cfg.throughput, throughput_cache, hint_rps=throughput_hint_rps)
            if cfg.throughput.enabled else float("nan"))
     thr_replan = float("nan")
@@ -266,8 +264,6 @@ def _simulate_cached(cache, plan, scenario: Scenario, controller):
 
 def attainment_curve(result, scenario: Scenario) -> dict:
     """attain_at_<s>: the share of the run's requests finishing within s x ref(r), for each s of ATTAINMENT_SCALES."""
-    import numpy as np
-
     from sim.metrics import request_slo_ratios
 
     ref, _ = request_slo_ratios(result, scenario.cascade, scenario.cluster, scenario.sim_cfg.engine)

@@ -40,6 +40,8 @@ def attainment_shares(ratio: np.ndarray) -> dict:
     ratio = np.asarray(ratio, dtype=np.float64)
     return {key: float(np.mean(ratio <= s * (1.0 + ATTAINMENT_RTOL))) for key, s in zip(ATTAINMENT_METRICS,
                                                                                        ATTAINMENT_SCALES)}
+
+
 # Metrics only some planners report (the learned router's accuracy, CascadeServe's gear switches): combined over
 # seeds like the others where the planner has them.
 PLANNER_SEED_METRICS = ("router_accuracy", "router_brier", "gear_switches")

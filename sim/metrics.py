@@ -55,16 +55,15 @@ def reference_latency_s(input_tokens: np.ndarray, output_tokens: np.ndarray, cos
     out = np.maximum(np.asarray(output_tokens, dtype=np.int64), 1)
     uniq, inv = np.unique(p, return_inverse=True)
     memo = frozen_object_memo(_reference_prefill, cost, _REFERENCE_PREFILL_MAX)
-    if memo is None:
-        prefill = np.array([_lone_prefill_s(cost, x) for x in uniq])[inv]
-    else:
-        times = []
-        for x in uniq:
-            t = memo.get(int(x))
-            if t is None:
-                t = memo[int(x)] = _lone_prefill_s(cost, x)
-            times.append(t)
-        prefill = np.array(times)[inv]
+    if memo is None:  # a cost that may change: this call's own memo
+        memo = {}
+    times = []
+    for x in uniq:
+        t = memo.get(int(x))
+        if t is None:
+            t = memo[int(x)] = _lone_prefill_s(cost, x)
+        times.append(t)
+    prefill = np.array(times, dtype=np.float64)[inv]
     a, b = cost.decode_affine(1)
     steps = (out - 1).astype(np.float64)
     # decode step g (1..out-1) attends to p + g tokens

@@ -58,12 +58,11 @@ def configuration(row) -> tuple:
             row.batch_size, row.statistic)
 
 
-def inferencex_points(metric: str) -> list[tuple[tuple, float, object]]:
-    """(configuration, measured, row) of the source's colocated rows of one metric (closed_ttft_ms or tpot_ms)."""
+def inferencex_points(metric: str, rows: list | None = None) -> list[tuple[tuple, float, object]]:
+    """(configuration, measured, row) of the source's colocated rows of one metric (closed_ttft_ms or tpot_ms);
+    rows: the source's corpus rows where already loaded."""
     out = []
-    for row in load_corpus()[0]:
-        if row.source != SOURCE:
-            continue
+    for row in _corpus_rows() if rows is None else rows:
         for name, value in row.measured:
             if name == metric:
                 out.append((configuration(row), float(value), row))
@@ -100,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by-config", action="store_true",
                         help="signed TTFT error per configuration and per prompt length (simulates)")
     args = parser.parse_args(argv)
+    rows = _corpus_rows()
     for metric in ("closed_ttft_ms", "tpot_ms"):
-        pts = inferencex_points(metric)
+        pts = inferencex_points(metric, rows)
         for engine in sorted({p[0][0] for p in pts}) + ["all"]:
             sel = [(k, v) for k, v, _ in pts if engine in ("all", k[0])]
             repeated = defaultdict(int)
@@ -110,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{metric:15s} {engine:15s} points {len(sel):4d} (in repeated configurations "
                   f"{sum(c for c in repeated.values() if c > 1):4d})  floor MAPE {floor_mape_pct(sel):5.1f} %")
     if args.per_run or args.by_config:
-        rows = _corpus_rows()
         pred = predict_points(rows)
         pred = pred[pred.metric == "closed_ttft_ms"]
         by = {r.line: r for r in rows}
@@ -125,12 +124,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"signed {signed:+6.1f} %  MAPE {mape:5.1f} %")
     if args.by_config:
         print("engine          EP  ADP   MTP    ISL   OSL  conc statistic  points  signed %   MAPE %")
-        table = signed_error_table([(r.engine, r.ep, r.dp_attention, bool(r.mtp_draft_tokens), r.input_tokens,
-                                     r.output_tokens, r.batch_size, r.statistic) for r in picked],
-                                   pred.measured, pred.predicted)
+        table = signed_error_table([configuration(r) for r in picked], pred.measured, pred.predicted)
         for key in sorted(table):
             n, signed, mape = table[key]
-            print(f"{key[0]:15s} {key[1]:2d}  {key[2]!s:5s} {key[3]!s:5s} {key[4]:5d} {key[5]:5d} {key[6]:5d} "
+            print(f"{key[0]:15s} {key[1]:2d}  {key[2]!s:5s} {bool(key[3])!s:5s} {key[4]:5d} {key[5]:5d} {key[6]:5d} "
                   f"{key[7]:9s} {n:7d}  {signed:+7.1f}  {mape:7.1f}")
         print("per prompt length (all concurrencies and statistics):")
         table = signed_error_table([(r.engine, bool(r.mtp_draft_tokens), r.dp_attention, r.input_tokens)

@@ -220,8 +220,6 @@ def schedule_static(eng, now: float):
     return dec if eng.running else None
 
 
-
-
 def allocate_decode_step(eng) -> DecodeStep:
     """Give every decoding sequence of the engine the KV slot of this step, in admission order; when no block is
     free, preempt the most recently admitted sequence by recompute (vLLM V0 _schedule_running): it frees its

@@ -30,15 +30,12 @@ class DecodeBatch:
         self.heap: list = []  # (finish step, join order, seq): ties finish in join (== admission) order
         self._order = 0
 
-    def _residue(self, seq) -> int:
-        return (seq.prompt_tokens + seq.generated - 1 - seq.mark + self.block_size - 1) % self.block_size
-
     def join(self, seq) -> None:
         """A sequence that is decoding at the current boundary with exact generated and blocks."""
         step, bs = self.step, self.block_size
         seq.mark = step
         held = seq.prompt_tokens + seq.generated
-        r = (held - 1 - step + bs - 1) % bs  # _residue, inline (once per admission)
+        r = (held - 1 - step + bs - 1) % bs  # r at join (self.residues), seq.mark == step
         insort(self.residues, r)
         self.counts[r] += 1
         self.ctx_base += held - step
@@ -75,7 +72,7 @@ class DecodeBatch:
         while heap and heap[0][0] == step:
             seq = heappop(heap)[2]
             held = seq.prompt_tokens + seq.generated
-            r = (held - 1 - seq.mark + bs - 1) % bs  # _residue, inline (once per finish)
+            r = (held - 1 - seq.mark + bs - 1) % bs  # its r, as join computed it
             del residues[bisect_left(residues, r)]  # list.remove(r) without its scan: r is there, sorted
             self.counts[r] -= 1
             self.ctx_base -= held - seq.mark

@@ -237,7 +237,7 @@ class Engine:
         if cut < k:
             self._jump_blocks = -1
             j = j0 + cut
-            end = s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f  # segment_end, inline
+            end = segment_end(s0, a, b, f, n, c0, j)
             self._seg = (s0, a, b, f, n, c0, j, end)
             self._pending = _new(DecodeRun, (run.seqs, run.start_s, run.n, run.ctx_tokens, cut, end, True))
             self._gen = gen = self._gen + 1
@@ -320,16 +320,7 @@ class Engine:
             else:
                 k = jump_length(batch, kv.free_blocks, k_fin)
                 self._jump_blocks = -1
-        # _segment, inline
-        seg = self._seg
-        if (seg is not None and seg[7] == now and seg[4] == n and seg[5] + n * seg[6] == ctx and seg[3] == f
-                and seg[1] == a and seg[2] == b):
-            s0, c0 = seg[0], seg[5]
-            j = seg[6] + k
-        else:
-            s0, c0, j = now, ctx, k
-        end = s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f  # segment_end, inline
-        self._seg = (s0, a, b, f, n, c0, j, end)
+        end = self._segment(now, n, ctx, a, b, f, k)
         if k == 1:
             self._pending = _new(DecodeRun, (None, now, n, ctx, 1, end, False))
         else:
