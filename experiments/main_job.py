@@ -54,7 +54,8 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None, repla
                    hint_rps: float | None = None, trace: list | None = None) -> float:
     """Highest arrival rate (requests/s) at which the plan keeps the attainment target within tcfg.slo_scale,
     by bisection on a rate factor applied to the first tcfg.horizon_s seconds of the scenario's workload.
-    cache (experiments.sim_cache.ThroughputCache): a bisection already made on equal inputs is reused.
+    cache (experiments.sim_cache.ThroughputCache): a bisection already made on equal inputs is reused (a hinted
+    search also takes the plain bisection of the same plan when only that one was made).
     hint_rps: a throughput the answer is expected near (the same planner's on an earlier seed): the search starts
     there on the bisection's own grid (sim.metrics.throughput_at_slo's hint), the same answer when the verdict is
     monotone in the rate, in fewer runs. trace: receives (rate factor, verdict) per run made.
@@ -85,10 +86,16 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None, repla
         from sim.metrics import rate_grid_index
 
         settings = OmegaConf.to_container(tcfg, resolve=True) if isinstance(tcfg, DictConfig) else dict(tcfg)
+        plain_key = throughput_key(plan, scenario, settings)
+        key = plain_key
         if hint is not None:  # the search's start is one of its inputs (its answer differs only if not monotone)
             settings["hint_grid_index"] = rate_grid_index(hint, float(tcfg.lo), float(tcfg.hi), int(tcfg.iters))
-        key = throughput_key(plan, scenario, settings)
+            key = throughput_key(plan, scenario, settings)
         factor = cache.get(key)
+        if factor is None and key != plain_key:
+            # the plain bisection of this plan, made earlier (e.g. an unhinted first seed at a lower quality
+            # requirement whose plan did not change): the answer the hinted search finds under a monotone verdict
+            factor = cache.get(plain_key)
         if factor is not None:
             return float(factor * base.rate_rps)
     trace = [] if trace is None else trace

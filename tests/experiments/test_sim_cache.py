@@ -213,27 +213,52 @@ def test_hint_store_gives_the_nearest_lower_quality_requirement(tmp_path):
 
 
 def test_first_seed_is_hinted_at_the_next_quality_requirement(tmp_path, monkeypatch):
-    """Two jobs of a sweep (make results' shared folder), q_min_level 0.5 then 0.95, one seed: the first is bisected
-    from hi; the second starts at the first's answer (single_model deploys the same plan at both levels) and finds
-    the same throughput as the plain bisection (oracle: a job alone, no cache) in 2 runs."""
+    """Two jobs of a sweep (make results' shared folder), q_min_level 0.5 then 0.95, one seed: the first job's
+    bisection has no hint, the second's starts at the first's answer; single_model deploys the same plan at both
+    levels, so the second finds the first's plain bisection (no run) and the same throughput as a job alone (oracle:
+    no cache, no hint)."""
+    import experiments.main_job as mj
     from experiments.main_job import run_experiment
     from experiments.sim_cache import CACHE_ENV
 
     shared = tmp_path / "shared" / "throughput"
     monkeypatch.setenv(CACHE_ENV, str(shared))
-    small = [*SMALL, "throughput.iters=4", "throughput.slo_scale=2.0", "planner=[single_model]", "progress=false", "figure=false"]
+    hints, real = [], mj.throughput_rps
+    monkeypatch.setattr(mj, "throughput_rps", lambda *a, **kw: hints.append(kw.get("hint_rps")) or real(*a, **kw))
+    small = [*SMALL, "throughput.iters=4", "throughput.slo_scale=2.0", "planner=[single_model]", "progress=false",
+             "figure=false"]
     thr = {}
     for level in (0.5, 0.95):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=[*small, f"q_min_level={level}"])
         thr[level] = run_experiment(cfg, _made(tmp_path / f"job{level}"))["planners"]["single_model"]["throughput_rps"]
-    runs = sorted(len(json.loads(p.read_text())["runs"]) for p in shared.glob("*.json"))
-    assert runs == [2, 5]  # hinted at its answer: it and the point above; plain: hi + 4 mids
+    assert hints == [None, thr[0.5]]
+    runs = [len(json.loads(p.read_text())["runs"]) for p in shared.glob("*.json")]
+    assert runs == [5]  # one plain bisection (hi + 4 mids), found again by the hinted search of the same plan
     monkeypatch.delenv(CACHE_ENV)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*small, "q_min_level=0.95"])
     alone = run_experiment(cfg, _made(tmp_path / "alone"))["planners"]["single_model"]["throughput_rps"]
     assert thr[0.5] == thr[0.95] == alone
+
+
+def test_hinted_search_takes_the_plain_bisection_of_the_same_plan(case, tmp_path):
+    """A hinted search whose own key is not cached takes the cached plain bisection of the same plan (no run); a
+    plan with neither searches from its hint and is stored under the hinted key only."""
+    from omegaconf import OmegaConf
+
+    cfg, sc, plan = case
+    tcfg = OmegaConf.merge(cfg.throughput, {"iters": 4, "horizon_s": 30.0, "slo_scale": 2.0})
+    cache = ThroughputCache(tmp_path)
+    plain_trace: list = []
+    fresh = throughput_rps(plan, sc, tcfg, cache, trace=plain_trace)
+    assert len(plain_trace) >= 3 and len(list(tmp_path.glob("*.json"))) == 1
+    trace: list = []
+    assert throughput_rps(plan, sc, tcfg, ThroughputCache(tmp_path), hint_rps=fresh * 0.5, trace=trace) == fresh
+    assert trace == [] and len(list(tmp_path.glob("*.json"))) == 1
+    other = ThroughputCache(tmp_path / "other")
+    assert throughput_rps(plan, sc, tcfg, other, hint_rps=fresh, trace=trace) == fresh
+    assert 1 <= len(trace) <= 2 and len(list((tmp_path / "other").glob("*.json"))) == 1
 
 
 def _made(folder):
