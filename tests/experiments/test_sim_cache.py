@@ -244,7 +244,7 @@ def test_first_seed_is_hinted_at_the_next_quality_requirement(tmp_path, monkeypa
 
 def test_hinted_search_takes_the_plain_bisection_of_the_same_plan(case, tmp_path):
     """A hinted search whose own key is not cached takes the cached plain bisection of the same plan (no run); a
-    plan with neither searches from its hint and is stored under the hinted key only."""
+    plan with neither searches from its hint, and a later search of it from another hint takes that answer."""
     from omegaconf import OmegaConf
 
     cfg, sc, plan = case
@@ -258,7 +258,10 @@ def test_hinted_search_takes_the_plain_bisection_of_the_same_plan(case, tmp_path
     assert trace == [] and len(list(tmp_path.glob("*.json"))) == 1
     other = ThroughputCache(tmp_path / "other")
     assert throughput_rps(plan, sc, tcfg, other, hint_rps=fresh, trace=trace) == fresh
-    assert 1 <= len(trace) <= 2 and len(list((tmp_path / "other").glob("*.json"))) == 1
+    assert 1 <= len(trace) <= 2 and len(list((tmp_path / "other").glob("*.json"))) == 2  # its key and "any hint"
+    trace = []  # another planner's search of the same plan from another hint: found, no run
+    assert throughput_rps(plan, sc, tcfg, ThroughputCache(tmp_path / "other"), hint_rps=fresh * 3, trace=trace) == fresh
+    assert trace == []
 
 
 def _made(folder):
