@@ -130,9 +130,20 @@ def _max_bytes_from_env() -> float:
 CACHE = PlanningCache(_max_bytes_from_env())
 
 
+_OTHER_CACHES: list = []  # clear() functions of other per-process planning memos (planners.routellm's features)
+
+
+def register_clear(clear_fn) -> None:
+    """Have clear() also empty another planning memo whose reuses are charged through CACHE.charge."""
+    _OTHER_CACHES.append(clear_fn)
+
+
 def clear() -> None:
-    """Empty the process cache (timings of cold plans call this first; the charge counter is kept)."""
+    """Empty the process cache and the memos registered with it (timings of cold plans call this first; the charge
+    counter is kept)."""
     CACHE.clear()
+    for clear_fn in _OTHER_CACHES:
+        clear_fn()
 
 
 def charged_s() -> float:

@@ -178,3 +178,30 @@ def test_a_bad_cache_size_is_one_clear_error(monkeypatch):
         plan_cache._max_bytes_from_env()
     monkeypatch.setenv(plan_cache.CACHE_MB_ENV, "0")
     assert plan_cache._max_bytes_from_env() == 0.0
+
+
+def test_router_features_are_built_once_for_the_same_questions_and_the_router_is_the_same(cache_size):
+    """RouteLLM at a second q_min on the same questions takes the TF-IDF features (term counts, fold vocabularies,
+    matrices) built for the first, is charged their build seconds, and trains the router it trains cold; other
+    vectoriser settings build their own (a key without them would serve the wrong vocabulary)."""
+    from planners import routellm
+    from planners.routellm import RouteLLMPlanner
+
+    problem = make_problem(num_tiers=3, num_nodes=2, rate_rps=6.0, n=500)
+    z1, z2 = problem.quality_span
+    q = [z2 + f * (z1 - z2) for f in (0.5, 0.8)]
+    plan_cache.CACHE.max_bytes = 0
+    cold = [RouteLLMPlanner().train(problem.workload, x) for x in q]
+    assert not routellm._FEATURES  # off: nothing kept
+    plan_cache.CACHE.max_bytes = 512e6
+    first = RouteLLMPlanner().train(problem.workload, q[0])
+    before = plan_cache.charged_s()
+    second = RouteLLMPlanner().train(problem.workload, q[1])
+    assert len(routellm._FEATURES) == 1 and plan_cache.charged_s() - before == routellm._FEATURES.popitem()[1][1] > 0
+    for warm, ref in zip((first, second), cold):
+        assert_same(warm, ref)
+    RouteLLMPlanner().train(problem.workload, q[0])
+    RouteLLMPlanner(ngram=1).train(problem.workload, q[0])
+    assert len(routellm._FEATURES) == 2
+    plan_cache.clear()
+    assert not routellm._FEATURES
