@@ -197,7 +197,8 @@ def test_router_features_are_built_once_for_the_same_questions_and_the_router_is
     first = RouteLLMPlanner().train(problem.workload, q[0])
     before = plan_cache.charged_s()
     second = RouteLLMPlanner().train(problem.workload, q[1])
-    assert len(routellm._FEATURES) == 1 and plan_cache.charged_s() - before == routellm._FEATURES.popitem()[1][1] > 0
+    assert len(routellm._FEATURES) == 1 and len(routellm._FITS) == 2  # other labels: fitted again
+    assert plan_cache.charged_s() - before == routellm._FEATURES.popitem()[1][1] > 0
     for warm, ref in zip((first, second), cold):
         assert_same(warm, ref)
     RouteLLMPlanner().train(problem.workload, q[0])
@@ -205,3 +206,27 @@ def test_router_features_are_built_once_for_the_same_questions_and_the_router_is
     assert len(routellm._FEATURES) == 2
     plan_cache.clear()
     assert not routellm._FEATURES
+
+
+def test_router_fits_are_shared_by_quality_requirements_with_equal_labels(cache_size):
+    """Scores come in steps of 10 here: two q_min inside one step give every question the same smallest sufficient
+    tier, so the second train takes the first's fits (charged their seconds) and still calibrates its own confidence
+    for its own q_min, as a cold train does. A key without the labels would fail the third train (other labels)."""
+    from planners import routellm
+    from planners.routellm import RouteLLMPlanner
+
+    problem = make_problem(num_tiers=3, num_nodes=2, rate_rps=6.0, n=500)
+    q = (61.0, 69.0, 75.0)  # the first two share their labels, the third does not
+    plan_cache.CACHE.max_bytes = 0
+    cold = [RouteLLMPlanner().train(problem.workload, x) for x in q]
+    plan_cache.CACHE.max_bytes = 512e6
+    warm = [RouteLLMPlanner().train(problem.workload, q[0])]
+    fit_s = next(iter(routellm._FITS.values()))[1]
+    before = plan_cache.charged_s()
+    warm.append(RouteLLMPlanner().train(problem.workload, q[1]))
+    assert len(routellm._FITS) == 1 and plan_cache.charged_s() - before == pytest.approx(
+        fit_s + next(iter(routellm._FEATURES.values()))[1], rel=1e-12)
+    warm.append(RouteLLMPlanner().train(problem.workload, q[2]))
+    assert len(routellm._FITS) == 2
+    for w, c in zip(warm, cold):
+        assert_same(w, c)
