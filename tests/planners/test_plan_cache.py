@@ -230,3 +230,34 @@ def test_router_fits_are_shared_by_quality_requirements_with_equal_labels(cache_
     assert len(routellm._FITS) == 2
     for w, c in zip(warm, cold):
         assert_same(w, c)
+
+
+class _SpyPlanner:
+    """A real planner that records how many entries the process cache held when each plan started."""
+
+    def __init__(self, real, starts: list):
+        self.real, self.starts = real, starts
+
+    def plan(self, problem):
+        self.starts.append(len(plan_cache.CACHE))
+        return self.real.plan(problem)
+
+
+@pytest.mark.integration  # two real Cascadia plans on the bench's 32 GPUs and two on planner_time's 8
+def test_the_timed_cold_plans_of_the_benchmarks_start_with_an_empty_cache(monkeypatch, tmp_path):
+    """planners.bench times a plan after a warm-up plan of the same problem, experiments.planner_time plans each
+    size twice (cold_s, warm_s): without their plan_cache.clear() the timed plans would find the first plan's
+    tables and time a reuse."""
+    import planners.base
+    import planners.bench as bench
+    from experiments.planner_time import main
+
+    starts: list = []
+    real = planners.base.get_planner
+    monkeypatch.setattr(bench, "get_planner", lambda name, **kw: _SpyPlanner(real(name, **kw), starts))
+    bench.plan_times(0.7, sizes=(32,))
+    assert len(starts) == 2 and starts[1] == 0 and len(plan_cache.CACHE) > 0
+    starts.clear()
+    monkeypatch.setattr(planners.base, "get_planner", lambda name, **kw: _SpyPlanner(real(name, **kw), starts))
+    main(["--gpus", "8", "--out", str(tmp_path / "t.csv"), "--raw-dir", str(tmp_path / "raw")])
+    assert starts == [0, 0] and len(plan_cache.CACHE) > 0
