@@ -90,7 +90,7 @@ class PlanningCache:
 
     def add_table(self, key: tuple, entry: LoadEntry, rate_rps: float, table, build_s: float) -> None:
         entry.tables[rate_rps] = (table, build_s)
-        grown = array_bytes(table, exclude=entry.models)
+        grown = sum(a.nbytes for a in (table.latency_s, table.c1, table.d1, table.c2, table.d2))  # models: the entry's
         entry.nbytes += grown
         if self._entries.get(key) is entry:
             self.nbytes += grown
@@ -151,12 +151,10 @@ def charged_s() -> float:
     return CACHE.charged_s
 
 
-def array_bytes(obj, exclude=None) -> int:
+def array_bytes(obj) -> int:
     """Bytes of the numpy arrays reachable through obj's dataclass fields, lists, tuples and dicts, each array once
-    (views count their base once too); what is reachable from `exclude` is not counted."""
+    (views count their base once too)."""
     seen: set[int] = set()
-    if exclude is not None:
-        _walk(exclude, seen, [0])
     total = [0]
     _walk(obj, seen, total)
     return total[0]
@@ -174,8 +172,10 @@ def _walk(obj, seen: set, total: list) -> None:
         return
     if is_dataclass(obj) and not isinstance(obj, type):
         seen.add(id(obj))
-        for f in fields(obj):
-            _walk(getattr(obj, f.name), seen, total)
+        for value in (vars(obj).values() if hasattr(obj, "__dict__") else
+                      (getattr(obj, f.name) for f in fields(obj))):
+            if isinstance(value, (np.ndarray, list, tuple, dict)) or is_dataclass(value):
+                _walk(value, seen, total)
     elif isinstance(obj, (list, tuple)):
         seen.add(id(obj))
         for x in obj:

@@ -68,6 +68,9 @@ class SearchContext:
         # meets the same loads again and again (on 32 GPUs 111 allocation steps see 49 distinct loads, and 2,679
         # objective evaluations 681 distinct allocations), and the answer is a pure function of them.
         self._by_loads: dict[tuple, object] = {}
+        self._loads: dict[tuple, TierLoad] = {}  # (tier, requests) -> its load
+        self._cascade_loads: dict[tuple, list[TierLoad]] = {}  # thresholds -> the tiers' loads
+        self._quality: dict[tuple, float] = {}  # thresholds -> quality
         self.tables_built = 0  # tables this plan needed (built here or taken from the process cache)
         self.tables_reused = 0  # of which taken from the process cache (planners.plan_cache)
         self.reused_s = 0.0  # build seconds of what was taken from the process cache, charged to this plan
@@ -80,25 +83,39 @@ class SearchContext:
 
     # ---- loads -----------------------------------------------------------------------------------
     def loads_from_mask(self, mask: np.ndarray) -> list[TierLoad]:
-        """mask (n_sample, C): which sampled requests each tier serves; rates scale the real rate."""
+        """mask (n_sample, C): which sampled requests each tier serves; rates scale the real rate. A tier's load is
+        made once per set of requests (a threshold search meets the same sets again and again)."""
         rate = self.problem.rate_rps
         n = mask.shape[0]
         loads = []
         for i in range(self.num_tiers):
             m = mask[:, i]
-            loads.append(TierLoad(rate * m.sum() / n, self.sample.input_tokens[m],
-                                  self.sample.output_tokens[m, i], self.ca2, (i, m.tobytes()), self.window[m],
-                                  self.profile, self.local_factor[:, m],
-                                  self.sample.arrival_s[m]))
+            key = (i, m.tobytes())
+            load = self._loads.get(key) if m.dtype == bool else None
+            if load is None:
+                load = TierLoad(rate * m.sum() / n, self.sample.input_tokens[m], self.sample.output_tokens[m, i],
+                                self.ca2, key, self.window[m], self.profile, self.local_factor[:, m],
+                                self.sample.arrival_s[m])
+                if m.dtype == bool:
+                    self._loads[key] = load
+            loads.append(load)
         return loads
 
     def cascade_loads(self, thresholds) -> list[TierLoad]:
-        final = final_tiers(self.sample.scores, thresholds, self.accepts)
-        return self.loads_from_mask(reach_mask(final, self.num_tiers, thresholds, self.accepts))
+        key = tuple(float(h) for h in thresholds)
+        if key not in self._cascade_loads:
+            final = final_tiers(self.sample.scores, thresholds, self.accepts)
+            self._cascade_loads[key] = self.loads_from_mask(reach_mask(final, self.num_tiers, thresholds, self.accepts))
+        return list(self._cascade_loads[key])
 
     def quality(self, thresholds) -> float:
-        w = self.problem.workload
-        return quality(w.scores, final_tiers(w.scores, thresholds, self._accepts_all))
+        """Mean real score of the workload's answers under the thresholds (kept per thresholds: the search and its
+        repair moves ask again for the same ones)."""
+        key = tuple(float(h) for h in thresholds)
+        if key not in self._quality:
+            w = self.problem.workload
+            self._quality[key] = quality(w.scores, final_tiers(w.scores, thresholds, self._accepts_all))
+        return self._quality[key]
 
     # ---- tables ----------------------------------------------------------------------------------
     def replica_models(self, load: TierLoad):

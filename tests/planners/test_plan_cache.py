@@ -1,6 +1,7 @@
 """The process planning cache (planners.plan_cache): plans float-for-float equal with it cold, warm and off; its key
 changes with every input a replica model or latency table reads; reused build seconds are charged; LRU bound."""
 from dataclasses import fields, is_dataclass, replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -166,7 +167,9 @@ def test_the_cache_keeps_its_byte_bound_least_recently_used_first():
     assert cache.get(("k", 1)) is None and cache.get(("k", 0)) is not None and cache.nbytes == 2400
     assert cache.evictions == 1
     entry = cache.get(("k", 3))
-    cache.add_table(("k", 3), entry, 1.0, (np.zeros(100), entry.models[0]), 0.2)  # the models' array not again
+    z = np.zeros(0)
+    table = SimpleNamespace(latency_s=np.zeros(100), c1=z, d1=z, c2=z, d2=z, models=tuple(entry.models))
+    cache.add_table(("k", 3), entry, 1.0, table, 0.2)  # its arrays, not the models' again
     assert entry.nbytes == 1600 and cache.nbytes <= 2500 and cache.get(("k", 3)) is entry
 
 
