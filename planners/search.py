@@ -38,7 +38,9 @@ def quantile_linear(x: np.ndarray, q: float) -> float:
 
 class SearchContext:
     """Caches for one planning call (tables keyed on the exact set of requests reaching a tier); created per
-    plan() so planners stay pure functions of the problem."""
+    plan() so planners stay pure functions of the problem. Replica models and tables also go to the process cache
+    (planners.plan_cache), keyed on the content of everything they read, so later plans on equal inputs (the other
+    planners of a job, the other quality levels of a seed) take them instead of building them again."""
 
     def __init__(self, problem, parallelism_search: bool = True, disaggregation: str = "colocated"):
         """disaggregation: colocated (every tier colocated), best (the search may also disaggregate a tier: P prefill
