@@ -17,15 +17,16 @@ bytes, whose hash Python keeps on the bytes object) and, for a table, the load's
 
 Honest timing. A plan that takes an entry another plan built is charged the seconds that build took (the models'
 once, each table's once per context): `charged_s()` is a process counter that experiments.scenario.make_plan reads
-around plan() and adds to plan_s (solver_stats["reused_s"]), so a plan never looks faster than it would cold. Not
+around plan() and adds to plan_s (solver_stats["reused_s"]), so a plan does not look faster than it would cold (measured in docs/performance.md). Not
 charged: p95 rows of a shared replica model that another plan's table already filled (ReplicaModel fills rows
 lazily), when this plan builds a new table (a new rate) on those models; a fraction of a table's build at most.
 
 Memory. Entries are evicted least recently used first once their arrays (counted by array_bytes) exceed
-max_bytes: CASCADESIM_PLAN_CACHE_MB (default 512 MB per process; 0 turns the cache off). A 2,000-request entry
-holds about 1-2 MB (the models' per-request arrays), so the default keeps a few hundred loads: one sweep job needs
-about 80 distinct loads, and its next quality level on the same seed comes three jobs later. Two joblib workers
-hold a cache each.
+max_bytes: CASCADESIM_PLAN_CACHE_MB (default 512 MB per process; 0 turns the cache and the memos registered with it
+off). slo_throughput's conversation sweep (12 jobs of 7 planners, 2,000 sampled requests) made 422 entries holding
+251 MB of arrays (about 0.6 MB each) and its process peaked 200 MB above main's: the default keeps a whole sweep run
+in one process. Two joblib workers hold a cache each. planners.routellm keeps its own small memos (router features
+and fits), charged the same way and emptied by clear().
 """
 from __future__ import annotations
 
@@ -55,14 +56,26 @@ class LoadEntry:
 class PlanningCache:
     """An LRU map from load keys to LoadEntry, bounded by the bytes of the arrays its entries hold."""
 
-    def __init__(self, max_bytes: float):
-        self.max_bytes = float(max_bytes)
+    def __init__(self, max_bytes: float | None = None):
+        self._max_bytes = None if max_bytes is None else float(max_bytes)
         self._entries: OrderedDict[tuple, LoadEntry] = OrderedDict()
         self.nbytes = 0
         self.hits = 0
         self.misses = 0
         self.evictions = 0
         self.charged_s = 0.0  # build seconds charged to plans that reused entries (monotonic)
+
+    @property
+    def max_bytes(self) -> float:
+        """The bound; None at construction: CASCADESIM_PLAN_CACHE_MB, read on first use (so that a bad value is a
+        user error of the command that plans, not an import error)."""
+        if self._max_bytes is None:
+            self._max_bytes = _max_bytes_from_env()
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: float) -> None:
+        self._max_bytes = float(value)
 
     @property
     def enabled(self) -> bool:
@@ -127,7 +140,7 @@ def _max_bytes_from_env() -> float:
     return mb * 1e6
 
 
-CACHE = PlanningCache(_max_bytes_from_env())
+CACHE = PlanningCache()
 
 
 _OTHER_CACHES: list = []  # clear() functions of other per-process planning memos (planners.routellm's features)
