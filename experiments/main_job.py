@@ -165,12 +165,10 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     warnings: list[str] = []
     rows, summary = [], {"scenario": {**_scenario_meta(cfg, scenario), "split": split_meta(splits[0]),
                                       "seeds": [sp.seed for sp in splits]}, "planners": {}}
-    from experiments.sim_cache import hint_key, hint_store, simulation_cache, sweep_cache
+    from experiments.sim_cache import simulation_cache, sweep_cache
 
     cache = sweep_cache()  # bisections on equal inputs, shared by the planners, seeds and the sweep's jobs
     runs_cache = simulation_cache(cache)  # whole test-split and in-sample runs on equal inputs (make results only)
-    hints = hint_store(cache)  # first seeds' throughputs by quality requirement, shared like the bisections
-    tcfg = OmegaConf.to_container(cfg.throughput, resolve=True)
     bar = tqdm(total=len(planners) * len(splits), desc="planning + simulating", unit="run",
                disable=not cfg.progress or in_sweep(), file=sys.stderr)
     for name, settings in planners.items():
@@ -178,16 +176,11 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         for k, split in enumerate(splits):
             bar.set_postfix_str(f"{name} seed {split.seed}")
             # the previous seed's throughput starts this seed's search (the same answer in fewer runs); the first
-            # seed's starts at the same planner's answer on the same seed at the nearest lower quality requirement
-            # made so far (an earlier job of the sweep, or of an earlier sweep of `make results`), if any
+            # seed's has no hint: the same planner's answer at the nearest lower quality level was measured as a
+            # start too (docs/performance.md, sweep21) and saved no runs (739 against 737 on slo_throughput)
             hint = runs[-1]["throughput_rps"] if runs else None
-            first = hint_key(name, settings, split.test, tcfg) if k == 0 and cfg.throughput.enabled else None
-            if first is not None:
-                hint = hints.get(first, split.test.q_min)
             runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen,
                                 throughput_cache=cache, throughput_hint_rps=hint, simulation_cache=runs_cache))
-            if first is not None and np.isfinite(runs[-1]["throughput_rps"]):
-                hints.put(first, split.test.q_min, runs[-1]["throughput_rps"])
             bar.update(1)
         summary["planners"][name] = combine_seeds(runs)
         saturated = {r["seed"]: r["saturated"] for r in runs if r["saturated"]}

@@ -10,10 +10,6 @@ the cache is a dict; in a Hydra multirun it is also a folder of small JSON files
 folder for all its sweeps in CACHE_ENV, so that a sweep also finds the bisections of the sweeps before it on equal
 inputs: the ablation sweep's runs are all runs of slo_throughput (same planners, workloads and level), and the
 disaggregation sweep's colocated Cascadia at the default rate plans what slo_throughput's Cascadia planned.
-
-Beside the bisections, the first seeds' answers by quality requirement (HintStore): a planner's first-seed bisection
-at a higher q_min starts at its answer on the same seed at the nearest lower one (galloping from there on the
-bisection's own grid: the same answer under a monotone verdict, in fewer runs).
 """
 from __future__ import annotations
 
@@ -147,57 +143,6 @@ def simulation_cache(throughput: ThroughputCache) -> SimulationCache | None:
     if throughput.folder is None or not os.environ.get(CACHE_ENV):
         return None
     return SimulationCache(throughput.folder.parent / "simulations")
-
-
-def hint_key(planner: str, settings: dict, scenario, tcfg: dict) -> str:
-    """What a planner's first-seed bisection shares with the same planner's at another quality requirement: the
-    planner (name and settings), the scenario without q_min (cluster, cascade, simulator settings, seed, the test
-    workload's arrays) and the bisection settings; not the plan, which the quality requirement changes."""
-    w = scenario.workload
-    material = ("hint/1", code_fingerprint(), planner, json.dumps(settings, sort_keys=True, default=str),
-                (scenario.cluster, scenario.cascade, asdict(scenario.sim_cfg), scenario.seed),
-                (w.name, w.arrival_s, w.input_tokens, w.output_tokens, w.scores, w.question_ids, w.tier_models,
-                 w.prefix), sorted(tcfg.items()))
-    return hashlib.sha256(pickle.dumps(material, protocol=4)).hexdigest()
-
-
-class HintStore:
-    """Throughputs (requests/s) of first-seed bisections by hint_key and q_min, to start the bisection of the same
-    planner at a higher quality requirement near its answer at the nearest lower one (experiments.main_job): a
-    folder of one small JSON file per (key, q_min) beside the bisections' (so writers never overwrite one another),
-    or this process's dict."""
-
-    def __init__(self, folder: Path | None = None) -> None:
-        self.folder = folder
-        self.memo: dict[str, dict[float, float]] = {}
-
-    def get(self, key: str, q_min: float) -> float | None:
-        """The throughput stored for key at the highest q_min below the given one; None if none is."""
-        known = dict(self.memo.get(key, {}))
-        if self.folder is not None and (self.folder / key).is_dir():
-            for path in (self.folder / key).glob("*.json"):
-                try:
-                    record = json.loads(path.read_text())
-                    known[float(record["q_min"])] = float(record["throughput_rps"])
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue  # unreadable: no hint from it
-        below = [q for q in known if q < q_min]
-        return known[max(below)] if below else None
-
-    def put(self, key: str, q_min: float, throughput_rps: float) -> None:
-        self.memo.setdefault(key, {})[float(q_min)] = float(throughput_rps)
-        if self.folder is not None:
-            folder = self.folder / key
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{float(q_min)!r}.json"
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            write_json({"q_min": float(q_min), "throughput_rps": float(throughput_rps)}, tmp)
-            os.replace(tmp, path)  # atomic: a reader sees the whole record or none
-
-
-def hint_store(throughput: ThroughputCache) -> HintStore:
-    """The hint store beside the bisections' folder (<...>/throughput -> <...>/hints), this process's dict without one."""
-    return HintStore(throughput.folder.parent / "hints" if throughput.folder is not None else None)
 
 
 def sweep_cache() -> ThroughputCache:

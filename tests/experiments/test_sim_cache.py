@@ -170,78 +170,6 @@ def test_whole_runs_on_disk_only_under_make_results(tmp_path, monkeypatch):
     assert simulation_cache(ThroughputCache(tmp_path / "shared" / "throughput")).folder == tmp_path / "shared" / "simulations"
 
 
-def test_hint_key_follows_the_planner_and_scenario_but_not_the_quality_requirement(case):
-    from experiments.sim_cache import hint_key
-
-    cfg, sc, plan = case
-    t = {"slo_scale": 10.0, "lo": 0.05, "hi": 10.0, "iters": 2, "horizon_s": 30.0, "enabled": True}
-    k = hint_key("cascadia", {"a": 1, "b": 2}, sc, t)
-    assert hint_key("cascadia", {"b": 2, "a": 1}, replace(sc, q_min=sc.q_min + 0.1), dict(t)) == k
-    w = sc.workload
-    changed = [
-        hint_key("sarathi", {"a": 1, "b": 2}, sc, t),
-        hint_key("cascadia", {"a": 1, "b": 3}, sc, t),
-        hint_key("cascadia", {"a": 1, "b": 2}, replace(sc, seed=sc.seed + 1), t),
-        hint_key("cascadia", {"a": 1, "b": 2}, replace(sc, workload=w.with_arrivals(w.arrival_s * 0.5)), t),
-        hint_key("cascadia", {"a": 1, "b": 2}, sc, {**t, "slo_scale": 9.0}),
-    ]
-    assert k not in changed and len(set(changed)) == len(changed)
-
-
-def test_hint_store_gives_the_nearest_lower_quality_requirement(tmp_path):
-    """The throughput at the highest q_min strictly below the asked one (an equal one is not a lower level); none
-    below: no hint. The folder is shared by other stores (another job or sweep), an unreadable record is skipped,
-    and without a folder the store is this process's alone."""
-    from experiments.sim_cache import HintStore, hint_store
-
-    store = HintStore(tmp_path / "hints")
-    assert store.get("k", 0.9) is None
-    store.put("k", 0.5, 10.0)
-    store.put("k", 0.7, 8.0)
-    store.put("other", 0.6, 99.0)
-    assert store.get("k", 0.5) is None and store.get("k", 0.6) == 10.0 and store.get("k", 0.7) == 10.0
-    assert store.get("k", 0.71) == 8.0 and store.get("k", 2.0) == 8.0
-    again = HintStore(tmp_path / "hints")  # another process: the folder alone
-    assert again.get("k", 0.8) == 8.0 and again.get("other", 0.65) == 99.0
-    (tmp_path / "hints" / "k" / "0.75.json").write_text("{not json")
-    assert HintStore(tmp_path / "hints").get("k", 0.8) == 8.0
-    mem = hint_store(ThroughputCache())
-    assert mem.folder is None
-    mem.put("k", 0.5, 3.0)
-    assert mem.get("k", 0.6) == 3.0 and not list(tmp_path.glob("*.json"))
-    assert hint_store(ThroughputCache(tmp_path / "x" / "throughput")).folder == tmp_path / "x" / "hints"
-
-
-def test_first_seed_is_hinted_at_the_next_quality_requirement(tmp_path, monkeypatch):
-    """Two jobs of a sweep (make results' shared folder), q_min_level 0.5 then 0.95, one seed: the first job's
-    bisection has no hint, the second's starts at the first's answer; single_model deploys the same plan at both
-    levels, so the second finds the first's plain bisection (no run) and the same throughput as a job alone (oracle:
-    no cache, no hint)."""
-    import experiments.main_job as mj
-    from experiments.main_job import run_experiment
-    from experiments.sim_cache import CACHE_ENV
-
-    shared = tmp_path / "shared" / "throughput"
-    monkeypatch.setenv(CACHE_ENV, str(shared))
-    hints, real = [], mj.throughput_rps
-    monkeypatch.setattr(mj, "throughput_rps", lambda *a, **kw: hints.append(kw.get("hint_rps")) or real(*a, **kw))
-    small = [*SMALL, "throughput.iters=4", "throughput.slo_scale=2.0", "planner=[single_model]", "progress=false",
-             "figure=false"]
-    thr = {}
-    for level in (0.5, 0.95):
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[*small, f"q_min_level={level}"])
-        thr[level] = run_experiment(cfg, _made(tmp_path / f"job{level}"))["planners"]["single_model"]["throughput_rps"]
-    assert hints == [None, thr[0.5]]
-    runs = [len(json.loads(p.read_text())["runs"]) for p in shared.glob("*.json")]
-    assert runs == [5]  # one plain bisection (hi + 4 mids), found again by the hinted search of the same plan
-    monkeypatch.delenv(CACHE_ENV)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[*small, "q_min_level=0.95"])
-    alone = run_experiment(cfg, _made(tmp_path / "alone"))["planners"]["single_model"]["throughput_rps"]
-    assert thr[0.5] == thr[0.95] == alone
-
-
 def test_hinted_search_takes_the_plain_bisection_of_the_same_plan(case, tmp_path):
     """A hinted search whose own key is not cached takes the cached plain bisection of the same plan (no run); a
     plan with neither searches from its hint, and a later search of it from another hint takes that answer."""
@@ -263,7 +191,3 @@ def test_hinted_search_takes_the_plain_bisection_of_the_same_plan(case, tmp_path
     assert throughput_rps(plan, sc, tcfg, ThroughputCache(tmp_path / "other"), hint_rps=fresh * 3, trace=trace) == fresh
     assert trace == []
 
-
-def _made(folder):
-    folder.mkdir(parents=True)
-    return folder
