@@ -188,6 +188,7 @@ def test_hinted_search_takes_the_plain_bisection_of_the_same_plan(case, tmp_path
     assert throughput_rps(plan, sc, tcfg, other, hint_rps=fresh, trace=trace) == fresh
     assert 1 <= len(trace) <= 2 and len(list((tmp_path / "other").glob("*.json"))) == 2  # its key and "any hint"
     trace = []  # another planner's search of the same plan from another hint: found, no run
-    assert throughput_rps(plan, sc, tcfg, ThroughputCache(tmp_path / "other"), hint_rps=fresh * 3, trace=trace) == fresh
+    again = ThroughputCache(tmp_path / "other")
+    assert throughput_rps(plan, sc, tcfg, again, hint_rps=fresh * 3, trace=trace) == fresh
     assert trace == []
 
