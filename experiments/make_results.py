@@ -92,13 +92,13 @@ def one_process_overrides(name: str) -> list[str]:
 
 def _launcher_of(name: str, depth: int = 0) -> str | None:
     """The hydra/launcher an experiment file overrides to, following the experiment files it extends."""
-    import yaml
+    from sim.common.io import read_yaml
 
     path = PROJECT_ROOT / "conf" / "experiment" / f"{name}.yaml"
     if depth > 8 or not path.is_file():
         return None
     found = None
-    for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults") or []:
+    for entry in read_yaml(path, "experiment file").get("defaults") or []:
         if isinstance(entry, dict) and "override /hydra/launcher" in entry:
             found = entry["override /hydra/launcher"]
         elif isinstance(entry, str) and entry != "_self_":  # another experiment this one extends
