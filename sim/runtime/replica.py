@@ -197,14 +197,13 @@ class Engine:
                 # A batch with prefill work: its cost-model time, memoized by shape for the run (a prompt
                 # length recurs across the replicas of a tier; decode-only batches never come here). The memo
                 # stops growing at STEP_TIMES_MAX shapes, so a run of millions of requests stays in bounded memory.
-                # Keyed by the shape's fields as a plain tuple: hashing one is C, a dataclass's __hash__ is Python.
+                # Keyed by the shape's fields as a plain tuple (Step.key): hashing one is C, a dataclass's __hash__
+                # is Python, and the BatchShape is built only on a miss.
                 times = self.replica.step_times
-                sh = step.shape
-                key = (sh.prefill_tokens, sh.prefill_attn_pairs, sh.num_prefill_seqs, sh.decode_seqs,
-                       sh.decode_ctx_tokens)
+                key = step.key
                 t = times.get(key)
                 if t is None:
-                    t = self.cost.iteration_time_s(sh)
+                    t = self.cost.iteration_time_s(BatchShape(*key))
                     if len(times) < STEP_TIMES_MAX:
                         times[key] = t
                 t *= self.replica.slowdown
