@@ -88,6 +88,10 @@ class Engine:
         self._queue = env._queue
         self._eid = env._eid
         self._on_boundary = self._boundary  # one bound method for every boundary
+        # Pre-cut jumps (_precut): the flow, where it has armed this engine as the only one that its arrivals reach
+        # (CascadeFlow.arm_precut); _precut_s: the arrival time the jump in flight was planned to be cut at, else -1.
+        self._precut = None
+        self._precut_s = -1.0
         # Fast mode keeps the decode batch as aggregates (sim.runtime.decode_batch), so a jump or a finish costs
         # O(log n) rather than passes over the batch.
         self.batch = DecodeBatch(self.kv.block_size) if self.fast else None
@@ -108,7 +112,10 @@ class Engine:
             # A non-empty waiting queue at a jump means its head is blocked (memory or max_num_seqs) for the
             # whole jump, and FCFS keeps newcomers behind it; only the first newcomer can change the batch.
             self._jumping = False
-            self._cut_jump(seq.enqueue_s)
+            if seq.enqueue_s == self._precut_s:
+                self._precut_s = -1.0  # the jump was planned to end where this arrival cuts it (_precut)
+            else:
+                self._cut_jump(seq.enqueue_s)
 
     def set_cost(self, cost) -> None:
         """A new cost model from now on (a degraded link); the iterations in flight keep their times."""
@@ -323,12 +330,55 @@ class Engine:
         if k == 1:
             self._pending = _new(DecodeRun, (None, now, n, ctx, 1, end, False))
         else:
+            if self._precut is not None:
+                k, end = self._precut_jump(k, end)
             self._pending = _new(DecodeRun, (None, now, n, ctx, k, end, True))
             self._jumping = True
         self._gen = gen = self._gen + 1
         now = self.env._now  # _at's push, inline
         d = end - now
         heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
+
+    def _precut_jump(self, k: int, end: float) -> tuple[int, float]:
+        """A jump of k iterations ending at end, planned where the next arrival of the workload is known to reach
+        this engine with nothing waiting (CascadeFlow.arm_precut): end it at the boundary its cut would make
+        (the first iteration end strictly after the arrival, _cut_jump's arithmetic), so that no cut and no stale
+        boundary entry are needed. The arrival then finds the jump ending there (submit). Where the new end lies
+        within 1e-12 (relative) of an arrival, or the arrival within that of it, the event loop's clock sums (exact
+        only to an ulp) could order them otherwise than the cut would, so the jump is planned whole instead."""
+        flow = self._precut
+        i = flow.next_arrival
+        if i >= flow.num_requests:
+            return k, end
+        if not flow.fits_everywhere[i]:
+            while i < flow.num_requests and not flow.fits_everywhere[i] and not flow.precut_reaches(i):
+                i += 1  # a request that does not fit the tier is dropped at its arrival, before any engine sees it
+            if i >= flow.num_requests:
+                return k, end
+        arrival_s = flow.arrival_s
+        t = arrival_s[i]
+        if t >= end:
+            return k, end
+        s0, a, b, f, n, c0, j, _ = self._seg
+        j0 = j - k
+        cut = segment_count_le(s0, a, b, f, n, c0, j0, k, t) + 1
+        if cut >= k:
+            return k, end
+        j = j0 + cut
+        cut_end = segment_end(s0, a, b, f, n, c0, j)
+        margin = 1e-12 * cut_end
+        if cut_end - t <= margin:
+            return k, end
+        # the arrivals after i (sorted; those before it have come), none within the margin of the new end
+        last = flow.num_requests - 1
+        while i < last and arrival_s[i + 1] < cut_end - margin:
+            i += 1
+        if i < last and arrival_s[i + 1] <= cut_end + margin:
+            return k, end
+        self._seg = (s0, a, b, f, n, c0, j, cut_end)
+        self._jump_blocks = -1  # counted at the jump's end, as after a cut
+        self._precut_s = t
+        return cut, cut_end
 
     def _finish_step(self, step, end: float) -> None:
         if step.decodes is None:  # the decode batch, as aggregates (fast mode)
