@@ -183,7 +183,7 @@ class CascadeFlow:
             env = self.env
             if t > env._now:  # EventLoop.call_at's entry, pushed here (once per request)
                 d = t - env._now
-                heappush(env._queue, (env._now + d, NORMAL, next(env._eid), (self._on_arrival, i)))
+                heappush(env._queue, (env._now + d, NORMAL, next(env._eid), self._on_arrival, i))
             else:
                 self._arrivals_from(i)
 

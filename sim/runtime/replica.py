@@ -178,7 +178,7 @@ class Engine:
         self._gen = gen = self._gen + 1
         now = self.env._now
         d = t - now
-        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
+        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), self._on_boundary, gen))
 
     def _next(self) -> None:
         """At an iteration boundary (self.clock): schedule the next iteration(s), or go idle."""
@@ -221,7 +221,7 @@ class Engine:
                 end = now + t
                 now = self.env._now  # _at's push, inline (once per prefill)
                 d = end - now
-                heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
+                heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), self._on_boundary, gen))
                 return
             self._jump_blocks = -1
             run = self._pending = self._plan_decode(step, now)
@@ -249,7 +249,7 @@ class Engine:
             self._gen = gen = self._gen + 1
             now = self.env._now  # _at's push, inline
             d = end - now
-            heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
+            heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), self._on_boundary, gen))
 
     def _boundary(self, gen: int) -> None:
         if gen != self._gen:
@@ -337,7 +337,7 @@ class Engine:
         self._gen = gen = self._gen + 1
         now = self.env._now  # _at's push, inline
         d = end - now
-        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
+        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), self._on_boundary, gen))
 
     def _precut_jump(self, k: int, end: float) -> tuple[int, float]:
         """A jump of k iterations ending at end, planned where the next arrival of the workload is known to reach
