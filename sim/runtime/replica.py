@@ -88,6 +88,7 @@ class Engine:
         self._queue = env._queue
         self._eid = env._eid
         self._on_boundary = self._boundary  # one bound method for every boundary
+        self._log = replica.iteration_log  # fixed for the run (the simulator's record_iterations)
         # Pre-cut jumps (_precut): the flow, where it has armed this engine as the only one that its arrivals reach
         # (CascadeFlow.arm_precut); _precut_s: the arrival time the jump in flight was planned to be cut at, else -1.
         self._precut = None
@@ -214,7 +215,7 @@ class Engine:
                     if len(times) < STEP_TIMES_MAX:
                         times[key] = t
                 t *= self.replica.slowdown
-                if self.replica.iteration_log is not None:
+                if self._log is not None:
                     self._record(now, t, 1, step.shape)
                 self._pending = _new(PrefillIteration, (step, now, t))
                 self._gen = gen = self._gen + 1
@@ -256,24 +257,25 @@ class Engine:
             return  # stale: the jump was cut short, or the engine was stopped
         run, self._pending = self._pending, None  # consumed: a later stop() must not settle it again
         if type(run) is PrefillIteration:
-            end = run.start_s + run.duration_s
+            step, start, duration = run
+            end = start + duration
             self.clock = end
-            self.busy_s += run.duration_s
+            self.busy_s += duration
             self.iterations += 1
-            self._finish_step(run.step, end)
+            self._finish_step(step, end)
         else:
-            now, k, end = run.start_s, run.iterations, run.end_s
-            if run.jump:
+            seqs, now, n, ctx, k, end, jump = run
+            if jump:
                 self.jumps += 1
             self._jumping = False
             self.busy_s += end - now
             self.iterations += k
-            if self.replica.iteration_log is not None:
-                self._record(now, end - now, k, None, run.n, run.ctx_tokens)
+            if self._log is not None:
+                self._record(now, end - now, k, None, n, ctx)
             self.clock = end
             batch = self.batch
             if batch is None:
-                self._advance(run.seqs, k, end)
+                self._advance(seqs, k, end)
             else:  # _advance's fast-mode half, inline (the hot path)
                 if k > 1:
                     blocks = self._jump_blocks
