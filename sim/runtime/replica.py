@@ -237,20 +237,28 @@ class Engine:
         k = run.iterations
         if k == 1:
             return
-        # the boundaries up to the first strictly after the arrival, in the jump's decode segment
-        s0, a, b, f, n, c0, j, _ = self._seg
-        j0 = j - k
-        cut = segment_count_le(s0, a, b, f, n, c0, j0, k, arrival_s) + 1
-        if cut < k:
+        shorter = self._cut_segment(k, arrival_s)
+        if shorter is not None:
+            cut, self._seg = shorter
+            end = self._seg[7]
             self._jump_blocks = -1
-            j = j0 + cut
-            end = segment_end(s0, a, b, f, n, c0, j)
-            self._seg = (s0, a, b, f, n, c0, j, end)
             self._pending = _new(DecodeRun, (run.seqs, run.start_s, run.n, run.ctx_tokens, cut, end, True))
             self._gen = gen = self._gen + 1
             now = self.env._now  # _at's push, inline
             d = end - now
             heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), self._on_boundary, gen))
+
+    def _cut_segment(self, k: int, t: float) -> tuple[int, tuple] | None:
+        """The jump in flight (its k iterations end the current decode segment) cut at the first boundary strictly
+        after t: (the iterations it keeps, the decode segment as of their end), or None where that boundary is the
+        jump's own end."""
+        s0, a, b, f, n, c0, j, _ = self._seg
+        j0 = j - k
+        cut = segment_count_le(s0, a, b, f, n, c0, j0, k, t) + 1
+        if cut >= k:
+            return None
+        j = j0 + cut
+        return cut, (s0, a, b, f, n, c0, j, segment_end(s0, a, b, f, n, c0, j))
 
     def _boundary(self, gen: int) -> None:
         if gen != self._gen:
@@ -344,7 +352,7 @@ class Engine:
     def _precut_jump(self, k: int, end: float) -> tuple[int, float]:
         """A jump of k iterations ending at end, planned where the next arrival of the workload is known to reach
         this engine with nothing waiting (CascadeFlow.arm_precut): end it at the boundary its cut would make
-        (the first iteration end strictly after the arrival, _cut_jump's arithmetic), so that no cut and no stale
+        (the first iteration end strictly after the arrival, _cut_segment, as _cut_jump), so that no cut and no stale
         boundary entry are needed. The arrival then finds the jump ending there (submit). Where the new end lies
         within 1e-12 (relative) of an arrival, or the arrival within that of it, the event loop's clock sums (exact
         only to an ulp) could order them otherwise than the cut would, so the jump is planned whole instead."""
@@ -361,13 +369,11 @@ class Engine:
         t = arrival_s[i]
         if t >= end:
             return k, end
-        s0, a, b, f, n, c0, j, _ = self._seg
-        j0 = j - k
-        cut = segment_count_le(s0, a, b, f, n, c0, j0, k, t) + 1
-        if cut >= k:
+        shorter = self._cut_segment(k, t)
+        if shorter is None:
             return k, end
-        j = j0 + cut
-        cut_end = segment_end(s0, a, b, f, n, c0, j)
+        cut, seg = shorter
+        cut_end = seg[7]
         margin = 1e-12 * cut_end
         if cut_end - t <= margin:
             return k, end
@@ -377,7 +383,7 @@ class Engine:
             i += 1
         if i < last and arrival_s[i + 1] <= cut_end + margin:
             return k, end
-        self._seg = (s0, a, b, f, n, c0, j, cut_end)
+        self._seg = seg
         self._jump_blocks = -1  # counted at the jump's end, as after a cut
         self._precut_s = t
         return cut, cut_end
