@@ -178,7 +178,7 @@ class CascadeFlow:
                     self.units.attach(seq, i)
                 routers[tier].route(seq)
         i += 1
-        if i < len(arrival_s):
+        if i < self.num_requests:
             t = arrival_s[i]
             env = self.env
             if t > env._now:  # EventLoop.call_at's entry, pushed here (once per request)
@@ -362,7 +362,7 @@ class CascadeFlow:
         self.area += self.in_system * (now - self._last_change)
         self._last_change = now
         self.in_system -= 1
-        if self.finished == len(self.arrival_s) and not self.done.triggered:
+        if self.finished == self.num_requests and not self.done.triggered:
             self.done.succeed()
 
     def on_drop(self, seq: Seq, reason: str, now: float) -> None:
@@ -387,7 +387,7 @@ class CascadeFlow:
         self._count(-1, now)
         if self.arrivals is not None:
             self.arrivals.on_finish(i, now)
-        if self.finished == len(self.arrival_s) and not self.done.triggered:
+        if self.finished == self.num_requests and not self.done.triggered:
             self.done.succeed()
 
     def requeue(self, seq: Seq) -> None:
