@@ -131,19 +131,25 @@ class CascadeServePlanner:
             raise ConfigError(f"planner {self.name}: load_levels must be positive rate multiples, "
                               f"got {self.load_levels!r}")
 
-    def gear(self, ctx: SearchContext, rate_factor: float):
-        """Best grid thresholds for one load level: meet q_min, then lowest estimated worst-tier p95."""
+    def candidates(self, ctx: SearchContext) -> list[tuple]:
+        """(thresholds, quality, GPUs, loads at the planned rate) of every grid point that meets q_min: the same at
+        every load level, so made once per plan."""
         grid = np.arange(0.0, 100.0 + 1e-9, self.grid_step)
         c = ctx.num_tiers - 1
-        best = None
+        out = []
         for th in np.array(np.meshgrid(*[grid] * c, indexing="ij")).reshape(c, -1).T:
             q = ctx.quality(th)
             if q < ctx.problem.q_min - 1e-9:
                 continue
             final = final_tiers(ctx.sample.scores, th, ctx.accepts)
             mask = reach_mask(final, ctx.num_tiers, accepts=ctx.accepts)
-            gpus = proportional_gpus(ctx, load_weights(ctx, mask))
-            loads = ctx.loads_from_mask(mask)
+            out.append((th, q, proportional_gpus(ctx, load_weights(ctx, mask)), ctx.loads_from_mask(mask)))
+        return out
+
+    def gear(self, ctx: SearchContext, rate_factor: float, candidates: list[tuple] | None = None):
+        """Best grid thresholds for one load level: meet q_min, then lowest estimated worst-tier p95."""
+        best = None
+        for th, q, gpus, loads in (self.candidates(ctx) if candidates is None else candidates):
             loads = [replace(ld, rate_rps=ld.rate_rps * rate_factor, key=ld.key + (rate_factor,)) for ld in loads]
             tables = ctx.tables(loads)
             lat = max(float(t.latency_s[g]) for t, g in zip(tables, gpus))
@@ -159,8 +165,9 @@ class CascadeServePlanner:
 
         gears = []
         chosen = None
+        candidates = self.candidates(ctx)
         for level in sorted(set(self.load_levels) | {1.0}):
-            g = self.gear(ctx, level)
+            g = self.gear(ctx, level, candidates)
             if g is None:
                 raise ConfigError(f"planner {self.name}: no grid thresholds meet q_min {problem.q_min:.2f}; "
                                   "lower q_min or q_min_level")

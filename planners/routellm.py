@@ -11,7 +11,9 @@ workload's quality datasets (CascadePlan.routes), so the simulator looks routes 
 """
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -22,11 +24,40 @@ from sim.workload.types import Workload
 
 from planners.baselines import load_weights, proportional_gpus
 from sim.spec.plan import CascadePlan
-from planners.text_router import (SoftmaxRegression, TfidfVocabulary, out_of_fold_proba, route_at,
+from planners import plan_cache
+from planners.text_router import (RouterFeatures, SoftmaxRegression, out_of_fold_proba, route_at, router_features,
                                   sufficient_tier, term_counts)
 from planners.search import SearchContext
 
 CONFIDENCE_GRID = np.round(np.linspace(0.0, 1.0, 201), 4)
+# Router features by (prompt pool, training questions, vectoriser settings): the quality levels of a sweep train on
+# the same questions with other labels. A few MB each (sparse TF-IDF matrices of a few thousand prompts); the
+# oldest go first. Off with the planning cache (CASCADESIM_PLAN_CACHE_MB=0).
+MAX_FEATURE_SETS = 16
+_FEATURES: OrderedDict[tuple, tuple[RouterFeatures, float]] = OrderedDict()
+# Fitted routers (out-of-fold probabilities and the final model) by features and labels: about 0.5 MB each.
+MAX_FITS = 64
+_FITS: OrderedDict[tuple, tuple[tuple, float]] = OrderedDict()
+for _memo in (_FEATURES, _FITS):
+    plan_cache.register_clear(_memo.clear)
+
+
+def _remembered(memo: OrderedDict, key: tuple, build):
+    """(build(), 0.0), or (the value memo keeps for key, the seconds its build took) with those seconds charged to
+    the plan (planners.plan_cache's counter, which make_plan adds to plan_s). Nothing is kept with the planning cache
+    off; the oldest entries go past MAX_FEATURE_SETS / MAX_FITS."""
+    if key in memo:
+        memo.move_to_end(key)
+        value, build_s = memo[key]
+        plan_cache.CACHE.charge(build_s)
+        return value, build_s
+    t0 = time.perf_counter()
+    value = build()
+    if plan_cache.CACHE.enabled:
+        memo[key] = (value, time.perf_counter() - t0)
+        while len(memo) > (MAX_FEATURE_SETS if memo is _FEATURES else MAX_FITS):
+            memo.popitem(last=False)
+    return value, 0.0
 
 
 @dataclass(frozen=True)
@@ -68,31 +99,57 @@ class RouteLLMPlanner:
                               f"got l2 {self.l2}, folds {self.folds}, ngram {self.ngram}, min_df {self.min_df}, "
                               f"max_iter {self.max_iter}")
 
-    def _fit(self, docs: list, labels: np.ndarray, num_classes: int):
-        vocab = TfidfVocabulary.fit(docs, self.ngram, self.min_df, self.max_features)
-        return vocab, SoftmaxRegression.fit(vocab.transform(docs), labels, num_classes, self.l2, self.max_iter)
+    def features(self, workload: Workload, qids: np.ndarray) -> tuple[RouterFeatures, tuple, float]:
+        """(the label-independent features, their memo key, seconds charged): built once per process for equal
+        prompt pool, training questions and vectoriser settings (_FEATURES)."""
+        pool_ids, pool_texts = workload_prompt_pool(workload.meta)
+        h = hashlib.sha256()
+        for part in (pool_ids.tolist(), pool_texts.tolist(), qids.tolist()):
+            h.update(repr(part).encode())
+        key = (h.hexdigest(), self.ngram, self.min_df, self.max_features, self.folds)
+
+        def build() -> RouterFeatures:
+            pool_docs = term_counts(pool_texts.tolist(), self.ngram)
+            doc_of = dict(zip(pool_ids.tolist(), pool_docs))
+            missing = [q for q in qids.tolist() if q not in doc_of]
+            if missing:
+                raise ConfigError(f"planner {self.name}: question {missing[0]!r} of workload {workload.name!r} has no "
+                                  "prompt text; a learned router needs quality.columns.prompt or a dataset with a "
+                                  "prompt table")
+            docs = [doc_of[q] for q in qids.tolist()]
+            return router_features(docs, qids, self.folds, pool_docs, self.ngram, self.min_df, self.max_features)
+
+        feats, charged_s = _remembered(_FEATURES, key, build)
+        return feats, key, charged_s
+
+    def fits(self, feats: RouterFeatures, feats_key: tuple, labels: np.ndarray, num_classes: int):
+        """((out-of-fold probabilities, final model), seconds charged): the fits read the features and the labels
+        only, and the labels of several quality requirements often coincide (scores come in steps: coding's are 0 or
+        100, so every level of a seed has the same labels), so they are kept by labels too (_FITS)."""
+        key = (feats_key, labels.tobytes(), num_classes, self.l2, self.max_iter)
+
+        def build():
+            fit = lambda x, y: SoftmaxRegression.fit(x, y, num_classes, self.l2, self.max_iter)  # noqa: E731
+            oof = out_of_fold_proba(feats, labels, num_classes, fit)
+            model = fit(feats.x, labels)
+            unscored = oof.sum(axis=1) == 0  # a fold held every question (tiny sets): fall back to in-sample
+            if unscored.any():
+                oof[unscored] = model.predict_proba(feats.x[np.nonzero(unscored)[0]])
+            oof.flags.writeable = False  # shared by later trains
+            return oof, model
+
+        return _remembered(_FITS, key, build)
 
     def train(self, workload: Workload, q_min: float) -> RouterModel:
         """Fit on the workload's distinct questions, calibrate the confidence on its requests, predict the pool."""
         t0 = time.perf_counter()
-        pool_ids, pool_texts = workload_prompt_pool(workload.meta)
-        pool_docs = term_counts(pool_texts.tolist(), self.ngram)
-        doc_of = dict(zip(pool_ids.tolist(), pool_docs))
         c = workload.num_tiers
         target = q_min if self.target_score is None else float(self.target_score)
         qids, first = np.unique(workload.question_ids, return_index=True)
-        missing = [q for q in qids.tolist() if q not in doc_of]
-        if missing:
-            raise ConfigError(f"planner {self.name}: question {missing[0]!r} of workload {workload.name!r} has no prompt "
-                              "text; a learned router needs quality.columns.prompt or a dataset with a prompt table")
-        docs = [doc_of[q] for q in qids.tolist()]
+        feats, feats_key, reused_s = self.features(workload, qids)
         labels = sufficient_tier(workload.scores[first], target)
-        fit = lambda t, y: self._fit(t, y, c)  # noqa: E731
-        oof = out_of_fold_proba(docs, labels, qids, c, self.folds, fit)
-        vocab, model = fit(docs, labels)
-        unscored = oof.sum(axis=1) == 0  # a fold held every question (tiny sets): fall back to in-sample
-        if unscored.any():
-            oof[unscored] = model.predict_proba(vocab.transform([docs[i] for i in np.nonzero(unscored)[0]]))
+        (oof, model), fits_reused_s = self.fits(feats, feats_key, labels, c)
+        reused_s += fits_reused_s
         # Confidence: the lowest whose routing of the planning requests meets q_min (request-weighted).
         row = np.searchsorted(qids, workload.question_ids)
         n = workload.num_requests
@@ -102,10 +159,11 @@ class RouteLLMPlanner:
             if workload.scores[np.arange(n), tier].mean() >= q_min - 1e-9:
                 confidence = float(conf)
                 break
-        proba = model.predict_proba(vocab.transform(pool_docs))
+        proba = model.predict_proba(feats.x_pool)
         counts = np.bincount(labels[np.searchsorted(qids, workload.question_ids)], minlength=c)
+        pool_ids, _ = workload_prompt_pool(workload.meta)
         return RouterModel(target, confidence, pool_ids, proba, route_at(proba, confidence), int(counts.argmax()),
-                           int(qids.size), time.perf_counter() - t0)
+                           int(qids.size), time.perf_counter() - t0 + reused_s)
 
     def plan(self, problem) -> CascadePlan:
         t0 = time.perf_counter()

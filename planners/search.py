@@ -1,9 +1,13 @@
 """Search context shared by Cascadia and the baselines: per-tier loads from thresholds, cached tables, plans."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from sim.common.errors import ConfigError
+
+from planners import plan_cache
 
 from planners.disagg import DISAGG_MARGIN, DISAGG_MAX_UTILISATION, disagg_load_factor
 from planners.estimator import SATURATED_S, TierLoad, alone_latency_s, arrival_ca2, rate_profile
@@ -34,7 +38,9 @@ def quantile_linear(x: np.ndarray, q: float) -> float:
 
 class SearchContext:
     """Caches for one planning call (tables keyed on the exact set of requests reaching a tier); created per
-    plan() so planners stay pure functions of the problem."""
+    plan() so planners stay pure functions of the problem. Replica models and tables also go to the process cache
+    (planners.plan_cache), keyed on the content of everything they read, so later plans on equal inputs (the other
+    planners of a job, the other quality levels of a seed) take them instead of building them again."""
 
     def __init__(self, problem, parallelism_search: bool = True, disaggregation: str = "colocated"):
         """disaggregation: colocated (every tier colocated), best (the search may also disaggregate a tier: P prefill
@@ -64,53 +70,119 @@ class SearchContext:
         # meets the same loads again and again (on 32 GPUs 111 allocation steps see 49 distinct loads, and 2,679
         # objective evaluations 681 distinct allocations), and the answer is a pure function of them.
         self._by_loads: dict[tuple, object] = {}
-        self.tables_built = 0
+        self._loads: dict[tuple, TierLoad] = {}  # (tier, requests) -> its load
+        self._cascade_loads: dict[tuple, list[TierLoad]] = {}  # thresholds -> the tiers' loads
+        self._quality: dict[tuple, float] = {}  # thresholds -> quality
+        self.tables_built = 0  # tables this plan needed (built here or taken from the process cache)
+        self.tables_reused = 0  # of which taken from the process cache (planners.plan_cache)
+        self.reused_s = 0.0  # build seconds of what was taken from the process cache, charged to this plan
+        self._cache = plan_cache.CACHE if plan_cache.CACHE.enabled else None
+        self._key = None if self._cache is None else plan_cache.context_key(
+            problem, self.sample, self.ca2, self.profile, self.window, self.local_factor, self.configs,
+            disaggregation, self.table_gate)
+        self._entries: dict[tuple, plan_cache.LoadEntry] = {}  # (tier, requests) -> the process cache's entry
+        self._built_here: set[tuple] = set()  # ((tier, requests), rate_rps) of the tables this context built
 
     # ---- loads -----------------------------------------------------------------------------------
     def loads_from_mask(self, mask: np.ndarray) -> list[TierLoad]:
-        """mask (n_sample, C): which sampled requests each tier serves; rates scale the real rate."""
+        """mask (n_sample, C): which sampled requests each tier serves; rates scale the real rate. A tier's load is
+        made once per set of requests (a threshold search meets the same sets again and again)."""
         rate = self.problem.rate_rps
         n = mask.shape[0]
         loads = []
         for i in range(self.num_tiers):
             m = mask[:, i]
-            loads.append(TierLoad(rate * m.sum() / n, self.sample.input_tokens[m],
-                                  self.sample.output_tokens[m, i], self.ca2, (i, m.tobytes()), self.window[m],
-                                  self.profile, self.local_factor[:, m],
-                                  self.sample.arrival_s[m]))
+            key = (i, m.tobytes())
+            load = self._loads.get(key) if m.dtype == bool else None
+            if load is None:
+                load = TierLoad(rate * m.sum() / n, self.sample.input_tokens[m], self.sample.output_tokens[m, i],
+                                self.ca2, key, self.window[m], self.profile, self.local_factor[:, m],
+                                self.sample.arrival_s[m])
+                if m.dtype == bool:
+                    self._loads[key] = load
+            loads.append(load)
         return loads
 
     def cascade_loads(self, thresholds) -> list[TierLoad]:
-        final = final_tiers(self.sample.scores, thresholds, self.accepts)
-        return self.loads_from_mask(reach_mask(final, self.num_tiers, thresholds, self.accepts))
+        key = tuple(float(h) for h in thresholds)
+        if key not in self._cascade_loads:
+            final = final_tiers(self.sample.scores, thresholds, self.accepts)
+            self._cascade_loads[key] = self.loads_from_mask(reach_mask(final, self.num_tiers, thresholds, self.accepts))
+        return list(self._cascade_loads[key])
 
     def quality(self, thresholds) -> float:
-        w = self.problem.workload
-        return quality(w.scores, final_tiers(w.scores, thresholds, self._accepts_all))
+        """Mean real score of the workload's answers under the thresholds (kept per thresholds: the search and its
+        repair moves ask again for the same ones)."""
+        key = tuple(float(h) for h in thresholds)
+        if key not in self._quality:
+            w = self.problem.workload
+            self._quality[key] = quality(w.scores, final_tiers(w.scores, thresholds, self._accepts_all))
+        return self._quality[key]
 
     # ---- tables ----------------------------------------------------------------------------------
     def replica_models(self, load: TierLoad):
         """The tier's candidate replica models for this load, kept by (tier, requests): a model reads the load's
         requests (lengths, arrival times, rate windows) and not its rate, which only the table divides by capacity,
-        so loads that differ in rate alone (CascadeServe's gears) share their models."""
-        i = load.key[0]
+        so loads that differ in rate alone (CascadeServe's gears) share their models. Taken from the process cache
+        (planners.plan_cache) when an earlier plan built them on equal inputs, its build seconds charged here."""
         key = load.key[:2]
         if key not in self._models:
-            models = []
-            if load.num_requests and self.disaggregation != "disaggregated":
-                models = replica_models(self.problem, i, load, self.configs[i], self._cost_memo)
-            if load.num_requests and self.disaggregation != "colocated":
-                models = models + disaggregated_models(self.problem, i, load, self.configs[i], self._cost_memo)
-            self._models[key] = models
+            shared = self._load_key(load)
+            entry = None if shared is None else self._cache.get(shared)
+            if entry is not None:
+                self._charge(entry.models_build_s)
+            else:
+                t0 = time.perf_counter()
+                entry = plan_cache.LoadEntry(self._build_models(load), 0.0)
+                entry.models_build_s = time.perf_counter() - t0
+                if shared is not None:
+                    self._cache.put(shared, entry)
+            self._entries[key] = entry
+            self._models[key] = entry.models
         return self._models[key]
+
+    def _build_models(self, load: TierLoad) -> list:
+        i = load.key[0]
+        models = []
+        if load.num_requests and self.disaggregation != "disaggregated":
+            models = replica_models(self.problem, i, load, self.configs[i], self._cost_memo)
+        if load.num_requests and self.disaggregation != "colocated":
+            models = models + disaggregated_models(self.problem, i, load, self.configs[i], self._cost_memo)
+        return models
+
+    def _load_key(self, load: TierLoad) -> tuple | None:
+        """The process cache's key of a load made by loads_from_mask: (tier, the mask's bytes) after the context's
+        key; None (not shared) with the cache off or for a load keyed some other way."""
+        key = load.key
+        if self._cache is None or len(key) < 2 or not isinstance(key[1], bytes) or \
+                len(key[1]) != self.sample.num_requests:
+            return None
+        return self._key + (int(key[0]), key[1])
+
+    def _charge(self, seconds: float) -> None:
+        self.reused_s += seconds
+        self._cache.charge(seconds)
 
     def table(self, load: TierLoad) -> TierTable:
         if load.key not in self._tables:
             self.tables_built += 1
             models = self.replica_models(load)
-            self._tables[load.key] = latency_table(models, load.rate_rps, self.num_gpus,
-                                                   self.problem.slo_attainment, empty=load.num_requests == 0,
-                                                   **self.table_gate)
+            entry = self._entries[load.key[:2]]
+            rate = float(load.rate_rps)
+            if rate in entry.tables:  # the entry holds this rate's table (built by an earlier plan unless here)
+                table, build_s = entry.tables[rate]
+                if (load.key[:2], rate) not in self._built_here:
+                    self.tables_reused += 1
+                    self._charge(build_s)
+            else:
+                self._built_here.add((load.key[:2], rate))
+                t0 = time.perf_counter()
+                table = latency_table(models, load.rate_rps, self.num_gpus, self.problem.slo_attainment,
+                                      empty=load.num_requests == 0, **self.table_gate)
+                shared = self._load_key(load)
+                if shared is not None:
+                    self._cache.add_table(shared, entry, rate, table, time.perf_counter() - t0)
+            self._tables[load.key] = table
         return self._tables[load.key]
 
     def tables(self, loads: list[TierLoad]) -> list[TierTable]:

@@ -195,17 +195,46 @@ def fold_of(question_ids: np.ndarray, folds: int) -> np.ndarray:
     return np.array([zlib.crc32(q.encode()) % folds for q in question_ids.tolist()], dtype=np.int64)
 
 
-def out_of_fold_proba(docs: list[Counter], labels: np.ndarray, question_ids: np.ndarray, num_classes: int,
-                      folds: int, fit) -> np.ndarray:
-    """Probabilities of each training question from a model that did not see it (k-fold cross-fitting), so the
-    routing confidence is calibrated on predictions as unseen test prompts will get them."""
+@dataclass(frozen=True)
+class RouterFeatures:
+    """What the router's fits read besides the labels: per cross-fitting fold, the vocabulary of its training
+    questions with their TF-IDF matrix and its held-out questions' matrix (None for a fold that is empty or holds
+    every question); the vocabulary and matrix of all training questions, and the prompt pool's matrix."""
+
+    folds: tuple  # per fold: (held-out mask, training rows, vocabulary, x_train, x_held_out) or None
+    vocab: TfidfVocabulary
+    x: sp.csr_matrix
+    x_pool: sp.csr_matrix
+
+
+def router_features(docs: list[Counter], question_ids: np.ndarray, folds: int, pool_docs: list[Counter],
+                    ngram: int = 2, min_df: int = 2, max_features: int = 20_000) -> RouterFeatures:
+    """The label-independent part of out_of_fold_proba and the final fit, computed once: a router trained at several
+    quality requirements on the same questions differs only in its labels."""
     fold = fold_of(question_ids, folds)
-    proba = np.zeros((len(docs), num_classes))
+    per_fold = []
     for f in range(folds):
         test = fold == f
         if not test.any() or test.all():
+            per_fold.append(None)
             continue
         train = np.nonzero(~test)[0]
-        vocab, model = fit([docs[i] for i in train], labels[train])
-        proba[test] = model.predict_proba(vocab.transform([docs[i] for i in np.nonzero(test)[0]]))
+        train_docs = [docs[i] for i in train]
+        vocab = TfidfVocabulary.fit(train_docs, ngram, min_df, max_features)
+        per_fold.append((test, train, vocab, vocab.transform(train_docs),
+                         vocab.transform([docs[i] for i in np.nonzero(test)[0]])))
+    vocab = TfidfVocabulary.fit(docs, ngram, min_df, max_features)
+    return RouterFeatures(tuple(per_fold), vocab, vocab.transform(docs), vocab.transform(pool_docs))
+
+
+def out_of_fold_proba(features: RouterFeatures, labels: np.ndarray, num_classes: int, fit) -> np.ndarray:
+    """Probabilities of each training question from a model that did not see it (k-fold cross-fitting), so the
+    routing confidence is calibrated on predictions as unseen test prompts will get them. fit(x, y) -> a model with
+    predict_proba; rows of a fold that held every question stay 0."""
+    proba = np.zeros((features.x.shape[0], num_classes))
+    for part in features.folds:
+        if part is None:
+            continue
+        test, train, _, x_train, x_test = part
+        proba[test] = fit(x_train, labels[train]).predict_proba(x_test)
     return proba

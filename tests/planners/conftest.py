@@ -101,6 +101,16 @@ def make_problem(num_tiers=2, num_nodes=1, gpus_per_node=8, rate_rps=4.0, q_min=
     return PlanningProblem(cascade, cluster, wl, q_min, cost_fn=roofline_cost_fn(cluster), **kw)
 
 
+@pytest.fixture(autouse=True)
+def _cold_planning_cache():
+    """Each planner test starts with an empty process planning cache (planners.plan_cache): a test that counts
+    builds, or patches a builder, must not find another test's entries."""
+    from planners import plan_cache
+
+    plan_cache.clear()
+    yield
+
+
 @pytest.fixture
 def small_problem():
     return make_problem()

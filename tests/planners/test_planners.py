@@ -334,6 +334,7 @@ def test_cascadeserve_gears_share_replica_models(problem3, monkeypatch):
     """A replica model reads a load's requests, not its rate: CascadeServe's gears (the same routings at other rates)
     build no model the one-gear plan did not, and the gear at the planned rate is the same plan."""
     import planners.search as search
+    from planners import plan_cache
     from planners.baselines import CascadeServePlanner
 
     built = []
@@ -341,6 +342,7 @@ def test_cascadeserve_gears_share_replica_models(problem3, monkeypatch):
     monkeypatch.setattr(search, "replica_models", lambda *a, **k: built.append(1) or real(*a, **k))
     one = CascadeServePlanner(load_levels=(1.0,)).plan(problem3)
     n_one, built[:] = len(built), []
+    plan_cache.clear()  # the second plan builds its own models (not the first plan's, from the process cache)
     four = CascadeServePlanner().plan(problem3)
     assert n_one > 0 and len(built) == n_one
     assert four.describe() == one.describe() and four.thresholds == one.thresholds
