@@ -162,6 +162,7 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
                        max_context=[t.model.max_context for t in cascade.tiers], slo_stop=slo_stop)
     cl.attach_flow(flow)
     if controller is None:
+        flow.arm_precut()  # a run with one engine: its jumps end where the next arrival would cut them
         env.run()
     else:
         controller.start(env, cl, flow)

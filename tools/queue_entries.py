@@ -40,12 +40,11 @@ class CountingLoop(EventLoop):
         counts = self.counts = collections.Counter()
         queue = self._queue
         while queue:
-            self._now, _, _, event = heappop(queue)
-            if type(event) is not tuple:
+            self._now, _, _, fn, arg = heappop(queue)
+            if fn == self._fire:
                 counts["SimPy event"] += 1
-                self._fire(event)
+                self._fire(arg)
                 continue
-            fn, arg = event
             name = getattr(fn, "__name__", "")
             if name == "_boundary":
                 eng = fn.__self__

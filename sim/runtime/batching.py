@@ -73,11 +73,17 @@ class DecodeStep(NamedTuple):
 class Step(NamedTuple):
     """One iteration that has prefill work: chunks (seq, tokens) and the sequences that decode alongside, or
     None for the engine's whole decode batch, which fast mode keeps as aggregates (sim.runtime.decode_batch). A
-    NamedTuple: immutable like a frozen dataclass, and several times cheaper to build, once per prefill."""
+    NamedTuple: immutable like a frozen dataclass, and several times cheaper to build, once per prefill.
+    key: the batch's BatchShape fields as a plain tuple, in the dataclass's field order (the engine's memo of
+    iteration times is keyed by it; the BatchShape itself is built only where the cost model or the log needs it)."""
 
     chunks: tuple
     decodes: tuple | None
-    shape: BatchShape
+    key: tuple
+
+    @property
+    def shape(self) -> BatchShape:
+        return BatchShape(*self.key)
 
 
 def admit(eng, now: float, token_budget: int, chunked: bool) -> list:
@@ -139,9 +145,9 @@ def admit(eng, now: float, token_budget: int, chunked: bool) -> list:
     return out
 
 
-def _shape(chunks, decodes, decode_seqs: int = 0, decode_ctx_tokens: int = 0) -> BatchShape:
+def _shape(chunks, decodes, decode_seqs: int = 0, decode_ctx_tokens: int = 0) -> tuple:
     """The batch of prefill chunks plus decodes (a list of sequences, or None with the decode batch's size and
-    context given)."""
+    context given), as Step.key: BatchShape's fields in order."""
     tokens = 0
     pairs = 0.0
     for seq, c in chunks:
@@ -151,15 +157,9 @@ def _shape(chunks, decodes, decode_seqs: int = 0, decode_ctx_tokens: int = 0) ->
         decode_seqs = len(decodes)
         for seq in decodes:
             decode_ctx_tokens += seq.prompt_tokens + seq.generated
-    # BatchShape(...) without the frozen dataclass's object.__setattr__ per field (an equal shape at less than
-    # half the cost; once per prefill iteration).
-    shape = _object_new(BatchShape)
-    shape.__dict__.update(prefill_tokens=tokens, prefill_attn_pairs=pairs, num_prefill_seqs=len(chunks),
-                          decode_seqs=decode_seqs, decode_ctx_tokens=decode_ctx_tokens)
-    return shape
+    return (tokens, pairs, len(chunks), decode_seqs, decode_ctx_tokens)
 
 
-_object_new = object.__new__
 _new = tuple.__new__  # builds a NamedTuple from a tuple at half the cost of its constructor (once per iteration)
 
 

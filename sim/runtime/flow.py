@@ -33,6 +33,7 @@ from sim.runtime.batching import Seq
 from sim.runtime.loop import NORMAL
 from sim.runtime.prefix_cache import request_units
 from sim.runtime.records import STATUS_COMPLETED, STATUS_DROPPED, RecordBook
+from sim.runtime.router import TierRouter
 from sim.runtime.slo_stop import SloStop, SloWatch
 
 
@@ -51,6 +52,8 @@ class CascadeFlow:
         # Per-request inputs as array.array columns (per tier: indexed [tier][request]): an item reads as fast as a
         # list's and takes 8 bytes, not a pointer plus a Python number (memory for runs of millions of requests).
         self.arrival_s = _column(workload.arrival_s, "d")
+        self.num_requests = len(self.arrival_s)
+        self.next_arrival = 0  # the workload's next request not yet arrived (read by a pre-cut engine, arm_precut)
         self.input_tokens = _column(workload.input_tokens, "q")
         output_tokens = np.maximum(workload.output_tokens, 1)
         self.output_tokens = [_column(col, "q") for col in output_tokens.T]
@@ -100,6 +103,31 @@ class CascadeFlow:
                 raise ValueError("an SLO stop needs the workload's own arrival times (no arrivals object)")
             self.slo_watch = SloWatch(slo_stop, self.arrival_s, self.book.status)
 
+    def arm_precut(self) -> bool:
+        """Let the engine that every arrival reaches plan its decode jumps to end where the next arrival would cut
+        them (Engine._precut_jump), when the run has exactly one: one tier with replicas, holding one replica with
+        one engine (a plain TierRouter), the workload's own arrival times, cascade routing, and no SLO watch. The
+        caller arms it only without a controller, so no fault, re-plan or load changes that while the run lasts.
+        Such a run has no other entries in its event loop than that engine's boundaries and the arrivals (the
+        last tier answers without a judge), so the pre-cut boundary is ordered among them as the cut's would be.
+        Returns whether it armed one."""
+        if self.arrivals is not None or self.slo_watch is not None or self.direct_tier is not None:
+            return False
+        staffed = [r for r in self.routers if r.replicas]
+        if len(staffed) != 1 or type(staffed[0]) is not TierRouter or len(staffed[0].replicas) != 1:
+            return False
+        engines = staffed[0].replicas[0].engines
+        if len(engines) != 1 or not engines[0]._inline_decode:
+            return False
+        engines[0]._precut = self
+        self._precut_tier = self.routers.index(staffed[0])
+        return True
+
+    def precut_reaches(self, i: int) -> bool:
+        """Armed (arm_precut): whether request i, which does not fit every tier, reaches the one engine (_arrive's
+        _enter finds that its tier takes the visit; else it is dropped for its context at its arrival)."""
+        return self._fits(i, self._precut_tier, self.input_tokens[i])
+
     # ---- bookkeeping of the number in system ----------------------------------------------------
     def _count(self, delta: int, now: float) -> None:
         self.area += self.in_system * (now - self._last_change)
@@ -113,15 +141,19 @@ class CascadeFlow:
         for i in range(i, len(arrival_s)):
             t = arrival_s[i]
             if t > env.now:
+                self.next_arrival = i
                 self._call_at(t, self._on_arrival, i)
                 return
+            self.next_arrival = i + 1
             self._arrive(i, t)
+        self.next_arrival = len(arrival_s)
 
     def _arrival_due(self, i: int) -> None:
         """Request i's arrival entry: _arrive(i) then _arrivals_from(i + 1), the common case inline (one entry per
         request: no SLO watch, no direct routing, a request that fits every tier's context)."""
         arrival_s = self.arrival_s
         now = arrival_s[i]
+        self.next_arrival = i + 1
         if self.slo_watch is not None or self.direct_tier is not None or not self.fits_everywhere[i]:
             self._arrive(i, now)
         else:
@@ -146,12 +178,12 @@ class CascadeFlow:
                     self.units.attach(seq, i)
                 routers[tier].route(seq)
         i += 1
-        if i < len(arrival_s):
+        if i < self.num_requests:
             t = arrival_s[i]
             env = self.env
             if t > env._now:  # EventLoop.call_at's entry, pushed here (once per request)
                 d = t - env._now
-                heappush(env._queue, (env._now + d, NORMAL, next(env._eid), (self._on_arrival, i)))
+                heappush(env._queue, (env._now + d, NORMAL, next(env._eid), self._on_arrival, i))
             else:
                 self._arrivals_from(i)
 
@@ -330,7 +362,7 @@ class CascadeFlow:
         self.area += self.in_system * (now - self._last_change)
         self._last_change = now
         self.in_system -= 1
-        if self.finished == len(self.arrival_s) and not self.done.triggered:
+        if self.finished == self.num_requests and not self.done.triggered:
             self.done.succeed()
 
     def on_drop(self, seq: Seq, reason: str, now: float) -> None:
@@ -355,7 +387,7 @@ class CascadeFlow:
         self._count(-1, now)
         if self.arrivals is not None:
             self.arrivals.on_finish(i, now)
-        if self.finished == len(self.arrival_s) and not self.done.triggered:
+        if self.finished == self.num_requests and not self.done.triggered:
             self.done.succeed()
 
     def requeue(self, seq: Seq) -> None:

@@ -47,13 +47,17 @@ def segment_count_le(s0: float, a: float, b: float, f: float, n: int, c0: int, j
     x = (t - s0) / f if f > 0.0 else 0.0
     disc = alpha * alpha + 4.0 * beta * x
     den = alpha + sqrt(disc) if disc > 0.0 else 0.0
+    hi = j0 + k
     if x <= 0.0:
         j = j0
     elif den > 0.0:
-        j = min(max(int(2.0 * x / den), j0), j0 + k)  # the stable form of the root
+        j = int(2.0 * x / den)  # the stable form of the root, clamped to j0..hi (without min/max calls)
+        if j < j0:
+            j = j0
+        elif j > hi:
+            j = hi
     else:
-        j = j0 + k  # iterations of no cost (a degenerate cost model): stepped down below
-    hi = j0 + k
+        j = hi  # iterations of no cost (a degenerate cost model): stepped down below
     # segment_end, inline (a cut costs these two or three evaluations)
     while j < hi and s0 + ((j + 1) * a + b * ((j + 1) * c0 + n * ((j + 1) * j >> 1))) * f <= t:
         j += 1

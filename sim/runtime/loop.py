@@ -1,11 +1,13 @@
 """The simulator's event loop: SimPy's Environment with plain-callback entries in the same queue for the hot path.
 
 An engine boundary, an arrival and a judge's verdict need no SimPy Event: nothing waits on them but one callback.
-`call(delay, fn, arg)` schedules fn(arg) as a bare (time, NORMAL, eid, (fn, arg)) entry of SimPy's own heap,
+`call_at(t, fn, arg)` schedules fn(arg) as a bare (time, NORMAL, eid, fn, arg) entry of SimPy's own heap,
 with SimPy's own clock arithmetic (now + delay) and its own event ids, so bare entries and SimPy events (processes,
 controllers, the KV links of disaggregated tiers) interleave exactly as the same calls to env.timeout would:
 the order of a run, its clock values and hence its records are those of plain SimPy. A bare entry cannot be
 cancelled either; its owner ignores it when it fires stale. SimPy stays the documented semantics (sim/simulator.py).
+Every entry has the same five fields: SimPy's own events are scheduled as (time, priority, eid, _fire, event), so the
+loop pops and calls without telling the kinds apart (eids are unique, so no comparison reaches the fourth field).
 """
 from __future__ import annotations
 
@@ -14,8 +16,6 @@ from heapq import heappop, heappush
 import simpy
 from simpy.core import EmptySchedule, StopSimulation
 from simpy.events import NORMAL, URGENT, Event
-
-_tuple = tuple
 
 
 class EventLoop(simpy.Environment):
@@ -26,21 +26,22 @@ class EventLoop(simpy.Environment):
         env.timeout(sim.runtime.clock.delay_to(now, t)) made now would be, at the same float time."""
         now = self._now
         d = t - now
-        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (fn, arg)))
+        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), fn, arg))
 
     def call_urgent(self, fn, arg) -> None:
         """Run fn(arg) now, before the normal events of this instant: where SimPy starts a process."""
-        heappush(self._queue, (self._now, URGENT, next(self._eid), (fn, arg)))
+        heappush(self._queue, (self._now, URGENT, next(self._eid), fn, arg))
+
+    def schedule(self, event: Event, priority=NORMAL, delay: float = 0) -> None:
+        """SimPy's schedule, as an entry of this loop's five fields (the event fired by _fire)."""
+        heappush(self._queue, (self._now + delay, priority, next(self._eid), self._fire, event))
 
     def step(self) -> None:
         try:
-            self._now, _, _, event = heappop(self._queue)
+            self._now, _, _, fn, arg = heappop(self._queue)
         except IndexError:
             raise EmptySchedule from None
-        if type(event) is _tuple:
-            event[0](event[1])
-            return
-        self._fire(event)
+        fn(arg)
 
     def _fire(self, event: Event) -> None:
         """SimPy's processing of one popped Event (simpy.core.Environment.step after its pop)."""
@@ -65,14 +66,11 @@ class EventLoop(simpy.Environment):
             if until.callbacks is None:
                 return until.value
             until.callbacks.append(StopSimulation.callback)
-        queue, fire = self._queue, self._fire
+        queue = self._queue
         try:
             while queue:
-                self._now, _, _, event = heappop(queue)
-                if type(event) is _tuple:
-                    event[0](event[1])
-                else:
-                    fire(event)
+                self._now, _, _, fn, arg = heappop(queue)
+                fn(arg)
             raise EmptySchedule
         except StopSimulation as exc:
             return exc.args[0]

@@ -88,6 +88,11 @@ class Engine:
         self._queue = env._queue
         self._eid = env._eid
         self._on_boundary = self._boundary  # one bound method for every boundary
+        self._log = replica.iteration_log  # fixed for the run (the simulator's record_iterations)
+        # Pre-cut jumps (_precut): the flow, where it has armed this engine as the only one that its arrivals reach
+        # (CascadeFlow.arm_precut); _precut_s: the arrival time the jump in flight was planned to be cut at, else -1.
+        self._precut = None
+        self._precut_s = -1.0
         # Fast mode keeps the decode batch as aggregates (sim.runtime.decode_batch), so a jump or a finish costs
         # O(log n) rather than passes over the batch.
         self.batch = DecodeBatch(self.kv.block_size) if self.fast else None
@@ -108,7 +113,10 @@ class Engine:
             # A non-empty waiting queue at a jump means its head is blocked (memory or max_num_seqs) for the
             # whole jump, and FCFS keeps newcomers behind it; only the first newcomer can change the batch.
             self._jumping = False
-            self._cut_jump(seq.enqueue_s)
+            if seq.enqueue_s == self._precut_s:
+                self._precut_s = -1.0  # the jump was planned to end where this arrival cuts it (_precut)
+            else:
+                self._cut_jump(seq.enqueue_s)
 
     def set_cost(self, cost) -> None:
         """A new cost model from now on (a degraded link); the iterations in flight keep their times."""
@@ -171,7 +179,7 @@ class Engine:
         self._gen = gen = self._gen + 1
         now = self.env._now
         d = t - now
-        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
+        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), self._on_boundary, gen))
 
     def _next(self) -> None:
         """At an iteration boundary (self.clock): schedule the next iteration(s), or go idle."""
@@ -197,25 +205,24 @@ class Engine:
                 # A batch with prefill work: its cost-model time, memoized by shape for the run (a prompt
                 # length recurs across the replicas of a tier; decode-only batches never come here). The memo
                 # stops growing at STEP_TIMES_MAX shapes, so a run of millions of requests stays in bounded memory.
-                # Keyed by the shape's fields as a plain tuple: hashing one is C, a dataclass's __hash__ is Python.
+                # Keyed by the shape's fields as a plain tuple (Step.key): hashing one is C, a dataclass's __hash__
+                # is Python, and the BatchShape is built only on a miss.
                 times = self.replica.step_times
-                sh = step.shape
-                key = (sh.prefill_tokens, sh.prefill_attn_pairs, sh.num_prefill_seqs, sh.decode_seqs,
-                       sh.decode_ctx_tokens)
+                key = step.key
                 t = times.get(key)
                 if t is None:
-                    t = self.cost.iteration_time_s(sh)
+                    t = self.cost.iteration_time_s(BatchShape(*key))
                     if len(times) < STEP_TIMES_MAX:
                         times[key] = t
                 t *= self.replica.slowdown
-                if self.replica.iteration_log is not None:
+                if self._log is not None:
                     self._record(now, t, 1, step.shape)
                 self._pending = _new(PrefillIteration, (step, now, t))
                 self._gen = gen = self._gen + 1
                 end = now + t
                 now = self.env._now  # _at's push, inline (once per prefill)
                 d = end - now
-                heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
+                heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), self._on_boundary, gen))
                 return
             self._jump_blocks = -1
             run = self._pending = self._plan_decode(step, now)
@@ -230,44 +237,53 @@ class Engine:
         k = run.iterations
         if k == 1:
             return
-        # the boundaries up to the first strictly after the arrival, in the jump's decode segment
-        s0, a, b, f, n, c0, j, _ = self._seg
-        j0 = j - k
-        cut = segment_count_le(s0, a, b, f, n, c0, j0, k, arrival_s) + 1
-        if cut < k:
+        shorter = self._cut_segment(k, arrival_s)
+        if shorter is not None:
+            cut, self._seg = shorter
+            end = self._seg[7]
             self._jump_blocks = -1
-            j = j0 + cut
-            end = segment_end(s0, a, b, f, n, c0, j)
-            self._seg = (s0, a, b, f, n, c0, j, end)
             self._pending = _new(DecodeRun, (run.seqs, run.start_s, run.n, run.ctx_tokens, cut, end, True))
             self._gen = gen = self._gen + 1
             now = self.env._now  # _at's push, inline
             d = end - now
-            heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
+            heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), self._on_boundary, gen))
+
+    def _cut_segment(self, k: int, t: float) -> tuple[int, tuple] | None:
+        """The jump in flight (its k iterations end the current decode segment) cut at the first boundary strictly
+        after t: (the iterations it keeps, the decode segment as of their end), or None where that boundary is the
+        jump's own end."""
+        s0, a, b, f, n, c0, j, _ = self._seg
+        j0 = j - k
+        cut = segment_count_le(s0, a, b, f, n, c0, j0, k, t) + 1
+        if cut >= k:
+            return None
+        j = j0 + cut
+        return cut, (s0, a, b, f, n, c0, j, segment_end(s0, a, b, f, n, c0, j))
 
     def _boundary(self, gen: int) -> None:
         if gen != self._gen:
             return  # stale: the jump was cut short, or the engine was stopped
         run, self._pending = self._pending, None  # consumed: a later stop() must not settle it again
         if type(run) is PrefillIteration:
-            end = run.start_s + run.duration_s
+            step, start, duration = run
+            end = start + duration
             self.clock = end
-            self.busy_s += run.duration_s
+            self.busy_s += duration
             self.iterations += 1
-            self._finish_step(run.step, end)
+            self._finish_step(step, end)
         else:
-            now, k, end = run.start_s, run.iterations, run.end_s
-            if run.jump:
+            seqs, now, n, ctx, k, end, jump = run
+            if jump:
                 self.jumps += 1
             self._jumping = False
             self.busy_s += end - now
             self.iterations += k
-            if self.replica.iteration_log is not None:
-                self._record(now, end - now, k, None, run.n, run.ctx_tokens)
+            if self._log is not None:
+                self._record(now, end - now, k, None, n, ctx)
             self.clock = end
             batch = self.batch
             if batch is None:
-                self._advance(run.seqs, k, end)
+                self._advance(seqs, k, end)
             else:  # _advance's fast-mode half, inline (the hot path)
                 if k > 1:
                     blocks = self._jump_blocks
@@ -324,12 +340,53 @@ class Engine:
         if k == 1:
             self._pending = _new(DecodeRun, (None, now, n, ctx, 1, end, False))
         else:
+            if self._precut is not None:
+                k, end = self._precut_jump(k, end)
             self._pending = _new(DecodeRun, (None, now, n, ctx, k, end, True))
             self._jumping = True
         self._gen = gen = self._gen + 1
         now = self.env._now  # _at's push, inline
         d = end - now
-        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), (self._on_boundary, gen)))
+        heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), self._on_boundary, gen))
+
+    def _precut_jump(self, k: int, end: float) -> tuple[int, float]:
+        """A jump of k iterations ending at end, planned where the next arrival of the workload is known to reach
+        this engine with nothing waiting (CascadeFlow.arm_precut): end it at the boundary its cut would make
+        (the first iteration end strictly after the arrival, _cut_segment, as _cut_jump), so that no cut and no stale
+        boundary entry are needed. The arrival then finds the jump ending there (submit). Where the new end lies
+        within 1e-12 (relative) of an arrival, or the arrival within that of it, the event loop's clock sums (exact
+        only to an ulp) could order them otherwise than the cut would, so the jump is planned whole instead."""
+        flow = self._precut
+        i = flow.next_arrival
+        if i >= flow.num_requests:
+            return k, end
+        if not flow.fits_everywhere[i]:
+            while i < flow.num_requests and not flow.fits_everywhere[i] and not flow.precut_reaches(i):
+                i += 1  # a request that does not fit the tier is dropped at its arrival, before any engine sees it
+            if i >= flow.num_requests:
+                return k, end
+        arrival_s = flow.arrival_s
+        t = arrival_s[i]
+        if t >= end:
+            return k, end
+        shorter = self._cut_segment(k, t)
+        if shorter is None:
+            return k, end
+        cut, seg = shorter
+        cut_end = seg[7]
+        margin = 1e-12 * cut_end
+        if cut_end - t <= margin:
+            return k, end
+        # the arrivals after i (sorted; those before it have come), none within the margin of the new end
+        last = flow.num_requests - 1
+        while i < last and arrival_s[i + 1] < cut_end - margin:
+            i += 1
+        if i < last and arrival_s[i + 1] <= cut_end + margin:
+            return k, end
+        self._seg = seg
+        self._jump_blocks = -1  # counted at the jump's end, as after a cut
+        self._precut_s = t
+        return cut, cut_end
 
     def _finish_step(self, step, end: float) -> None:
         if step.decodes is None:  # the decode batch, as aggregates (fast mode)

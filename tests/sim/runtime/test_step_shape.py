@@ -1,11 +1,12 @@
-"""The scheduler's batch shape (built without the dataclass constructor) equals BatchShape(...) from the chunks."""
+"""The scheduler's batch key (a plain tuple of BatchShape's fields, the engine's memo key) and the Step's shape built from it
+equal BatchShape(...) from the chunks, field for field."""
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sim.perf.batch import BatchShape
-from sim.runtime.batching import Seq, _shape
+from sim.runtime.batching import Seq, Step, _shape
 
 
 @settings(max_examples=60, deadline=None)
@@ -27,6 +28,8 @@ def test_shape_equals_the_constructor_field_for_field(chunks, decodes):
                       prefill_attn_pairs=sum(c * (p + (c + 1) / 2) for p, c in chunks),
                       num_prefill_seqs=len(chunks), decode_seqs=len(decodes),
                       decode_ctx_tokens=sum(p + g for p, g in decodes))
-    got = _shape(pairs, dec)
+    key = _shape(pairs, dec)
+    assert type(key) is tuple and key == tuple(vars(want).values())  # the field order of the dataclass
+    got = Step(tuple(pairs), tuple(dec), key).shape
     assert type(got) is BatchShape and got == want and hash(got) == hash(want)
     assert got.num_tokens == want.num_tokens and vars(got) == vars(want)
