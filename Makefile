@@ -71,7 +71,8 @@ notebooks: setup-notebooks
 # Raw runs are never deleted: each `make results` sweeps into a new timestamped folder and aggregates only that one;
 # it overwrites the tidy tables results/<name>.csv (--force), which the sweep regenerates. The seconds of each step
 # (wall and CPU) and the core count go to results/timings.json (experiments/make_results.py).
-# Longest first (2 lanes side by side: experiments/make_results.py; ablation and disaggregation wait for slo_throughput)
+# Longest first (one lane per usable core, each sweep one process: experiments/make_results.py; ablation and
+# disaggregation wait for slo_throughput)
 SWEEPS := slo_throughput llama31 disaggregation llama3 drift quality_shift ablation node_failure
 STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
 results: setup

@@ -54,7 +54,9 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None, repla
                    hint_rps: float | None = None, trace: list | None = None) -> float:
     """Highest arrival rate (requests/s) at which the plan keeps the attainment target within tcfg.slo_scale,
     by bisection on a rate factor applied to the first tcfg.horizon_s seconds of the scenario's workload.
-    cache (experiments.sim_cache.ThroughputCache): a bisection already made on equal inputs is reused.
+    cache (experiments.sim_cache.ThroughputCache): a bisection already made on equal inputs is reused (a hinted
+    search also takes the plain bisection of the same plan, or a search of it from another hint, when only that one
+    was made).
     hint_rps: a throughput the answer is expected near (the same planner's on an earlier seed): the search starts
     there on the bisection's own grid (sim.metrics.throughput_at_slo's hint), the same answer when the verdict is
     monotone in the rate, in fewer runs. trace: receives (rate factor, verdict) per run made.
@@ -79,24 +81,33 @@ def throughput_rps(plan, scenario: Scenario, tcfg: DictConfig, cache=None, repla
     hint = None
     if hint_rps is not None and replan is None and np.isfinite(hint_rps) and base.rate_rps > 0:
         hint = float(hint_rps) / base.rate_rps
-    key = None
+    key = any_key = None
     if cache is not None and replan is None:
         from experiments.sim_cache import throughput_key
         from sim.metrics import rate_grid_index
 
         settings = OmegaConf.to_container(tcfg, resolve=True) if isinstance(tcfg, DictConfig) else dict(tcfg)
+        plain_key = throughput_key(plan, scenario, settings)
+        key = any_key = plain_key
         if hint is not None:  # the search's start is one of its inputs (its answer differs only if not monotone)
+            any_key = throughput_key(plan, scenario, {**settings, "hint_grid_index": "any"})
             settings["hint_grid_index"] = rate_grid_index(hint, float(tcfg.lo), float(tcfg.hi), int(tcfg.iters))
-        key = throughput_key(plan, scenario, settings)
-        factor = cache.get(key)
-        if factor is not None:
-            return float(factor * base.rate_rps)
+            key = throughput_key(plan, scenario, settings)
+        # else the plain bisection of this plan made earlier (e.g. an unhinted first seed at a lower quality level
+        # whose plan did not change), else a search of it from another hint (another planner arriving at the same
+        # plan): the answer this search finds under a monotone verdict
+        for k in dict.fromkeys((key, plain_key, any_key)):
+            factor = cache.get(k)
+            if factor is not None:
+                return float(factor * base.rate_rps)
     trace = [] if trace is None else trace
     factor = throughput_at_slo(run, float(tcfg.slo_scale), lo=float(tcfg.lo), hi=float(tcfg.hi),
                                iters=int(tcfg.iters), cascade=scenario.cascade, cluster=scenario.cluster,
                                engine=scenario.sim_cfg.engine, hint=hint, trace=trace)
     if key is not None:
         cache.put(key, factor, trace)
+        if any_key != key:  # found by a later search of the same plan from another hint (no runs of its own)
+            cache.put(any_key, factor)
     return float(factor * base.rate_rps)
 
 
@@ -164,7 +175,9 @@ def _run_experiment(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         runs = []
         for k, split in enumerate(splits):
             bar.set_postfix_str(f"{name} seed {split.seed}")
-            # the previous seed's throughput starts this seed's search (the same answer in fewer runs)
+            # the previous seed's throughput starts this seed's search (the same answer in fewer runs); the first
+            # seed's has no hint: the same planner's answer at the nearest lower quality level was measured as a
+            # start too (docs/performance.md, sweep21) and saved no runs (739 against 737 on slo_throughput)
             hint = runs[-1]["throughput_rps"] if runs else None
             runs.append(run_one(cfg, name, settings, split, out_dir, write_files=k == 0, chosen=chosen,
                                 throughput_cache=cache, throughput_hint_rps=hint, simulation_cache=runs_cache))

@@ -1,14 +1,18 @@
-"""`make results` as one timed driver: every sweep, its aggregation, the planner timing and the figures, with the
-seconds of each step written to results/timings.json (with the machine's core count).
+"""`make results` as one timed driver: every sweep, its aggregation and figures, the planner timing and the remaining
+figures, with the seconds of each step written to results/timings.json (with the machine's core count).
 
 python -m experiments.make_results --sweeps slo_throughput ablation ... [--stamp STAMP] [--timings PATH]
 
-Each sweep runs in its own process (Hydra's multirun owns its process: launcher, working dirs, logging); the
-aggregation, the planner timing and the figures run in this one, which saves an interpreter start and the
-imports of pandas, matplotlib and the simulator for each of them. --lanes N runs up to N sweeps side by side (each
-with its own workers), so that no core idles while a sweep's last job runs alone; a sweep that reuses another's
-bisections (REUSES) starts after it. The planner timing and the figures run after every sweep, alone (the planner
-timing is a result: its seconds must not carry a sweep's load).
+Each sweep runs in its own process (Hydra's multirun owns its process: launcher, working dirs, logging), its jobs one
+after another in that process (the joblib launcher with one job runs them in the Hydra process itself, joblib's
+sequential backend: no worker processes, so no interpreter start and no imports of pandas, scipy, matplotlib and the
+simulator per worker, and every process-level cache sees all of the sweep's jobs). --lanes N (default: the usable
+cores) runs up to N sweeps side by side, in the order given (longest first), so that no core idles while a sweep
+runs alone; a sweep that reuses another's bisections (REUSES) starts after it. The aggregation and the figures drawn
+from a sweep's table run in this process as soon as that table exists, while the other lanes' sweeps run. The
+planner timing and the figures of the remaining tables run after every sweep, alone (the planner timing is a
+result: its seconds must not carry a sweep's load). `python -m experiments.run experiment=X` alone keeps its joblib
+workers.
 """
 from __future__ import annotations
 
@@ -79,14 +83,38 @@ class StepTimer:
                 **extra}
 
 
+def one_process_overrides(name: str) -> list[str]:
+    """The override that runs the sweep's jobs one after another in its Hydra process: n_jobs=1 for a sweep on the
+    joblib launcher (its experiment file sets n_jobs, which Hydra's basic launcher would refuse as an unknown key;
+    joblib runs n_jobs=1 in the calling process), nothing for one on another launcher (or an unknown name)."""
+    return ["hydra.launcher.n_jobs=1"] if _launcher_of(name) == "joblib" else []
+
+
+def _launcher_of(name: str, depth: int = 0) -> str | None:
+    """The hydra/launcher an experiment file overrides to, following the experiment files it extends."""
+    from sim.common.io import read_yaml
+
+    path = PROJECT_ROOT / "conf" / "experiment" / f"{name}.yaml"
+    if depth > 8 or not path.is_file():
+        return None
+    found = None
+    for entry in read_yaml(path, "experiment file").get("defaults") or []:
+        if isinstance(entry, dict) and "override /hydra/launcher" in entry:
+            found = entry["override /hydra/launcher"]
+        elif isinstance(entry, str) and entry != "_self_":  # another experiment this one extends
+            found = _launcher_of(entry, depth + 1) or found
+    return found
+
+
 def run_sweep(name: str, sweep_dir: Path, overrides: tuple[str, ...] = (), cache_dir: Path | None = None) -> float:
-    """One sweep in its own process; cache_dir: the throughput cache shared with the other sweeps of this run.
+    """One sweep in its own process, its jobs in that process (one_process_overrides); cache_dir: the throughput
+    cache shared with the other sweeps of this run.
     Returns the CPU seconds of the sweep's process and the workers it waited for (os.wait4's usage of that child
     alone, which RUSAGE_CHILDREN cannot tell apart while another sweep runs beside it)."""
     from experiments.sim_cache import CACHE_ENV
 
     cmd = [sys.executable, "-m", "experiments.run", f"experiment={name}", "progress=false",
-           f"hydra.sweep.dir={sweep_dir}", *overrides]
+           f"hydra.sweep.dir={sweep_dir}", *one_process_overrides(name), *overrides]
     env = {**os.environ, CACHE_ENV: str(cache_dir)} if cache_dir is not None else None
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -134,10 +162,18 @@ def planner_time() -> None:
     planner_time_main([])
 
 
-def figures() -> None:
+def figures(names: list[str] | None = None) -> None:
+    """The named figures (experiments.figures), all of them when names is None."""
     from experiments.figures.__main__ import main as figures_main
 
-    figures_main([])
+    figures_main(list(names or []))
+
+
+def figures_of(sweep: str) -> list[str]:
+    """The figures drawn from the sweep's tidy table (results/<sweep>.csv)."""
+    from experiments.figures.__main__ import FIGURES
+
+    return [fig for fig, table in FIGURES.items() if table == sweep]
 
 
 @exit_on_user_error
@@ -152,8 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                     help="a Hydra override given to every sweep (repeatable), for a reduced run that profiles the "
                          "same steps: e.g. --override seeds=1 --override hydra.sweeper.params.workload=conversation")
-    ap.add_argument("--lanes", type=int, default=2,
-                    help="sweeps run side by side (default 2; 1: one after another, in the order given)")
+    ap.add_argument("--lanes", type=int, default=usable_cores(),
+                    help="sweeps run side by side, one core each (default: the usable cores; 1: one after another, "
+                         "in the order given)")
     args = ap.parse_args(argv)
     conf = PROJECT_ROOT / "conf" / "experiment"
     unknown = [s for s in args.sweeps if not (conf / f"{s}.yaml").is_file()]
@@ -165,13 +202,23 @@ def main(argv: list[str] | None = None) -> None:
     cache_dir = PROJECT_ROOT / "multirun" / ".cache" / args.stamp / "throughput"
     if args.lanes < 1:
         raise ConfigError(f"--lanes must be at least 1, got {args.lanes}")
-    aggregating = threading.Lock()  # one aggregation at a time (they are short; pandas in threads, kept simple)
+    # one aggregation or figure at a time: they are short, and matplotlib's pyplot is not thread-safe
+    aggregating = threading.Lock()
+    drawn: list[str] = []
+    figure_failures: list[str] = []  # a figure that cannot be drawn fails the run at its end, not the other sweeps
 
     def sweep_and_aggregate(name: str) -> None:
         sweep_dir = PROJECT_ROOT / "multirun" / name / args.stamp
         timer.run(f"sweep {name}", run_sweep, name, sweep_dir, tuple(args.override), cache_dir)
         with aggregating:
             timer.run(f"aggregate {name}", aggregate_sweep, sweep_dir, PROJECT_ROOT / "results" / f"{name}.csv")
+            names = figures_of(name)
+            if names and not args.no_figures:  # its figures now, while the other lanes' sweeps run
+                try:
+                    timer.run(f"figures {name}", figures, names)
+                except SystemExit:  # experiments.figures said which and why
+                    figure_failures.append(name)
+                drawn.extend(names)
 
     try:
         run_sweeps(list(args.sweeps), args.lanes, sweep_and_aggregate)
@@ -180,12 +227,18 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_planner_time:
         timer.run("planner_time", planner_time)
     if not args.no_figures:
-        timer.run("figures", figures)
+        from experiments.figures.__main__ import FIGURES
+
+        rest = [fig for fig in FIGURES if fig not in drawn]  # planner_time's and those of tables not swept here
+        if rest:
+            timer.run("figures", figures, rest)
     report = timer.report(started_utc=started, stamp=args.stamp, sweeps=list(args.sweeps), overrides=args.override,
                           lanes=args.lanes)
     write_json(report, args.timings, indent=2)
     print(f"[make results] total {report['total_s']:.1f} s on {report['usable_cores']} cores; timings in {args.timings}",
           file=sys.stderr)
+    if figure_failures:
+        raise SystemExit(f"error: the figures of {', '.join(figure_failures)} were not drawn (see above)")
 
 
 if __name__ == "__main__":

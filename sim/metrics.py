@@ -11,7 +11,7 @@ import pandas as pd
 from sim.common.errors import ConfigError, DeploymentDoesNotFit
 from sim.common.memo import frozen_object_memo
 from sim.perf.batch import BatchShape
-from sim.runtime.slo_stop import SloMissed, SloStop
+from sim.runtime.slo_stop import SloMet, SloMissed, SloStop
 from sim.runtime.prefix_cache import prefix_hit_rates
 from sim.runtime.records import STATUS_COMPLETED, SimResult
 
@@ -193,7 +193,8 @@ def meets_slo(result: SimResult, target_scale: float, cascade, cluster, engine: 
 def slo_stop(workload, target_scale: float, cascade, cluster, cfg, engine: str | None = None):
     """The early-stop rule for a run whose only question is whether it meets target_scale (sim.runtime.slo_stop.SloStop):
     ref(r) from the workload, as request_slo_ratios computes it from the records, and the number of misses at
-    which the attainment quantile (inverted CDF, as slo_scale) must exceed the target. None where ref(r) depends
+    which the attainment quantile (inverted CDF, as slo_scale) must exceed the target (SloMissed); the run also ends,
+    as passing (SloMet), once n - fail_at_misses + 1 requests finished within it. None where ref(r) depends
     on the run itself (reference_length "returned") or the workload is empty."""
     n = workload.num_requests
     if n == 0 or cfg.reference_length != "largest_tier":
@@ -237,7 +238,7 @@ def throughput_at_slo(run: Callable[[float], SimResult], slo_scale_target: float
     """Highest rate factor in [lo, hi] at which run(factor) keeps the attainment target within
     slo_scale_target x ref(r); 0.0 if even lo fails, hi if hi passes. Bisection is geometric (mid = sqrt(lo*hi))
     so that `iters` steps give the same relative resolution, (hi/lo)**(2**-iters), at any load. run(f) may end
-    a run early with SloMissed (given an SloStop from slo_stop): the same verdict, sooner. hi is run first (it
+    a run early with SloMissed or SloMet (given an SloStop from slo_stop): the same verdict, sooner. hi is run first (it
     ends the search when it passes); lo last, and only when every mid failed.
 
     hint: a factor the answer is expected near (e.g. another seed's answer for the same plan). The bisection returns
@@ -255,6 +256,8 @@ def throughput_at_slo(run: Callable[[float], SimResult], slo_scale_target: float
             verdict = meets_slo(run(f), slo_scale_target, cascade, cluster, engine)
         except SloMissed:  # run(f) stopped as soon as its verdict was certain (sim.metrics.slo_stop)
             verdict = False
+        except SloMet:  # ... either way
+            verdict = True
         if trace is not None:
             trace.append((f, verdict))
         return verdict

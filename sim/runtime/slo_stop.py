@@ -1,11 +1,16 @@
 """Early stop of a run whose only question is whether it meets an SLO scale: it ends with SloMissed as soon as enough
-requests have certainly missed their deadline that the attainment quantile must exceed the target.
+requests have certainly missed their deadline that the attainment quantile must exceed the target, and with SloMet as
+soon as enough requests have finished within it that the quantile must be within the target whatever the rest do.
 
 Request i misses when latency_i / ref_i > target (the ratio sim.metrics.slo_scale ranks). It is certain to miss when
 it finished that late, was dropped, or is still unfinished at a time t with (t - arrival_i) / ref_i > target: it
 cannot finish before t, and float subtraction and division are monotone, so its ratio will be at least that. Open
 requests are checked at the run's own events (arrivals and finishes), never by timers of their own, so the run's
 events, and hence its records up to the stop, are exactly those of the run without the stop.
+
+Request i is certain to be attained once it completed with latency_i / ref_i <= target: its ratio is final. The
+attainment quantile (inverted CDF over n ratios) is the (j+1)-th smallest ratio, within the target exactly when
+j + 1 = n - fail_at_misses + 1 ratios are; so the run passes as soon as that many requests are attained.
 """
 from __future__ import annotations
 
@@ -37,13 +42,25 @@ class SloMissed(Exception):
         self.misses, self.at_s = misses, at_s
 
 
+class SloMet(Exception):
+    """The run was stopped by its SloStop: enough requests finished within the target that its SLO scale is within
+    it whatever the others do (the run has no records)."""
+
+    def __init__(self, attained: int = 0, at_s: float = 0.0) -> None:
+        super().__init__(attained, at_s)
+        self.attained, self.at_s = attained, at_s
+
+
 class SloWatch:
-    """Counts certain misses for one run (CascadeFlow calls it at completions, drops, arrivals and finishes)."""
+    """Counts certain misses and certain passes for one run (CascadeFlow calls it at completions, drops, arrivals and
+    finishes)."""
 
     def __init__(self, stop: SloStop, arrival_s: list[float], status: list) -> None:
         self.stop = stop
         self.target = float(stop.target_scale)
         self.left = int(stop.fail_at_misses)
+        # passes still needed for the verdict "met": n - fail_at_misses + 1 attained requests
+        self.to_pass = len(arrival_s) - int(stop.fail_at_misses) + 1
         self.arrival_s = arrival_s  # the flow's own list (arrival times as the records keep them)
         self.status = status  # the record book's per-request status (0 while open)
         self.ref_s = np.asarray(stop.ref_s, dtype=np.float64).tolist()
@@ -56,8 +73,15 @@ class SloWatch:
 
     def finished(self, i: int, latency_s: float) -> None:
         """Request i completed with this latency."""
-        if not self.counted[i] and latency_s / self.ref_s[i] > self.target:
+        if self.counted[i]:
+            return
+        if latency_s / self.ref_s[i] > self.target:  # the ratio slo_scale ranks, float for float
             self._miss(i, latency_s)
+            return
+        self.counted[i] = True
+        self.to_pass -= 1
+        if self.to_pass <= 0:
+            raise SloMet(len(self.arrival_s) - int(self.stop.fail_at_misses) + 1, self.arrival_s[i] + latency_s)
 
     def dropped(self, i: int, now: float) -> None:
         if not self.counted[i]:

@@ -21,15 +21,20 @@ def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
     (runs / "x.pkl").write_bytes(b"a whole run")
     monkeypatch.setattr(mr, "planner_time", lambda: calls.append(("planner_time",)) or
                         calls.append(("runs kept", runs.exists())))
-    monkeypatch.setattr(mr, "figures", lambda: calls.append(("figures",)))
+    monkeypatch.setattr(mr, "figures", lambda names: calls.append(("figures", *names)))
     out = tmp_path / "timings.json"
     mr.main(["--sweeps", "ablation", "drift", "--stamp", "S", "--timings", str(out), "--override", "seeds=1",
              "--override", "horizon_s=60", "--lanes", "1"])
-    assert calls == [("sweep", "ablation", "S"), ("aggregate", "ablation.csv"), ("sweep", "drift", "S"),
-                     ("aggregate", "drift.csv"), ("planner_time",), ("runs kept", False), ("figures",)]
+    from experiments.figures.__main__ import FIGURES
+
+    rest = tuple(f for f in FIGURES if f not in ("ablation", "drift"))
+    assert "planner_time" in rest and "slo_scale" in rest  # the figures of tables not swept here: at the end
+    assert calls == [("sweep", "ablation", "S"), ("aggregate", "ablation.csv"), ("figures", "ablation"),
+                     ("sweep", "drift", "S"), ("aggregate", "drift.csv"), ("figures", "drift"), ("planner_time",),
+                     ("runs kept", False), ("figures", *rest)]
     t = json.loads(out.read_text())
-    assert list(t["steps_s"]) == ["sweep ablation", "aggregate ablation", "sweep drift", "aggregate drift",
-                                  "planner_time", "figures"]
+    assert list(t["steps_s"]) == ["sweep ablation", "aggregate ablation", "figures ablation", "sweep drift",
+                                  "aggregate drift", "figures drift", "planner_time", "figures"]
     # every value is rounded to the millisecond
     assert t["steps_s"]["sweep ablation"] >= 0.049
     assert t["total_s"] >= sum(t["steps_s"].values()) - 0.001 * len(t["steps_s"])
@@ -39,6 +44,59 @@ def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
     assert t["lanes"] == 1
     assert len(caches) == 1 and "S" in next(iter(caches)).parts  # one bisection cache for every sweep of the run
     assert given == {("seeds=1", "horizon_s=60")} and t["overrides"] == ["seeds=1", "horizon_s=60"]
+
+
+def test_a_sweeps_figure_failure_fails_the_run_at_its_end(tmp_path, monkeypatch):
+    """A figure that cannot be drawn from its sweep's table does not stop the other sweeps; the run ends non-zero
+    after them, with its timings written."""
+    calls = []
+    monkeypatch.setattr(mr, "run_sweep", lambda name, d, overrides, cache: calls.append(name) and 0.0)
+    monkeypatch.setattr(mr, "aggregate_sweep", lambda d, out: None)
+    (tmp_path / "conf").symlink_to(mr.PROJECT_ROOT / "conf")
+    monkeypatch.setattr(mr, "PROJECT_ROOT", tmp_path)
+
+    def figures(names):
+        if "ablation" in names:
+            raise SystemExit(1)
+
+    monkeypatch.setattr(mr, "figures", figures)
+    out = tmp_path / "timings.json"
+    with pytest.raises(SystemExit) as exc:
+        mr.main(["--sweeps", "ablation", "drift", "--stamp", "S", "--timings", str(out), "--lanes", "1",
+                 "--no-planner-time"])
+    assert "ablation" in str(exc.value.code) and calls == ["ablation", "drift"] and out.is_file()
+
+
+def test_sweeps_run_their_jobs_in_their_own_process():
+    """Every joblib sweep of `make results` gets n_jobs=1 (joblib's sequential backend: the jobs run in the Hydra
+    process); composed with Hydra (oracle), the override is accepted and gives one job on the joblib launcher. A
+    sweep on another launcher gets no override."""
+    from hydra import compose, initialize_config_dir
+
+    from experiments.config import register_configs
+    from sim.common.paths import CONF_DIR, PROJECT_ROOT
+
+    register_configs()
+    text = (PROJECT_ROOT / "Makefile").read_text()
+    sweeps = text[text.index("\nSWEEPS := "):].split("\n")[1].split(":=")[1].split()
+    assert "slo_throughput" in sweeps
+    for name in sweeps:
+        extra = mr.one_process_overrides(name)
+        assert extra == ["hydra.launcher.n_jobs=1"], name
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            h = compose(config_name="config", overrides=[f"experiment={name}", *extra], return_hydra_config=True).hydra
+        assert "JoblibLauncher" in h.launcher._target_ and h.launcher.n_jobs == 1, name
+    assert mr.one_process_overrides("drift_quick") == ["hydra.launcher.n_jobs=1"]  # extends drift
+
+
+def test_a_sweep_on_another_launcher_gets_no_override(tmp_path, monkeypatch):
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "plain.yaml").write_text("# @package _global_\nname: plain\n")
+    (tmp_path / "conf" / "experiment" / "slurm.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /hydra/launcher: slurm_cpu\nname: slurm\n")
+    monkeypatch.setattr(mr, "PROJECT_ROOT", tmp_path)
+    assert mr.one_process_overrides("plain") == [] and mr.one_process_overrides("slurm") == []
+    assert mr.one_process_overrides("missing") == []
 
 
 def test_unknown_sweep_is_one_error(tmp_path):
@@ -73,6 +131,7 @@ def test_run_sweep_names_the_shared_cache_and_passes_overrides(tmp_path, monkeyp
     assert mr.run_sweep("ablation", tmp_path / "sweep", ("seeds=1",), tmp_path / "cache") == 2.5
     assert seen["env"][CACHE_ENV] == str(tmp_path / "cache") and seen["cmd"][-1] == "seeds=1"
     assert "experiment=ablation" in seen["cmd"] and f"hydra.sweep.dir={tmp_path / 'sweep'}" in seen["cmd"]
+    assert "hydra.launcher.n_jobs=1" in seen["cmd"]
 
 
 def test_run_sweep_reports_its_child_cpu_and_failure(tmp_path, monkeypatch):

@@ -168,3 +168,27 @@ def test_whole_runs_on_disk_only_under_make_results(tmp_path, monkeypatch):
     assert simulation_cache(ThroughputCache(tmp_path / "sweep" / "throughput")) is None
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "shared" / "throughput"))
     assert simulation_cache(ThroughputCache(tmp_path / "shared" / "throughput")).folder == tmp_path / "shared" / "simulations"
+
+
+def test_hinted_search_takes_the_plain_bisection_of_the_same_plan(case, tmp_path):
+    """A hinted search whose own key is not cached takes the cached plain bisection of the same plan (no run); a
+    plan with neither searches from its hint, and a later search of it from another hint takes that answer."""
+    from omegaconf import OmegaConf
+
+    cfg, sc, plan = case
+    tcfg = OmegaConf.merge(cfg.throughput, {"iters": 4, "horizon_s": 30.0, "slo_scale": 2.0})
+    cache = ThroughputCache(tmp_path)
+    plain_trace: list = []
+    fresh = throughput_rps(plan, sc, tcfg, cache, trace=plain_trace)
+    assert len(plain_trace) >= 3 and len(list(tmp_path.glob("*.json"))) == 1
+    trace: list = []
+    assert throughput_rps(plan, sc, tcfg, ThroughputCache(tmp_path), hint_rps=fresh * 0.5, trace=trace) == fresh
+    assert trace == [] and len(list(tmp_path.glob("*.json"))) == 1
+    other = ThroughputCache(tmp_path / "other")
+    assert throughput_rps(plan, sc, tcfg, other, hint_rps=fresh, trace=trace) == fresh
+    assert 1 <= len(trace) <= 2 and len(list((tmp_path / "other").glob("*.json"))) == 2  # its key and "any hint"
+    trace = []  # another planner's search of the same plan from another hint: found, no run
+    again = ThroughputCache(tmp_path / "other")
+    assert throughput_rps(plan, sc, tcfg, again, hint_rps=fresh * 3, trace=trace) == fresh
+    assert trace == []
+
