@@ -115,7 +115,8 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     sim.workload.Judge(cfg.judge)). arrivals: an object that admits requests during the run (start(env, flow),
     on_finish(i, now); e.g. sim.fidelity.clients.BenchmarkClient) instead of the workload's arrival times. Random streams: one SeedSequence(seed), spawned per use.
     slo_stop (sim.runtime.slo_stop.SloStop, from sim.metrics.slo_stop): raise SloMissed as soon as the run's SLO scale
-    is certain to exceed the target, instead of simulating on (records up to there are identical).
+    is certain to exceed the target, or SloMet as soon as it is certain to be within it, instead of simulating on
+    (records up to there are identical).
     """
     if not isinstance(cfg, SimConfig):
         cfg = sim_config_from_dict(cfg)

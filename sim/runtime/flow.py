@@ -19,7 +19,8 @@ take is dropped with reason context_exceeded under either policy.
 
 A run given an SloStop ends early, raising SloMissed, as soon as enough requests have certainly missed their
 deadline that its SLO scale must exceed the target whatever the other requests do (sim.runtime.slo_stop): the
-throughput bisection needs only that verdict from an overloaded rate.
+throughput bisection needs only that verdict from an overloaded rate. Symmetrically it raises SloMet once enough
+requests finished within the target that the SLO scale must be within it (sim.runtime.slo_stop.SloWatch.finished).
 """
 from __future__ import annotations
 
