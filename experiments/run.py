@@ -65,10 +65,12 @@ def validate_overrides(argv: list[str]) -> DictConfig | None:
 def hydra_dir_at_output_dir(cfg: DictConfig | None, argv: list[str]) -> list[str]:
     """With output_dir set (and no hydra.run.dir of the user's), Hydra's own job folder (.hydra/, the log) is the
     output folder too, not an otherwise empty folder under outputs/; the folder must then be new or empty before
-    Hydra writes into it, so another run's config is never overwritten."""
+    Hydra writes into it, so another run's config is never overwritten, and it is made here (a path that is a file or
+    cannot be created is the user's one-line error, not Hydra's traceback when it makes its job folder)."""
     if cfg is None or not cfg.output_dir or any("hydra.run.dir=" in a for a in argv):
         return []
     check_run_dir_free(Path(cfg.output_dir))
+    prepare_output_dir(Path(cfg.output_dir))
     quoted = str(cfg.output_dir).replace("\\", "\\\\").replace('"', '\\"')
     return [f'hydra.run.dir="{quoted}"']
 
