@@ -1,7 +1,6 @@
 """Build a scenario (cluster, cascade, workload, simulator config) from a composed experiment config, and run planners on it."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -112,10 +111,7 @@ def make_plan(name: str, settings: dict, scenario: Scenario, sample_size: int) -
     problem = PlanningProblem(cascade=scenario.cascade, cluster=scenario.cluster,
                               workload=scenario.workload, q_min=scenario.q_min, engine=scenario.sim_cfg.engine,
                               max_sample_requests=sample_size, context_policy=scenario.sim_cfg.context_policy)
-    t0, charged0 = time.perf_counter(), plan_cache.charged_s()
-    plan = planner.plan(problem)
-    wall_s = time.perf_counter() - t0
-    reused_s = plan_cache.charged_s() - charged0
+    plan, wall_s, reused_s = plan_cache.timed(lambda: planner.plan(problem))
     plan_s = wall_s + reused_s
     plan = replace(plan, solver_stats={**(plan.solver_stats or {}), "wall_s": wall_s, "reused_s": reused_s})
     if not any(t.replicas for t in plan.tiers):  # no model fits the pool: the user's cluster, not a planner bug

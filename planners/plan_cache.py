@@ -16,8 +16,10 @@ It is hashed once per context. The load part is the tier, the exact set of sampl
 bytes, whose hash Python keeps on the bytes object) and, for a table, the load's rate.
 
 Honest timing. A plan that takes an entry another plan built is charged the seconds that build took (the models'
-once, each table's once per context): `charged_s()` is a process counter that experiments.scenario.make_plan reads
-around plan() and adds to plan_s (solver_stats["reused_s"]), so a plan does not look faster than it would cold (measured in docs/performance.md). Not
+once, each table's once per context) on a process counter (`charged_s()`), which `timed()` reads around a plan:
+experiments.scenario.make_plan adds it to plan_s (solver_stats["reused_s"]), so a plan does not look faster than it
+would cold (measured in docs/performance.md). Memos of other kinds (RouteLLM's features and fits) charge theirs
+the same way through `remember()`. Not
 charged: p95 rows of a shared replica model that another plan's table already filled (ReplicaModel fills rows
 lazily), when this plan builds a new table (a new rate) on those models; a fraction of a table's build at most.
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields, is_dataclass
 
@@ -162,6 +165,32 @@ def clear() -> None:
 def charged_s() -> float:
     """Seconds of builds charged so far in this process to plans that reused another plan's entries."""
     return CACHE.charged_s
+
+
+def timed(plan_fn):
+    """(plan_fn(), its wall seconds, the build seconds charged to it for reused entries): a plan's cold time is
+    the sum of the two (experiments.scenario.make_plan, online re-plans)."""
+    t0, charged0 = time.perf_counter(), CACHE.charged_s
+    out = plan_fn()
+    return out, time.perf_counter() - t0, CACHE.charged_s - charged0
+
+
+def remember(memo: OrderedDict, key: tuple, build, max_entries: int):
+    """A memo of another planning kind (register_clear it): (build(), 0.0), or (the value memo keeps for key, the
+    seconds its build took) with those seconds charged as the cache's reuses are. Nothing is kept with the cache
+    off; past max_entries the least recently used go first. memo maps key -> (value, build seconds)."""
+    if key in memo:
+        memo.move_to_end(key)
+        value, build_s = memo[key]
+        CACHE.charge(build_s)
+        return value, build_s
+    t0 = time.perf_counter()
+    value = build()
+    if CACHE.enabled:
+        memo[key] = (value, time.perf_counter() - t0)
+        while len(memo) > max_entries:
+            memo.popitem(last=False)
+    return value, 0.0
 
 
 def array_bytes(obj) -> int:

@@ -32,7 +32,8 @@ from planners.search import SearchContext
 CONFIDENCE_GRID = np.round(np.linspace(0.0, 1.0, 201), 4)
 # Router features by (prompt pool, training questions, vectoriser settings): the quality levels of a sweep train on
 # the same questions with other labels. A few MB each (sparse TF-IDF matrices of a few thousand prompts); the
-# oldest go first. Off with the planning cache (CASCADESIM_PLAN_CACHE_MB=0).
+# least recently used go first. Kept and charged by planners.plan_cache.remember; off with the planning cache
+# (CASCADESIM_PLAN_CACHE_MB=0).
 MAX_FEATURE_SETS = 16
 _FEATURES: OrderedDict[tuple, tuple[RouterFeatures, float]] = OrderedDict()
 # Fitted routers (out-of-fold probabilities and the final model) by features and labels: about 0.5 MB each.
@@ -40,24 +41,6 @@ MAX_FITS = 64
 _FITS: OrderedDict[tuple, tuple[tuple, float]] = OrderedDict()
 for _memo in (_FEATURES, _FITS):
     plan_cache.register_clear(_memo.clear)
-
-
-def _remembered(memo: OrderedDict, key: tuple, build):
-    """(build(), 0.0), or (the value memo keeps for key, the seconds its build took) with those seconds charged to
-    the plan (planners.plan_cache's counter, which make_plan adds to plan_s). Nothing is kept with the planning cache
-    off; the oldest entries go past MAX_FEATURE_SETS / MAX_FITS."""
-    if key in memo:
-        memo.move_to_end(key)
-        value, build_s = memo[key]
-        plan_cache.CACHE.charge(build_s)
-        return value, build_s
-    t0 = time.perf_counter()
-    value = build()
-    if plan_cache.CACHE.enabled:
-        memo[key] = (value, time.perf_counter() - t0)
-        while len(memo) > (MAX_FEATURE_SETS if memo is _FEATURES else MAX_FITS):
-            memo.popitem(last=False)
-    return value, 0.0
 
 
 @dataclass(frozen=True)
@@ -99,10 +82,10 @@ class RouteLLMPlanner:
                               f"got l2 {self.l2}, folds {self.folds}, ngram {self.ngram}, min_df {self.min_df}, "
                               f"max_iter {self.max_iter}")
 
-    def features(self, workload: Workload, qids: np.ndarray) -> tuple[RouterFeatures, tuple, float]:
+    def features(self, workload: Workload, qids: np.ndarray, pool_ids: np.ndarray,
+                 pool_texts: np.ndarray) -> tuple[RouterFeatures, tuple, float]:
         """(the label-independent features, their memo key, seconds charged): built once per process for equal
-        prompt pool, training questions and vectoriser settings (_FEATURES)."""
-        pool_ids, pool_texts = workload_prompt_pool(workload.meta)
+        prompt pool (workload_prompt_pool's ids and texts), training questions and vectoriser settings (_FEATURES)."""
         h = hashlib.sha256()
         for part in (pool_ids.tolist(), pool_texts.tolist(), qids.tolist()):
             h.update(repr(part).encode())
@@ -119,7 +102,7 @@ class RouteLLMPlanner:
             docs = [doc_of[q] for q in qids.tolist()]
             return router_features(docs, qids, self.folds, pool_docs, self.ngram, self.min_df, self.max_features)
 
-        feats, charged_s = _remembered(_FEATURES, key, build)
+        feats, charged_s = plan_cache.remember(_FEATURES, key, build, MAX_FEATURE_SETS)
         return feats, key, charged_s
 
     def fits(self, feats: RouterFeatures, feats_key: tuple, labels: np.ndarray, num_classes: int):
@@ -138,7 +121,7 @@ class RouteLLMPlanner:
             oof.flags.writeable = False  # shared by later trains
             return oof, model
 
-        return _remembered(_FITS, key, build)
+        return plan_cache.remember(_FITS, key, build, MAX_FITS)
 
     def train(self, workload: Workload, q_min: float) -> RouterModel:
         """Fit on the workload's distinct questions, calibrate the confidence on its requests, predict the pool."""
@@ -146,7 +129,8 @@ class RouteLLMPlanner:
         c = workload.num_tiers
         target = q_min if self.target_score is None else float(self.target_score)
         qids, first = np.unique(workload.question_ids, return_index=True)
-        feats, feats_key, reused_s = self.features(workload, qids)
+        pool_ids, pool_texts = workload_prompt_pool(workload.meta)
+        feats, feats_key, reused_s = self.features(workload, qids, pool_ids, pool_texts)
         labels = sufficient_tier(workload.scores[first], target)
         (oof, model), fits_reused_s = self.fits(feats, feats_key, labels, c)
         reused_s += fits_reused_s
@@ -160,8 +144,7 @@ class RouteLLMPlanner:
                 confidence = float(conf)
                 break
         proba = model.predict_proba(feats.x_pool)
-        counts = np.bincount(labels[np.searchsorted(qids, workload.question_ids)], minlength=c)
-        pool_ids, _ = workload_prompt_pool(workload.meta)
+        counts = np.bincount(labels[row], minlength=c)
         return RouterModel(target, confidence, pool_ids, proba, route_at(proba, confidence), int(counts.argmax()),
                            int(qids.size), time.perf_counter() - t0 + reused_s)
 

@@ -59,8 +59,9 @@ class SloWatch:
         self.stop = stop
         self.target = float(stop.target_scale)
         self.left = int(stop.fail_at_misses)
-        # passes still needed for the verdict "met": n - fail_at_misses + 1 attained requests
-        self.to_pass = len(arrival_s) - int(stop.fail_at_misses) + 1
+        # attained requests that make the verdict "met": n - fail_at_misses + 1; to_pass counts down to it
+        self.pass_at = len(arrival_s) - int(stop.fail_at_misses) + 1
+        self.to_pass = self.pass_at
         self.arrival_s = arrival_s  # the flow's own list (arrival times as the records keep them)
         self.status = status  # the record book's per-request status (0 while open)
         self.ref_s = np.asarray(stop.ref_s, dtype=np.float64).tolist()
@@ -81,7 +82,7 @@ class SloWatch:
         self.counted[i] = True
         self.to_pass -= 1
         if self.to_pass <= 0:
-            raise SloMet(len(self.arrival_s) - int(self.stop.fail_at_misses) + 1, self.arrival_s[i] + latency_s)
+            raise SloMet(self.pass_at, self.arrival_s[i] + latency_s)
 
     def dropped(self, i: int, now: float) -> None:
         if not self.counted[i]:
