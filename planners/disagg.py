@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planners.estimator import SATURATED_S, TierLoad, _decode_times, _latencies, _prefill_times, rows_to_fill
+from planners.estimator import SATURATED_S, RateProfile, TierLoad, _decode_times, _latencies, _prefill_times, rows_to_fill
 
 SPLITS = ((1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 3), (3, 1))  # (prefill instances, decode instances) per unit
 U_GRID = np.r_[np.linspace(0.0, 0.9, 10), 1.0 - np.geomspace(0.1, 1e-3, 6)[1:]]  # 15 points in [0, 0.999]
@@ -59,10 +59,71 @@ class PrefillSide:
 
 @dataclass(frozen=True)
 class DecodeSide:
+    """A decode instance on one load. Its latency table (wait + T/2 + (out - 1) T of each request at instance
+    utilisation U_GRID) is filled row by row when first read, over the p95 sample's columns for the units' p95 rows
+    (sub_s) and over every request for the end-to-end estimate (full_s): the search reads a few rows of a few
+    sides, and each entry depends on its own row and request alone (planners.estimator._latencies), so the floats
+    are those of the whole table."""
+
     tp: int
     pp: int
     cap_rps: float  # one instance's decode throughput (requests/s)
-    latency_s: np.ndarray  # (U, m) wait + T/2 + (out - 1) T at instance utilisation U_GRID
+    token_s: np.ndarray  # (U,) per-token decode time at instance utilisation U_GRID
+    wait_s: np.ndarray  # (U,) wait for a batch slot
+    steps: np.ndarray  # (m,) decode steps of each request
+    steps_mean: float  # over the whole load (the sojourn time of _latencies)
+    window: np.ndarray  # (m,) the load's rate window of each request
+    profile: RateProfile
+    local_factor: np.ndarray  # (J, m)
+    columns: "P95Columns"
+    sub_s: np.ndarray  # (U, k) the p95 sample's columns; NaN: not computed yet
+    full_s: np.ndarray  # (U, m) every request; NaN: not computed yet
+
+    def sub_rows(self, u: np.ndarray) -> np.ndarray:
+        """(len(u), k) the p95 sample's latencies at instance utilisations u (linear in U_GRID, as _rows)."""
+        c = self.columns
+        return self._read(self.sub_s, u, c.steps, c.window, c.local_factor)
+
+    def full_rows(self, u: np.ndarray) -> np.ndarray:
+        """(len(u), m) every request's latency at instance utilisations u."""
+        return self._read(self.full_s, u, self.steps, self.window, self.local_factor)
+
+    def _read(self, table: np.ndarray, u: np.ndarray, steps, window, local) -> np.ndarray:
+        j, frac = _interval(u)
+        need = np.zeros(U_GRID.size, dtype=bool)
+        need[j] = True
+        need[j + 1] = True
+        need = np.flatnonzero(need & np.isnan(table[:, 0]))
+        if need.size:
+            table[need] = _latencies(U_GRID[need], U_GRID, self.token_s, self.wait_s, np.zeros(steps.shape[0]), steps,
+                                     window, self.profile, local, means=(0.0, self.steps_mean))
+        return table[j] * (1 - frac) + table[j + 1] * frac
+
+
+@dataclass(frozen=True)
+class P95Columns:
+    """The requests a unit's p95 is taken over (evenly spaced, at most P95_SAMPLE; cols None: all of them), with the
+    load's per-request inputs of the decode latencies at those columns, taken once per load."""
+
+    cols: np.ndarray | None
+    steps: np.ndarray
+    window: np.ndarray
+    local_factor: np.ndarray
+
+    @staticmethod
+    def of(load: TierLoad) -> "P95Columns":
+        m = load.num_requests
+        cols = None if m <= P95_SAMPLE else np.unique(np.linspace(0, m - 1, P95_SAMPLE).round().astype(np.int64))
+        steps = np.maximum(load.output_tokens.astype(np.float64) - 1, 0)
+        window = load.window if load.window is not None else np.zeros(m, dtype=np.int64)
+        local = load.local_factor if load.local_factor is not None else np.ones((1, m))
+        if cols is None:
+            return P95Columns(None, steps, window, local)
+        return P95Columns(cols, steps[cols], window[cols], local[:, cols])
+
+    @property
+    def size(self) -> int:
+        return int(self.steps.shape[0])
 
 
 def lindley_wait_s(u: np.ndarray, arrival_s: np.ndarray, work_s: np.ndarray) -> np.ndarray:
@@ -90,8 +151,10 @@ def prefill_side(cost, load: TierLoad, memo: dict | None = None) -> PrefillSide:
     return PrefillSide(int(cost.tp), pp, float(cap), prefill, wait)
 
 
-def decode_side(cost, load: TierLoad, max_num_seqs: int, memo: dict | None = None) -> DecodeSide | None:
-    """None when not even one request's context fits the instance's KV."""
+def decode_side(cost, load: TierLoad, max_num_seqs: int, memo: dict | None = None,
+                columns: P95Columns | None = None) -> DecodeSide | None:
+    """None when not even one request's context fits the instance's KV. columns: the load's P95Columns, shared by
+    its decode sides (made here when not given)."""
     pp = int(cost.pp)
     inp = load.input_tokens.astype(np.float64)
     out = load.output_tokens.astype(np.float64)
@@ -114,19 +177,40 @@ def decode_side(cost, load: TierLoad, max_num_seqs: int, memo: dict | None = Non
     c = b_max
     wait = (s_mean / c) * U_GRID ** (np.sqrt(2 * (c + 1)) - 1) / np.maximum(1.0 - U_GRID, 1e-9) \
         * (load.arrival_ca2 + cs2) / 2
-    window = load.window if load.window is not None else np.zeros(out.shape[0], dtype=np.int64)
-    local = load.local_factor if load.local_factor is not None else np.ones((1, out.shape[0]))
-    lat = _latencies(U_GRID, U_GRID, token_s, wait, np.zeros(out.shape[0]), steps, window, load.profile, local)
-    return DecodeSide(int(cost.tp), pp, float(cap), lat)
+    columns = P95Columns.of(load) if columns is None else columns
+    m = out.shape[0]
+    window = load.window if load.window is not None else np.zeros(m, dtype=np.int64)
+    local = load.local_factor if load.local_factor is not None else np.ones((1, m))
+    return DecodeSide(int(cost.tp), pp, float(cap), token_s, wait, steps, float(steps.mean()), window, load.profile,
+                      local, columns, np.full((U_GRID.size, columns.size), np.nan), np.full((U_GRID.size, m), np.nan))
 
 
-def _rows(table: np.ndarray, u: np.ndarray, cols=None) -> np.ndarray:
-    """table (U, m) at utilisations u (linear in U_GRID), for the columns cols (all when None)."""
-    sub = table if cols is None else table[:, cols]
+def _interval(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(j, frac): utilisations u lie frac of the way from U_GRID[j] to U_GRID[j + 1] (u capped at the last point)."""
     pos = np.interp(np.minimum(u, U_GRID[-1]), U_GRID, np.arange(U_GRID.size, dtype=np.float64))
     j = np.minimum(pos.astype(np.int64), U_GRID.size - 2)
-    frac = (pos - j)[:, None]
-    return sub[j] * (1 - frac) + sub[j + 1] * frac
+    return j, (pos - j)[:, None]
+
+
+def _rows(table: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """table (U, k) at utilisations u (linear in U_GRID)."""
+    j, frac = _interval(u)
+    return table[j] * (1 - frac) + table[j + 1] * frac
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """One prefill configuration with one decode configuration on one load: what its units (one per P:D split) share.
+    A unit's request latency = wait_sub at its prefill utilisation + the decode side's at its decode utilisation +
+    base_sub (prefill and KV transfer), over the p95 sample's columns; rank: the nearest-rank index of the quantile
+    among them."""
+
+    prefill: PrefillSide
+    decode: DecodeSide
+    transfer_s: np.ndarray  # (m,)
+    wait_sub: np.ndarray  # (U, k) the prefill side's wait at the p95 sample's columns
+    base_sub: np.ndarray  # (k,)
+    rank: int
 
 
 @dataclass(frozen=True)
@@ -134,27 +218,27 @@ class DisaggModel:
     """A search unit: num_prefill prefill instances and num_decode decode instances; the interface of
     planners.estimator.ReplicaModel (num_gpus, max_rps, p95_at, request_latencies_s) so tables can hold it."""
 
-    prefill: PrefillSide
-    decode: DecodeSide
+    pairing: Pairing
     num_prefill: int
     num_decode: int
-    transfer_s: np.ndarray  # (m,)
     max_rps: float
-    rho_grid: np.ndarray
-    p95_s: np.ndarray  # (U,) p95 at unit utilisation rho_grid; NaN: not computed yet (filled by prepare)
-    # What prepare reads to fill a p95 row r: request latency = wait_sub at u_p[r] + dec_sub at u_d[r] + base_sub,
-    # over the p95 sample's columns, and the nearest-rank index k of the quantile among them.
-    wait_sub: np.ndarray | None = None
-    dec_sub: np.ndarray | None = None
-    base_sub: np.ndarray | None = None
-    u_p: np.ndarray | None = None
-    u_d: np.ndarray | None = None
-    rank: int = 0
+    num_gpus: int
+    p95_s: np.ndarray  # (U,) p95 at unit utilisation U_GRID; NaN: not computed yet (filled by prepare)
     disaggregated: bool = True
 
+    rho_grid = U_GRID
+
     @property
-    def num_gpus(self) -> int:
-        return self.num_prefill * self.prefill.tp * self.prefill.pp + self.num_decode * self.decode.tp * self.decode.pp
+    def prefill(self) -> PrefillSide:
+        return self.pairing.prefill
+
+    @property
+    def decode(self) -> DecodeSide:
+        return self.pairing.decode
+
+    @property
+    def transfer_s(self) -> np.ndarray:
+        return self.pairing.transfer_s
 
     @property
     def tp(self) -> int:  # for descriptions only; placement reads the sides
@@ -163,6 +247,15 @@ class DisaggModel:
     @property
     def pp(self) -> int:
         return self.decode.pp
+
+    @property
+    def u_p(self) -> np.ndarray:
+        """(U,) the prefill instances' utilisation at each unit utilisation of U_GRID."""
+        return self._utilisations(U_GRID)[0]
+
+    @property
+    def u_d(self) -> np.ndarray:
+        return self._utilisations(U_GRID)[1]
 
     def replica_configs(self, units: int) -> list[tuple[int, int, int, str]]:
         """[(tp, pp, count, role)] of `units` copies of this unit, for placement."""
@@ -177,15 +270,17 @@ class DisaggModel:
         """Compute the p95 rows np.interp reads for the unit utilisations rho (the grid points on either side): a
         table reads a unit at a few utilisations only, and each row depends on its own utilisation alone, so the
         floats are those of filling every row (planners.estimator.ReplicaModel.prepare does the same)."""
-        rows = rows_to_fill(self.rho_grid, self.p95_s, rho)
+        rows = rows_to_fill(U_GRID, self.p95_s, rho)
         if rows.size:
-            lat = _rows(self.wait_sub, self.u_p[rows]) + _rows(self.dec_sub, self.u_d[rows]) + self.base_sub[None, :]
-            self.p95_s[rows] = np.partition(lat, self.rank, axis=1)[:, self.rank]  # nearest rank (np.quantile x 2,600)
+            pair = self.pairing
+            u_p, u_d = self._utilisations(U_GRID[rows])
+            lat = _rows(pair.wait_sub, u_p) + pair.decode.sub_rows(u_d) + pair.base_sub[None, :]
+            self.p95_s[rows] = np.partition(lat, pair.rank, axis=1)[:, pair.rank]  # nearest rank (np.quantile x 2,600)
 
     def p95_at(self, rho: np.ndarray) -> np.ndarray:
         rho = np.asarray(rho, dtype=np.float64)
         self.prepare(rho)
-        inside = np.interp(np.minimum(rho, self.rho_grid[-1]), self.rho_grid, self.p95_s)
+        inside = np.interp(np.minimum(rho, U_GRID[-1]), U_GRID, self.p95_s)
         return np.where(rho < 1.0, inside, SATURATED_S * np.maximum(rho, 1.0))
 
     def request_latencies_s(self, rho: float, output_tokens: np.ndarray | None = None) -> np.ndarray:
@@ -193,7 +288,7 @@ class DisaggModel:
             return np.full(self.transfer_s.shape, SATURATED_S * rho)
         u_p, u_d = self._utilisations(np.array([rho]))
         return (_rows(self.prefill.wait_s, u_p)[0] + self.prefill.prefill_s + self.transfer_s
-                + _rows(self.decode.latency_s, u_d)[0])
+                + self.decode.full_rows(u_d)[0])
 
 
 def transfer_s(load: TierLoad, kv_bytes_per_token: float, prefill_gpus: int, decode_gpus: int, cluster) -> np.ndarray:
@@ -204,24 +299,21 @@ def transfer_s(load: TierLoad, kv_bytes_per_token: float, prefill_gpus: int, dec
 
 def disagg_models(prefills: list[PrefillSide], decodes: list[DecodeSide], load: TierLoad, kv_bytes_per_token: float,
                   cluster, quantile: float = 0.95) -> list[DisaggModel]:
-    """Every (prefill config, decode config, split) unit for one load."""
-    m = load.num_requests
-    cols = None if m <= P95_SAMPLE else np.unique(np.linspace(0, m - 1, P95_SAMPLE).round().astype(np.int64))
-    rho = U_GRID
+    """Every (prefill config, decode config, split) unit for one load (the decode sides share one P95Columns)."""
+    if not prefills or not decodes:
+        return []
+    cols = decodes[0].columns.cols
+    k = int(round(quantile * (decodes[0].columns.size - 1)))
     out = []
-    k = int(round(quantile * ((m if cols is None else cols.size) - 1)))
-    # The subsampled columns of each side's table, taken once (not once per pairing and split).
-    waits = [ps.wait_s if cols is None else ps.wait_s[:, cols] for ps in prefills]
-    decs = [ds.latency_s if cols is None else ds.latency_s[:, cols] for ds in decodes]
-    for ps, wait_sub in zip(prefills, waits):
-        for ds, dec_sub in zip(decodes, decs):
+    for ps in prefills:
+        wait_sub = ps.wait_s if cols is None else ps.wait_s[:, cols]  # taken once, not once per pairing and split
+        for ds in decodes:
             xfer = transfer_s(load, kv_bytes_per_token, ps.tp * ps.pp, ds.tp * ds.pp, cluster)
             base = ps.prefill_s + xfer
-            base_sub = base if cols is None else base[cols]
+            pair = Pairing(ps, ds, xfer, wait_sub, base if cols is None else base[cols], k)
+            g_p, g_d = ps.tp * ps.pp, ds.tp * ds.pp
             for n_p, n_d in SPLITS:
                 unit = min(n_p * ps.cap_rps, n_d * ds.cap_rps)
                 # p95 rows filled on demand (DisaggModel.prepare): the search reads a unit at a few utilisations.
-                out.append(DisaggModel(ps, ds, n_p, n_d, xfer, float(unit), rho, np.full(rho.size, np.nan),
-                                       wait_sub, dec_sub, base_sub, rho * unit / (n_p * ps.cap_rps),
-                                       rho * unit / (n_d * ds.cap_rps), k))
+                out.append(DisaggModel(pair, n_p, n_d, float(unit), n_p * g_p + n_d * g_d, np.full(U_GRID.size, np.nan)))
     return out

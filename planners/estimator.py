@@ -374,15 +374,19 @@ def fluid_backlog_s(rho: np.ndarray, profile: RateProfile) -> np.ndarray:
 
 
 def _latencies(rho: np.ndarray, grid: np.ndarray, token_s: np.ndarray, wait_s: np.ndarray, prefill: np.ndarray,
-               steps: np.ndarray, window: np.ndarray, profile: RateProfile, local_factor: np.ndarray) -> np.ndarray:
+               steps: np.ndarray, window: np.ndarray, profile: RateProfile, local_factor: np.ndarray,
+               means: tuple[float, float] | None = None) -> np.ndarray:
     """(len(rho), m) request latencies at mean utilisations rho, each request at its own local load: the
     arrival rate around it within one mean sojourn time S (its decode batch holds the requests that arrived
-    within about S of it), so long requests see a smoother rate than short ones."""
+    within about S of it), so long requests see a smoother rate than short ones. Every entry depends on its own
+    row's rho and its own request alone, but for S, which reads the means of prefill and steps over the whole
+    load: means = (those two means) lets a caller pass a subset of the requests and get those columns' floats."""
     if local_factor.shape[0] == 1:
         factor = np.broadcast_to(local_factor, (rho.shape[0], local_factor.shape[1]))
     else:
         t_mean = np.interp(np.minimum(rho, grid[-1]), grid, token_s)
-        sojourn = float(prefill.mean()) + float(steps.mean()) * t_mean
+        prefill_mean, steps_mean = (float(prefill.mean()), float(steps.mean())) if means is None else means
+        sojourn = prefill_mean + steps_mean * t_mean
         pos = np.interp(np.log(np.maximum(sojourn, 1e-9)), np.log(profile.bandwidth_s),
                         np.arange(profile.bandwidth_s.shape[0], dtype=np.float64))
         j = np.minimum(pos.astype(np.int64), local_factor.shape[0] - 2)

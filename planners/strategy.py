@@ -19,7 +19,7 @@ import numpy as np
 
 from sim.common.errors import ConfigError, DeploymentDoesNotFit
 
-from planners.disagg import decode_side, disagg_models, prefill_side
+from planners.disagg import P95Columns, decode_side, disagg_models, prefill_side
 from planners.estimator import ReplicaModel, TierLoad, build_replica_model
 
 TP_DEGREES = (1, 2, 4, 8)
@@ -74,6 +74,7 @@ def disaggregated_models(problem, tier_index: int, load: TierLoad, configs, memo
     pp_min = min(pp for _, pp in configs)
     smallest = min(tp * pp for tp, pp in configs)
     sides_p, sides_d = [], []
+    columns = P95Columns.of(load)  # the p95 sample's columns, shared by the load's decode sides
     for tp, pp in configs:
         if pp != pp_min and tp * pp > 2 * smallest:
             continue
@@ -81,7 +82,7 @@ def disaggregated_models(problem, tier_index: int, load: TierLoad, configs, memo
         cfg_memo = None if memo is None else memo.setdefault((tier_index, tp, pp), {})
         if pp == pp_min:
             sides_p.append(prefill_side(cost, load, cfg_memo))
-        dec = decode_side(cost, load, problem.max_num_seqs, cfg_memo) if tp * pp <= 2 * smallest else None
+        dec = decode_side(cost, load, problem.max_num_seqs, cfg_memo, columns) if tp * pp <= 2 * smallest else None
         if dec is not None:
             sides_d.append(dec)
     tier = problem.cascade.tiers[tier_index]

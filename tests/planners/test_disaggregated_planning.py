@@ -144,12 +144,45 @@ def test_a_units_p95_rows_filled_on_demand_are_those_of_the_whole_grid():
     rho = np.array([0.05, 0.42, 0.97])
     first = m.p95_at(rho)
     assert 2 <= np.isfinite(m.p95_s).sum() <= 6  # only the rows either side of the three utilisations
-    # Oracle: every row written out from the sides' tables (numpy's sort, not the model's partition).
-    lat = _rows(m.wait_sub, m.u_p) + _rows(m.dec_sub, m.u_d) + m.base_sub[None, :]
-    full = np.sort(lat, axis=1)[:, m.rank]
+    # Oracle: every row written out from the sides' whole tables (numpy's sort, not the model's partition).
+    pair = m.pairing
+    cols = m.decode.columns.cols
+    lat = _rows(pair.wait_sub, m.u_p) + _rows(_whole_decode_table(m.decode)[:, cols], m.u_d) + pair.base_sub[None, :]
+    full = np.sort(lat, axis=1)[:, pair.rank]
     assert np.array_equal(first, np.interp(rho, U_GRID, full))
     assert np.array_equal(m.p95_at(U_GRID), full)  # the rest filled later: identical rows
     assert np.array_equal(m.p95_at(rho), first)
+
+
+def _whole_decode_table(side):
+    """(U, m) a decode side's latency at every grid utilisation and request in one _latencies call (the means from
+    the arrays, as before the side filled its rows on demand)."""
+    from planners.disagg import U_GRID
+    from planners.estimator import _latencies
+
+    return _latencies(U_GRID, U_GRID, side.token_s, side.wait_s, np.zeros(side.steps.shape[0]), side.steps,
+                      side.window, side.profile, side.local_factor)
+
+
+def test_a_decode_sides_rows_filled_on_demand_are_those_of_the_whole_table():
+    """DecodeSide fills a latency row (p95 columns or every request) when first read: the floats of the whole table,
+    whatever was read before; fails if a row's floats depended on the other rows or on the columns taken."""
+    from planners.disagg import U_GRID, _rows
+
+    problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0, n=1200)
+    ctx = SearchContext(problem, disaggregation="disaggregated")
+    side = ctx.replica_models(_tier_load(ctx, 1))[0].decode
+    cols = side.columns.cols
+    assert cols is not None and cols.size < side.steps.size  # the p95 sample is a subset here: the case to check
+    assert side.profile.num_windows > 1 and side.local_factor.shape[0] > 1  # the local-rate branch is exercised
+    whole = _whole_decode_table(side)
+    assert np.isnan(side.sub_s).all() and np.isnan(side.full_s).all()  # nothing computed before it is read
+    u = np.array([0.31, 0.93])
+    assert np.array_equal(side.sub_rows(u), _rows(whole[:, cols], u))
+    assert 2 <= np.count_nonzero(~np.isnan(side.sub_s[:, 0])) <= 4 and np.isnan(side.full_s).all()
+    assert np.array_equal(side.full_rows(u[1:]), _rows(whole, u[1:]))
+    assert np.array_equal(side.sub_rows(U_GRID), whole[:, cols])  # the rest filled later: identical rows
+    assert np.array_equal(side.full_rows(U_GRID), whole)
 
 
 def test_the_best_deployments_on_a_subset_of_gpu_counts_are_those_entries_of_the_whole():
