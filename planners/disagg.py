@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planners.estimator import SATURATED_S, RateProfile, TierLoad, _decode_times, _latencies, _prefill_times, rows_to_fill
+from planners.estimator import (SATURATED_S, RateProfile, TierLoad, _decode_times, _latencies, _prefill_times,
+                                grid_backlog_s, rows_to_fill)
 
 SPLITS = ((1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 3), (3, 1))  # (prefill instances, decode instances) per unit
 U_GRID = np.r_[np.linspace(0.0, 0.9, 10), 1.0 - np.geomspace(0.1, 1e-3, 6)[1:]]  # 15 points in [0, 0.999]
@@ -96,7 +97,8 @@ class DecodeSide:
         need = np.flatnonzero(need & np.isnan(table[:, 0]))
         if need.size:
             table[need] = _latencies(U_GRID[need], U_GRID, self.token_s, self.wait_s, np.zeros(steps.shape[0]), steps,
-                                     window, self.profile, local, means=(0.0, self.steps_mean))
+                                     window, self.profile, local, means=(0.0, self.steps_mean),
+                                     backlog=grid_backlog_s(self.profile, U_GRID)[need])
         return table[j] * (1 - frac) + table[j + 1] * frac
 
 

@@ -57,6 +57,8 @@ class RateProfile:
     window_factor: np.ndarray
     window_s: float
     bandwidth_s: np.ndarray = field(default_factory=lambda: np.ones(1))  # (J,) half-widths of the local-rate kernel
+    # grid_backlog_s's answers by utilisation grid: every model of a plan reads the same few rows
+    backlogs: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def num_windows(self) -> int:
@@ -165,9 +167,13 @@ class ReplicaModel:
         """p95 at mean utilisations rho (SATURATED_S * rho from 1 on); used: a mask of the entries the caller reads
         (the others may come back NaN), so that no p95 row is computed for them."""
         rho = np.asarray(rho, dtype=np.float64)
-        x = np.minimum(rho, self.rho_grid[-1])
         self.prepare(rho if used is None else rho[used])
-        inside = np.interp(x, self.rho_grid, self.p95_s)  # NaN only where no row was asked for, replaced below
+        return self.p95_prepared(rho)
+
+    def p95_prepared(self, rho: np.ndarray) -> np.ndarray:
+        """p95_at(rho, used) once prepare has filled the rows of the entries read (planners.strategy prepares all
+        the utilisations a table reads in one call first)."""
+        inside = np.interp(np.minimum(rho, self.rho_grid[-1]), self.rho_grid, self.p95_s)  # NaN where not asked
         return np.where(rho < 1.0, inside, SATURATED_S * np.maximum(rho, 1.0))
 
     def prepare(self, rho: np.ndarray) -> None:
@@ -180,7 +186,7 @@ class ReplicaModel:
         """(len(rows), m) latency of each sampled request at the mean utilisations rho_grid[rows]."""
         rho = self.rho_grid[rows]
         body = _latencies(rho, self.rho_grid, self.token_s, self.wait_s, self.prefill_s, self.steps, self.window,
-                          self.profile, self.local_factor)
+                          self.profile, self.local_factor, backlog=grid_backlog_s(self.profile, self.rho_grid)[rows])
         if self.burst_s is None:
             return body
         # The burst delay is smooth in rho: evaluated on every BURST_GRID_STEP-th grid point and interpolated
@@ -354,7 +360,7 @@ def prefill_burst_s(rho: np.ndarray, arrival_s: np.ndarray, work_s: np.ndarray) 
     nxt = np.where(idle, np.arange(m)[None, :], m)
     nxt = np.minimum.accumulate(nxt[:, ::-1], axis=1)[:, ::-1]  # first idle index >= n
     nxt = np.concatenate([nxt[:, 1:], np.full((s.shape[0], 1), m)], axis=1)  # first idle index > n
-    end = np.take_along_axis(done, nxt - 1, axis=1)
+    end = done.ravel()[nxt - 1 + (np.arange(s.shape[0]) * m)[:, None]]  # take_along_axis, at a third of its cost
     return wait + np.maximum(end - done, 0.0)
 
 
@@ -373,14 +379,24 @@ def fluid_backlog_s(rho: np.ndarray, profile: RateProfile) -> np.ndarray:
     return out
 
 
+def grid_backlog_s(profile: RateProfile, grid: np.ndarray) -> np.ndarray:
+    """fluid_backlog_s(grid, profile), kept on the profile: each row depends on its own utilisation alone (a row
+    whose load never exceeds capacity is 0 either way), so a row taken from it is that row's floats."""
+    key = grid.tobytes()
+    if key not in profile.backlogs:
+        profile.backlogs[key] = fluid_backlog_s(grid, profile)
+    return profile.backlogs[key]
+
+
 def _latencies(rho: np.ndarray, grid: np.ndarray, token_s: np.ndarray, wait_s: np.ndarray, prefill: np.ndarray,
                steps: np.ndarray, window: np.ndarray, profile: RateProfile, local_factor: np.ndarray,
-               means: tuple[float, float] | None = None) -> np.ndarray:
+               means: tuple[float, float] | None = None, backlog: np.ndarray | None = None) -> np.ndarray:
     """(len(rho), m) request latencies at mean utilisations rho, each request at its own local load: the
     arrival rate around it within one mean sojourn time S (its decode batch holds the requests that arrived
     within about S of it), so long requests see a smoother rate than short ones. Every entry depends on its own
     row's rho and its own request alone, but for S, which reads the means of prefill and steps over the whole
-    load: means = (those two means) lets a caller pass a subset of the requests and get those columns' floats."""
+    load: means = (those two means) lets a caller pass a subset of the requests and get those columns' floats.
+    backlog: fluid_backlog_s(rho, profile) when the caller has it (grid_backlog_s)."""
     if local_factor.shape[0] == 1:
         factor = np.broadcast_to(local_factor, (rho.shape[0], local_factor.shape[1]))
     else:
@@ -397,6 +413,6 @@ def _latencies(rho: np.ndarray, grid: np.ndarray, token_s: np.ndarray, wait_s: n
     local = np.minimum(local, grid[-1])
     t = np.interp(local, grid, token_s)
     w = np.interp(local, grid, wait_s)
-    backlog = fluid_backlog_s(rho, profile)[:, window]
+    backlog = (fluid_backlog_s(rho, profile) if backlog is None else backlog)[:, window]
     return w + backlog + t / 2 + prefill[None, :] + steps[None, :] * t
 

@@ -243,8 +243,9 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
 
 
 def _p95_at(model, rho: np.ndarray, used: np.ndarray) -> np.ndarray:
-    """model.p95_at(rho), of which only the entries `used` are read (a colocated model computes no other rows)."""
-    return model.p95_at(rho, used) if isinstance(model, ReplicaModel) else model.p95_at(rho)
+    """model.p95_at(rho), of which only the entries `used` are read: a colocated model's rows for them were filled
+    by _best_deployments' one prepare per model, so none is computed here."""
+    return model.p95_prepared(rho) if isinstance(model, ReplicaModel) else model.p95_at(rho)
 
 
 def _disaggregated(model) -> bool:

@@ -76,3 +76,20 @@ def test_quantile_rows_equals_numpy(q):
         if trial % 7 == 0:
             x[0, 0] = np.nan  # numpy's NaN rule holds too
         np.testing.assert_array_equal(quantile_rows(x.copy(), q), np.quantile(x, q, axis=1))
+
+
+def test_the_profiles_kept_backlog_rows_are_those_of_any_subset_of_the_grid(drifting_bursty_load):
+    """grid_backlog_s computes the fluid backlog once per grid and profile; a row taken from it must be the row
+    fluid_backlog_s gives for any subset of utilisations (its early exit when no row overloads a window included).
+    Fails if a row read another row's state or the profile's cache were keyed on the wrong grid."""
+    from planners.estimator import _RHO_GRID, fluid_backlog_s, grid_backlog_s
+
+    profile = drifting_bursty_load.profile
+    whole = grid_backlog_s(profile, _RHO_GRID)
+    assert (whole > 0).any() and (whole[0] == 0).all()  # overloaded windows at high utilisation, none at 0
+    rng = np.random.default_rng(6)
+    for rows in [np.arange(3), np.array([_RHO_GRID.size - 1]), np.sort(rng.choice(_RHO_GRID.size, 9, replace=False))]:
+        np.testing.assert_array_equal(whole[rows], fluid_backlog_s(_RHO_GRID[rows], profile))
+    coarse = np.linspace(0.0, 0.999, 7)
+    np.testing.assert_array_equal(grid_backlog_s(profile, coarse), fluid_backlog_s(coarse, profile))
+    assert grid_backlog_s(profile, _RHO_GRID) is whole  # kept
