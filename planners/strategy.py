@@ -120,55 +120,62 @@ def _best_deployments(models, idx: list[int], rate_rps: float, n: int, quantile:
                       f: np.ndarray | None = None):
     """Per f = 0..n-1 (or per entry of the GPU counts f) the best deployment on exactly f GPUs among models[idx] (d1
     of one, plus d2 of one smaller colocated configuration): (latency, c1, d1, c2, d2). Disaggregated units never mix
-    (the simulator's rule). Every entry depends on its own f alone, so a subset of f gives those entries' floats."""
+    (the simulator's rule). Every entry depends on its own f alone, so a subset of f gives those entries' floats.
+    The combinations (c1, c2) are rows of one array, each model's p95 read once for all the rows it takes part in,
+    and the first combination with the lowest latency is kept (what a loop over them keeping strictly lower ones
+    keeps; a NaN never wins)."""
     f = np.arange(n) if f is None else np.asarray(f, dtype=np.int64)
     n = f.size
-    best = np.full(n, np.inf)
-    c1b, d1b, c2b, d2b = (np.full(n, -1), np.zeros(n, int), np.full(n, -1), np.zeros(n, int))
     minor = 1.0 - quantile
-    combos = []  # (i, j, d1, d2, rho, share of the capacity in configuration j or None)
+    gpus = [m.num_gpus for m in models]
+    mixable = [j for j, m in enumerate(models) if not _disaggregated(m)]
+    first, second = [], []  # the combinations' configurations, in the order a loop over them would meet them
     for i in idx:
-        m1 = models[i]
-        g1 = m1.num_gpus
-        d1 = f // g1
-        rest = f - d1 * g1
-        mixes = [] if _disaggregated(m1) else [j for j, m in enumerate(models) if m.num_gpus < g1 and not _disaggregated(m)]
-        for j in [-1] + mixes:
-            if j >= 0:
-                d2 = rest // models[j].num_gpus
-                cap2 = d2 * models[j].max_rps
-            else:
-                d2, cap2 = np.zeros(n, int), np.zeros(n)
-            cap = d1 * m1.max_rps + cap2
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rho = np.where(cap > 0, rate_rps / cap, np.inf)
-                share2 = np.where(cap > 0, cap2 / cap, 0.0) if j >= 0 else None
-            combos.append((i, j, d1, d2, rho, share2))
+        mixes = [] if _disaggregated(models[i]) else [j for j in mixable if gpus[j] < gpus[i]]
+        first.extend([i] * (1 + len(mixes)))
+        second.extend([-1] + mixes)
+    if not first:
+        z = np.zeros(n, int)
+        return np.full(n, np.inf), np.full(n, -1), z, np.full(n, -1), z.copy()
+    c1, c2 = np.array(first), np.array(second)
+    mixed = c2 >= 0
+    g = np.array(gpus + [1])  # index -1: no second configuration
+    max_rps = np.array([m.max_rps for m in models])
+    d1 = f[None, :] // g[c1][:, None]
+    rest = f[None, :] - d1 * g[c1][:, None]
+    d2 = np.where(mixed[:, None], rest // g[c2][:, None], 0)
+    cap2 = np.where(mixed[:, None], d2 * max_rps[c2][:, None], 0.0)
+    cap = d1 * max_rps[c1][:, None] + cap2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(cap > 0, rate_rps / cap, np.inf)
+        share2 = np.where(cap > 0, cap2 / cap, 0.0)
+    finite = np.isfinite(rho)
+    at = np.where(finite, rho, 0.0)
+    read1 = finite & (d1 > 0)
+    read2 = finite & (share2 > minor) & mixed[:, None]
+    rows1 = {k: np.flatnonzero(c1 == k) for k in np.unique(c1).tolist()}
+    rows2 = {k: np.flatnonzero(c2 == k) for k in np.unique(c2[mixed]).tolist()}
     # The p95 rows each colocated model is read at, computed in one pass per model (ReplicaModel fills them lazily).
-    wanted: dict[int, list] = {}
-    for i, j, d1, _, rho, share2 in combos:
-        finite = np.isfinite(rho)
-        wanted.setdefault(i, []).append(rho[finite & (d1 > 0)])
-        if j >= 0:
-            wanted.setdefault(j, []).append(rho[finite & (share2 > minor)])
-    for k, parts in wanted.items():
+    for k in set(rows1) | set(rows2):
         if isinstance(models[k], ReplicaModel):
+            parts = [at[rows1[k]][read1[rows1[k]]]] if k in rows1 else []
+            if k in rows2:
+                parts.append(at[rows2[k]][read2[rows2[k]]])
             models[k].prepare(np.concatenate(parts))
-    for i, j, d1, d2, rho, share2 in combos:
-        finite = np.isfinite(rho)
-        at = np.where(finite, rho, 0.0)
-        lat = np.where(d1 > 0, _p95_at(models[i], at, finite & (d1 > 0)), np.inf)
-        lat = np.where(finite, lat, np.inf)
-        if j >= 0:
-            lat2 = _p95_at(models[j], at, finite & (share2 > minor))
-            lat = np.where(share2 > minor, np.maximum(lat, lat2), lat)
-        better = lat < best
-        best = np.where(better, lat, best)
-        c1b = np.where(better, i, c1b)
-        d1b = np.where(better, d1, d1b)
-        c2b = np.where(better, j, c2b)
-        d2b = np.where(better, d2, d2b)
-    return best, c1b, d1b, c2b, d2b
+    lat = np.full(rho.shape, np.inf)
+    for k, r in rows1.items():
+        lat[r] = np.where(d1[r] > 0, _p95_at(models[k], at[r], read1[r]), np.inf)
+    lat = np.where(finite, lat, np.inf)
+    for k, r in rows2.items():
+        lat2 = _p95_at(models[k], at[r], read2[r])
+        lat[r] = np.where(share2[r] > minor, np.maximum(lat[r], lat2), lat[r])
+    lat = np.where(np.isnan(lat), np.inf, lat)
+    win = np.argmin(lat, axis=0)
+    cols = np.arange(n)
+    best = lat[win, cols]
+    taken = best < np.inf
+    return (np.where(taken, best, np.inf), np.where(taken, c1[win], -1), np.where(taken, d1[win, cols], 0),
+            np.where(taken, c2[win], -1), np.where(taken, d2[win, cols], 0))
 
 
 def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, quantile: float = 0.95,
@@ -243,9 +250,8 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
 
 
 def _p95_at(model, rho: np.ndarray, used: np.ndarray) -> np.ndarray:
-    """model.p95_at(rho), of which only the entries `used` are read: a colocated model's rows for them were filled
-    by _best_deployments' one prepare per model, so none is computed here."""
-    return model.p95_prepared(rho) if isinstance(model, ReplicaModel) else model.p95_at(rho)
+    """model.p95_at(rho), of which only the entries `used` are read (a colocated model computes no other rows)."""
+    return model.p95_at(rho, used) if isinstance(model, ReplicaModel) else model.p95_at(rho)
 
 
 def _disaggregated(model) -> bool:

@@ -8,6 +8,7 @@ import pytest
 from planners.base import get_planner
 from planners.checker import check_plan
 from planners.disagg import SPLITS, lindley_wait_s
+from planners.estimator import ReplicaModel
 from planners.search import SearchContext
 
 from conftest import make_problem
@@ -198,6 +199,103 @@ def test_the_best_deployments_on_a_subset_of_gpu_counts_are_those_entries_of_the
     part = _best_deployments(models, list(range(len(models))), load.rate_rps * 1.3, n, 0.95, f=at)
     for w, p in zip(whole, part):
         assert np.array_equal(w[at], p)
+
+
+def _read_p95(model, rho, used):
+    return model.p95_at(rho, used) if isinstance(model, ReplicaModel) else model.p95_at(rho)
+
+
+def _is_disagg(model):
+    return getattr(model, "disaggregated", False)
+
+
+def _loop_best_deployments(models, idx: list[int], rate_rps: float, n: int, quantile: float,
+                           f: np.ndarray | None = None):
+    """planners.strategy._best_deployments as a loop over the combinations, each p95 read through p95_at (which fills
+    its own rows): the oracle of the one-array version."""
+    f = np.arange(n) if f is None else np.asarray(f, dtype=np.int64)
+    n = f.size
+    best = np.full(n, np.inf)
+    c1b, d1b, c2b, d2b = (np.full(n, -1), np.zeros(n, int), np.full(n, -1), np.zeros(n, int))
+    minor = 1.0 - quantile
+    combos = []  # (i, j, d1, d2, rho, share of the capacity in configuration j or None)
+    for i in idx:
+        m1 = models[i]
+        g1 = m1.num_gpus
+        d1 = f // g1
+        rest = f - d1 * g1
+        mixes = [] if _is_disagg(m1) else [j for j, m in enumerate(models)
+                                           if m.num_gpus < g1 and not _is_disagg(m)]
+        for j in [-1] + mixes:
+            if j >= 0:
+                d2 = rest // models[j].num_gpus
+                cap2 = d2 * models[j].max_rps
+            else:
+                d2, cap2 = np.zeros(n, int), np.zeros(n)
+            cap = d1 * m1.max_rps + cap2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rho = np.where(cap > 0, rate_rps / cap, np.inf)
+                share2 = np.where(cap > 0, cap2 / cap, 0.0) if j >= 0 else None
+            combos.append((i, j, d1, d2, rho, share2))
+    # The p95 rows each colocated model is read at, computed in one pass per model (ReplicaModel fills them lazily).
+    wanted: dict[int, list] = {}
+    for i, j, d1, _, rho, share2 in combos:
+        finite = np.isfinite(rho)
+        wanted.setdefault(i, []).append(rho[finite & (d1 > 0)])
+        if j >= 0:
+            wanted.setdefault(j, []).append(rho[finite & (share2 > minor)])
+    for k, parts in wanted.items():
+        if isinstance(models[k], ReplicaModel):
+            models[k].prepare(np.concatenate(parts))
+    for i, j, d1, d2, rho, share2 in combos:
+        finite = np.isfinite(rho)
+        at = np.where(finite, rho, 0.0)
+        lat = np.where(d1 > 0, _read_p95(models[i], at, finite & (d1 > 0)), np.inf)
+        lat = np.where(finite, lat, np.inf)
+        if j >= 0:
+            lat2 = _read_p95(models[j], at, finite & (share2 > minor))
+            lat = np.where(share2 > minor, np.maximum(lat, lat2), lat)
+        better = lat < best
+        best = np.where(better, lat, best)
+        c1b = np.where(better, i, c1b)
+        d1b = np.where(better, d1, d1b)
+        c2b = np.where(better, j, c2b)
+        d2b = np.where(better, d2, d2b)
+    return best, c1b, d1b, c2b, d2b
+
+
+
+@pytest.mark.parametrize("deployment,factor", [("colocated", 1.0), ("colocated", 3.0), ("best", 1.0), ("best", 0.4)])
+def test_the_best_deployments_in_one_array_are_those_of_a_loop_over_the_combinations(deployment, factor):
+    """Every entry (latency, both configurations and counts) equals the loop's, with mixes, disaggregated units (the
+    ungated table's path), GPU counts where nothing fits, ties (the models listed twice: the first copy must win, as
+    the loop keeps only strictly lower latencies) and a subset of GPU counts. Fresh models for each side, so neither
+    reads rows the other filled."""
+    from planners.strategy import _best_deployments
+
+    problem = make_problem(num_tiers=2, num_nodes=2, rate_rps=6.0)
+
+    def models():
+        ctx = SearchContext(problem, disaggregation=deployment)
+        load = _tier_load(ctx, 1)
+        return ctx.replica_models(load), load.rate_rps * factor, ctx.num_gpus + 1
+
+    got_models, rate, n = models()
+    want_models, _, _ = models()
+    assert any(m.num_gpus > min(x.num_gpus for x in got_models) for m in got_models)  # mixes exist
+    for doubled in (False, True):
+        gm = list(got_models) * (2 if doubled else 1)
+        wm = list(want_models) * (2 if doubled else 1)
+        for f in (None, np.array([0, 3, 7, n - 1])):
+            got = _best_deployments(gm, list(range(len(gm))), rate, n, 0.95, f=f)
+            want = _loop_best_deployments(wm, list(range(len(wm))), rate, n, 0.95, f=f)
+            for g, w in zip(got, want):
+                assert g.dtype == w.dtype and np.array_equal(g, w)
+            if doubled:
+                assert (got[1] < len(got_models)).all()  # the first copy wins every tie
+            assert np.isinf(got[0][0]) and got[1][0] == -1 if f is None else True  # no GPU: nothing fits
+    if deployment == "best":
+        assert any(_is_disagg(got_models[c]) for c in got[1] if c >= 0) or factor != 1.0
 
 
 def test_the_gates_load_factor_is_the_planning_samples_p90_window_rate():
