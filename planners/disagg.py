@@ -354,20 +354,18 @@ def prepare_units(units: list[DisaggModel], rhos: list[np.ndarray]) -> None:
             items[t][0].p95_s[rows[at]] = p95[at]
 
 
-def unit_latencies(units: list[DisaggModel], rate_rps: float, n: int, where: list[np.ndarray]) -> list[np.ndarray]:
-    """For each unit, (n,) the p95 of f // g copies of it on f = 0..n-1 GPUs at rate_rps (inf where none fits and
-    outside its mask `where`), the missing p95 rows of all of them computed by prepare_units."""
-    f = np.arange(n)
-    asks = []
-    for unit, w in zip(units, where):
-        d = f // unit.num_gpus
-        fits = (d > 0) & w
-        asks.append((fits, rate_rps / np.maximum(d[fits] * unit.max_rps, 1e-300)))
-    prepare_units(units, [rho for _, rho in asks])
-    out = []
-    for unit, (fits, rho) in zip(units, asks):
-        lat = np.full(n, np.inf)
-        if rho.size:
-            lat[fits] = unit._p95_prepared(rho)
-        out.append(lat)
+def unit_latencies(units: list[DisaggModel], rate_rps: float, n: int, where: np.ndarray) -> np.ndarray:
+    """(len(units), n): row t the p95 of f // g copies of units[t] on f = 0..n-1 GPUs at rate_rps (inf where none fits
+    and outside its mask where[t]), the missing p95 rows of all of them computed by prepare_units."""
+    out = np.full((len(units), n), np.inf)
+    if not units:
+        return out
+    d = np.arange(n)[None, :] // np.array([u.num_gpus for u in units])[:, None]
+    fits = (d > 0) & where
+    rho = rate_rps / np.maximum(d * np.array([u.max_rps for u in units])[:, None], 1e-300)
+    rhos = [r[k] for r, k in zip(rho, fits)]
+    prepare_units(units, rhos)
+    for t, unit in enumerate(units):
+        if rhos[t].size:
+            out[t, fits[t]] = unit._p95_prepared(rhos[t])
     return out

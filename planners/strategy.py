@@ -214,26 +214,23 @@ def latency_table(models: list[ReplicaModel], rate_rps: float, num_gpus: int, qu
         # every f; about half a gated table's time saved).
         # All units' rows are computed together (planners.disagg.prepare_units), and the p95 at the hotter rate only
         # for the units that pass at some f against the colocated deployment (`first` below can only be smaller).
-        units = {i: np.arange(n) // models[i].num_gpus for i in disagg}
-        room = {i: hot_rps <= disagg_max_utilisation * units[i] * models[i].max_rps for i in disagg}
-        asked = [i for i in disagg if room[i].any()]
-        lats = dict(zip(asked, unit_latencies([models[i] for i in asked], rate_rps, n, [room[i] for i in asked])))
-        maybe = np.zeros(n, dtype=bool)
-        passing = {}
-        for i, lat in lats.items():
-            passing[i] = room[i] & (lat <= (1.0 - disagg_margin) * best)
-            maybe |= passing[i]
+        units = np.arange(n)[None, :] // np.array([models[i].num_gpus for i in disagg])[:, None]  # (units, n)
+        room = hot_rps <= disagg_max_utilisation * units * np.array([models[i].max_rps for i in disagg])[:, None]
+        asked = np.flatnonzero(room.any(axis=1))
+        lats = unit_latencies([models[disagg[a]] for a in asked], rate_rps, n, room[asked])
+        passing = room[asked] & (lats <= (1.0 - disagg_margin) * best)
+        maybe = passing.any(axis=0)
         best_hot = np.full(n, np.inf)
         if maybe.any():
             at = np.flatnonzero(maybe)
             best_hot[at] = _best_deployments(models, colocated, hot_rps, n, quantile, f=at)[0]
-        contenders = [i for i in asked if passing[i].any()]
-        hot = dict(zip(contenders, unit_latencies([models[i] for i in contenders], hot_rps, n,
-                                                  [passing[i] for i in contenders])))
-        for i in contenders:
-            lat, u = lats[i], units[i]
-            first = room[i] & (lat <= (1.0 - disagg_margin) * best)
-            ok = first & (hot[i] <= best_hot)
+        contenders = np.flatnonzero(passing.any(axis=1))
+        hot = unit_latencies([models[disagg[asked[c]]] for c in contenders], hot_rps, n, passing[contenders])
+        for c, lat_hot in zip(contenders.tolist(), hot):
+            a = asked[c]
+            i, lat, u = disagg[a], lats[c], units[a]
+            first = room[a] & (lat <= (1.0 - disagg_margin) * best)
+            ok = first & (lat_hot <= best_hot)
             better = ok & (lat < best)
             best = np.where(better, lat, best)
             c1b = np.where(better, i, c1b)
