@@ -22,7 +22,7 @@ decode pool cannot get from another instance) among the tier's fitting TPs, and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -78,7 +78,14 @@ class DecodeSide:
     local_factor: np.ndarray  # (J, m)
     columns: "P95Columns"
     sub_s: np.ndarray  # (U, k) the p95 sample's columns; NaN: not computed yet
-    full_s: np.ndarray  # (U, m) every request; NaN: not computed yet
+    full: dict = field(default_factory=dict)  # "s": (U, m) every request, made when first read (few sides are)
+
+    @property
+    def full_s(self) -> np.ndarray:
+        """(U, m) every request's latency; NaN: not computed yet."""
+        if "s" not in self.full:
+            self.full["s"] = np.full((U_GRID.size, self.steps.shape[0]), np.nan)
+        return self.full["s"]
 
     def sub_rows(self, u: np.ndarray) -> np.ndarray:
         """(len(u), k) the p95 sample's latencies at instance utilisations u (linear in U_GRID, as _rows)."""
@@ -184,7 +191,7 @@ def decode_side(cost, load: TierLoad, max_num_seqs: int, memo: dict | None = Non
     window = load.window if load.window is not None else np.zeros(m, dtype=np.int64)
     local = load.local_factor if load.local_factor is not None else np.ones((1, m))
     return DecodeSide(int(cost.tp), pp, float(cap), token_s, wait, steps, float(steps.mean()), window, load.profile,
-                      local, columns, np.full((U_GRID.size, columns.size), np.nan), np.full((U_GRID.size, m), np.nan))
+                      local, columns, np.full((U_GRID.size, columns.size), np.nan))
 
 
 def _interval(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -195,37 +195,33 @@ def remember(memo: OrderedDict, key: tuple, build, max_entries: int):
 
 def array_bytes(obj) -> int:
     """Bytes of the numpy arrays reachable through obj's dataclass fields, lists, tuples and dicts, each array once
-    (views count their base once too)."""
+    (views count their base once too). A loop over a stack, numbers and strings passed over first: an entry of the
+    disaggregation search holds thousands of small objects."""
     seen: set[int] = set()
-    total = [0]
-    _walk(obj, seen, total)
-    return total[0]
+    total = 0
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, _LEAVES) or id(o) in seen:
+            continue
+        if isinstance(o, np.ndarray):
+            base = o if o.base is None or not isinstance(o.base, np.ndarray) else o.base
+            if id(base) not in seen:
+                seen.add(id(base))
+                total += base.nbytes
+        seen.add(id(o))
+        if isinstance(o, np.ndarray):
+            continue
+        if isinstance(o, (list, tuple)):
+            stack.extend(o)
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif is_dataclass(o) and not isinstance(o, type):
+            stack.extend(vars(o).values() if hasattr(o, "__dict__") else (getattr(o, f.name) for f in fields(o)))
+    return total
 
 
-def _walk(obj, seen: set, total: list) -> None:
-    if id(obj) in seen:
-        return
-    if isinstance(obj, np.ndarray):
-        base = obj if obj.base is None or not isinstance(obj.base, np.ndarray) else obj.base
-        if id(base) not in seen:
-            seen.add(id(base))
-            total[0] += base.nbytes
-        seen.add(id(obj))
-        return
-    if is_dataclass(obj) and not isinstance(obj, type):
-        seen.add(id(obj))
-        for value in (vars(obj).values() if hasattr(obj, "__dict__") else
-                      (getattr(obj, f.name) for f in fields(obj))):
-            if isinstance(value, (np.ndarray, list, tuple, dict)) or is_dataclass(value):
-                _walk(value, seen, total)
-    elif isinstance(obj, (list, tuple)):
-        seen.add(id(obj))
-        for x in obj:
-            _walk(x, seen, total)
-    elif isinstance(obj, dict):
-        seen.add(id(obj))
-        for x in obj.values():
-            _walk(x, seen, total)
+_LEAVES = (int, float, complex, str, bytes, bool, type(None), np.generic)
 
 
 def _hash_array(h, a) -> None:
