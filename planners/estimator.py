@@ -256,14 +256,19 @@ def alone_latency_s(cost, input_tokens: np.ndarray, output_tokens: np.ndarray) -
 def _prefill_times(cost, input_tokens: np.ndarray, memo: dict | None = None) -> np.ndarray:
     """memo: the same configuration's earlier cost-model answers (search builds hundreds of models per config)."""
     memo = {} if memo is None else memo
-    grid = _lattice(max(int(input_tokens.min()), 1), max(int(input_tokens.max()), 2))
-    t = []
-    for n in grid.tolist():
-        if ("prefill", n) not in memo:
-            memo[("prefill", n)] = cost.iteration_time_s(BatchShape(prefill_tokens=n, prefill_attn_pairs=n * (n + 1) / 2,
-                                                                    num_prefill_seqs=1))
-        t.append(memo[("prefill", n)])
-    return np.interp(input_tokens, grid, np.array(t))
+    span = (max(int(input_tokens.min()), 1), max(int(input_tokens.max()), 2))
+    if ("prefill_grid",) + span not in memo:  # the lattice and its answers, kept per range of prompt lengths
+        grid = _lattice(*span)
+        t = []
+        for n in grid.tolist():
+            if ("prefill", n) not in memo:
+                memo[("prefill", n)] = cost.iteration_time_s(BatchShape(prefill_tokens=n,
+                                                                        prefill_attn_pairs=n * (n + 1) / 2,
+                                                                        num_prefill_seqs=1))
+            t.append(memo[("prefill", n)])
+        memo[("prefill_grid",) + span] = (grid, np.array(t))
+    grid, t = memo[("prefill_grid",) + span]
+    return np.interp(input_tokens, grid, t)
 
 
 def _lattice(lo: int, hi: int, per_octave: int = 4) -> np.ndarray:
@@ -278,14 +283,17 @@ def _decode_times(cost, pp: int, batch: np.ndarray, ctx_mean: float, memo: dict 
     """Decode iteration time for B sequences in flight: pp micro-batches of B/pp, each at ctx_mean."""
     memo = {} if memo is None else memo
     micro = np.maximum(batch / pp, 1.0)
-    grid = _lattice(1, max(int(np.ceil(micro.max())), 1))
-    t = []
-    for b in grid.astype(np.int64).tolist():
-        if ("decode", b) not in memo:
-            memo[("decode", b)] = cost.decode_affine(b)
-        a_s, b_s = memo[("decode", b)]
-        t.append(a_s + b_s * b * ctx_mean)
-    return np.interp(micro, grid, np.array(t))
+    hi = max(int(np.ceil(micro.max())), 1)
+    if ("decode_grid", hi) not in memo:  # the lattice and its affine answers, kept per largest micro-batch
+        grid = _lattice(1, hi)
+        for b in grid.astype(np.int64).tolist():
+            if ("decode", b) not in memo:
+                memo[("decode", b)] = cost.decode_affine(b)
+        ab = np.array([memo[("decode", b)] for b in grid.astype(np.int64).tolist()], dtype=np.float64).reshape(-1, 2)
+        memo[("decode_grid", hi)] = (grid, ab[:, 0], ab[:, 1], grid.astype(np.float64))
+    grid, a_s, b_s, b = memo[("decode_grid", hi)]
+    # a_s + b_s * b * ctx_mean per grid point, the same IEEE operations in the same order as one point at a time
+    return np.interp(micro, grid, a_s + b_s * b * ctx_mean)
 
 
 def build_replica_model(cost, load: TierLoad, max_num_seqs: int = 256, quantile: float = 0.95,

@@ -63,6 +63,7 @@ class SearchContext:
         self.configs = [parallel_configs(problem, i, parallelism_search) for i in range(self.num_tiers)]
         self._ref_s: np.ndarray | None = None
         self._tier_lat: dict[tuple, np.ndarray] = {}
+        self._tier_lat_dense: dict[tuple, tuple] = {}  # (load key, f) -> the same, over the whole sample
         self._tables: dict[tuple, TierTable] = {}
         self._models: dict[tuple, list] = {}
         self._cost_memo: dict[tuple, dict] = {}  # per (tier, tp, pp): cost-model answers reused across loads
@@ -238,11 +239,24 @@ class SearchContext:
         for i, (t, f, ld) in enumerate(zip(tables, gpus, loads)):
             if not ld.num_requests:
                 continue
-            mask = np.frombuffer(ld.key[1], dtype=bool)
-            total[mask] += self.tier_latencies(t, int(f), ld)
+            lat, judge = self._dense_tier_latencies(t, int(f), ld)
+            total += lat  # 0.0 outside the tier's requests: total[mask] += its latencies, float for float
             if i < last and routing == "cascade":
-                total[mask] += self.problem.judge_latency_s
+                total += judge
         return total
+
+    def _dense_tier_latencies(self, table: TierTable, f: int, load: TierLoad) -> tuple[np.ndarray, np.ndarray]:
+        """(n_sample,) tier_latencies at the load's requests and 0.0 elsewhere, and the judge's latency likewise
+        (cached: the search sums the same tiers' latencies for thousands of allocations)."""
+        key = (load.key, f)
+        if key not in self._tier_lat_dense:
+            mask = np.frombuffer(load.key[1], dtype=bool)
+            lat = np.zeros(self.sample.num_requests)
+            lat[mask] = self.tier_latencies(table, f, load)
+            judge = np.zeros(self.sample.num_requests)
+            judge[mask] = self.problem.judge_latency_s
+            self._tier_lat_dense[key] = (lat, judge)
+        return self._tier_lat_dense[key]
 
     def tier_latencies(self, table: TierTable, f: int, load: TierLoad) -> np.ndarray:
         """(m,) latency of each request of a tier's load on the table's deployment for f GPUs (cached)."""
