@@ -78,7 +78,7 @@ class DecodeSide:
     local_factor: np.ndarray  # (J, m)
     columns: "P95Columns"
     sub_s: np.ndarray  # (U, k) the p95 sample's columns; NaN: not computed yet
-    full: dict = field(default_factory=dict)  # "s": (U, m) every request, made when first read (few sides are)
+    full: dict = field(default_factory=dict, compare=False, repr=False)  # "s": (U, m), made when first read
 
     @property
     def full_s(self) -> np.ndarray:
