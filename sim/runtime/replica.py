@@ -207,15 +207,27 @@ class Engine:
                 return
             now = self.clock
             self.preempted_now = False
+            t = None  # the prefill's cost-model time, where the prompt memo below knows it
             if self.schedule is schedule_vllm:
                 # schedule_vllm, inline (once per prefill), with _shape's arithmetic for the commonest batch, one prompt
                 chunks = admit(self, now, self.cfg.max_batched_tokens, False)
                 if chunks:
-                    if len(chunks) == 1:
-                        seq, c = chunks[0]
+                    seq, c = chunks[0]
+                    if len(chunks) > 1:
+                        key = _shape(chunks, ())
+                    elif seq.prefilled:
                         key = (c, 0.0 + c * (seq.prefilled + (c + 1) / 2), 1, 0, 0)
                     else:
-                        key = _shape(chunks, ())
+                        # One prompt with nothing cached, the commonest prefill: its time and shape memoized by its
+                        # length (an int key costs a fraction of building and hashing the shape's tuple)
+                        prompts = self.replica.prompt_times
+                        hit = prompts.get(c)
+                        if hit is None:
+                            key = (c, 0.0 + c * (0 + (c + 1) / 2), 1, 0, 0)
+                            hit = (self._prefill_time(key), key)
+                            if len(prompts) < STEP_TIMES_MAX:
+                                prompts[c] = hit
+                        t, key = hit
                     step = _new(Step, (tuple(chunks), (), key))
                 elif not self.running:
                     step = None
@@ -241,13 +253,14 @@ class Engine:
                 # stops growing at STEP_TIMES_MAX shapes, so a run of millions of requests stays in bounded memory.
                 # Keyed by the shape's fields as a plain tuple (Step.key): hashing one is C, a dataclass's __hash__
                 # is Python, and the BatchShape is built only on a miss.
-                times = self.replica.step_times
-                key = step.key
-                t = times.get(key)
                 if t is None:
-                    t = self.cost.iteration_time_s(BatchShape(*key))
-                    if len(times) < STEP_TIMES_MAX:
-                        times[key] = t
+                    times = self.replica.step_times
+                    key = step.key
+                    t = times.get(key)
+                    if t is None:
+                        t = self.cost.iteration_time_s(BatchShape(*key))
+                        if len(times) < STEP_TIMES_MAX:
+                            times[key] = t
                 t *= self.replica.slowdown
                 if self._log is not None:
                     self._record(now, t, 1, step.shape)
@@ -264,6 +277,16 @@ class Engine:
                 self._jumping = True
             self._at(run.end_s)
             return
+
+    def _prefill_time(self, key: tuple) -> float:
+        """The cost model's time of a batch with prefill work (its BatchShape's fields), through the memo by shape."""
+        times = self.replica.step_times
+        t = times.get(key)
+        if t is None:
+            t = self.cost.iteration_time_s(BatchShape(*key))
+            if len(times) < STEP_TIMES_MAX:
+                times[key] = t
+        return t
 
     def _cut_jump(self, arrival_s: float) -> None:
         """An arrival during a jump: stop at the first boundary strictly after it; it joins the batch there."""
@@ -588,7 +611,8 @@ class Replica:
     """A model replica on concrete GPUs; holds pp engines and routes each submitted visit to the least loaded."""
 
     def __init__(self, env, replica_id: int, tier: int, plan, cost, cfg, flow, iteration_log=None,
-                 step_times: dict | None = None, decode_affine: dict | None = None) -> None:
+                 step_times: dict | None = None, decode_affine: dict | None = None,
+                 prompt_times: dict | None = None) -> None:
         self.env = env
         self.replica_id = replica_id
         self.tier = tier
@@ -600,6 +624,8 @@ class Replica:
         # cost.iteration_time_s of batches with prefill work by the BatchShape's fields (a tuple), for this run;
         # shared by the replicas of one cost model (Cluster), as the cost is a pure function of the shape.
         self.step_times = {} if step_times is None else step_times
+        # The same times of one-prompt prefills with nothing cached, with their shapes, by prompt tokens (Engine._next)
+        self.prompt_times = {} if prompt_times is None else prompt_times
         # cost.decode_affine by batch size, for this run or shared the same way (its engines read it at every jump)
         self.decode_affine = {} if decode_affine is None else decode_affine
         self.slowdown = 1.0  # a controller may slow a straggler down by a factor
@@ -628,6 +654,7 @@ class Replica:
             self.cost = cost
             self.step_times = {}
             self.decode_affine = {}
+            self.prompt_times = {}
             a, b = cost.decode_affine(32)
             self.tokens_per_s = self.plan.pp * 32 / (a + b * 32 * 1024)
         if slowdown is not None:
