@@ -328,14 +328,23 @@ class Engine:
                 j = hi
         else:
             j = hi
-        while j < hi and s0 + ((j + 1) * a + b * ((j + 1) * c0 + n * ((j + 1) * j >> 1))) * f <= t:
+        # Stepped to the exact boundary; `after` keeps the end of iteration j + 1 once evaluated (the cut's end)
+        after = None
+        while j < hi:
+            e = s0 + ((j + 1) * a + b * ((j + 1) * c0 + n * ((j + 1) * j >> 1))) * f
+            if e > t:
+                after = e
+                break
             j += 1
-        while j > j0 and s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f > t:
+        while j > j0:
+            e = s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f
+            if e <= t:
+                break
+            after = e
             j -= 1
         if j == hi:  # k - 1 or more of the k iterations end by t: the jump's own end is the boundary
             return None
-        j += 1
-        return j - j0, (s0, a, b, f, n, c0, j, s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f)
+        return j + 1 - j0, (s0, a, b, f, n, c0, j + 1, after)
 
     def _boundary(self, gen: int) -> None:
         if gen != self._gen:
