@@ -229,7 +229,7 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     t0 = time.perf_counter()
     # faults, re-planning and CascadeServe's gears; None without
     controller = build_controller(cfg, scenario, planner, settings, plan, name, chosen)
-    result = _simulate_cached(simulation_cache, plan, scenario, controller)
+    result, run_key = _simulate_cached(simulation_cache, plan, scenario, controller)
     s = summarize(result, scenario.cascade, plan, cluster=scenario.cluster, engine=scenario.sim_cfg.engine)
     sim_s = time.perf_counter() - t0
     if not cfg.get("in_sample", True):
@@ -237,7 +237,7 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     elif seen.workload is scenario.workload and controller is None:
         s_in = s  # no split and nothing online: the plan's own workload is the test workload
     else:
-        s_in = summarize(_simulate_cached(simulation_cache, plan, seen, gear_controller(plan, seen.workload)),
+        s_in = summarize(_simulate_cached(simulation_cache, plan, seen, gear_controller(plan, seen.workload))[0],
                          seen.cascade, plan, cluster=seen.cluster, engine=seen.sim_cfg.engine)
     thr = (throughput_rps(plan, scenario, cfg.throughput, throughput_cache, hint_rps=throughput_hint_rps)
            if cfg.throughput.enabled else float("nan"))
@@ -261,18 +261,22 @@ def run_one(cfg: DictConfig, name: str, settings: dict, split: SeedSplit, out_di
     if write_files:
         if cfg.faults or cfg.replan:  # not for gears alone: their switches are counted in the summary
             write_timeseries(result, out_dir, name)
-        write_table(result.requests, out_dir / f"requests_{name}.csv.gz")
+        if run_key is None:
+            write_table(result.requests, out_dir / f"requests_{name}.csv.gz")
+        else:  # the same run's table, written once per run however many planners made its plan
+            simulation_cache.write_requests(run_key, result.requests, out_dir / f"requests_{name}.csv.gz")
     return {**s, **record, **online_summary(result, scenario), **router_report(plan, scenario.workload)}
 
 
 def _simulate_cached(cache, plan, scenario: Scenario, controller):
-    """simulate_plan, reused from cache on equal inputs when the run has no controller (a controller's faults,
-    re-planning or gears are not in the key)."""
+    """(simulate_plan's result, its simulation_key), the result reused from cache on equal inputs when the run has no
+    controller (a controller's faults, re-planning or gears are not in the key); the key is None when not cached."""
     if cache is None or controller is not None:
-        return simulate_plan(plan, scenario, controller=controller)
+        return simulate_plan(plan, scenario, controller=controller), None
     from experiments.sim_cache import simulation_key
 
-    return cache.run(simulation_key(plan, scenario), plan, lambda: simulate_plan(plan, scenario))
+    key = simulation_key(plan, scenario)
+    return cache.run(key, plan, lambda: simulate_plan(plan, scenario)), key
 
 
 def attainment_curve(result, scenario: Scenario) -> dict:

@@ -3,16 +3,17 @@ figures, with the seconds of each step written to results/timings.json (with the
 
 python -m experiments.make_results --sweeps slo_throughput ablation ... [--stamp STAMP] [--timings PATH]
 
-Each sweep runs in its own process (Hydra's multirun owns its process: launcher, working dirs, logging), its jobs one
-after another in that process (the joblib launcher with one job runs them in the Hydra process itself, joblib's
-sequential backend: no worker processes, so no interpreter start and no imports of pandas, scipy, matplotlib and the
-simulator per worker, and every process-level cache sees all of the sweep's jobs). --lanes N (default: the usable
-cores) runs up to N sweeps side by side, in the order given (longest first), so that no core idles while a sweep
-runs alone; a sweep that reuses another's bisections (REUSES) starts after it. The aggregation and the figures drawn
-from a sweep's table run in this process as soon as that table exists, while the other lanes' sweeps run. The
-planner timing and the figures of the remaining tables run after every sweep, alone (the planner timing is a
-result: its seconds must not carry a sweep's load). `python -m experiments.run experiment=X` alone keeps its joblib
-workers.
+--lanes N (default: the usable cores) starts N lane processes (experiments.lanes) and runs up to N sweeps side by
+side, in the order given (longest first), so that no core idles while a sweep runs alone; a sweep that reuses
+another's bisections (REUSES) starts after it. A lane runs its sweeps one after another in itself, each sweep's jobs
+one after another too (the joblib launcher with one job runs them in the calling process, joblib's sequential
+backend): no interpreter start and no imports of pandas, scipy, matplotlib and the simulator per sweep or per
+worker, and every process-level cache sees all the sweeps of its lane. The aggregation and the figures drawn from a
+sweep's table run in this process as soon as that table exists, while the other lanes' sweeps run. The planner
+timing takes a lane's turn after the sweeps, in a fresh process of its own (its cold_s is a first plan in a new
+process), on its own core beside the other lane's last sweep: see planner_time() for what that does to its
+seconds. The figures of the remaining tables are drawn at the end. `python -m experiments.run experiment=X` alone
+keeps its joblib workers.
 """
 from __future__ import annotations
 
@@ -106,16 +107,32 @@ def _launcher_of(name: str, depth: int = 0) -> str | None:
     return found
 
 
-def run_sweep(name: str, sweep_dir: Path, overrides: tuple[str, ...] = (), cache_dir: Path | None = None) -> float:
-    """One sweep in its own process, its jobs in that process (one_process_overrides); cache_dir: the throughput
-    cache shared with the other sweeps of this run.
-    Returns the CPU seconds of the sweep's process and the workers it waited for (os.wait4's usage of that child
-    alone, which RUSAGE_CHILDREN cannot tell apart while another sweep runs beside it)."""
+def sweep_argv(name: str, sweep_dir: Path, overrides: tuple[str, ...] = ()) -> list[str]:
+    """`python -m experiments.run` arguments of one sweep of `make results` (its jobs in one process:
+    one_process_overrides)."""
+    return [f"experiment={name}", "progress=false", f"hydra.sweep.dir={sweep_dir}", *one_process_overrides(name),
+            *overrides]
+
+
+def run_sweep(name: str, sweep_dir: Path, overrides: tuple[str, ...] = (), cache_dir: Path | None = None,
+              lanes=None) -> float:
+    """One sweep, in a lane process of the pool given (experiments.lanes.LanePool, whose processes have the cache
+    folder in their environment) or else in a process of its own; cache_dir: the throughput cache shared with the
+    other sweeps of this run.
+    Returns the CPU seconds the sweep took (in the lane: that process's own; in a process of its own: os.wait4's
+    usage of that child alone, which RUSAGE_CHILDREN cannot tell apart while another sweep runs beside it)."""
     from experiments.sim_cache import CACHE_ENV
 
-    cmd = [sys.executable, "-m", "experiments.run", f"experiment={name}", "progress=false",
-           f"hydra.sweep.dir={sweep_dir}", *one_process_overrides(name), *overrides]
+    argv = sweep_argv(name, sweep_dir, overrides)
+    if lanes is not None:
+        with lanes.lane() as lane:
+            return lane.run(argv)
     env = {**os.environ, CACHE_ENV: str(cache_dir)} if cache_dir is not None else None
+    return run_child([sys.executable, "-m", "experiments.run", *argv], env)
+
+
+def run_child(cmd: list[str], env: dict | None = None) -> float:
+    """cmd in a child process from the project root; its CPU seconds (os.wait4), or SystemExit with its exit code."""
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
@@ -156,10 +173,15 @@ def aggregate_sweep(sweep_dir: Path, out: Path) -> None:
     aggregate_main([str(sweep_dir), "--out", str(out), "--force"])
 
 
-def planner_time() -> None:
-    from experiments.planner_time import main as planner_time_main
+PLANNER_TIME = "planner_time"  # the planner timing's turn among the sweeps of run_sweeps
 
-    planner_time_main([])
+
+def planner_time() -> float:
+    """`python -m experiments.planner_time` in a fresh process (its cold_s is a new process's first plan, which a lane
+    process that has planned sweeps is not); its CPU seconds. It runs on one core while the other lane's last sweep
+    runs on the other: its wall seconds are its own core's, with the cache and memory bandwidth the two share
+    (docs/performance.md measures what that costs against a run alone)."""
+    return run_child([sys.executable, "-m", "experiments.planner_time"])
 
 
 def figures(names: list[str] | None = None) -> None:
@@ -207,11 +229,12 @@ def main(argv: list[str] | None = None) -> None:
     drawn: list[str] = []
     figure_failures: list[str] = []  # a figure that cannot be drawn fails the run at its end, not the other sweeps
 
-    def sweep_and_aggregate(name: str) -> None:
-        sweep_dir = PROJECT_ROOT / "multirun" / name / args.stamp
-        timer.run(f"sweep {name}", run_sweep, name, sweep_dir, tuple(args.override), cache_dir)
+    def aggregate_and_draw(name: str) -> None:
+        """The sweep's tidy table and its figures (one at a time: `aggregating`)."""
         with aggregating:
-            timer.run(f"aggregate {name}", aggregate_sweep, sweep_dir, PROJECT_ROOT / "results" / f"{name}.csv")
+            if name != PLANNER_TIME:  # experiments.planner_time writes its tidy table itself
+                sweep_dir = PROJECT_ROOT / "multirun" / name / args.stamp
+                timer.run(f"aggregate {name}", aggregate_sweep, sweep_dir, PROJECT_ROOT / "results" / f"{name}.csv")
             names = figures_of(name)
             if names and not args.no_figures:  # its figures now, while the other lanes' sweeps run
                 try:
@@ -220,16 +243,27 @@ def main(argv: list[str] | None = None) -> None:
                     figure_failures.append(name)
                 drawn.extend(names)
 
+    def step(name: str) -> None:
+        if name == PLANNER_TIME:
+            timer.run("planner_time", planner_time)
+        else:
+            sweep_dir = PROJECT_ROOT / "multirun" / name / args.stamp
+            timer.run(f"sweep {name}", run_sweep, name, sweep_dir, tuple(args.override), cache_dir, lanes)
+        aggregate_and_draw(name)
+
+    from experiments.lanes import LanePool
+    from experiments.sim_cache import CACHE_ENV
+
+    lanes = LanePool(PROJECT_ROOT, {**os.environ, CACHE_ENV: str(cache_dir)})
     try:
-        run_sweeps(list(args.sweeps), args.lanes, sweep_and_aggregate)
+        run_sweeps(list(args.sweeps) + ([] if args.no_planner_time else [PLANNER_TIME]), args.lanes, step)
     finally:  # whole runs are pickled request tables (about 1 MB each): this run's alone, not kept after it
+        lanes.close()
         shutil.rmtree(cache_dir.parent / "simulations", ignore_errors=True)
-    if not args.no_planner_time:
-        timer.run("planner_time", planner_time)
     if not args.no_figures:
         from experiments.figures.__main__ import FIGURES
 
-        rest = [fig for fig in FIGURES if fig not in drawn]  # planner_time's and those of tables not swept here
+        rest = [fig for fig in FIGURES if fig not in drawn]  # the figures of tables not made by this run
         if rest:
             timer.run("figures", figures, rest)
     report = timer.report(started_utc=started, stamp=args.stamp, sweeps=list(args.sweeps), overrides=args.override,

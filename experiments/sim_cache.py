@@ -110,6 +110,7 @@ class SimulationCache:
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = folder
         self.memo: dict = {}
+        self.tables: dict[str, bytes] = {}  # request tables as written (write_requests), without a folder
         self.hits = 0
 
     def run(self, key: str, plan, simulate):
@@ -133,6 +134,33 @@ class SimulationCache:
             tmp.write_bytes(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
             os.replace(tmp, path)  # atomic: a reader sees the whole pickle or none
         return result
+
+    def write_requests(self, key: str, requests, path: Path) -> None:
+        """The run's request table at path, as sim.common.io.write_table writes it: the bytes made for the same run
+        before (a file beside its pickle, or this process's memo) where there are some, else made and kept. Every
+        planner whose plan repeats a run writes the same table, so it is formatted and compressed once per run."""
+        from sim.common.io import table_bytes, write_atomic
+
+        gz = str(path).endswith(".gz")
+        name = f"{key}.requests.csv" + (".gz" if gz else "")
+        kept = self.folder / name if self.folder is not None else None
+        data = self.tables.get(name)
+        if data is None and kept is not None and kept.is_file():
+            try:
+                data = kept.read_bytes()
+            except OSError:  # unreadable: make it again
+                data = None
+        if data is None:
+            data = table_bytes(requests, gz)
+            if kept is None:
+                self.tables[name] = data
+            else:
+                try:
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomic(kept, data)
+                except OSError:  # kept for later repeats only: the run's own table does not depend on it
+                    pass
+        write_atomic(path, data)
 
 
 def simulation_cache(throughput: ThroughputCache) -> SimulationCache | None:

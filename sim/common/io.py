@@ -58,11 +58,16 @@ def gzip_bytes(raw: bytes, level: int = 1) -> bytes:
     return buf.getvalue()
 
 
+def table_bytes(df, gz: bool, **to_csv_kwargs: Any) -> bytes:
+    """The bytes write_table writes: a DataFrame as CSV, gzip-compressed (gzip_bytes) where gz."""
+    raw = df.to_csv(index=False, **to_csv_kwargs).encode()
+    return gzip_bytes(raw) if gz else raw
+
+
 def write_table(df, path: Path | str, **to_csv_kwargs: Any) -> Path:
     """A DataFrame as CSV (gzip when the name ends in .gz), atomically."""
     path = Path(path)
-    raw = df.to_csv(index=False, **to_csv_kwargs).encode()
-    return write_atomic(path, gzip_bytes(raw) if path.name.endswith(".gz") else raw)
+    return write_atomic(path, table_bytes(df, path.name.endswith(".gz"), **to_csv_kwargs))
 
 
 def write_json(obj: Any, path: Path | str, **dumps_kwargs: Any) -> Path:

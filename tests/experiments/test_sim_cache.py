@@ -145,6 +145,45 @@ def test_simulation_reused_on_equal_inputs_only(case, tmp_path):
     assert mem.hits == 1 and len(calls) == 3
 
 
+def test_request_tables_of_a_repeated_run_are_the_bytes_write_table_writes(case, tmp_path):
+    """write_requests: the table at each path is byte for byte what write_table writes for that run (the oracle), the
+    first time and when another job (a new cache on the same folder) or this process repeats the run; a repeat makes
+    no new table (to_csv is not called), a kept file that is unreadable is made again, and a plain .csv path gets the
+    uncompressed bytes, not the kept gzip ones."""
+    import pandas as pd
+
+    from experiments.main_job import simulate_plan
+    from experiments.sim_cache import SimulationCache, simulation_key
+    from sim.common.io import write_table
+
+    cfg, sc, plan = case
+    requests = simulate_plan(plan, sc).requests
+    oracle = write_table(requests, tmp_path / "oracle.csv.gz").read_bytes()
+    plain = write_table(requests, tmp_path / "oracle.csv").read_bytes()
+    key = simulation_key(plan, sc)
+    made = []
+
+    class Counting(pd.DataFrame):
+        def to_csv(self, *a, **kw):
+            made.append(1)
+            return pd.DataFrame.to_csv(self, *a, **kw)
+
+    counted = Counting(requests)
+    for cache in (SimulationCache(tmp_path / "simulations"), SimulationCache()):
+        cache.write_requests(key, counted, tmp_path / "a.csv.gz")
+        SimulationCache(cache.folder).write_requests(key, counted, tmp_path / "b.csv.gz") if cache.folder else \
+            cache.write_requests(key, counted, tmp_path / "b.csv.gz")
+        assert (tmp_path / "a.csv.gz").read_bytes() == oracle == (tmp_path / "b.csv.gz").read_bytes()
+        cache.write_requests(key, counted, tmp_path / "c.csv")
+        assert (tmp_path / "c.csv").read_bytes() == plain
+    assert len(made) == 4  # once per cache and format
+    kept = next((tmp_path / "simulations").glob("*.requests.csv.gz"))
+    kept.unlink()
+    kept.mkdir()  # unreadable as a file, and cannot be kept again: made again, and the table is still written
+    SimulationCache(tmp_path / "simulations").write_requests(key, counted, tmp_path / "d.csv.gz")
+    assert (tmp_path / "d.csv.gz").read_bytes() == oracle and len(made) == 5
+
+
 def test_hinted_throughput_equals_the_plain_bisection(case):
     """experiments.main_job.throughput_rps with a hint (another seed's throughput) on a real plan: the same float as
     the plain bisection from hints below, at and above the answer, with fewer runs at the answer."""
