@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +62,18 @@ def display_path(p: Path) -> str:
         return str(p)
 
 
-def _read_text(p: Path, shown: str) -> str:
+def _read_bytes(p: Path, shown: str) -> bytes:
     if not p.is_file():
         raise DataError(f"{shown}: trace file not found; give trace.path relative to the project root or absolute")
     try:
-        raw = p.read_bytes()
+        return p.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{shown}: cannot read the trace ({exc}); expected a readable (optionally gzip) text file") from None
+
+
+def _read_text(p: Path, shown: str, raw: bytes) -> str:
+    """The file's bytes (_read_bytes) as text, gunzipped where the name ends in .gz."""
+    try:
         if p.suffix == ".gz":
             raw = gzip.decompress(raw)
         return raw.decode("utf-8-sig")  # an Excel "CSV UTF-8" export starts with a byte-order mark
@@ -203,11 +212,34 @@ def _check_unit(seconds: np.ndarray, cfg: TraceConfig, shown: str) -> None:
                         f"({', '.join(larger)})?")
 
 
+# Parsed traces by (settings, file content): a sweep builds the same workload for every quality level and seed, and
+# a long-lived process (a lane of `make results`, experiments.lanes) for every sweep; parsing is most of the build.
+_PARSED: OrderedDict = OrderedDict()
+PARSED_MAX = 8
+
+
 def read_trace(cfg: TraceConfig) -> Trace:
-    """Parse the trace of cfg; arrivals in seconds from its first request, rows sorted by arrival (stable)."""
+    """Parse the trace of cfg; arrivals in seconds from its first request, rows sorted by arrival (stable). A file
+    parsed before with the same settings and the same bytes gives the same Trace (its arrays read-only)."""
     p = resolve_path(cfg.path)
     shown = display_path(p)
-    text = _read_text(p, shown)
+    raw = _read_bytes(p, shown)
+    key = (repr(cfg), shown, hashlib.blake2b(raw, digest_size=16).digest())
+    trace = _PARSED.get(key)
+    if trace is None:
+        trace = _parse_trace(cfg, p, shown, raw)
+        for a in (trace.arrival_s, trace.input_tokens, trace.output_tokens):
+            a.flags.writeable = False  # shared by every later reader
+        _PARSED[key] = trace
+        if len(_PARSED) > PARSED_MAX:
+            _PARSED.popitem(last=False)
+    else:
+        _PARSED.move_to_end(key)
+    return trace
+
+
+def _parse_trace(cfg: TraceConfig, p: Path, shown: str, raw: bytes) -> Trace:
+    text = _read_text(p, shown, raw)
     wanted = [cfg.columns.arrival, cfg.columns.input_tokens, cfg.columns.output_tokens]
     if cfg.columns.hash_ids is not None:
         wanted.append(cfg.columns.hash_ids)

@@ -57,6 +57,40 @@ def test_numeric_csv_in_seconds_with_other_column_names(tmp_path):
     np.testing.assert_array_equal(trace.input_tokens, [20, 10, 30])
 
 
+def test_a_trace_parsed_before_is_reused_only_for_the_same_bytes_and_settings(tmp_path, monkeypatch):
+    """read_trace's memo: the same file, settings and bytes give the parsed Trace again without parsing (its arrays
+    read-only, so no reader can change it for the next); new bytes at the same path, or other settings, are parsed
+    anew, and each result equals a parse with the memo emptied (the oracle)."""
+    import sim.workload.traces as traces
+
+    parsed = []
+    real = traces._parse_trace
+    monkeypatch.setattr(traces, "_parse_trace", lambda *a: parsed.append(a[2]) or real(*a))
+    monkeypatch.setattr(traces, "_PARSED", type(traces._PARSED)())
+    path = tmp_path / "t.csv"
+    path.write_text("t,i,o\n0.5,10,3\n0.2,20,4\n")
+    cfg = TraceConfig(path=str(path), time_unit="s", columns=TraceColumns("t", "i", "o"))
+    first = read_trace(cfg)
+    assert read_trace(cfg) is first and len(parsed) == 1
+    with pytest.raises(ValueError):
+        first.arrival_s[0] = 1.0
+    path.write_text("t,i,o\n0.5,10,3\n0.1,20,4\n")  # same path and size, other bytes
+    second = read_trace(cfg)
+    assert len(parsed) == 2 and second.arrival_s.tolist() == [0.0, 0.4]
+    in_ms = read_trace(TraceConfig(path=str(path), time_unit="ms", columns=TraceColumns("t", "i", "o")))
+    assert len(parsed) == 3 and in_ms.arrival_s.tolist() == pytest.approx([0.0, 0.0004])
+    traces._PARSED.clear()
+    fresh = read_trace(cfg)
+    assert fresh is not second and fresh.path == second.path and fresh.hash_ids == second.hash_ids
+    for f in ("arrival_s", "input_tokens", "output_tokens"):
+        np.testing.assert_array_equal(getattr(fresh, f), getattr(second, f))
+    for k in range(traces.PARSED_MAX + 2):  # bounded
+        other = tmp_path / f"t{k}.csv"
+        other.write_text(f"t,i,o\n0.5,{k + 1},3\n")
+        read_trace(TraceConfig(path=str(other), time_unit="s", columns=TraceColumns("t", "i", "o")))
+    assert len(traces._PARSED) == traces.PARSED_MAX
+
+
 BAD_TRACES = {
     "malformed_line": (HEADER + "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:47.0,12,5,9\n", "line 3"),
     "missing_column": ("TIMESTAMP,ContextTokens\n2023-11-16 18:15:46.6805900,374\n", "missing column 'GeneratedTokens'"),
