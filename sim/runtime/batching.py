@@ -127,8 +127,12 @@ def admit(eng, now: float, token_budget: int, chunked: bool) -> list:
         if kv.free_blocks - take < kv.watermark_blocks:  # not KVCache.can_admit, inline
             break
         waiting.popleft()
-        if keys is None:
-            kv.take(need)
+        if keys is None:  # kv.take(need), inline (once per admission)
+            kv.free_blocks = free = kv.free_blocks - need
+            if kv.capacity_blocks - free > kv.peak_used_blocks:
+                kv.peak_used_blocks = kv.capacity_blocks - free
+            if free < kv.evictable_blocks:
+                kv.prefix.evict()
         else:
             kv.prefix.admit(seq, hits, take)
             if seq.cached_tokens < 0:

@@ -26,6 +26,27 @@ def step_times_for(cost) -> dict:
     return {} if memo is None else memo
 
 
+# cost.decode_affine(n) by batch size n, shared the same way (an engine looks it up at every decode jump it plans;
+# a run of the named case met about a hundred batch sizes anew).
+_shared_decode_affine: dict[int, tuple[object, dict]] = {}
+
+
+def decode_affine_for(cost) -> dict:
+    """The memo of cost.decode_affine by batch size, shared by every run with this cost object (as step_times_for)."""
+    memo = frozen_object_memo(_shared_decode_affine, cost, SHARED_STEP_TIMES_MAX)
+    return {} if memo is None else memo
+
+
+# The one-prompt prefill times with their shapes by prompt tokens (Replica.prompt_times), shared the same way.
+_shared_prompt_times: dict[int, tuple[object, dict]] = {}
+
+
+def prompt_times_for(cost) -> dict:
+    """The memo of one-prompt prefill (time, shape key) by prompt tokens, shared as step_times_for's."""
+    memo = frozen_object_memo(_shared_prompt_times, cost, SHARED_STEP_TIMES_MAX)
+    return {} if memo is None else memo
+
+
 def validate_plan(plan, cascade, cluster) -> None:
     """The checks the simulator needs before it can run a plan (the planners' checker does the full audit)."""
     if len(plan.tiers) != cascade.num_tiers:
@@ -97,7 +118,7 @@ class Cluster:
         self.dead_gpus: set = set()  # (node, gpu) currently failed
         self.gpu_slowdown: dict = {}  # (node, gpu) -> straggler factor (> 1 = slower)
         self.link_factor: dict = {}  # node -> bandwidth factor of its NVLink and IB links (< 1 = degraded)
-        self._step_times: dict[int, tuple] = {}  # id(cost) -> (cost, its Replica.step_times)
+        self._step_times: dict[int, tuple] = {}  # id(cost) -> (cost, Replica's step_times, decode_affine, prompt_times)
         self.routers = []
         for t, tier in enumerate(plan.tiers):
             reps = [self._build(t, rp) for rp in tier.replicas]
@@ -114,10 +135,10 @@ class Cluster:
         # One memo of prefill-batch times per cost object (held here with it, so its id is never reused in the run).
         entry = self._step_times.get(id(cost))
         if entry is None:
-            entry = self._step_times[id(cost)] = (cost, step_times_for(cost))
-        step_times = entry[1]
+            entry = self._step_times[id(cost)] = (cost, step_times_for(cost), decode_affine_for(cost),
+                                                  prompt_times_for(cost))
         rep = Replica(self.env, len(self.replicas), tier, replica_plan, cost, self.cfg, self.flow, self.iteration_log,
-                      step_times)
+                      *entry[1:])
         rep.slowdown = self._slowdown(replica_plan)
         self.replicas.append(rep)
         return rep

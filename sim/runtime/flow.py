@@ -58,7 +58,6 @@ class CascadeFlow:
         self.input_tokens = _column(workload.input_tokens, "q")
         output_tokens = np.maximum(workload.output_tokens, 1)
         self.output_tokens = [_column(col, "q") for col in output_tokens.T]
-        self.scores = [_column(col, "d") for col in workload.scores.T]
         self.gate_scores = [_column(col, "d") for col in gate_scores.T]
         self.judge_latency_s = [_column(col, "d") for col in judge_latency_s.T]
         self.direct_tier = None if direct_tier is None else _column(direct_tier, "q")
@@ -72,7 +71,8 @@ class CascadeFlow:
         longest_prompt = workload.input_tokens + (output_tokens.max(axis=1) if self.forward_with_draft else 0)
         self.fits_everywhere = np.all(longest_prompt[:, None] + output_tokens
                                       <= np.asarray(self.max_context, dtype=np.float64), axis=1).tolist()
-        self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers, output_tokens)
+        self.book = RecordBook(workload.arrival_s, workload.input_tokens, self.num_tiers, output_tokens,
+                               workload.scores)
         self.units = request_units(workload, cfg)  # prefix-cache keys per request; None: no prefix caching
         if self.units is not None:
             self.book.track_cached_tokens()
@@ -278,11 +278,13 @@ class CascadeFlow:
     def on_tier_done(self, seq: Seq, end: float, replica_id: int = -1) -> None:
         i, t = seq.req, seq.tier
         book = self.book
-        book.queue_s[t][i] = seq.first_sched_s - book.enter_s[t][i]
-        book.prefill_s[t][i] = seq.first_token_s - seq.first_sched_s
-        book.decode_s[t][i] = end - seq.first_token_s
+        # The visit's times as they happened; its queue, prefill and decode durations are their differences, taken
+        # by RecordBook.to_frame (the same float subtractions, done once per column).
+        book.first_sched_s[t][i] = seq.first_sched_s
         book.first_token_s[t][i] = seq.first_token_s
-        book.preemptions[i] += seq.preemptions
+        book.done_s[t][i] = end
+        if seq.preemptions:
+            book.preemptions[i] += seq.preemptions
         book.replica[t][i] = replica_id
         if book.cached_tokens is not None:
             book.cached_tokens[t][i] = seq.cached_tokens
@@ -302,7 +304,11 @@ class CascadeFlow:
             return
         lat = self.judge_latency_s[t][i]
         if lat > 0:
-            self._call_at(end + lat, self._on_verdict, (i, t, end + lat))
+            env = self.env  # EventLoop.call_at's entry, pushed here (once per judged visit)
+            now = env._now
+            d = end + lat - now
+            heappush(env._queue, (now + d if d > 0.0 else now, NORMAL, next(env._eid), self._on_verdict,
+                                  (i, t, end + lat)))
         else:
             self._judged(i, t, end)
 
@@ -347,11 +353,8 @@ class CascadeFlow:
         book = self.book
         if book.status[i]:
             raise RuntimeError(f"request {i} finished twice (a simulator bug)")
-        book.final_tier[i] = t
-        book.final_score[i] = self.scores[t][i]
+        book.final_tier[i] = t  # final_score, ttft_s and output_tokens_final follow from it (RecordBook.to_frame)
         book.completion_s[i] = now
-        book.ttft_s[i] = book.first_token_s[t][i] - self.arrival_s[i]
-        book.output_tokens_final[i] = self.output_tokens[t][i]
         book.status[i] = STATUS_COMPLETED
         if self.slo_watch is not None or self.arrivals is not None:
             if self.slo_watch is not None:  # the latency the records compute (completion_s - arrival_s), float for float

@@ -36,25 +36,25 @@ class RecordBook:
     views them as numpy columns (float64 values are kept exactly). status and drop_reason are lists of strings."""
 
     def __init__(self, arrival_s: np.ndarray, input_tokens: np.ndarray, num_tiers: int,
-                 output_tokens: np.ndarray | None = None) -> None:
+                 output_tokens: np.ndarray | None = None, scores: np.ndarray | None = None) -> None:
         n, c = len(arrival_s), num_tiers
         self.n, self.num_tiers = n, c
         self.arrival_s = np.asarray(arrival_s, dtype=np.float64)
         self.input_tokens = np.asarray(input_tokens, dtype=np.int64)
+        # final_tier is written when a request completes; its final_score, ttft_s and output_tokens_final are read
+        # off the per-tier columns at that tier in to_frame (the values the flow would copy, and the same subtraction)
         self.final_tier = _ints(n, -1)
         self.tiers_visited = _ints(n, 0)
-        self.final_score = _floats(n)
-        self.ttft_s = _floats(n)
         self.completion_s = _floats(n)
-        self.output_tokens_final = _ints(n, 0)
         self.preemptions = _ints(n, 0)
         self.status = [""] * n
         self.drop_reason = [""] * n
         self.gate_score = [_floats(n) for _ in range(c)]
         self.enter_s = [_floats(n) for _ in range(c)]
-        self.queue_s = [_floats(n) for _ in range(c)]
-        self.prefill_s = [_floats(n) for _ in range(c)]
-        self.decode_s = [_floats(n) for _ in range(c)]
+        # A visit's first scheduling and its last token (queue_s, prefill_s and decode_s are differences of these,
+        # enter_s and first_token_s, taken in to_frame)
+        self.first_sched_s = [_floats(n) for _ in range(c)]
+        self.done_s = [_floats(n) for _ in range(c)]
         self.judge_s = [_floats(n) for _ in range(c)]
         self.first_token_s = [_floats(n) for _ in range(c)]
         self.replica = [_ints(n, -1) for _ in range(c)]
@@ -65,6 +65,8 @@ class RecordBook:
         # What each tier would generate (from the workload), so metrics can compute ref(r) from the records alone.
         self.output_tokens = (np.zeros((n, c), dtype=np.int64) if output_tokens is None
                               else np.asarray(output_tokens, dtype=np.int64))
+        # Each tier's answer score (the final one is the score of the tier that answered); NaN where unknown.
+        self.scores = (np.full((n, c), np.nan) if scores is None else np.asarray(scores, dtype=np.float64))
 
     def track_cached_tokens(self) -> None:
         """Runs with prefix caching record, per tier, the prompt tokens the serving replica had cached at the
@@ -84,21 +86,36 @@ class RecordBook:
     def to_frame(self) -> pd.DataFrame:
         f, i = _as_f64, _as_i64
         completion_s = f(self.completion_s)
+        final_tier = i(self.final_tier)
+        done = np.flatnonzero(final_tier >= 0)  # the completed requests
+        at = final_tier[done]
+        first = [f(col) for col in self.first_token_s]
+        final_score = np.full(self.n, np.nan)
+        final_score[done] = self.scores[done, at]
+        ttft_s = np.full(self.n, np.nan)
+        ttft_s[done] = np.stack(first)[at, done] - self.arrival_s[done]
+        output_tokens_final = np.zeros(self.n, dtype=np.int64)
+        output_tokens_final[done] = self.output_tokens[done, at]
         cols = {
             "request_id": np.arange(self.n), "arrival_s": self.arrival_s, "input_tokens": self.input_tokens,
-            "final_tier": i(self.final_tier), "tiers_visited": i(self.tiers_visited),
-            "final_score": f(self.final_score), "ttft_s": f(self.ttft_s),
+            "final_tier": final_tier, "tiers_visited": i(self.tiers_visited),
+            "final_score": final_score, "ttft_s": ttft_s,
             "completion_s": completion_s, "latency_s": completion_s - self.arrival_s,
-            "output_tokens_final": i(self.output_tokens_final),
+            "output_tokens_final": output_tokens_final,
             "preemptions": i(self.preemptions), "status": np.array(self.status, dtype=object),
             "drop_reason": np.array(self.drop_reason, dtype=object),
         }
         for t in range(self.num_tiers):
             cols[f"gate_score_t{t}"] = f(self.gate_score[t])
-        for name in ("enter_s", "queue_s", "prefill_s", "decode_s", "judge_s"):
-            per_tier = getattr(self, name)
+        enter = [f(col) for col in self.enter_s]
+        sched = [f(col) for col in self.first_sched_s]
+        durations = {"enter_s": enter, "queue_s": [s - e for s, e in zip(sched, enter)],
+                     "prefill_s": [ft - s for ft, s in zip(first, sched)],
+                     "decode_s": [f(d) - ft for d, ft in zip(self.done_s, first)],
+                     "judge_s": [f(col) for col in self.judge_s]}
+        for name, per_tier in durations.items():
             for t in range(self.num_tiers):
-                cols[f"{name}_t{t}"] = f(per_tier[t])
+                cols[f"{name}_t{t}"] = per_tier[t]
         for t in range(self.num_tiers):
             cols[f"replica_t{t}"] = i(self.replica[t])
         for t in range(self.num_tiers):

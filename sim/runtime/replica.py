@@ -17,13 +17,16 @@ modes produce bit-identical records. Batching and preemption are the scheduler's
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from heapq import heappush
+from math import sqrt
 from typing import NamedTuple
 
 from sim.common.errors import SimulationStuck
 from sim.perf.batch import BatchShape
-from sim.runtime.batching import SCHEDULERS, DecodeStep, Seq, Step, schedule_vllm
+from sim.runtime.batching import (SCHEDULERS, DecodeStep, Seq, Step, _shape, admit, allocate_decode_step,
+                                  schedule_vllm)
 from sim.runtime.decode_batch import DecodeBatch
 from sim.runtime.jump import DecodeRun, jump_length, segment_count_le, segment_end
 from sim.runtime.kv_cache import KVCache
@@ -72,7 +75,7 @@ class Engine:
         self._idle = True
         self._jumping = False
         self._pending: PrefillIteration | DecodeRun | None = None  # in flight until the next boundary
-        self._affine: dict[int, tuple[float, float]] = {}  # decode_affine by batch size
+        self._affine: dict[int, tuple[float, float]] = replica.decode_affine  # cost.decode_affine by batch n
         # The current decode segment (sim.runtime.jump), as of the end of the last decode run planned:
         # (s0, a, b, f, n, C0, j, end of its j-th iteration); None before the first decode iteration.
         self._seg: tuple | None = None
@@ -115,13 +118,27 @@ class Engine:
             self._jumping = False
             if seq.enqueue_s == self._precut_s:
                 self._precut_s = -1.0  # the jump was planned to end where this arrival cuts it (_precut)
-            else:
-                self._cut_jump(seq.enqueue_s)
+                return
+            # _cut_jump, inline (once per arrival that finds its engine in a jump)
+            run = self._pending
+            k = run.iterations
+            if k > 1:
+                shorter = self._cut_segment(k, seq.enqueue_s)
+                if shorter is not None:
+                    cut, self._seg = shorter
+                    end = self._seg[7]
+                    self._jump_blocks = -1
+                    self._pending = _new(DecodeRun, (None, run.start_s, run.n, run.ctx_tokens, cut, end, True))
+                    self._gen = gen = self._gen + 1
+                    now = self.env._now
+                    d = end - now
+                    heappush(self._queue, (now + d if d > 0.0 else now, NORMAL, next(self._eid), self._on_boundary,
+                                           gen))
 
     def set_cost(self, cost) -> None:
         """A new cost model from now on (a degraded link); the iterations in flight keep their times."""
         self.cost = cost
-        self._affine.clear()
+        self._affine = {}
 
     def interrupt_jump(self) -> None:
         """End a decode jump at the next iteration boundary (a speed change applies from there, as in reference
@@ -190,7 +207,36 @@ class Engine:
                 return
             now = self.clock
             self.preempted_now = False
-            step = self.schedule(self, now)
+            t = None  # the prefill's cost-model time, where the prompt memo below knows it
+            if self.schedule is schedule_vllm:
+                # schedule_vllm, inline (once per prefill), with _shape's arithmetic for the commonest batch, one prompt
+                chunks = admit(self, now, self.cfg.max_batched_tokens, False)
+                if chunks:
+                    seq, c = chunks[0]
+                    if len(chunks) > 1:
+                        key = _shape(chunks, ())
+                    elif seq.prefilled:
+                        key = (c, 0.0 + c * (seq.prefilled + (c + 1) / 2), 1, 0, 0)
+                    else:
+                        # One prompt with nothing cached, the commonest prefill: its time and shape memoized by its
+                        # length (an int key costs a fraction of building and hashing the shape's tuple)
+                        prompts = self.replica.prompt_times
+                        hit = prompts.get(c)
+                        if hit is None:
+                            key = (c, 0.0 + c * (0 + (c + 1) / 2), 1, 0, 0)
+                            hit = (self._prefill_time(key), key)
+                            if len(prompts) < STEP_TIMES_MAX:
+                                prompts[c] = hit
+                        t, key = hit
+                    step = _new(Step, (tuple(chunks), (), key))
+                elif not self.running:
+                    step = None
+                else:
+                    step = allocate_decode_step(self)
+                    if not self.running:
+                        step = None
+            else:
+                step = self.schedule(self, now)
             if step is None:
                 # Preemption emptied the batch (or every waiting prompt was dropped): schedule again now.
                 idle_schedules += 1
@@ -207,13 +253,14 @@ class Engine:
                 # stops growing at STEP_TIMES_MAX shapes, so a run of millions of requests stays in bounded memory.
                 # Keyed by the shape's fields as a plain tuple (Step.key): hashing one is C, a dataclass's __hash__
                 # is Python, and the BatchShape is built only on a miss.
-                times = self.replica.step_times
-                key = step.key
-                t = times.get(key)
                 if t is None:
-                    t = self.cost.iteration_time_s(BatchShape(*key))
-                    if len(times) < STEP_TIMES_MAX:
-                        times[key] = t
+                    times = self.replica.step_times
+                    key = step.key
+                    t = times.get(key)
+                    if t is None:
+                        t = self.cost.iteration_time_s(BatchShape(*key))
+                        if len(times) < STEP_TIMES_MAX:
+                            times[key] = t
                 t *= self.replica.slowdown
                 if self._log is not None:
                     self._record(now, t, 1, step.shape)
@@ -230,6 +277,16 @@ class Engine:
                 self._jumping = True
             self._at(run.end_s)
             return
+
+    def _prefill_time(self, key: tuple) -> float:
+        """The cost model's time of a batch with prefill work (its BatchShape's fields), through the memo by shape."""
+        times = self.replica.step_times
+        t = times.get(key)
+        if t is None:
+            t = self.cost.iteration_time_s(BatchShape(*key))
+            if len(times) < STEP_TIMES_MAX:
+                times[key] = t
+        return t
 
     def _cut_jump(self, arrival_s: float) -> None:
         """An arrival during a jump: stop at the first boundary strictly after it; it joins the batch there."""
@@ -251,14 +308,43 @@ class Engine:
     def _cut_segment(self, k: int, t: float) -> tuple[int, tuple] | None:
         """The jump in flight (its k iterations end the current decode segment) cut at the first boundary strictly
         after t: (the iterations it keeps, the decode segment as of their end), or None where that boundary is the
-        jump's own end."""
+        jump's own end. segment_count_le and segment_end inline (the same arithmetic, once per arrival), counting
+        only up to k - 1 iterations: a count of k - 1 or more means no cut either way, so the clamp changes nothing."""
         s0, a, b, f, n, c0, j, _ = self._seg
         j0 = j - k
-        cut = segment_count_le(s0, a, b, f, n, c0, j0, k, t) + 1
-        if cut >= k:
+        hi = j - 1
+        beta = 0.5 * b * n
+        alpha = a + b * c0 - beta
+        x = (t - s0) / f if f > 0.0 else 0.0
+        disc = alpha * alpha + 4.0 * beta * x
+        den = alpha + sqrt(disc) if disc > 0.0 else 0.0
+        if x <= 0.0:
+            j = j0
+        elif den > 0.0:
+            j = int(2.0 * x / den)
+            if j < j0:
+                j = j0
+            elif j > hi:
+                j = hi
+        else:
+            j = hi
+        # Stepped to the exact boundary; `after` keeps the end of iteration j + 1 once evaluated (the cut's end)
+        after = None
+        while j < hi:
+            e = s0 + ((j + 1) * a + b * ((j + 1) * c0 + n * ((j + 1) * j >> 1))) * f
+            if e > t:
+                after = e
+                break
+            j += 1
+        while j > j0:
+            e = s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f
+            if e <= t:
+                break
+            after = e
+            j -= 1
+        if j == hi:  # k - 1 or more of the k iterations end by t: the jump's own end is the boundary
             return None
-        j = j0 + cut
-        return cut, (s0, a, b, f, n, c0, j, segment_end(s0, a, b, f, n, c0, j))
+        return j + 1 - j0, (s0, a, b, f, n, c0, j + 1, after)
 
     def _boundary(self, gen: int) -> None:
         if gen != self._gen:
@@ -270,7 +356,29 @@ class Engine:
             self.clock = end
             self.busy_s += duration
             self.iterations += 1
-            self._finish_step(step, end)
+            # the iteration's prefill chunks and decodes advance
+            if step.decodes is None:  # the decode batch, as aggregates (fast mode)
+                self.batch.step += 1
+                finished = self.batch.finish_due()
+            else:
+                finished = []
+                for seq in step.decodes:
+                    seq.generated += 1
+                    if seq.generated >= seq.out_tokens:
+                        finished.append(seq)
+            for seq, c in step.chunks:
+                seq.prefilled += c
+                if seq.prefilled >= seq.prefill_target:
+                    seq.generated += 1
+                    seq.decoding = True
+                    if seq.first_token_s < 0:
+                        seq.first_token_s = end
+                    if seq.generated >= seq.out_tokens:
+                        finished.append(seq)
+                    elif self.batch is not None:
+                        self.batch.join(seq)
+            if finished:
+                self._complete(finished, end)
         else:
             seqs, now, n, ctx, k, end, jump = run
             if jump:
@@ -287,8 +395,12 @@ class Engine:
             else:  # _advance's fast-mode half, inline (the hot path)
                 if k > 1:
                     blocks = self._jump_blocks
-                    if blocks < 0:
-                        blocks = batch.blocks_between(batch.step + 1, batch.step + k)
+                    if blocks < 0:  # batch.blocks_between(step + 1, step + k), inline
+                        lo = batch.step + 1
+                        hi = batch.step + k
+                        bs, res = batch.block_size, batch.residues
+                        blocks = (batch.n * (hi // bs - lo // bs) + bisect_left(res, bs - lo % bs)
+                                  - bisect_left(res, bs - hi % bs))
                     kv = self.kv  # KVCache.take, inline
                     kv.free_blocks = free = kv.free_blocks - blocks
                     if kv.capacity_blocks - free > kv.peak_used_blocks:
@@ -311,12 +423,17 @@ class Engine:
         batch, kv = self.batch, self.kv
         n = batch.n
         step = batch.step + 1
-        new = batch.counts[-step % batch.block_size]
+        bs = batch.block_size
+        new = batch.counts[-step % bs]
         if n == 0 or n != len(self.running) or new > kv.free_blocks:
             self._next()
             return
-        if new:
-            kv.take(new)
+        if new:  # kv.take(new), inline
+            kv.free_blocks = free = kv.free_blocks - new
+            if kv.capacity_blocks - free > kv.peak_used_blocks:
+                kv.peak_used_blocks = kv.capacity_blocks - free
+            if free < kv.evictable_blocks:
+                kv.prefix.evict()
         step -= 1
         ctx = batch.ctx_base + n * step
         k_fin = batch.heap[0][0] - step
@@ -329,14 +446,26 @@ class Engine:
         if k_fin <= 1:
             k = 1
         else:
-            blocks = batch.blocks_between(step + 1, step + k_fin)
+            lo = step + 1  # batch.blocks_between(step + 1, step + k_fin), inline
+            hi = step + k_fin
+            res = batch.residues
+            blocks = n * (hi // bs - lo // bs) + bisect_left(res, bs - lo % bs) - bisect_left(res, bs - hi % bs)
             if blocks <= kv.free_blocks:
                 k = k_fin  # jump_length's common case: the blocks until the first finish are free
                 self._jump_blocks = blocks  # what the jump's end takes, unless it is cut
             else:
                 k = jump_length(batch, kv.free_blocks, k_fin)
                 self._jump_blocks = -1
-        end = self._segment(now, n, ctx, a, b, f, k)
+        # self._segment(now, n, ctx, a, b, f, k), inline with segment_end
+        seg = self._seg
+        if (seg is not None and seg[7] == now and seg[4] == n and seg[5] + n * seg[6] == ctx and seg[3] == f
+                and seg[1] == a and seg[2] == b):
+            s0, c0 = seg[0], seg[5]
+            j = seg[6] + k
+        else:
+            s0, c0, j = now, ctx, k
+        end = s0 + (j * a + b * (j * c0 + n * (j * (j - 1) >> 1))) * f
+        self._seg = (s0, a, b, f, n, c0, j, end)
         if k == 1:
             self._pending = _new(DecodeRun, (None, now, n, ctx, 1, end, False))
         else:
@@ -388,30 +517,6 @@ class Engine:
         self._precut_s = t
         return cut, cut_end
 
-    def _finish_step(self, step, end: float) -> None:
-        if step.decodes is None:  # the decode batch, as aggregates (fast mode)
-            self.batch.step += 1
-            finished = self.batch.finish_due()
-        else:
-            finished = []
-            for seq in step.decodes:
-                seq.generated += 1
-                if seq.generated >= seq.out_tokens:
-                    finished.append(seq)
-        for seq, c in step.chunks:
-            seq.prefilled += c
-            if seq.prefilled >= seq.prefill_target:
-                seq.generated += 1
-                seq.decoding = True
-                if seq.first_token_s < 0:
-                    seq.first_token_s = end
-                if seq.generated >= seq.out_tokens:
-                    finished.append(seq)
-                elif self.batch is not None:
-                    self.batch.join(seq)
-        if finished:
-            self._complete(finished, end)
-
     def _complete(self, finished: list, end: float) -> None:
         if len(finished) <= 4:
             for seq in finished:
@@ -420,8 +525,9 @@ class Engine:
             done = set(map(id, finished))
             self.running = [s for s in self.running if id(s) not in done]
         rep = self.replica
+        kv = self.kv
         for seq in finished:
-            self.kv.release(seq)
+            kv.release(seq)  # a call, not inline: tests/sim/test_stuck_guard.py leaks a block through it
             seq.blocks = 0
             self.outstanding -= 1
             rep.outstanding_work -= seq.work_tokens  # Replica.on_done, inline (once per visit)
@@ -511,7 +617,8 @@ class Replica:
     """A model replica on concrete GPUs; holds pp engines and routes each submitted visit to the least loaded."""
 
     def __init__(self, env, replica_id: int, tier: int, plan, cost, cfg, flow, iteration_log=None,
-                 step_times: dict | None = None) -> None:
+                 step_times: dict | None = None, decode_affine: dict | None = None,
+                 prompt_times: dict | None = None) -> None:
         self.env = env
         self.replica_id = replica_id
         self.tier = tier
@@ -523,6 +630,10 @@ class Replica:
         # cost.iteration_time_s of batches with prefill work by the BatchShape's fields (a tuple), for this run;
         # shared by the replicas of one cost model (Cluster), as the cost is a pure function of the shape.
         self.step_times = {} if step_times is None else step_times
+        # The same times of one-prompt prefills with nothing cached, with their shapes, by prompt tokens (Engine._next)
+        self.prompt_times = {} if prompt_times is None else prompt_times
+        # cost.decode_affine by batch size, for this run or shared the same way (its engines read it at every jump)
+        self.decode_affine = {} if decode_affine is None else decode_affine
         self.slowdown = 1.0  # a controller may slow a straggler down by a factor
         self.num_gpus = plan.tp * plan.pp
         self.start_s = env.now
@@ -548,6 +659,8 @@ class Replica:
         if cost is not None:
             self.cost = cost
             self.step_times = {}
+            self.decode_affine = {}
+            self.prompt_times = {}
             a, b = cost.decode_affine(32)
             self.tokens_per_s = self.plan.pp * 32 / (a + b * 32 * 1024)
         if slowdown is not None:

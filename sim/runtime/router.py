@@ -59,11 +59,20 @@ class TierRouter:
             self.parked.append(seq)
             return
         # prefix_aware (sim.runtime.prefix_cache): the replica likely to hold the prompt's prefix, else least_work
-        if self.policy == "prefix_aware":
-            target = pick_prefix_aware(self.replicas, seq)
+        reps = self.replicas
+        if len(reps) == 1:
+            target = reps[0] if self.policy != "prefix_aware" else pick_prefix_aware(reps, seq)
+        elif self.policy == "least_work":  # pick's least_work, inline (once per visit)
+            target = reps[0]
+            best_s = target.outstanding_work / target.tokens_per_s
+            for r in reps:  # the first minimum, as min() would pick
+                s = r.outstanding_work / r.tokens_per_s
+                if s < best_s:
+                    target, best_s = r, s
+        elif self.policy == "prefix_aware":
+            target = pick_prefix_aware(reps, seq)
         else:
-            reps = self.replicas
-            target = reps[0] if len(reps) == 1 else self.pick()  # pick's first case, inline
+            target = self.pick()
         tokens = seq.prompt_tokens + seq.generated
         if tokens > target.max_tokens_held:
             # Replicas of one tier may differ in KV memory (TP degree): a visit goes to one that can hold it, and is
