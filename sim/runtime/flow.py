@@ -35,7 +35,7 @@ from sim.runtime.loop import NORMAL
 from sim.runtime.prefix_cache import request_units
 from sim.runtime.records import STATUS_COMPLETED, STATUS_DROPPED, RecordBook
 from sim.runtime.router import TierRouter
-from sim.runtime.slo_stop import SloStop, SloWatch
+from sim.runtime.slo_stop import CLOCK_MARGIN_S, SloStop, SloWatch
 
 
 class CascadeFlow:
@@ -155,10 +155,14 @@ class CascadeFlow:
         arrival_s = self.arrival_s
         now = arrival_s[i]
         self.next_arrival = i + 1
-        if self.slo_watch is not None or self.direct_tier is not None or not self.fits_everywhere[i]:
+        if self.direct_tier is not None or not self.fits_everywhere[i]:
             self._arrive(i, now)
         else:
-            # _count(+1, now), _live_tier_from(0) and _enter's fitting path, inline: the same arithmetic in order
+            # _arrive's SLO check, _count(+1, now), _live_tier_from(0) and _enter's fitting path, inline: the same
+            # arithmetic in order
+            watch = self.slo_watch
+            if watch is not None and now - CLOCK_MARGIN_S > watch.due_s:  # check_open's first test
+                watch.check_open(now)
             self.area += self.in_system * (now - self._last_change)
             self._last_change = now
             self.in_system += 1
@@ -356,12 +360,17 @@ class CascadeFlow:
         book.final_tier[i] = t  # final_score, ttft_s and output_tokens_final follow from it (RecordBook.to_frame)
         book.completion_s[i] = now
         book.status[i] = STATUS_COMPLETED
-        if self.slo_watch is not None or self.arrivals is not None:
+        if self.arrivals is not None:
             if self.slo_watch is not None:  # the latency the records compute (completion_s - arrival_s), float for float
                 self.slo_watch.finished(i, now - book.arrival_s[i])
             self._finish(i, now)
             return
-        # _finish and its _count(-1, now), inline (no SLO watch, no arrivals object): once per request
+        # _finish and its _count(-1, now), inline (no arrivals object): once per request
+        watch = self.slo_watch
+        if watch is not None:  # the latency the records compute (completion_s - arrival_s), float for float
+            watch.finished(i, now - book.arrival_s[i])
+            if now - CLOCK_MARGIN_S > watch.due_s:  # check_open's first test
+                watch.check_open(now)
         self.finished += 1
         self.area += self.in_system * (now - self._last_change)
         self._last_change = now

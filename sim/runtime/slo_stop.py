@@ -71,6 +71,9 @@ class SloWatch:
         self.order = np.argsort(deadline, kind="stable").tolist()
         self.deadline = deadline[self.order].tolist()
         self.next = 0
+        # deadline[next] (inf once every one is decided): check_open does nothing at `now` unless
+        # now - CLOCK_MARGIN_S > due_s, the test its loop starts with, which the flow makes before calling it
+        self.due_s = self.deadline[0] if self.deadline else float("inf")
 
     def finished(self, i: int, latency_s: float) -> None:
         """Request i completed with this latency."""
@@ -92,13 +95,16 @@ class SloWatch:
         """Count the open requests whose deadline has certainly passed by `now`."""
         t = now - CLOCK_MARGIN_S
         order, deadline, status, n = self.order, self.deadline, self.status, len(self.order)
-        while self.next < n and deadline[self.next] < t:
-            i = order[self.next]
-            if not status[i] and not self.counted[i]:
-                if not (t - self.arrival_s[i]) / self.ref_s[i] > self.target:
-                    return  # the approximate deadline ran ahead of the exact test: decide it at a later event
-                self._miss(i, now)
-            self.next += 1
+        try:
+            while self.next < n and deadline[self.next] < t:
+                i = order[self.next]
+                if not status[i] and not self.counted[i]:
+                    if not (t - self.arrival_s[i]) / self.ref_s[i] > self.target:
+                        return  # the approximate deadline ran ahead of the exact test: decide it at a later event
+                    self._miss(i, now)
+                self.next += 1
+        finally:
+            self.due_s = deadline[self.next] if self.next < n else float("inf")
 
     def _miss(self, i: int, now: float) -> None:
         self.counted[i] = True

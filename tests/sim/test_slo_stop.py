@@ -150,3 +150,31 @@ def test_certain_pass_ends_the_run_at_the_attained_request_that_settles_it(scena
     assert exc.value.attained == w.num_requests - stop.fail_at_misses + 1
     assert exc.value.at_s == pytest.approx(attained[exc.value.attained - 1], abs=1e-9)
     assert exc.value.at_s < np.nanmax(done)
+
+
+def test_due_s_is_the_first_test_of_check_open():
+    """The flow calls SloWatch.check_open only when now - CLOCK_MARGIN_S > watch.due_s. That skips nothing only if
+    due_s is always the deadline check_open's loop tests first (inf once all are decided), so that a call at any
+    earlier time changes no state. Random open/finished requests and calls at random increasing times (the oracle:
+    the watch's own deadline list and a call made regardless)."""
+    from sim.runtime.slo_stop import CLOCK_MARGIN_S, SloStop, SloWatch
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        n = int(rng.integers(1, 30))
+        arrival = np.sort(rng.uniform(0, 10, n)).tolist()
+        ref = rng.uniform(0.1, 2.0, n)
+        status = [0] * n
+        watch = SloWatch(SloStop(ref, float(rng.uniform(1, 5)), n + 1), arrival, status)  # never stops
+        for now in np.sort(rng.uniform(0, 30, 20)):
+            if rng.random() < 0.3:
+                status[int(rng.integers(n))] = 1  # finished (the flow's record book)
+            expected = watch.deadline[watch.next] if watch.next < n else float("inf")
+            assert watch.due_s == expected
+            state = (watch.next, watch.left, list(watch.counted))
+            if not now - CLOCK_MARGIN_S > watch.due_s:
+                watch.check_open(now)  # what the flow skips: must be a no-op
+                assert (watch.next, watch.left, list(watch.counted)) == state
+            else:
+                watch.check_open(now)
+            assert watch.due_s == (watch.deadline[watch.next] if watch.next < n else float("inf"))
