@@ -140,5 +140,23 @@ class LanePool:
             lane.close()
 
 
+def reply_fd_of(argv: list[str]) -> int:
+    """The answer pipe's descriptor from `python -m experiments.lanes FD` (started by experiments.make_results)."""
+    from sim.common.errors import ConfigError
+
+    if len(argv) != 1 or not argv[0].isdigit():
+        raise ConfigError("experiments.lanes is started by `python -m experiments.make_results` with the file descriptor "
+                          f"of its answer pipe (python -m experiments.lanes FD), got {argv!r}")
+    fd = int(argv[0])
+    try:
+        os.fstat(fd)
+    except OSError:
+        raise ConfigError(f"experiments.lanes: file descriptor {fd} is not open (it is the answer pipe that "
+                          "experiments.make_results passes)") from None
+    return fd
+
+
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    from sim.common.cli import exit_on_user_error
+
+    exit_on_user_error(lambda: serve(reply_fd_of(sys.argv[1:])))()

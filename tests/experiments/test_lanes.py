@@ -60,3 +60,13 @@ def test_a_dead_lane_is_an_exit_and_is_not_lent_again(tmp_path):
         assert other is not lane and other.proc.poll() is None
     pool.close()
     assert len(pool.started) == 2 and all(lane.proc.returncode is not None for lane in pool.started)
+
+
+@pytest.mark.parametrize("args", [[], ["77"], ["x", "y"]])
+def test_a_lane_started_by_hand_is_one_error_line(args):
+    """`python -m experiments.lanes` without the answer pipe's open descriptor: one 'error:' line, exit 2."""
+    proc = subprocess.run([sys.executable, "-m", "experiments.lanes", *args], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: experiments.lanes"), proc.stderr
