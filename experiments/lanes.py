@@ -25,8 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def own_cpu_s() -> float:
-    """CPU seconds (user + system) of this process and of any children it waited for."""
+def cpu_s() -> float:
+    """CPU seconds (user + system) of this process and of its children it waited for (a lane's sweep, the driver's
+    lanes once closed)."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
@@ -66,9 +67,9 @@ def serve(reply_fd: int) -> None:
             if not line.strip():
                 continue
             argv = json.loads(line)
-            c0 = own_cpu_s()
+            c0 = cpu_s()
             rc = run_here(argv)
-            replies.write(json.dumps({"rc": rc, "cpu_s": own_cpu_s() - c0}) + "\n")
+            replies.write(json.dumps({"rc": rc, "cpu_s": cpu_s() - c0}) + "\n")
             replies.flush()
 
 

@@ -21,7 +21,6 @@ import argparse
 import os
 import threading
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from pathlib import Path
 
+from experiments.lanes import LanePool, cpu_s
 from sim.common.cli import exit_on_user_error
 from sim.common.errors import ConfigError
 from sim.common.io import write_json
@@ -47,12 +47,6 @@ def usable_cores() -> int:
 # A sweep that finds most of its bisections in another's (the same plans on the same workloads: experiments.sim_cache)
 # starts once that one has finished, when both are asked for.
 REUSES = {"ablation": ("slo_throughput",), "disaggregation": ("slo_throughput",)}
-
-
-def cpu_s() -> float:
-    """CPU seconds (user + system) of this process and of its finished children (a sweep and its workers)."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 class StepTimer:
@@ -114,21 +108,11 @@ def sweep_argv(name: str, sweep_dir: Path, overrides: tuple[str, ...] = ()) -> l
             *overrides]
 
 
-def run_sweep(name: str, sweep_dir: Path, overrides: tuple[str, ...] = (), cache_dir: Path | None = None,
-              lanes=None) -> float:
-    """One sweep, in a lane process of the pool given (experiments.lanes.LanePool, whose processes have the cache
-    folder in their environment) or else in a process of its own; cache_dir: the throughput cache shared with the
-    other sweeps of this run.
-    Returns the CPU seconds the sweep took (in the lane: that process's own; in a process of its own: os.wait4's
-    usage of that child alone, which RUSAGE_CHILDREN cannot tell apart while another sweep runs beside it)."""
-    from experiments.sim_cache import CACHE_ENV
-
-    argv = sweep_argv(name, sweep_dir, overrides)
-    if lanes is not None:
-        with lanes.lane() as lane:
-            return lane.run(argv)
-    env = {**os.environ, CACHE_ENV: str(cache_dir)} if cache_dir is not None else None
-    return run_child([sys.executable, "-m", "experiments.run", *argv], env)
+def run_sweep(name: str, sweep_dir: Path, overrides: tuple[str, ...], lanes: LanePool) -> float:
+    """One sweep in a lane process of the pool (whose processes have this run's throughput cache folder in their
+    environment); the CPU seconds it took in that process."""
+    with lanes.lane() as lane:
+        return lane.run(sweep_argv(name, sweep_dir, overrides))
 
 
 def run_child(cmd: list[str], env: dict | None = None) -> float:
@@ -248,10 +232,9 @@ def main(argv: list[str] | None = None) -> None:
             timer.run("planner_time", planner_time)
         else:
             sweep_dir = PROJECT_ROOT / "multirun" / name / args.stamp
-            timer.run(f"sweep {name}", run_sweep, name, sweep_dir, tuple(args.override), cache_dir, lanes)
+            timer.run(f"sweep {name}", run_sweep, name, sweep_dir, tuple(args.override), lanes)
         aggregate_and_draw(name)
 
-    from experiments.lanes import LanePool
     from experiments.sim_cache import CACHE_ENV
 
     lanes = LanePool(PROJECT_ROOT, {**os.environ, CACHE_ENV: str(cache_dir)})

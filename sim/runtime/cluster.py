@@ -19,11 +19,16 @@ SHARED_STEP_TIMES_MAX = 16
 _shared_step_times: dict[int, tuple[object, dict]] = {}
 
 
-def step_times_for(cost) -> dict:
-    """The memo of prefill-batch times shared by every run with this cost object, or a new one for this run
-    (a cost that is not a frozen dataclass may change between runs)."""
-    memo = frozen_object_memo(_shared_step_times, cost, SHARED_STEP_TIMES_MAX)
+def _shared_memo(registry: dict, cost) -> dict:
+    """The memo in registry shared by every run with this cost object, or a new one for this run (a cost that is not
+    a frozen dataclass may change between runs)."""
+    memo = frozen_object_memo(registry, cost, SHARED_STEP_TIMES_MAX)
     return {} if memo is None else memo
+
+
+def step_times_for(cost) -> dict:
+    """The memo of prefill-batch times by BatchShape fields (Replica.step_times)."""
+    return _shared_memo(_shared_step_times, cost)
 
 
 # cost.decode_affine(n) by batch size n, shared the same way (an engine looks it up at every decode jump it plans;
@@ -32,9 +37,8 @@ _shared_decode_affine: dict[int, tuple[object, dict]] = {}
 
 
 def decode_affine_for(cost) -> dict:
-    """The memo of cost.decode_affine by batch size, shared by every run with this cost object (as step_times_for)."""
-    memo = frozen_object_memo(_shared_decode_affine, cost, SHARED_STEP_TIMES_MAX)
-    return {} if memo is None else memo
+    """The memo of cost.decode_affine by batch size (Replica.decode_affine)."""
+    return _shared_memo(_shared_decode_affine, cost)
 
 
 # The one-prompt prefill times with their shapes by prompt tokens (Replica.prompt_times), shared the same way.
@@ -42,9 +46,8 @@ _shared_prompt_times: dict[int, tuple[object, dict]] = {}
 
 
 def prompt_times_for(cost) -> dict:
-    """The memo of one-prompt prefill (time, shape key) by prompt tokens, shared as step_times_for's."""
-    memo = frozen_object_memo(_shared_prompt_times, cost, SHARED_STEP_TIMES_MAX)
-    return {} if memo is None else memo
+    """The memo of one-prompt prefill (time, shape key) by prompt tokens (Replica.prompt_times)."""
+    return _shared_memo(_shared_prompt_times, cost)
 
 
 def validate_plan(plan, cascade, cluster) -> None:

@@ -360,9 +360,7 @@ class CascadeFlow:
         book.final_tier[i] = t  # final_score, ttft_s and output_tokens_final follow from it (RecordBook.to_frame)
         book.completion_s[i] = now
         book.status[i] = STATUS_COMPLETED
-        if self.arrivals is not None:
-            if self.slo_watch is not None:  # the latency the records compute (completion_s - arrival_s), float for float
-                self.slo_watch.finished(i, now - book.arrival_s[i])
+        if self.arrivals is not None:  # (no SLO watch with an arrivals object: __init__ refuses the pair)
             self._finish(i, now)
             return
         # _finish and its _count(-1, now), inline (no arrivals object): once per request

@@ -254,13 +254,7 @@ class Engine:
                 # Keyed by the shape's fields as a plain tuple (Step.key): hashing one is C, a dataclass's __hash__
                 # is Python, and the BatchShape is built only on a miss.
                 if t is None:
-                    times = self.replica.step_times
-                    key = step.key
-                    t = times.get(key)
-                    if t is None:
-                        t = self.cost.iteration_time_s(BatchShape(*key))
-                        if len(times) < STEP_TIMES_MAX:
-                            times[key] = t
+                    t = self._prefill_time(step.key)
                 t *= self.replica.slowdown
                 if self._log is not None:
                     self._record(now, t, 1, step.shape)

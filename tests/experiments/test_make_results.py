@@ -1,6 +1,7 @@
 """`make results`' driver (experiments.make_results): every step timed into results/timings.json with the core count."""
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -9,10 +10,11 @@ import experiments.make_results as mr
 
 def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
     calls = []
-    caches, given = set(), set()
-    pools = set()
-    monkeypatch.setattr(mr, "run_sweep", lambda name, d, overrides, cache, lanes: (
-        calls.append(("sweep", name, d.name)), caches.add(cache), given.add(overrides), pools.add(id(lanes)),
+    from experiments.sim_cache import CACHE_ENV
+
+    given, pools = set(), {}
+    monkeypatch.setattr(mr, "run_sweep", lambda name, d, overrides, lanes: (
+        calls.append(("sweep", name, d.name)), given.add(overrides), pools.setdefault(id(lanes), lanes),
         time.sleep(0.05)) and 1.5)
     monkeypatch.setattr(mr, "aggregate_sweep", lambda d, out: calls.append(("aggregate", out.name)))
     (tmp_path / "conf").symlink_to(mr.PROJECT_ROOT / "conf")  # the experiments, under a root of this test's own
@@ -47,6 +49,7 @@ def test_timings_json_has_each_step_total_and_cores(tmp_path, monkeypatch):
     assert set(t["steps_cpu_s"]) == set(t["steps_s"]) and t["sweeps"] == ["ablation", "drift"]
     assert 1.5 <= t["steps_cpu_s"]["sweep ablation"] < 1.6  # the sweep's process tree (here 1.5) + this thread's
     assert t["lanes"] == 1
+    caches = {Path(pool.env[CACHE_ENV]) for pool in pools.values()}  # the lanes' environment names it
     assert len(caches) == 1 and "S" in next(iter(caches)).parts  # one bisection cache for every sweep of the run
     assert given == {("seeds=1", "horizon_s=60")} and t["overrides"] == ["seeds=1", "horizon_s=60"]
 
@@ -55,7 +58,7 @@ def test_a_sweeps_figure_failure_fails_the_run_at_its_end(tmp_path, monkeypatch)
     """A figure that cannot be drawn from its sweep's table does not stop the other sweeps; the run ends non-zero
     after them, with its timings written."""
     calls = []
-    monkeypatch.setattr(mr, "run_sweep", lambda name, d, overrides, cache, lanes: calls.append(name) and 0.0)
+    monkeypatch.setattr(mr, "run_sweep", lambda name, d, overrides, lanes: calls.append(name) and 0.0)
     monkeypatch.setattr(mr, "aggregate_sweep", lambda d, out: None)
     (tmp_path / "conf").symlink_to(mr.PROJECT_ROOT / "conf")
     monkeypatch.setattr(mr, "PROJECT_ROOT", tmp_path)
@@ -124,33 +127,38 @@ def test_makefile_results_target_uses_the_driver():
     assert "experiments.make_results --sweeps $(SWEEPS)" in block
 
 
-def test_run_sweep_names_the_shared_cache_and_passes_overrides(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
-    from experiments.sim_cache import CACHE_ENV
+def test_run_sweep_passes_its_arguments_and_overrides_to_a_lane():
+    from contextlib import contextmanager
 
     seen = {}
-    monkeypatch.setattr(mr.subprocess, "Popen", lambda cmd, cwd, env: seen.update(cmd=cmd, env=env) or
-                        SimpleNamespace(pid=12345, returncode=None))
-    monkeypatch.setattr(mr.os, "wait4", lambda pid, opts: (pid, 0, SimpleNamespace(ru_utime=2.0, ru_stime=0.5)))
-    assert mr.run_sweep("ablation", tmp_path / "sweep", ("seeds=1",), tmp_path / "cache") == 2.5
-    assert seen["env"][CACHE_ENV] == str(tmp_path / "cache") and seen["cmd"][-1] == "seeds=1"
-    assert "experiment=ablation" in seen["cmd"] and f"hydra.sweep.dir={tmp_path / 'sweep'}" in seen["cmd"]
+
+    class Lane:
+        def run(self, argv):
+            seen["cmd"] = argv
+            return 2.5
+
+    class Pool:
+        @contextmanager
+        def lane(self):
+            yield Lane()
+
+    from pathlib import Path
+
+    assert mr.run_sweep("ablation", Path("/x/sweep"), ("seeds=1",), Pool()) == 2.5
+    assert seen["cmd"][-1] == "seeds=1"
+    assert "experiment=ablation" in seen["cmd"] and "hydra.sweep.dir=/x/sweep" in seen["cmd"]
     assert "hydra.launcher.n_jobs=1" in seen["cmd"]
 
 
-def test_run_sweep_reports_its_child_cpu_and_failure(tmp_path, monkeypatch):
-    """A real child process: its CPU seconds come back (a busy loop of about 0.3 s), a failing one exits non-zero."""
-    import subprocess
+def test_run_child_reports_its_cpu_and_failure(tmp_path):
+    """A real child process (the planner timing's): its CPU seconds come back (a busy loop of about 0.3 s), a failing
+    one exits non-zero."""
     import sys
 
-    real = subprocess.Popen
-    monkeypatch.setattr(mr.subprocess, "Popen", lambda cmd, cwd, env: real(
-        [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"
-         if "experiment=ok" in cmd else "raise SystemExit(3)"], cwd=cwd, env=env))
-    assert mr.run_sweep("ok", tmp_path / "s") >= 0.3
+    assert mr.run_child([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                                               "while time.process_time() - t < 0.3: pass"]) >= 0.3
     with pytest.raises(SystemExit) as exc:
-        mr.run_sweep("bad", tmp_path / "s")
+        mr.run_child([sys.executable, "-c", "raise SystemExit(3)"])
     assert exc.value.code == 3
 
 
