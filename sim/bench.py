@@ -1,7 +1,7 @@
 """Simulator benchmark: the default scenario (DeepSeek 7B/70B/671B AWQ cascade on 32 H100, fixed plan, Azure
 conversation trace) in reference and fast mode on a window, the whole hour in fast mode, and --scaling.
 
-python -m sim.bench [--window-s 300] [--scaling]   ends with one JSON line:
+python -m sim.bench [--window-s 300] [--scaling [--compare-split]]   ends with one JSON line:
 {"requests", "fast_wall_s", "reference_speedup", "identical", "requests_per_s"} (requests and fast_wall_s for the
 whole hour; identical and reference_speedup on the window). "identical" means the per-request DataFrames of both
 modes are equal bit for bit (pandas assert_frame_equal with check_exact).
@@ -102,6 +102,7 @@ def compare_modes(plan, cascade, cluster, workload, cfg, seed: int = 0, repeats:
 
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread: the scaling runs split tiers with os.fork (sim.runtime.tier_split)
     out = {"reference_wall_s": float("inf"), "fast_wall_s": float("inf")}
     for _ in tqdm(range(repeats), desc="reference vs fast, rounds", unit="round", file=sys.stderr,
                   disable=not progress, leave=False):
@@ -113,8 +114,10 @@ def compare_modes(plan, cascade, cluster, workload, cfg, seed: int = 0, repeats:
     return out
 
 
-def scaling(sizes=(10_000, 100_000, 1_000_000), seed: int = 0) -> list[dict]:
-    """Fast-mode wall time for synthetic Poisson workloads at the trace's rate (conversation lengths and scores)."""
+def scaling(sizes=(10_000, 100_000, 1_000_000), seed: int = 0, compare_split: bool = False) -> list[dict]:
+    """Fast-mode wall time for synthetic Poisson workloads at the trace's rate (conversation lengths and scores),
+    with the default sim.tier_split (auto: the first tier in a second process from 200,000 requests on). compare_split:
+    each size again in one process (tier_split off): its wall time, and whether the request tables are equal."""
     from sim.simulator import simulate
     from sim.workload import build_workload
 
@@ -126,9 +129,19 @@ def scaling(sizes=(10_000, 100_000, 1_000_000), seed: int = 0) -> list[dict]:
         r = simulate(plan, cascade, cluster, w, cfg, seed=seed)
         wall = time.perf_counter() - t0
         rows.append({"requests": int(w.num_requests), "wall_s": wall, "us_per_request": 1e6 * wall / w.num_requests,
-                     "simulated_s": float(r.meta["makespan_s"])})
+                     "simulated_s": float(r.meta["makespan_s"]), "tier_split": bool(r.meta["tier_split"])})
+        split = ("first tier in a second process" if r.meta["tier_split"] else
+                 f"one process: {r.meta.get('tier_split_not', '')}")
         print(f"scaling: {w.num_requests:>9,d} requests  {wall:7.2f} s  ({rows[-1]['us_per_request']:.0f} us/request, "
-              f"{rows[-1]['simulated_s'] / 3600:.1f} h simulated)", file=sys.stderr)
+              f"{rows[-1]['simulated_s'] / 3600:.1f} h simulated; {split})", file=sys.stderr)
+        if compare_split:
+            t0 = time.perf_counter()
+            one = simulate(plan, cascade, cluster, w, replace(cfg, tier_split="off"), seed=seed)
+            rows[-1]["one_process_wall_s"] = time.perf_counter() - t0
+            rows[-1]["identical_to_one_process"] = identical(r, one)
+            del one
+            print(f"scaling: {w.num_requests:>9,d} requests  {rows[-1]['one_process_wall_s']:7.2f} s in one process, "
+                  f"identical {rows[-1]['identical_to_one_process']}", file=sys.stderr)
     return rows
 
 
@@ -139,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scaling", action="store_true", help="also time 10k, 100k and 1M synthetic requests")
     ap.add_argument("--sizes", type=str, default="10000,100000,1000000")
+    ap.add_argument("--compare-split", action="store_true",
+                    help="--scaling: run each size again in one process (sim.tier_split off) and compare the tables")
     ap.add_argument("--plan", default="deepseek_default",
                     help="plan of conf/plan (deepseek_disaggregated: the same GPUs with prefill/decode pools)")
     ap.add_argument("--case", choices=CASES, help="time one named case instead of the default scenario")
@@ -186,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
               "reference_speedup": round(speedup, 1), "identical": bool(same),
               "requests_per_s": round(workload.num_requests / wall, 1)}
     if args.scaling:
-        result["scaling"] = scaling(sizes, args.seed)
+        result["scaling"] = scaling(sizes, args.seed, args.compare_split)
     print(json.dumps(result))
     return 0
 

@@ -17,6 +17,7 @@ from sim.runtime.flow import CascadeFlow
 from sim.runtime.loop import EventLoop
 from sim.runtime.records import SimResult
 from sim.runtime.replica import ITERATION_COLUMNS
+from sim.runtime import tier_split
 from sim.runtime.router import LOAD_BALANCERS, question_routes
 from sim.workload.config import judge_config_from_dict
 
@@ -58,6 +59,9 @@ class SimConfig:
     # Disaggregated tiers (replica roles prefill/decode, sim.runtime.disagg): when the prompt's KV moves to the
     # decode instance: after_prefill (vLLM, SGLang, Dynamo) | layerwise (overlapping the prefill, Splitwise)
     kv_transfer: str = setting("after_prefill", valid=("after_prefill", "layerwise"))
+    # Speed only (the records never depend on it): simulate the first tier's engines in a forked process beside the
+    # rest of the cascade (sim.runtime.tier_split): auto (runs of 200,000 requests or more, two CPUs or more) | on | off
+    tier_split: str = setting("auto", valid=("auto", "on", "off"))
 
     def __post_init__(self) -> None:
         # Each field's type and bound are stated on the field (sim.common.config_checks.setting); here only what
@@ -162,7 +166,18 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     flow = CascadeFlow(env, workload, plan.thresholds, plan.routing, cl.routers, cfg, gate, lat, direct, arrivals,
                        max_context=[t.model.max_context for t in cascade.tiers], slo_stop=slo_stop)
     cl.attach_flow(flow)
-    if controller is None:
+    split = {"tier_split": False}
+    why_not = tier_split.split_reason(cfg, cl.routers, n, controller, arrivals, slo_stop)
+    if not why_not:
+        try:
+            split = tier_split.run_split(env, flow)
+        except tier_split.TierSplitTie as tie:  # an order the split cannot know: the whole run in one process
+            result = simulate(plan, cascade, cluster, workload, dataclasses.replace(cfg, tier_split="off"), seed,
+                              cost_factory=cost_factory, judge=judge)
+            result.meta.update(sim_config=dataclasses.asdict(cfg), tier_split=False, tier_split_not=f"tie: {tie}",
+                               wall_s=time.perf_counter() - wall0)
+            return result
+    elif controller is None:
         flow.arm_precut()  # a run with one engine: its jumps end where the next arrival would cut them
         env.run()
     else:
@@ -177,6 +192,9 @@ def simulate(plan, cascade, cluster, workload, cfg: SimConfig = SimConfig(), see
     requests = flow.book.to_frame()
     iterations = pd.DataFrame(log, columns=ITERATION_COLUMNS) if log is not None else None
     meta = _meta(cfg, plan, seed, cl, flow, end_s, wall_s, workload)
+    meta.update(split)
+    if why_not:
+        meta["tier_split_not"] = why_not
     if controller is not None:
         meta.update(controller.report())
     return SimResult(requests, iterations, meta)
