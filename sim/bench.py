@@ -130,6 +130,9 @@ def scaling(sizes=(10_000, 100_000, 1_000_000), seed: int = 0, compare_split: bo
         wall = time.perf_counter() - t0
         rows.append({"requests": int(w.num_requests), "wall_s": wall, "us_per_request": 1e6 * wall / w.num_requests,
                      "simulated_s": float(r.meta["makespan_s"]), "tier_split": bool(r.meta["tier_split"])})
+        if r.meta["tier_split"]:
+            rows[-1]["child_cpu_s"] = r.meta["tier_split_child_cpu_s"]
+            rows[-1]["child_private_mb"] = r.meta["tier_split_child_private_mb"]
         split = ("first tier in a second process" if r.meta["tier_split"] else
                  f"one process: {r.meta.get('tier_split_not', '')}")
         print(f"scaling: {w.num_requests:>9,d} requests  {wall:7.2f} s  ({rows[-1]['us_per_request']:.0f} us/request, "

@@ -28,15 +28,19 @@ import pickle
 import struct
 import sys
 import threading
+import time
 from array import array
 from heapq import heappop
 
 from sim.runtime.router import TierRouter
 
 AUTO_MIN_REQUESTS = 200_000
-CHUNK_VISITS = 8192  # visits per message from the child
-_FIELDS = 9  # kind, request, loop time, end (or drop time), first scheduling, first token, replica, preemptions, cached
-_DONE, _DROP, _DROP_AT_SUBMIT = 0.0, 1.0, 2.0  # _DROP_AT_SUBMIT: dropped inside its own routing (an idle engine)
+CHUNK_VISITS = 8192  # items per message from the child
+# An item: kind, request, event-loop time, the logical time of what happens, then the first-tier visit's records: first
+# scheduling, first token, last token, replica, preemptions, cached prompt tokens (-1 for a drop).
+_FIELDS = 10
+_ITEM = struct.Struct("<10d")
+_VERDICT, _JUDGED, _COMPLETE, _DROP, _DROP_AT_SUBMIT = 0.0, 1.0, 2.0, 3.0, 4.0
 _HEADER = struct.Struct("<Q")
 _INF = float("inf")
 
@@ -76,18 +80,28 @@ def _swallow(seq) -> None:
 
 
 class _Emitter:
-    """The child's stand-in for the flow at the first tier's replicas: it writes each finished or dropped visit to the
-    parent, with the event-loop time of the boundary that finished it."""
+    """The child's link to the parent. The first tier's visits end in the child's own flow (its records, the judge's
+    verdict entry); what happens to the request from there on, the parent does, at the same event-loop time: a
+    verdict (VERDICT), a verdict without judge latency (JUDGED: inside the boundary), a final answer at the first tier
+    (COMPLETE), or a drop (DROP, DROP_AT_SUBMIT: inside the request's own routing, at an idle engine). Each item
+    carries the visit's records from the child's book."""
 
-    def __init__(self, env, fd: int) -> None:
+    def __init__(self, env, flow, fd: int) -> None:
         self.env = env
+        self.flow = flow
         self.fd = fd
         self.buf = array("d")
         self.reasons: list[str] = []
-        self.routing = False  # inside the first tier's route(): a drop there happens within the routing event
+        self.routing = False  # inside the first tier's route()
 
-    def router(self, route):
-        """The first tier's route, marking what happens inside it."""
+    def attach(self) -> None:
+        """Take the flow's exits from the first tier: its verdict entries, inline verdicts and final answers, and
+        the first tier's drops (the later tiers' routers swallow what reaches them)."""
+        flow = self.flow
+        for router in flow.routers[1:]:
+            router.route = _swallow
+        route = flow.routers[0].route
+
         def marked(seq) -> None:
             self.routing = True
             try:
@@ -95,17 +109,37 @@ class _Emitter:
             finally:
                 self.routing = False
 
-        return marked
+        flow.routers[0].route = marked
+        flow._on_verdict = self.verdict
+        flow._judged = self.judged
+        flow._complete = self.complete
+        for rep in flow.routers[0].replicas:
+            rep.flow = self
 
     def on_tier_done(self, seq, end: float, replica_id: int = -1) -> None:
-        self.buf.extend((_DONE, seq.req, self.env._now, end, seq.first_sched_s, seq.first_token_s, replica_id,
-                         seq.preemptions, seq.cached_tokens))
+        self.flow.on_tier_done(seq, end, replica_id)
+
+    def _emit(self, kind: float, i: int, now: float) -> None:
+        book = self.flow.book
+        cached = -1 if book.cached_tokens is None else book.cached_tokens[0][i]
+        self.buf.extend((kind, i, self.env._now, now, book.first_sched_s[0][i], book.first_token_s[0][i],
+                         book.done_s[0][i], book.replica[0][i], book.preemptions[i], cached))
         if len(self.buf) >= CHUNK_VISITS * _FIELDS:
             self.flush()
 
+    def verdict(self, args) -> None:
+        i, _, now = args
+        self._emit(_VERDICT, i, now)
+
+    def judged(self, i: int, t: int, now: float) -> None:
+        self._emit(_JUDGED, i, now)
+
+    def complete(self, i: int, t: int, now: float) -> None:
+        self._emit(_COMPLETE, i, now)
+
     def on_drop(self, seq, reason: str, now: float) -> None:
-        self.buf.extend((_DROP_AT_SUBMIT if self.routing else _DROP, seq.req, self.env._now, now, -1.0, -1.0, -1,
-                         seq.preemptions, -1))
+        self.buf.extend((_DROP_AT_SUBMIT if self.routing else _DROP, seq.req, self.env._now, now, -1.0, -1.0, -1.0,
+                         -1, seq.preemptions, -1))
         self.reasons.append(reason)
         if len(self.buf) >= CHUNK_VISITS * _FIELDS:
             self.flush()
@@ -158,17 +192,14 @@ def _private_mb() -> float:
 def _child(env, flow, fd: int) -> None:
     """Simulate the first tier alone and stream its visits' ends; never returns (os._exit)."""
     code = 1
+    cpu0 = time.process_time()
     try:
         routers = flow.routers
-        for router in routers[1:]:
-            router.route = _swallow
-        emitter = _Emitter(env, fd)
-        routers[0].route = emitter.router(routers[0].route)
-        for rep in routers[0].replicas:
-            rep.flow = emitter
+        emitter = _Emitter(env, flow, fd)
+        emitter.attach()
         env.run()
         emitter.flush()
-        send(fd, ("end", env._now, _engine_stats(routers[0].replicas), _private_mb()))
+        send(fd, ("end", env._now, _engine_stats(routers[0].replicas), _private_mb(), time.process_time() - cpu0))
         code = 0
     except BaseException as exc:  # the parent re-raises it: the same error a one-process run would raise
         try:
@@ -183,81 +214,83 @@ def _child(env, flow, fd: int) -> None:
 
 
 class _Replay:
-    """The parent's view of the child's stream: the next first-tier visit end, applied to the flow on demand."""
+    """The parent's side of the stream: the next item, applied to the flow as the child's event did it."""
 
     def __init__(self, fd: int, flow) -> None:
         self.fd = fd
         self.flow = flow
-        self.rec = array("d")
+        self.items: list[tuple] = []
         self.reasons: list[str] = []
         self.pos = 0
         self.drops = 0
-        self.applied = 0  # visit ends applied so far
-        self.end = None  # ("end", child's last loop time, engine stats, peak RSS MB) once received
+        self.applied = 0  # items applied so far
+        self.end = None  # ("end", child's last loop time, engine stats, private MB, CPU s) once received
 
-        class _Visit:  # what the flow reads of a finished visit (one object, refilled per visit)
-            __slots__ = ("req", "tier", "first_sched_s", "first_token_s", "preemptions", "cached_tokens")
+        class _Visit:  # what the flow reads of a dropped visit (one object, refilled per drop)
+            __slots__ = ("req", "tier", "preemptions")
 
         self.visit = _Visit()
         self.visit.tier = 0
 
-    def next_time(self) -> float:
-        """Event-loop time of the next visit end (inf once the child has none left)."""
-        if self.pos >= len(self.rec):
-            if self.end is not None:
-                return _INF
-            self._read()
-            if self.pos >= len(self.rec):
-                return _INF
-        return self.rec[self.pos + 2]
-
-    def at_submit(self) -> bool:
-        """Whether the next visit end is a drop inside its own routing (next_time() called before)."""
-        return self.pos < len(self.rec) and self.rec[self.pos] == _DROP_AT_SUBMIT
-
-    def route(self, seq) -> None:
-        """The parent's first-tier route(): what the child's engine did inside this routing (a drop) happens here."""
-        if self.next_time() < _INF and self.at_submit() and self.rec[self.pos + 1] == seq.req:
-            self.apply()
-
-    def _read(self) -> None:
-        while True:
+    def head(self) -> tuple | None:
+        """The next item (None once the child has none left)."""
+        if self.pos < len(self.items):
+            return self.items[self.pos]
+        while self.end is None:
             msg = receive(self.fd)
             if msg[0] == "visits":
-                self.rec = array("d")
-                self.rec.frombytes(msg[1])
+                self.items = list(_ITEM.iter_unpack(msg[1]))
                 self.reasons = msg[2]
                 self.pos = self.drops = 0
-                return
-            if msg[0] == "end":
+                if self.items:
+                    return self.items[0]
+            elif msg[0] == "end":
                 self.end = msg
-                return
-            raise msg[1]
+            else:
+                raise msg[1]
+        return None
 
-    def apply(self) -> None:
-        """The visit end at next_time(), as the flow hears it from an engine at that boundary."""
-        p = self.pos
-        kind, i, _, end, first_sched, first_token, replica, preemptions, cached = self.rec[p:p + _FIELDS]
-        self.pos = p + _FIELDS
+    def route(self, seq) -> None:
+        """The parent's first-tier route(): a drop the child's engine made inside this routing happens here."""
+        item = self.head()
+        if item is not None and item[0] == _DROP_AT_SUBMIT and item[1] == seq.req:
+            self.apply(item)
+
+    def apply(self, item: tuple) -> None:
+        """The item at the head, done to the flow."""
+        self.pos += 1
         self.applied += 1
-        v = self.visit
-        v.req = int(i)
-        v.preemptions = int(preemptions)
-        if kind == _DONE:
-            v.first_sched_s = first_sched
-            v.first_token_s = first_token
-            v.cached_tokens = int(cached)
-            self.flow.on_tier_done(v, end, int(replica))
-        else:
+        kind, i, _, now, first_sched, first_token, done, replica, preemptions, cached = item
+        i = int(i)
+        flow = self.flow
+        if kind >= _DROP:
+            v = self.visit
+            v.req, v.preemptions = i, int(preemptions)
             reason = self.reasons[self.drops]
             self.drops += 1
-            self.flow.on_drop(v, reason, end)
+            flow.on_drop(v, reason, now)
+            return
+        book = flow.book  # the visit's records, as CascadeFlow.on_tier_done writes them
+        book.first_sched_s[0][i] = first_sched
+        book.first_token_s[0][i] = first_token
+        book.done_s[0][i] = done
+        if preemptions:
+            book.preemptions[i] += int(preemptions)
+        book.replica[0][i] = int(replica)
+        if book.cached_tokens is not None:
+            book.cached_tokens[0][i] = cached
+        if kind == _VERDICT:
+            flow._verdict_due((i, 0, now))
+        elif kind == _JUDGED:
+            flow._judged(i, 0, now)
+        else:
+            flow._complete(i, 0, now)
 
 
 def run_split(env, flow) -> dict:
     """Run env's simulation with the first tier's engines in a forked child. Returns what the run's meta reports of
     the split (tier_split_child_private_mb: the child's own memory at its end, pages it no longer shares with this
-    process; what the split adds to the run's footprint). Raises TierSplitTie where the merge cannot know an order (the caller runs the case in one process)."""
+    process, what the split adds to the run's footprint; tier_split_child_cpu_s: the child's CPU seconds). Raises TierSplitTie where the merge cannot know an order (the caller runs the case in one process)."""
     sys.stdout.flush()
     sys.stderr.flush()
     r, w = os.pipe()
@@ -278,7 +311,7 @@ def run_split(env, flow) -> dict:
         replay = _Replay(r, flow)
         first.route = replay.route
         _merge(env, replay)
-        _, child_now, stats, child_private_mb = replay.end
+        _, child_now, stats, child_private_mb, child_cpu_s = replay.end
         for rep, engines in zip(first.replicas, stats):
             for e, (busy_s, iterations, jumps, peak, free, evictable) in zip(rep.engines, engines):
                 e.busy_s, e.iterations, e.jumps = busy_s, iterations, jumps
@@ -286,7 +319,7 @@ def run_split(env, flow) -> dict:
         if child_now > env._now:
             env._now = child_now  # the last entry of the run was the child's
         ok = True
-        return {"tier_split": True, "tier_split_child_private_mb": child_private_mb}
+        return {"tier_split": True, "tier_split_child_private_mb": child_private_mb, "tier_split_child_cpu_s": child_cpu_s}
     finally:
         os.close(r)
         if not ok:
@@ -298,16 +331,15 @@ def run_split(env, flow) -> dict:
 
 
 def _merge(env, replay: _Replay) -> None:
-    """EventLoop.run with the child's visit ends merged in by event-loop time; a tie raises TierSplitTie."""
+    """EventLoop.run with the child's items merged in by event-loop time; a tie raises TierSplitTie."""
     queue = env._queue
-    tc = replay.next_time()
-    while True:
+    item = replay.head()
+    while item is not None:
+        tc = item[2]
         while queue and queue[0][0] < tc:
             env._now, _, _, fn, arg = heappop(queue)
             fn(arg)
-        if tc == _INF:
-            return
-        if replay.at_submit():
+        if item[0] == _DROP_AT_SUBMIT:
             # A drop inside the routing of an arrival (or verdict) at tc: the parent's own entries up to tc run, and
             # that routing applies it (_Replay.route), as the one-process run drops it inside the same event.
             applied = replay.applied
@@ -319,7 +351,10 @@ def _merge(env, replay: _Replay) -> None:
                                    "(a simulator bug)")
         else:
             if queue and queue[0][0] == tc:
-                raise TierSplitTie(f"a first-tier boundary and another entry both at t={tc!r} s")
+                raise TierSplitTie(f"a first-tier event and another entry both at t={tc!r} s")
             env._now = tc
-            replay.apply()
-        tc = replay.next_time()
+            replay.apply(item)
+        item = replay.head()
+    while queue:  # the child is done: the parent's own entries to the end
+        env._now, _, _, fn, arg = heappop(queue)
+        fn(arg)

@@ -22,12 +22,14 @@ from sim.runtime.cluster import Cluster
 from sim.runtime.kv_cache import KVCache
 from sim.runtime.loop import NORMAL, EventLoop
 from sim.simulator import SimConfig, simulate
+from sim.spec.cascade import cascade_from_dict
 from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.workload import build_workload
 from sim.workload.prefix import PrefixHashes
 from sim.workload.types import Workload
 
-SPLIT_KEYS = ("wall_s", "sim_config", "tier_split", "tier_split_not", "tier_split_child_private_mb")
+SPLIT_KEYS = ("wall_s", "sim_config", "tier_split", "tier_split_not", "tier_split_child_private_mb",
+              "tier_split_child_cpu_s")
 
 
 def _both(plan_, cascade, cl, w, cfg=SimConfig(), **kw):
@@ -78,6 +80,23 @@ def test_fake_cost_runs_split_identically(judge_s, overrides):
     assert 0 < (split.requests.final_tier == 1).sum() < len(w.arrival_s)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_random_cascades_split_identically(seed):
+    """Random three-tier plans (replicas, PP, thresholds), loads, judge latencies and KV sizes."""
+    rng = np.random.default_rng(100 + seed)
+    reps = tuple(int(x) for x in rng.integers(1, 4, 3))
+    p = plan(reps, thresholds=tuple(float(x) for x in rng.uniform(20, 80, 2)), tp=(1, 1, 1), pp=(int(rng.integers(1, 3)), 1, 1),
+             models=("llama2_7b", "llama2_13b", "llama2_70b"))
+    w = poisson_workload(int(rng.integers(200, 700)), float(rng.uniform(5, 80)), seed=seed, tiers=3,
+                         mean_in=int(rng.integers(50, 800)))
+    cascade = cascade_from_dict({"name": "three", "tiers": [{"model": m} for m in ("llama2_7b", "llama2_13b",
+                                                                                     "llama2_70b")]})
+    split, one = _both(p, cascade, cluster(), w, SimConfig(mode=str(rng.choice(["fast", "reference"]))),
+                       cost_factory=fake_factory(kv_capacity_blocks=int(rng.integers(200, 5000))),
+                       judge=OracleJudge(float(rng.choice([0.0, 0.003, 0.2]))))
+    _assert_equal(split, one)
+
+
 def test_direct_routing_splits_identically():
     w = poisson_workload(800, 40.0, seed=5)
     split, one = _both(plan((2, 2), routing="direct", error=0.2), llama_cascade(), cluster(), w,
@@ -97,10 +116,11 @@ def test_kv_drops_preemptions_and_pipeline_engines_at_the_first_tier():
     assert (r.drop_reason == "prompt_exceeds_kv_capacity_t0").sum() > 0 and r.preemptions.sum() > 0
 
 
-def test_prefix_caching_splits_identically():
+@pytest.mark.parametrize("balancer", ["least_work", "prefix_aware"])
+def test_prefix_caching_splits_identically(balancer):
     w = _shared_prefixes(poisson_workload(600, 40.0, seed=7, mean_in=500))
-    split, one = _both(plan((2, 2)), llama_cascade(), cluster(), w, cost_factory=fake_factory(),
-                       judge=OracleJudge(0.01))
+    split, one = _both(plan((2, 2)), llama_cascade(), cluster(), w, SimConfig(load_balancer=balancer),
+                       cost_factory=fake_factory(), judge=OracleJudge(0.01))
     _assert_equal(split, one)
     assert split.requests.cached_tokens_t0.fillna(0).sum() > 0 and split.requests.cached_tokens_t1.fillna(0).sum() > 0
 
@@ -149,20 +169,20 @@ def test_a_first_tier_error_comes_back_as_the_same_error(monkeypatch):
 
 
 class _Replay:
-    """The parent's side of a split with a scripted child: visit ends at the given loop times."""
+    """The parent's side of a split with a scripted child: items (verdicts) at the given loop times."""
 
     def __init__(self, times):
-        self.times = list(times)
-        self.applied = []
+        self.items = [(0.0, k, t) for k, t in enumerate(times)]
+        self.applied = 0
+        self.at = []
 
-    def next_time(self):
-        return self.times[0] if self.times else float("inf")
+    def head(self):
+        return self.items[0] if self.items else None
 
-    def at_submit(self):
-        return False
-
-    def apply(self):
-        self.applied.append(self.times.pop(0))
+    def apply(self, item):
+        assert item is self.items[0]
+        self.at.append(self.items.pop(0)[2])
+        self.applied += 1
 
 
 def test_the_merge_orders_by_time_and_refuses_a_tie():
@@ -172,7 +192,7 @@ def test_the_merge_orders_by_time_and_refuses_a_tie():
         heappush(env._queue, (t, NORMAL, next(env._eid), seen.append, t))
     replay = _Replay([0.25, 1.0, 3.0])
     tier_split._merge(env, replay)
-    assert seen == [0.5, 2.0] and replay.applied == [0.25, 1.0, 3.0]
+    assert seen == [0.5, 2.0] and replay.at == [0.25, 1.0, 3.0]
 
     env = EventLoop()
     heappush(env._queue, (1.0, NORMAL, next(env._eid), seen.append, "parent"))
