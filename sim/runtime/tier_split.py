@@ -1,18 +1,21 @@
-"""Tier split: a cascade run on two cores, the first tier's engines in a forked process, its visits replayed in order.
+"""Tier split: a cascade on two cores, the first tier in a forked process, what follows its visits replayed here.
 
 A cascade is feed-forward: the first tier's engines see only the workload's arrivals (its router, its replicas,
 their queues and KV caches), never what happens at a later tier. So a forked child can simulate the first tier alone
-while the parent simulates everything else, and the parent learns each of the first tier's finished visits (and
-drops) as an entry of its own event loop at the event-loop time at which that visit's engine boundary fired. The
-parent's flow then does exactly what it would have done at that boundary (records, the judge's verdict entry,
-forwarding, completion), so every later event is pushed at the same point of the same order as in one process.
+while the parent simulates everything else. The child also takes the judge's verdict entries of the first tier's
+answers; what each one decides (or a final answer, or a drop) reaches the parent as an item stamped with the
+event-loop time at which it happened in the child, with the visit's records. The parent's flow does it at that time
+(CascadeFlow._verdict_due, _judged, _complete, on_drop), so every later event is pushed at the same point of the same
+order as in one process.
 
 Exactness. Events of one process keep their order (the same pushes in the same order, so the same event ids), and
-the parent merges the child's boundaries by event-loop time. The only order the merge cannot know is between a
-child boundary and a parent entry at the very same float time (the one-process order would then follow event ids
+the parent merges the child's items by event-loop time. The only order the merge cannot know is between a child's
+event and a parent entry at the very same float time (the one-process order would then follow event ids
 drawn across both tiers); the parent refuses to guess: it raises TierSplitTie, and simulate() runs the whole case
 again in one process (sim.simulator). With continuous arrival times and judge latencies such ties are float
 coincidences; the records of a split run equal those of a one-process run (tests/sim/runtime/test_tier_split.py).
+A drop inside the routing of a request (an idle engine that can never hold its prompt) happens within the arrival's
+own event: the parent applies it in its own routing of that request (_Replay.route).
 
 Eligible runs (split_reason): no controller, arrivals object, SLO stop or iteration log (each couples the tiers or
 needs one event order), a first tier with replicas behind a plain router (no disaggregation), a later tier with
@@ -46,7 +49,7 @@ _INF = float("inf")
 
 
 class TierSplitTie(Exception):
-    """A first-tier boundary and a parent entry at the same event-loop time: their one-process order is not known."""
+    """A child's event and a parent entry at the same event-loop time: their one-process order is not known."""
 
 
 def split_reason(cfg, routers, num_requests: int, controller, arrivals, slo_stop) -> str:
@@ -190,7 +193,7 @@ def _private_mb() -> float:
 
 
 def _child(env, flow, fd: int) -> None:
-    """Simulate the first tier alone and stream its visits' ends; never returns (os._exit)."""
+    """Simulate the first tier alone and stream what follows its visits; never returns (os._exit)."""
     code = 1
     cpu0 = time.process_time()
     try:
@@ -288,9 +291,10 @@ class _Replay:
 
 
 def run_split(env, flow) -> dict:
-    """Run env's simulation with the first tier's engines in a forked child. Returns what the run's meta reports of
-    the split (tier_split_child_private_mb: the child's own memory at its end, pages it no longer shares with this
-    process, what the split adds to the run's footprint; tier_split_child_cpu_s: the child's CPU seconds). Raises TierSplitTie where the merge cannot know an order (the caller runs the case in one process)."""
+    """Run env's simulation with the first tier in a forked child. Returns what the run's meta reports of the split
+    (tier_split_child_private_mb: the child's own memory at its end, pages it no longer shares with this process, what
+    the split adds to the run's footprint; tier_split_child_cpu_s: the child's CPU seconds). Raises TierSplitTie where
+    the merge cannot know an order (the caller runs the case in one process)."""
     sys.stdout.flush()
     sys.stderr.flush()
     r, w = os.pipe()
@@ -319,7 +323,8 @@ def run_split(env, flow) -> dict:
         if child_now > env._now:
             env._now = child_now  # the last entry of the run was the child's
         ok = True
-        return {"tier_split": True, "tier_split_child_private_mb": child_private_mb, "tier_split_child_cpu_s": child_cpu_s}
+        return {"tier_split": True, "tier_split_child_private_mb": child_private_mb,
+                "tier_split_child_cpu_s": child_cpu_s}
     finally:
         os.close(r)
         if not ok:

@@ -85,7 +85,8 @@ def test_random_cascades_split_identically(seed):
     """Random three-tier plans (replicas, PP, thresholds), loads, judge latencies and KV sizes."""
     rng = np.random.default_rng(100 + seed)
     reps = tuple(int(x) for x in rng.integers(1, 4, 3))
-    p = plan(reps, thresholds=tuple(float(x) for x in rng.uniform(20, 80, 2)), tp=(1, 1, 1), pp=(int(rng.integers(1, 3)), 1, 1),
+    p = plan(reps, thresholds=tuple(float(x) for x in rng.uniform(20, 80, 2)), tp=(1, 1, 1),
+             pp=(int(rng.integers(1, 3)), 1, 1),
              models=("llama2_7b", "llama2_13b", "llama2_70b"))
     w = poisson_workload(int(rng.integers(200, 700)), float(rng.uniform(5, 80)), seed=seed, tiers=3,
                          mean_in=int(rng.integers(50, 800)))
