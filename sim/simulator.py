@@ -59,8 +59,9 @@ class SimConfig:
     # Disaggregated tiers (replica roles prefill/decode, sim.runtime.disagg): when the prompt's KV moves to the
     # decode instance: after_prefill (vLLM, SGLang, Dynamo) | layerwise (overlapping the prefill, Splitwise)
     kv_transfer: str = setting("after_prefill", valid=("after_prefill", "layerwise"))
-    # Speed only (the records never depend on it): simulate the first tier's engines in a forked process beside the
-    # rest of the cascade (sim.runtime.tier_split): auto (runs of 200,000 requests or more, two CPUs or more) | on | off
+    # Speed only (the records never depend on it): simulate the first tier and its verdicts in a forked process beside
+    # the rest of the cascade (sim.runtime.tier_split): auto (runs of 200,000 requests or more, two CPUs or more, no
+    # other thread) | on | off
     tier_split: str = setting("auto", valid=("auto", "on", "off"))
 
     def __post_init__(self) -> None:

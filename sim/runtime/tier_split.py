@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import struct
 import sys
 import threading
@@ -329,7 +330,7 @@ def run_split(env, flow) -> dict:
         os.close(r)
         if not ok:
             try:
-                os.kill(pid, 9)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         os.waitpid(pid, 0)
@@ -345,8 +346,8 @@ def _merge(env, replay: _Replay) -> None:
             env._now, _, _, fn, arg = heappop(queue)
             fn(arg)
         if item[0] == _DROP_AT_SUBMIT:
-            # A drop inside the routing of an arrival (or verdict) at tc: the parent's own entries up to tc run, and
-            # that routing applies it (_Replay.route), as the one-process run drops it inside the same event.
+            # A drop inside the first-tier routing of an arrival at tc: the parent's own entries up to tc run, and its
+            # routing of that arrival applies it (_Replay.route), as the one-process run drops it inside that event.
             applied = replay.applied
             while replay.applied == applied and queue and queue[0][0] <= tc:
                 env._now, _, _, fn, arg = heappop(queue)
