@@ -9,6 +9,7 @@ from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.spec.cascade import cascade_from_dict
 from sim.spec.hardware import load_cluster
 from sim.perf.batch import BatchShape
+from sim.workload.prefix import PrefixHashes
 from sim.workload.types import Workload
 
 
@@ -100,3 +101,14 @@ def poisson_workload(n: int, rate: float, seed: int, tiers: int = 2, mean_in: in
     scores = rng.uniform(0, 100, (n, tiers))
     return Workload("synthetic", arrival, inp.astype(np.int64), out.astype(np.int64), scores,
                     np.array([f"q{i}" for i in range(n)]), tuple(f"m{t}" for t in range(tiers)))
+
+
+def shared_prefixes(w, groups: int = 4, shared_blocks: int = 12):
+    """The workload with KV block hash ids: request i shares its first blocks with every request of its group."""
+    ids, nxt = [], 10_000
+    for i, tokens in enumerate(w.input_tokens.tolist()):
+        n = tokens // 16
+        shared = [1000 * (i % groups) + j for j in range(min(n, shared_blocks))]
+        ids.append(tuple(shared + list(range(nxt, nxt + n - len(shared)))))
+        nxt += n
+    return replace(w, prefix=PrefixHashes(16, tuple(ids)))

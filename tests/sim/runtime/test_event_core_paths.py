@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import pytest
+from sim_fakes import shared_prefixes
 
 from sim.bench import llama2_70b_tp8_azure2k
 from sim.perf.batch import BatchShape
@@ -21,7 +22,6 @@ from sim.runtime.jump import segment_end
 from sim.runtime.records import STATUS_COMPLETED, STATUS_DROPPED, RecordBook
 from sim.runtime.replica import Engine
 from sim.simulator import simulate
-from sim.workload.prefix import PrefixHashes
 
 
 class _SegmentHolder:
@@ -155,17 +155,6 @@ def _equal_runs(monkeypatch, plan, cascade, cl, w, cfg) -> None:
     return fast
 
 
-def _shared_prefixes(w, groups: int = 4, shared_blocks: int = 12):
-    """The workload with KV block hash ids: request i shares its first blocks with every request of its group."""
-    ids, nxt = [], 10_000
-    for i, tokens in enumerate(w.input_tokens.tolist()):
-        n = tokens // 16
-        shared = [1000 * (i % groups) + j for j in range(min(n, shared_blocks))]
-        ids.append(tuple(shared + list(range(nxt, nxt + n - len(shared)))))
-        nxt += n
-    return replace(w, prefix=PrefixHashes(16, tuple(ids)))
-
-
 @pytest.mark.parametrize("scale, overrides", [
     (1.0, {}),  # one-prompt prefills, cuts, pre-cut jumps
     (0.05, {}),  # a burst: prefills of several prompts (the _shape path) and queues
@@ -182,7 +171,7 @@ def test_the_inline_paths_equal_the_general_ones_and_the_reference(monkeypatch, 
 @pytest.mark.parametrize("scale", [1.0, 0.1])
 def test_prefix_cached_prompts_take_the_shape_path_and_equal_the_general_one(monkeypatch, scale):
     plan, cascade, cl, w, cfg = llama2_70b_tp8_azure2k(0)
-    w = _shared_prefixes(w.window(0.0, float(w.arrival_s[299])))
+    w = shared_prefixes(w.window(0.0, float(w.arrival_s[299])))
     fast = _equal_runs(monkeypatch, plan, cascade, cl, replace(w, arrival_s=w.arrival_s * scale), cfg)
     assert (fast.requests.cached_tokens_t1 > 0).sum() > 50  # prompts admitted with cached blocks (prefilled > 0)
 

@@ -13,7 +13,8 @@ from heapq import heappush
 import numpy as np
 import pandas as pd
 import pytest
-from sim_fakes import OracleJudge, cluster, context_cascade, fake_factory, llama_cascade, plan, poisson_workload
+from sim_fakes import (OracleJudge, cluster, context_cascade, fake_factory, llama_cascade, plan, poisson_workload,
+                       shared_prefixes)
 
 from sim.bench import default_scenario
 from sim.common.errors import SimulationStuck
@@ -25,7 +26,6 @@ from sim.simulator import SimConfig, simulate
 from sim.spec.cascade import cascade_from_dict
 from sim.spec.plan import CascadePlan, ReplicaPlan, TierPlan
 from sim.workload import build_workload
-from sim.workload.prefix import PrefixHashes
 from sim.workload.types import Workload
 
 SPLIT_KEYS = ("wall_s", "sim_config", "tier_split", "tier_split_not", "tier_split_child_private_mb",
@@ -45,17 +45,6 @@ def _assert_equal(a, b) -> None:
     pd.testing.assert_frame_equal(a.requests, b.requests, check_exact=True)
     assert {k: v for k, v in a.meta.items() if k not in SPLIT_KEYS} == \
            {k: v for k, v in b.meta.items() if k not in SPLIT_KEYS}
-
-
-def _shared_prefixes(w, groups: int = 4, shared_blocks: int = 12):
-    """KV block hash ids: request i shares its first blocks with every request of its group."""
-    ids, nxt = [], 10_000
-    for i, tokens in enumerate(w.input_tokens.tolist()):
-        n = tokens // 16
-        shared = [1000 * (i % groups) + j for j in range(min(n, shared_blocks))]
-        ids.append(tuple(shared + list(range(nxt, nxt + n - len(shared)))))
-        nxt += n
-    return replace(w, prefix=PrefixHashes(16, tuple(ids)))
 
 
 def test_the_default_scenario_splits_identically():
@@ -119,7 +108,7 @@ def test_kv_drops_preemptions_and_pipeline_engines_at_the_first_tier():
 
 @pytest.mark.parametrize("balancer", ["least_work", "prefix_aware"])
 def test_prefix_caching_splits_identically(balancer):
-    w = _shared_prefixes(poisson_workload(600, 40.0, seed=7, mean_in=500))
+    w = shared_prefixes(poisson_workload(600, 40.0, seed=7, mean_in=500))
     split, one = _both(plan((2, 2)), llama_cascade(), cluster(), w, SimConfig(load_balancer=balancer),
                        cost_factory=fake_factory(), judge=OracleJudge(0.01))
     _assert_equal(split, one)
