@@ -1,6 +1,6 @@
-"""The tier split (sim.runtime.tier_split): a run with the first tier's engines in a forked process equals the same run
-in one process, float for float (request tables and meta: iterations, jumps, per-replica busy time and KV counts,
-end time, mean number in system), across the paths that cross the split: verdict entries and inline verdicts
+"""The tier split (sim.runtime.tier_split): a run with the first tier and its verdicts in a forked process equals the
+same run in one process, float for float (request tables and meta: iterations, jumps, per-replica busy time and KV
+counts, end time, mean number in system), across the paths that cross the split: verdict entries and inline verdicts
 (zero judge latency), direct routing, reference mode, Sarathi, prefix caching, KV-capacity drops and preemptions at
 the first tier, requests that skip it for their context, several engines per replica (PP), a disaggregated later
 tier. A tie the merge cannot order falls back to one process (forced, and met naturally on a lattice of times); a
