@@ -38,6 +38,8 @@ from heapq import heappop
 
 from sim.runtime.router import TierRouter
 
+# auto's size: sweeps run many smaller runs side by side and fill the cores themselves (make results' lanes), so by
+# default only a run that is a job by itself splits (the scaling benchmark's 1M; its 10k and 100k stay in one process)
 AUTO_MIN_REQUESTS = 200_000
 CHUNK_VISITS = 8192  # items per message from the child
 # An item: kind, request, event-loop time, the logical time of what happens, then the first-tier visit's records: first
