@@ -158,6 +158,7 @@ class _Emitter:
 
 
 def send(fd: int, message) -> None:
+    """One message to the pipe: its pickle's length, then the pickle."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     view = memoryview(_HEADER.pack(len(data)) + data)
     while view:
@@ -176,11 +177,13 @@ def _read_exact(fd: int, n: int) -> bytes:
 
 
 def receive(fd: int):
+    """The next message from the pipe (blocks until the child has written it)."""
     (n,) = _HEADER.unpack(_read_exact(fd, _HEADER.size))
     return pickle.loads(_read_exact(fd, n))
 
 
 def _engine_stats(replicas) -> list:
+    """What the run's meta reads of the first tier's engines, per replica and engine."""
     return [[(e.busy_s, e.iterations, e.jumps, e.kv.peak_used_blocks, e.kv.free_blocks, e.kv.evictable_blocks)
              for e in r.engines] for r in replicas]
 
