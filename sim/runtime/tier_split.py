@@ -4,9 +4,9 @@ A cascade is feed-forward: the first tier's engines see only the workload's arri
 their queues and KV caches), never what happens at a later tier. So a forked child can simulate the first tier alone
 while the parent simulates everything else. The child also takes the judge's verdict entries of the first tier's
 answers; what each one decides (or a final answer, or a drop) reaches the parent as an item stamped with the
-event-loop time at which it happened in the child, with the visit's records. The parent's flow does it at that time
-(CascadeFlow._verdict_due, _judged, _complete, on_drop), so every later event is pushed at the same point of the same
-order as in one process.
+event-loop time at which it happened in the child. The parent's flow does it at that time (CascadeFlow._verdict_due,
+_judged, _complete, on_drop), so every later event is pushed at the same point of the same order as in one process.
+The first tier's visit records, which no event of the parent reads, come once at the end, as columns.
 
 Exactness. Events of one process keep their order (the same pushes in the same order, so the same event ids), and
 the parent merges the child's items by event-loop time. The only order the merge cannot know is between a child's
@@ -36,16 +36,18 @@ import time
 from array import array
 from heapq import heappop
 
+import numpy as np
+
 from sim.runtime.router import TierRouter
 
 # auto's size: sweeps run many smaller runs side by side and fill the cores themselves (make results' lanes), so by
 # default only a run that is a job by itself splits (the scaling benchmark's 1M; its 10k and 100k stay in one process)
 AUTO_MIN_REQUESTS = 200_000
 CHUNK_VISITS = 8192  # items per message from the child
-# An item: kind, request, event-loop time, the logical time of what happens, then the first-tier visit's records: first
-# scheduling, first token, last token, replica, preemptions, cached prompt tokens (-1 for a drop).
-_FIELDS = 10
-_ITEM = struct.Struct("<10d")
+# An item: kind, request, event-loop time, the logical time of what happens. The first tier's visit records (no event
+# of the parent reads them) come once, as columns, with the child's last message (_visit_columns).
+_FIELDS = 4
+_ITEM = struct.Struct("<4d")
 _VERDICT, _JUDGED, _COMPLETE, _DROP, _DROP_AT_SUBMIT = 0.0, 1.0, 2.0, 3.0, 4.0
 _HEADER = struct.Struct("<Q")
 _INF = float("inf")
@@ -89,8 +91,7 @@ class _Emitter:
     """The child's link to the parent. The first tier's visits end in the child's own flow (its records, the judge's
     verdict entry); what happens to the request from there on, the parent does, at the same event-loop time: a
     verdict (VERDICT), a verdict without judge latency (JUDGED: inside the boundary), a final answer at the first tier
-    (COMPLETE), or a drop (DROP, DROP_AT_SUBMIT: inside the request's own routing, at an idle engine). Each item
-    carries the visit's records from the child's book."""
+    (COMPLETE), or a drop (DROP, DROP_AT_SUBMIT: inside the request's own routing, at an idle engine)."""
 
     def __init__(self, env, flow, fd: int) -> None:
         self.env = env
@@ -126,10 +127,7 @@ class _Emitter:
         self.flow.on_tier_done(seq, end, replica_id)
 
     def _emit(self, kind: float, i: int, now: float) -> None:
-        book = self.flow.book
-        cached = -1 if book.cached_tokens is None else book.cached_tokens[0][i]
-        self.buf.extend((kind, i, self.env._now, now, book.first_sched_s[0][i], book.first_token_s[0][i],
-                         book.done_s[0][i], book.replica[0][i], book.preemptions[i], cached))
+        self.buf.extend((kind, i, self.env._now, now))
         if len(self.buf) >= CHUNK_VISITS * _FIELDS:
             self.flush()
 
@@ -144,11 +142,9 @@ class _Emitter:
         self._emit(_COMPLETE, i, now)
 
     def on_drop(self, seq, reason: str, now: float) -> None:
-        self.buf.extend((_DROP_AT_SUBMIT if self.routing else _DROP, seq.req, self.env._now, now, -1.0, -1.0, -1.0,
-                         -1, seq.preemptions, -1))
-        self.reasons.append(reason)
-        if len(self.buf) >= CHUNK_VISITS * _FIELDS:
-            self.flush()
+        self.flow.book.preemptions[seq.req] += seq.preemptions  # counted in the columns, as on_tier_done's are
+        self.reasons.append(reason)  # before _emit, which may send the chunk this drop ends
+        self._emit(_DROP_AT_SUBMIT if self.routing else _DROP, seq.req, now)
 
     def flush(self) -> None:
         if self.buf:
@@ -182,6 +178,27 @@ def receive(fd: int):
     return pickle.loads(_read_exact(fd, n))
 
 
+def _visit_columns(book) -> dict:
+    """The first tier's visit records as the child's flow wrote them (CascadeFlow.on_tier_done), column bytes."""
+    cols = {name: getattr(book, name)[0].tobytes() for name in ("first_sched_s", "first_token_s", "done_s", "replica")}
+    if book.cached_tokens is not None:
+        cols["cached_tokens"] = book.cached_tokens[0].tobytes()
+    cols["preemptions"] = book.preemptions.tobytes()  # the first tier's only: no later tier runs here
+    return cols
+
+
+def _take_visit_columns(book, cols: dict) -> None:
+    """The child's first-tier visit records into the parent's book; its preemptions added to the later tiers'."""
+    for name, raw in cols.items():
+        if name == "preemptions":
+            total = np.frombuffer(book.preemptions, dtype=np.int64) + np.frombuffer(raw, dtype=np.int64)
+            book.preemptions = array("q", total.tobytes())
+        else:
+            column = array(getattr(book, name)[0].typecode)
+            column.frombytes(raw)
+            getattr(book, name)[0] = column
+
+
 def _engine_stats(replicas) -> list:
     """What the run's meta reads of the first tier's engines, per replica and engine."""
     return [[(e.busy_s, e.iterations, e.jumps, e.kv.peak_used_blocks, e.kv.free_blocks, e.kv.evictable_blocks)
@@ -208,7 +225,8 @@ def _child(env, flow, fd: int) -> None:
         emitter.attach()
         env.run()
         emitter.flush()
-        send(fd, ("end", env._now, _engine_stats(routers[0].replicas), _private_mb(), time.process_time() - cpu0))
+        send(fd, ("end", env._now, _engine_stats(routers[0].replicas), _private_mb(), time.process_time() - cpu0,
+                  _visit_columns(flow.book)))
         code = 0
     except BaseException as exc:  # the parent re-raises it: the same error a one-process run would raise
         try:
@@ -233,13 +251,14 @@ class _Replay:
         self.pos = 0
         self.drops = 0
         self.applied = 0  # items applied so far
-        self.end = None  # ("end", child's last loop time, engine stats, private MB, CPU s) once received
+        self.end = None  # ("end", child's last loop time, engine stats, private MB, CPU s, visit columns) once received
 
         class _Visit:  # what the flow reads of a dropped visit (one object, refilled per drop)
             __slots__ = ("req", "tier", "preemptions")
 
         self.visit = _Visit()
         self.visit.tier = 0
+        self.visit.preemptions = 0  # the child's columns count them (_visit_columns)
 
     def head(self) -> tuple | None:
         """The next item (None once the child has none left)."""
@@ -269,25 +288,16 @@ class _Replay:
         """The item at the head, done to the flow."""
         self.pos += 1
         self.applied += 1
-        kind, i, _, now, first_sched, first_token, done, replica, preemptions, cached = item
+        kind, i, _, now = item
         i = int(i)
         flow = self.flow
         if kind >= _DROP:
             v = self.visit
-            v.req, v.preemptions = i, int(preemptions)
+            v.req = i
             reason = self.reasons[self.drops]
             self.drops += 1
             flow.on_drop(v, reason, now)
             return
-        book = flow.book  # the visit's records, as CascadeFlow.on_tier_done writes them
-        book.first_sched_s[0][i] = first_sched
-        book.first_token_s[0][i] = first_token
-        book.done_s[0][i] = done
-        if preemptions:
-            book.preemptions[i] += int(preemptions)
-        book.replica[0][i] = int(replica)
-        if book.cached_tokens is not None:
-            book.cached_tokens[0][i] = cached
         if kind == _VERDICT:
             flow._verdict_due((i, 0, now))
         elif kind == _JUDGED:
@@ -321,7 +331,8 @@ def run_split(env, flow) -> dict:
         replay = _Replay(r, flow)
         first.route = replay.route
         _merge(env, replay)
-        _, child_now, stats, child_private_mb, child_cpu_s = replay.end
+        _, child_now, stats, child_private_mb, child_cpu_s, columns = replay.end
+        _take_visit_columns(flow.book, columns)
         for rep, engines in zip(first.replicas, stats):
             for e, (busy_s, iterations, jumps, peak, free, evictable) in zip(rep.engines, engines):
                 e.busy_s, e.iterations, e.jumps = busy_s, iterations, jumps
